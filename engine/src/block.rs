@@ -1,0 +1,93 @@
+//! Blocks: a signed header plus the transactions it orders. A Raft log entry carries a whole block.
+
+use alloy_primitives::{keccak256, Address, B256};
+use serde::{Deserialize, Serialize};
+
+use crate::codec::{self, CodecError};
+use crate::ids::{NodeId, Sig65};
+use crate::keys::SecretKey;
+use crate::ledger::Ledger;
+use crate::tx::SignedTransaction;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHeader {
+    pub height: u64,
+    pub parent_hash: B256,
+    pub timestamp_ms: u64,
+    pub transactions_root: B256,
+    /// The ledger's state root after executing this block: the output hash replayers check.
+    pub state_root: B256,
+    pub proposer: NodeId,
+    /// The Raft term of the leader that proposed the block.
+    pub term: u64,
+}
+
+impl BlockHeader {
+    pub fn hash(&self) -> Result<B256, CodecError> {
+        Ok(keccak256(codec::encode(self)?))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Block {
+    pub header: BlockHeader,
+    /// The proposer's signature over the header hash.
+    pub signature: Sig65,
+    pub transactions: Vec<SignedTransaction>,
+}
+
+impl Block {
+    pub fn hash(&self) -> Result<B256, CodecError> {
+        self.header.hash()
+    }
+
+    /// Signs `header` with the proposer's node key.
+    pub fn seal(
+        header: BlockHeader,
+        transactions: Vec<SignedTransaction>,
+        key: &SecretKey,
+    ) -> Result<Block, CodecError> {
+        let signature = key.sign_hash(&header.hash()?);
+        Ok(Block {
+            header,
+            signature,
+            transactions,
+        })
+    }
+}
+
+/// Commits to the ordered list of transactions: keccak over their hashes, in order.
+pub fn transactions_root(txs: &[SignedTransaction]) -> Result<B256, CodecError> {
+    let mut buf = Vec::with_capacity(32 * txs.len());
+    for tx in txs {
+        buf.extend_from_slice(tx.hash()?.as_slice());
+    }
+    Ok(keccak256(&buf))
+}
+
+/// What every node of one chain agrees on before the first block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainSpec {
+    pub chain_id: u64,
+    /// Funded accounts at height 0.
+    pub genesis_alloc: Vec<(Address, u64)>,
+}
+
+impl ChainSpec {
+    pub fn genesis_ledger(&self) -> Ledger {
+        Ledger::from_alloc(&self.genesis_alloc)
+    }
+
+    /// The height-0 header: no proposer, no transactions, the allocation's state root.
+    pub fn genesis_header(&self) -> Result<BlockHeader, CodecError> {
+        Ok(BlockHeader {
+            height: 0,
+            parent_hash: B256::from(alloy_primitives::U256::from(self.chain_id)),
+            timestamp_ms: 0,
+            transactions_root: transactions_root(&[])?,
+            state_root: self.genesis_ledger().state_root()?,
+            proposer: NodeId::default(),
+            term: 0,
+        })
+    }
+}

@@ -1,0 +1,183 @@
+//! Chain rules shared by consensus nodes (when applying a canonized block) and replayers (when
+//! verifying a downloaded one): continuity, proposer signature, transactions root, and the output
+//! state root after re-execution.
+
+use std::collections::BTreeSet;
+
+use alloy_primitives::B256;
+use serde::{Deserialize, Serialize};
+
+use crate::block::{transactions_root, Block, BlockHeader};
+use crate::codec::CodecError;
+use crate::ids::NodeId;
+use crate::keys::{self, SecretKey};
+use crate::ledger::{Executed, Ledger, TxError};
+use crate::tx::SignedTransaction;
+
+/// The tip a node has applied: what the next block must extend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Head {
+    pub height: u64,
+    pub hash: B256,
+    pub timestamp_ms: u64,
+    pub state_root: B256,
+}
+
+impl Head {
+    pub fn of(header: &BlockHeader) -> Result<Head, CodecError> {
+        Ok(Head {
+            height: header.height,
+            hash: header.hash()?,
+            timestamp_ms: header.timestamp_ms,
+            state_root: header.state_root,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+pub enum BlockError {
+    #[error("height {got} does not follow head {head}")]
+    Height { head: u64, got: u64 },
+    #[error("parent hash {got} is not the head hash {head}")]
+    Parent { head: B256, got: B256 },
+    #[error("timestamp {got} ms is before the parent's {parent} ms")]
+    Timestamp { parent: u64, got: u64 },
+    #[error("proposer {0:?} is not a consensus peer")]
+    UnknownProposer(NodeId),
+    #[error("proposer signature does not recover to the proposer")]
+    Signature,
+    #[error("transactions root {got} does not match the transactions ({computed})")]
+    TransactionsRoot { got: B256, computed: B256 },
+    #[error("transaction {index} is invalid: {error}")]
+    Transaction { index: usize, error: TxError },
+    #[error("state root {got} does not match re-execution ({computed})")]
+    StateRoot { got: B256, computed: B256 },
+    #[error(
+        "block proposed in term {header} by {proposer:?} but appended by the term-{log} leader"
+    )]
+    WrongLeader {
+        header: u64,
+        log: u64,
+        proposer: NodeId,
+    },
+    #[error("encoding: {0}")]
+    Codec(String),
+}
+
+impl From<CodecError> for BlockError {
+    fn from(e: CodecError) -> Self {
+        BlockError::Codec(e.to_string())
+    }
+}
+
+/// Verifies `block` against the current head and ledger and re-executes it. Nothing is mutated:
+/// the caller persists the returned ledger only if it accepts the result.
+pub fn verify_block(
+    head: &Head,
+    ledger: &Ledger,
+    peers: &[NodeId],
+    block: &Block,
+) -> Result<Executed, BlockError> {
+    let h = &block.header;
+    if h.height != head.height + 1 {
+        return Err(BlockError::Height {
+            head: head.height,
+            got: h.height,
+        });
+    }
+    if h.parent_hash != head.hash {
+        return Err(BlockError::Parent {
+            head: head.hash,
+            got: h.parent_hash,
+        });
+    }
+    if h.timestamp_ms < head.timestamp_ms {
+        return Err(BlockError::Timestamp {
+            parent: head.timestamp_ms,
+            got: h.timestamp_ms,
+        });
+    }
+    if !peers.contains(&h.proposer) {
+        return Err(BlockError::UnknownProposer(h.proposer));
+    }
+    match keys::recover_node_id(&h.hash()?, &block.signature) {
+        Ok(id) if id == h.proposer => {}
+        _ => return Err(BlockError::Signature),
+    }
+    let computed = transactions_root(&block.transactions)?;
+    if computed != h.transactions_root {
+        return Err(BlockError::TransactionsRoot {
+            got: h.transactions_root,
+            computed,
+        });
+    }
+    let mut next = ledger.clone();
+    let mut touched = BTreeSet::new();
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let wrote = next
+            .apply_signed(tx)
+            .map_err(|error| BlockError::Transaction { index, error })?;
+        touched.extend(wrote);
+    }
+    let computed = next.state_root()?;
+    if computed != h.state_root {
+        return Err(BlockError::StateRoot {
+            got: h.state_root,
+            computed,
+        });
+    }
+    Ok(Executed {
+        ledger: next,
+        touched,
+    })
+}
+
+/// A block the sequencer built, and the candidates it left out with the reason.
+pub struct Built {
+    pub block: Block,
+    pub excluded: Vec<(SignedTransaction, TxError)>,
+}
+
+/// What the sequencer needs to build on top of `head`.
+pub struct Proposal<'a> {
+    pub head: &'a Head,
+    pub ledger: &'a Ledger,
+    pub key: &'a SecretKey,
+    pub term: u64,
+    pub timestamp_ms: u64,
+    pub max_transactions: usize,
+}
+
+/// Builds and signs the next block from `candidates` in order: each is executed on a working
+/// ledger and kept only if valid, so an invalid transaction never reaches a block.
+pub fn build_block(
+    p: Proposal<'_>,
+    candidates: impl IntoIterator<Item = SignedTransaction>,
+) -> Result<Built, CodecError> {
+    let mut ledger = p.ledger.clone();
+    let mut included = Vec::new();
+    let mut excluded = Vec::new();
+    for tx in candidates {
+        if included.len() >= p.max_transactions {
+            break;
+        }
+        match ledger.apply_signed(&tx) {
+            Ok(_) => included.push(tx),
+            Err(e) => excluded.push((tx, e)),
+        }
+    }
+    let header = BlockHeader {
+        height: p.head.height + 1,
+        parent_hash: p.head.hash,
+        // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
+        timestamp_ms: p.timestamp_ms.max(p.head.timestamp_ms),
+        transactions_root: transactions_root(&included)?,
+        state_root: ledger.state_root()?,
+        proposer: p.key.node_id(),
+        term: p.term,
+    };
+    Ok(Built {
+        block: Block::seal(header, included, p.key)?,
+        excluded,
+    })
+}

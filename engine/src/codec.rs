@@ -1,0 +1,41 @@
+//! The one place that knows the wire and storage encoding: bincode 2.0.1 through serde.
+//!
+//! Everything that crosses a network or reaches a disk is encoded here, so the format can be
+//! pinned by golden vectors (see the tests) and swapped in one spot.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// The largest message or record we will decode. A hostile length prefix beyond it is an error
+/// before anything is allocated.
+pub const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodecError {
+    #[error("encode: {0}")]
+    Encode(String),
+    #[error("decode: {0}")]
+    Decode(String),
+    #[error("decode: {0} trailing bytes after the value")]
+    Trailing(usize),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_variable_int_encoding()
+        .with_limit::<MAX_DECODE_BYTES>()
+}
+
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes exactly one value; trailing bytes are an error so two encodings never alias.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| CodecError::Decode(e.to_string()))?;
+    if read != bytes.len() {
+        return Err(CodecError::Trailing(bytes.len() - read));
+    }
+    Ok(value)
+}

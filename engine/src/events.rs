@@ -1,0 +1,64 @@
+//! Everything observable a node does leaves through [`EventSink`]: the simulator's invariant
+//! checker and trace recorder consume it; production turns it into logs and metrics.
+
+use alloy_primitives::B256;
+
+use crate::ids::NodeId;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// The node opened its storage: what survived since its last life.
+    Started {
+        head_height: u64,
+        head_hash: B256,
+        term: u64,
+        committed_index: Option<u64>,
+    },
+    /// A vote was made durable.
+    VoteSaved { term: u64, committed: bool },
+    /// The commit index was made durable.
+    Committed { index: u64 },
+    /// A canonized block was verified, executed and stored.
+    BlockApplied {
+        index: u64,
+        height: u64,
+        hash: B256,
+        parent_hash: B256,
+        state_root: B256,
+        term: u64,
+        proposer: NodeId,
+        transactions: usize,
+    },
+    /// A committed entry whose block no longer extends the chain (a deposed leader's proposal)
+    /// or fails verification; every node rejects it identically.
+    EntryRejected {
+        index: u64,
+        height: u64,
+        reason: String,
+    },
+    /// A committed entry without a block (leader no-op, membership).
+    EntryApplied { index: u64 },
+    /// The node observed itself as leader of `term`.
+    BecameLeader { term: u64 },
+    /// The node stopped being leader.
+    LostLeadership { term: u64 },
+    /// The leader proposed a block.
+    Proposed { height: u64, transactions: usize },
+    /// A proposal did not become canonical; the sequencer follows the chain instead.
+    ProposalDropped { height: u64, reason: String },
+    /// The leader could not hear a quorum and gave up leadership.
+    SteppedDown { millis_since_quorum_ack: u64 },
+    /// A storage write failed; the node stops serving Raft until restarted.
+    StorageFailed { reason: String },
+}
+
+pub trait EventSink: Send + Sync + 'static {
+    fn emit(&self, node: &NodeId, event: Event);
+}
+
+/// Discards events; for tools that only need the engine's results.
+pub struct NoEvents;
+
+impl EventSink for NoEvents {
+    fn emit(&self, _node: &NodeId, _event: Event) {}
+}

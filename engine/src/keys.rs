@@ -1,0 +1,152 @@
+//! secp256k1 keys through alloy: node keys (whose public key is the [`NodeId`]) and account keys
+//! (whose address is a transaction's sender).
+
+use alloy_primitives::{Address, Signature, B256};
+use alloy_signer::SignerSync;
+use alloy_signer_local::PrivateKeySigner;
+
+use crate::ids::{parse_hex_fixed, NodeId, Sig65};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KeyError {
+    #[error("secret key: {0}")]
+    BadHex(String),
+    #[error("secret key is not a valid secp256k1 scalar (zero or above the curve order)")]
+    OutOfRange,
+    #[error("signature is malformed or does not recover to a public key")]
+    BadSignature,
+}
+
+/// A secp256k1 secret key used to sign blocks (node key) or transactions (account key).
+#[derive(Clone)]
+pub struct SecretKey {
+    signer: PrivateKeySigner,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret itself.
+        write!(f, "SecretKey({})", self.node_id().short())
+    }
+}
+
+impl SecretKey {
+    pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
+        let signer =
+            PrivateKeySigner::from_bytes(&B256::from(bytes)).map_err(|_| KeyError::OutOfRange)?;
+        Ok(SecretKey { signer })
+    }
+
+    /// Parses 32 bytes of hex, `0x` optional, as the seed's `network_secret_key`.
+    pub fn from_hex(s: &str) -> Result<Self, KeyError> {
+        let bytes = parse_hex_fixed::<32>(s.trim()).map_err(KeyError::BadHex)?;
+        Self::from_bytes(bytes)
+    }
+
+    /// The 64-byte uncompressed public key, which is the Raft node id.
+    pub fn node_id(&self) -> NodeId {
+        let point = self
+            .signer
+            .credential()
+            .verifying_key()
+            .to_encoded_point(false);
+        let mut id = [0u8; 64];
+        // Uncompressed SEC1 is 0x04 || X || Y; the id drops the tag byte.
+        id.copy_from_slice(&point.as_bytes()[1..65]);
+        NodeId(id)
+    }
+
+    pub fn address(&self) -> Address {
+        self.signer.address()
+    }
+
+    pub fn sign_hash(&self, hash: &B256) -> Sig65 {
+        // Signing a 32-byte prehash with a valid key cannot fail in k256; the Result is
+        // alloy's generic signer interface.
+        match self.signer.sign_hash_sync(hash) {
+            Ok(sig) => Sig65(sig.as_bytes()),
+            Err(e) => unreachable_sign(e),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_sign(e: alloy_signer::Error) -> Sig65 {
+    tracing::error!("local signing failed: {e}");
+    Sig65([0u8; 65])
+}
+
+fn parse_sig(sig: &Sig65) -> Result<Signature, KeyError> {
+    Signature::from_raw(&sig.0).map_err(|_| KeyError::BadSignature)
+}
+
+/// The node id whose key produced `sig` over `hash`.
+pub fn recover_node_id(hash: &B256, sig: &Sig65) -> Result<NodeId, KeyError> {
+    let key = parse_sig(sig)?
+        .recover_from_prehash(hash)
+        .map_err(|_| KeyError::BadSignature)?;
+    let point = key.to_encoded_point(false);
+    let mut id = [0u8; 64];
+    id.copy_from_slice(point.as_bytes().get(1..65).ok_or(KeyError::BadSignature)?);
+    Ok(NodeId(id))
+}
+
+/// The account address whose key produced `sig` over `hash`.
+pub fn recover_address(hash: &B256, sig: &Sig65) -> Result<Address, KeyError> {
+    parse_sig(sig)?
+        .recover_address_from_prehash(hash)
+        .map_err(|_| KeyError::BadSignature)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloy_primitives::keccak256;
+
+    /// The seed's three network secret keys and the ids it lists in `consensus_peer_ids`.
+    pub const SEED_KEYS: [(&str, &str); 3] = [
+        (
+            "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308",
+            "0x246e07030b4c48b8f28ab1fdf797a02308b0ca724696b695aabee48ea48298ff221144a0c0f14ebf030aea6d5fb6b31bd3a02676204bb13e78336bb824e32f1d",
+        ),
+        (
+            "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7",
+            "0xd2db8005d59694a5b79b7c58d4d375c60c9323837e852bbbfd05819621c48a4218cefa37baf39a164e2a6f6c1b34c379c4a72c7480b5fbcc379d1befb881e8fc",
+        ),
+        (
+            "8b50ece5c94762fb0b8dcd2f859fb0132b86c0540c388806b6a03e0b1c25978d",
+            "0x2991880ae3ff81b881c86f54d2af0ee85a325231bb75f903f06f432020101614dbfbc75ddec885f5e101fed272bee661f492fb6dd80147b656da990635a7e581",
+        ),
+    ];
+
+    #[test]
+    fn seed_secret_keys_derive_seed_node_ids() {
+        for (secret, id) in SEED_KEYS {
+            let key = SecretKey::from_hex(secret).unwrap();
+            assert_eq!(key.node_id().to_string(), id);
+        }
+    }
+
+    #[test]
+    fn signature_recovers_signer() {
+        let key = SecretKey::from_hex(SEED_KEYS[0].0).unwrap();
+        let hash = keccak256(b"block");
+        let sig = key.sign_hash(&hash);
+        assert_eq!(recover_node_id(&hash, &sig).unwrap(), key.node_id());
+        assert_eq!(recover_address(&hash, &sig).unwrap(), key.address());
+        let other = keccak256(b"other");
+        assert_ne!(recover_node_id(&other, &sig).unwrap(), key.node_id());
+    }
+
+    #[test]
+    fn bad_secret_keys_are_named() {
+        assert!(matches!(
+            SecretKey::from_hex("xyz"),
+            Err(KeyError::BadHex(_))
+        ));
+        assert_eq!(
+            SecretKey::from_hex(&"00".repeat(32)).unwrap_err(),
+            KeyError::OutOfRange
+        );
+    }
+}

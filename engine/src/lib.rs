@@ -1,0 +1,27 @@
+//! canon-engine: the pure consensus, replay and execution core.
+//!
+//! Nothing in this crate touches sockets, files, the wall clock or OS randomness. Time and
+//! task spawning come from openraft's `AsyncRuntime` (supplied by the host), storage through
+//! [`storage::Storage`], the network through [`transport::Transport`], block timestamps through
+//! [`clock::Clock`], and everything observable leaves through [`events::EventSink`].
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
+
+pub mod block;
+pub mod chain;
+pub mod clock;
+pub mod codec;
+pub mod contact;
+pub mod events;
+pub mod ids;
+pub mod keys;
+pub mod ledger;
+pub mod mempool;
+pub mod node;
+pub mod raft;
+pub mod storage;
+pub mod transport;
+pub mod tx;
+pub mod wire;
+
+pub use alloy_primitives::{Address, B256};
+pub use ids::NodeId;

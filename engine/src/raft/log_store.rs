@@ -1,0 +1,250 @@
+//! The Raft log and vote over the storage seam. Votes, appends, truncations and the commit index
+//! are synced before openraft is told they are done: an acknowledged entry survives a crash.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AsyncRuntime, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
+
+use super::{io_err, Canon, LogId, Vote};
+use crate::codec;
+use crate::events::{Event, EventSink};
+use crate::ids::NodeId;
+use crate::storage::{Column, Durability, Storage, WriteBatch};
+
+pub(crate) const KEY_VOTE: &[u8] = b"raft/vote";
+pub(crate) const KEY_COMMITTED: &[u8] = b"raft/committed";
+pub(crate) const KEY_PURGED: &[u8] = b"raft/purged";
+
+fn index_key(i: u64) -> [u8; 8] {
+    i.to_be_bytes()
+}
+
+pub struct LogStore<RT> {
+    storage: Arc<dyn Storage>,
+    node: NodeId,
+    events: Arc<dyn EventSink>,
+    _rt: PhantomData<fn() -> RT>,
+}
+
+impl<RT> Clone for LogStore<RT> {
+    fn clone(&self) -> Self {
+        LogStore {
+            storage: self.storage.clone(),
+            node: self.node,
+            events: self.events.clone(),
+            _rt: PhantomData,
+        }
+    }
+}
+
+type C<RT> = Canon<RT>;
+type Entry<RT> = openraft::Entry<Canon<RT>>;
+
+impl<RT: AsyncRuntime> LogStore<RT> {
+    pub fn new(storage: Arc<dyn Storage>, node: NodeId, events: Arc<dyn EventSink>) -> Self {
+        LogStore {
+            storage,
+            node,
+            events,
+            _rt: PhantomData,
+        }
+    }
+
+    fn read_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &[u8],
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<Option<T>, StorageError<NodeId>> {
+        match self.storage.get(Column::Meta, key) {
+            Ok(None) => Ok(None),
+            Ok(Some(bytes)) => codec::decode(&bytes)
+                .map(Some)
+                .map_err(|e| io_err(subject, ErrorVerb::Read, e)),
+            Err(e) => Err(io_err(subject, ErrorVerb::Read, e)),
+        }
+    }
+
+    fn write_synced(
+        &self,
+        batch: WriteBatch,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.storage.write(batch, Durability::Synced).map_err(|e| {
+            self.events.emit(
+                &self.node,
+                Event::StorageFailed {
+                    reason: e.to_string(),
+                },
+            );
+            io_err(subject, ErrorVerb::Write, e)
+        })
+    }
+
+    /// The durable vote, for the startup report.
+    pub fn stored_vote(&self) -> Result<Option<Vote>, StorageError<NodeId>> {
+        self.read_meta(KEY_VOTE, ErrorSubject::Vote)
+    }
+
+    pub fn stored_committed(&self) -> Result<Option<LogId>, StorageError<NodeId>> {
+        Ok(self
+            .read_meta::<Option<LogId>>(KEY_COMMITTED, ErrorSubject::Store)?
+            .flatten())
+    }
+}
+
+fn bound_start(b: Bound<&u64>) -> u64 {
+    match b {
+        Bound::Included(i) => *i,
+        Bound::Excluded(i) => i.saturating_add(1),
+        Bound::Unbounded => 0,
+    }
+}
+
+/// Exclusive end key; `None` means unbounded (u64::MAX is included).
+fn bound_end(b: Bound<&u64>) -> Option<u64> {
+    match b {
+        Bound::Included(i) => i.checked_add(1),
+        Bound::Excluded(i) => Some(*i),
+        Bound::Unbounded => None,
+    }
+}
+
+const KEY_AFTER_ALL: [u8; 9] = [0xff; 9];
+
+impl<RT: AsyncRuntime> RaftLogReader<C<RT>> for LogStore<RT> {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<RT>>, StorageError<NodeId>> {
+        let from = index_key(bound_start(range.start_bound()));
+        let to: Vec<u8> = match bound_end(range.end_bound()) {
+            Some(end) => index_key(end).to_vec(),
+            None => KEY_AFTER_ALL.to_vec(),
+        };
+        let rows = self
+            .storage
+            .scan(Column::Log, &from, &to, usize::MAX)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        rows.into_iter()
+            .map(|(_, v)| {
+                codec::decode::<Entry<RT>>(&v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))
+            })
+            .collect()
+    }
+}
+
+impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C<RT>>, StorageError<NodeId>> {
+        let last_purged_log_id: Option<LogId> = self.read_meta(KEY_PURGED, ErrorSubject::Logs)?;
+        let last = self
+            .storage
+            .last_before(Column::Log, &KEY_AFTER_ALL)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        let last_log_id = match last {
+            Some((_, v)) => Some(
+                codec::decode::<Entry<RT>>(&v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                    .log_id,
+            ),
+            None => last_purged_log_id,
+        };
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError<NodeId>> {
+        let bytes =
+            codec::encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
+        let mut b = WriteBatch::default();
+        b.put(Column::Meta, KEY_VOTE, bytes);
+        self.write_synced(b, ErrorSubject::Vote)?;
+        self.events.emit(
+            &self.node,
+            Event::VoteSaved {
+                term: vote.leader_id().term,
+                committed: vote.is_committed(),
+            },
+        );
+        Ok(())
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError<NodeId>> {
+        self.stored_vote()
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = codec::encode(&committed)
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
+        let mut b = WriteBatch::default();
+        b.put(Column::Meta, KEY_COMMITTED, bytes);
+        self.write_synced(b, ErrorSubject::Store)?;
+        if let Some(c) = committed {
+            self.events
+                .emit(&self.node, Event::Committed { index: c.index });
+        }
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError<NodeId>> {
+        self.stored_committed()
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C<RT>>,
+    ) -> Result<(), StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<RT>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut b = WriteBatch::default();
+        for entry in entries {
+            let bytes = codec::encode(&entry)
+                .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
+            b.put(Column::Log, index_key(entry.log_id.index), bytes);
+        }
+        let res = self.write_synced(b, ErrorSubject::Logs);
+        callback.log_io_completed(
+            res.as_ref()
+                .map(|_| ())
+                .map_err(|e| std::io::Error::other(e.to_string())),
+        );
+        res
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        let mut b = WriteBatch::default();
+        b.delete_range(Column::Log, index_key(log_id.index), KEY_AFTER_ALL);
+        self.write_synced(b, ErrorSubject::Logs)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        let bytes = codec::encode(&Some(log_id))
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        let mut b = WriteBatch::default();
+        b.put(Column::Meta, KEY_PURGED, bytes);
+        b.delete_range(
+            Column::Log,
+            index_key(0),
+            index_key(log_id.index.saturating_add(1)),
+        );
+        self.write_synced(b, ErrorSubject::Logs)
+    }
+}

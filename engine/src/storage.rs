@@ -1,0 +1,279 @@
+//! The storage seam: an ordered key-value store with column families, atomic write batches and
+//! an explicit sync. RocksDB implements it in production; [`MemDisk`] in the simulator.
+//!
+//! Durability contract: a batch written with [`Durability::Synced`] survives a crash once
+//! `write` returns; a [`Durability::Buffered`] batch may be lost at a crash, together with every
+//! later buffered batch, but never partially (batches are atomic and ordered, like a WAL).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Column {
+    /// Raft log entries by index (big-endian u64).
+    Log,
+    /// Raft vote, committed and purged log ids, applied state, format version.
+    Meta,
+    /// Canonized blocks by height (big-endian u64).
+    Block,
+    /// Ledger accounts by address.
+    Account,
+}
+
+impl Column {
+    pub const ALL: [Column; 4] = [Column::Log, Column::Meta, Column::Block, Column::Account];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Column::Log => "log",
+            Column::Meta => "meta",
+            Column::Block => "block",
+            Column::Account => "account",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Op {
+    Put(Column, Vec<u8>, Vec<u8>),
+    Delete(Column, Vec<u8>),
+    /// Deletes keys in `[from, to)`.
+    DeleteRange(Column, Vec<u8>, Vec<u8>),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, col: Column, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Put(col, key.into(), value.into()));
+    }
+    pub fn delete(&mut self, col: Column, key: impl Into<Vec<u8>>) {
+        self.ops.push(Op::Delete(col, key.into()));
+    }
+    pub fn delete_range(&mut self, col: Column, from: impl Into<Vec<u8>>, to: impl Into<Vec<u8>>) {
+        self.ops.push(Op::DeleteRange(col, from.into(), to.into()));
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    Synced,
+    Buffered,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("storage: {0}")]
+pub struct StorageError(pub String);
+
+pub trait Storage: Send + Sync + 'static {
+    fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
+    /// Key-value pairs with `from <= key < to`, in key order, at most `limit`.
+    fn scan(
+        &self,
+        col: Column,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    /// The greatest key-value pair with `key < to`.
+    fn last_before(
+        &self,
+        col: Column,
+        to: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError>;
+}
+
+type Table = BTreeMap<(Column, Vec<u8>), Vec<u8>>;
+
+fn apply_batch(table: &mut Table, batch: &WriteBatch) {
+    for op in &batch.ops {
+        match op {
+            Op::Put(c, k, v) => {
+                table.insert((*c, k.clone()), v.clone());
+            }
+            Op::Delete(c, k) => {
+                table.remove(&(*c, k.clone()));
+            }
+            Op::DeleteRange(c, from, to) => {
+                let doomed: Vec<_> = table
+                    .range((*c, from.clone())..(*c, to.clone()))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in doomed {
+                    table.remove(&k);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct DiskState {
+    /// What survives a crash.
+    durable: Table,
+    /// Buffered batches not yet durable, oldest first.
+    pending: Vec<WriteBatch>,
+    /// `durable` with `pending` applied: what reads see while the node runs.
+    view: Table,
+    /// When set, every write fails with this message (an injected disk fault).
+    fail_writes: Option<String>,
+}
+
+/// An in-memory disk with real durability semantics: buffered writes can be lost at a crash.
+/// Clones share one disk, so a restarted node re-opens what the crashed one left.
+#[derive(Clone, Default)]
+pub struct MemDisk {
+    state: Arc<Mutex<DiskState>>,
+}
+
+impl MemDisk {
+    pub fn new() -> MemDisk {
+        MemDisk::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, DiskState> {
+        // A panic while holding the lock leaves plain data behind; keep using it.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Simulates power loss: the oldest `keep` buffered batches reach the platter, the rest are
+    /// lost. Returns how many were lost.
+    pub fn crash(&self, keep: usize) -> usize {
+        let mut s = self.lock();
+        let pending = std::mem::take(&mut s.pending);
+        let lost = pending.len().saturating_sub(keep);
+        for batch in pending.iter().take(keep) {
+            apply_batch(&mut s.durable, batch);
+        }
+        s.view = s.durable.clone();
+        lost
+    }
+
+    /// Number of buffered batches a crash could lose now.
+    pub fn pending_batches(&self) -> usize {
+        self.lock().pending.len()
+    }
+
+    /// Makes every later write fail (or succeed again with `None`).
+    pub fn set_write_fault(&self, fault: Option<String>) {
+        self.lock().fail_writes = fault;
+    }
+}
+
+impl Storage for MemDisk {
+    fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        Ok(self.lock().view.get(&(col, key.to_vec())).cloned())
+    }
+
+    fn scan(
+        &self,
+        col: Column,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .lock()
+            .view
+            .range((col, from.to_vec())..(col, to.to_vec()))
+            .take(limit)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn last_before(
+        &self,
+        col: Column,
+        to: &[u8],
+    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
+        Ok(self
+            .lock()
+            .view
+            .range((col, Vec::new())..(col, to.to_vec()))
+            .next_back()
+            .map(|((_, k), v)| (k.clone(), v.clone())))
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError> {
+        let mut s = self.lock();
+        if let Some(msg) = &s.fail_writes {
+            return Err(StorageError(msg.clone()));
+        }
+        apply_batch(&mut s.view, &batch);
+        match durability {
+            Durability::Buffered => s.pending.push(batch),
+            Durability::Synced => {
+                // A sync flushes everything before it too, as fsync does.
+                let pending = std::mem::take(&mut s.pending);
+                for b in &pending {
+                    apply_batch(&mut s.durable, b);
+                }
+                apply_batch(&mut s.durable, &batch);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(disk: &MemDisk, k: u8, d: Durability) {
+        let mut b = WriteBatch::default();
+        b.put(Column::Meta, vec![k], vec![k]);
+        disk.write(b, d).unwrap();
+    }
+
+    #[test]
+    fn crash_keeps_synced_and_a_prefix_of_buffered() {
+        let disk = MemDisk::new();
+        put(&disk, 1, Durability::Buffered);
+        put(&disk, 2, Durability::Synced);
+        put(&disk, 3, Durability::Buffered);
+        put(&disk, 4, Durability::Buffered);
+        assert_eq!(disk.crash(1), 1);
+        let keys: Vec<u8> = disk
+            .scan(Column::Meta, &[0], &[255], 10)
+            .unwrap()
+            .into_iter()
+            .map(|(k, _)| k[0])
+            .collect();
+        assert_eq!(keys, vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn delete_range_and_last_before() {
+        let disk = MemDisk::new();
+        for k in 1..=5 {
+            put(&disk, k, Durability::Synced);
+        }
+        let mut b = WriteBatch::default();
+        b.delete_range(Column::Meta, vec![2], vec![4]);
+        disk.write(b, Durability::Synced).unwrap();
+        assert_eq!(
+            disk.last_before(Column::Meta, &[4]).unwrap().unwrap().0,
+            vec![1]
+        );
+        assert_eq!(disk.scan(Column::Meta, &[0], &[9], 10).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn write_fault_fails_writes() {
+        let disk = MemDisk::new();
+        disk.set_write_fault(Some("disk full".into()));
+        let mut b = WriteBatch::default();
+        b.put(Column::Meta, vec![1], vec![1]);
+        assert_eq!(
+            disk.write(b, Durability::Synced).unwrap_err().0,
+            "disk full"
+        );
+    }
+}

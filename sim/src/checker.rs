@@ -1,0 +1,311 @@
+//! The invariant checker. It watches every event of every node as it happens and restates each
+//! invariant with its own bookkeeping (it never calls the engine's predicates), so a bug in the
+//! engine's rules cannot hide the violation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use alloy_primitives::B256;
+use canon_engine::events::Event;
+
+#[derive(Clone, Debug)]
+pub struct Violation {
+    pub invariant: &'static str,
+    pub node: usize,
+    pub height: Option<u64>,
+    pub at: Duration,
+    pub detail: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invariant violated: {} on n{}{} at sim {:.3}s: {}",
+            self.invariant,
+            self.node,
+            self.height
+                .map(|h| format!(" height {h}"))
+                .unwrap_or_default(),
+            self.at.as_secs_f64(),
+            self.detail
+        )
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Canonical {
+    hash: B256,
+    parent: B256,
+    state_root: B256,
+}
+
+#[derive(Default, Clone)]
+struct NodeTrack {
+    head: u64,
+    term: u64,
+    committed: Option<u64>,
+    applied_index: Option<u64>,
+}
+
+pub struct Checker {
+    genesis_hash: B256,
+    canonical: BTreeMap<u64, Canonical>,
+    nodes: Vec<NodeTrack>,
+    leader_of_term: BTreeMap<u64, usize>,
+    /// What each committed log index did on the first node that applied it: the block hash,
+    /// or `None` for a rejected or non-block entry.
+    outcome_of_index: BTreeMap<u64, Option<B256>>,
+    violations: Vec<Violation>,
+}
+
+impl Checker {
+    pub fn new(nodes: usize, genesis_hash: B256) -> Checker {
+        Checker {
+            genesis_hash,
+            canonical: BTreeMap::new(),
+            nodes: vec![NodeTrack::default(); nodes],
+            leader_of_term: BTreeMap::new(),
+            outcome_of_index: BTreeMap::new(),
+            violations: Vec::new(),
+        }
+    }
+
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// The highest height any node has applied.
+    pub fn canonical_height(&self) -> u64 {
+        self.canonical.keys().next_back().copied().unwrap_or(0)
+    }
+
+    pub fn canonical_hash(&self, height: u64) -> Option<B256> {
+        if height == 0 {
+            return Some(self.genesis_hash);
+        }
+        self.canonical.get(&height).map(|c| c.hash)
+    }
+
+    pub fn node_head(&self, node: usize) -> u64 {
+        self.nodes.get(node).map(|n| n.head).unwrap_or(0)
+    }
+
+    pub fn fail(
+        &mut self,
+        invariant: &'static str,
+        node: usize,
+        height: Option<u64>,
+        at: Duration,
+        detail: String,
+    ) {
+        self.violations.push(Violation {
+            invariant,
+            node,
+            height,
+            at,
+            detail,
+        });
+    }
+
+    /// Replicas apply one committed entry identically: the same block, or all reject it.
+    fn same_outcome(&mut self, node: usize, index: u64, outcome: Option<B256>, at: Duration) {
+        match self.outcome_of_index.get(&index).copied() {
+            Some(first) if first != outcome => self.fail(
+                "replicas apply each committed entry identically",
+                node,
+                None,
+                at,
+                format!("entry {index}: here {outcome:?}, elsewhere {first:?}"),
+            ),
+            Some(_) => {}
+            None => {
+                self.outcome_of_index.insert(index, outcome);
+            }
+        }
+    }
+
+    fn monotonic_index(&mut self, node: usize, index: u64, at: Duration) {
+        let prev = self.nodes[node].applied_index;
+        if prev.is_some_and(|p| index <= p) {
+            self.fail(
+                "applied index never goes backwards",
+                node,
+                None,
+                at,
+                format!("applied index {index} after {prev:?}"),
+            );
+        }
+        self.nodes[node].applied_index = Some(index);
+    }
+
+    pub fn observe(&mut self, node: usize, at: Duration, event: &Event) {
+        if node >= self.nodes.len() {
+            self.nodes.resize(node + 1, NodeTrack::default());
+        }
+        match event {
+            Event::Started {
+                head_height,
+                head_hash,
+                term,
+                committed_index,
+            } => {
+                let t = self.nodes[node].clone();
+                if *head_height < t.head {
+                    self.fail(
+                        "a canonized block is never lost across restarts",
+                        node,
+                        Some(t.head),
+                        at,
+                        format!("restarted with head {head_height}, had applied {}", t.head),
+                    );
+                }
+                if let Some(expected) = self.canonical_hash(*head_height) {
+                    if expected != *head_hash {
+                        self.fail(
+                            "every node's chain is a prefix of the canonical chain",
+                            node,
+                            Some(*head_height),
+                            at,
+                            format!("restarted on head {head_hash}, canonical is {expected}"),
+                        );
+                    }
+                }
+                if *term < t.term {
+                    self.fail(
+                        "term never goes backwards",
+                        node,
+                        None,
+                        at,
+                        format!("restarted in term {term} after {}", t.term),
+                    );
+                }
+                if committed_index < &t.committed {
+                    self.fail(
+                        "commit index never goes backwards",
+                        node,
+                        None,
+                        at,
+                        format!(
+                            "restarted with commit {committed_index:?} after {:?}",
+                            t.committed
+                        ),
+                    );
+                }
+            }
+            Event::VoteSaved { term, .. } => {
+                if *term < self.nodes[node].term {
+                    let prev = self.nodes[node].term;
+                    self.fail(
+                        "term never goes backwards",
+                        node,
+                        None,
+                        at,
+                        format!("vote for term {term} after {prev}"),
+                    );
+                }
+                self.nodes[node].term = *term;
+            }
+            Event::Committed { index } => {
+                let prev = self.nodes[node].committed;
+                if prev.is_some_and(|p| *index < p) {
+                    self.fail(
+                        "commit index never goes backwards",
+                        node,
+                        None,
+                        at,
+                        format!("commit {index} after {prev:?}"),
+                    );
+                }
+                self.nodes[node].committed = Some(*index);
+            }
+            Event::EntryApplied { index } | Event::EntryRejected { index, .. } => {
+                self.monotonic_index(node, *index, at);
+                self.same_outcome(node, *index, None, at);
+            }
+            Event::BlockApplied {
+                index,
+                height,
+                hash,
+                parent_hash,
+                state_root,
+                ..
+            } => {
+                self.monotonic_index(node, *index, at);
+                self.same_outcome(node, *index, Some(*hash), at);
+                let head = self.nodes[node].head;
+                if *height != head + 1 {
+                    self.fail(
+                        "every node's chain is a prefix of the canonical chain",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("applied height {height} on top of head {head}"),
+                    );
+                }
+                let expected_parent = self.canonical_hash(height.saturating_sub(1));
+                if expected_parent.is_some_and(|p| p != *parent_hash) {
+                    self.fail(
+                        "every node's chain is a prefix of the canonical chain",
+                        node,
+                        Some(*height),
+                        at,
+                        format!(
+                            "parent {parent_hash} is not the canonical block {expected_parent:?}"
+                        ),
+                    );
+                }
+                match self.canonical.get(height).copied() {
+                    Some(c) if c.hash != *hash => self.fail(
+                        "no two different blocks at one height",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("applied {hash}, another node applied {}", c.hash),
+                    ),
+                    Some(c) if c.state_root != *state_root || c.parent != *parent_hash => self
+                        .fail(
+                            "state roots agree at every height",
+                            node,
+                            Some(*height),
+                            at,
+                            format!("state root {state_root}, another node has {}", c.state_root),
+                        ),
+                    Some(_) => {}
+                    None => {
+                        self.canonical.insert(
+                            *height,
+                            Canonical {
+                                hash: *hash,
+                                parent: *parent_hash,
+                                state_root: *state_root,
+                            },
+                        );
+                    }
+                }
+                self.nodes[node].head = *height;
+            }
+            Event::BecameLeader { term } => match self.leader_of_term.get(term) {
+                Some(other) if *other != node => {
+                    let other = *other;
+                    self.fail(
+                        "at most one leader per term",
+                        node,
+                        None,
+                        at,
+                        format!("n{node} and n{other} both led term {term}"),
+                    )
+                }
+                _ => {
+                    self.leader_of_term.insert(*term, node);
+                }
+            },
+            Event::LostLeadership { .. }
+            | Event::Proposed { .. }
+            | Event::ProposalDropped { .. }
+            | Event::SteppedDown { .. }
+            | Event::StorageFailed { .. } => {}
+        }
+    }
+}

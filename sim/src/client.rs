@@ -1,0 +1,195 @@
+//! A simulated client: submits signed transfers to random consensus nodes over the simulated
+//! network, plus transactions that must never be canonized (unfunded sender, forged signature).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use canon_engine::codec;
+use canon_engine::keys::SecretKey;
+use canon_engine::mempool::AdmitError;
+use canon_engine::transport::Transport;
+use canon_engine::tx::{Payload, Transaction};
+use canon_engine::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+use madsim::net::Endpoint;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::cluster::{pauper_key, SimCluster};
+use crate::net::{SimTransport, PORT};
+use crate::runtime::MadsimRuntime;
+
+#[derive(Default)]
+pub struct ClientStats {
+    pub submitted: AtomicU64,
+    pub accepted: AtomicU64,
+}
+
+/// Starts the client on its own simulated host; it runs until the simulation ends.
+pub fn spawn_client(cluster: &SimCluster, seed: u64, interval: Duration) -> Arc<ClientStats> {
+    let stats = Arc::new(ClientStats::default());
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1, 1));
+    let client_key = crate::cluster::account_key(10_000);
+    let me = cluster
+        .net
+        .add_member(client_key.node_id(), SocketAddr::new(ip, PORT));
+    let accounts = cluster.accounts.clone();
+    let peers = cluster.peers().to_vec();
+    let net = cluster.net.clone();
+    let st = stats.clone();
+    madsim::runtime::Handle::current()
+        .create_node()
+        .name("client")
+        .ip(ip)
+        .build()
+        .spawn(async move {
+            let endpoint = match Endpoint::bind(SocketAddr::new(ip, PORT)).await {
+                Ok(ep) => Arc::new(ep),
+                Err(_) => return,
+            };
+            let transport = SimTransport {
+                me,
+                id: client_key.node_id(),
+                endpoint,
+                net,
+            };
+            run(transport, accounts, peers, seed, interval, st).await;
+        });
+    stats
+}
+
+async fn run(
+    transport: SimTransport,
+    accounts: Vec<SecretKey>,
+    peers: Vec<canon_engine::NodeId>,
+    seed: u64,
+    interval: Duration,
+    stats: Arc<ClientStats>,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC11E_47);
+    let mut nonces = vec![0u64; accounts.len()];
+    let pauper = pauper_key();
+    let mut pauper_nonce = 0u64;
+    let mut last_seen_chain_nonce = vec![0u64; accounts.len()];
+    for n in 0u64.. {
+        madsim::time::sleep(interval).await;
+        if n % 64 == 63 {
+            // Transactions accepted into a mempool that died with its leader never land; a
+            // nonce the chain has not moved past since the last look is one to resend.
+            for (a, key) in accounts.iter().enumerate() {
+                let target = peers[rng.gen_range(0..peers.len())];
+                if let Some(chain) = query_nonce(&transport, target, key.address()).await {
+                    if chain == last_seen_chain_nonce[a] && nonces[a] > chain {
+                        nonces[a] = chain;
+                    }
+                    last_seen_chain_nonce[a] = chain;
+                }
+            }
+        }
+        let target = peers[rng.gen_range(0..peers.len())];
+        let (tx, account) = match n % 16 {
+            // Unfunded: admitted to a mempool perhaps, but never into a block.
+            7 => (
+                Transaction {
+                    sender: pauper.address(),
+                    nonce: pauper_nonce,
+                    payload: Payload::Transfer {
+                        to: accounts[0].address(),
+                        amount: 1,
+                    },
+                }
+                .sign(&pauper),
+                None,
+            ),
+            // Forged: signed by one account in the name of another.
+            13 => {
+                let victim = &accounts[rng.gen_range(0..accounts.len())];
+                (
+                    Transaction {
+                        sender: victim.address(),
+                        nonce: 0,
+                        payload: Payload::Data(b"forged".to_vec()),
+                    }
+                    .sign(&pauper),
+                    None,
+                )
+            }
+            _ => {
+                let a = rng.gen_range(0..accounts.len());
+                let to = accounts[(a + 1 + rng.gen_range(0..accounts.len() - 1)) % accounts.len()]
+                    .address();
+                (
+                    Transaction {
+                        sender: accounts[a].address(),
+                        nonce: nonces[a],
+                        payload: Payload::Transfer {
+                            to,
+                            amount: rng.gen_range(1..1_000),
+                        },
+                    }
+                    .sign(&accounts[a]),
+                    Some(a),
+                )
+            }
+        };
+        let Ok(tx) = tx else { continue };
+        let req: Request<MadsimRuntime> = Request::ClientSubmit(tx);
+        let Ok(bytes) = codec::encode(&req) else {
+            continue;
+        };
+        stats.submitted.fetch_add(1, Ordering::Relaxed);
+        let outcome = match transport
+            .request(target, bytes, Duration::from_millis(500))
+            .await
+        {
+            Ok(resp) => match codec::decode::<Response>(&resp) {
+                Ok(Response::SubmitTransaction(o)) => o,
+                _ => continue,
+            },
+            Err(_) => continue,
+        };
+        match (outcome, account) {
+            (SubmitOutcome::Accepted { .. }, Some(a)) => {
+                stats.accepted.fetch_add(1, Ordering::Relaxed);
+                nonces[a] += 1;
+            }
+            (
+                SubmitOutcome::Rejected(SubmitRejection::Mempool(AdmitError::Stale {
+                    expected,
+                    ..
+                })),
+                Some(a),
+            ) => {
+                nonces[a] = expected;
+            }
+            (
+                SubmitOutcome::Rejected(SubmitRejection::Mempool(AdmitError::Stale {
+                    expected,
+                    ..
+                })),
+                None,
+            ) => {
+                pauper_nonce = expected;
+            }
+            _ => {}
+        }
+    }
+}
+
+async fn query_nonce(
+    transport: &SimTransport,
+    target: canon_engine::NodeId,
+    address: alloy_primitives::Address,
+) -> Option<u64> {
+    let req: Request<MadsimRuntime> = Request::Account(address);
+    let bytes = codec::encode(&req).ok()?;
+    let resp = transport
+        .request(target, bytes, Duration::from_millis(500))
+        .await
+        .ok()?;
+    match codec::decode::<Response>(&resp).ok()? {
+        Response::Account { nonce, .. } => Some(nonce),
+        _ => None,
+    }
+}

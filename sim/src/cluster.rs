@@ -1,0 +1,536 @@
+//! The madsim cluster builder: N consensus nodes with seeded keys on simulated hosts, each with
+//! its own disk and clock, plus the fault controls scenarios drive.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{keccak256, Address, B256};
+use canon_engine::block::ChainSpec;
+use canon_engine::clock::Clock;
+use canon_engine::events::{Event, EventSink};
+use canon_engine::keys::SecretKey;
+use canon_engine::node::{ConsensusNode, NodeConfig, Seams};
+use canon_engine::storage::MemDisk;
+use canon_engine::NodeId;
+use madsim::net::Endpoint;
+use madsim::runtime::{Handle, NodeHandle};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::checker::Checker;
+use crate::net::{Envelope, Fate, SimNet, SimTransport, PORT, TAG_REQUEST};
+use crate::runtime::MadsimRuntime;
+use crate::trace::Trace;
+
+pub type SimNode = ConsensusNode<MadsimRuntime>;
+
+/// The network secret keys of the seed document's three consensus nodes; a simulated cluster
+/// runs with the same ids a real one does. Nodes beyond three get derived keys.
+pub const SEED_SECRET_KEYS: [&str; 3] = [
+    "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308",
+    "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7",
+    "8b50ece5c94762fb0b8dcd2f859fb0132b86c0540c388806b6a03e0b1c25978d",
+];
+
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    pub nodes: usize,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    pub heartbeat_interval_ms: u64,
+    pub block_time_ms: u64,
+    pub max_block_transactions: usize,
+    /// Funded client accounts.
+    pub accounts: usize,
+    /// Each node's wall clock is off by up to this much, either way.
+    pub clock_skew_ms_max: u64,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            nodes: 3,
+            election_timeout_ms_min: 150,
+            election_timeout_ms_max: 300,
+            heartbeat_interval_ms: 50,
+            block_time_ms: 100,
+            max_block_transactions: 256,
+            accounts: 8,
+            clock_skew_ms_max: 500,
+        }
+    }
+}
+
+impl ClusterConfig {
+    /// How long after losing its leader the cluster must have a new one: a leader's silence is
+    /// noticed after the lease plus an election timeout, and a split vote may need a few rounds.
+    pub fn election_bound(&self) -> Duration {
+        Duration::from_millis(self.election_timeout_ms_max * 8)
+    }
+}
+
+/// Everything observed in a run: the checker's view and the trace.
+pub struct Observer {
+    pub checker: Checker,
+    pub trace: Trace,
+    start: Instant,
+}
+
+impl Observer {
+    pub fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    pub fn event(&mut self, node: usize, event: &Event) {
+        let at = self.now();
+        self.trace
+            .record(format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()));
+        self.checker.observe(node, at, event);
+    }
+
+    pub fn note(&mut self, what: impl AsRef<str>) {
+        let at = self.now();
+        self.trace
+            .record(format!("{:>9.3}s -- {}", at.as_secs_f64(), what.as_ref()));
+    }
+}
+
+#[derive(Clone)]
+pub struct SharedObserver(Arc<Mutex<Observer>>);
+
+impl SharedObserver {
+    pub fn lock(&self) -> MutexGuard<'_, Observer> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+struct SimEvents {
+    node: usize,
+    observer: SharedObserver,
+}
+
+impl EventSink for SimEvents {
+    fn emit(&self, _node: &NodeId, event: Event) {
+        self.observer.lock().event(self.node, &event);
+    }
+}
+
+struct SimClock {
+    skew_ms: i64,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        // madsim virtualises the system clock; skew makes each node's wall time its own.
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        (real + self.skew_ms).max(0) as u64
+    }
+}
+
+type LiveSlot = Arc<Mutex<Option<Arc<SimNode>>>>;
+
+struct Slot {
+    key: SecretKey,
+    disk: MemDisk,
+    handle: NodeHandle,
+    live: LiveSlot,
+    up: bool,
+}
+
+pub struct SimCluster {
+    pub cfg: ClusterConfig,
+    pub net: SimNet,
+    pub observer: SharedObserver,
+    pub accounts: Vec<SecretKey>,
+    pub spec: ChainSpec,
+    /// Drives the scenario's own choices (which node to crash, what fault next), separate from
+    /// madsim's RNG so the fault plan of a seed does not shift when engine internals change.
+    pub rng: ChaCha8Rng,
+    handle: Handle,
+    slots: Vec<Slot>,
+    peers: Vec<NodeId>,
+}
+
+fn derived_key(label: &str, i: usize) -> SecretKey {
+    let mut counter = 0u32;
+    loop {
+        let h = keccak256(format!("canon-sim/{label}/{i}/{counter}"));
+        if let Ok(k) = SecretKey::from_bytes(h.0) {
+            return k;
+        }
+        counter += 1;
+    }
+}
+
+pub fn node_key(i: usize) -> SecretKey {
+    SEED_SECRET_KEYS
+        .get(i)
+        .and_then(|k| SecretKey::from_hex(k).ok())
+        .unwrap_or_else(|| derived_key("node", i))
+}
+
+pub fn account_key(i: usize) -> SecretKey {
+    derived_key("account", i)
+}
+
+/// An account with no funds: every transfer it sends must be kept out of blocks.
+pub fn pauper_key() -> SecretKey {
+    derived_key("pauper", 0)
+}
+
+pub const GENESIS_BALANCE: u64 = 1_000_000_000;
+
+fn node_ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i + 1) as u8))
+}
+
+impl SimCluster {
+    /// Starts the cluster. Call inside the madsim runtime.
+    pub fn start(seed: u64, cfg: ClusterConfig) -> SimCluster {
+        let handle = Handle::current();
+        let keys: Vec<SecretKey> = (0..cfg.nodes).map(node_key).collect();
+        let peers: Vec<NodeId> = keys.iter().map(|k| k.node_id()).collect();
+        let accounts: Vec<SecretKey> = (0..cfg.accounts).map(account_key).collect();
+        let spec = ChainSpec {
+            chain_id: 7,
+            genesis_alloc: accounts
+                .iter()
+                .map(|a| (a.address(), GENESIS_BALANCE))
+                .collect(),
+        };
+        let genesis_hash = spec
+            .genesis_header()
+            .and_then(|h| h.hash())
+            .unwrap_or(B256::ZERO);
+        let observer = SharedObserver(Arc::new(Mutex::new(Observer {
+            checker: Checker::new(cfg.nodes, genesis_hash),
+            trace: Trace::default(),
+            start: Instant::now(),
+        })));
+        let net = SimNet::new(
+            peers
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, SocketAddr::new(node_ip(i), PORT)))
+                .collect(),
+        );
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut slots = Vec::new();
+        for (i, key) in keys.into_iter().enumerate() {
+            let skew =
+                rng.gen_range(-(cfg.clock_skew_ms_max as i64)..=cfg.clock_skew_ms_max as i64);
+            let node_cfg = NodeConfig {
+                key: key.clone(),
+                peers: peers.clone(),
+                bootstrap: true,
+                election_timeout_ms_min: cfg.election_timeout_ms_min,
+                election_timeout_ms_max: cfg.election_timeout_ms_max,
+                heartbeat_interval_ms: cfg.heartbeat_interval_ms,
+                block_time_ms: cfg.block_time_ms,
+                max_block_transactions: cfg.max_block_transactions,
+                mempool_capacity: 10_000,
+                rpc_timeout_ms: 500,
+                chain: spec.clone(),
+            };
+            let disk = MemDisk::new();
+            let live: LiveSlot = Arc::new(Mutex::new(None));
+            let (d, l, n, o) = (disk.clone(), live.clone(), net.clone(), observer.clone());
+            let node = handle
+                .create_node()
+                .name(format!("n{i}"))
+                .ip(node_ip(i))
+                .init(move || {
+                    run_node(
+                        i,
+                        node_cfg.clone(),
+                        d.clone(),
+                        n.clone(),
+                        o.clone(),
+                        skew,
+                        l.clone(),
+                    )
+                })
+                .build();
+            slots.push(Slot {
+                key,
+                disk,
+                handle: node,
+                live,
+                up: true,
+            });
+        }
+        SimCluster {
+            cfg,
+            net,
+            observer,
+            accounts,
+            spec,
+            rng,
+            handle,
+            slots,
+            peers,
+        }
+    }
+
+    pub fn size(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
+    pub fn note(&self, what: impl AsRef<str>) {
+        self.observer.lock().note(what);
+    }
+
+    pub fn node(&self, i: usize) -> Option<Arc<SimNode>> {
+        let slot = self.slots.get(i)?;
+        if !slot.up {
+            return None;
+        }
+        slot.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn is_up(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.up)
+    }
+
+    pub fn up_nodes(&self) -> Vec<usize> {
+        (0..self.size()).filter(|i| self.is_up(*i)).collect()
+    }
+
+    pub fn down_nodes(&self) -> Vec<usize> {
+        (0..self.size()).filter(|i| !self.is_up(*i)).collect()
+    }
+
+    /// Crashes node `i`: its tasks die and its disk keeps synced data plus a random prefix of
+    /// what was buffered.
+    pub fn crash(&mut self, i: usize) {
+        if !self.is_up(i) {
+            return;
+        }
+        self.handle.kill(self.slots[i].handle.id());
+        let pending = self.slots[i].disk.pending_batches();
+        let keep = if pending == 0 {
+            0
+        } else {
+            self.rng.gen_range(0..=pending)
+        };
+        let lost = self.slots[i].disk.crash(keep);
+        let slot = &mut self.slots[i];
+        *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        slot.up = false;
+        self.note(format!("fault: crash n{i} ({lost} unsynced batches lost)"));
+    }
+
+    pub fn restart(&mut self, i: usize) {
+        if self.is_up(i) {
+            return;
+        }
+        self.handle.restart(self.slots[i].handle.id());
+        self.slots[i].up = true;
+        self.note(format!("fault: restart n{i}"));
+    }
+
+    pub fn node_id(&self, i: usize) -> NodeId {
+        self.slots[i].key.node_id()
+    }
+
+    /// The live leader with the highest term, if any node believes it leads.
+    pub fn leader(&self) -> Option<usize> {
+        self.up_nodes()
+            .into_iter()
+            .filter_map(|i| self.node(i).map(|n| (i, n.status())))
+            .filter(|(_, s)| s.is_leader)
+            .max_by_key(|(_, s)| s.term)
+            .map(|(i, _)| i)
+    }
+
+    /// Waits until one of `among` leads with a quorum behind it (it has canonized a block in its
+    /// term). Returns the leader and how long it took.
+    pub async fn wait_for_leader(
+        &self,
+        among: &[usize],
+        bound: Duration,
+    ) -> Result<(usize, Duration), String> {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self.leader().filter(|l| among.contains(l)) {
+                let height = self.height_of(l);
+                if height > 0 && self.node(l).is_some_and(|n| n.status().is_leader) {
+                    return Ok((l, start.elapsed()));
+                }
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "liveness: no leader among {among:?} within {:.1}s",
+                    bound.as_secs_f64()
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn height_of(&self, i: usize) -> u64 {
+        self.node(i).map(|n| n.head().height).unwrap_or(0)
+    }
+
+    /// The highest canonized height any node has applied.
+    pub fn canonical_height(&self) -> u64 {
+        self.observer.lock().checker.canonical_height()
+    }
+
+    /// Waits until every node in `nodes` has applied `height`.
+    pub async fn wait_for_height(
+        &self,
+        nodes: &[usize],
+        height: u64,
+        bound: Duration,
+    ) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            if nodes.iter().all(|i| self.height_of(*i) >= height) {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > bound {
+                let heads: Vec<String> = nodes
+                    .iter()
+                    .map(|i| format!("n{i}={}", self.height_of(*i)))
+                    .collect();
+                return Err(format!(
+                    "liveness: nodes did not reach height {height} within {:.1}s ({})",
+                    bound.as_secs_f64(),
+                    heads.join(" ")
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until the canonical chain grows by `blocks` on every live node.
+    pub async fn wait_for_progress(
+        &self,
+        blocks: u64,
+        bound: Duration,
+    ) -> Result<Duration, String> {
+        let target = self.canonical_height() + blocks;
+        self.wait_for_height(&self.up_nodes(), target, bound).await
+    }
+
+    /// Every live node's head is canonical and the pauper account never had a transaction
+    /// included. Run at the end of a scenario, once nodes have converged.
+    pub fn check_final_state(&self) -> Result<(), String> {
+        let pauper = pauper_key().address();
+        let obs = self.observer.lock();
+        for i in self.up_nodes() {
+            let Some(node) = self.node(i) else { continue };
+            let chain = canon_engine::raft::state_machine::read_chain(node.chain()).clone();
+            let expected = obs.checker.canonical_hash(chain.head.height);
+            if expected != Some(chain.head.hash) {
+                return Err(format!(
+                    "n{i} head {} at height {} is not canonical ({expected:?})",
+                    chain.head.hash, chain.head.height
+                ));
+            }
+            if chain.ledger.account(&pauper).nonce != 0 {
+                return Err(format!(
+                    "n{i}: an invalid (unfunded) transaction was canonized"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Canonical nonce of `addr` as the most advanced live node sees it (the client's oracle,
+    /// like a wallet's eth_getTransactionCount).
+    pub fn account_nonce(&self, addr: &Address) -> u64 {
+        self.up_nodes()
+            .into_iter()
+            .filter_map(|i| self.node(i))
+            .map(|n| {
+                canon_engine::raft::state_machine::read_chain(n.chain())
+                    .ledger
+                    .account(addr)
+                    .nonce
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+async fn run_node(
+    i: usize,
+    cfg: NodeConfig,
+    disk: MemDisk,
+    net: SimNet,
+    observer: SharedObserver,
+    skew_ms: i64,
+    live: LiveSlot,
+) {
+    let id = cfg.id();
+    let endpoint = match Endpoint::bind(SocketAddr::new(node_ip(i), PORT)).await {
+        Ok(ep) => Arc::new(ep),
+        Err(e) => {
+            observer.lock().note(format!("n{i} cannot bind: {e}"));
+            return;
+        }
+    };
+    let seams = Seams {
+        storage: Arc::new(disk),
+        transport: Arc::new(SimTransport {
+            me: i,
+            id,
+            endpoint: endpoint.clone(),
+            net: net.clone(),
+        }),
+        clock: Arc::new(SimClock { skew_ms }),
+        events: Arc::new(SimEvents {
+            node: i,
+            observer: observer.clone(),
+        }),
+    };
+    let node = match SimNode::start(cfg, seams).await {
+        Ok(n) => n,
+        Err(e) => {
+            observer.lock().note(format!("n{i} failed to start: {e}"));
+            return;
+        }
+    };
+    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    serve(i, node, endpoint, net).await;
+}
+
+/// Answers requests until the node is killed. Each request runs in its own task so a slow
+/// handler never blocks heartbeats.
+async fn serve(me: usize, node: Arc<SimNode>, endpoint: Arc<Endpoint>, net: SimNet) {
+    loop {
+        let Ok((payload, src)) = endpoint.recv_from_raw(TAG_REQUEST).await else {
+            return;
+        };
+        let Ok(env) = payload.downcast::<Envelope>() else {
+            continue;
+        };
+        let from = net.lookup(&env.from).map(|(i, _)| i);
+        let (node, endpoint, net) = (node.clone(), endpoint.clone(), net.clone());
+        madsim::task::spawn(async move {
+            let resp = node.handle_request(env.from, &env.payload).await;
+            let fate = match from {
+                Some(f) => net.fate(me, f),
+                None => Fate::Deliver(Duration::ZERO),
+            };
+            if let Fate::Deliver(delay) = fate {
+                if !delay.is_zero() {
+                    madsim::time::sleep(delay).await;
+                }
+                let _ = endpoint
+                    .send_to_raw(src, env.reply_tag, Box::new(resp))
+                    .await;
+            }
+        });
+    }
+}

@@ -1,0 +1,12 @@
+//! canon-sim: the deterministic simulator. A madsim cluster of real engine nodes, our own
+//! network and disk faults, an invariant checker that watches every event, and a trace whose
+//! hash is the run's fingerprint.
+
+pub mod checker;
+pub mod client;
+pub mod cluster;
+pub mod net;
+pub mod runtime;
+pub mod scenario;
+pub mod scenarios;
+pub mod trace;

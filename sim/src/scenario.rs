@@ -1,0 +1,158 @@
+//! Running one named scenario under one seed: a fresh madsim runtime on a fresh thread, the
+//! checker's verdict, and the trace hash.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::cluster::{ClusterConfig, SharedObserver, SimCluster};
+
+pub type ScenarioFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
+
+pub struct Scenario {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub body: fn(Ctx) -> ScenarioFuture,
+    /// The run fails if simulated time passes this (a hung scenario is a failure, not a hang).
+    pub sim_time_limit: Duration,
+}
+
+/// What a scenario body gets: its seed, and the way to start a cluster the runner can watch.
+pub struct Ctx {
+    pub seed: u64,
+    observer: Arc<Mutex<Option<SharedObserver>>>,
+}
+
+impl Ctx {
+    pub fn cluster(&self, cfg: ClusterConfig) -> SimCluster {
+        let c = SimCluster::start(self.seed, cfg);
+        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.observer.clone());
+        c
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct RunReport {
+    pub scenario: &'static str,
+    pub seed: u64,
+    pub blocks: u64,
+    pub sim_secs: f64,
+    pub wall_secs: f64,
+    pub trace: String,
+    pub trace_lines: u64,
+    /// The first violated invariant or scenario expectation, if any.
+    pub failure: Option<String>,
+    pub recent_events: Vec<String>,
+}
+
+impl RunReport {
+    pub fn ok(&self) -> bool {
+        self.failure.is_none()
+    }
+
+    pub fn replay_command(&self) -> String {
+        format!(
+            "cargo run --release -p canon-sim -- run {} --seed {}",
+            self.scenario, self.seed
+        )
+    }
+
+    pub fn ok_line(&self) -> String {
+        format!(
+            "ok scenario={} seed={} blocks={} sim_secs={:.1} wall_secs={:.2} trace={}",
+            self.scenario, self.seed, self.blocks, self.sim_secs, self.wall_secs, self.trace
+        )
+    }
+
+    /// The failure report: what broke, the last trace events, and the replay command.
+    pub fn failure_text(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "FAILED scenario={} seed={} trace={}\n{}\nlast events:\n",
+            self.scenario,
+            self.seed,
+            self.trace,
+            self.failure.as_deref().unwrap_or("")
+        ));
+        for e in &self.recent_events {
+            out.push_str("  ");
+            out.push_str(e);
+            out.push('\n');
+        }
+        out.push_str(&format!("replay: {}", self.replay_command()));
+        out
+    }
+}
+
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "panic".to_string()
+    }
+}
+
+/// Runs `scenario` with `seed` on a fresh thread, so no thread-local state (tokio's select
+/// RNG, std's hash keys) carries over from an earlier seed.
+pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
+    let slot: Arc<Mutex<Option<SharedObserver>>> = Arc::new(Mutex::new(None));
+    let ctx = Ctx {
+        seed,
+        observer: slot.clone(),
+    };
+    let wall = Instant::now();
+    let joined = std::thread::Builder::new()
+        .name(format!("{}-{seed}", scenario.name))
+        .stack_size(32 * 1024 * 1024)
+        .spawn(move || {
+            let mut rt =
+                madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+            rt.set_time_limit(scenario.sim_time_limit);
+            rt.block_on(async move {
+                let start = Instant::now();
+                let result = (scenario.body)(ctx).await;
+                (result, start.elapsed())
+            })
+        })
+        .map_err(|e| format!("cannot start the simulation thread: {e}"))
+        .and_then(|h| {
+            h.join()
+                .map_err(|p| format!("simulation panicked: {}", panic_text(p)))
+        });
+    let wall_secs = wall.elapsed().as_secs_f64();
+    let observer = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (mut failure, sim_secs) = match joined {
+        Ok((result, sim)) => (result.err(), sim.as_secs_f64()),
+        Err(e) => (Some(e), scenario.sim_time_limit.as_secs_f64()),
+    };
+    let (trace, trace_lines, recent, blocks) = match &observer {
+        Some(o) => {
+            let o = o.lock();
+            if let Some(v) = o.checker.violations().first() {
+                // The checker's verdict comes first: a liveness failure is often its symptom.
+                failure = Some(v.to_string());
+            }
+            (
+                o.trace.hash16(),
+                o.trace.lines(),
+                o.trace.recent(),
+                o.checker.canonical_height(),
+            )
+        }
+        None => ("0000000000000000".into(), 0, Vec::new(), 0),
+    };
+    RunReport {
+        scenario: scenario.name,
+        seed,
+        blocks,
+        sim_secs,
+        wall_secs,
+        trace,
+        trace_lines,
+        failure,
+        recent_events: recent,
+    }
+}

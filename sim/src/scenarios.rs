@@ -1,0 +1,336 @@
+//! The named scenarios. Each states its own liveness bound; the checker watches safety in all.
+
+use std::time::Duration;
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::client::spawn_client;
+use crate::cluster::{ClusterConfig, SimCluster};
+use crate::scenario::{Ctx, Scenario, ScenarioFuture};
+
+pub static SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "leader-failover",
+        description: "3 nodes: stop the leader, another leads within the bound and blocks continue; the old leader restarts, rejoins as follower and catches up",
+        body: leader_failover,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "bootstrap-race",
+        description: "every node bootstraps at the same instant: one membership, one leader, blocks flow",
+        body: bootstrap_race,
+        sim_time_limit: Duration::from_secs(60),
+    },
+    Scenario {
+        name: "quorum-loss",
+        description: "2 of 3 nodes down: the head does not advance; both back: it does",
+        body: quorum_loss,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "follower-restart",
+        description: "a follower crashes (losing unsynced writes), misses blocks, restarts and catches up",
+        body: follower_restart,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "asymmetric-partition",
+        description: "the leader can send but not receive, then receive but not send: a leader again within the bound each time",
+        body: asymmetric_partition,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "chaos",
+        description: "60 simulated seconds of seeded crashes, restarts, partitions, loss and delay; then heal and check liveness",
+        body: chaos,
+        sim_time_limit: Duration::from_secs(300),
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+/// Blocks that must follow a recovery before it counts as live.
+const PROGRESS_BLOCKS: u64 = 3;
+/// Liveness bound once faults stop: election, catch-up and three blocks.
+const HEAL_BOUND: Duration = Duration::from_secs(20);
+const CLIENT_INTERVAL: Duration = Duration::from_millis(25);
+
+fn at(c: &SimCluster, msg: String) -> String {
+    format!("{msg} (sim {:.3}s)", c.observer.lock().now().as_secs_f64())
+}
+
+async fn sleep_ms(ms: u64) {
+    madsim::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Heals the network, restarts every crashed node, and requires progress on all of them and
+/// a converged, canonical final state.
+async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
+    c.net.heal();
+    c.note("fault: heal network");
+    for i in c.down_nodes() {
+        c.restart(i);
+    }
+    c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+        .await
+        .map_err(|e| at(c, e))?;
+    let target = c.canonical_height();
+    c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
+        .await
+        .map_err(|e| at(c, e))?;
+    c.check_final_state().map_err(|e| at(c, e))
+}
+
+fn leader_failover(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let bound = c.cfg.election_bound();
+        let all = c.up_nodes();
+        let (old, _) = c
+            .wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.crash(old);
+        let rest = c.up_nodes();
+        let (new, took) = c
+            .wait_for_leader(&rest, bound)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.note(format!(
+            "n{new} leads {:.3}s after n{old} stopped",
+            took.as_secs_f64()
+        ));
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        sleep_ms(1_000).await;
+        c.restart(old);
+        let target = c.canonical_height();
+        c.wait_for_height(&[old], target, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let status = c
+            .node(old)
+            .map(|n| n.status())
+            .ok_or("restarted node is not running")?;
+        if status.is_leader {
+            return Err(at(
+                &c,
+                format!("n{old} came back as leader instead of follower"),
+            ));
+        }
+        heal_and_check(&mut c).await
+    })
+}
+
+fn bootstrap_race(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let all = c.up_nodes();
+        c.wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(10, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // One membership: every node reports the same voter set.
+        let mut memberships = Vec::new();
+        for i in c.up_nodes() {
+            if let Some(n) = c.node(i) {
+                let m = n.raft().metrics().borrow().membership_config.clone();
+                memberships.push(m.membership().voter_ids().collect::<Vec<_>>());
+            }
+        }
+        if memberships.windows(2).any(|w| w[0] != w[1])
+            || memberships.first().map(|m| m.len()) != Some(c.size())
+        {
+            return Err(at(
+                &c,
+                format!("nodes disagree on membership: {memberships:?}"),
+            ));
+        }
+        heal_and_check(&mut c).await
+    })
+}
+
+fn quorum_loss(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let all = c.up_nodes();
+        c.wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let mut victims = all.clone();
+        victims.shuffle(&mut c.rng);
+        let (a, b) = (victims[0], victims[1]);
+        c.crash(a);
+        c.crash(b);
+        // Whatever was committed before the crash may still be applied by the survivor.
+        sleep_ms(2_000).await;
+        let frozen = c.canonical_height();
+        sleep_ms(5_000).await;
+        if c.canonical_height() != frozen {
+            return Err(at(
+                &c,
+                format!(
+                    "head advanced from {frozen} to {} with 2 of 3 nodes down",
+                    c.canonical_height()
+                ),
+            ));
+        }
+        c.restart(a);
+        c.restart(b);
+        heal_and_check(&mut c).await
+    })
+}
+
+fn follower_restart(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let all = c.up_nodes();
+        let (leader, _) = c
+            .wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let followers: Vec<usize> = all.iter().copied().filter(|i| *i != leader).collect();
+        let f = followers[c.rng.gen_range(0..followers.len())];
+        c.crash(f);
+        c.wait_for_progress(20, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.restart(f);
+        let target = c.canonical_height();
+        c.wait_for_height(&[f], target, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        heal_and_check(&mut c).await
+    })
+}
+
+fn asymmetric_partition(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        // Stepping down takes twice the max election timeout; then an election.
+        let bound =
+            c.cfg.election_bound() + Duration::from_millis(c.cfg.election_timeout_ms_max * 2);
+        let all = c.up_nodes();
+        for send_only in [true, false] {
+            let (leader, _) = c
+                .wait_for_leader(&all, HEAL_BOUND)
+                .await
+                .map_err(|e| at(&c, e))?;
+            c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+                .await
+                .map_err(|e| at(&c, e))?;
+            for other in all.iter().copied().filter(|o| *o != leader) {
+                if send_only {
+                    c.net.block(other, leader);
+                } else {
+                    c.net.block(leader, other);
+                }
+            }
+            c.note(format!(
+                "fault: n{leader} can {} only",
+                if send_only { "send" } else { "receive" }
+            ));
+            let rest: Vec<usize> = all.iter().copied().filter(|o| *o != leader).collect();
+            let (new, took) = c
+                .wait_for_leader(&rest, bound)
+                .await
+                .map_err(|e| at(&c, e))?;
+            c.note(format!(
+                "n{new} leads {:.3}s after the partition",
+                took.as_secs_f64()
+            ));
+            // The partitioned node may not hear the new leader; the majority must progress.
+            let target = c.canonical_height() + PROGRESS_BLOCKS;
+            c.wait_for_height(&rest, target, HEAL_BOUND)
+                .await
+                .map_err(|e| at(&c, e))?;
+            c.net.heal();
+            c.note("fault: heal network");
+            let target = c.canonical_height();
+            c.wait_for_height(&all, target, HEAL_BOUND)
+                .await
+                .map_err(|e| at(&c, e))?;
+        }
+        heal_and_check(&mut c).await
+    })
+}
+
+pub const CHAOS_SECS: u64 = 60;
+
+fn chaos(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let n = c.size();
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
+            let pause = c.rng.gen_range(200..2_000);
+            sleep_ms(pause).await;
+            match c.rng.gen_range(0..10) {
+                0 | 1 => {
+                    let up = c.up_nodes();
+                    if let Some(&i) = up.choose(&mut c.rng) {
+                        c.crash(i);
+                    }
+                }
+                2 | 3 => {
+                    let down = c.down_nodes();
+                    if let Some(&i) = down.choose(&mut c.rng) {
+                        c.restart(i);
+                    }
+                }
+                4 => {
+                    let i = c.rng.gen_range(0..n);
+                    c.net.isolate(i);
+                    c.note(format!("fault: isolate n{i}"));
+                }
+                5 => {
+                    let from = c.rng.gen_range(0..n);
+                    let to = (from + c.rng.gen_range(1..n)) % n;
+                    c.net.block(from, to);
+                    c.note(format!("fault: drop n{from} -> n{to}"));
+                }
+                6 => {
+                    let loss = c.rng.gen_range(0..300);
+                    c.net.set_loss_permille(loss);
+                    c.note(format!("fault: lose {loss}/1000 messages"));
+                }
+                7 => {
+                    let max = c.rng.gen_range(0..150);
+                    c.net.set_extra_delay_ms(0, max);
+                    c.note(format!("fault: delay messages up to {max} ms"));
+                }
+                8 => {
+                    c.net.heal();
+                    c.note("fault: heal network");
+                }
+                _ => {
+                    if let Some(l) = c.leader() {
+                        c.crash(l);
+                    }
+                }
+            }
+        }
+        heal_and_check(&mut c).await
+    })
+}
