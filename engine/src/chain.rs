@@ -181,3 +181,154 @@ pub fn build_block(
         excluded,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::ChainSpec;
+    use crate::tx::{Payload, Transaction};
+    use alloy_primitives::Address;
+
+    fn key(n: u8) -> SecretKey {
+        SecretKey::from_bytes([n; 32]).unwrap()
+    }
+
+    struct Fixture {
+        spec: ChainSpec,
+        leader: SecretKey,
+        peers: Vec<NodeId>,
+        alice: SecretKey,
+    }
+
+    fn fixture() -> Fixture {
+        let alice = key(10);
+        let leader = key(1);
+        Fixture {
+            spec: ChainSpec {
+                chain_id: 1,
+                genesis_alloc: vec![(alice.address(), 1_000)],
+            },
+            peers: vec![leader.node_id(), key(2).node_id()],
+            leader,
+            alice,
+        }
+    }
+
+    fn pay(from: &SecretKey, nonce: u64, amount: u64) -> SignedTransaction {
+        Transaction {
+            sender: from.address(),
+            nonce,
+            payload: Payload::Transfer {
+                to: Address::repeat_byte(9),
+                amount,
+            },
+        }
+        .sign(from)
+        .unwrap()
+    }
+
+    fn build(f: &Fixture, txs: Vec<SignedTransaction>) -> (Head, Ledger, Built) {
+        let head = Head::of(&f.spec.genesis_header().unwrap()).unwrap();
+        let ledger = f.spec.genesis_ledger();
+        let built = build_block(
+            Proposal {
+                head: &head,
+                ledger: &ledger,
+                key: &f.leader,
+                term: 1,
+                timestamp_ms: 5,
+                max_transactions: 10,
+            },
+            txs,
+        )
+        .unwrap();
+        (head, ledger, built)
+    }
+
+    #[test]
+    fn sequencer_excludes_invalid_transactions_and_block_verifies() {
+        let f = fixture();
+        let pauper = key(11);
+        let (head, ledger, built) = build(
+            &f,
+            vec![pay(&f.alice, 0, 10), pay(&pauper, 0, 1), pay(&f.alice, 5, 1), pay(&f.alice, 1, 2_000)],
+        );
+        assert_eq!(built.block.transactions.len(), 1);
+        assert_eq!(built.excluded.len(), 3);
+        let out = verify_block(&head, &ledger, &f.peers, &built.block).unwrap();
+        assert_eq!(out.ledger.account(&f.alice.address()).balance, 990);
+    }
+
+    #[test]
+    fn replay_rejects_tampered_blocks() {
+        let f = fixture();
+        let (head, ledger, built) = build(&f, vec![pay(&f.alice, 0, 10)]);
+        let good = built.block;
+
+        let mut b = good.clone();
+        b.header.state_root = B256::repeat_byte(1);
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::Signature)));
+        let b = Block::seal(b.header, b.transactions, &f.leader).unwrap();
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::StateRoot { .. })));
+
+        let mut h = good.header.clone();
+        h.parent_hash = B256::repeat_byte(7);
+        let b = Block::seal(h, good.transactions.clone(), &f.leader).unwrap();
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::Parent { .. })));
+
+        let mut h = good.header.clone();
+        h.height = 2;
+        let b = Block::seal(h, good.transactions.clone(), &f.leader).unwrap();
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::Height { .. })));
+
+        let mut h = good.header.clone();
+        h.proposer = key(3).node_id();
+        let b = Block::seal(h, good.transactions.clone(), &key(3)).unwrap();
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::UnknownProposer(_))));
+
+        let mut b = good.clone();
+        b.transactions.push(pay(&f.alice, 1, 1));
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::TransactionsRoot { .. })));
+
+        let mut b = good.clone();
+        b.transactions[0] = pay(&f.alice, 0, 11);
+        let b = Block::seal(b.header, b.transactions, &f.leader).unwrap();
+        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::TransactionsRoot { .. })));
+    }
+
+    #[test]
+    fn a_block_with_an_invalid_transaction_is_rejected_on_replay() {
+        let f = fixture();
+        let (head, ledger, built) = build(&f, vec![]);
+        let mut h = built.block.header.clone();
+        let txs = vec![pay(&f.alice, 3, 1)];
+        h.transactions_root = transactions_root(&txs).unwrap();
+        let b = Block::seal(h, txs, &f.leader).unwrap();
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::Transaction { index: 0, error: TxError::NonceGap { .. } })
+        ));
+    }
+
+    #[test]
+    fn timestamps_never_go_backwards() {
+        let f = fixture();
+        let head = Head {
+            timestamp_ms: 100,
+            ..Head::of(&f.spec.genesis_header().unwrap()).unwrap()
+        };
+        let built = build_block(
+            Proposal {
+                head: &head,
+                ledger: &f.spec.genesis_ledger(),
+                key: &f.leader,
+                term: 1,
+                timestamp_ms: 5,
+                max_transactions: 1,
+            },
+            vec![],
+        )
+        .unwrap();
+        assert_eq!(built.block.header.timestamp_ms, 100);
+    }
+}

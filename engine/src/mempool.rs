@@ -95,3 +95,51 @@ impl Mempool {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::SecretKey;
+    use crate::tx::{Payload, Transaction};
+
+    fn tx(k: &SecretKey, nonce: u64) -> SignedTransaction {
+        Transaction {
+            sender: k.address(),
+            nonce,
+            payload: Payload::Data(vec![]),
+        }
+        .sign(k)
+        .unwrap()
+    }
+
+    #[test]
+    fn candidates_are_consecutive_nonces_per_sender() {
+        let a = SecretKey::from_bytes([1; 32]).unwrap();
+        let ledger = Ledger::default();
+        let mut mp = Mempool::new(10);
+        for n in [0, 1, 3] {
+            mp.admit(tx(&a, n), &ledger).unwrap();
+        }
+        assert_eq!(mp.admit(tx(&a, 1), &ledger), Err(AdmitError::Duplicate));
+        let nonces: Vec<u64> = mp.candidates(&ledger, 10).iter().map(|t| t.tx.nonce).collect();
+        assert_eq!(nonces, vec![0, 1]);
+        assert_eq!(mp.candidates(&ledger, 1).len(), 1);
+    }
+
+    #[test]
+    fn full_and_stale_are_refused_and_prune_drops_used_nonces() {
+        let a = SecretKey::from_bytes([1; 32]).unwrap();
+        let mut ledger = Ledger::default();
+        let mut mp = Mempool::new(2);
+        mp.admit(tx(&a, 0), &ledger).unwrap();
+        mp.admit(tx(&a, 1), &ledger).unwrap();
+        assert_eq!(mp.admit(tx(&a, 2), &ledger), Err(AdmitError::Full(2)));
+        ledger.apply_signed(&tx(&a, 0)).unwrap();
+        assert_eq!(
+            mp.admit(tx(&a, 0), &ledger),
+            Err(AdmitError::Stale { expected: 1, got: 0 })
+        );
+        mp.prune(&ledger);
+        assert_eq!(mp.len(), 1);
+    }
+}
