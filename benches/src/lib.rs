@@ -1,1 +1,82 @@
-//! placeholder
+//! Fixtures shared by canon's benches: a funded ledger and signed transfer blocks.
+
+use alloy_primitives::Address;
+use canon_engine::block::ChainSpec;
+use canon_engine::chain::{build_block, Built, Head, Proposal};
+use canon_engine::keys::SecretKey;
+use canon_engine::tx::{Payload, SignedTransaction, Transaction};
+
+pub fn key(i: u32) -> SecretKey {
+    let mut b = [0u8; 32];
+    b[28..].copy_from_slice(&(i + 1).to_be_bytes());
+    b[0] = 1;
+    match SecretKey::from_bytes(b) {
+        Ok(k) => k,
+        Err(e) => panic!("fixture key {i}: {e}"),
+    }
+}
+
+pub struct Fixture {
+    pub spec: ChainSpec,
+    pub accounts: Vec<SecretKey>,
+    pub leader: SecretKey,
+}
+
+pub fn fixture(accounts: u32) -> Fixture {
+    let accounts: Vec<SecretKey> = (0..accounts).map(key).collect();
+    Fixture {
+        spec: ChainSpec {
+            chain_id: 1,
+            genesis_alloc: accounts
+                .iter()
+                .map(|a| (a.address(), 1_000_000_000))
+                .collect(),
+        },
+        accounts,
+        leader: key(1_000_000),
+    }
+}
+
+/// `n` transfers, one per account (round robin), all valid on genesis.
+pub fn transfers(f: &Fixture, n: usize) -> Vec<SignedTransaction> {
+    (0..n)
+        .map(|i| {
+            let from = &f.accounts[i % f.accounts.len()];
+            let tx = Transaction {
+                sender: from.address(),
+                nonce: (i / f.accounts.len()) as u64,
+                payload: Payload::Transfer {
+                    to: Address::repeat_byte(7),
+                    amount: 1,
+                },
+            };
+            match tx.sign(from) {
+                Ok(t) => t,
+                Err(e) => panic!("fixture tx: {e}"),
+            }
+        })
+        .collect()
+}
+
+pub fn block_of(f: &Fixture, txs: Vec<SignedTransaction>) -> (Head, Built) {
+    let head = match f.spec.genesis_header().and_then(|h| Head::of(&h)) {
+        Ok(h) => h,
+        Err(e) => panic!("genesis: {e}"),
+    };
+    let ledger = f.spec.genesis_ledger();
+    let built = build_block(
+        Proposal {
+            head: &head,
+            ledger: &ledger,
+            key: &f.leader,
+            term: 1,
+            timestamp_ms: 1,
+            max_transactions: usize::MAX,
+        },
+        txs,
+    );
+    match built {
+        Ok(b) => (head, b),
+        Err(e) => panic!("build: {e}"),
+    }
+}

@@ -251,7 +251,12 @@ mod tests {
         let pauper = key(11);
         let (head, ledger, built) = build(
             &f,
-            vec![pay(&f.alice, 0, 10), pay(&pauper, 0, 1), pay(&f.alice, 5, 1), pay(&f.alice, 1, 2_000)],
+            vec![
+                pay(&f.alice, 0, 10),
+                pay(&pauper, 0, 1),
+                pay(&f.alice, 5, 1),
+                pay(&f.alice, 1, 2_000),
+            ],
         );
         assert_eq!(built.block.transactions.len(), 1);
         assert_eq!(built.excluded.len(), 3);
@@ -267,33 +272,54 @@ mod tests {
 
         let mut b = good.clone();
         b.header.state_root = B256::repeat_byte(1);
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::Signature)));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::Signature)
+        ));
         let b = Block::seal(b.header, b.transactions, &f.leader).unwrap();
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::StateRoot { .. })));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::StateRoot { .. })
+        ));
 
         let mut h = good.header.clone();
         h.parent_hash = B256::repeat_byte(7);
         let b = Block::seal(h, good.transactions.clone(), &f.leader).unwrap();
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::Parent { .. })));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::Parent { .. })
+        ));
 
         let mut h = good.header.clone();
         h.height = 2;
         let b = Block::seal(h, good.transactions.clone(), &f.leader).unwrap();
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::Height { .. })));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::Height { .. })
+        ));
 
         let mut h = good.header.clone();
         h.proposer = key(3).node_id();
         let b = Block::seal(h, good.transactions.clone(), &key(3)).unwrap();
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::UnknownProposer(_))));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::UnknownProposer(_))
+        ));
 
         let mut b = good.clone();
         b.transactions.push(pay(&f.alice, 1, 1));
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::TransactionsRoot { .. })));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::TransactionsRoot { .. })
+        ));
 
         let mut b = good.clone();
         b.transactions[0] = pay(&f.alice, 0, 11);
         let b = Block::seal(b.header, b.transactions, &f.leader).unwrap();
-        assert!(matches!(verify_block(&head, &ledger, &f.peers, &b), Err(BlockError::TransactionsRoot { .. })));
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b),
+            Err(BlockError::TransactionsRoot { .. })
+        ));
     }
 
     #[test]
@@ -306,7 +332,10 @@ mod tests {
         let b = Block::seal(h, txs, &f.leader).unwrap();
         assert!(matches!(
             verify_block(&head, &ledger, &f.peers, &b),
-            Err(BlockError::Transaction { index: 0, error: TxError::NonceGap { .. } })
+            Err(BlockError::Transaction {
+                index: 0,
+                error: TxError::NonceGap { .. }
+            })
         ));
     }
 

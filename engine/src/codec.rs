@@ -100,17 +100,26 @@ mod tests {
 
     #[test]
     fn golden_block_encoding() {
-        assert_eq!(keccak256(encode(&sample_block()).unwrap()).to_string(), GOLDEN_BLOCK_HASH);
+        assert_eq!(
+            keccak256(encode(&sample_block()).unwrap()).to_string(),
+            GOLDEN_BLOCK_HASH
+        );
         let spec = ChainSpec {
             chain_id: 7,
             genesis_alloc: vec![(Address::repeat_byte(0x33), 5)],
         };
-        assert_eq!(spec.genesis_header().unwrap().hash().unwrap().to_string(), GOLDEN_GENESIS_HASH);
+        assert_eq!(
+            spec.genesis_header().unwrap().hash().unwrap().to_string(),
+            GOLDEN_GENESIS_HASH
+        );
     }
 
-    const GOLDEN_SIGNED_TX_HASH: &str = "0x96da2f907a3f6ce5d6b04528c90d182a53954e4bc6eb83a7d1b571c45605020f";
-    const GOLDEN_BLOCK_HASH: &str = "0x57e150c0ab054ace3da29de082166bcb947e8c9a773c7b1aa73289e4c3c09108";
-    const GOLDEN_GENESIS_HASH: &str = "0x665ef6dbe3d2b445de60374b95fbcad05feea5fbe961bc0555e007185a213202";
+    const GOLDEN_SIGNED_TX_HASH: &str =
+        "0x96da2f907a3f6ce5d6b04528c90d182a53954e4bc6eb83a7d1b571c45605020f";
+    const GOLDEN_BLOCK_HASH: &str =
+        "0x57e150c0ab054ace3da29de082166bcb947e8c9a773c7b1aa73289e4c3c09108";
+    const GOLDEN_GENESIS_HASH: &str =
+        "0x665ef6dbe3d2b445de60374b95fbcad05feea5fbe961bc0555e007185a213202";
 
     #[test]
     fn round_trips() {
@@ -122,7 +131,10 @@ mod tests {
     fn trailing_bytes_are_rejected() {
         let mut bytes = encode(&sample_block()).unwrap();
         bytes.push(0);
-        assert!(matches!(decode::<Block>(&bytes), Err(CodecError::Trailing(1))));
+        assert!(matches!(
+            decode::<Block>(&bytes),
+            Err(CodecError::Trailing(1))
+        ));
     }
 
     #[test]

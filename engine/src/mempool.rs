@@ -121,7 +121,11 @@ mod tests {
             mp.admit(tx(&a, n), &ledger).unwrap();
         }
         assert_eq!(mp.admit(tx(&a, 1), &ledger), Err(AdmitError::Duplicate));
-        let nonces: Vec<u64> = mp.candidates(&ledger, 10).iter().map(|t| t.tx.nonce).collect();
+        let nonces: Vec<u64> = mp
+            .candidates(&ledger, 10)
+            .iter()
+            .map(|t| t.tx.nonce)
+            .collect();
         assert_eq!(nonces, vec![0, 1]);
         assert_eq!(mp.candidates(&ledger, 1).len(), 1);
     }
@@ -137,7 +141,10 @@ mod tests {
         ledger.apply_signed(&tx(&a, 0)).unwrap();
         assert_eq!(
             mp.admit(tx(&a, 0), &ledger),
-            Err(AdmitError::Stale { expected: 1, got: 0 })
+            Err(AdmitError::Stale {
+                expected: 1,
+                got: 0
+            })
         );
         mp.prune(&ledger);
         assert_eq!(mp.len(), 1);

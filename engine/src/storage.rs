@@ -68,6 +68,9 @@ pub enum Durability {
 #[error("storage: {0}")]
 pub struct StorageError(pub String);
 
+/// A key and its value, as scans return them.
+pub type KeyValue = (Vec<u8>, Vec<u8>);
+
 pub trait Storage: Send + Sync + 'static {
     fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError>;
     /// Key-value pairs with `from <= key < to`, in key order, at most `limit`.
@@ -77,13 +80,9 @@ pub trait Storage: Send + Sync + 'static {
         from: &[u8],
         to: &[u8],
         limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError>;
+    ) -> Result<Vec<KeyValue>, StorageError>;
     /// The greatest key-value pair with `key < to`.
-    fn last_before(
-        &self,
-        col: Column,
-        to: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError>;
+    fn last_before(&self, col: Column, to: &[u8]) -> Result<Option<KeyValue>, StorageError>;
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError>;
 }
 

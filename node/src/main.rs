@@ -1,1 +1,55 @@
-fn main() {}
+//! `canon-node`: the production shell. This build carries the identity tooling every operator
+//! needs before a cluster exists; the tokio + RocksDB node is built with `--features production`.
+
+use std::process::ExitCode;
+
+use canon_engine::keys::SecretKey;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "canon-node",
+    about = "canon consensus node",
+    long_about = "canon consensus node. `id` derives a node's Raft id and enode URL from its \
+network secret key, exactly as consensus_peer_ids and network_boot_nodes expect them."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the node id (uncompressed secp256k1 public key) and enode URL of a secret key.
+    Id {
+        /// 32-byte hex network secret key (0x optional); NETWORK_SECRET_KEY if omitted.
+        #[arg(long, env = "NETWORK_SECRET_KEY")]
+        secret_key: String,
+        /// Host and port for the enode URL.
+        #[arg(long, default_value = "127.0.0.1:3060")]
+        address: String,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Id {
+            secret_key,
+            address,
+        } => match SecretKey::from_hex(&secret_key) {
+            Ok(key) => {
+                let id = key.node_id();
+                println!("node_id: {id}");
+                println!(
+                    "enode:   enode://{}@{address}",
+                    id.to_string().trim_start_matches("0x")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: network_secret_key: {e}");
+                ExitCode::from(2)
+            }
+        },
+    }
+}

@@ -6,7 +6,11 @@ use canon_sim::scenario;
 use canon_sim::scenarios;
 
 const PROBE_ENV: &str = "CANON_TRACE_PROBE";
-const CASES: &[(&str, u64)] = &[("chaos", 3), ("leader-failover", 5), ("asymmetric-partition", 2)];
+const CASES: &[(&str, u64)] = &[
+    ("chaos", 3),
+    ("leader-failover", 5),
+    ("asymmetric-partition", 2),
+];
 
 fn trace_of(name: &str, seed: u64) -> String {
     let s = scenarios::find(name).expect("scenario exists");
@@ -41,7 +45,13 @@ fn same_seed_same_trace_in_another_process() {
     for (name, seed) in CASES {
         let here = trace_of(name, *seed);
         let out = Command::new(&exe)
-            .args(["--exact", "trace_probe", "--ignored", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "trace_probe",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(PROBE_ENV, format!("{name}:{seed}"))
             .env_remove("MADSIM_TEST_SEED")
             .output()
@@ -50,8 +60,16 @@ fn same_seed_same_trace_in_another_process() {
         let there = stdout
             .lines()
             .find_map(|l| l.split_once("TRACE=").map(|(_, h)| h.trim()))
-            .unwrap_or_else(|| panic!("probe printed no trace: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-        assert_eq!(here, there, "scenario {name} seed {seed}: trace {here} here, {there} in a fresh process");
+            .unwrap_or_else(|| {
+                panic!(
+                    "probe printed no trace: {stdout}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+        assert_eq!(
+            here, there,
+            "scenario {name} seed {seed}: trace {here} here, {there} in a fresh process"
+        );
     }
 }
 

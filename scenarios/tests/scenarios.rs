@@ -31,7 +31,11 @@ fn follower_restart() {
 
 #[test]
 fn asymmetric_partition() {
-    assert_progress(&run_scenario("asymmetric-partition", 0..30, "asymmetric_partition"));
+    assert_progress(&run_scenario(
+        "asymmetric-partition",
+        0..30,
+        "asymmetric_partition",
+    ));
 }
 
 #[test]

@@ -67,7 +67,7 @@ async fn run(
     interval: Duration,
     stats: Arc<ClientStats>,
 ) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xC11E_47);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x00C1_1E47);
     let mut nonces = vec![0u64; accounts.len()];
     let pauper = pauper_key();
     let mut pauper_nonce = 0u64;

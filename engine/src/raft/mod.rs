@@ -2,6 +2,9 @@
 //! state machine over the [`Storage`](crate::storage::Storage) seam, and the network over the
 //! [`Transport`](crate::transport::Transport) seam.
 
+// openraft dictates `StorageError` (about 400 bytes) as the error of every storage call.
+#![allow(clippy::result_large_err)]
+
 pub mod log_store;
 pub mod network;
 pub mod state_machine;

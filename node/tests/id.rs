@@ -1,0 +1,27 @@
+use std::process::Command;
+
+#[test]
+fn id_derives_the_seed_enode() {
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+        .args([
+            "id",
+            "--secret-key",
+            "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308",
+        ])
+        .env_remove("NETWORK_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("enode://246e07030b4c48b8f28ab1fdf797a02308b0ca724696b695aabee48ea48298ff221144a0c0f14ebf030aea6d5fb6b31bd3a02676204bb13e78336bb824e32f1d@127.0.0.1:3060"), "{stdout}");
+}
+
+#[test]
+fn bad_key_names_the_setting() {
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+        .args(["id", "--secret-key", "0xnothex"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("network_secret_key"));
+}
