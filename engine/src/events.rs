@@ -7,15 +7,22 @@ use crate::ids::NodeId;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// The node opened its storage: what survived since its last life.
+    /// The node opened its storage: what survived since its last life. The head may be
+    /// behind what it applied before a crash; the log re-applies the rest.
     Started {
         head_height: u64,
         head_hash: B256,
+        applied_index: Option<u64>,
         term: u64,
         committed_index: Option<u64>,
     },
-    /// A vote was made durable.
-    VoteSaved { term: u64, committed: bool },
+    /// A vote was made durable: for `voted_for` in `term`; `committed` once a quorum granted
+    /// it, i.e. `voted_for` leads `term`.
+    VoteSaved {
+        term: u64,
+        voted_for: Option<NodeId>,
+        committed: bool,
+    },
     /// The commit index was made durable.
     Committed { index: u64 },
     /// A canonized block was verified, executed and stored.

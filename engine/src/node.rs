@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
 use openraft::{AsyncRuntime, Instant as _, Raft, ServerState, SnapshotPolicy};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::block::ChainSpec;
@@ -164,6 +165,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Event::Started {
                 head_height: state.head.height,
                 head_hash: state.head.hash,
+                applied_index: state.last_applied.map(|l| l.index),
                 term: vote.map(|v| v.leader_id().term).unwrap_or(0),
                 committed_index: committed.map(|c| c.index),
             },
@@ -474,7 +476,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let window = Duration::from_millis(step_down_ms);
             let quorum = self.cfg.peers.len() / 2 + 1;
             let hears_quorum = 1 + self.contact.heard_within(window) >= quorum;
-            let can_elect = hears_quorum || started.elapsed() < window;
+            // openraft 0.9 draws each node's election timeout once and checks it on ticks
+            // aligned to its start, so nodes that split a vote can split every later one in
+            // lockstep. A coin per tick while no leader is known desynchronises them.
+            let leaderless = raft.metrics().borrow().current_leader.is_none();
+            let coin = !leaderless || RT::thread_rng().gen_bool(0.5);
+            let can_elect = (hears_quorum || started.elapsed() < window) && coin;
             if elect_enabled != Some(can_elect) {
                 raft.runtime_config().elect(can_elect);
                 elect_enabled = Some(can_elect);

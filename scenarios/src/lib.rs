@@ -1,5 +1,8 @@
 //! canon-scenarios: runs the simulator's named scenarios over fixed seed sets from `cargo test`.
 //!
+//! Each seed runs in a child process (the test binary itself, through its `seed_probe` test),
+//! the way `canon-sim run` does, so a seed replays identically from either.
+//!
 //! Environment (madsim's conventions), all optional:
 //! - `MADSIM_TEST_SEED=<n>` runs only seed `n` (and `MADSIM_TEST_NUM=<k>` seeds from there);
 //! - `MADSIM_TEST_CHECK_DETERMINISM=1` runs every seed twice and compares trace hashes.
@@ -18,6 +21,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "restart lost untouched genesis accounts: state roots diverged after a crash",
     ),
     (
+        "leader-failover",
+        1,
+        "split votes repeated in lockstep: election checks ride ticks aligned across nodes",
+    ),
+    (
+        "bootstrap-race",
+        15,
+        "all three bootstrapped at once and split every vote for ten seconds",
+    ),
+    (
         "asymmetric-partition",
         0,
         "a send-only leader stepped down but kept campaigning and won every vote it could not hear",
@@ -26,6 +39,11 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "chaos",
         9,
         "a restarted node rejected every block after a crash (genesis accounts missing)",
+    ),
+    (
+        "chaos",
+        61,
+        "two leaders in term 93: openraft's default leader ids allow one leader per (term, node)",
     ),
 ];
 
@@ -49,6 +67,53 @@ pub fn seeds_for(name: &str, fixed: Range<u64>) -> Vec<u64> {
     seeds
 }
 
+const PROBE_ENV: &str = "CANON_SEED_PROBE";
+
+/// Defines the hidden `seed_probe` test that runs one seed for [`run_seed`] in a child
+/// process. Every test binary that calls [`run_scenario`] invokes this once.
+#[macro_export]
+macro_rules! seed_probe {
+    () => {
+        #[test]
+        #[ignore = "helper: runs one seed in a child process for run_scenario"]
+        fn seed_probe() {
+            $crate::probe_main();
+        }
+    };
+}
+
+/// The child's side: runs the seed named in the environment and prints its report.
+pub fn probe_main() {
+    let Ok(spec) = std::env::var(PROBE_ENV) else {
+        return;
+    };
+    let Some((name, seed)) = spec.split_once(':') else {
+        panic!("{PROBE_ENV} must be <scenario>:<seed>, got {spec:?}");
+    };
+    let s = scenarios::find(name).unwrap_or_else(|| panic!("no scenario named {name}"));
+    let seed: u64 = seed
+        .parse()
+        .unwrap_or_else(|_| panic!("bad seed in {spec:?}"));
+    let r = scenario::run(s, seed);
+    print!("{}", scenario::machine_report(&r));
+}
+
+/// Runs one seed of `name` in a fresh child process of this test binary.
+pub fn run_seed(name: &str, seed: u64) -> RunReport {
+    let s = scenarios::find(name).unwrap_or_else(|| panic!("no scenario named {name}"));
+    let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary path: {e}"));
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args([
+        "--exact",
+        "seed_probe",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(PROBE_ENV, format!("{name}:{seed}"));
+    scenario::run_in_child(cmd, s, seed)
+}
+
 fn fail(r: &RunReport, test: &str) -> ! {
     panic!(
         "{}\nor: MADSIM_TEST_SEED={} cargo test -p canon-scenarios --test scenarios {test}",
@@ -60,16 +125,15 @@ fn fail(r: &RunReport, test: &str) -> ! {
 /// Runs scenario `name` over its seeds; panics with the failure report (and both replay
 /// commands) at the first failing seed. Returns the reports.
 pub fn run_scenario(name: &str, fixed: Range<u64>, test: &str) -> Vec<RunReport> {
-    let s = scenarios::find(name).unwrap_or_else(|| panic!("no scenario named {name}"));
     let check = std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some();
     let mut reports = Vec::new();
     for seed in seeds_for(name, fixed) {
-        let r = scenario::run(s, seed);
+        let r = run_seed(name, seed);
         if !r.ok() {
             fail(&r, test);
         }
         if check {
-            let again = scenario::run(s, seed);
+            let again = run_seed(name, seed);
             assert_eq!(
                 r.trace, again.trace,
                 "nondeterminism: scenario {name} seed {seed} gave trace {} then {}",

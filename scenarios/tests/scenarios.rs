@@ -2,6 +2,8 @@
 
 use canon_scenarios::run_scenario;
 
+canon_scenarios::seed_probe!();
+
 fn assert_progress(reports: &[canon_sim::scenario::RunReport]) {
     for r in reports {
         assert!(r.blocks > 0, "seed {} canonized no block", r.seed);

@@ -44,6 +44,8 @@ struct Canonical {
 #[derive(Default, Clone)]
 struct NodeTrack {
     head: u64,
+    /// The highest height this node ever applied, across restarts.
+    max_head: u64,
     term: u64,
     committed: Option<u64>,
     applied_index: Option<u64>,
@@ -53,7 +55,8 @@ pub struct Checker {
     genesis_hash: B256,
     canonical: BTreeMap<u64, Canonical>,
     nodes: Vec<NodeTrack>,
-    leader_of_term: BTreeMap<u64, usize>,
+    /// The leader each term's committed votes name.
+    leader_of_term: BTreeMap<u64, String>,
     /// What each committed log index did on the first node that applied it: the block hash,
     /// or `None` for a rejected or non-block entry.
     outcome_of_index: BTreeMap<u64, Option<B256>>,
@@ -92,6 +95,16 @@ impl Checker {
         self.nodes.get(node).map(|n| n.head).unwrap_or(0)
     }
 
+    /// Nodes whose head is below a height they applied before: blocks not (yet) re-applied.
+    pub fn nodes_behind_their_past(&self) -> Vec<(usize, u64, u64)> {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(_, t)| t.head < t.max_head)
+            .map(|(i, t)| (i, t.head, t.max_head))
+            .collect()
+    }
+
     pub fn fail(
         &mut self,
         invariant: &'static str,
@@ -126,6 +139,20 @@ impl Checker {
         }
     }
 
+    fn saw_term(&mut self, node: usize, term: u64, at: Duration) {
+        let prev = self.nodes[node].term;
+        if term < prev {
+            self.fail(
+                "term never goes backwards",
+                node,
+                None,
+                at,
+                format!("vote for term {term} after {prev}"),
+            );
+        }
+        self.nodes[node].term = term;
+    }
+
     fn monotonic_index(&mut self, node: usize, index: u64, at: Duration) {
         let prev = self.nodes[node].applied_index;
         if prev.is_some_and(|p| index <= p) {
@@ -148,19 +175,11 @@ impl Checker {
             Event::Started {
                 head_height,
                 head_hash,
+                applied_index,
                 term,
                 committed_index,
             } => {
                 let t = self.nodes[node].clone();
-                if *head_height < t.head {
-                    self.fail(
-                        "a canonized block is never lost across restarts",
-                        node,
-                        Some(t.head),
-                        at,
-                        format!("restarted with head {head_height}, had applied {}", t.head),
-                    );
-                }
                 if let Some(expected) = self.canonical_hash(*head_height) {
                     if expected != *head_hash {
                         self.fail(
@@ -181,9 +200,11 @@ impl Checker {
                         format!("restarted in term {term} after {}", t.term),
                     );
                 }
+                // The commit index is synced: what was committed stays committed, so every
+                // canonized block is re-applied from the log even if applied state was lost.
                 if committed_index < &t.committed {
                     self.fail(
-                        "commit index never goes backwards",
+                        "a canonized block is never lost across restarts",
                         node,
                         None,
                         at,
@@ -193,20 +214,36 @@ impl Checker {
                         ),
                     );
                 }
+                // Applied state may roll back to what reached the disk; the log replays the rest.
+                self.nodes[node].head = *head_height;
+                self.nodes[node].applied_index = *applied_index;
             }
-            Event::VoteSaved { term, .. } => {
-                if *term < self.nodes[node].term {
-                    let prev = self.nodes[node].term;
-                    self.fail(
-                        "term never goes backwards",
-                        node,
-                        None,
-                        at,
-                        format!("vote for term {term} after {prev}"),
-                    );
+            Event::VoteSaved {
+                term,
+                voted_for: Some(leader),
+                committed: true,
+            } => {
+                self.saw_term(node, *term, at);
+                // Election safety from the votes themselves: a committed vote names the leader
+                // a quorum granted, and one term has one.
+                let peer = format!("{leader:?}");
+                match self.leader_of_term.get(term) {
+                    Some(other) if *other != peer => {
+                        let other = other.clone();
+                        self.fail(
+                            "at most one leader per term",
+                            node,
+                            None,
+                            at,
+                            format!("term {term} led by {other} and by {peer}"),
+                        )
+                    }
+                    _ => {
+                        self.leader_of_term.insert(*term, peer);
+                    }
                 }
-                self.nodes[node].term = *term;
             }
+            Event::VoteSaved { term, .. } => self.saw_term(node, *term, at),
             Event::Committed { index } => {
                 let prev = self.nodes[node].committed;
                 if prev.is_some_and(|p| *index < p) {
@@ -285,23 +322,10 @@ impl Checker {
                     }
                 }
                 self.nodes[node].head = *height;
+                self.nodes[node].max_head = self.nodes[node].max_head.max(*height);
             }
-            Event::BecameLeader { term } => match self.leader_of_term.get(term) {
-                Some(other) if *other != node => {
-                    let other = *other;
-                    self.fail(
-                        "at most one leader per term",
-                        node,
-                        None,
-                        at,
-                        format!("n{node} and n{other} both led term {term}"),
-                    )
-                }
-                _ => {
-                    self.leader_of_term.insert(*term, node);
-                }
-            },
-            Event::LostLeadership { .. }
+            Event::BecameLeader { .. }
+            | Event::LostLeadership { .. }
             | Event::Proposed { .. }
             | Event::ProposalDropped { .. }
             | Event::SteppedDown { .. }

@@ -427,6 +427,11 @@ impl SimCluster {
     pub fn check_final_state(&self) -> Result<(), String> {
         let pauper = pauper_key().address();
         let obs = self.observer.lock();
+        if let Some((i, head, max)) = obs.checker.nodes_behind_their_past().first() {
+            return Err(format!(
+                "a canonized block is never lost across restarts: n{i} is at height {head}, it had applied {max}"
+            ));
+        }
         for i in self.up_nodes() {
             let Some(node) = self.node(i) else { continue };
             let chain = canon_engine::raft::state_machine::read_chain(node.chain()).clone();

@@ -32,6 +32,9 @@ enum Command {
         /// The seed that determines the whole run.
         #[arg(long)]
         seed: u64,
+        /// Print a machine-readable report (used by `explore` for its child processes).
+        #[arg(long, hide = true)]
+        machine: bool,
     },
     /// Run a scenario over consecutive seeds, stopping at the first failure.
     Explore {
@@ -67,7 +70,11 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Run { scenario, seed } => {
+        Command::Run {
+            scenario,
+            seed,
+            machine,
+        } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
                 Err(e) => {
@@ -76,6 +83,9 @@ fn main() -> ExitCode {
                 }
             };
             let r = scenario::run(s, seed);
+            if machine {
+                print!("{}", scenario::machine_report(&r));
+            }
             if r.ok() {
                 println!("{}", r.ok_line());
                 ExitCode::SUCCESS
@@ -103,13 +113,23 @@ fn main() -> ExitCode {
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
+            let exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot find this program to run seeds in: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             let wall = Instant::now();
             let mut sim_secs = 0.0;
             let mut failures = 0u64;
             let mut ran = 0u64;
             for seed in start..start.saturating_add(seeds) {
                 bar.set_message(format!("seed {seed}"));
-                let r = scenario::run(s, seed);
+                // One process per seed: see `canon_sim::scenario` on why.
+                let mut cmd = std::process::Command::new(&exe);
+                cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
+                let r = scenario::run_in_child(cmd, s, seed);
                 sim_secs += r.sim_secs;
                 ran += 1;
                 bar.inc(1);

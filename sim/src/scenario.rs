@@ -1,8 +1,15 @@
-//! Running one named scenario under one seed: a fresh madsim runtime on a fresh thread, the
-//! checker's verdict, and the trace hash.
+//! Running one named scenario under one seed: a fresh madsim runtime, the checker's verdict,
+//! and the trace hash.
+//!
+//! One seed, one process. madsim makes time, randomness and the network deterministic, but a
+//! process-wide counter inside tokio seeds the RNG behind `tokio::select!` (which openraft
+//! uses), so a second simulation in the same process would draw differently. Everything that
+//! runs many seeds therefore runs each in a child process ([`run_in_child`]), which is also
+//! exactly what `canon-sim run --seed` does: the replay command reproduces the run bit for bit.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -95,8 +102,9 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-/// Runs `scenario` with `seed` on a fresh thread, so no thread-local state (tokio's select
-/// RNG, std's hash keys) carries over from an earlier seed.
+/// Runs `scenario` with `seed` in this process, on a fresh thread. Deterministic only as the
+/// first simulation of its process (see the module docs); many seeds go through
+/// [`run_in_child`].
 pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
     let slot: Arc<Mutex<Option<SharedObserver>>> = Arc::new(Mutex::new(None));
     let ctx = Ctx {
@@ -154,5 +162,104 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         trace_lines,
         failure,
         recent_events: recent,
+    }
+}
+
+const REPORT_TAG: &str = "CANON-REPORT";
+const TEXT_TAG: &str = "CANON-TEXT ";
+
+/// The machine-readable form of a report that a child prints for its parent.
+pub fn machine_report(r: &RunReport) -> String {
+    let mut out = format!(
+        "{REPORT_TAG} ok={} scenario={} seed={} blocks={} sim_secs={} wall_secs={} trace={} lines={}\n",
+        u8::from(r.ok()),
+        r.scenario,
+        r.seed,
+        r.blocks,
+        r.sim_secs,
+        r.wall_secs,
+        r.trace,
+        r.trace_lines
+    );
+    if let Some(f) = &r.failure {
+        for line in f.lines() {
+            out.push_str(&format!("{TEXT_TAG}failure {line}\n"));
+        }
+    }
+    for e in &r.recent_events {
+        out.push_str(&format!("{TEXT_TAG}event {e}\n"));
+    }
+    out
+}
+
+fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+/// Runs one seed in a child process. `cmd` must run exactly `scenario` with `seed` and print
+/// [`machine_report`] on stdout (`canon-sim run --machine` does; so do the test probes).
+pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) -> RunReport {
+    let started = Instant::now();
+    let failed = |why: String| RunReport {
+        scenario: scenario.name,
+        seed,
+        blocks: 0,
+        sim_secs: 0.0,
+        wall_secs: started.elapsed().as_secs_f64(),
+        trace: "0000000000000000".into(),
+        trace_lines: 0,
+        failure: Some(why),
+        recent_events: Vec::new(),
+    };
+    let out = match cmd.output() {
+        Ok(o) => o,
+        Err(e) => return failed(format!("cannot start the child process: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let Some(head) = stdout
+        .lines()
+        .find_map(|l| l.split_once(REPORT_TAG).map(|(_, r)| r))
+    else {
+        return failed(format!(
+            "the child printed no report (exit {:?}):\n{}\n{}",
+            out.status.code(),
+            stdout,
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    };
+    let mut failure: Vec<&str> = Vec::new();
+    let mut events = Vec::new();
+    for line in stdout.lines() {
+        if let Some(text) = line.split_once(TEXT_TAG).map(|(_, t)| t) {
+            if let Some(f) = text.strip_prefix("failure ") {
+                failure.push(f);
+            } else if let Some(e) = text.strip_prefix("event ") {
+                events.push(e.to_string());
+            }
+        }
+    }
+    let num = |k: &str| {
+        field(head, k)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let ok = field(head, "ok") == Some("1");
+    RunReport {
+        scenario: scenario.name,
+        seed,
+        blocks: num("blocks") as u64,
+        sim_secs: num("sim_secs"),
+        wall_secs: num("wall_secs"),
+        trace: field(head, "trace").unwrap_or("").to_string(),
+        trace_lines: num("lines") as u64,
+        failure: if ok {
+            None
+        } else if failure.is_empty() {
+            Some("failed without a reason".into())
+        } else {
+            Some(failure.join("\n"))
+        },
+        recent_events: events,
     }
 }

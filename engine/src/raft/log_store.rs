@@ -175,6 +175,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
             &self.node,
             Event::VoteSaved {
                 term: vote.leader_id().term,
+                voted_for: vote.leader_id().voted_for(),
                 committed: vote.is_committed(),
             },
         );

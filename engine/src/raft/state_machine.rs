@@ -1,6 +1,10 @@
 //! The replicated state machine: applies canonized blocks with the deterministic executor and
-//! stores block, touched accounts and the applied position in one synced batch, so a node's
+//! stores block, touched accounts and the applied position in one atomic batch, so a node's
 //! chain and state can never disagree after a crash.
+//!
+//! Applied batches are buffered, not synced: the synced Raft log and commit index are the
+//! write-ahead log. A crash may lose the newest applied blocks from this store; on restart
+//! openraft re-applies them from the log, deterministically, to the same hashes.
 
 use std::io::Cursor;
 use std::marker::PhantomData;
@@ -154,8 +158,8 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         }
     }
 
-    fn write(&self, batch: WriteBatch) -> Result<(), StorageError<NodeId>> {
-        self.storage.write(batch, Durability::Synced).map_err(|e| {
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError<NodeId>> {
+        self.storage.write(batch, durability).map_err(|e| {
             self.events.emit(
                 &self.node,
                 Event::StorageFailed {
@@ -191,7 +195,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             }
         };
         batch.put(Column::Meta, KEY_APPLIED, Self::meta_bytes(&next)?);
-        self.write(batch)?;
+        self.write(batch, Durability::Buffered)?;
         *write_chain(&self.shared) = next;
         if outcome.is_none() {
             self.events.emit(
@@ -212,13 +216,13 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         block: Block,
     ) -> Result<ApplyOutcome, StorageError<NodeId>> {
         let h = &block.header;
-        // A block must come from the leader that appended it: a stale leader's proposal carried
-        // into a later term would otherwise masquerade as the new leader's.
-        let leader = log_id.leader_id;
-        let verdict = if h.term != leader.term || h.proposer != leader.node_id {
+        // A block must come from the leader that appended it: with one leader per term
+        // (openraft's `single-term-leader`), the entry's term names that leader, so a stale
+        // proposal carried into a later term cannot masquerade as the new leader's.
+        let verdict = if h.term != log_id.leader_id.term {
             Err(BlockError::WrongLeader {
                 header: h.term,
-                log: leader.term,
+                log: log_id.leader_id.term,
                 proposer: h.proposer,
             })
         } else {
@@ -389,7 +393,8 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
             membership: meta.last_membership.clone(),
         };
         batch.put(Column::Meta, KEY_APPLIED, Self::meta_bytes(&state)?);
-        self.write(batch)?;
+        // A snapshot may stand in for purged log entries: it must be durable on its own.
+        self.write(batch, Durability::Synced)?;
         *write_chain(&self.shared) = state;
         Ok(())
     }
