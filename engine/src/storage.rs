@@ -152,6 +152,15 @@ impl MemDisk {
         lost
     }
 
+    /// A disk that lied about fsync: everything, synced or not, is gone. Only sabotage
+    /// scenarios use it, to prove the checker notices.
+    pub fn lose_everything(&self) {
+        let mut s = self.lock();
+        s.durable.clear();
+        s.pending.clear();
+        s.view.clear();
+    }
+
     /// Number of buffered batches a crash could lose now.
     pub fn pending_batches(&self) -> usize {
         self.lock().pending.len()

@@ -333,3 +333,114 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canon_engine::NodeId;
+
+    fn applied(index: u64, height: u64, hash: u8, parent: B256) -> Event {
+        Event::BlockApplied {
+            index,
+            height,
+            hash: B256::repeat_byte(hash),
+            parent_hash: parent,
+            state_root: B256::repeat_byte(0xee),
+            term: 1,
+            proposer: NodeId::default(),
+            transactions: 0,
+        }
+    }
+
+    fn at() -> Duration {
+        Duration::from_millis(5)
+    }
+
+    #[test]
+    fn accepts_an_agreeing_history() {
+        let g = B256::repeat_byte(0);
+        let mut c = Checker::new(2, g);
+        for n in 0..2 {
+            c.observe(n, at(), &applied(2, 1, 1, g));
+            c.observe(n, at(), &applied(3, 2, 2, B256::repeat_byte(1)));
+        }
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        assert_eq!(c.canonical_height(), 2);
+    }
+
+    #[test]
+    fn flags_two_blocks_at_one_height() {
+        let g = B256::repeat_byte(0);
+        let mut c = Checker::new(2, g);
+        c.observe(0, at(), &applied(2, 1, 1, g));
+        c.observe(1, at(), &applied(2, 1, 9, g));
+        let v = &c.violations()[0];
+        assert_eq!(
+            v.invariant,
+            "replicas apply each committed entry identically"
+        );
+        assert!(c
+            .violations()
+            .iter()
+            .any(|v| v.invariant == "no two different blocks at one height"));
+    }
+
+    #[test]
+    fn flags_gaps_wrong_parents_and_backwards_terms() {
+        let g = B256::repeat_byte(0);
+        let mut c = Checker::new(1, g);
+        c.observe(0, at(), &applied(2, 2, 1, g));
+        assert_eq!(
+            c.violations()[0].invariant,
+            "every node's chain is a prefix of the canonical chain"
+        );
+        let mut c = Checker::new(1, g);
+        c.observe(0, at(), &applied(2, 1, 1, B256::repeat_byte(5)));
+        assert!(c.violations()[0].detail.contains("parent"));
+        let mut c = Checker::new(1, g);
+        let vote = |term| Event::VoteSaved {
+            term,
+            voted_for: None,
+            committed: false,
+        };
+        c.observe(0, at(), &vote(3));
+        c.observe(0, at(), &vote(2));
+        assert_eq!(c.violations()[0].invariant, "term never goes backwards");
+    }
+
+    #[test]
+    fn flags_two_leaders_in_one_term() {
+        let mut c = Checker::new(2, B256::ZERO);
+        let lead = |who: u8| Event::VoteSaved {
+            term: 4,
+            voted_for: Some(NodeId([who; 64])),
+            committed: true,
+        };
+        c.observe(0, at(), &lead(1));
+        c.observe(1, at(), &lead(1));
+        assert!(c.violations().is_empty());
+        c.observe(1, at(), &lead(2));
+        assert_eq!(c.violations()[0].invariant, "at most one leader per term");
+    }
+
+    #[test]
+    fn flags_a_lost_commit_across_restart() {
+        let mut c = Checker::new(1, B256::ZERO);
+        c.observe(0, at(), &Event::Committed { index: 9 });
+        c.observe(
+            0,
+            at(),
+            &Event::Started {
+                head_height: 0,
+                head_hash: B256::ZERO,
+                applied_index: None,
+                term: 0,
+                committed_index: Some(3),
+            },
+        );
+        assert_eq!(
+            c.violations()[0].invariant,
+            "a canonized block is never lost across restarts"
+        );
+    }
+}

@@ -48,8 +48,37 @@ pub static SCENARIOS: &[Scenario] = &[
     },
 ];
 
+/// Scenarios that break the model on purpose (a disk that loses synced data) to prove the
+/// checker catches it and the failure path reports it. They must fail; `list` hides them.
+pub static SABOTAGE: &[Scenario] = &[Scenario {
+    name: "sabotage-lying-disk",
+    description:
+        "a follower's disk loses synced data; the checker must report lost canonized blocks",
+    body: sabotage_lying_disk,
+    sim_time_limit: Duration::from_secs(60),
+}];
+
 pub fn find(name: &str) -> Option<&'static Scenario> {
-    SCENARIOS.iter().find(|s| s.name == name)
+    SCENARIOS.iter().chain(SABOTAGE).find(|s| s.name == name)
+}
+
+fn sabotage_lying_disk(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(ClusterConfig::default());
+        let all = c.up_nodes();
+        let (leader, _) = c
+            .wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(5, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let victim = (leader + 1) % c.size();
+        c.crash(victim);
+        c.wipe_disk(victim);
+        c.restart(victim);
+        heal_and_check(&mut c).await
+    })
 }
 
 /// Blocks that must follow a recovery before it counts as live.

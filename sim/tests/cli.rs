@@ -1,0 +1,113 @@
+//! The `canon-sim` command as a user runs it.
+
+use std::process::Command;
+
+fn canon_sim(args: &[&str]) -> (Option<i32>, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-sim"))
+        .args(args)
+        .env_remove("CANON_SIM_TRACE")
+        .output()
+        .expect("run canon-sim");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn list_names_every_scenario_with_a_description() {
+    let (code, out, _) = canon_sim(&["list"]);
+    assert_eq!(code, Some(0));
+    for name in [
+        "leader-failover",
+        "bootstrap-race",
+        "quorum-loss",
+        "follower-restart",
+        "asymmetric-partition",
+        "chaos",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} missing:\n{out}"));
+        assert!(line.len() > name.len() + 10, "no description: {line}");
+    }
+    assert!(!out.contains("sabotage"));
+}
+
+#[test]
+fn run_ends_with_the_ok_line_and_replays_identically() {
+    let (code, first, _) = canon_sim(&["run", "leader-failover", "--seed", "3"]);
+    assert_eq!(code, Some(0), "{first}");
+    let last = first.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("ok scenario=leader-failover seed=3 blocks="),
+        "{last}"
+    );
+    let trace = last.rsplit("trace=").next().unwrap_or_default();
+    assert_eq!(trace.len(), 16);
+    assert!(trace.chars().all(|c| c.is_ascii_hexdigit()));
+    let (_, second, _) = canon_sim(&["run", "leader-failover", "--seed", "3"]);
+    let trace2 = second
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .rsplit("trace=")
+        .next()
+        .unwrap_or_default();
+    assert_eq!(trace, trace2);
+}
+
+#[test]
+fn a_violation_reports_invariant_events_and_replay_command() {
+    let (code, _, err) = canon_sim(&["run", "sabotage-lying-disk", "--seed", "4"]);
+    assert_eq!(code, Some(1), "{err}");
+    // Lost synced data shows first as a lost vote (term backwards) or a lost commit.
+    assert!(
+        err.contains("invariant violated: term never goes backwards on n")
+            || err.contains(
+                "invariant violated: a canonized block is never lost across restarts on n"
+            ),
+        "{err}"
+    );
+    assert!(err.contains("at sim "), "{err}");
+    assert!(err.contains("last events:"), "{err}");
+    assert!(
+        err.lines().last().unwrap_or_default()
+            == "replay: cargo run --release -p canon-sim -- run sabotage-lying-disk --seed 4",
+        "{err}"
+    );
+}
+
+#[test]
+fn explore_summarises_and_stops_at_the_first_failure() {
+    let (code, out, _) = canon_sim(&["explore", "quorum-loss", "--seeds", "3", "--start", "10"]);
+    assert_eq!(code, Some(0));
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("explored scenario=quorum-loss seeds=3 failures=0 sim_secs="),
+        "{last}"
+    );
+    assert!(last.contains("speedup=") && last.ends_with('x'), "{last}");
+
+    let (code, out, err) = canon_sim(&["explore", "sabotage-lying-disk", "--seeds", "5"]);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("seeds=1 failures=1"), "{out}");
+    assert!(
+        err.contains(
+            "replay: cargo run --release -p canon-sim -- run sabotage-lying-disk --seed 0"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_scenario_names_the_known_ones() {
+    let (code, _, err) = canon_sim(&["run", "nope", "--seed", "1"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("unknown scenario \"nope\"") && err.contains("chaos"),
+        "{err}"
+    );
+}
