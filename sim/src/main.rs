@@ -49,10 +49,15 @@ enum Command {
     },
 }
 
-fn lookup(name: &str) -> Result<&'static scenario::Scenario, String> {
+/// The named scenario, or the exit code after saying which names exist.
+fn lookup(name: &str) -> Result<&'static scenario::Scenario, ExitCode> {
     scenarios::find(name).ok_or_else(|| {
         let names: Vec<&str> = SCENARIOS.iter().map(|s| s.name).collect();
-        format!("unknown scenario {name:?}; known: {}", names.join(", "))
+        eprintln!(
+            "error: unknown scenario {name:?}; known: {}",
+            names.join(", ")
+        );
+        ExitCode::from(2)
     })
 }
 
@@ -77,10 +82,7 @@ fn main() -> ExitCode {
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let r = scenario::run(s, seed);
             if machine {
@@ -101,10 +103,7 @@ fn main() -> ExitCode {
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let bar = ProgressBar::new(seeds);
             bar.set_style(

@@ -95,6 +95,21 @@ async fn sleep_ms(ms: u64) {
     madsim::time::sleep(Duration::from_millis(ms)).await;
 }
 
+/// A default cluster with client traffic, a leader, and a few canonized blocks.
+async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
+    let c = ctx.cluster(ClusterConfig::default());
+    spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+    let all = c.up_nodes();
+    let (leader, _) = c
+        .wait_for_leader(&all, Duration::from_secs(10))
+        .await
+        .map_err(|e| at(&c, e))?;
+    c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+        .await
+        .map_err(|e| at(&c, e))?;
+    Ok((c, leader))
+}
+
 /// Heals the network, restarts every crashed node, and requires progress on all of them and
 /// a converged, canonical final state.
 async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
@@ -115,17 +130,8 @@ async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
 
 fn leader_failover(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        let mut c = ctx.cluster(ClusterConfig::default());
-        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let (mut c, old) = running_cluster(&ctx).await?;
         let bound = c.cfg.election_bound();
-        let all = c.up_nodes();
-        let (old, _) = c
-            .wait_for_leader(&all, Duration::from_secs(10))
-            .await
-            .map_err(|e| at(&c, e))?;
-        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
         c.crash(old);
         let rest = c.up_nodes();
         let (new, took) = c
@@ -192,15 +198,8 @@ fn bootstrap_race(ctx: Ctx) -> ScenarioFuture {
 
 fn quorum_loss(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        let mut c = ctx.cluster(ClusterConfig::default());
-        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let (mut c, _) = running_cluster(&ctx).await?;
         let all = c.up_nodes();
-        c.wait_for_leader(&all, Duration::from_secs(10))
-            .await
-            .map_err(|e| at(&c, e))?;
-        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
         let mut victims = all.clone();
         victims.shuffle(&mut c.rng);
         let (a, b) = (victims[0], victims[1]);
@@ -227,16 +226,8 @@ fn quorum_loss(ctx: Ctx) -> ScenarioFuture {
 
 fn follower_restart(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        let mut c = ctx.cluster(ClusterConfig::default());
-        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let (mut c, leader) = running_cluster(&ctx).await?;
         let all = c.up_nodes();
-        let (leader, _) = c
-            .wait_for_leader(&all, Duration::from_secs(10))
-            .await
-            .map_err(|e| at(&c, e))?;
-        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
         let followers: Vec<usize> = all.iter().copied().filter(|i| *i != leader).collect();
         let f = followers[c.rng.gen_range(0..followers.len())];
         c.crash(f);
