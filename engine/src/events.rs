@@ -55,8 +55,10 @@ pub enum Event {
     ProposalDropped { height: u64, reason: String },
     /// The leader could not hear a quorum and gave up leadership.
     SteppedDown { millis_since_quorum_ack: u64 },
-    /// A storage write failed; the node stops serving Raft until restarted.
+    /// A storage write failed; Raft stops on this node until it is reopened.
     StorageFailed { reason: String },
+    /// Raft stopped on a fatal error; the node reopens it from storage after a pause.
+    RaftReopened { after: String },
 }
 
 pub trait EventSink: Send + Sync + 'static {

@@ -91,6 +91,8 @@ impl NodeConfig {
             // Blocks are the chain: the log is kept whole, so followers catch up by replication
             // and a restarted node re-applies from its own log.
             snapshot_policy: SnapshotPolicy::Never,
+            // Elections are timed by `ConsensusNode::elector`.
+            enable_elect: false,
             ..Default::default()
         }
         .validate()
@@ -188,6 +190,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
         let _detached = RT::spawn(node.clone().sequencer());
         let _detached = RT::spawn(node.clone().watchdog());
+        let _detached = RT::spawn(node.clone().elector());
         Ok(node)
     }
 
@@ -278,6 +281,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         match req {
             Request::Ping if is_peer => Response::Pong,
             Request::AppendEntries(r) if is_peer => {
+                self.contact.appended_by(from);
                 Response::AppendEntries(self.raft().append_entries(r).await)
             }
             Request::Vote(r) if is_peer => Response::Vote(self.raft().vote(r).await),
@@ -464,32 +468,29 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let step_down_ms = self.cfg.election_timeout_ms_max * 2;
         let mut leading_term: Option<u64> = None;
         let mut leader_since = RT::Instant::now();
-        let started = RT::Instant::now();
-        let mut elect_enabled: Option<bool> = None;
         loop {
             RT::sleep(tick).await;
             if self.stopped() {
                 return;
             }
             let raft = self.raft();
-            // Pre-vote by other means: campaign only while a quorum can be heard.
-            let window = Duration::from_millis(step_down_ms);
-            let quorum = self.cfg.peers.len() / 2 + 1;
-            let hears_quorum = 1 + self.contact.heard_within(window) >= quorum;
-            // openraft 0.9 draws each node's election timeout once and checks it on ticks
-            // aligned to its start, so nodes that split a vote can split every later one in
-            // lockstep. A coin per tick while no leader is known desynchronises them.
-            let leaderless = raft.metrics().borrow().current_leader.is_none();
-            let coin = !leaderless || RT::thread_rng().gen_bool(0.5);
-            let can_elect = (hears_quorum || started.elapsed() < window) && coin;
-            if elect_enabled != Some(can_elect) {
-                raft.runtime_config().elect(can_elect);
-                elect_enabled = Some(can_elect);
-            }
-            if !hears_quorum {
+            if !self.hears_quorum() {
                 self.probe_peers();
             }
             let m = raft.metrics().borrow().clone();
+            if let Err(fatal) = &m.running_state {
+                // A failed disk write (or any fatal error) stops openraft for good; a node
+                // should not need an operator to come back once the disk does.
+                let after = fatal.to_string();
+                RT::sleep(Duration::from_millis(self.cfg.election_timeout_ms_max)).await;
+                if self.reopen_raft(false).await.is_ok() {
+                    self.seams
+                        .events
+                        .emit(&self.id, Event::RaftReopened { after });
+                    leading_term = None;
+                }
+                continue;
+            }
             let leading = m.state == ServerState::Leader;
             if leading_term != leading.then_some(m.current_term) {
                 if let Some(term) = leading_term {
@@ -521,12 +522,61 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                         millis_since_quorum_ack: silent_ms,
                     },
                 );
-                if let Err(e) = self.restart_raft().await {
+                if let Err(e) = self.reopen_raft(true).await {
                     tracing::error!(node = ?self.id, "could not restart raft after stepping down: {e}");
                 }
-                // The fresh instance starts with elections on; the next tick decides again.
-                elect_enabled = None;
             }
+        }
+    }
+
+    /// Whether this node heard from a quorum (itself included) within the step-down window.
+    fn hears_quorum(&self) -> bool {
+        let window = Duration::from_millis(self.cfg.election_timeout_ms_max * 2);
+        1 + self.contact.heard_within(window) > self.cfg.peers.len() / 2
+    }
+
+    /// The election timer, run here instead of inside openraft. openraft 0.9 draws one
+    /// election timeout per node for its whole life and checks it on ticks aligned to the
+    /// node's start, so two nodes that split a vote split every later one in lockstep. Raft
+    /// wants a fresh random timeout per round; this loop draws one, at full resolution.
+    ///
+    /// It also stands in for pre-vote (which 0.9 lacks): a node campaigns only while it hears a
+    /// quorum, so a node behind a one-way partition cannot win votes whose answers it never
+    /// hears and hold the cluster hostage.
+    async fn elector(self: Arc<Self>) {
+        let (min, max) = (
+            self.cfg.election_timeout_ms_min,
+            self.cfg.election_timeout_ms_max,
+        );
+        let lease = Duration::from_millis(max);
+        let started = RT::Instant::now();
+        let mut last_vote = None;
+        loop {
+            let timeout = RT::thread_rng().gen_range(min..=max);
+            RT::sleep(Duration::from_millis(timeout)).await;
+            if self.stopped() {
+                return;
+            }
+            let raft = self.raft();
+            let m = raft.metrics().borrow().clone();
+            // Granting a vote to another node restarts the timer, as in Raft; our own
+            // candidacy does not.
+            let vote_changed = last_vote.as_ref() != Some(&m.vote)
+                && m.vote.leader_id().voted_for() != Some(self.id);
+            last_vote = Some(m.vote);
+            if vote_changed || m.state == ServerState::Leader || m.running_state.is_err() {
+                continue;
+            }
+            if let Some(leader) = m.current_leader {
+                if leader == self.id || self.contact.leader_alive(&leader, lease) {
+                    continue;
+                }
+            }
+            let grace = started.elapsed() < Duration::from_millis(max * 2);
+            if !(self.hears_quorum() || grace) {
+                continue;
+            }
+            let _ = raft.trigger().elect().await;
         }
     }
 
@@ -549,26 +599,29 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    /// Replaces the Raft instance with a fresh one over the same storage: the only way to leave
-    /// leadership in openraft 0.9. Everything durable is kept; the node comes back a follower.
-    async fn restart_raft(&self) -> Result<(), NodeError> {
+    /// Replaces the Raft instance with a fresh one over the same storage. Everything durable
+    /// is kept. With `step_down` the fresh instance comes back a follower: the only way to
+    /// leave leadership in openraft 0.9.
+    async fn reopen_raft(&self, step_down: bool) -> Result<(), NodeError> {
         let _ = self.raft().shutdown().await;
-        // openraft restores leadership from a committed vote of its own at startup. Moving to
-        // the next term with an uncommitted vote for itself is what a candidate does, so it is
-        // safe, and it makes the fresh instance start as a follower.
-        let mut log: LogStore<RT> = LogStore::new(
-            self.seams.storage.clone(),
-            self.id,
-            self.seams.events.clone(),
-        );
-        let term = log
-            .stored_vote()
-            .map_err(|e| NodeError::Storage(e.to_string()))?
-            .map(|v| v.leader_id().term)
-            .unwrap_or(0);
-        log.save_vote(&openraft::Vote::new(term + 1, self.id))
-            .await
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        if step_down {
+            // openraft restores leadership from a committed vote of its own at startup. Moving
+            // to the next term with an uncommitted vote for itself is what a candidate does, so
+            // it is safe, and it makes the fresh instance start as a follower.
+            let mut log: LogStore<RT> = LogStore::new(
+                self.seams.storage.clone(),
+                self.id,
+                self.seams.events.clone(),
+            );
+            let term = log
+                .stored_vote()
+                .map_err(|e| NodeError::Storage(e.to_string()))?
+                .map(|v| v.leader_id().term)
+                .unwrap_or(0);
+            log.save_vote(&openraft::Vote::new(term + 1, self.id))
+                .await
+                .map_err(|e| NodeError::Storage(e.to_string()))?;
+        }
         let fresh = Self::open_raft(&self.cfg, &self.seams, &self.chain, &self.contact).await?;
         *lock(&self.raft) = fresh;
         Ok(())

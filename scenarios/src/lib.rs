@@ -26,6 +26,11 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "split votes repeated in lockstep: election checks ride ticks aligned across nodes",
     ),
     (
+        "leader-failover",
+        774,
+        "the two survivors split six votes in a row: openraft's per-node election timeout never re-randomizes",
+    ),
+    (
         "bootstrap-race",
         15,
         "all three bootstrapped at once and split every vote for ten seconds",

@@ -329,7 +329,8 @@ impl Checker {
             | Event::Proposed { .. }
             | Event::ProposalDropped { .. }
             | Event::SteppedDown { .. }
-            | Event::StorageFailed { .. } => {}
+            | Event::StorageFailed { .. }
+            | Event::RaftReopened { .. } => {}
         }
     }
 }

@@ -328,6 +328,21 @@ impl SimCluster {
         self.note(format!("fault: crash n{i} ({lost} unsynced batches lost)"));
     }
 
+    /// Node `i`'s disk fails every write until [`SimCluster::heal_disks`].
+    pub fn fail_disk_writes(&mut self, i: usize) {
+        self.slots[i]
+            .disk
+            .set_write_fault(Some(format!("injected fault: n{i} disk write failed")));
+        self.note(format!("fault: n{i} disk writes fail"));
+    }
+
+    pub fn heal_disks(&mut self) {
+        for slot in &self.slots {
+            slot.disk.set_write_fault(None);
+        }
+        self.note("fault: heal disks");
+    }
+
     /// Sabotage: node `i`'s disk loses even synced data (a lying fsync) before it restarts.
     pub fn wipe_disk(&mut self, i: usize) {
         self.slots[i].disk.lose_everything();
@@ -505,11 +520,15 @@ async fn run_node(
             observer: observer.clone(),
         }),
     };
-    let node = match SimNode::start(cfg, seams).await {
-        Ok(n) => n,
-        Err(e) => {
-            observer.lock().note(format!("n{i} failed to start: {e}"));
-            return;
+    // A node that cannot start (its disk refuses writes while it re-applies the log) exits;
+    // the host's supervisor starts it again a second later, as systemd would.
+    let node = loop {
+        match SimNode::start(cfg.clone(), seams.clone()).await {
+            Ok(n) => break n,
+            Err(e) => {
+                observer.lock().note(format!("n{i} failed to start: {e}"));
+                madsim::time::sleep(Duration::from_secs(1)).await;
+            }
         }
     };
     *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());

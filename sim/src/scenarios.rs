@@ -42,7 +42,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "chaos",
-        description: "60 simulated seconds of seeded crashes, restarts, partitions, loss and delay; then heal and check liveness",
+        description: "60 simulated seconds of seeded crashes, restarts, partitions, loss, delay and failing disks; then heal and check liveness",
         body: chaos,
         sim_time_limit: Duration::from_secs(300),
     },
@@ -115,6 +115,7 @@ async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
 async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.net.heal();
     c.note("fault: heal network");
+    c.heal_disks();
     for i in c.down_nodes() {
         c.restart(i);
     }
@@ -306,7 +307,7 @@ fn chaos(ctx: Ctx) -> ScenarioFuture {
         while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
             let pause = c.rng.gen_range(200..2_000);
             sleep_ms(pause).await;
-            match c.rng.gen_range(0..10) {
+            match c.rng.gen_range(0..11) {
                 0 | 1 => {
                     let up = c.up_nodes();
                     if let Some(&i) = up.choose(&mut c.rng) {
@@ -343,6 +344,14 @@ fn chaos(ctx: Ctx) -> ScenarioFuture {
                 8 => {
                     c.net.heal();
                     c.note("fault: heal network");
+                }
+                9 => {
+                    if c.rng.gen_bool(0.5) {
+                        let i = c.rng.gen_range(0..n);
+                        c.fail_disk_writes(i);
+                    } else {
+                        c.heal_disks();
+                    }
                 }
                 _ => {
                     if let Some(l) = c.leader() {
