@@ -32,6 +32,7 @@ pub enum Event {
         hash: B256,
         parent_hash: B256,
         state_root: B256,
+        timestamp_ms: u64,
         term: u64,
         proposer: NodeId,
         transactions: usize,

@@ -36,6 +36,7 @@ impl fmt::Display for Violation {
 
 #[derive(Clone, Copy)]
 struct Canonical {
+    timestamp_ms: u64,
     hash: B256,
     parent: B256,
     state_root: B256,
@@ -267,8 +268,22 @@ impl Checker {
                 hash,
                 parent_hash,
                 state_root,
+                timestamp_ms,
                 ..
             } => {
+                let parent_time = self
+                    .canonical
+                    .get(&height.saturating_sub(1))
+                    .map(|c| c.timestamp_ms);
+                if parent_time.is_some_and(|p| *timestamp_ms < p) {
+                    self.fail(
+                        "block time never goes backwards",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("timestamp {timestamp_ms} ms after the parent's {parent_time:?}"),
+                    );
+                }
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, Some(*hash), at);
                 let head = self.nodes[node].head;
@@ -314,6 +329,7 @@ impl Checker {
                         self.canonical.insert(
                             *height,
                             Canonical {
+                                timestamp_ms: *timestamp_ms,
                                 hash: *hash,
                                 parent: *parent_hash,
                                 state_root: *state_root,
@@ -347,6 +363,7 @@ mod tests {
             hash: B256::repeat_byte(hash),
             parent_hash: parent,
             state_root: B256::repeat_byte(0xee),
+            timestamp_ms: index,
             term: 1,
             proposer: NodeId::default(),
             transactions: 0,

@@ -2,6 +2,7 @@
 //! its own disk and clock, plus the fault controls scenarios drive.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -116,8 +117,9 @@ impl EventSink for SimEvents {
     }
 }
 
+/// A node's wall clock: simulated time plus a skew that scenarios can jump.
 struct SimClock {
-    skew_ms: i64,
+    skew_ms: Arc<AtomicI64>,
 }
 
 impl Clock for SimClock {
@@ -127,7 +129,7 @@ impl Clock for SimClock {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        (real + self.skew_ms).max(0) as u64
+        (real + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
     }
 }
 
@@ -135,6 +137,7 @@ type LiveSlot = Arc<Mutex<Option<Arc<SimNode>>>>;
 
 struct Slot {
     key: SecretKey,
+    skew_ms: Arc<AtomicI64>,
     disk: MemDisk,
     handle: NodeHandle,
     live: LiveSlot,
@@ -221,8 +224,9 @@ impl SimCluster {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut slots = Vec::new();
         for (i, key) in keys.into_iter().enumerate() {
-            let skew =
-                rng.gen_range(-(cfg.clock_skew_ms_max as i64)..=cfg.clock_skew_ms_max as i64);
+            let skew = Arc::new(AtomicI64::new(
+                rng.gen_range(-(cfg.clock_skew_ms_max as i64)..=cfg.clock_skew_ms_max as i64),
+            ));
             let node_cfg = NodeConfig {
                 key: key.clone(),
                 peers: peers.clone(),
@@ -238,7 +242,13 @@ impl SimCluster {
             };
             let disk = MemDisk::new();
             let live: LiveSlot = Arc::new(Mutex::new(None));
-            let (d, l, n, o) = (disk.clone(), live.clone(), net.clone(), observer.clone());
+            let (d, l, n, o, k) = (
+                disk.clone(),
+                live.clone(),
+                net.clone(),
+                observer.clone(),
+                skew.clone(),
+            );
             let node = handle
                 .create_node()
                 .name(format!("n{i}"))
@@ -250,13 +260,14 @@ impl SimCluster {
                         d.clone(),
                         n.clone(),
                         o.clone(),
-                        skew,
+                        k.clone(),
                         l.clone(),
                     )
                 })
                 .build();
             slots.push(Slot {
                 key,
+                skew_ms: skew,
                 disk,
                 handle: node,
                 live,
@@ -326,6 +337,12 @@ impl SimCluster {
         *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
         slot.up = false;
         self.note(format!("fault: crash n{i} ({lost} unsynced batches lost)"));
+    }
+
+    /// Node `i`'s wall clock jumps by `delta_ms` (NTP step, VM pause, operator error).
+    pub fn jump_clock(&mut self, i: usize, delta_ms: i64) {
+        self.slots[i].skew_ms.fetch_add(delta_ms, Ordering::Relaxed);
+        self.note(format!("fault: n{i} clock jumps {delta_ms:+} ms"));
     }
 
     /// Node `i`'s disk fails every write until [`SimCluster::heal_disks`].
@@ -495,7 +512,7 @@ async fn run_node(
     disk: MemDisk,
     net: SimNet,
     observer: SharedObserver,
-    skew_ms: i64,
+    skew_ms: Arc<AtomicI64>,
     live: LiveSlot,
 ) {
     let id = cfg.id();

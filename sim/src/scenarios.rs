@@ -307,7 +307,7 @@ fn chaos(ctx: Ctx) -> ScenarioFuture {
         while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
             let pause = c.rng.gen_range(200..2_000);
             sleep_ms(pause).await;
-            match c.rng.gen_range(0..11) {
+            match c.rng.gen_range(0..12) {
                 0 | 1 => {
                     let up = c.up_nodes();
                     if let Some(&i) = up.choose(&mut c.rng) {
@@ -344,6 +344,11 @@ fn chaos(ctx: Ctx) -> ScenarioFuture {
                 8 => {
                     c.net.heal();
                     c.note("fault: heal network");
+                }
+                10 => {
+                    let i = c.rng.gen_range(0..n);
+                    let delta = c.rng.gen_range(-30_000..=30_000);
+                    c.jump_clock(i, delta);
                 }
                 9 => {
                     if c.rng.gen_bool(0.5) {

@@ -265,6 +265,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 hash: head.hash,
                 parent_hash: h.parent_hash,
                 state_root: h.state_root,
+                timestamp_ms: h.timestamp_ms,
                 term: h.term,
                 proposer: h.proposer,
                 transactions: block.transactions.len(),
