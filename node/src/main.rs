@@ -11,7 +11,10 @@ use clap::{Parser, Subcommand};
     name = "canon-node",
     about = "canon consensus node",
     long_about = "canon consensus node. `id` derives a node's Raft id and enode URL from its \
-network secret key, exactly as consensus_peer_ids and network_boot_nodes expect them."
+network secret key, exactly as consensus_peer_ids and network_boot_nodes expect them. \
+`check-config` layers YAML files (--config, later ones win) and environment variables \
+(seed names, upper or lower case, `__JSON` for JSON values) and prints the effective \
+settings, or the key at fault."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -20,6 +23,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load and validate the configuration; print the effective settings (secret redacted).
+    CheckConfig {
+        /// YAML config file; repeat to layer (later files override earlier ones).
+        #[arg(long = "config")]
+        configs: Vec<std::path::PathBuf>,
+    },
     /// Print the node id (uncompressed secp256k1 public key) and enode URL of a secret key.
     Id {
         /// 32-byte hex network secret key (0x optional); NETWORK_SECRET_KEY if omitted.
@@ -33,6 +42,25 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::CheckConfig { configs } => {
+            match canon_node::config::from_sources(&configs, std::env::vars()) {
+                Ok(v) => {
+                    let mut shown = v.settings.clone();
+                    shown.network_secret_key = "<redacted>".into();
+                    println!("node_id: {}", v.node_id);
+                    println!("peers: {}", v.peers.len());
+                    match serde_yaml_ng::to_string(&shown) {
+                        Ok(text) => print!("{text}"),
+                        Err(e) => eprintln!("error: cannot print settings: {e}"),
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: config: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Id {
             secret_key,
             address,

@@ -25,3 +25,32 @@ fn bad_key_names_the_setting() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("network_secret_key"));
 }
+
+#[test]
+fn check_config_names_the_bad_key_and_exits_non_zero() {
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+        .args(["check-config"])
+        .env("CONSENSUS_PEER_IDS__JSON", "[\"0x1234\"]")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("consensus_peer_ids"), "{err}");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+        .args(["check-config"])
+        .env("NETWORK_PORT", "3999")
+        .env_remove("NETWORK_SECRET_KEY")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("network_port: 3999") && stdout.contains("<redacted>"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,521 @@
+//! Node configuration: YAML files through repeated `--config` (later files override earlier),
+//! then environment variables, with the seed document's names in either case
+//! (`NETWORK_PORT` or `network_port`) and JSON values through the `__JSON` suffix
+//! (`CONSENSUS_PEER_IDS__JSON`). With nothing set, the embedded defaults describe a
+//! single-node dev chain that bootstraps itself in `./db/node` on the default ports.
+//!
+//! YAML may be flat (`network_port: 3060`) or nested (`network: { port: 3060 }`); nested keys
+//! are joined with `_`. Durations are milliseconds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use canon_engine::ids::parse_hex_fixed;
+use canon_engine::keys::SecretKey;
+use canon_engine::NodeId;
+use serde::{Deserialize, Serialize};
+use serde_yaml_ng::{Mapping, Value};
+
+/// The dev chain's network key when none is configured. It is public: anything beyond a local
+/// dev chain must set `network_secret_key`.
+pub const DEV_SECRET_KEY: &str = "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeRole {
+    /// Takes part in Raft (the seed calls it the main node or ConsensusNode).
+    #[serde(alias = "main", alias = "consensus")]
+    Main,
+    /// Downloads and replays canonized blocks; never joins Raft.
+    External,
+}
+
+/// Every setting, by its seed name. Unknown keys are an error that names them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    pub network_enabled: bool,
+    pub network_secret_key: String,
+    pub network_address: String,
+    pub network_port: u16,
+    /// `enode://<128 hex id>@host:port`, comma separated in the environment.
+    pub network_boot_nodes: Vec<String>,
+    pub consensus_enabled: bool,
+    pub consensus_bootstrap: bool,
+    /// `0x`-prefixed node ids; empty means just this node.
+    pub consensus_peer_ids: Vec<String>,
+    pub consensus_election_timeout_min: u64,
+    pub consensus_election_timeout_max: u64,
+    pub consensus_heartbeat_interval: u64,
+    pub sequencer_block_time: u64,
+    pub sequencer_max_block_transactions: usize,
+    pub batcher_enabled: bool,
+    pub prover_api_enabled: bool,
+    pub status_server_enabled: bool,
+    pub status_server_address: String,
+    pub rpc_address: String,
+    pub observability_prometheus_port: u16,
+    pub general_rocks_db_path: PathBuf,
+    pub general_node_role: NodeRole,
+    pub general_main_node_rpc_url: Option<String>,
+    pub general_l1_rpc_url: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            network_enabled: true,
+            network_secret_key: DEV_SECRET_KEY.into(),
+            network_address: "0.0.0.0".into(),
+            network_port: 3060,
+            network_boot_nodes: Vec::new(),
+            consensus_enabled: true,
+            consensus_bootstrap: true,
+            consensus_peer_ids: Vec::new(),
+            consensus_election_timeout_min: 500,
+            consensus_election_timeout_max: 1_000,
+            consensus_heartbeat_interval: 100,
+            sequencer_block_time: 250,
+            sequencer_max_block_transactions: 1_000,
+            batcher_enabled: true,
+            prover_api_enabled: true,
+            status_server_enabled: true,
+            status_server_address: "0.0.0.0:3071".into(),
+            rpc_address: "0.0.0.0:3050".into(),
+            observability_prometheus_port: 3312,
+            general_rocks_db_path: PathBuf::from("./db/node"),
+            general_node_role: NodeRole::Main,
+            general_main_node_rpc_url: None,
+            general_l1_rpc_url: "http://localhost:8545".into(),
+        }
+    }
+}
+
+/// A config problem, always naming the key (or file) at fault.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// How a plain (non-JSON) environment value becomes a setting.
+#[derive(Clone, Copy)]
+enum Kind {
+    Bool,
+    Int,
+    Text,
+    /// Comma separated.
+    List,
+}
+
+fn kind_of(key: &str, defaults: &Mapping) -> Option<Kind> {
+    match defaults.get(key)? {
+        Value::Bool(_) => Some(Kind::Bool),
+        Value::Number(_) => Some(Kind::Int),
+        Value::Sequence(_) => Some(Kind::List),
+        // Strings, paths, enums and optional URLs (null by default).
+        _ => Some(Kind::Text),
+    }
+}
+
+fn flatten_into(
+    prefix: &str,
+    map: &Mapping,
+    out: &mut BTreeMap<String, Value>,
+    origin: &str,
+) -> Result<(), ConfigError> {
+    for (k, v) in map {
+        let Some(k) = k.as_str() else {
+            return Err(err(origin, format!("key {k:?} is not a string")));
+        };
+        let key = if prefix.is_empty() {
+            k.to_ascii_lowercase()
+        } else {
+            format!("{prefix}_{}", k.to_ascii_lowercase())
+        };
+        match v {
+            Value::Mapping(inner) => flatten_into(&key, inner, out, origin)?,
+            other => {
+                out.insert(key, other.clone());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn env_value(key: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
+    let raw = raw.trim();
+    Ok(match kind {
+        Kind::Bool => match raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Value::Bool(true),
+            "false" | "0" | "no" => Value::Bool(false),
+            _ => return Err(err(key, format!("expected true or false, got {raw:?}"))),
+        },
+        Kind::Int => match raw.parse::<u64>() {
+            Ok(n) => Value::Number(n.into()),
+            Err(_) => return Err(err(key, format!("expected a whole number, got {raw:?}"))),
+        },
+        Kind::Text => Value::String(raw.to_string()),
+        Kind::List => Value::Sequence(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.to_string()))
+                .collect(),
+        ),
+    })
+}
+
+/// Layers defaults, `files` in order, then `env` (name, value) pairs; returns the settings.
+pub fn load(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    let defaults = match serde_yaml_ng::to_value(Settings::default()) {
+        Ok(Value::Mapping(m)) => m,
+        _ => return Err(err("defaults", "cannot represent the embedded defaults")),
+    };
+    let mut merged = BTreeMap::new();
+    flatten_into("", &defaults, &mut merged, "defaults")?;
+    for file in files {
+        let origin = file.display().to_string();
+        let text =
+            std::fs::read_to_string(file).map_err(|e| err(&origin, format!("cannot read: {e}")))?;
+        let value: Value = serde_yaml_ng::from_str(&text)
+            .map_err(|e| err(&origin, format!("not valid YAML: {e}")))?;
+        match value {
+            Value::Null => {}
+            Value::Mapping(m) => flatten_into("", &m, &mut merged, &origin)?,
+            _ => return Err(err(&origin, "must be a mapping of settings")),
+        }
+    }
+    for (name, raw) in env {
+        let lower = name.to_ascii_lowercase();
+        let (key, json) = match lower.strip_suffix("__json") {
+            Some(k) => (k.to_string(), true),
+            None => (lower, false),
+        };
+        let Some(kind) = kind_of(&key, &defaults) else {
+            // The environment holds much else; only our names are read.
+            continue;
+        };
+        let value = if json {
+            let parsed: serde_json::Value = serde_json::from_str(&raw)
+                .map_err(|e| err(&name, format!("not valid JSON: {e}")))?;
+            serde_yaml_ng::to_value(parsed).map_err(|e| err(&name, e.to_string()))?
+        } else {
+            env_value(&name, &raw, kind)?
+        };
+        merged.insert(key, value);
+    }
+    let mapping: Mapping = merged
+        .into_iter()
+        .map(|(k, v)| (Value::String(k), v))
+        .collect();
+    serde_yaml_ng::from_value(Value::Mapping(mapping)).map_err(|e| {
+        let text = e.to_string();
+        let key = text
+            .split('`')
+            .nth(1)
+            .map(str::to_string)
+            .unwrap_or_else(|| "config".to_string());
+        err(key, text)
+    })
+}
+
+/// Settings checked and turned into what the node runs with.
+#[derive(Clone, Debug)]
+pub struct Validated {
+    pub settings: Settings,
+    pub key: SecretKey,
+    pub node_id: NodeId,
+    pub peers: Vec<NodeId>,
+    pub boot_nodes: Vec<(NodeId, String)>,
+}
+
+/// Parses `enode://<128 hex>@host:port`.
+pub fn parse_enode(s: &str) -> Result<(NodeId, String), String> {
+    let rest = s
+        .trim()
+        .strip_prefix("enode://")
+        .ok_or_else(|| format!("{s:?} does not start with enode://"))?;
+    let (id, addr) = rest
+        .split_once('@')
+        .ok_or_else(|| format!("{s:?} has no @host:port"))?;
+    let id = parse_hex_fixed::<64>(id)
+        .map(NodeId)
+        .map_err(|e| format!("{s:?}: node id: {e}"))?;
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{s:?}: address {addr:?} has no port"))?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(format!("{s:?}: address {addr:?} is not host:port"));
+    }
+    Ok((id, addr.to_string()))
+}
+
+impl Settings {
+    pub fn validate(self) -> Result<Validated, ConfigError> {
+        let key = SecretKey::from_hex(&self.network_secret_key)
+            .map_err(|e| err("network_secret_key", e.to_string()))?;
+        let node_id = key.node_id();
+        let mut peers = Vec::new();
+        for (i, p) in self.consensus_peer_ids.iter().enumerate() {
+            let id = p
+                .parse::<NodeId>()
+                .map_err(|e| err("consensus_peer_ids", format!("entry {i} ({p:?}): {e}")))?;
+            peers.push(id);
+        }
+        if peers.is_empty() {
+            peers.push(node_id);
+        }
+        if self.general_node_role == NodeRole::Main
+            && self.consensus_enabled
+            && !peers.contains(&node_id)
+        {
+            return Err(err(
+                "consensus_peer_ids",
+                format!("must contain this node's id {node_id} (derived from network_secret_key)"),
+            ));
+        }
+        let mut boot_nodes = Vec::new();
+        for b in &self.network_boot_nodes {
+            boot_nodes.push(parse_enode(b).map_err(|e| err("network_boot_nodes", e))?);
+        }
+        if self.consensus_election_timeout_min >= self.consensus_election_timeout_max {
+            return Err(err(
+                "consensus_election_timeout_min",
+                format!(
+                    "{} ms must be below consensus_election_timeout_max ({} ms)",
+                    self.consensus_election_timeout_min, self.consensus_election_timeout_max
+                ),
+            ));
+        }
+        if self.consensus_heartbeat_interval == 0
+            || self.consensus_heartbeat_interval >= self.consensus_election_timeout_min
+        {
+            return Err(err(
+                "consensus_heartbeat_interval",
+                format!(
+                    "{} ms must be above 0 and below consensus_election_timeout_min ({} ms)",
+                    self.consensus_heartbeat_interval, self.consensus_election_timeout_min
+                ),
+            ));
+        }
+        if self.sequencer_block_time == 0 {
+            return Err(err("sequencer_block_time", "must be above 0 ms"));
+        }
+        for (name, addr) in [
+            ("status_server_address", &self.status_server_address),
+            ("rpc_address", &self.rpc_address),
+        ] {
+            addr.parse::<std::net::SocketAddr>()
+                .map_err(|e| err(name, format!("{addr:?} is not ip:port: {e}")))?;
+        }
+        self.network_address
+            .parse::<std::net::IpAddr>()
+            .map_err(|e| {
+                err(
+                    "network_address",
+                    format!("{:?} is not an IP address: {e}", self.network_address),
+                )
+            })?;
+        Ok(Validated {
+            settings: self,
+            key,
+            node_id,
+            peers,
+            boot_nodes,
+        })
+    }
+}
+
+/// Loads and validates in one step, as the binary does.
+pub fn from_sources(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Validated, ConfigError> {
+    load(files, env)?.validate()
+}
+
+/// Where a relative database path lands.
+pub fn db_path(settings: &Settings, cwd: &Path) -> PathBuf {
+    if settings.general_rocks_db_path.is_absolute() {
+        settings.general_rocks_db_path.clone()
+    } else {
+        cwd.join(&settings.general_rocks_db_path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEED_PEERS: &str = r#"[
+"0x246e07030b4c48b8f28ab1fdf797a02308b0ca724696b695aabee48ea48298ff221144a0c0f14ebf030aea6d5fb6b31bd3a02676204bb13e78336bb824e32f1d",
+"0xd2db8005d59694a5b79b7c58d4d375c60c9323837e852bbbfd05819621c48a4218cefa37baf39a164e2a6f6c1b34c379c4a72c7480b5fbcc379d1befb881e8fc",
+"0x2991880ae3ff81b881c86f54d2af0ee85a325231bb75f903f06f432020101614dbfbc75ddec885f5e101fed272bee661f492fb6dd80147b656da990635a7e581"
+]"#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn yaml(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    fn tempdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("canon-config-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn no_config_is_a_single_node_dev_chain() {
+        let v = from_sources(&[], env(&[])).unwrap();
+        assert_eq!(v.peers, vec![v.node_id]);
+        assert!(v.settings.consensus_bootstrap);
+        assert_eq!(v.settings.general_rocks_db_path, PathBuf::from("./db/node"));
+        assert_eq!(v.settings.rpc_address, "0.0.0.0:3050");
+        assert_eq!(v.settings.network_port, 3060);
+        assert_eq!(v.settings.observability_prometheus_port, 3312);
+    }
+
+    #[test]
+    fn the_seed_node_2_environment_is_understood() {
+        let boot = "enode://246e07030b4c48b8f28ab1fdf797a02308b0ca724696b695aabee48ea48298ff221144a0c0f14ebf030aea6d5fb6b31bd3a02676204bb13e78336bb824e32f1d@127.0.0.1:3060,enode://d2db8005d59694a5b79b7c58d4d375c60c9323837e852bbbfd05819621c48a4218cefa37baf39a164e2a6f6c1b34c379c4a72c7480b5fbcc379d1befb881e8fc@127.0.0.1:3061";
+        let v = from_sources(
+            &[],
+            env(&[
+                ("NETWORK_ENABLED", "true"),
+                (
+                    "NETWORK_SECRET_KEY",
+                    "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7",
+                ),
+                ("NETWORK_ADDRESS", "127.0.0.1"),
+                ("NETWORK_PORT", "3061"),
+                ("NETWORK_BOOT_NODES", boot),
+                ("CONSENSUS_ENABLED", "true"),
+                ("CONSENSUS_BOOTSTRAP", "true"),
+                ("CONSENSUS_PEER_IDS__JSON", SEED_PEERS),
+                ("BATCHER_ENABLED", "false"),
+                ("PROVER_API_ENABLED", "false"),
+                ("STATUS_SERVER_ADDRESS", "0.0.0.0:3072"),
+                ("RPC_ADDRESS", "0.0.0.0:3051"),
+                ("OBSERVABILITY_PROMETHEUS_PORT", "3313"),
+                ("GENERAL_ROCKS_DB_PATH", "db/en-2"),
+                ("PATH", "/usr/bin"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(v.node_id.to_string(), "0xd2db8005d59694a5b79b7c58d4d375c60c9323837e852bbbfd05819621c48a4218cefa37baf39a164e2a6f6c1b34c379c4a72c7480b5fbcc379d1befb881e8fc");
+        assert_eq!(v.peers.len(), 3);
+        assert_eq!(v.boot_nodes.len(), 2);
+        assert_eq!(v.boot_nodes[1].1, "127.0.0.1:3061");
+        assert!(!v.settings.batcher_enabled);
+        assert_eq!(v.settings.network_port, 3061);
+        assert_eq!(v.settings.observability_prometheus_port, 3313);
+    }
+
+    #[test]
+    fn lower_case_names_work_too() {
+        let v = load(
+            &[],
+            env(&[
+                ("general_node_role", "external"),
+                ("status_server_enabled", "false"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(v.general_node_role, NodeRole::External);
+        assert!(!v.status_server_enabled);
+    }
+
+    #[test]
+    fn later_files_override_earlier_and_env_overrides_files() {
+        let d = tempdir("layers");
+        let a = yaml(
+            &d,
+            "a.yaml",
+            "network_port: 4000\nrpc_address: 127.0.0.1:4050\nsequencer:\n  block_time: 50\n",
+        );
+        let b = yaml(&d, "b.yaml", "network:\n  port: 4001\n");
+        let s = load(&[a.clone(), b.clone()], env(&[])).unwrap();
+        assert_eq!(
+            (
+                s.network_port,
+                s.rpc_address.as_str(),
+                s.sequencer_block_time
+            ),
+            (4001, "127.0.0.1:4050", 50)
+        );
+        let s = load(&[a, b], env(&[("NETWORK_PORT", "4002")])).unwrap();
+        assert_eq!(s.network_port, 4002);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad = |pairs: &[(&str, &str)]| from_sources(&[], env(pairs)).unwrap_err();
+        assert_eq!(
+            bad(&[("NETWORK_SECRET_KEY", "xyz")]).key,
+            "network_secret_key"
+        );
+        assert_eq!(bad(&[("NETWORK_PORT", "http")]).key, "NETWORK_PORT");
+        assert_eq!(
+            bad(&[("CONSENSUS_PEER_IDS__JSON", "[1,")]).key,
+            "CONSENSUS_PEER_IDS__JSON"
+        );
+        assert_eq!(
+            bad(&[("CONSENSUS_PEER_IDS", "0x1234")]).key,
+            "consensus_peer_ids"
+        );
+        let e = bad(&[
+            ("CONSENSUS_PEER_IDS__JSON", SEED_PEERS),
+            (
+                "NETWORK_SECRET_KEY",
+                "8b50ece5c94762fb0b8dcd2f859fb0132b86c0540c388806b6a03e0b1c25978e",
+            ),
+        ]);
+        assert_eq!(e.key, "consensus_peer_ids");
+        assert!(e.message.contains("must contain this node's id"), "{e}");
+        assert_eq!(
+            bad(&[("NETWORK_BOOT_NODES", "enode://xyz@1.2.3.4:1")]).key,
+            "network_boot_nodes"
+        );
+        assert_eq!(
+            bad(&[("CONSENSUS_ELECTION_TIMEOUT_MIN", "2000")]).key,
+            "consensus_election_timeout_min"
+        );
+        let d = tempdir("unknown");
+        let f = yaml(&d, "u.yaml", "netwrok_port: 1\n");
+        let e = load(&[f], env(&[])).unwrap_err();
+        assert_eq!(e.key, "netwrok_port", "{e}");
+        let e = load(&[d.join("missing.yaml")], env(&[])).unwrap_err();
+        assert!(
+            e.key.ends_with("missing.yaml") && e.message.contains("cannot read"),
+            "{e}"
+        );
+    }
+}

@@ -1,0 +1,3 @@
+//! canon-node: the production shell around canon-engine.
+
+pub mod config;
