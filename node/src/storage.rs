@@ -1,0 +1,274 @@
+//! RocksDB behind the engine's storage seam: one column family per [`Column`], atomic write
+//! batches, and a real fsync for [`Durability::Synced`]. A database remembers the node id and
+//! format version it was written with; opening it as another node or another format is refused.
+
+use std::path::{Path, PathBuf};
+
+use canon_engine::storage::{Column, Durability, KeyValue, Op, Storage, StorageError, WriteBatch};
+use canon_engine::NodeId;
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
+
+/// Bumped whenever the on-disk layout changes incompatibly.
+pub const FORMAT_VERSION: u32 = 1;
+const KEY_FORMAT: &[u8] = b"canon/format";
+const KEY_NODE_ID: &[u8] = b"canon/node_id";
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("general_rocks_db_path {path}: cannot open RocksDB: {source}")]
+    Rocks {
+        path: PathBuf,
+        source: rocksdb::Error,
+    },
+    #[error("general_rocks_db_path {path}: written by format version {found}, this build reads {expected}; use a fresh path or a matching build")]
+    Format {
+        path: PathBuf,
+        found: u32,
+        expected: u32,
+    },
+    #[error("general_rocks_db_path {path}: belongs to node {found}, but network_secret_key gives {expected}; each node needs its own database")]
+    OtherNode {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
+    #[error("general_rocks_db_path {path}: {what}")]
+    Corrupt { path: PathBuf, what: String },
+}
+
+pub struct RocksStorage {
+    db: DB,
+}
+
+fn rocks_err(e: rocksdb::Error) -> StorageError {
+    StorageError(format!("rocksdb: {e}"))
+}
+
+impl RocksStorage {
+    /// Opens (creating if missing) the database at `path` for node `node_id`.
+    pub fn open(path: &Path, node_id: NodeId) -> Result<RocksStorage, OpenError> {
+        let p = path.to_path_buf();
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let cfs = Column::ALL
+            .iter()
+            .map(|c| ColumnFamilyDescriptor::new(c.name(), Options::default()));
+        let db = DB::open_cf_descriptors(&opts, path, cfs).map_err(|source| OpenError::Rocks {
+            path: p.clone(),
+            source,
+        })?;
+        let storage = RocksStorage { db };
+        let corrupt = |what: String| OpenError::Corrupt {
+            path: p.clone(),
+            what,
+        };
+        let format = storage
+            .get(Column::Meta, KEY_FORMAT)
+            .map_err(|e| corrupt(e.to_string()))?;
+        let id = storage
+            .get(Column::Meta, KEY_NODE_ID)
+            .map_err(|e| corrupt(e.to_string()))?;
+        match (format, id) {
+            (None, None) => {
+                let mut b = WriteBatch::default();
+                b.put(
+                    Column::Meta,
+                    KEY_FORMAT,
+                    FORMAT_VERSION.to_be_bytes().to_vec(),
+                );
+                b.put(Column::Meta, KEY_NODE_ID, node_id.0.to_vec());
+                storage
+                    .write(b, Durability::Synced)
+                    .map_err(|e| corrupt(e.to_string()))?;
+            }
+            (Some(f), Some(found_id)) => {
+                let found = u32::from_be_bytes(
+                    f.as_slice()
+                        .try_into()
+                        .map_err(|_| corrupt("format marker is not 4 bytes".into()))?,
+                );
+                if found != FORMAT_VERSION {
+                    return Err(OpenError::Format {
+                        path: p,
+                        found,
+                        expected: FORMAT_VERSION,
+                    });
+                }
+                if found_id.as_slice() != node_id.0.as_slice() {
+                    return Err(OpenError::OtherNode {
+                        path: p,
+                        found: format!("0x{}", hex::encode(&found_id)),
+                        expected: node_id.to_string(),
+                    });
+                }
+            }
+            _ => return Err(corrupt("format marker or node id missing".into())),
+        }
+        Ok(storage)
+    }
+
+    fn cf(&self, col: Column) -> Result<&rocksdb::ColumnFamily, StorageError> {
+        self.db
+            .cf_handle(col.name())
+            .ok_or_else(|| StorageError(format!("column family {} missing", col.name())))
+    }
+}
+
+impl Storage for RocksStorage {
+    fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        self.db.get_cf(self.cf(col)?, key).map_err(rocks_err)
+    }
+
+    fn scan(
+        &self,
+        col: Column,
+        from: &[u8],
+        to: &[u8],
+        limit: usize,
+    ) -> Result<Vec<KeyValue>, StorageError> {
+        let mut out = Vec::new();
+        if from >= to {
+            return Ok(out);
+        }
+        for item in self
+            .db
+            .iterator_cf(self.cf(col)?, IteratorMode::From(from, Direction::Forward))
+        {
+            let (k, v) = item.map_err(rocks_err)?;
+            if &*k >= to || out.len() >= limit {
+                break;
+            }
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn last_before(&self, col: Column, to: &[u8]) -> Result<Option<KeyValue>, StorageError> {
+        // A reverse iterator from `to` starts at the last key <= to.
+        for item in self
+            .db
+            .iterator_cf(self.cf(col)?, IteratorMode::From(to, Direction::Reverse))
+        {
+            let (k, v) = item.map_err(rocks_err)?;
+            if &*k < to {
+                return Ok(Some((k.to_vec(), v.to_vec())));
+            }
+        }
+        Ok(None)
+    }
+
+    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError> {
+        let mut b = rocksdb::WriteBatch::default();
+        for op in &batch.ops {
+            match op {
+                Op::Put(c, k, v) => b.put_cf(self.cf(*c)?, k, v),
+                Op::Delete(c, k) => b.delete_cf(self.cf(*c)?, k),
+                Op::DeleteRange(c, from, to) => b.delete_range_cf(self.cf(*c)?, from, to),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(durability == Durability::Synced);
+        self.db.write_opt(b, &opts).map_err(rocks_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use canon_engine::keys::SecretKey;
+
+    fn id(n: u8) -> NodeId {
+        SecretKey::from_bytes([n; 32]).unwrap().node_id()
+    }
+
+    fn put(s: &RocksStorage, k: &[u8], v: &[u8]) {
+        let mut b = WriteBatch::default();
+        b.put(Column::Log, k.to_vec(), v.to_vec());
+        s.write(b, Durability::Synced).unwrap();
+    }
+
+    #[test]
+    fn reads_scans_and_ranges_behave_like_the_simulated_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open(dir.path(), id(1)).unwrap();
+        for k in 1u8..=5 {
+            put(&s, &[k], &[k * 10]);
+        }
+        assert_eq!(s.get(Column::Log, &[3]).unwrap(), Some(vec![30]));
+        assert_eq!(s.get(Column::Block, &[3]).unwrap(), None);
+        let keys: Vec<u8> = s
+            .scan(Column::Log, &[2], &[5], 10)
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k[0])
+            .collect();
+        assert_eq!(keys, vec![2, 3, 4]);
+        assert_eq!(s.scan(Column::Log, &[1], &[9], 2).unwrap().len(), 2);
+        assert_eq!(
+            s.last_before(Column::Log, &[5]).unwrap().unwrap().0,
+            vec![4]
+        );
+        assert_eq!(
+            s.last_before(Column::Log, &[9]).unwrap().unwrap().0,
+            vec![5]
+        );
+        assert_eq!(s.last_before(Column::Log, &[1]).unwrap(), None);
+        let mut b = WriteBatch::default();
+        b.delete_range(Column::Log, vec![2], vec![4]);
+        b.delete(Column::Log, vec![5]);
+        s.write(b, Durability::Buffered).unwrap();
+        let keys: Vec<u8> = s
+            .scan(Column::Log, &[0], &[9], 10)
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k[0])
+            .collect();
+        assert_eq!(keys, vec![1, 4]);
+    }
+
+    #[test]
+    fn synced_writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStorage::open(dir.path(), id(1)).unwrap();
+            put(&s, b"k", b"v");
+        }
+        let s = RocksStorage::open(dir.path(), id(1)).unwrap();
+        assert_eq!(s.get(Column::Log, b"k").unwrap(), Some(b"v".to_vec()));
+    }
+
+    #[test]
+    fn refuses_another_nodes_database() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(RocksStorage::open(dir.path(), id(1)).unwrap());
+        let e = RocksStorage::open(dir.path(), id(2))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("general_rocks_db_path") && e.contains("belongs to node"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn refuses_an_incompatible_format() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStorage::open(dir.path(), id(1)).unwrap();
+            let mut b = WriteBatch::default();
+            b.put(
+                Column::Meta,
+                KEY_FORMAT,
+                (FORMAT_VERSION + 1).to_be_bytes().to_vec(),
+            );
+            s.write(b, Durability::Synced).unwrap();
+        }
+        let e = RocksStorage::open(dir.path(), id(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("format version 2"), "{e}");
+    }
+}
