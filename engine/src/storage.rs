@@ -230,6 +230,57 @@ impl Storage for MemDisk {
     }
 }
 
+/// The storage contract every implementation must meet, as one suite: the simulator's disk
+/// and RocksDB run the same checks. Test support; it panics on the first broken promise.
+#[allow(clippy::unwrap_used, clippy::panic)]
+pub mod conformance {
+    use super::*;
+
+    fn keys(s: &dyn Storage, col: Column, from: &[u8], to: &[u8], limit: usize) -> Vec<u8> {
+        s.scan(col, from, to, limit)
+            .unwrap()
+            .iter()
+            .map(|(k, _)| k[0])
+            .collect()
+    }
+
+    /// Reads, bounded scans, `last_before`, deletes and range deletes, on an empty store.
+    pub fn reads_scans_and_deletes(s: &dyn Storage) {
+        for k in 1u8..=5 {
+            let mut b = WriteBatch::default();
+            b.put(Column::Log, vec![k], vec![k * 10]);
+            s.write(b, Durability::Synced).unwrap();
+        }
+        assert_eq!(s.get(Column::Log, &[3]).unwrap(), Some(vec![30]));
+        assert_eq!(
+            s.get(Column::Block, &[3]).unwrap(),
+            None,
+            "columns are separate"
+        );
+        assert_eq!(keys(s, Column::Log, &[2], &[5], 10), vec![2, 3, 4]);
+        assert_eq!(keys(s, Column::Log, &[1], &[9], 2), vec![1, 2]);
+        assert!(keys(s, Column::Log, &[5], &[5], 10).is_empty());
+        assert_eq!(
+            s.last_before(Column::Log, &[5]).unwrap().unwrap().0,
+            vec![4]
+        );
+        assert_eq!(
+            s.last_before(Column::Log, &[9]).unwrap().unwrap().0,
+            vec![5]
+        );
+        assert_eq!(s.last_before(Column::Log, &[1]).unwrap(), None);
+        let mut b = WriteBatch::default();
+        b.delete_range(Column::Log, vec![2], vec![4]);
+        b.delete(Column::Log, vec![5]);
+        s.write(b, Durability::Buffered).unwrap();
+        assert_eq!(keys(s, Column::Log, &[0], &[9], 10), vec![1, 4]);
+        assert_eq!(
+            s.last_before(Column::Log, &[4]).unwrap().unwrap().0,
+            vec![1]
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,19 +309,8 @@ mod tests {
     }
 
     #[test]
-    fn delete_range_and_last_before() {
-        let disk = MemDisk::new();
-        for k in 1..=5 {
-            put(&disk, k, Durability::Synced);
-        }
-        let mut b = WriteBatch::default();
-        b.delete_range(Column::Meta, vec![2], vec![4]);
-        disk.write(b, Durability::Synced).unwrap();
-        assert_eq!(
-            disk.last_before(Column::Meta, &[4]).unwrap().unwrap().0,
-            vec![1]
-        );
-        assert_eq!(disk.scan(Column::Meta, &[0], &[9], 10).unwrap().len(), 3);
+    fn meets_the_storage_contract() {
+        conformance::reads_scans_and_deletes(&MemDisk::new());
     }
 
     #[test]
