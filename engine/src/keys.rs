@@ -17,6 +17,27 @@ pub enum KeyError {
     BadSignature,
 }
 
+/// The network secret keys of the seed document's three consensus nodes; the simulator and `canon-node devnet`
+/// run with the same ids as the seed's cluster. Nodes beyond three get [`derived_key`]s.
+pub const SEED_SECRET_KEYS: [&str; 3] = [
+    "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308",
+    "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7",
+    "8b50ece5c94762fb0b8dcd2f859fb0132b86c0540c388806b6a03e0b1c25978d",
+];
+
+/// A public, reproducible key for `label` and `i` (dev accounts, simulated nodes beyond the
+/// seed's three). Never use one where a secret is needed.
+pub fn derived_key(label: &str, i: usize) -> SecretKey {
+    let mut counter = 0u32;
+    loop {
+        let h = alloy_primitives::keccak256(format!("{label}/{i}/{counter}"));
+        if let Ok(k) = SecretKey::from_bytes(h.0) {
+            return k;
+        }
+        counter += 1;
+    }
+}
+
 /// A secp256k1 secret key used to sign blocks (node key) or transactions (account key).
 #[derive(Clone)]
 pub struct SecretKey {
@@ -44,6 +65,11 @@ impl SecretKey {
     }
 
     /// The 64-byte uncompressed public key, which is the Raft node id.
+    /// The raw secret, for handing a key to a child process's environment.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.signer.credential().to_bytes().into()
+    }
+
     pub fn node_id(&self) -> NodeId {
         let point = self
             .signer

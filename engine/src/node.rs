@@ -11,7 +11,7 @@ use openraft::{AsyncRuntime, Instant as _, Raft, ServerState, SnapshotPolicy};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::block::ChainSpec;
+use crate::block::{Block, ChainSpec};
 use crate::chain::{build_block, Head, Proposal};
 use crate::clock::Clock;
 use crate::codec;
@@ -19,16 +19,20 @@ use crate::contact::PeerContact;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
+use crate::ledger::Account;
 use crate::ledger::TxError;
 use crate::mempool::Mempool;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
+use crate::raft::state_machine::block_key;
 use crate::raft::state_machine::{load_chain_state, read_chain, SharedChain, StateMachine};
 use crate::raft::{ApplyOutcome, Canon};
+use crate::storage::Column;
 use crate::storage::Storage;
 use crate::transport::Transport;
 use crate::tx::SignedTransaction;
 use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+use alloy_primitives::Address;
 
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -251,6 +255,73 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             head: chain.head,
             mempool_len: lock(&self.mempool).len(),
         }
+    }
+
+    /// The canonized block at `height` as this node stored it; `None` above its head. Height 0
+    /// is genesis, which has a header but no stored block: see [`ChainSpec::genesis_header`].
+    pub fn block(&self, height: u64) -> Result<Option<Block>, NodeError> {
+        if height == 0 || height > self.head().height {
+            return Ok(None);
+        }
+        let bytes = self
+            .seams
+            .storage
+            .get(Column::Block, &block_key(height))
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        bytes
+            .map(|b| codec::decode::<Block>(&b))
+            .transpose()
+            .map_err(|e| NodeError::Storage(format!("block {height}: {e}")))
+    }
+
+    pub fn chain_spec(&self) -> &ChainSpec {
+        &self.cfg.chain
+    }
+
+    /// An account in this node's applied state, with the height it was read at.
+    pub fn account(&self, address: &Address) -> (Account, u64) {
+        let chain = read_chain(&self.chain);
+        (chain.ledger.account(address), chain.head.height)
+    }
+
+    /// Consensus peers (not this node) heard from within `window`.
+    pub fn peers_heard_within(&self, window: Duration) -> usize {
+        self.contact.heard_within(window)
+    }
+
+    /// The highest height Raft has canonized as far as this node knows: its applied head plus
+    /// the committed entries not yet applied that extend it block by block. A committed
+    /// entry that does not extend the head (a deposed leader's proposal) is not counted, the
+    /// same way apply rejects it.
+    pub fn canonized_height(&self) -> u64 {
+        let (mut head, applied) = {
+            let chain = read_chain(&self.chain);
+            (chain.head, chain.last_applied.map(|l| l.index))
+        };
+        let log: LogStore<RT> = LogStore::new(
+            self.seams.storage.clone(),
+            self.id,
+            self.seams.events.clone(),
+        );
+        let Ok(Some(committed)) = log.stored_committed() else {
+            return head.height;
+        };
+        let from = applied.map_or(0, |a| a + 1);
+        // The unapplied tail is a handful of entries; the bound keeps a status call cheap.
+        let to = committed.index.min(from.saturating_add(256));
+        for entry in log.read_range(from, to).unwrap_or_default() {
+            if let openraft::EntryPayload::Normal(block) = &entry.payload {
+                let h = &block.header;
+                if h.height != head.height + 1 || h.parent_hash != head.hash {
+                    break;
+                }
+                match Head::of(h) {
+                    Ok(next) => head = next,
+                    Err(_) => break,
+                }
+            }
+        }
+        head.height
     }
 
     /// Stops background tasks and Raft. The node's storage stays as it is.

@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use canon_engine::block::ChainSpec;
 use canon_engine::ids::parse_hex_fixed;
 use canon_engine::keys::SecretKey;
 use canon_engine::NodeId;
@@ -60,6 +61,13 @@ pub struct Settings {
     pub general_node_role: NodeRole,
     pub general_main_node_rpc_url: Option<String>,
     pub general_l1_rpc_url: String,
+    /// Part of every block's genesis parent hash: nodes of different chains never agree.
+    pub genesis_chain_id: u64,
+    /// Funded accounts at height 0, `0x<address>:<balance>`; comma separated in the
+    /// environment. The default funds the public dev accounts (`canon-node dev-accounts`).
+    pub genesis_alloc: Vec<String>,
+    /// The most transactions the leader's mempool holds.
+    pub sequencer_mempool_capacity: usize,
 }
 
 impl Default for Settings {
@@ -88,6 +96,9 @@ impl Default for Settings {
             general_node_role: NodeRole::Main,
             general_main_node_rpc_url: None,
             general_l1_rpc_url: "http://localhost:8545".into(),
+            genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
+            genesis_alloc: crate::genesis::dev_alloc(),
+            sequencer_mempool_capacity: 100_000,
         }
     }
 }
@@ -247,6 +258,7 @@ pub struct Validated {
     pub node_id: NodeId,
     pub peers: Vec<NodeId>,
     pub boot_nodes: Vec<(NodeId, String)>,
+    pub chain: ChainSpec,
 }
 
 /// Parses `enode://<128 hex>@host:port`.
@@ -336,7 +348,13 @@ impl Settings {
                     format!("{:?} is not an IP address: {e}", self.network_address),
                 )
             })?;
+        let chain = crate::genesis::chain_spec(self.genesis_chain_id, &self.genesis_alloc)
+            .map_err(|e| err("genesis_alloc", e))?;
+        if self.sequencer_max_block_transactions == 0 {
+            return Err(err("sequencer_max_block_transactions", "must be above 0"));
+        }
         Ok(Validated {
+            chain,
             settings: self,
             key,
             node_id,

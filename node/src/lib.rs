@@ -1,5 +1,21 @@
 //! canon-node: the production shell around canon-engine.
 
 pub mod config;
+pub mod genesis;
+
+#[cfg(feature = "production")]
+pub mod client;
+#[cfg(feature = "production")]
+pub mod devnet;
+#[cfg(feature = "production")]
+pub mod http;
+#[cfg(feature = "production")]
+pub mod metrics;
+#[cfg(feature = "production")]
+pub mod p2p;
+#[cfg(feature = "production")]
+pub mod rpc;
+#[cfg(feature = "production")]
+pub mod service;
 #[cfg(feature = "production")]
 pub mod storage;

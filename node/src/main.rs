@@ -1,6 +1,7 @@
-//! `canon-node`: the production shell. This build carries the identity tooling every operator
-//! needs before a cluster exists; the tokio + RocksDB node is built with `--features production`.
+//! `canon-node`: the production node (built with `--features production`), a local devnet, and
+//! the identity and config tooling.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use canon_engine::keys::SecretKey;
@@ -10,24 +11,51 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "canon-node",
     about = "canon consensus node",
-    long_about = "canon consensus node. `id` derives a node's Raft id and enode URL from its \
-network secret key, exactly as consensus_peer_ids and network_boot_nodes expect them. \
-`check-config` layers YAML files (--config, later ones win) and environment variables \
-(seed names, upper or lower case, `__JSON` for JSON values) and prints the effective \
-settings, or the key at fault."
+    args_conflicts_with_subcommands = true,
+    long_about = "canon consensus node.\n\n\
+With no command, runs the node: settings come from YAML files (--config, repeatable, later \
+files win), then environment variables with the seed's names in upper or lower case \
+(NETWORK_SECRET_KEY, CONSENSUS_PEER_IDS__JSON, GENERAL_ROCKS_DB_PATH, ...; `__JSON` for JSON \
+values). With nothing configured it runs a single-node dev chain in ./db/node on the default \
+ports (RPC 3050, p2p 3060, status 3071, Prometheus 3312). SIGINT or SIGTERM stops it cleanly.\n\n\
+`devnet` starts a local cluster of such nodes as child processes with a live status table. \
+`id` derives a node's Raft id and enode URL from its network secret key. `check-config` \
+prints the effective settings, or the key at fault."
 )]
 struct Cli {
+    /// YAML config file; repeat to layer (later files override earlier ones).
+    #[arg(long = "config", global = false)]
+    configs: Vec<PathBuf>,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the node (the default when no command is given).
+    Run {
+        /// YAML config file; repeat to layer (later files override earlier ones).
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+    },
+    /// Start a local cluster of consensus nodes (child processes of this binary) configured
+    /// like the seed's three-node example, show a live table, stop them all on Ctrl-C.
+    Devnet {
+        /// Consensus nodes (1..=10). Nodes 0-2 use the seed's keys.
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Databases and logs (node-<i>/, node-<i>.log).
+        #[arg(long, default_value = "./devnet")]
+        dir: PathBuf,
+        /// Added to every port (RPC 3050+i, p2p 3060+i, status 3071+i, Prometheus 3312+i).
+        #[arg(long, default_value_t = 0)]
+        port_offset: u16,
+    },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
         /// YAML config file; repeat to layer (later files override earlier ones).
         #[arg(long = "config")]
-        configs: Vec<std::path::PathBuf>,
+        configs: Vec<PathBuf>,
     },
     /// Print the node id (uncompressed secp256k1 public key) and enode URL of a secret key.
     Id {
@@ -38,33 +66,28 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3060")]
         address: String,
     },
+    /// Print the public dev accounts the default genesis funds (address and secret key).
+    DevAccounts {
+        #[arg(long, default_value_t = 4)]
+        count: usize,
+    },
 }
 
 fn main() -> ExitCode {
-    match Cli::parse().command {
-        Command::CheckConfig { configs } => {
-            match canon_node::config::from_sources(&configs, std::env::vars()) {
-                Ok(v) => {
-                    let mut shown = v.settings.clone();
-                    shown.network_secret_key = "<redacted>".into();
-                    println!("node_id: {}", v.node_id);
-                    println!("peers: {}", v.peers.len());
-                    match serde_yaml_ng::to_string(&shown) {
-                        Ok(text) => print!("{text}"),
-                        Err(e) => eprintln!("error: cannot print settings: {e}"),
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: config: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::Id {
+    let cli = Cli::parse();
+    match cli.command {
+        None => run_node(&cli.configs),
+        Some(Command::Run { configs }) => run_node(&configs),
+        Some(Command::Devnet {
+            nodes,
+            dir,
+            port_offset,
+        }) => devnet(nodes, &dir, port_offset),
+        Some(Command::CheckConfig { configs }) => check_config(&configs),
+        Some(Command::Id {
             secret_key,
             address,
-        } => match SecretKey::from_hex(&secret_key) {
+        }) => match SecretKey::from_hex(&secret_key) {
             Ok(key) => {
                 let id = key.node_id();
                 println!("node_id: {id}");
@@ -79,5 +102,105 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::DevAccounts { count }) => {
+            for i in 0..count.min(canon_node::genesis::DEV_ACCOUNTS) {
+                let k = canon_node::genesis::dev_account_key(i);
+                println!("{i:>3} {} 0x{}", k.address(), hex::encode(k.to_bytes()));
+            }
+            ExitCode::SUCCESS
+        }
     }
+}
+
+fn check_config(configs: &[PathBuf]) -> ExitCode {
+    match canon_node::config::from_sources(configs, std::env::vars()) {
+        Ok(v) => {
+            let mut shown = v.settings.clone();
+            shown.network_secret_key = "<redacted>".into();
+            println!("node_id: {}", v.node_id);
+            println!("peers: {}", v.peers.len());
+            match serde_yaml_ng::to_string(&shown) {
+                Ok(text) => print!("{text}"),
+                Err(e) => eprintln!("error: cannot print settings: {e}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: config: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(feature = "production")]
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("error: cannot start the tokio runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+#[cfg(feature = "production")]
+fn run_node(configs: &[PathBuf]) -> ExitCode {
+    use tracing_subscriber::EnvFilter;
+    let v = match canon_node::config::from_sources(configs, std::env::vars()) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            // openraft narrates every vote and election at info; ours says what matters.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+        )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    match rt.block_on(canon_node::service::run(v, stop)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(feature = "production")]
+fn devnet(nodes: usize, dir: &std::path::Path, offset: u16) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(canon_node::devnet::run(nodes, dir, offset)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: devnet: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(feature = "production"))]
+fn run_node(_configs: &[PathBuf]) -> ExitCode {
+    eprintln!(
+        "error: this canon-node was built without the node itself; build it with \
+`cargo build --release -p canon-node --features production`"
+    );
+    ExitCode::from(2)
+}
+
+#[cfg(not(feature = "production"))]
+fn devnet(_nodes: usize, _dir: &std::path::Path, _offset: u16) -> ExitCode {
+    run_node(&[])
 }

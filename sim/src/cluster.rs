@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{keccak256, Address, B256};
+use alloy_primitives::{Address, B256};
 use canon_engine::block::ChainSpec;
 use canon_engine::clock::Clock;
 use canon_engine::events::{Event, EventSink};
@@ -26,13 +26,7 @@ use crate::trace::Trace;
 
 pub type SimNode = ConsensusNode<MadsimRuntime>;
 
-/// The network secret keys of the seed document's three consensus nodes; a simulated cluster
-/// runs with the same ids a real one does. Nodes beyond three get derived keys.
-pub const SEED_SECRET_KEYS: [&str; 3] = [
-    "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308",
-    "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7",
-    "8b50ece5c94762fb0b8dcd2f859fb0132b86c0540c388806b6a03e0b1c25978d",
-];
+pub use canon_engine::keys::SEED_SECRET_KEYS;
 
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
@@ -159,14 +153,7 @@ pub struct SimCluster {
 }
 
 fn derived_key(label: &str, i: usize) -> SecretKey {
-    let mut counter = 0u32;
-    loop {
-        let h = keccak256(format!("canon-sim/{label}/{i}/{counter}"));
-        if let Ok(k) = SecretKey::from_bytes(h.0) {
-            return k;
-        }
-        counter += 1;
-    }
+    canon_engine::keys::derived_key(&format!("canon-sim/{label}"), i)
 }
 
 pub fn node_key(i: usize) -> SecretKey {

@@ -89,6 +89,27 @@ impl<RT: AsyncRuntime> LogStore<RT> {
         self.read_meta(KEY_VOTE, ErrorSubject::Vote)
     }
 
+    /// Entries `from..=to` as stored, for readers outside Raft (status).
+    pub fn read_range(&self, from: u64, to: u64) -> Result<Vec<Entry<RT>>, StorageError<NodeId>> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let rows = self
+            .storage
+            .scan(
+                Column::Log,
+                &index_key(from),
+                &index_key(to.saturating_add(1)),
+                usize::MAX,
+            )
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        rows.iter()
+            .map(|(_, v)| {
+                codec::decode(v).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))
+            })
+            .collect()
+    }
+
     pub fn stored_committed(&self) -> Result<Option<LogId>, StorageError<NodeId>> {
         Ok(self
             .read_meta::<Option<LogId>>(KEY_COMMITTED, ErrorSubject::Store)?

@@ -1,0 +1,123 @@
+//! A small blocking client for a node's status server and JSON-RPC: used by `devnet`, the
+//! real-process tests and the load generator.
+
+use std::time::Duration;
+
+use canon_engine::codec;
+use canon_engine::tx::SignedTransaction;
+use serde_json::{json, Value};
+
+use crate::http::StatusView;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{url}: {message}")]
+    Http { url: String, message: String },
+    #[error("rpc error {code}: {message}")]
+    Rpc { code: i64, message: String },
+    #[error("{0}")]
+    Decode(String),
+}
+
+#[derive(Clone)]
+pub struct NodeClient {
+    agent: ureq::Agent,
+    pub rpc_url: String,
+    pub status_url: String,
+}
+
+impl NodeClient {
+    /// `rpc` and `status` as `host:port`.
+    pub fn new(rpc: &str, status: &str, timeout: Duration) -> NodeClient {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        NodeClient {
+            agent,
+            rpc_url: format!("http://{rpc}"),
+            status_url: format!("http://{status}/status"),
+        }
+    }
+
+    pub fn status(&self) -> Result<StatusView, ClientError> {
+        let http = |message: String| ClientError::Http {
+            url: self.status_url.clone(),
+            message,
+        };
+        let mut resp = self
+            .agent
+            .get(&self.status_url)
+            .call()
+            .map_err(|e| http(e.to_string()))?;
+        resp.body_mut()
+            .read_json::<StatusView>()
+            .map_err(|e| http(e.to_string()))
+    }
+
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let http = |message: String| ClientError::Http {
+            url: self.rpc_url.clone(),
+            message,
+        };
+        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+        let mut resp = self
+            .agent
+            .post(&self.rpc_url)
+            .send_json(&body)
+            .map_err(|e| http(e.to_string()))?;
+        let v: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| http(e.to_string()))?;
+        if let Some(err) = v.get("error") {
+            return Err(ClientError::Rpc {
+                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                message: err
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            });
+        }
+        Ok(v.get("result").cloned().unwrap_or(Value::Null))
+    }
+
+    pub fn send_transaction(&self, tx: &SignedTransaction) -> Result<String, ClientError> {
+        let bytes = codec::encode(tx).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let v = self.call(
+            "canon_sendTransaction",
+            json!([format!("0x{}", hex::encode(bytes))]),
+        )?;
+        v.as_str()
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Decode(format!("expected a hash, got {v}")))
+    }
+
+    pub fn block_number(&self) -> Result<u64, ClientError> {
+        let v = self.call("canon_blockNumber", json!([]))?;
+        v.as_u64()
+            .ok_or_else(|| ClientError::Decode(format!("expected a height, got {v}")))
+    }
+
+    /// The block JSON at `height`, or `None` above the head.
+    pub fn block(&self, height: u64) -> Result<Option<Value>, ClientError> {
+        let v = self.call("canon_getBlockByNumber", json!([height]))?;
+        Ok(if v.is_null() { None } else { Some(v) })
+    }
+
+    /// (balance, next nonce, height read at)
+    pub fn account(
+        &self,
+        address: &alloy_primitives::Address,
+    ) -> Result<(u64, u64, u64), ClientError> {
+        let v = self.call("canon_getAccount", json!([address]))?;
+        let field = |k: &str| {
+            v.get(k)
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ClientError::Decode(format!("account without {k}: {v}")))
+        };
+        Ok((field("balance")?, field("nonce")?, field("height")?))
+    }
+}

@@ -1,0 +1,325 @@
+//! `canon-node devnet`: a real local cluster as child processes of this binary, configured
+//! exactly as the seed document configures its three nodes (same keys, env names and port
+//! scheme), with a live status table until Ctrl-C.
+
+use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use canon_engine::keys::{derived_key, SecretKey, SEED_SECRET_KEYS};
+use canon_engine::NodeId;
+
+use crate::client::NodeClient;
+use crate::http::StatusView;
+
+pub const MAX_NODES: usize = 10;
+
+/// One node's ports: the seed's defaults (3050 RPC, 3060 p2p, 3071 status, 3312 Prometheus)
+/// plus the node's index, plus an optional offset for running beside other clusters.
+#[derive(Clone, Copy, Debug)]
+pub struct Ports {
+    pub rpc: u16,
+    pub p2p: u16,
+    pub status: u16,
+    pub prometheus: u16,
+}
+
+impl Ports {
+    pub fn of(i: usize, offset: u16) -> Ports {
+        let i = i as u16;
+        Ports {
+            rpc: 3050 + i + offset,
+            p2p: 3060 + i + offset,
+            status: 3071 + i + offset,
+            prometheus: 3312 + i + offset,
+        }
+    }
+}
+
+pub fn node_key(i: usize) -> SecretKey {
+    SEED_SECRET_KEYS
+        .get(i)
+        .and_then(|k| SecretKey::from_hex(k).ok())
+        .unwrap_or_else(|| derived_key("canon/devnet-node", i))
+}
+
+fn enode(id: &NodeId, port: u16) -> String {
+    format!(
+        "enode://{}@127.0.0.1:{port}",
+        id.to_string().trim_start_matches("0x")
+    )
+}
+
+/// The seed-style environment of consensus node `i` of `n`.
+pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, String)> {
+    let ids: Vec<NodeId> = (0..n).map(|j| node_key(j).node_id()).collect();
+    let boot: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .map(|(j, id)| enode(id, Ports::of(j, offset).p2p))
+        .collect();
+    let peers: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+    let p = Ports::of(i, offset);
+    let secret = hex::encode(node_key(i).to_bytes());
+    let batcher = if i == 0 { "true" } else { "false" };
+    [
+        ("NETWORK_ENABLED", "true".to_string()),
+        ("NETWORK_SECRET_KEY", secret),
+        ("NETWORK_ADDRESS", "127.0.0.1".into()),
+        ("NETWORK_PORT", p.p2p.to_string()),
+        ("NETWORK_BOOT_NODES", boot.join(",")),
+        ("CONSENSUS_ENABLED", "true".into()),
+        ("CONSENSUS_BOOTSTRAP", "true".into()),
+        (
+            "CONSENSUS_PEER_IDS__JSON",
+            serde_json::to_string(&peers).unwrap_or_default(),
+        ),
+        ("BATCHER_ENABLED", batcher.into()),
+        ("PROVER_API_ENABLED", batcher.into()),
+        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
+        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
+        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
+        (
+            "GENERAL_ROCKS_DB_PATH",
+            dir.join(format!("node-{i}")).display().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+pub struct Devnet {
+    pub dir: PathBuf,
+    pub offset: u16,
+    pub children: Vec<Option<Child>>,
+    pub clients: Vec<NodeClient>,
+    /// Set on every node after the seed-style environment (e.g. `SEQUENCER_BLOCK_TIME`).
+    pub extra_env: Vec<(String, String)>,
+    ids: Vec<NodeId>,
+    exe: PathBuf,
+}
+
+impl Devnet {
+    /// Starts `n` nodes of `exe` (this binary) with logs in `dir/node-<i>.log`.
+    pub fn start(exe: &Path, n: usize, dir: &Path, offset: u16) -> Result<Devnet, String> {
+        Self::start_with(exe, n, dir, offset, Vec::new())
+    }
+
+    pub fn start_with(
+        exe: &Path,
+        n: usize,
+        dir: &Path,
+        offset: u16,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<Devnet, String> {
+        if n == 0 || n > MAX_NODES {
+            return Err(format!("--nodes must be 1..={MAX_NODES}, got {n}"));
+        }
+        if offset > 60_000 {
+            return Err(format!("--port-offset {offset} pushes ports past 65535"));
+        }
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("--dir {}: cannot create: {e}", dir.display()))?;
+        let dir = dir
+            .canonicalize()
+            .map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+        let mut net = Devnet {
+            clients: (0..n)
+                .map(|i| {
+                    let p = Ports::of(i, offset);
+                    NodeClient::new(
+                        &format!("127.0.0.1:{}", p.rpc),
+                        &format!("127.0.0.1:{}", p.status),
+                        Duration::from_millis(800),
+                    )
+                })
+                .collect(),
+            ids: (0..n).map(|i| node_key(i).node_id()).collect(),
+            children: (0..n).map(|_| None).collect(),
+            extra_env,
+            dir,
+            offset,
+            exe: exe.to_path_buf(),
+        };
+        for i in 0..n {
+            net.start_node(i)?;
+        }
+        Ok(net)
+    }
+
+    pub fn size(&self) -> usize {
+        self.children.len()
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.dir.join(format!("node-{i}.log"))
+    }
+
+    pub fn start_node(&mut self, i: usize) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path(i))
+            .map_err(|e| format!("{}: {e}", self.log_path(i).display()))?;
+        let err = log
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.log_path(i).display()))?;
+        let child = Command::new(&self.exe)
+            .envs(node_env(i, self.size(), self.offset, &self.dir))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
+            .envs(self.extra_env.iter().cloned())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
+        self.children[i] = Some(child);
+        Ok(())
+    }
+
+    /// `kill -9`: no shutdown, no flush.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&mut self, i: usize, grace: Duration) {
+        let Some(mut c) = self.children[i].take() else {
+            return;
+        };
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = c.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    pub fn stop_all(&mut self) {
+        for i in 0..self.size() {
+            self.stop(i, Duration::from_secs(10));
+        }
+    }
+
+    /// Each node's status, or why there is none.
+    pub fn statuses(&mut self) -> Vec<Result<StatusView, String>> {
+        (0..self.size())
+            .map(|i| {
+                if let Some(c) = self.children[i].as_mut() {
+                    if let Ok(Some(code)) = c.try_wait() {
+                        return Err(format!(
+                            "exited ({code}); see {}",
+                            self.log_path(i).display()
+                        ));
+                    }
+                } else {
+                    return Err("stopped".into());
+                }
+                self.clients[i].status().map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+
+    pub fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.ids.iter().position(|x| x == id)
+    }
+
+    pub fn table(&mut self) -> String {
+        let rows = self.statuses();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7}",
+            "node", "role", "leader", "term", "height", "head", "peers", "mempool"
+        );
+        for (i, row) in rows.iter().enumerate() {
+            match row {
+                Ok(s) => {
+                    let leader = s
+                        .current_leader
+                        .and_then(|l| self.index_of(&l))
+                        .map(|l| format!("n{l}"))
+                        .unwrap_or_else(|| "-".into());
+                    let head = s.head_hash.to_string();
+                    let _ = writeln!(
+                        out,
+                        "n{:<4} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7}",
+                        i,
+                        s.raft_state.to_lowercase(),
+                        leader,
+                        s.term,
+                        s.last_canonized_height,
+                        &head[..head.len().min(12)],
+                        s.connected_peers.len(),
+                        s.mempool_size
+                    );
+                }
+                Err(e) => {
+                    let _ = writeln!(out, "n{i:<4} {e}");
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().flatten() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The `devnet` command: start, show the table every second, stop everything on Ctrl-C.
+pub async fn run(n: usize, dir: &Path, offset: u16) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let net = Devnet::start(&exe, n, dir, offset)?;
+    let dir_shown = net.dir.display().to_string();
+    let net = std::sync::Arc::new(std::sync::Mutex::new(net));
+    let tty = std::io::stdout().is_terminal();
+    eprintln!("devnet: {n} nodes, data and logs in {dir_shown}; Ctrl-C stops them all");
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                let net = net.clone();
+                let table = tokio::task::spawn_blocking(move || {
+                    net.lock().unwrap_or_else(|p| p.into_inner()).table()
+                })
+                .await
+                .unwrap_or_default();
+                if tty {
+                    print!("\x1b[2J\x1b[H{table}");
+                } else {
+                    println!("{table}");
+                }
+            }
+        }
+    }
+    eprintln!("devnet: stopping");
+    tokio::task::spawn_blocking(move || net.lock().unwrap_or_else(|p| p.into_inner()).stop_all())
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!("devnet: stopped");
+    Ok(())
+}

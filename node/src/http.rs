@@ -1,0 +1,104 @@
+//! The status server (`GET /status`) and the Prometheus endpoint (`GET /metrics`).
+
+use std::sync::Arc;
+
+use alloy_primitives::B256;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use canon_engine::NodeId;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::service::NodeContext;
+
+/// What `/status` and `canon_status` answer.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct StatusView {
+    pub node_id: NodeId,
+    /// `main` (consensus) or `external`.
+    pub role: String,
+    /// Raft's view of this node: Leader, Follower, Candidate, Learner or Shutdown.
+    pub raft_state: String,
+    pub is_leader: bool,
+    pub current_leader: Option<NodeId>,
+    pub term: u64,
+    pub last_canonized_height: u64,
+    pub last_applied_height: u64,
+    pub head_hash: B256,
+    pub batcher_enabled: bool,
+    /// Consensus peers with an open authenticated connection from this node.
+    pub connected_peers: Vec<NodeId>,
+    pub mempool_size: usize,
+    pub last_log_index: Option<u64>,
+    pub last_applied_index: Option<u64>,
+}
+
+impl NodeContext {
+    pub fn status_view(&self) -> StatusView {
+        let s = self.node.status();
+        let connected_peers = self.transport.connected_peers();
+        self.metrics
+            .connected_peers
+            .set(connected_peers.len() as i64);
+        self.metrics.mempool_size.set(s.mempool_len as i64);
+        let canonized = self.node.canonized_height();
+        self.metrics.canonized_height.set(canonized as i64);
+        StatusView {
+            node_id: s.id,
+            role: "main".into(),
+            raft_state: s.state,
+            is_leader: s.is_leader,
+            current_leader: s.current_leader,
+            term: s.term,
+            last_canonized_height: canonized,
+            last_applied_height: s.head.height,
+            head_hash: s.head.hash,
+            batcher_enabled: self.batcher_enabled,
+            connected_peers,
+            mempool_size: s.mempool_len,
+            last_log_index: s.last_log_index,
+            last_applied_index: s.last_applied_index,
+        }
+    }
+}
+
+async fn status(State(ctx): State<Arc<NodeContext>>) -> Json<StatusView> {
+    Json(ctx.status_view())
+}
+
+async fn metrics(State(ctx): State<Arc<NodeContext>>) -> impl IntoResponse {
+    // Refreshes the gauges that describe the present before rendering.
+    let _ = ctx.status_view();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        ctx.metrics.render(),
+    )
+}
+
+pub async fn serve_status(listener: TcpListener, ctx: Arc<NodeContext>, stop: CancellationToken) {
+    let app = Router::new().route("/status", get(status)).with_state(ctx);
+    serve(listener, app, stop, "status").await;
+}
+
+pub async fn serve_metrics(listener: TcpListener, ctx: Arc<NodeContext>, stop: CancellationToken) {
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(ctx);
+    serve(listener, app, stop, "metrics").await;
+}
+
+async fn serve(listener: TcpListener, app: Router, stop: CancellationToken, what: &str) {
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("{what} server failed: {e}");
+    }
+}

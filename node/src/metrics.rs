@@ -1,0 +1,228 @@
+//! Engine events become Prometheus metrics and log lines. Gauges that describe the present
+//! (peers, mempool, height) are refreshed from the node when scraped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use canon_engine::events::{Event, EventSink};
+use canon_engine::NodeId;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub canonized_height: Gauge,
+    pub applied_height: Gauge,
+    pub term: Gauge,
+    pub leader_changes: Counter,
+    pub blocks_proposed: Counter,
+    pub proposals_dropped: Counter,
+    pub blocks_applied: Counter,
+    pub transactions_applied: Counter,
+    pub entries_rejected: Counter,
+    pub storage_failures: Counter,
+    pub apply_latency_seconds: Histogram,
+    pub connected_peers: Gauge,
+    pub mempool_size: Gauge,
+    last_term: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("canon");
+        let m = Metrics {
+            canonized_height: Gauge::default(),
+            applied_height: Gauge::default(),
+            term: Gauge::default(),
+            leader_changes: Counter::default(),
+            blocks_proposed: Counter::default(),
+            proposals_dropped: Counter::default(),
+            blocks_applied: Counter::default(),
+            transactions_applied: Counter::default(),
+            entries_rejected: Counter::default(),
+            storage_failures: Counter::default(),
+            // 1 ms .. ~33 s
+            apply_latency_seconds: Histogram::new(
+                prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
+            ),
+            connected_peers: Gauge::default(),
+            mempool_size: Gauge::default(),
+            last_term: AtomicU64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "canonized_height",
+            "Highest block height canonized by Raft, as this node knows it",
+            m.canonized_height.clone(),
+        );
+        registry.register(
+            "applied_height",
+            "Height of the newest block this node has applied",
+            m.applied_height.clone(),
+        );
+        registry.register("term", "Current Raft term", m.term.clone());
+        registry.register(
+            "leader_changes",
+            "Times this node saw the cluster's leader change",
+            m.leader_changes.clone(),
+        );
+        registry.register(
+            "blocks_proposed",
+            "Blocks this node proposed as leader",
+            m.blocks_proposed.clone(),
+        );
+        registry.register(
+            "proposals_dropped",
+            "Proposals of this node that did not become canonical",
+            m.proposals_dropped.clone(),
+        );
+        registry.register(
+            "blocks_applied",
+            "Canonized blocks this node executed and stored",
+            m.blocks_applied.clone(),
+        );
+        registry.register(
+            "transactions_applied",
+            "Transactions in blocks this node applied",
+            m.transactions_applied.clone(),
+        );
+        registry.register(
+            "entries_rejected",
+            "Committed entries rejected at apply (stale or invalid proposals)",
+            m.entries_rejected.clone(),
+        );
+        registry.register(
+            "storage_failures",
+            "Failed storage writes",
+            m.storage_failures.clone(),
+        );
+        registry.register(
+            "block_apply_latency_seconds",
+            "From a block's timestamp (set by its proposer) to its application on this node",
+            m.apply_latency_seconds.clone(),
+        );
+        registry.register(
+            "connected_peers",
+            "Consensus peers with an open authenticated connection",
+            m.connected_peers.clone(),
+        );
+        registry.register(
+            "mempool_size",
+            "Transactions waiting in this node's mempool",
+            m.mempool_size.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = encode(&mut out, &self.registry) {
+            tracing::error!("cannot encode metrics: {e}");
+        }
+        out
+    }
+
+    /// Called when the node sees a different leader (or none) than before.
+    pub fn leader_changed(&self) {
+        self.leader_changes.inc();
+    }
+
+    fn set_term(&self, term: u64) {
+        if self.last_term.fetch_max(term, Ordering::Relaxed) < term {
+            self.term.set(term as i64);
+        }
+    }
+}
+
+/// Logs and counts what the engine reports.
+pub struct EventLog {
+    pub metrics: Arc<Metrics>,
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, _node: &NodeId, event: Event) {
+        let m = &self.metrics;
+        match event {
+            Event::Started {
+                head_height,
+                head_hash,
+                applied_index,
+                term,
+                committed_index,
+            } => {
+                m.applied_height.set(head_height as i64);
+                m.set_term(term);
+                tracing::info!(
+                    head_height, %head_hash, ?applied_index, term, ?committed_index,
+                    "storage opened"
+                );
+            }
+            Event::VoteSaved { term, .. } => m.set_term(term),
+            Event::Committed { .. } | Event::EntryApplied { .. } => {}
+            Event::BlockApplied {
+                height,
+                hash,
+                timestamp_ms,
+                transactions,
+                ..
+            } => {
+                m.blocks_applied.inc();
+                m.transactions_applied.inc_by(transactions as u64);
+                m.applied_height.set(height as i64);
+                let age_ms = now_ms().saturating_sub(timestamp_ms);
+                m.apply_latency_seconds.observe(age_ms as f64 / 1000.0);
+                tracing::debug!(height, %hash, transactions, "block applied");
+            }
+            Event::EntryRejected {
+                index,
+                height,
+                reason,
+            } => {
+                m.entries_rejected.inc();
+                tracing::info!(index, height, "committed entry rejected: {reason}");
+            }
+            Event::BecameLeader { term } => {
+                m.set_term(term);
+                tracing::info!(term, "became leader");
+            }
+            Event::LostLeadership { term } => tracing::info!(term, "lost leadership"),
+            Event::Proposed {
+                height,
+                transactions,
+            } => {
+                m.blocks_proposed.inc();
+                tracing::debug!(height, transactions, "proposed block");
+            }
+            Event::ProposalDropped { height, reason } => {
+                m.proposals_dropped.inc();
+                tracing::info!(height, "proposal dropped: {reason}");
+            }
+            Event::SteppedDown {
+                millis_since_quorum_ack,
+            } => tracing::warn!(millis_since_quorum_ack, "stepped down: no quorum heard"),
+            Event::StorageFailed { reason } => {
+                m.storage_failures.inc();
+                tracing::error!("storage write failed: {reason}");
+            }
+            Event::RaftReopened { after } => tracing::warn!("raft reopened after: {after}"),
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! JSON-RPC 2.0 over HTTP: submit transactions, read blocks, accounts and status.
+//!
+//! Transactions travel as `0x` hex of their canonical encoding (like `eth_sendRawTransaction`).
+//! Heights are plain JSON numbers; a height parameter also accepts `"latest"` or `"0x…"`.
+
+use std::sync::Arc;
+
+use alloy_primitives::Address;
+use canon_engine::block::{Block, BlockHeader};
+use canon_engine::codec;
+use canon_engine::tx::{Payload, SignedTransaction};
+use canon_engine::wire::{SubmitOutcome, SubmitRejection};
+use jsonrpsee::server::{RpcModule, Server, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde_json::{json, Value};
+
+use crate::service::NodeContext;
+
+/// Invalid method parameters (JSON-RPC 2.0).
+pub const INVALID_PARAMS: i32 = -32602;
+/// The node refused the transaction (bad signature, nonce, funds, full mempool).
+pub const TX_REJECTED: i32 = -32000;
+/// No leader is known right now; retry shortly.
+pub const NO_LEADER: i32 = -32001;
+/// Storage could not be read.
+pub const INTERNAL: i32 = -32603;
+
+fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INVALID_PARAMS, msg.into(), None::<()>)
+}
+
+/// Parses `"latest"`, a JSON number, or a `0x` hex quantity.
+pub fn parse_height(v: &Value, latest: u64) -> Result<u64, String> {
+    match v {
+        Value::Number(n) => n
+            .as_u64()
+            .ok_or_else(|| format!("height {n} is not a non-negative integer")),
+        Value::String(s) if s == "latest" => Ok(latest),
+        Value::String(s) => {
+            let digits = s
+                .strip_prefix("0x")
+                .ok_or_else(|| format!("height {s:?} is not a number, \"latest\" or 0x hex"))?;
+            u64::from_str_radix(digits, 16).map_err(|e| format!("height {s:?}: {e}"))
+        }
+        other => Err(format!("height must be a number or string, got {other}")),
+    }
+}
+
+fn tx_json(tx: &SignedTransaction) -> Value {
+    let hash = tx.hash().map(|h| h.to_string()).unwrap_or_default();
+    let mut v = json!({
+        "hash": hash,
+        "from": tx.tx.sender,
+        "nonce": tx.tx.nonce,
+    });
+    match &tx.tx.payload {
+        Payload::Transfer { to, amount } => {
+            v["to"] = json!(to);
+            v["amount"] = json!(amount);
+        }
+        Payload::Data(d) => v["data"] = json!(format!("0x{}", hex::encode(d))),
+    }
+    v
+}
+
+fn header_json(h: &BlockHeader) -> Value {
+    json!({
+        "number": h.height,
+        "hash": h.hash().map(|x| x.to_string()).unwrap_or_default(),
+        "parentHash": h.parent_hash,
+        "stateRoot": h.state_root,
+        "transactionsRoot": h.transactions_root,
+        "timestamp": h.timestamp_ms,
+        "proposer": h.proposer,
+        "term": h.term,
+    })
+}
+
+pub fn block_json(b: &Block) -> Value {
+    let mut v = header_json(&b.header);
+    v["signature"] = json!(b.signature);
+    v["transactions"] = Value::Array(b.transactions.iter().map(tx_json).collect());
+    v
+}
+
+async fn send_transaction(
+    params: Params<'static>,
+    ctx: Arc<NodeContext>,
+) -> Result<Value, ErrorObjectOwned> {
+    let (raw,): (String,) = params.parse().map_err(|e| {
+        invalid(format!(
+            "expected [\"0x<encoded signed transaction>\"]: {e}"
+        ))
+    })?;
+    let bytes = hex::decode(raw.trim_start_matches("0x"))
+        .map_err(|e| invalid(format!("transaction is not hex: {e}")))?;
+    let tx: SignedTransaction =
+        codec::decode(&bytes).map_err(|e| invalid(format!("transaction does not decode: {e}")))?;
+    let hash = tx
+        .hash()
+        .map_err(|e| invalid(format!("transaction does not encode: {e}")))?;
+    match ctx.node.submit_transaction(tx).await {
+        SubmitOutcome::Accepted { .. } => Ok(json!(hash)),
+        SubmitOutcome::NotLeader { .. } => Err(ErrorObjectOwned::owned(
+            NO_LEADER,
+            "no leader is known right now; retry shortly",
+            None::<()>,
+        )),
+        SubmitOutcome::Rejected(r) => {
+            let code = match r {
+                SubmitRejection::Forward(_) => NO_LEADER,
+                _ => TX_REJECTED,
+            };
+            Err(ErrorObjectOwned::owned(
+                code,
+                format!("transaction rejected: {r}"),
+                None::<()>,
+            ))
+        }
+    }
+}
+
+fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
+    let mut seq = params.sequence();
+    let raw: Value = seq
+        .next()
+        .map_err(|e| invalid(format!("expected [height]: {e}")))?;
+    let head = ctx.node.head().height;
+    let height = parse_height(&raw, head).map_err(invalid)?;
+    if height == 0 {
+        let genesis = ctx
+            .node
+            .chain_spec()
+            .genesis_header()
+            .map_err(|e| ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>))?;
+        let mut v = header_json(&genesis);
+        v["transactions"] = json!([]);
+        return Ok(v);
+    }
+    match ctx.node.block(height) {
+        Ok(Some(b)) => Ok(block_json(&b)),
+        Ok(None) => Ok(Value::Null),
+        Err(e) => Err(ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>)),
+    }
+}
+
+fn get_account(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
+    let (addr,): (String,) = params
+        .parse()
+        .map_err(|e| invalid(format!("expected [\"0x<address>\"]: {e}")))?;
+    let addr: Address = addr
+        .parse()
+        .map_err(|e| invalid(format!("address {addr:?}: {e}")))?;
+    let (acc, height) = ctx.node.account(&addr);
+    Ok(json!({ "balance": acc.balance, "nonce": acc.nonce, "height": height }))
+}
+
+pub fn module(ctx: Arc<NodeContext>) -> Result<RpcModule<NodeContext>, String> {
+    let mut m = RpcModule::from_arc(ctx);
+    let e = |e: jsonrpsee::core::RegisterMethodError| e.to_string();
+    m.register_async_method("canon_sendTransaction", |p, ctx, _| {
+        send_transaction(p, ctx)
+    })
+    .map_err(e)?;
+    m.register_method("canon_blockNumber", |_, ctx, _| {
+        Ok::<Value, ErrorObjectOwned>(json!(ctx.node.head().height))
+    })
+    .map_err(e)?;
+    m.register_method("canon_getBlockByNumber", |p, ctx, _| get_block(p, ctx))
+        .map_err(e)?;
+    m.register_method("canon_getAccount", |p, ctx, _| get_account(p, ctx))
+        .map_err(e)?;
+    m.register_method("canon_status", |_, ctx, _| {
+        serde_json::to_value(ctx.status_view())
+            .map_err(|e| ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>))
+    })
+    .map_err(e)?;
+    Ok(m)
+}
+
+/// Binds and starts the RPC server; stop it through the handle.
+pub async fn start(
+    addr: std::net::SocketAddr,
+    ctx: Arc<NodeContext>,
+) -> Result<ServerHandle, String> {
+    let server = Server::builder()
+        .build(addr)
+        .await
+        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
+    Ok(server.start(module(ctx)?))
+}

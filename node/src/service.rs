@@ -1,0 +1,252 @@
+//! The production node: the engine on openraft's tokio runtime, RocksDB storage, the TCP
+//! transport, and the status, metrics and JSON-RPC servers, until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use canon_engine::clock::Clock;
+use canon_engine::node::{ConsensusNode, NodeConfig, Seams};
+use canon_engine::transport::BoxFuture;
+use canon_engine::NodeId;
+use openraft::TokioRuntime;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{NodeRole, Validated};
+use crate::metrics::{now_ms, EventLog, Metrics};
+use crate::p2p::{self, Handler, TcpTransport};
+use crate::storage::RocksStorage;
+
+pub type ProductionNode = ConsensusNode<TokioRuntime>;
+
+/// What the HTTP and RPC handlers share.
+pub struct NodeContext {
+    pub node: Arc<ProductionNode>,
+    pub transport: Arc<TcpTransport>,
+    pub metrics: Arc<Metrics>,
+    pub batcher_enabled: bool,
+}
+
+struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        now_ms()
+    }
+}
+
+struct NodeHandler(Arc<ProductionNode>);
+
+impl Handler for NodeHandler {
+    fn handle(&self, from: NodeId, body: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
+        Box::pin(async move { self.0.handle_request(from, &body).await })
+    }
+}
+
+/// A start-up failure, naming the setting (or path) at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct StartError {
+    pub key: String,
+    pub message: String,
+}
+
+fn fail(key: &str, message: impl std::fmt::Display) -> StartError {
+    StartError {
+        key: key.into(),
+        message: message.to_string(),
+    }
+}
+
+async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| fail(key, format!("cannot listen on {addr}: {e}")))
+}
+
+fn parse_addr(key: &str, s: &str) -> Result<SocketAddr, StartError> {
+    s.parse()
+        .map_err(|e| fail(key, format!("{s:?} is not ip:port: {e}")))
+}
+
+pub fn node_config(v: &Validated) -> NodeConfig {
+    let s = &v.settings;
+    NodeConfig {
+        key: v.key.clone(),
+        peers: v.peers.clone(),
+        bootstrap: s.consensus_bootstrap,
+        election_timeout_ms_min: s.consensus_election_timeout_min,
+        election_timeout_ms_max: s.consensus_election_timeout_max,
+        heartbeat_interval_ms: s.consensus_heartbeat_interval,
+        block_time_ms: s.sequencer_block_time,
+        max_block_transactions: s.sequencer_max_block_transactions,
+        mempool_capacity: s.sequencer_mempool_capacity,
+        rpc_timeout_ms: 2_000,
+        chain: v.chain.clone(),
+    }
+}
+
+/// Runs the node until SIGINT or SIGTERM (or `stop` is cancelled), then shuts down cleanly:
+/// servers stop accepting, Raft stops, RocksDB is closed.
+pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError> {
+    let s = &v.settings;
+    if s.general_node_role == NodeRole::External {
+        return Err(fail(
+            "general_node_role",
+            "external nodes are not available in this build yet; use main",
+        ));
+    }
+    if !s.consensus_enabled {
+        return Err(fail(
+            "consensus_enabled",
+            "a main node takes part in consensus; set it to true",
+        ));
+    }
+    if !s.network_enabled && v.peers.len() > 1 {
+        return Err(fail(
+            "network_enabled",
+            "Raft traffic between consensus_peer_ids needs the network; set it to true",
+        ));
+    }
+    let cwd = std::env::current_dir().map_err(|e| fail("general_rocks_db_path", e))?;
+    let db_path = crate::config::db_path(s, &cwd);
+    // Every port first: a clash fails before anything touches the database.
+    let p2p_addr = parse_addr(
+        "network_port",
+        &format!("{}:{}", s.network_address, s.network_port),
+    )?;
+    let p2p_listener = bind("network_port", p2p_addr).await?;
+    let status_listener = if s.status_server_enabled {
+        let addr = parse_addr("status_server_address", &s.status_server_address)?;
+        Some(bind("status_server_address", addr).await?)
+    } else {
+        None
+    };
+    let metrics_addr = SocketAddr::from(([0, 0, 0, 0], s.observability_prometheus_port));
+    let metrics_listener = bind("observability_prometheus_port", metrics_addr).await?;
+    let rpc_addr = parse_addr("rpc_address", &s.rpc_address)?;
+
+    let storage =
+        Arc::new(RocksStorage::open(&db_path, v.node_id).map_err(|e| fail("storage", e))?);
+    let metrics = Arc::new(Metrics::new());
+    let transport = Arc::new(TcpTransport::new(
+        v.key.clone(),
+        v.chain.chain_id,
+        &v.boot_nodes,
+    ));
+    let seams = Seams {
+        storage: storage.clone(),
+        transport: transport.clone(),
+        clock: Arc::new(SystemClock),
+        events: Arc::new(EventLog {
+            metrics: metrics.clone(),
+        }),
+    };
+    let node = ConsensusNode::<TokioRuntime>::start(node_config(&v), seams)
+        .await
+        .map_err(|e| fail("node", e))?;
+    tracing::info!(
+        node_id = %v.node_id, %p2p_addr, db = %db_path.display(), peers = v.peers.len(),
+        "node started"
+    );
+    let ctx = Arc::new(NodeContext {
+        node: node.clone(),
+        transport: transport.clone(),
+        metrics: metrics.clone(),
+        batcher_enabled: s.batcher_enabled,
+    });
+    let servers = stop.child_token();
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(p2p::serve(
+        p2p_listener,
+        v.key.clone(),
+        v.chain.chain_id,
+        Arc::new(NodeHandler(node.clone())),
+        servers.clone(),
+    )));
+    if let Some(l) = status_listener {
+        tasks.push(tokio::spawn(crate::http::serve_status(
+            l,
+            ctx.clone(),
+            servers.clone(),
+        )));
+    }
+    tasks.push(tokio::spawn(crate::http::serve_metrics(
+        metrics_listener,
+        ctx.clone(),
+        servers.clone(),
+    )));
+    tasks.push(tokio::spawn(watch_leader(
+        node.clone(),
+        metrics.clone(),
+        servers.clone(),
+    )));
+    let rpc = crate::rpc::start(rpc_addr, ctx.clone())
+        .await
+        .map_err(|e| fail("rpc_address", e))?;
+
+    wait_for_signal(&stop).await;
+    tracing::info!("shutting down");
+    servers.cancel();
+    let _ = rpc.stop();
+    node.shutdown().await;
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    rpc.stopped().await;
+    drop(ctx);
+    drop(node);
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal(stop: &CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("cannot listen for SIGTERM: {e}");
+            None
+        }
+    };
+    let sigterm = async {
+        match term.as_mut() {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = stop.cancelled() => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+        _ = sigterm => tracing::info!("SIGTERM"),
+    }
+}
+
+/// Counts leader changes as Raft reports them (Raft may be reopened, so the watch is renewed).
+async fn watch_leader(node: Arc<ProductionNode>, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut last: Option<NodeId> = None;
+    loop {
+        let mut rx = node.raft().metrics();
+        loop {
+            let leader = rx.borrow_and_update().current_leader;
+            if leader != last {
+                if leader.is_some() {
+                    metrics.leader_changed();
+                }
+                tracing::info!(leader = ?leader.map(|l| l.to_string()), "leader");
+                last = leader;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                changed = rx.changed() => if changed.is_err() { break },
+            }
+        }
+        // This Raft instance ended (reopened); pick up the new one.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}

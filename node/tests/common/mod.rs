@@ -1,0 +1,92 @@
+//! Shared helpers for the real-process tests: a devnet of `canon-node` processes on loopback,
+//! polling with deadlines, and chain comparison over JSON-RPC.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use canon_node::devnet::Devnet;
+use canon_node::http::StatusView;
+
+pub fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_canon-node"))
+}
+
+/// Polls `f` every 100 ms until it returns `Some`, or fails the test after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        if start.elapsed() > timeout {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn status(net: &Devnet, i: usize) -> Option<StatusView> {
+    if net.children[i].is_none() {
+        return None;
+    }
+    net.clients[i].status().ok()
+}
+
+/// The node every live node names as leader, once they agree and it says it leads.
+pub fn agreed_leader(net: &Devnet) -> Option<usize> {
+    let live: Vec<(usize, StatusView)> = (0..net.size())
+        .filter_map(|i| status(net, i).map(|s| (i, s)))
+        .collect();
+    let up = net.children.iter().filter(|c| c.is_some()).count();
+    if live.len() < up {
+        return None;
+    }
+    let leader = live.first()?.1.current_leader?;
+    if live.iter().any(|(_, s)| s.current_leader != Some(leader)) {
+        return None;
+    }
+    let i = net.index_of(&leader)?;
+    live.iter().find(|(j, s)| *j == i && s.is_leader).map(|_| i)
+}
+
+pub fn height(net: &Devnet, i: usize) -> Option<u64> {
+    status(net, i).map(|s| s.last_applied_height)
+}
+
+/// Block hashes 1..=to as node `i` serves them.
+pub fn hashes(net: &Devnet, i: usize, to: u64) -> Vec<String> {
+    (1..=to)
+        .map(|h| {
+            let b = net.clients[i]
+                .block(h)
+                .unwrap_or_else(|e| panic!("n{i} block {h}: {e}"))
+                .unwrap_or_else(|| panic!("n{i} has no block {h}"));
+            b["hash"].as_str().unwrap_or_default().to_string()
+        })
+        .collect()
+}
+
+/// Every node serves the same hash at every height up to the lowest head.
+pub fn assert_same_chain(net: &Devnet) -> u64 {
+    let to = (0..net.size())
+        .map(|i| height(net, i).expect("every node answers /status"))
+        .min()
+        .unwrap_or(0);
+    let reference = hashes(net, 0, to);
+    for i in 1..net.size() {
+        let other = hashes(net, i, to);
+        for (h, (a, b)) in reference.iter().zip(&other).enumerate() {
+            assert_eq!(a, b, "n0 and n{i} differ at height {}", h + 1);
+        }
+    }
+    to
+}
+
+/// A scratch directory that is removed afterwards unless the test failed.
+pub fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("canon-{name}-"))
+        .tempdir()
+        .expect("temp dir")
+}

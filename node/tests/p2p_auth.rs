@@ -1,0 +1,151 @@
+//! The p2p handshake and Raft admission on a real node: a peer must prove its key, an id outside
+//! `consensus_peer_ids` cannot drive Raft, and a malformed frame closes only its connection.
+#![cfg(feature = "production")]
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use canon_engine::codec;
+use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::wire::{Request, Response};
+use canon_node::devnet::{node_key, Devnet, Ports};
+use canon_node::genesis::DEV_CHAIN_ID;
+use canon_node::p2p::frame::{recv, send, Frame};
+use canon_node::p2p::handshake::{dial, Conn, HandshakeError};
+use common::*;
+use futures::SinkExt;
+use openraft::{TokioRuntime, Vote};
+use tokio::net::TcpStream;
+
+const PORT_OFFSET: u16 = 21_200;
+
+async fn connect(key: &SecretKey, expected: canon_engine::NodeId) -> Result<Conn, HandshakeError> {
+    let port = Ports::of(0, PORT_OFFSET).p2p;
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("tcp connect");
+    dial(stream, key, expected, DEV_CHAIN_ID).await
+}
+
+async fn ask(conn: &mut Conn, id: u64, req: &Request<TokioRuntime>) -> Response {
+    send(
+        conn,
+        &Frame::Request {
+            id,
+            body: codec::encode(req).expect("encode"),
+        },
+    )
+    .await
+    .expect("send");
+    match tokio::time::timeout(Duration::from_secs(5), recv(conn)).await {
+        Ok(Ok(Frame::Response { id: got, body })) => {
+            assert_eq!(got, id);
+            codec::decode(&body).expect("response decodes")
+        }
+        other => panic!("expected a response, got {other:?}"),
+    }
+}
+
+fn vote_request(from: &SecretKey, term: u64) -> Request<TokioRuntime> {
+    Request::Vote(openraft::raft::VoteRequest::new(
+        Vote::new(term, from.node_id()),
+        None,
+    ))
+}
+
+#[test]
+fn unauthenticated_peers_cannot_drive_raft() {
+    let dir = scratch("p2p-auth");
+    // Three configured peers, one running: it cannot elect itself, so a stranger's vote
+    // request is the only thing that could move its term.
+    let mut net = Devnet::start(exe(), 3, dir.path(), PORT_OFFSET).expect("devnet starts");
+    for i in 1..3 {
+        net.stop(i, Duration::from_secs(5));
+    }
+    let node = node_key(0).node_id();
+    let term_before = wait_for("n0 status", Duration::from_secs(20), || status(&net, 0)).term;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        // 1. A stranger with a valid key of its own may connect (external nodes do), but
+        //    every Raft request from it is refused.
+        let stranger = derived_key("test/stranger", 0);
+        let mut conn = connect(&stranger, node)
+            .await
+            .expect("a stranger may connect");
+        match ask(&mut conn, 1, &vote_request(&stranger, term_before + 100)).await {
+            Response::Refused(why) => assert!(why.contains("consensus_peer_ids"), "{why}"),
+            _ => panic!("a vote request from a non-peer must be refused"),
+        }
+
+        // 2. Claiming a peer's id without its key fails the handshake.
+        let impostor = derived_key("test/impostor", 0);
+        let peer1 = node_key(1).node_id();
+        let port = Ports::of(0, PORT_OFFSET).p2p;
+        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
+        let mut forged =
+            tokio_util::codec::Framed::new(stream, canon_node::p2p::frame::length_codec());
+        send(
+            &mut forged,
+            &Frame::Hello {
+                protocol: canon_node::p2p::frame::PROTOCOL_VERSION,
+                chain_id: DEV_CHAIN_ID,
+                id: peer1,
+                nonce: [7; 32],
+            },
+        )
+        .await
+        .expect("hello");
+        let Ok(Frame::Welcome { .. }) = recv(&mut forged).await else {
+            panic!("expected Welcome");
+        };
+        let proof = impostor.sign_hash(&alloy_primitives::B256::repeat_byte(1));
+        send(&mut forged, &Frame::Prove { proof })
+            .await
+            .expect("prove");
+        match recv(&mut forged).await {
+            Ok(Frame::Refuse { reason }) => assert!(reason.contains("did not prove"), "{reason}"),
+            other => panic!("a forged proof must be refused, got {other:?}"),
+        }
+        let wrong_node = dial(
+            TcpStream::connect(("127.0.0.1", port)).await.expect("tcp"),
+            &stranger,
+            peer1,
+            DEV_CHAIN_ID,
+        )
+        .await;
+        assert!(
+            wrong_node.is_err(),
+            "dialing n0 while expecting n1 must fail"
+        );
+
+        // 3. A malformed frame closes that connection only.
+        let mut bad = connect(&stranger, node).await.expect("connect");
+        bad.send(Bytes::from_static(b"\xff\xff\xffnot a frame"))
+            .await
+            .expect("send garbage");
+        let closed = tokio::time::timeout(Duration::from_secs(5), recv(&mut bad)).await;
+        assert!(
+            matches!(closed, Ok(Err(_))),
+            "the malformed connection must be closed, got {closed:?}"
+        );
+        match ask(
+            &mut conn,
+            2,
+            &Request::Account(alloy_primitives::Address::ZERO),
+        )
+        .await
+        {
+            Response::Account { .. } => {}
+            _ => panic!("the other connection must keep working"),
+        }
+    });
+    let after = status(&net, 0).expect("n0 still serves status");
+    assert!(
+        after.term < term_before + 100,
+        "a non-peer moved the term from {term_before} to {}",
+        after.term
+    );
+    net.stop_all();
+}
