@@ -191,27 +191,36 @@ impl Devnet {
         }
     }
 
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&mut self, i: usize, grace: Duration) {
-        let Some(mut c) = self.children[i].take() else {
-            return;
-        };
+    /// SIGTERM, then SIGKILL after `grace`; the exit status if it stopped by itself.
+    pub fn stop(&mut self, i: usize, grace: Duration) -> Option<std::process::ExitStatus> {
+        self.signal_and_wait(i, nix::sys::signal::Signal::SIGTERM, grace)
+    }
+
+    /// Sends `signal`, waits up to `grace` for the exit, then SIGKILLs.
+    pub fn signal_and_wait(
+        &mut self,
+        i: usize,
+        signal: nix::sys::signal::Signal,
+        grace: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let mut c = self.children[i].take()?;
         let pid = nix::unistd::Pid::from_raw(c.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(pid, signal);
         let deadline = Instant::now() + grace;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = c.try_wait() {
-                return;
+            if let Ok(Some(status)) = c.try_wait() {
+                return Some(status);
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = c.kill();
         let _ = c.wait();
+        None
     }
 
     pub fn stop_all(&mut self) {
         for i in 0..self.size() {
-            self.stop(i, Duration::from_secs(10));
+            let _ = self.stop(i, Duration::from_secs(10));
         }
     }
 

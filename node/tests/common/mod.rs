@@ -27,9 +27,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
 }
 
 pub fn status(net: &Devnet, i: usize) -> Option<StatusView> {
-    if net.children[i].is_none() {
-        return None;
-    }
+    net.children[i].as_ref()?;
     net.clients[i].status().ok()
 }
 
