@@ -130,6 +130,16 @@ fn unauthenticated_peers_cannot_drive_raft() {
             matches!(closed, Ok(Err(_))),
             "the malformed connection must be closed, got {closed:?}"
         );
+        // An absurd length prefix (4 GiB) after a valid handshake: closed, nothing allocated.
+        let mut huge = connect(&stranger, node).await.expect("connect");
+        tokio::io::AsyncWriteExt::write_all(huge.get_mut(), &[0xff; 4])
+            .await
+            .expect("write");
+        let closed = tokio::time::timeout(Duration::from_secs(5), recv(&mut huge)).await;
+        assert!(
+            matches!(closed, Ok(Err(_))),
+            "the oversized frame must close its connection, got {closed:?}"
+        );
         match ask(
             &mut conn,
             2,
