@@ -54,3 +54,28 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
         "{stdout}"
     );
 }
+
+/// The production binary never links the simulator, and the simulator never links RocksDB.
+#[test]
+fn production_and_simulator_dependency_trees_stay_apart() {
+    let tree = |args: &[&str]| {
+        let out = Command::new(env!("CARGO"))
+            .args(["tree", "-e", "normal", "--prefix", "none"])
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("cargo tree");
+        assert!(
+            out.status.success(),
+            "cargo tree {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let node = tree(&["-p", "canon-node", "--features", "production"]);
+    assert!(node.contains("rocksdb"), "the production node links RocksDB");
+    assert!(!node.contains("madsim"), "the production node links madsim");
+    let sim = tree(&["-p", "canon-sim"]);
+    assert!(sim.contains("madsim"));
+    assert!(!sim.contains("rocksdb"), "the simulator links RocksDB");
+}
