@@ -60,6 +60,21 @@ pub enum Event {
     StorageFailed { reason: String },
     /// Raft stopped on a fatal error; the node reopens it from storage after a pause.
     RaftReopened { after: String },
+    /// An external node verified, executed and stored a downloaded block.
+    Replayed {
+        height: u64,
+        hash: B256,
+        parent_hash: B256,
+        state_root: B256,
+        source: NodeId,
+    },
+    /// An external node dropped a source that served a block failing verification; nothing
+    /// it served was applied.
+    SourceRejected {
+        source: NodeId,
+        height: u64,
+        reason: String,
+    },
 }
 
 pub trait EventSink: Send + Sync + 'static {

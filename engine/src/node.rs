@@ -145,6 +145,8 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     chain: SharedChain,
     mempool: Mutex<Mempool>,
     contact: Arc<PeerContact<RT::Instant>>,
+    /// Woken after each applied entry; long-polling block downloads wait on it.
+    applied: Arc<tokio::sync::Notify>,
     stopped: AtomicBool,
 }
 
@@ -178,9 +180,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         );
         let chain: SharedChain = Arc::new(RwLock::new(state));
         let contact = Arc::new(PeerContact::default());
-        let raft = Self::open_raft(&cfg, &seams, &chain, &contact).await?;
+        let applied = Arc::new(tokio::sync::Notify::new());
+        let raft = Self::open_raft(&cfg, &seams, &chain, &contact, &applied).await?;
         let node = Arc::new(ConsensusNode {
             contact,
+            applied,
             mempool: Mutex::new(Mempool::new(cfg.mempool_capacity)),
             cfg,
             id,
@@ -203,6 +207,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         seams: &Seams,
         chain: &SharedChain,
         contact: &Arc<PeerContact<RT::Instant>>,
+        applied: &Arc<tokio::sync::Notify>,
     ) -> Result<Raft<Canon<RT>>, NodeError> {
         let id = cfg.id();
         let log = LogStore::new(seams.storage.clone(), id, seams.events.clone());
@@ -212,6 +217,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             cfg.peers.clone(),
             seams.events.clone(),
             chain.clone(),
+            applied.clone(),
         );
         Raft::new(
             id,
@@ -371,6 +377,18 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                     nonce: acc.nonce,
                     height: chain.head.height,
                 }
+            }
+            Request::GetHead => Response::Head(read_chain(&self.chain).head),
+            Request::GetBlocks { from, max, wait_ms } => {
+                crate::replay::answer_get_blocks::<RT>(
+                    &*self.seams.storage,
+                    &self.chain,
+                    &self.applied,
+                    from,
+                    max,
+                    wait_ms,
+                )
+                .await
             }
             _ => Response::Refused(format!("{from} is not in consensus_peer_ids")),
         }
@@ -693,7 +711,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 .await
                 .map_err(|e| NodeError::Storage(e.to_string()))?;
         }
-        let fresh = Self::open_raft(&self.cfg, &self.seams, &self.chain, &self.contact).await?;
+        let fresh = Self::open_raft(
+            &self.cfg,
+            &self.seams,
+            &self.chain,
+            &self.contact,
+            &self.applied,
+        )
+        .await?;
         *lock(&self.raft) = fresh;
         Ok(())
     }

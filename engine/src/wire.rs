@@ -10,6 +10,8 @@ use openraft::raft::{
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
+use crate::block::Block;
+use crate::chain::Head;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::raft::Canon;
@@ -29,6 +31,16 @@ pub enum Request<RT: AsyncRuntime> {
     Ping,
     /// An account's balance and next nonce in this node's applied state.
     Account(Address),
+    /// The sender's canonized head. Answered to anyone (external nodes download blocks).
+    GetHead,
+    /// Canonized blocks from height `from`, at most `max`. When the sender has none yet and
+    /// `wait_ms` is above zero, it holds the request up to that long for the next block
+    /// (a long-poll: how a caught-up external node follows the head without spinning).
+    GetBlocks {
+        from: u64,
+        max: u32,
+        wait_ms: u32,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -46,6 +58,8 @@ pub enum Response {
         height: u64,
     },
     Pong,
+    Head(Head),
+    Blocks(Vec<Block>),
     /// The request was refused before reaching Raft (undecodable, or from a non-peer).
     Refused(String),
 }

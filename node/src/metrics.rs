@@ -223,6 +223,19 @@ impl EventSink for EventLog {
                 tracing::error!("storage write failed: {reason}");
             }
             Event::RaftReopened { after } => tracing::warn!("raft reopened after: {after}"),
+            Event::Replayed { height, hash, .. } => {
+                m.blocks_applied.inc();
+                m.applied_height.set(height as i64);
+                tracing::debug!(height, %hash, "block replayed");
+            }
+            Event::SourceRejected {
+                source,
+                height,
+                reason,
+            } => {
+                m.entries_rejected.inc();
+                tracing::warn!(%source, height, "source dropped: served a bad block: {reason}");
+            }
         }
     }
 }

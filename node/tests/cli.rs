@@ -73,7 +73,10 @@ fn production_and_simulator_dependency_trees_stay_apart() {
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let node = tree(&["-p", "canon-node", "--features", "production"]);
-    assert!(node.contains("rocksdb"), "the production node links RocksDB");
+    assert!(
+        node.contains("rocksdb"),
+        "the production node links RocksDB"
+    );
     assert!(!node.contains("madsim"), "the production node links madsim");
     let sim = tree(&["-p", "canon-sim"]);
     assert!(sim.contains("madsim"));

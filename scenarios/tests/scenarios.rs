@@ -44,3 +44,42 @@ fn asymmetric_partition() {
 fn chaos() {
     assert_progress(&run_scenario("chaos", 0..100, "chaos"));
 }
+
+#[test]
+fn external_catchup() {
+    assert_progress(&run_scenario("external-catchup", 0..5, "external_catchup"));
+}
+
+#[test]
+fn external_restart() {
+    assert_progress(&run_scenario("external-restart", 0..10, "external_restart"));
+}
+
+#[test]
+fn external_partition() {
+    assert_progress(&run_scenario(
+        "external-partition",
+        0..10,
+        "external_partition",
+    ));
+}
+
+#[test]
+fn external_failover() {
+    assert_progress(&run_scenario(
+        "external-failover",
+        0..10,
+        "external_failover",
+    ));
+}
+
+#[test]
+fn lying_source() {
+    // Seeds cycle through the three kinds of lie (signature, state root, parent).
+    assert_progress(&run_scenario("lying-source", 0..12, "lying_source"));
+}
+
+#[test]
+fn external_chain() {
+    assert_progress(&run_scenario("external-chain", 0..10, "external_chain"));
+}

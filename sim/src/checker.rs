@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use alloy_primitives::B256;
 use canon_engine::events::Event;
+use canon_engine::NodeId;
 
 #[derive(Clone, Debug)]
 pub struct Violation {
@@ -61,6 +62,8 @@ pub struct Checker {
     /// What each committed log index did on the first node that applied it: the block hash,
     /// or `None` for a rejected or non-block entry.
     outcome_of_index: BTreeMap<u64, Option<B256>>,
+    /// (external node, the source it dropped).
+    rejected_sources: Vec<(usize, NodeId)>,
     violations: Vec<Violation>,
 }
 
@@ -72,8 +75,14 @@ impl Checker {
             nodes: vec![NodeTrack::default(); nodes],
             leader_of_term: BTreeMap::new(),
             outcome_of_index: BTreeMap::new(),
+            rejected_sources: Vec::new(),
             violations: Vec::new(),
         }
+    }
+
+    /// Sources each external node dropped for serving a bad block.
+    pub fn rejected_sources(&self) -> &[(usize, NodeId)] {
+        &self.rejected_sources
     }
 
     pub fn violations(&self) -> &[Violation] {
@@ -340,6 +349,58 @@ impl Checker {
                 self.nodes[node].head = *height;
                 self.nodes[node].max_head = self.nodes[node].max_head.max(*height);
             }
+            Event::Replayed {
+                height,
+                hash,
+                parent_hash,
+                state_root,
+                source,
+            } => {
+                let head = self.nodes[node].head;
+                if *height != head + 1 {
+                    self.fail(
+                        "an external node replays without gap or duplicate",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("replayed height {height} on top of head {head}"),
+                    );
+                }
+                // Only canonized blocks are served, and a consensus node applied each before
+                // serving it: the canonical block is known here.
+                match self.canonical.get(height).copied() {
+                    None => self.fail(
+                        "every external chain is a prefix of the canonical chain",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("replayed {hash} from {source:?}, which no consensus node applied"),
+                    ),
+                    Some(c) if c.hash != *hash || c.parent != *parent_hash => self.fail(
+                        "every external chain is a prefix of the canonical chain",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("replayed {hash} from {source:?}, canonical is {}", c.hash),
+                    ),
+                    Some(c) if c.state_root != *state_root => self.fail(
+                        "state roots agree at every height",
+                        node,
+                        Some(*height),
+                        at,
+                        format!(
+                            "external state root {state_root}, canonical {}",
+                            c.state_root
+                        ),
+                    ),
+                    Some(_) => {}
+                }
+                self.nodes[node].head = *height;
+                self.nodes[node].max_head = self.nodes[node].max_head.max(*height);
+            }
+            Event::SourceRejected { source, .. } => {
+                self.rejected_sources.push((node, *source));
+            }
             Event::BecameLeader { .. }
             | Event::LostLeadership { .. }
             | Event::Proposed { .. }
@@ -354,7 +415,6 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use canon_engine::NodeId;
 
     fn applied(index: u64, height: u64, hash: u8, parent: B256) -> Event {
         Event::BlockApplied {
@@ -459,6 +519,69 @@ mod tests {
         assert_eq!(
             c.violations()[0].invariant,
             "a canonized block is never lost across restarts"
+        );
+    }
+
+    fn replayed(height: u64, hash: u8, parent: B256, root: u8) -> Event {
+        Event::Replayed {
+            height,
+            hash: B256::repeat_byte(hash),
+            parent_hash: parent,
+            state_root: B256::repeat_byte(root),
+            source: NodeId::default(),
+        }
+    }
+
+    #[test]
+    fn external_chains_must_be_canonical_prefixes() {
+        let g = B256::repeat_byte(0);
+        let mut c = Checker::new(1, g);
+        c.observe(0, at(), &applied(1, 1, 1, g));
+        c.observe(0, at(), &applied(2, 2, 2, B256::repeat_byte(1)));
+        // External node 1 replays the canonical blocks: fine.
+        c.observe(1, at(), &replayed(1, 1, g, 0xee));
+        assert!(c.violations().is_empty(), "{:?}", c.violations());
+        // A different block at height 2.
+        let mut bad = Checker::new(1, g);
+        bad.observe(0, at(), &applied(1, 1, 1, g));
+        bad.observe(0, at(), &applied(2, 2, 2, B256::repeat_byte(1)));
+        bad.observe(1, at(), &replayed(1, 1, g, 0xee));
+        bad.observe(1, at(), &replayed(2, 9, B256::repeat_byte(1), 0xee));
+        assert_eq!(
+            bad.violations()[0].invariant,
+            "every external chain is a prefix of the canonical chain"
+        );
+        // The right block with a different state root.
+        let mut root = Checker::new(1, g);
+        root.observe(0, at(), &applied(1, 1, 1, g));
+        root.observe(1, at(), &replayed(1, 1, g, 0x01));
+        assert_eq!(
+            root.violations()[0].invariant,
+            "state roots agree at every height"
+        );
+        // A gap, and a duplicate.
+        let mut gap = Checker::new(1, g);
+        gap.observe(0, at(), &applied(1, 1, 1, g));
+        gap.observe(0, at(), &applied(2, 2, 2, B256::repeat_byte(1)));
+        gap.observe(1, at(), &replayed(2, 2, B256::repeat_byte(1), 0xee));
+        assert_eq!(
+            gap.violations()[0].invariant,
+            "an external node replays without gap or duplicate"
+        );
+        let mut dup = Checker::new(1, g);
+        dup.observe(0, at(), &applied(1, 1, 1, g));
+        dup.observe(1, at(), &replayed(1, 1, g, 0xee));
+        dup.observe(1, at(), &replayed(1, 1, g, 0xee));
+        assert_eq!(
+            dup.violations()[0].invariant,
+            "an external node replays without gap or duplicate"
+        );
+        // A block no consensus node applied.
+        let mut unknown = Checker::new(1, g);
+        unknown.observe(1, at(), &replayed(1, 1, g, 0xee));
+        assert_eq!(
+            unknown.violations()[0].invariant,
+            "every external chain is a prefix of the canonical chain"
         );
     }
 }

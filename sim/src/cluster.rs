@@ -100,9 +100,9 @@ impl SharedObserver {
     }
 }
 
-struct SimEvents {
-    node: usize,
-    observer: SharedObserver,
+pub(crate) struct SimEvents {
+    pub(crate) node: usize,
+    pub(crate) observer: SharedObserver,
 }
 
 impl EventSink for SimEvents {
@@ -112,8 +112,8 @@ impl EventSink for SimEvents {
 }
 
 /// A node's wall clock: simulated time plus a skew that scenarios can jump.
-struct SimClock {
-    skew_ms: Arc<AtomicI64>,
+pub(crate) struct SimClock {
+    pub(crate) skew_ms: Arc<AtomicI64>,
 }
 
 impl Clock for SimClock {
@@ -147,9 +147,10 @@ pub struct SimCluster {
     /// Drives the scenario's own choices (which node to crash, what fault next), separate from
     /// madsim's RNG so the fault plan of a seed does not shift when engine internals change.
     pub rng: ChaCha8Rng,
-    handle: Handle,
+    pub(crate) handle: Handle,
     slots: Vec<Slot>,
     peers: Vec<NodeId>,
+    pub(crate) externals: Vec<crate::external::ExternalSlot>,
 }
 
 fn derived_key(label: &str, i: usize) -> SecretKey {
@@ -271,6 +272,7 @@ impl SimCluster {
             handle,
             slots,
             peers,
+            externals: Vec::new(),
         }
     }
 
@@ -539,9 +541,33 @@ async fn run_node(
     serve(i, node, endpoint, net).await;
 }
 
-/// Answers requests until the node is killed. Each request runs in its own task so a slow
-/// handler never blocks heartbeats.
-async fn serve(me: usize, node: Arc<SimNode>, endpoint: Arc<Endpoint>, net: SimNet) {
+/// Whatever answers requests on a simulated host: a consensus node, an external node, a liar.
+pub trait Serves: Send + Sync + 'static {
+    fn answer(
+        &self,
+        from: NodeId,
+        bytes: Vec<u8>,
+    ) -> canon_engine::transport::BoxFuture<'_, Vec<u8>>;
+}
+
+impl Serves for SimNode {
+    fn answer(
+        &self,
+        from: NodeId,
+        bytes: Vec<u8>,
+    ) -> canon_engine::transport::BoxFuture<'_, Vec<u8>> {
+        Box::pin(async move { self.handle_request(from, &bytes).await })
+    }
+}
+
+/// Answers requests until the host is killed. Each request runs in its own task so a slow
+/// handler never blocks heartbeats. `me` is the host's index in the network.
+pub(crate) async fn serve<S: Serves>(
+    me: usize,
+    node: Arc<S>,
+    endpoint: Arc<Endpoint>,
+    net: SimNet,
+) {
     loop {
         let Ok((payload, src)) = endpoint.recv_from_raw(TAG_REQUEST).await else {
             return;
@@ -552,7 +578,7 @@ async fn serve(me: usize, node: Arc<SimNode>, endpoint: Arc<Endpoint>, net: SimN
         let from = net.lookup(&env.from).map(|(i, _)| i);
         let (node, endpoint, net) = (node.clone(), endpoint.clone(), net.clone());
         madsim::task::spawn(async move {
-            let resp = node.handle_request(env.from, &env.payload).await;
+            let resp = node.answer(env.from, env.payload).await;
             let fate = match from {
                 Some(f) => net.fate(me, f),
                 None => Fate::Deliver(Duration::ZERO),

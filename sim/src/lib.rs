@@ -5,6 +5,7 @@
 pub mod checker;
 pub mod client;
 pub mod cluster;
+pub mod external;
 pub mod net;
 pub mod runtime;
 pub mod scenario;

@@ -7,6 +7,7 @@ use rand::Rng;
 
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
+use crate::external::Tamper;
 use crate::scenario::{Ctx, Scenario, ScenarioFuture};
 
 pub static SCENARIOS: &[Scenario] = &[
@@ -45,6 +46,42 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "60 simulated seconds of seeded crashes, restarts, partitions, loss, delay and failing disks; then heal and check liveness",
         body: chaos,
         sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-catchup",
+        description: "an external node starts after 1,000 canonized blocks, downloads and replays them, then follows the head",
+        body: external_catchup,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-restart",
+        description: "an external node crashes mid-replay (only synced data survives), restarts and catches up with no gap and no duplicate",
+        body: external_restart,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-partition",
+        description: "an external node is cut off from every source for a while, then catches up",
+        body: external_partition,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "external-failover",
+        description: "the cluster loses its leader while an external node follows; it keeps following the new leader's blocks",
+        body: external_failover,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "lying-source",
+        description: "one source serves tampered blocks (bad signature, bad state root, or wrong parent): rejected, never applied; the node still reaches the head",
+        body: lying_source,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "external-chain",
+        description: "an external node whose only source is another external node follows the head",
+        body: external_chain,
+        sim_time_limit: Duration::from_secs(180),
     },
 ];
 
@@ -366,5 +403,210 @@ fn chaos(ctx: Ctx) -> ScenarioFuture {
             }
         }
         heal_and_check(&mut c).await
+    })
+}
+
+/// How long an external node may take to reach a height once it can: download, verify and
+/// replay, plus a long-poll round.
+const EXTERNAL_BOUND: Duration = Duration::from_secs(30);
+
+/// Ends an external-node scenario: the cluster heals and converges, and every external node
+/// reaches the canonical head with a canonical chain.
+async fn externals_converge(c: &mut SimCluster) -> Result<(), String> {
+    heal_and_check(c).await?;
+    for e in 0..c.externals_len() {
+        c.restart_external(e);
+    }
+    let target = c.canonical_height();
+    for e in 0..c.externals_len() {
+        c.wait_for_external(e, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|m| at(c, m))?;
+    }
+    c.check_externals().map_err(|m| at(c, m))
+}
+
+fn external_catchup(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let cfg = ClusterConfig {
+            block_time_ms: 50,
+            ..ClusterConfig::default()
+        };
+        let mut c = ctx.cluster(cfg);
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let all = c.up_nodes();
+        c.wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_height(&all, 1_000, Duration::from_secs(120))
+            .await
+            .map_err(|e| at(&c, e))?;
+        let sources = c.peers().to_vec();
+        let x = c.add_external(sources);
+        let target = c.canonical_height();
+        let took = c
+            .wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.note(format!(
+            "external caught up {target} blocks in {:.3}s",
+            took.as_secs_f64()
+        ));
+        // Following: it keeps up with new blocks.
+        let next = c.canonical_height() + 10;
+        c.wait_for_external(x, next, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        externals_converge(&mut c).await
+    })
+}
+
+fn external_restart(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let cfg = ClusterConfig {
+            block_time_ms: 50,
+            ..ClusterConfig::default()
+        };
+        let mut c = ctx.cluster(cfg);
+        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+        let all = c.up_nodes();
+        c.wait_for_leader(&all, Duration::from_secs(10))
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_height(&all, 400, Duration::from_secs(60))
+            .await
+            .map_err(|e| at(&c, e))?;
+        let sources = c.peers().to_vec();
+        let x = c.add_external(sources);
+        // Crash while replaying: somewhere in the first few hundred blocks.
+        let crash_at = c.rng.gen_range(20..300);
+        c.wait_for_external(x, crash_at, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.crash_external(x);
+        sleep_ms(c.rng.gen_range(100..3_000)).await;
+        c.restart_external(x);
+        // A second crash, this time while it follows the head.
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.crash_external(x);
+        sleep_ms(c.rng.gen_range(100..2_000)).await;
+        c.restart_external(x);
+        externals_converge(&mut c).await
+    })
+}
+
+fn external_partition(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let (mut c, _) = running_cluster(&ctx).await?;
+        let sources = c.peers().to_vec();
+        let x = c.add_external(sources);
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let member = c.external_member(x);
+        c.net.isolate(member);
+        c.note(format!("fault: isolate external x{x}"));
+        sleep_ms(c.rng.gen_range(2_000..10_000)).await;
+        c.net.heal();
+        c.note("fault: heal network");
+        let target = c.canonical_height();
+        let took = c
+            .wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.note(format!(
+            "external caught up after the partition in {:.3}s",
+            took.as_secs_f64()
+        ));
+        externals_converge(&mut c).await
+    })
+}
+
+fn external_failover(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let (mut c, leader) = running_cluster(&ctx).await?;
+        let sources = c.peers().to_vec();
+        let x = c.add_external(sources);
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.crash(leader);
+        let rest = c.up_nodes();
+        let bound = c.cfg.election_bound();
+        c.wait_for_leader(&rest, bound)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        externals_converge(&mut c).await
+    })
+}
+
+fn lying_source(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let (mut c, _) = running_cluster(&ctx).await?;
+        // Consecutive seeds cover every kind of lie.
+        let tamper =
+            [Tamper::Signature, Tamper::StateRoot, Tamper::Parent][(ctx.seed % 3) as usize];
+        let liar = c.add_liar(tamper);
+        let mut sources = c.peers().to_vec();
+        sources.push(liar);
+        let x = c.add_external(sources);
+        c.wait_for_progress(20, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // The liar is caught as soon as it is asked for the next block; keep following until
+        // it has been (bounded: it is asked at least once every few rounds).
+        let index = c.size() + x;
+        let caught = |c: &SimCluster| {
+            c.observer
+                .lock()
+                .checker
+                .rejected_sources()
+                .contains(&(index, liar))
+        };
+        let start = std::time::Instant::now();
+        while !caught(&c) {
+            if start.elapsed() > EXTERNAL_BOUND {
+                return Err(at(
+                    &c,
+                    format!("the lying source ({tamper:?}) was never rejected"),
+                ));
+            }
+            sleep_ms(50).await;
+        }
+        externals_converge(&mut c).await
+    })
+}
+
+fn external_chain(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let (mut c, _) = running_cluster(&ctx).await?;
+        let sources = c.peers().to_vec();
+        let first = c.add_external(sources);
+        let via = vec![c.external_id(first)];
+        let second = c.add_external(via);
+        c.wait_for_progress(20, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let target = c.canonical_height();
+        c.wait_for_external(second, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        externals_converge(&mut c).await
     })
 }

@@ -24,7 +24,7 @@ use crate::chain::{self, BlockError, Head};
 use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
-use crate::ledger::{Account, Ledger};
+use crate::ledger::{Account, Executed, Ledger};
 use crate::storage::{Column, Durability, Storage, WriteBatch};
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
@@ -56,6 +56,66 @@ struct SnapshotPayload {
 
 pub fn block_key(height: u64) -> [u8; 8] {
     height.to_be_bytes()
+}
+
+/// Stages a verified block's writes (touched accounts, the block) and returns its head. One
+/// function for consensus apply and external replay, so both store a block identically.
+pub fn stage_block(
+    batch: &mut WriteBatch,
+    block: &Block,
+    executed: &Executed,
+) -> Result<Head, codec::CodecError> {
+    for (addr, acc) in executed.touched_accounts() {
+        batch.put(Column::Account, addr.as_slice(), codec::encode(&acc)?);
+    }
+    batch.put(
+        Column::Block,
+        block_key(block.header.height),
+        codec::encode(block)?,
+    );
+    Head::of(&block.header)
+}
+
+/// The stored applied position of `state`, written in the same batch as its blocks.
+pub fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), codec::CodecError> {
+    let meta = codec::encode(&AppliedMeta {
+        head: state.head,
+        last_applied: state.last_applied,
+        membership: state.membership.clone(),
+    })?;
+    batch.put(Column::Meta, KEY_APPLIED, meta);
+    Ok(())
+}
+
+/// Stored blocks `from..=to`, at most `max` of them and about `max_bytes` in all (at least one).
+pub fn read_blocks(
+    storage: &dyn Storage,
+    from: u64,
+    to: u64,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<Block>, String> {
+    if from > to || max == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = storage
+        .scan(
+            Column::Block,
+            &block_key(from),
+            &block_key(to.saturating_add(1)),
+            max,
+        )
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut bytes = 0usize;
+    for (_, v) in rows {
+        if !out.is_empty() && bytes + v.len() > max_bytes {
+            break;
+        }
+        bytes += v.len();
+        out.push(codec::decode::<Block>(&v).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }
 
 pub type SharedChain = Arc<RwLock<ChainState>>;
@@ -120,6 +180,8 @@ pub struct StateMachine<RT> {
     peers: Vec<NodeId>,
     events: Arc<dyn EventSink>,
     shared: SharedChain,
+    /// Woken after every applied entry: long-polling block downloads wait on it.
+    applied: Arc<tokio::sync::Notify>,
     _rt: PhantomData<fn() -> RT>,
 }
 
@@ -131,6 +193,7 @@ impl<RT> Clone for StateMachine<RT> {
             peers: self.peers.clone(),
             events: self.events.clone(),
             shared: self.shared.clone(),
+            applied: self.applied.clone(),
             _rt: PhantomData,
         }
     }
@@ -147,6 +210,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         peers: Vec<NodeId>,
         events: Arc<dyn EventSink>,
         shared: SharedChain,
+        applied: Arc<tokio::sync::Notify>,
     ) -> Self {
         StateMachine {
             storage,
@@ -154,6 +218,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             peers,
             events,
             shared,
+            applied,
             _rt: PhantomData,
         }
     }
@@ -168,15 +233,6 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             );
             io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e)
         })
-    }
-
-    fn meta_bytes(state: &ChainState) -> Result<Vec<u8>, StorageError<NodeId>> {
-        codec::encode(&AppliedMeta {
-            head: state.head,
-            last_applied: state.last_applied,
-            membership: state.membership.clone(),
-        })
-        .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))
     }
 
     fn apply_one(&self, entry: Entry<RT>) -> Result<Option<ApplyOutcome>, StorageError<NodeId>> {
@@ -194,8 +250,10 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 Some(self.execute(&mut next, &mut batch, log_id, block)?)
             }
         };
-        batch.put(Column::Meta, KEY_APPLIED, Self::meta_bytes(&next)?);
+        stage_applied(&mut batch, &next)
+            .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
         self.write(batch, Durability::Buffered)?;
+        self.applied.notify_waiters();
         *write_chain(&self.shared) = next;
         if outcome.is_none() {
             self.events.emit(
@@ -244,19 +302,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         };
         let enc_err =
             |e: codec::CodecError| io_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, e);
-        let head = Head::of(h).map_err(enc_err)?;
-        for (addr, acc) in executed.touched_accounts() {
-            batch.put(
-                Column::Account,
-                addr.as_slice(),
-                codec::encode(&acc).map_err(enc_err)?,
-            );
-        }
-        batch.put(
-            Column::Block,
-            block_key(h.height),
-            codec::encode(&block).map_err(enc_err)?,
-        );
+        let head = stage_block(batch, &block, &executed).map_err(enc_err)?;
         self.events.emit(
             &self.node,
             Event::BlockApplied {
@@ -393,7 +439,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        batch.put(Column::Meta, KEY_APPLIED, Self::meta_bytes(&state)?);
+        stage_applied(&mut batch, &state).map_err(|e| err(e.to_string()))?;
         // A snapshot may stand in for purged log entries: it must be durable on its own.
         self.write(batch, Durability::Synced)?;
         *write_chain(&self.shared) = state;

@@ -1,0 +1,371 @@
+//! External nodes and lying block sources on simulated hosts. An external node has its own
+//! disk (crashes keep synced data and a prefix of buffered batches), its own network address
+//! (partitions apply to it like to any node), and reports to the checker under index
+//! `consensus nodes + e`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::AtomicI64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{keccak256, B256};
+use canon_engine::codec;
+use canon_engine::external::{ExternalConfig, ExternalNode};
+use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::node::Seams;
+use canon_engine::storage::MemDisk;
+use canon_engine::transport::{BoxFuture, Transport};
+use canon_engine::wire::{Request, Response};
+use canon_engine::NodeId;
+use madsim::net::Endpoint;
+use madsim::runtime::NodeHandle;
+use rand::Rng;
+
+use crate::cluster::{node_key, serve, Serves, SharedObserver, SimClock, SimCluster, SimEvents};
+use crate::net::{SimNet, SimTransport, PORT};
+use crate::runtime::MadsimRuntime;
+
+pub type SimExternal = ExternalNode<MadsimRuntime>;
+type LiveExternal = Arc<Mutex<Option<Arc<SimExternal>>>>;
+
+pub(crate) struct ExternalSlot {
+    key: SecretKey,
+    disk: MemDisk,
+    handle: NodeHandle,
+    live: LiveExternal,
+    up: bool,
+    member: usize,
+}
+
+impl Serves for SimExternal {
+    fn answer(&self, from: NodeId, bytes: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
+        Box::pin(async move { self.handle_request(from, &bytes).await })
+    }
+}
+
+fn external_ip(e: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 2, (e + 1) as u8))
+}
+
+fn liar_ip(k: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 3, (k + 1) as u8))
+}
+
+/// How a lying source corrupts what it relays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tamper {
+    /// A flipped signature byte.
+    Signature,
+    /// A wrong state root, re-signed with the proposer's (stolen) key: only re-execution
+    /// can tell.
+    StateRoot,
+    /// A wrong parent hash, re-signed with the proposer's key.
+    Parent,
+}
+
+impl SimCluster {
+    /// Starts external node `e` (returned) downloading from `sources`.
+    pub fn add_external(&mut self, sources: Vec<NodeId>) -> usize {
+        let e = self.externals.len();
+        let key = derived_key("canon-sim/external", e);
+        let ip = external_ip(e);
+        let member = self
+            .net
+            .add_member(key.node_id(), SocketAddr::new(ip, PORT));
+        let mut cfg = ExternalConfig::new(
+            key.clone(),
+            sources,
+            self.peers().to_vec(),
+            self.spec.clone(),
+        );
+        cfg.batch_blocks = 64;
+        cfg.request_timeout_ms = 1_000;
+        let disk = MemDisk::new();
+        let live: LiveExternal = Arc::new(Mutex::new(None));
+        let index = self.size() + e;
+        let (d, l, n, o) = (
+            disk.clone(),
+            live.clone(),
+            self.net.clone(),
+            self.observer.clone(),
+        );
+        let handle = self
+            .handle
+            .create_node()
+            .name(format!("x{e}"))
+            .ip(ip)
+            .init(move || {
+                run_external(
+                    index,
+                    member,
+                    ip,
+                    cfg.clone(),
+                    d.clone(),
+                    n.clone(),
+                    o.clone(),
+                    l.clone(),
+                )
+            })
+            .build();
+        self.externals.push(ExternalSlot {
+            key,
+            disk,
+            handle,
+            live,
+            up: true,
+            member,
+        });
+        self.note(format!("start external x{e} (checker index {index})"));
+        e
+    }
+
+    pub fn externals_len(&self) -> usize {
+        self.externals.len()
+    }
+
+    pub fn external_id(&self, e: usize) -> NodeId {
+        self.externals[e].key.node_id()
+    }
+
+    /// The external node's index in the network, for partitions.
+    pub fn external_member(&self, e: usize) -> usize {
+        self.externals[e].member
+    }
+
+    pub fn external(&self, e: usize) -> Option<Arc<SimExternal>> {
+        let slot = self.externals.get(e)?;
+        if !slot.up {
+            return None;
+        }
+        slot.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn external_height(&self, e: usize) -> u64 {
+        self.external(e).map(|x| x.head().height).unwrap_or(0)
+    }
+
+    /// Crashes external `e`: synced data and a random prefix of buffered batches survive.
+    pub fn crash_external(&mut self, e: usize) {
+        if !self.externals[e].up {
+            return;
+        }
+        self.handle.kill(self.externals[e].handle.id());
+        let pending = self.externals[e].disk.pending_batches();
+        let keep = if pending == 0 {
+            0
+        } else {
+            self.rng.gen_range(0..=pending)
+        };
+        let lost = self.externals[e].disk.crash(keep);
+        let slot = &mut self.externals[e];
+        *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        slot.up = false;
+        self.note(format!(
+            "fault: crash external x{e} ({lost} unsynced batches lost)"
+        ));
+    }
+
+    pub fn restart_external(&mut self, e: usize) {
+        if self.externals[e].up {
+            return;
+        }
+        self.handle.restart(self.externals[e].handle.id());
+        self.externals[e].up = true;
+        self.note(format!("fault: restart external x{e}"));
+    }
+
+    /// Waits until external `e` has replayed `height`.
+    pub async fn wait_for_external(
+        &self,
+        e: usize,
+        height: u64,
+        bound: Duration,
+    ) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            if self.external_height(e) >= height {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "liveness: external x{e} did not reach height {height} within {:.1}s (at {})",
+                    bound.as_secs_f64(),
+                    self.external_height(e)
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every live external node's head is a canonical block.
+    pub fn check_externals(&self) -> Result<(), String> {
+        let obs = self.observer.lock();
+        for e in 0..self.externals.len() {
+            let Some(x) = self.external(e) else { continue };
+            let head = x.head();
+            if obs.checker.canonical_hash(head.height) != Some(head.hash) {
+                return Err(format!(
+                    "external x{e} head {} at {} is not canonical",
+                    head.hash, head.height
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts a lying source: it relays consensus nodes' blocks, corrupted by `tamper`.
+    /// Returns its id, to be listed among an external node's sources.
+    pub fn add_liar(&mut self, tamper: Tamper) -> NodeId {
+        let k = 0;
+        let key = derived_key("canon-sim/liar", k);
+        let ip = liar_ip(k);
+        let member = self
+            .net
+            .add_member(key.node_id(), SocketAddr::new(ip, PORT));
+        let keys: Vec<SecretKey> = (0..self.size()).map(node_key).collect();
+        let (net, id) = (self.net.clone(), key.node_id());
+        self.handle
+            .create_node()
+            .name("liar")
+            .ip(ip)
+            .init(move || {
+                let (net, keys) = (net.clone(), keys.clone());
+                async move {
+                    let Ok(endpoint) = Endpoint::bind(SocketAddr::new(ip, PORT)).await else {
+                        return;
+                    };
+                    let endpoint = Arc::new(endpoint);
+                    let transport = SimTransport {
+                        me: member,
+                        id,
+                        endpoint: endpoint.clone(),
+                        net: net.clone(),
+                    };
+                    let liar = Arc::new(Liar {
+                        transport,
+                        keys,
+                        tamper,
+                    });
+                    serve(member, liar, endpoint, net).await;
+                }
+            })
+            .build();
+        self.note(format!("start lying source ({tamper:?})"));
+        id
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_external(
+    index: usize,
+    member: usize,
+    ip: IpAddr,
+    cfg: ExternalConfig,
+    disk: MemDisk,
+    net: SimNet,
+    observer: SharedObserver,
+    live: LiveExternal,
+) {
+    let endpoint = match Endpoint::bind(SocketAddr::new(ip, PORT)).await {
+        Ok(ep) => Arc::new(ep),
+        Err(e) => {
+            observer
+                .lock()
+                .note(format!("external {index} cannot bind: {e}"));
+            return;
+        }
+    };
+    let seams = Seams {
+        storage: Arc::new(disk),
+        transport: Arc::new(SimTransport {
+            me: member,
+            id: cfg.key.node_id(),
+            endpoint: endpoint.clone(),
+            net: net.clone(),
+        }),
+        // External nodes stamp nothing; the clock is never read.
+        clock: Arc::new(SimClock {
+            skew_ms: Arc::new(AtomicI64::new(0)),
+        }),
+        events: Arc::new(SimEvents {
+            node: index,
+            observer: observer.clone(),
+        }),
+    };
+    let node = loop {
+        match SimExternal::start(cfg.clone(), seams.clone()).await {
+            Ok(n) => break n,
+            Err(e) => {
+                observer
+                    .lock()
+                    .note(format!("external {index} failed to start: {e}"));
+                madsim::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    serve(member, node, endpoint, net).await;
+}
+
+/// Relays `GetHead`/`GetBlocks` to the consensus nodes and corrupts every block it hands out.
+struct Liar {
+    transport: SimTransport,
+    keys: Vec<SecretKey>,
+    tamper: Tamper,
+}
+
+impl Liar {
+    fn corrupt(&self, block: &mut canon_engine::block::Block) {
+        let reseal = |b: &mut canon_engine::block::Block, keys: &[SecretKey]| {
+            if let Some(k) = keys.iter().find(|k| k.node_id() == b.header.proposer) {
+                if let Ok(h) = b.header.hash() {
+                    b.signature = k.sign_hash(&h);
+                }
+            }
+        };
+        match self.tamper {
+            Tamper::Signature => block.signature.0[5] ^= 0x40,
+            Tamper::StateRoot => {
+                block.header.state_root = keccak256(block.header.state_root);
+                reseal(block, &self.keys);
+            }
+            Tamper::Parent => {
+                block.header.parent_hash = B256::repeat_byte(0x11);
+                reseal(block, &self.keys);
+            }
+        }
+    }
+}
+
+impl Serves for Liar {
+    fn answer(&self, _from: NodeId, bytes: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
+        Box::pin(async move {
+            let resp = match codec::decode::<Request<MadsimRuntime>>(&bytes) {
+                Ok(req @ (Request::GetHead | Request::GetBlocks { .. })) => {
+                    let fwd = codec::encode(&req).unwrap_or_default();
+                    let mut answer = Response::Refused("no source reachable".into());
+                    for k in &self.keys {
+                        if let Ok(r) = self
+                            .transport
+                            .request(k.node_id(), fwd.clone(), Duration::from_secs(3))
+                            .await
+                        {
+                            if let Ok(r) = codec::decode::<Response>(&r) {
+                                answer = r;
+                                break;
+                            }
+                        }
+                    }
+                    if let Response::Blocks(ref mut blocks) = answer {
+                        for b in blocks.iter_mut() {
+                            self.corrupt(b);
+                        }
+                    }
+                    answer
+                }
+                _ => Response::Refused("not served".into()),
+            };
+            codec::encode(&resp).unwrap_or_default()
+        })
+    }
+}
