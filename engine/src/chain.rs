@@ -64,6 +64,24 @@ pub enum BlockError {
     Codec(String),
 }
 
+impl BlockError {
+    /// A short label for metrics: which rule the block broke.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BlockError::Height { .. } => "height",
+            BlockError::Parent { .. } => "parent",
+            BlockError::Timestamp { .. } => "timestamp",
+            BlockError::UnknownProposer(_) => "proposer",
+            BlockError::Signature => "signature",
+            BlockError::TransactionsRoot { .. } => "transactions_root",
+            BlockError::Transaction { .. } => "transaction",
+            BlockError::StateRoot { .. } => "state_root",
+            BlockError::WrongLeader { .. } => "wrong_leader",
+            BlockError::Codec(_) => "codec",
+        }
+    }
+}
+
 impl From<CodecError> for BlockError {
     fn from(e: CodecError) -> Self {
         BlockError::Codec(e.to_string())

@@ -73,6 +73,8 @@ pub enum Event {
     SourceRejected {
         source: NodeId,
         height: u64,
+        /// Which rule the block broke (`BlockError::kind`).
+        kind: String,
         reason: String,
     },
 }

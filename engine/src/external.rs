@@ -300,7 +300,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Fetched { source, blocks }
     }
 
-    fn reject(&self, source: NodeId, height: u64, reason: String) {
+    fn reject(&self, source: NodeId, height: u64, error: &crate::chain::BlockError) {
+        let reason = error.to_string();
         if let Some(s) = lock(&self.sources).get_mut(&source) {
             s.rejected = Some(format!("height {height}: {reason}"));
         }
@@ -309,6 +310,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             Event::SourceRejected {
                 source,
                 height,
+                kind: error.kind().to_string(),
                 reason,
             },
         );
@@ -365,7 +367,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                     );
                 }
                 Err(ReplayError::Rejected(e)) => {
-                    self.reject(source, h.height, e.to_string());
+                    self.reject(source, h.height, &e);
                     return Some(applied);
                 }
                 Err(ReplayError::Storage(e)) => {

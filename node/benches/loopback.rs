@@ -114,6 +114,7 @@ fn run_at(block_time_ms: u64, clients: usize, window: u64, secs: u64) {
     let mut net = Devnet::start_with(
         exe,
         3,
+        0,
         dir.path(),
         PORT_OFFSET,
         vec![

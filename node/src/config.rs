@@ -295,6 +295,12 @@ impl Settings {
             peers.push(id);
         }
         if peers.is_empty() {
+            if self.general_node_role == NodeRole::External {
+                return Err(err(
+                    "consensus_peer_ids",
+                    "an external node accepts blocks only from these proposers; list the consensus nodes' ids",
+                ));
+            }
             peers.push(node_id);
         }
         if self.general_node_role == NodeRole::Main

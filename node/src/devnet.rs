@@ -38,6 +38,51 @@ impl Ports {
     }
 }
 
+/// External node `e`'s key: public and derived, like every devnet key beyond the seed's.
+pub fn external_key(e: usize) -> SecretKey {
+    derived_key("canon/devnet-external", e)
+}
+
+/// The seed-style environment of external node `e` of a devnet with `n` consensus nodes: it
+/// takes the next port slot after the consensus nodes and downloads from all of them.
+pub fn external_env(e: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, String)> {
+    let consensus = node_env(0, n, offset, dir);
+    let get = |k: &str| {
+        consensus
+            .iter()
+            .find(|(name, _)| name == k)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let p = Ports::of(n + e, offset);
+    let secret = hex::encode(external_key(e).to_bytes());
+    [
+        ("GENERAL_NODE_ROLE", "external".to_string()),
+        ("NETWORK_ENABLED", "true".into()),
+        ("NETWORK_SECRET_KEY", secret),
+        ("NETWORK_ADDRESS", "127.0.0.1".into()),
+        ("NETWORK_PORT", p.p2p.to_string()),
+        ("NETWORK_BOOT_NODES", get("NETWORK_BOOT_NODES")),
+        ("CONSENSUS_PEER_IDS__JSON", get("CONSENSUS_PEER_IDS__JSON")),
+        ("BATCHER_ENABLED", "false".into()),
+        ("PROVER_API_ENABLED", "false".into()),
+        (
+            "GENERAL_MAIN_NODE_RPC_URL",
+            format!("http://127.0.0.1:{}", Ports::of(0, offset).rpc),
+        ),
+        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
+        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
+        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
+        (
+            "GENERAL_ROCKS_DB_PATH",
+            dir.join(format!("external-{e}")).display().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
 pub fn node_key(i: usize) -> SecretKey {
     SEED_SECRET_KEYS
         .get(i)
@@ -93,6 +138,8 @@ pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, Str
 
 pub struct Devnet {
     pub dir: PathBuf,
+    /// Consensus nodes are `0..consensus`; external nodes follow.
+    pub consensus: usize,
     pub offset: u16,
     pub children: Vec<Option<Child>>,
     pub clients: Vec<NodeClient>,
@@ -105,19 +152,25 @@ pub struct Devnet {
 impl Devnet {
     /// Starts `n` nodes of `exe` (this binary) with logs in `dir/node-<i>.log`.
     pub fn start(exe: &Path, n: usize, dir: &Path, offset: u16) -> Result<Devnet, String> {
-        Self::start_with(exe, n, dir, offset, Vec::new())
+        Self::start_with(exe, n, 0, dir, offset, Vec::new())
     }
 
+    /// `n` consensus nodes and `externals` external nodes.
     pub fn start_with(
         exe: &Path,
         n: usize,
+        externals: usize,
         dir: &Path,
         offset: u16,
         extra_env: Vec<(String, String)>,
     ) -> Result<Devnet, String> {
-        if n == 0 || n > MAX_NODES {
-            return Err(format!("--nodes must be 1..={MAX_NODES}, got {n}"));
+        if n == 0 || n + externals > MAX_NODES {
+            return Err(format!(
+                "--nodes ({n}) must be at least 1 and --nodes + --external ({}) at most {MAX_NODES}",
+                n + externals
+            ));
         }
+        let total = n + externals;
         if offset > 60_000 {
             return Err(format!("--port-offset {offset} pushes ports past 65535"));
         }
@@ -127,7 +180,7 @@ impl Devnet {
             .canonicalize()
             .map_err(|e| format!("--dir {}: {e}", dir.display()))?;
         let mut net = Devnet {
-            clients: (0..n)
+            clients: (0..total)
                 .map(|i| {
                     let p = Ports::of(i, offset);
                     NodeClient::new(
@@ -137,14 +190,23 @@ impl Devnet {
                     )
                 })
                 .collect(),
-            ids: (0..n).map(|i| node_key(i).node_id()).collect(),
-            children: (0..n).map(|_| None).collect(),
+            ids: (0..total)
+                .map(|i| {
+                    if i < n {
+                        node_key(i).node_id()
+                    } else {
+                        external_key(i - n).node_id()
+                    }
+                })
+                .collect(),
+            children: (0..total).map(|_| None).collect(),
+            consensus: n,
             extra_env,
             dir,
             offset,
             exe: exe.to_path_buf(),
         };
-        for i in 0..n {
+        for i in 0..total {
             net.start_node(i)?;
         }
         Ok(net)
@@ -155,7 +217,21 @@ impl Devnet {
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
-        self.dir.join(format!("node-{i}.log"))
+        if i < self.consensus {
+            self.dir.join(format!("node-{i}.log"))
+        } else {
+            self.dir
+                .join(format!("external-{}.log", i - self.consensus))
+        }
+    }
+
+    /// `n0`, `n1`, ... for consensus nodes, `x0`, `x1`, ... for external nodes.
+    pub fn name(&self, i: usize) -> String {
+        if i < self.consensus {
+            format!("n{i}")
+        } else {
+            format!("x{}", i - self.consensus)
+        }
     }
 
     pub fn start_node(&mut self, i: usize) -> Result<(), String> {
@@ -167,8 +243,13 @@ impl Devnet {
         let err = log
             .try_clone()
             .map_err(|e| format!("{}: {e}", self.log_path(i).display()))?;
+        let env = if i < self.consensus {
+            node_env(i, self.consensus, self.offset, &self.dir)
+        } else {
+            external_env(i - self.consensus, self.consensus, self.offset, &self.dir)
+        };
         let child = Command::new(&self.exe)
-            .envs(node_env(i, self.size(), self.offset, &self.dir))
+            .envs(env)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -252,8 +333,8 @@ impl Devnet {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7}",
-            "node", "role", "leader", "term", "height", "head", "peers", "mempool"
+            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5}",
+            "node", "role", "leader", "term", "height", "head", "peers", "mempool", "lag"
         );
         for (i, row) in rows.iter().enumerate() {
             match row {
@@ -261,24 +342,31 @@ impl Devnet {
                     let leader = s
                         .current_leader
                         .and_then(|l| self.index_of(&l))
-                        .map(|l| format!("n{l}"))
+                        .map(|l| self.name(l))
                         .unwrap_or_else(|| "-".into());
                     let head = s.head_hash.to_string();
+                    let role = if s.role == "external" {
+                        "external".to_string()
+                    } else {
+                        s.raft_state.to_lowercase()
+                    };
+                    let lag = s.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
                     let _ = writeln!(
                         out,
-                        "n{:<4} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7}",
-                        i,
-                        s.raft_state.to_lowercase(),
+                        "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5}",
+                        self.name(i),
+                        role,
                         leader,
                         s.term,
                         s.last_canonized_height,
                         &head[..head.len().min(12)],
                         s.connected_peers.len(),
-                        s.mempool_size
+                        s.mempool_size,
+                        lag
                     );
                 }
                 Err(e) => {
-                    let _ = writeln!(out, "n{i:<4} {e}");
+                    let _ = writeln!(out, "{:<5} {e}", self.name(i));
                 }
             }
         }
@@ -296,13 +384,15 @@ impl Drop for Devnet {
 }
 
 /// The `devnet` command: start, show the table every second, stop everything on Ctrl-C.
-pub async fn run(n: usize, dir: &Path, offset: u16) -> Result<(), String> {
+pub async fn run(n: usize, externals: usize, dir: &Path, offset: u16) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let net = Devnet::start(&exe, n, dir, offset)?;
+    let net = Devnet::start_with(&exe, n, externals, dir, offset, Vec::new())?;
     let dir_shown = net.dir.display().to_string();
     let net = std::sync::Arc::new(std::sync::Mutex::new(net));
     let tty = std::io::stdout().is_terminal();
-    eprintln!("devnet: {n} nodes, data and logs in {dir_shown}; Ctrl-C stops them all");
+    eprintln!(
+        "devnet: {n} consensus and {externals} external nodes, data and logs in {dir_shown}; Ctrl-C stops them all"
+    );
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;

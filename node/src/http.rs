@@ -13,7 +13,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::service::NodeContext;
+use canon_engine::external::SourceState;
+
+use crate::service::{NodeContext, Role};
 
 /// What `/status` and `canon_status` answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -30,38 +32,78 @@ pub struct StatusView {
     pub last_applied_height: u64,
     pub head_hash: B256,
     pub batcher_enabled: bool,
-    /// Consensus peers with an open authenticated connection from this node.
+    /// Peers (consensus nodes, or an external node's sources) with an open authenticated
+    /// connection from this node.
     pub connected_peers: Vec<NodeId>,
     pub mempool_size: usize,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
+    /// External nodes: blocks behind the best source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_source_height: Option<u64>,
+    /// External nodes: each source's head, failures and whether it was dropped (and why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<SourceState>>,
 }
 
 impl NodeContext {
     pub fn status_view(&self) -> StatusView {
-        let s = self.node.status();
         let connected_peers = self.transport.connected_peers();
         self.metrics
             .connected_peers
             .set(connected_peers.len() as i64);
-        self.metrics.mempool_size.set(s.mempool_len as i64);
-        let canonized = self.node.canonized_height();
-        self.metrics.canonized_height.set(canonized as i64);
-        StatusView {
-            node_id: s.id,
-            role: "main".into(),
-            raft_state: s.state,
-            is_leader: s.is_leader,
-            current_leader: s.current_leader,
-            term: s.term,
-            last_canonized_height: canonized,
-            last_applied_height: s.head.height,
-            head_hash: s.head.hash,
-            batcher_enabled: self.batcher_enabled,
-            connected_peers,
-            mempool_size: s.mempool_len,
-            last_log_index: s.last_log_index,
-            last_applied_index: s.last_applied_index,
+        match &self.role {
+            Role::Consensus(node) => {
+                let s = node.status();
+                self.metrics.mempool_size.set(s.mempool_len as i64);
+                let canonized = node.canonized_height();
+                self.metrics.canonized_height.set(canonized as i64);
+                StatusView {
+                    node_id: s.id,
+                    role: "main".into(),
+                    raft_state: s.state,
+                    is_leader: s.is_leader,
+                    current_leader: s.current_leader,
+                    term: s.term,
+                    last_canonized_height: canonized,
+                    last_applied_height: s.head.height,
+                    head_hash: s.head.hash,
+                    batcher_enabled: self.batcher_enabled,
+                    connected_peers,
+                    mempool_size: s.mempool_len,
+                    last_log_index: s.last_log_index,
+                    last_applied_index: s.last_applied_index,
+                    lag: None,
+                    best_source_height: None,
+                    sources: None,
+                }
+            }
+            Role::External(x) => {
+                let s = x.status();
+                self.metrics.replay_lag_blocks.set(s.lag as i64);
+                self.metrics.canonized_height.set(s.head.height as i64);
+                StatusView {
+                    node_id: s.id,
+                    role: "external".into(),
+                    raft_state: "NotInRaft".into(),
+                    is_leader: false,
+                    current_leader: None,
+                    term: 0,
+                    last_canonized_height: s.head.height,
+                    last_applied_height: s.head.height,
+                    head_hash: s.head.hash,
+                    batcher_enabled: false,
+                    connected_peers,
+                    mempool_size: 0,
+                    last_log_index: None,
+                    last_applied_index: None,
+                    lag: Some(s.lag),
+                    best_source_height: Some(s.best_source_height),
+                    sources: Some(s.sources),
+                }
+            }
         }
     }
 }

@@ -50,6 +50,10 @@ enum Command {
         /// Added to every port (RPC 3050+i, p2p 3060+i, status 3071+i, Prometheus 3312+i).
         #[arg(long, default_value_t = 0)]
         port_offset: u16,
+        /// External nodes (general_node_role=external) that download and replay the
+        /// consensus nodes' blocks; they take the port slots after the consensus nodes.
+        #[arg(long, default_value_t = 0)]
+        external: usize,
     },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
@@ -82,7 +86,8 @@ fn main() -> ExitCode {
             nodes,
             dir,
             port_offset,
-        }) => devnet(nodes, &dir, port_offset),
+            external,
+        }) => devnet(nodes, external, &dir, port_offset),
         Some(Command::CheckConfig { configs }) => check_config(&configs),
         Some(Command::Id {
             secret_key,
@@ -177,12 +182,12 @@ fn run_node(configs: &[PathBuf]) -> ExitCode {
 }
 
 #[cfg(feature = "production")]
-fn devnet(nodes: usize, dir: &std::path::Path, offset: u16) -> ExitCode {
+fn devnet(nodes: usize, external: usize, dir: &std::path::Path, offset: u16) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(canon_node::devnet::run(nodes, dir, offset)) {
+    match rt.block_on(canon_node::devnet::run(nodes, external, dir, offset)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: devnet: {e}");
@@ -201,6 +206,6 @@ fn run_node(_configs: &[PathBuf]) -> ExitCode {
 }
 
 #[cfg(not(feature = "production"))]
-fn devnet(_nodes: usize, _dir: &std::path::Path, _offset: u16) -> ExitCode {
+fn devnet(_nodes: usize, _external: usize, _dir: &std::path::Path, _offset: u16) -> ExitCode {
     run_node(&[])
 }

@@ -8,7 +8,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use canon_engine::events::{Event, EventSink};
 use canon_engine::NodeId;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -35,7 +37,16 @@ pub struct Metrics {
     pub apply_latency_seconds: Histogram,
     pub connected_peers: Gauge,
     pub mempool_size: Gauge,
+    pub replay_rate_blocks_per_second: Gauge,
+    pub replay_lag_blocks: Gauge,
+    pub blocks_rejected: Family<RejectLabels, Counter>,
     last_term: AtomicU64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// The chain rule the block broke: signature, state_root, parent, ...
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -64,6 +75,9 @@ impl Metrics {
             ),
             connected_peers: Gauge::default(),
             mempool_size: Gauge::default(),
+            replay_rate_blocks_per_second: Gauge::default(),
+            replay_lag_blocks: Gauge::default(),
+            blocks_rejected: Family::default(),
             last_term: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -127,6 +141,21 @@ impl Metrics {
             "mempool_size",
             "Transactions waiting in this node's mempool",
             m.mempool_size.clone(),
+        );
+        registry.register(
+            "replay_rate_blocks_per_second",
+            "External node: blocks replayed in the last second",
+            m.replay_rate_blocks_per_second.clone(),
+        );
+        registry.register(
+            "replay_lag_blocks",
+            "External node: blocks behind the best source",
+            m.replay_lag_blocks.clone(),
+        );
+        registry.register(
+            "blocks_rejected",
+            "External node: downloaded blocks rejected, by the rule they broke (their source is dropped)",
+            m.blocks_rejected.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -231,9 +260,12 @@ impl EventSink for EventLog {
             Event::SourceRejected {
                 source,
                 height,
+                kind,
                 reason,
             } => {
-                m.entries_rejected.inc();
+                m.blocks_rejected
+                    .get_or_create(&RejectLabels { reason: kind })
+                    .inc();
                 tracing::warn!(%source, height, "source dropped: served a bad block: {reason}");
             }
         }

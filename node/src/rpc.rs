@@ -99,7 +99,7 @@ async fn send_transaction(
     let hash = tx
         .hash()
         .map_err(|e| invalid(format!("transaction does not encode: {e}")))?;
-    match ctx.node.submit_transaction(tx).await {
+    match ctx.submit(tx).await {
         SubmitOutcome::Accepted { .. } => Ok(json!(hash)),
         SubmitOutcome::NotLeader { .. } => Err(ErrorObjectOwned::owned(
             NO_LEADER,
@@ -125,19 +125,18 @@ fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObject
     let raw: Value = seq
         .next()
         .map_err(|e| invalid(format!("expected [height]: {e}")))?;
-    let head = ctx.node.head().height;
+    let head = ctx.head().height;
     let height = parse_height(&raw, head).map_err(invalid)?;
     if height == 0 {
         let genesis = ctx
-            .node
-            .chain_spec()
+            .spec
             .genesis_header()
             .map_err(|e| ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>))?;
         let mut v = header_json(&genesis);
         v["transactions"] = json!([]);
         return Ok(v);
     }
-    match ctx.node.block(height) {
+    match ctx.block(height) {
         Ok(Some(b)) => Ok(block_json(&b)),
         Ok(None) => Ok(Value::Null),
         Err(e) => Err(ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>)),
@@ -151,7 +150,7 @@ fn get_account(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObje
     let addr: Address = addr
         .parse()
         .map_err(|e| invalid(format!("address {addr:?}: {e}")))?;
-    let (acc, height) = ctx.node.account(&addr);
+    let (acc, height) = ctx.account(&addr);
     Ok(json!({ "balance": acc.balance, "nonce": acc.nonce, "height": height }))
 }
 
@@ -163,7 +162,7 @@ pub fn module(ctx: Arc<NodeContext>) -> Result<RpcModule<NodeContext>, String> {
     })
     .map_err(e)?;
     m.register_method("canon_blockNumber", |_, ctx, _| {
-        Ok::<Value, ErrorObjectOwned>(json!(ctx.node.head().height))
+        Ok::<Value, ErrorObjectOwned>(json!(ctx.head().height))
     })
     .map_err(e)?;
     m.register_method("canon_getBlockByNumber", |p, ctx, _| get_block(p, ctx))

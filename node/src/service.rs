@@ -5,9 +5,18 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use alloy_primitives::Address;
+use canon_engine::block::{Block, ChainSpec};
+use canon_engine::chain::Head;
 use canon_engine::clock::Clock;
+use canon_engine::external::{ExternalConfig, ExternalNode};
+use canon_engine::ledger::Account;
 use canon_engine::node::{ConsensusNode, NodeConfig, Seams};
+use canon_engine::raft::state_machine::{read_blocks, read_chain};
+use canon_engine::storage::Storage;
 use canon_engine::transport::BoxFuture;
+use canon_engine::tx::SignedTransaction;
+use canon_engine::wire::SubmitOutcome;
 use canon_engine::NodeId;
 use openraft::TokioRuntime;
 use tokio::net::TcpListener;
@@ -19,13 +28,59 @@ use crate::p2p::{self, Handler, TcpTransport};
 use crate::storage::RocksStorage;
 
 pub type ProductionNode = ConsensusNode<TokioRuntime>;
+pub type ProductionExternal = ExternalNode<TokioRuntime>;
+
+/// What this process runs: a consensus node or an external node.
+#[derive(Clone)]
+pub enum Role {
+    Consensus(Arc<ProductionNode>),
+    External(Arc<ProductionExternal>),
+}
 
 /// What the HTTP and RPC handlers share.
 pub struct NodeContext {
-    pub node: Arc<ProductionNode>,
+    pub role: Role,
+    pub storage: Arc<dyn Storage>,
+    pub spec: ChainSpec,
     pub transport: Arc<TcpTransport>,
     pub metrics: Arc<Metrics>,
     pub batcher_enabled: bool,
+}
+
+impl NodeContext {
+    pub fn head(&self) -> Head {
+        match &self.role {
+            Role::Consensus(n) => n.head(),
+            Role::External(x) => x.head(),
+        }
+    }
+
+    /// The block at `height` (≥ 1) in this node's canonized (or verified) chain.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, String> {
+        if height == 0 || height > self.head().height {
+            return Ok(None);
+        }
+        Ok(read_blocks(&*self.storage, height, height, 1, usize::MAX)?
+            .into_iter()
+            .next())
+    }
+
+    pub fn account(&self, address: &Address) -> (Account, u64) {
+        let chain = match &self.role {
+            Role::Consensus(n) => read_chain(n.chain()).clone(),
+            Role::External(x) => read_chain(x.replica().chain()).clone(),
+        };
+        (chain.ledger.account(address), chain.head.height)
+    }
+
+    /// A client's transaction: consensus nodes admit or forward it to the leader; external
+    /// nodes pass it to a consensus node.
+    pub async fn submit(&self, tx: SignedTransaction) -> SubmitOutcome {
+        match &self.role {
+            Role::Consensus(n) => n.submit_transaction(tx).await,
+            Role::External(x) => x.submit_transaction(tx).await,
+        }
+    }
 }
 
 struct SystemClock;
@@ -36,11 +91,14 @@ impl Clock for SystemClock {
     }
 }
 
-struct NodeHandler(Arc<ProductionNode>);
-
-impl Handler for NodeHandler {
+impl Handler for Role {
     fn handle(&self, from: NodeId, body: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
-        Box::pin(async move { self.0.handle_request(from, &body).await })
+        Box::pin(async move {
+            match self {
+                Role::Consensus(n) => n.handle_request(from, &body).await,
+                Role::External(x) => x.handle_request(from, &body).await,
+            }
+        })
     }
 }
 
@@ -91,19 +149,20 @@ pub fn node_config(v: &Validated) -> NodeConfig {
 /// servers stop accepting, Raft stops, RocksDB is closed.
 pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError> {
     let s = &v.settings;
-    if s.general_node_role == NodeRole::External {
+    let external = s.general_node_role == NodeRole::External;
+    if external && v.boot_nodes.is_empty() {
         return Err(fail(
-            "general_node_role",
-            "external nodes are not available in this build yet; use main",
+            "network_boot_nodes",
+            "an external node downloads blocks from its boot nodes; name at least one",
         ));
     }
-    if !s.consensus_enabled {
+    if !external && !s.consensus_enabled {
         return Err(fail(
             "consensus_enabled",
             "a main node takes part in consensus; set it to true",
         ));
     }
-    if !s.network_enabled && v.peers.len() > 1 {
+    if !s.network_enabled && (external || v.peers.len() > 1) {
         return Err(fail(
             "network_enabled",
             "Raft traffic between consensus_peer_ids needs the network; set it to true",
@@ -143,18 +202,37 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             metrics: metrics.clone(),
         }),
     };
-    let node = ConsensusNode::<TokioRuntime>::start(node_config(&v), seams)
-        .await
-        .map_err(|e| fail("node", e))?;
+    let role = if external {
+        let mut cfg = ExternalConfig::new(
+            v.key.clone(),
+            v.boot_nodes.iter().map(|(id, _)| *id).collect(),
+            v.peers.clone(),
+            v.chain.clone(),
+        );
+        cfg.request_timeout_ms = 5_000;
+        Role::External(
+            ExternalNode::<TokioRuntime>::start(cfg, seams)
+                .await
+                .map_err(|e| fail("node", e))?,
+        )
+    } else {
+        Role::Consensus(
+            ConsensusNode::<TokioRuntime>::start(node_config(&v), seams)
+                .await
+                .map_err(|e| fail("node", e))?,
+        )
+    };
     tracing::info!(
-        node_id = %v.node_id, %p2p_addr, db = %db_path.display(), peers = v.peers.len(),
-        "node started"
+        node_id = %v.node_id, role = if external { "external" } else { "main" }, %p2p_addr,
+        db = %db_path.display(), peers = v.peers.len(), "node started"
     );
     let ctx = Arc::new(NodeContext {
-        node: node.clone(),
+        role: role.clone(),
+        storage: storage.clone(),
+        spec: v.chain.clone(),
         transport: transport.clone(),
         metrics: metrics.clone(),
-        batcher_enabled: s.batcher_enabled,
+        batcher_enabled: s.batcher_enabled && !external,
     });
     let servers = stop.child_token();
     let mut tasks = Vec::new();
@@ -162,7 +240,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         p2p_listener,
         v.key.clone(),
         v.chain.chain_id,
-        Arc::new(NodeHandler(node.clone())),
+        Arc::new(role.clone()),
         servers.clone(),
     )));
     if let Some(l) = status_listener {
@@ -177,11 +255,18 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         ctx.clone(),
         servers.clone(),
     )));
-    tasks.push(tokio::spawn(watch_leader(
-        node.clone(),
-        metrics.clone(),
-        servers.clone(),
-    )));
+    match &role {
+        Role::Consensus(node) => tasks.push(tokio::spawn(watch_leader(
+            node.clone(),
+            metrics.clone(),
+            servers.clone(),
+        ))),
+        Role::External(x) => tasks.push(tokio::spawn(sample_replay(
+            x.clone(),
+            metrics.clone(),
+            servers.clone(),
+        ))),
+    }
     let rpc = crate::rpc::start(rpc_addr, ctx.clone())
         .await
         .map_err(|e| fail("rpc_address", e))?;
@@ -190,13 +275,16 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     tracing::info!("shutting down");
     servers.cancel();
     let _ = rpc.stop();
-    node.shutdown().await;
+    match &role {
+        Role::Consensus(node) => node.shutdown().await,
+        Role::External(x) => x.shutdown(),
+    }
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     rpc.stopped().await;
     drop(ctx);
-    drop(node);
+    drop(role);
     tracing::info!("stopped");
     Ok(())
 }
@@ -248,5 +336,27 @@ async fn watch_leader(node: Arc<ProductionNode>, metrics: Arc<Metrics>, stop: Ca
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
+    }
+}
+
+/// Replay rate and lag for an external node's metrics, sampled once a second.
+async fn sample_replay(
+    node: Arc<ProductionExternal>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let mut last = node.head().height;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let status = node.status();
+        metrics
+            .replay_rate_blocks_per_second
+            .set(status.head.height.saturating_sub(last) as i64);
+        metrics.replay_lag_blocks.set(status.lag as i64);
+        last = status.head.height;
     }
 }

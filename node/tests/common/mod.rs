@@ -33,10 +33,13 @@ pub fn status(net: &Devnet, i: usize) -> Option<StatusView> {
 
 /// The node every live node names as leader, once they agree and it says it leads.
 pub fn agreed_leader(net: &Devnet) -> Option<usize> {
-    let live: Vec<(usize, StatusView)> = (0..net.size())
+    let live: Vec<(usize, StatusView)> = (0..net.consensus)
         .filter_map(|i| status(net, i).map(|s| (i, s)))
         .collect();
-    let up = net.children.iter().filter(|c| c.is_some()).count();
+    let up = net.children[..net.consensus]
+        .iter()
+        .filter(|c| c.is_some())
+        .count();
     if live.len() < up {
         return None;
     }
