@@ -21,9 +21,11 @@ fn external_node_follows_the_cluster_through_a_leader_kill() {
         Devnet::start_with(exe(), 3, 1, dir.path(), PORT_OFFSET, Vec::new()).expect("devnet");
     let x = 3;
     let leader = wait_for("a leader", Duration::from_secs(30), || agreed_leader(&net));
-    wait_for("the external node to replay", Duration::from_secs(30), || {
-        height(&net, x).filter(|h| *h >= 5)
-    });
+    wait_for(
+        "the external node to replay",
+        Duration::from_secs(30),
+        || height(&net, x).filter(|h| *h >= 5),
+    );
 
     // A transaction sent to the external node reaches the chain through a consensus node.
     let key = dev_account_key(7);
@@ -38,12 +40,16 @@ fn external_node_follows_the_cluster_through_a_leader_kill() {
     .sign(&key)
     .expect("sign");
     let hash = net.clients[x].send_transaction(&tx).expect("forwarded");
-    wait_for("the forwarded transaction on the external chain", Duration::from_secs(20), || {
-        net.clients[x]
-            .account(&key.address())
-            .ok()
-            .filter(|(_, nonce, _)| *nonce == 1)
-    });
+    wait_for(
+        "the forwarded transaction on the external chain",
+        Duration::from_secs(20),
+        || {
+            net.clients[x]
+                .account(&key.address())
+                .ok()
+                .filter(|(_, nonce, _)| *nonce == 1)
+        },
+    );
     assert!(hash.starts_with("0x"));
 
     net.kill(leader);
@@ -54,9 +60,11 @@ fn external_node_follows_the_cluster_through_a_leader_kill() {
         let h = height(&net, new_leader)?;
         (h >= 3).then_some(h + 5)
     });
-    wait_for("the external node past the failover", Duration::from_secs(30), || {
-        height(&net, x).filter(|h| *h >= target)
-    });
+    wait_for(
+        "the external node past the failover",
+        Duration::from_secs(30),
+        || height(&net, x).filter(|h| *h >= target),
+    );
     let s = status(&net, x).expect("external status");
     assert_eq!(s.role, "external");
     assert!(!s.is_leader);

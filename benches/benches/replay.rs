@@ -1,0 +1,132 @@
+//! Replay throughput: an external node's work on one core. A stored chain of canonized blocks
+//! (default 100,000 blocks of 4 transfers) is read back in 128-block ranges, decoded, verified
+//! (continuity, proposer signature, transactions root, re-execution and state root) and stored
+//! by a `Replica`, exactly as an external node does after download.
+//!
+//! `cargo bench -p canon-benches --bench replay`
+//! Knobs (env): REPLAY_BLOCKS (100000), REPLAY_TXS_PER_BLOCK (4); CLUSTER_TPS and
+//! CLUSTER_BLOCKS_PER_SEC: the production rate to compare with (from the loopback bench).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use canon_benches::fixture;
+use canon_engine::chain::{build_block, Head, Proposal};
+use canon_engine::codec;
+use canon_engine::raft::state_machine::{block_key, read_blocks};
+use canon_engine::replay::Replica;
+use canon_engine::storage::{Column, Durability, MemDisk, Storage, WriteBatch};
+use canon_engine::tx::{Payload, Transaction};
+
+fn env_or<T: std::str::FromStr>(k: &str, default: T) -> T {
+    std::env::var(k)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` runs a small smoke instead.
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let blocks: u64 = if smoke {
+        500
+    } else {
+        env_or("REPLAY_BLOCKS", 100_000)
+    };
+    let per_block: usize = env_or("REPLAY_TXS_PER_BLOCK", 4);
+    let f = fixture(64);
+    let source = MemDisk::new();
+
+    // The stored chain, built as a leader would.
+    let started = Instant::now();
+    let mut head = Head::of(&f.spec.genesis_header().expect("genesis")).expect("head");
+    let mut ledger = f.spec.genesis_ledger();
+    let mut nonces = vec![0u64; f.accounts.len()];
+    let mut next_sender = 0usize;
+    for h in 1..=blocks {
+        let txs: Vec<_> = (0..per_block)
+            .map(|_| {
+                let s = next_sender % f.accounts.len();
+                next_sender += 1;
+                let key = &f.accounts[s];
+                let tx = Transaction {
+                    sender: key.address(),
+                    nonce: nonces[s],
+                    payload: Payload::Transfer {
+                        to: f.accounts[(s + 1) % f.accounts.len()].address(),
+                        amount: 1,
+                    },
+                };
+                nonces[s] += 1;
+                tx.sign(key).expect("sign")
+            })
+            .collect();
+        let built = build_block(
+            Proposal {
+                head: &head,
+                ledger: &ledger,
+                key: &f.leader,
+                term: 1,
+                timestamp_ms: h,
+                max_transactions: usize::MAX,
+            },
+            txs,
+        )
+        .expect("build");
+        assert!(
+            built.excluded.is_empty(),
+            "every generated transfer is valid"
+        );
+        for tx in &built.block.transactions {
+            ledger.apply_signed(tx).expect("apply");
+        }
+        head = Head::of(&built.block.header).expect("head");
+        let mut batch = WriteBatch::default();
+        batch.put(
+            Column::Block,
+            block_key(h),
+            codec::encode(&built.block).expect("encode"),
+        );
+        source.write(batch, Durability::Buffered).expect("store");
+    }
+    let generated = started.elapsed().as_secs_f64();
+
+    // Replay on this thread (one core).
+    let target: Arc<dyn Storage> = Arc::new(MemDisk::new());
+    let replica = Replica::open(target, &f.spec, vec![f.leader.node_id()]).expect("replica");
+    let started = Instant::now();
+    let mut txs = 0u64;
+    let mut from = 1;
+    while from <= blocks {
+        let range = read_blocks(&source, from, blocks, 128, 8 << 20).expect("read");
+        for b in &range {
+            replica.apply(b).expect("every stored block verifies");
+            txs += b.transactions.len() as u64;
+        }
+        from += range.len() as u64;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    assert_eq!(
+        replica.head().hash,
+        head.hash,
+        "replay ends on the stored head"
+    );
+    let bps = blocks as f64 / secs;
+    let tps = txs as f64 / secs;
+    println!(
+        "replay: blocks={blocks} txs={txs} secs={secs:.1} blocks_per_sec={bps:.0} tx_per_sec={tps:.0} (one thread; chain generated in {generated:.1}s)"
+    );
+    let cluster_tps: f64 = env_or("CLUSTER_TPS", 1163.0);
+    let cluster_bps: f64 = env_or("CLUSTER_BLOCKS_PER_SEC", 10.0);
+    println!(
+        "against production: {:.1}x the cluster's tx/s ({cluster_tps}) and {:.0}x its blocks/s ({cluster_bps})",
+        tps / cluster_tps,
+        bps / cluster_bps
+    );
+    if !smoke {
+        assert!(
+            tps > cluster_tps && bps > cluster_bps,
+            "replay must outrun production"
+        );
+    }
+}
