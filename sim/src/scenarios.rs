@@ -426,21 +426,29 @@ async fn externals_converge(c: &mut SimCluster) -> Result<(), String> {
     c.check_externals().map_err(|m| at(c, m))
 }
 
+/// A cluster with client traffic and fast blocks that has canonized `height` blocks: a chain
+/// long enough that an external node is still replaying while faults hit it.
+async fn long_chain(ctx: &Ctx, height: u64) -> Result<SimCluster, String> {
+    let cfg = ClusterConfig {
+        block_time_ms: 50,
+        ..ClusterConfig::default()
+    };
+    let c = ctx.cluster(cfg);
+    spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
+    let all = c.up_nodes();
+    c.wait_for_leader(&all, Duration::from_secs(10))
+        .await
+        .map_err(|e| at(&c, e))?;
+    // Blocks every 50 ms at best; the bound leaves room for elections and slow seeds.
+    c.wait_for_height(&all, height, Duration::from_millis(height * 120))
+        .await
+        .map_err(|e| at(&c, e))?;
+    Ok(c)
+}
+
 fn external_catchup(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        let cfg = ClusterConfig {
-            block_time_ms: 50,
-            ..ClusterConfig::default()
-        };
-        let mut c = ctx.cluster(cfg);
-        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
-        let all = c.up_nodes();
-        c.wait_for_leader(&all, Duration::from_secs(10))
-            .await
-            .map_err(|e| at(&c, e))?;
-        c.wait_for_height(&all, 1_000, Duration::from_secs(120))
-            .await
-            .map_err(|e| at(&c, e))?;
+        let mut c = long_chain(&ctx, 1_000).await?;
         let sources = c.peers().to_vec();
         let x = c.add_external(sources);
         let target = c.canonical_height();
@@ -463,19 +471,7 @@ fn external_catchup(ctx: Ctx) -> ScenarioFuture {
 
 fn external_restart(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        let cfg = ClusterConfig {
-            block_time_ms: 50,
-            ..ClusterConfig::default()
-        };
-        let mut c = ctx.cluster(cfg);
-        spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
-        let all = c.up_nodes();
-        c.wait_for_leader(&all, Duration::from_secs(10))
-            .await
-            .map_err(|e| at(&c, e))?;
-        c.wait_for_height(&all, 400, Duration::from_secs(60))
-            .await
-            .map_err(|e| at(&c, e))?;
+        let mut c = long_chain(&ctx, 400).await?;
         let sources = c.peers().to_vec();
         let x = c.add_external(sources);
         // Crash while replaying: somewhere in the first few hundred blocks.
