@@ -1,5 +1,6 @@
 //! A consensus node: Raft over the seams, the sequencer that proposes blocks while this node is
-//! a confirmed leader, transaction admission and forwarding, and a check-quorum watchdog.
+//! a confirmed leader, transaction admission and forwarding, and the election driver that
+//! carries out what `policy::election` decides (pre-vote, check-quorum).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,7 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
-use openraft::{AsyncRuntime, Instant as _, Raft, ServerState, SnapshotPolicy};
+use openraft::{AsyncRuntime, Raft, ServerState, SnapshotPolicy};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -15,18 +16,19 @@ use crate::block::{Block, ChainSpec};
 use crate::chain::{build_block, Head, Proposal};
 use crate::clock::Clock;
 use crate::codec;
-use crate::contact::PeerContact;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::ledger::Account;
 use crate::ledger::TxError;
 use crate::mempool::Mempool;
+use crate::policy::election::{ElectionAction, ElectionConfig, Elector, LogPos, RaftView, Role};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::block_key;
 use crate::raft::state_machine::{load_chain_state, read_chain, SharedChain, StateMachine};
-use crate::raft::{ApplyOutcome, Canon};
+use crate::raft::{ApplyOutcome, Canon, LogId};
+use crate::shared_elector::SharedElector;
 use crate::storage::Column;
 use crate::storage::Storage;
 use crate::transport::Transport;
@@ -85,6 +87,16 @@ impl NodeConfig {
         Ok(())
     }
 
+    pub fn election_config(&self) -> ElectionConfig {
+        ElectionConfig {
+            id: self.id(),
+            voters: self.peers.clone(),
+            election_timeout_ms_min: self.election_timeout_ms_min,
+            election_timeout_ms_max: self.election_timeout_ms_max,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+        }
+    }
+
     fn raft_config(&self) -> Result<openraft::Config, NodeError> {
         openraft::Config {
             cluster_name: "canon".into(),
@@ -95,7 +107,7 @@ impl NodeConfig {
             // Blocks are the chain: the log is kept whole, so followers catch up by replication
             // and a restarted node re-applies from its own log.
             snapshot_policy: SnapshotPolicy::Never,
-            // Elections are timed by `ConsensusNode::elector`.
+            // Elections are decided by `policy::election` and started by the node's driver.
             enable_elect: false,
             ..Default::default()
         }
@@ -144,7 +156,7 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     raft: Mutex<Raft<Canon<RT>>>,
     chain: SharedChain,
     mempool: Mutex<Mempool>,
-    contact: Arc<PeerContact<RT::Instant>>,
+    elector: Arc<SharedElector<RT::Instant>>,
     /// Woken after each applied entry; long-polling block downloads wait on it.
     applied: Arc<tokio::sync::Notify>,
     stopped: AtomicBool,
@@ -179,11 +191,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             },
         );
         let chain: SharedChain = Arc::new(RwLock::new(state));
-        let contact = Arc::new(PeerContact::default());
+        let elector = Arc::new(SharedElector::new(Elector::new(
+            cfg.election_config(),
+            RT::thread_rng().gen(),
+        )));
         let applied = Arc::new(tokio::sync::Notify::new());
-        let raft = Self::open_raft(&cfg, &seams, &chain, &contact, &applied).await?;
+        let raft = Self::open_raft(&cfg, &seams, &chain, &elector, &applied).await?;
         let node = Arc::new(ConsensusNode {
-            contact,
+            elector,
             applied,
             mempool: Mutex::new(Mempool::new(cfg.mempool_capacity)),
             cfg,
@@ -197,8 +212,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let _detached = RT::spawn(node.clone().bootstrap());
         }
         let _detached = RT::spawn(node.clone().sequencer());
-        let _detached = RT::spawn(node.clone().watchdog());
-        let _detached = RT::spawn(node.clone().elector());
+        let _detached = RT::spawn(node.clone().elections());
         Ok(node)
     }
 
@@ -206,7 +220,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         cfg: &NodeConfig,
         seams: &Seams,
         chain: &SharedChain,
-        contact: &Arc<PeerContact<RT::Instant>>,
+        elector: &Arc<SharedElector<RT::Instant>>,
         applied: &Arc<tokio::sync::Notify>,
     ) -> Result<Raft<Canon<RT>>, NodeError> {
         let id = cfg.id();
@@ -222,7 +236,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         Raft::new(
             id,
             Arc::new(cfg.raft_config()?),
-            NetworkFactory::new(seams.transport.clone(), contact.clone()),
+            NetworkFactory::new(seams.transport.clone(), elector.clone()),
             log,
             sm,
         )
@@ -292,7 +306,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// Consensus peers (not this node) heard from within `window`.
     pub fn peers_heard_within(&self, window: Duration) -> usize {
-        self.contact.heard_within(window)
+        let now = self.elector.now_ms();
+        self.elector
+            .lock()
+            .peers_heard_within(now, window.as_millis() as u64)
     }
 
     /// The highest height Raft has canonized as far as this node knows: its applied head plus
@@ -353,15 +370,18 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     async fn dispatch(&self, from: NodeId, req: Request<RT>) -> Response {
         let is_peer = self.cfg.peers.contains(&from);
         if is_peer {
-            self.contact.heard(from);
+            self.elector.heard(from);
         }
         match req {
             Request::Ping if is_peer => Response::Pong,
             Request::AppendEntries(r) if is_peer => {
-                self.contact.appended_by(from);
+                self.elector.appended_by(from);
                 Response::AppendEntries(self.raft().append_entries(r).await)
             }
             Request::Vote(r) if is_peer => Response::Vote(self.raft().vote(r).await),
+            Request::PreVote { last_log } if is_peer => Response::PreVote {
+                granted: self.answer_pre_vote(from, last_log),
+            },
             Request::InstallSnapshot(r) if is_peer => {
                 Response::InstallSnapshot(self.raft().install_snapshot(r).await)
             }
@@ -549,127 +569,138 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             .emit(&self.id, Event::ProposalDropped { height, reason });
     }
 
-    /// Reports leadership changes and makes a leader that cannot hear a quorum give up, so a
-    /// leader behind a one-way partition does not hold the cluster hostage (openraft 0.9 has
-    /// no check-quorum step-down of its own).
-    async fn watchdog(self: Arc<Self>) {
-        let tick = Duration::from_millis(self.cfg.heartbeat_interval_ms);
-        let step_down_ms = self.cfg.election_timeout_ms_max * 2;
-        let mut leading_term: Option<u64> = None;
-        let mut leader_since = RT::Instant::now();
+    /// What the election policy reads of Raft.
+    fn raft_view(&self) -> RaftView {
+        let m = self.raft().metrics().borrow().clone();
+        RaftView {
+            role: match m.state {
+                ServerState::Leader => Role::Leader,
+                ServerState::Candidate => Role::Candidate,
+                ServerState::Follower => Role::Follower,
+                _ => Role::Other,
+            },
+            term: m.current_term,
+            voted_for: m.vote.leader_id().voted_for(),
+            leader: m.current_leader,
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            failed: m.running_state.as_ref().err().map(|e| e.to_string()),
+        }
+    }
+
+    /// This node's last log position, as a pre-vote compares it.
+    fn last_log_pos(&self) -> Result<Option<LogPos>, NodeError> {
+        let log: LogStore<RT> = LogStore::new(
+            self.seams.storage.clone(),
+            self.id,
+            self.seams.events.clone(),
+        );
+        let last: Option<LogId> = log
+            .last_log_id()
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        Ok(last.map(|l| LogPos {
+            term: l.leader_id.term,
+            index: l.index,
+        }))
+    }
+
+    fn answer_pre_vote(&self, from: NodeId, candidate_last: Option<LogPos>) -> bool {
+        // A log we cannot read is no ground to help anyone unseat a leader.
+        let Ok(own_last) = self.last_log_pos() else {
+            return false;
+        };
+        let view = self.raft_view();
+        let now = self.elector.now_ms();
+        self.elector
+            .lock()
+            .answer_pre_vote(now, from, candidate_last, own_last, &view)
+    }
+
+    /// The election driver: feeds the policy Raft's state at every deadline it names (at
+    /// least every heartbeat) and carries out what it decides.
+    async fn elections(self: Arc<Self>) {
         loop {
-            RT::sleep(tick).await;
+            let wait_ms = {
+                let view = self.raft_view();
+                let now = self.elector.now_ms();
+                self.elector.lock().next_tick(&view).saturating_sub(now)
+            };
+            RT::sleep(Duration::from_millis(wait_ms.max(1))).await;
             if self.stopped() {
                 return;
             }
-            let raft = self.raft();
-            if !self.hears_quorum() {
-                self.probe_peers();
+            let view = self.raft_view();
+            let now = self.elector.now_ms();
+            let actions = self.elector.lock().tick(now, &view);
+            for action in actions {
+                self.carry_out(action).await;
             }
-            let m = raft.metrics().borrow().clone();
-            if let Err(fatal) = &m.running_state {
-                // A failed disk write (or any fatal error) stops openraft for good; a node
-                // should not need an operator to come back once the disk does.
-                let after = fatal.to_string();
-                RT::sleep(Duration::from_millis(self.cfg.election_timeout_ms_max)).await;
-                if self.reopen_raft(false).await.is_ok() {
-                    self.seams
-                        .events
-                        .emit(&self.id, Event::RaftReopened { after });
-                    leading_term = None;
-                }
-                continue;
+        }
+    }
+
+    async fn carry_out(self: &Arc<Self>, action: ElectionAction) {
+        let emit = |e: Event| self.seams.events.emit(&self.id, e);
+        match action {
+            ElectionAction::RequestPreVotes { round } => self.request_pre_votes(round),
+            ElectionAction::Campaign { .. } => {
+                let _ = self.raft().trigger().elect().await;
             }
-            let leading = m.state == ServerState::Leader;
-            if leading_term != leading.then_some(m.current_term) {
-                if let Some(term) = leading_term {
-                    self.seams
-                        .events
-                        .emit(&self.id, Event::LostLeadership { term });
-                }
-                if leading {
-                    self.seams.events.emit(
-                        &self.id,
-                        Event::BecameLeader {
-                            term: m.current_term,
-                        },
-                    );
-                    leader_since = RT::Instant::now();
-                }
-                leading_term = leading.then_some(m.current_term);
-            }
-            if !leading || self.cfg.peers.len() < 2 {
-                continue;
-            }
-            let silent_ms = m
-                .millis_since_quorum_ack
-                .unwrap_or_else(|| leader_since.elapsed().as_millis() as u64);
-            if silent_ms > step_down_ms {
-                self.seams.events.emit(
-                    &self.id,
-                    Event::SteppedDown {
-                        millis_since_quorum_ack: silent_ms,
-                    },
-                );
+            ElectionAction::StepDown { silent_ms } => {
+                emit(Event::SteppedDown {
+                    millis_since_quorum_ack: silent_ms,
+                });
                 if let Err(e) = self.reopen_raft(true).await {
                     tracing::error!(node = ?self.id, "could not restart raft after stepping down: {e}");
                 }
             }
-        }
-    }
-
-    /// Whether this node heard from a quorum (itself included) within the step-down window.
-    fn hears_quorum(&self) -> bool {
-        let window = Duration::from_millis(self.cfg.election_timeout_ms_max * 2);
-        1 + self.contact.heard_within(window) > self.cfg.peers.len() / 2
-    }
-
-    /// The election timer, run here instead of inside openraft. openraft 0.9 draws one
-    /// election timeout per node for its whole life and checks it on ticks aligned to the
-    /// node's start, so two nodes that split a vote split every later one in lockstep. Raft
-    /// wants a fresh random timeout per round; this loop draws one, at full resolution.
-    ///
-    /// It also stands in for pre-vote (which 0.9 lacks): a node campaigns only while it hears a
-    /// quorum, so a node behind a one-way partition cannot win votes whose answers it never
-    /// hears and hold the cluster hostage.
-    async fn elector(self: Arc<Self>) {
-        let (min, max) = (
-            self.cfg.election_timeout_ms_min,
-            self.cfg.election_timeout_ms_max,
-        );
-        let lease = Duration::from_millis(max);
-        let started = RT::Instant::now();
-        let mut last_vote = None;
-        loop {
-            let timeout = RT::thread_rng().gen_range(min..=max);
-            RT::sleep(Duration::from_millis(timeout)).await;
-            if self.stopped() {
-                return;
-            }
-            let raft = self.raft();
-            let m = raft.metrics().borrow().clone();
-            // Granting a vote to another node restarts the timer, as in Raft; our own
-            // candidacy does not.
-            let vote_changed = last_vote.as_ref() != Some(&m.vote)
-                && m.vote.leader_id().voted_for() != Some(self.id);
-            last_vote = Some(m.vote);
-            if vote_changed || m.state == ServerState::Leader || m.running_state.is_err() {
-                continue;
-            }
-            if let Some(leader) = m.current_leader {
-                if leader == self.id || self.contact.leader_alive(&leader, lease) {
-                    continue;
+            ElectionAction::Reopen { after } => {
+                if self.reopen_raft(false).await.is_ok() {
+                    emit(Event::RaftReopened { after });
                 }
             }
-            let grace = started.elapsed() < Duration::from_millis(max * 2);
-            if !(self.hears_quorum() || grace) {
-                continue;
-            }
-            let _ = raft.trigger().elect().await;
+            ElectionAction::Probe => self.probe_peers(),
+            ElectionAction::BecameLeader { term } => emit(Event::BecameLeader { term }),
+            ElectionAction::LostLeadership { term } => emit(Event::LostLeadership { term }),
         }
     }
 
-    /// Pings every other peer; answers count as contact (see [`PeerContact`]).
+    /// Asks every other voter for its pre-vote; each answer goes to the policy, and the first
+    /// that completes a quorum starts the election.
+    fn request_pre_votes(self: &Arc<Self>, round: u64) {
+        let last_log = match self.last_log_pos() {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(node = ?self.id, "no pre-vote: cannot read the log: {e}");
+                return;
+            }
+        };
+        let Ok(bytes) = codec::encode(&Request::<RT>::PreVote { last_log }) else {
+            return;
+        };
+        let timeout = Duration::from_millis(self.cfg.election_timeout_ms_min);
+        for peer in self.cfg.peers.iter().copied().filter(|p| *p != self.id) {
+            let node = self.clone();
+            let bytes = bytes.clone();
+            let _detached = RT::spawn(async move {
+                let Ok(resp) = node.seams.transport.request(peer, bytes, timeout).await else {
+                    return;
+                };
+                let Ok(Response::PreVote { granted }) = codec::decode::<Response>(&resp) else {
+                    return;
+                };
+                let view = node.raft_view();
+                let now = node.elector.now_ms();
+                let campaign = node
+                    .elector
+                    .lock()
+                    .on_pre_vote_answer(now, round, peer, granted, &view);
+                if let Some(ElectionAction::Campaign { .. }) = campaign {
+                    let _ = node.raft().trigger().elect().await;
+                }
+            });
+        }
+    }
+
+    /// Pings every other peer; answers count as contact.
     fn probe_peers(self: &Arc<Self>) {
         let Ok(bytes) = codec::encode(&Request::<RT>::Ping) else {
             return;
@@ -681,7 +712,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let _detached = RT::spawn(async move {
                 if let Ok(resp) = node.seams.transport.request(peer, bytes, timeout).await {
                     if matches!(codec::decode::<Response>(&resp), Ok(Response::Pong)) {
-                        node.contact.heard(peer);
+                        node.elector.heard(peer);
                     }
                 }
             });
@@ -715,7 +746,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             &self.cfg,
             &self.seams,
             &self.chain,
-            &self.contact,
+            &self.elector,
             &self.applied,
         )
         .await?;

@@ -14,6 +14,7 @@ use crate::block::Block;
 use crate::chain::Head;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
+use crate::policy::election::LogPos;
 use crate::raft::Canon;
 use crate::tx::SignedTransaction;
 
@@ -41,6 +42,11 @@ pub enum Request<RT: AsyncRuntime> {
         max: u32,
         wait_ms: u32,
     },
+    /// Would you vote for me, whose last log entry is at `last_log`? Asked before a real
+    /// election and changes nothing at the receiver (see `policy::election`). Peers only.
+    PreVote {
+        last_log: Option<LogPos>,
+    },
 }
 
 #[derive(Serialize, Deserialize)]
@@ -62,6 +68,9 @@ pub enum Response {
     Blocks(Vec<Block>),
     /// The request was refused before reaching Raft (undecodable, or from a non-peer).
     Refused(String),
+    PreVote {
+        granted: bool,
+    },
 }
 
 /// What became of a submitted transaction.

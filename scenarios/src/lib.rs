@@ -47,6 +47,11 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
     ),
     (
         "chaos",
+        1114,
+        "after the heal a node with a stale log campaigned every timeout; its ever-higher term deposed each new leader (no pre-vote)",
+    ),
+    (
+        "chaos",
         61,
         "two leaders in term 93: openraft's default leader ids allow one leader per (term, node)",
     ),

@@ -110,6 +110,22 @@ impl<RT: AsyncRuntime> LogStore<RT> {
             .collect()
     }
 
+    /// The id of the last entry in the log (or the last purged one when the log is empty).
+    pub fn last_log_id(&self) -> Result<Option<LogId>, StorageError<NodeId>> {
+        let last = self
+            .storage
+            .last_before(Column::Log, &KEY_AFTER_ALL)
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
+        match last {
+            Some((_, v)) => Ok(Some(
+                codec::decode::<Entry<RT>>(&v)
+                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
+                    .log_id,
+            )),
+            None => self.read_meta(KEY_PURGED, ErrorSubject::Logs),
+        }
+    }
+
     pub fn stored_committed(&self) -> Result<Option<LogId>, StorageError<NodeId>> {
         Ok(self
             .read_meta::<Option<LogId>>(KEY_COMMITTED, ErrorSubject::Store)?
@@ -164,18 +180,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
 
     async fn get_log_state(&mut self) -> Result<LogState<C<RT>>, StorageError<NodeId>> {
         let last_purged_log_id: Option<LogId> = self.read_meta(KEY_PURGED, ErrorSubject::Logs)?;
-        let last = self
-            .storage
-            .last_before(Column::Log, &KEY_AFTER_ALL)
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
-        let last_log_id = match last {
-            Some((_, v)) => Some(
-                codec::decode::<Entry<RT>>(&v)
-                    .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?
-                    .log_id,
-            ),
-            None => last_purged_log_id,
-        };
+        let last_log_id = self.last_log_id()?;
         Ok(LogState {
             last_purged_log_id,
             last_log_id,

@@ -16,19 +16,19 @@ use openraft::{AsyncRuntime, EmptyNode};
 
 use super::Canon;
 use crate::codec;
-use crate::contact::PeerContact;
 use crate::ids::NodeId;
+use crate::shared_elector::SharedElector;
 use crate::transport::{Transport, TransportError};
 use crate::wire::{Request, Response};
 
 pub struct NetworkFactory<RT: AsyncRuntime> {
     transport: Arc<dyn Transport>,
-    contact: Arc<PeerContact<RT::Instant>>,
+    contact: Arc<SharedElector<RT::Instant>>,
     _rt: PhantomData<fn() -> RT>,
 }
 
 impl<RT: AsyncRuntime> NetworkFactory<RT> {
-    pub fn new(transport: Arc<dyn Transport>, contact: Arc<PeerContact<RT::Instant>>) -> Self {
+    pub fn new(transport: Arc<dyn Transport>, contact: Arc<SharedElector<RT::Instant>>) -> Self {
         NetworkFactory {
             transport,
             contact,
@@ -40,7 +40,7 @@ impl<RT: AsyncRuntime> NetworkFactory<RT> {
 pub struct PeerClient<RT: AsyncRuntime> {
     target: NodeId,
     transport: Arc<dyn Transport>,
-    contact: Arc<PeerContact<RT::Instant>>,
+    contact: Arc<SharedElector<RT::Instant>>,
     _rt: PhantomData<fn() -> RT>,
 }
 

@@ -1,0 +1,18 @@
+//! The node's decisions, as plain state machines.
+//!
+//! Every policy here follows one pattern (quinn-proto's `handle_timeout(now)` / `poll_transmit`,
+//! raft-rs's `tick` / `step`): a struct that holds what the policy remembers, fed with `now`
+//! (monotonic milliseconds since the node started, [`Millis`]) and with what the node observed,
+//! returning the actions to take. A policy never reads a clock, never sleeps, never touches
+//! storage or the network, and draws randomness only from an RNG it was given. The async tasks
+//! in `node` only gather observations, call the policy and carry its actions out.
+//!
+//! To add a decision (a standby stepping in, a batch sealing): write its struct and action
+//! enum here, one module per concept; give it a table-driven test that runs in milliseconds;
+//! then have one task feed it and execute what it returns.
+
+pub mod contact;
+pub mod election;
+
+/// Monotonic milliseconds since the node started: the only time a policy sees.
+pub type Millis = u64;
