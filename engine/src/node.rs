@@ -100,8 +100,14 @@ impl NodeConfig {
     fn raft_config(&self) -> Result<openraft::Config, NodeError> {
         openraft::Config {
             cluster_name: "canon".into(),
-            election_timeout_min: self.election_timeout_ms_min,
-            election_timeout_max: self.election_timeout_ms_max,
+            // With `enable_elect` off, openraft reads its election timeouts only for its leader
+            // lease: it refuses votes for `election_timeout_max` after hearing a leader. The
+            // pre-vote refuses for `election_timeout_ms_min` (policy::election); the lease is
+            // set to the same window, so a pre-vote that passes is a vote openraft grants.
+            election_timeout_min: self.heartbeat_interval_ms + 1,
+            election_timeout_max: self
+                .election_timeout_ms_min
+                .max(self.heartbeat_interval_ms + 2),
             heartbeat_interval: self.heartbeat_interval_ms,
             max_payload_entries: 64,
             // Blocks are the chain: the log is kept whole, so followers catch up by replication

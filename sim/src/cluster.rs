@@ -69,6 +69,11 @@ impl ClusterConfig {
 pub struct Observer {
     pub checker: Checker,
     pub trace: Trace,
+    /// What the scenario measured, for its test and for `explore`'s summary.
+    pub facts: Vec<(String, f64)>,
+    /// (node, when) of every end of leadership: a check-quorum step-down, or leadership lost
+    /// to a higher term.
+    pub leadership_ends: Vec<(usize, Duration)>,
     start: Instant,
 }
 
@@ -81,6 +86,9 @@ impl Observer {
         let at = self.now();
         self.trace
             .record(format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()));
+        if let Event::SteppedDown { .. } | Event::LostLeadership { .. } = event {
+            self.leadership_ends.push((node, at));
+        }
         self.checker.observe(node, at, event);
     }
 
@@ -200,6 +208,8 @@ impl SimCluster {
         let observer = SharedObserver(Arc::new(Mutex::new(Observer {
             checker: Checker::new(cfg.nodes, genesis_hash),
             trace: Trace::default(),
+            facts: Vec::new(),
+            leadership_ends: Vec::new(),
             start: Instant::now(),
         })));
         let net = SimNet::new(
@@ -286,6 +296,41 @@ impl SimCluster {
 
     pub fn note(&self, what: impl AsRef<str>) {
         self.observer.lock().note(what);
+    }
+
+    /// Waits until node `i` stops leading (steps down or loses to a higher term) at or after
+    /// `since` (simulated time since the run started); returns how long after `since`.
+    pub async fn wait_for_leadership_end(
+        &self,
+        i: usize,
+        since: Duration,
+        bound: Duration,
+    ) -> Result<Duration, String> {
+        let start = Instant::now();
+        loop {
+            let ended = self
+                .observer
+                .lock()
+                .leadership_ends
+                .iter()
+                .find(|(n, at)| *n == i && *at >= since)
+                .map(|(_, at)| *at - since);
+            if let Some(took) = ended {
+                return Ok(took);
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "n{i} still leads {:.3}s after it lost its quorum",
+                    bound.as_secs_f64()
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Records what the scenario measured: its test asserts on it and `explore` sums it up.
+    pub fn record(&self, name: &str, value: f64) {
+        self.observer.lock().facts.push((name.to_string(), value));
     }
 
     pub fn node(&self, i: usize) -> Option<Arc<SimNode>> {

@@ -36,7 +36,9 @@ enum Command {
         #[arg(long, hide = true)]
         machine: bool,
     },
-    /// Run a scenario over consecutive seeds, stopping at the first failure.
+    /// Run a scenario over consecutive seeds, each in its own process, stopping at the first
+    /// failure unless --keep-going. Ends with one summary line, then p50/p99/max of what the
+    /// scenario measured (failover times, catch-up times, ...).
     Explore {
         /// Scenario name (see `list`).
         scenario: String,
@@ -46,6 +48,12 @@ enum Command {
         /// The first seed.
         #[arg(long, default_value_t = 0)]
         start: u64,
+        /// Seeds run at once (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+        /// Run every seed and report all failures instead of stopping at the first.
+        #[arg(long)]
+        keep_going: bool,
     },
 }
 
@@ -88,6 +96,9 @@ fn main() -> ExitCode {
             if machine {
                 print!("{}", scenario::machine_report(&r));
             }
+            for (name, value) in &r.facts {
+                println!("fact {name}={value}");
+            }
             if r.ok() {
                 println!("{}", r.ok_line());
                 ExitCode::SUCCESS
@@ -100,18 +111,13 @@ fn main() -> ExitCode {
             scenario,
             seeds,
             start,
+            jobs,
+            keep_going,
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let bar = ProgressBar::new(seeds);
-            bar.set_style(
-                ProgressStyle::with_template(
-                    "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds {msg}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
             let exe = match std::env::current_exe() {
                 Ok(p) => p,
                 Err(e) => {
@@ -119,41 +125,96 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let wall = Instant::now();
-            let mut sim_secs = 0.0;
-            let mut failures = 0u64;
-            let mut ran = 0u64;
-            for seed in start..start.saturating_add(seeds) {
-                bar.set_message(format!("seed {seed}"));
-                // One process per seed: see `canon_sim::scenario` on why.
-                let mut cmd = std::process::Command::new(&exe);
+            let jobs = jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            explore(
+                s,
+                &exe,
+                start..start.saturating_add(seeds),
+                jobs,
+                keep_going,
+            )
+        }
+    }
+}
+
+/// Runs `seeds` of `s`, `jobs` child processes at a time (one process per seed: see
+/// `canon_sim::scenario`), with a progress bar; prints the summary and the facts' spread.
+fn explore(
+    s: &'static scenario::Scenario,
+    exe: &std::path::Path,
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    keep_going: bool,
+) -> ExitCode {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    let bar = ProgressBar::new(seeds.end - seeds.start);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds, eta {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let wall = Instant::now();
+    let next = AtomicU64::new(seeds.start);
+    let stop = AtomicBool::new(false);
+    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
+    let failed = AtomicU64::new(0);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| loop {
+                if stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let seed = next.fetch_add(1, Ordering::SeqCst);
+                if seed >= seeds.end {
+                    return;
+                }
+                let mut cmd = std::process::Command::new(exe);
                 cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
                 let r = scenario::run_in_child(cmd, s, seed);
-                sim_secs += r.sim_secs;
-                ran += 1;
                 bar.inc(1);
                 if !r.ok() {
-                    failures += 1;
+                    let n = failed.fetch_add(1, Ordering::SeqCst) + 1;
+                    bar.set_message(format!("{n} failed"));
                     bar.suspend(|| report_failure(&r));
-                    break;
+                    if !keep_going {
+                        stop.store(true, Ordering::SeqCst);
+                    }
                 }
-            }
-            bar.finish_and_clear();
-            let wall_secs = wall.elapsed().as_secs_f64();
-            println!(
-                "explored scenario={} seeds={} failures={} sim_secs={:.1} wall_secs={:.1} speedup={:.1}x",
-                s.name,
-                ran,
-                failures,
-                sim_secs,
-                wall_secs,
-                sim_secs / wall_secs.max(1e-9)
-            );
-            if failures > 0 {
-                ExitCode::from(1)
-            } else {
-                ExitCode::SUCCESS
-            }
+                reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+            });
         }
+    });
+    bar.finish_and_clear();
+    let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
+    reports.sort_by_key(|r| r.seed);
+    let wall_secs = wall.elapsed().as_secs_f64();
+    let sim_secs: f64 = reports.iter().map(|r| r.sim_secs).sum();
+    let failing: Vec<u64> = reports.iter().filter(|r| !r.ok()).map(|r| r.seed).collect();
+    println!(
+        "explored scenario={} seeds={} failures={} sim_secs={:.1} wall_secs={:.1} speedup={:.1}x jobs={}",
+        s.name,
+        reports.len(),
+        failing.len(),
+        sim_secs,
+        wall_secs,
+        sim_secs / wall_secs.max(1e-9),
+        jobs
+    );
+    if !failing.is_empty() {
+        let list: Vec<String> = failing.iter().map(u64::to_string).collect();
+        println!("failing seeds: {}", list.join(" "));
+    }
+    for line in scenario::fact_summary(&reports) {
+        println!("{line}");
+    }
+    if failing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }

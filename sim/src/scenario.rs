@@ -50,12 +50,23 @@ pub struct RunReport {
     pub trace_lines: u64,
     /// The first violated invariant or scenario expectation, if any.
     pub failure: Option<String>,
+    /// What the scenario measured (`failover_ms`, ...), in the order it recorded them.
+    pub facts: Vec<(String, f64)>,
     pub recent_events: Vec<String>,
 }
 
 impl RunReport {
     pub fn ok(&self) -> bool {
         self.failure.is_none()
+    }
+
+    /// Every value the scenario recorded under `name`.
+    pub fn fact(&self, name: &str) -> Vec<f64> {
+        self.facts
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| *v)
+            .collect()
     }
 
     pub fn replay_command(&self) -> String {
@@ -136,7 +147,7 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         Ok((result, sim)) => (result.err(), sim.as_secs_f64()),
         Err(e) => (Some(e), scenario.sim_time_limit.as_secs_f64()),
     };
-    let (trace, trace_lines, recent, blocks) = match &observer {
+    let (trace, trace_lines, recent, blocks, facts) = match &observer {
         Some(o) => {
             let o = o.lock();
             if let Some(v) = o.checker.violations().first() {
@@ -148,9 +159,10 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
                 o.trace.lines(),
                 o.trace.recent(),
                 o.checker.canonical_height(),
+                o.facts.clone(),
             )
         }
-        None => ("0000000000000000".into(), 0, Vec::new(), 0),
+        None => ("0000000000000000".into(), 0, Vec::new(), 0, Vec::new()),
     };
     RunReport {
         scenario: scenario.name,
@@ -162,6 +174,7 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         trace_lines,
         failure,
         recent_events: recent,
+        facts,
     }
 }
 
@@ -189,6 +202,9 @@ pub fn machine_report(r: &RunReport) -> String {
     for e in &r.recent_events {
         out.push_str(&format!("{TEXT_TAG}event {e}\n"));
     }
+    for (name, value) in &r.facts {
+        out.push_str(&format!("{TEXT_TAG}fact {name} {value}\n"));
+    }
     out
 }
 
@@ -211,6 +227,7 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         trace_lines: 0,
         failure: Some(why),
         recent_events: Vec::new(),
+        facts: Vec::new(),
     };
     let out = match cmd.output() {
         Ok(o) => o,
@@ -230,12 +247,19 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
     };
     let mut failure: Vec<&str> = Vec::new();
     let mut events = Vec::new();
+    let mut facts = Vec::new();
     for line in stdout.lines() {
         if let Some(text) = line.split_once(TEXT_TAG).map(|(_, t)| t) {
             if let Some(f) = text.strip_prefix("failure ") {
                 failure.push(f);
             } else if let Some(e) = text.strip_prefix("event ") {
                 events.push(e.to_string());
+            } else if let Some((name, value)) = text
+                .strip_prefix("fact ")
+                .and_then(|f| f.split_once(' '))
+                .and_then(|(n, v)| Some((n.to_string(), v.parse::<f64>().ok()?)))
+            {
+                facts.push((name, value));
             }
         }
     }
@@ -261,5 +285,30 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
             Some(failure.join("\n"))
         },
         recent_events: events,
+        facts,
     }
+}
+
+/// p50 / p99 / max of every fact over many runs, one line per fact name (sorted by name).
+pub fn fact_summary(reports: &[RunReport]) -> Vec<String> {
+    let mut by_name: std::collections::BTreeMap<&str, Vec<f64>> = Default::default();
+    for r in reports {
+        for (name, value) in &r.facts {
+            by_name.entry(name).or_default().push(*value);
+        }
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut v)| {
+            v.sort_by(f64::total_cmp);
+            let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+            format!(
+                "fact {name}: n={} p50={} p99={} max={}",
+                v.len(),
+                at(0.5),
+                at(0.99),
+                at(1.0)
+            )
+        })
+        .collect()
 }

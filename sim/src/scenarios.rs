@@ -124,6 +124,10 @@ const PROGRESS_BLOCKS: u64 = 3;
 const HEAL_BOUND: Duration = Duration::from_secs(20);
 const CLIENT_INTERVAL: Duration = Duration::from_millis(25);
 
+fn ms(d: Duration) -> f64 {
+    d.as_millis() as f64
+}
+
 fn at(c: &SimCluster, msg: String) -> String {
     format!("{msg} (sim {:.3}s)", c.observer.lock().now().as_secs_f64())
 }
@@ -156,9 +160,11 @@ async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     for i in c.down_nodes() {
         c.restart(i);
     }
-    c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+    let took = c
+        .wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
         .await
         .map_err(|e| at(c, e))?;
+    c.record("recovery_ms", ms(took));
     let target = c.canonical_height();
     c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
         .await
@@ -180,6 +186,7 @@ fn leader_failover(ctx: Ctx) -> ScenarioFuture {
             "n{new} leads {:.3}s after n{old} stopped",
             took.as_secs_f64()
         ));
+        c.record("failover_ms", ms(took));
         c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
@@ -199,6 +206,7 @@ fn leader_failover(ctx: Ctx) -> ScenarioFuture {
                 format!("n{old} came back as leader instead of follower"),
             ));
         }
+        c.record("rejoined_as_follower", 1.0);
         heal_and_check(&mut c).await
     })
 }
@@ -208,9 +216,11 @@ fn bootstrap_race(ctx: Ctx) -> ScenarioFuture {
         let mut c = ctx.cluster(ClusterConfig::default());
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
         let all = c.up_nodes();
-        c.wait_for_leader(&all, Duration::from_secs(10))
+        let (_, took) = c
+            .wait_for_leader(&all, Duration::from_secs(10))
             .await
             .map_err(|e| at(&c, e))?;
+        c.record("first_leader_ms", ms(took));
         c.wait_for_progress(10, HEAL_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
@@ -230,6 +240,7 @@ fn bootstrap_race(ctx: Ctx) -> ScenarioFuture {
                 format!("nodes disagree on membership: {memberships:?}"),
             ));
         }
+        c.record("voters", memberships.first().map_or(0, Vec::len) as f64);
         heal_and_check(&mut c).await
     })
 }
@@ -247,6 +258,10 @@ fn quorum_loss(ctx: Ctx) -> ScenarioFuture {
         sleep_ms(2_000).await;
         let frozen = c.canonical_height();
         sleep_ms(5_000).await;
+        c.record(
+            "advanced_without_quorum",
+            (c.canonical_height() - frozen) as f64,
+        );
         if c.canonical_height() != frozen {
             return Err(at(
                 &c,
@@ -274,9 +289,11 @@ fn follower_restart(ctx: Ctx) -> ScenarioFuture {
             .map_err(|e| at(&c, e))?;
         c.restart(f);
         let target = c.canonical_height();
-        c.wait_for_height(&[f], target, HEAL_BOUND)
+        let took = c
+            .wait_for_height(&[f], target, HEAL_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
+        c.record("catchup_ms", ms(took));
         heal_and_check(&mut c).await
     })
 }
@@ -308,6 +325,7 @@ fn asymmetric_partition(ctx: Ctx) -> ScenarioFuture {
                 "fault: n{leader} can {} only",
                 if send_only { "send" } else { "receive" }
             ));
+            let cut_at = c.observer.lock().now();
             let rest: Vec<usize> = all.iter().copied().filter(|o| *o != leader).collect();
             let (new, took) = c
                 .wait_for_leader(&rest, bound)
@@ -317,6 +335,15 @@ fn asymmetric_partition(ctx: Ctx) -> ScenarioFuture {
                 "n{new} leads {:.3}s after the partition",
                 took.as_secs_f64()
             ));
+            c.record("failover_ms", ms(took));
+            // Check-quorum: a leader that cannot reach a quorum stops leading within
+            // 2 x election_timeout_max (or sooner, when a new leader's term reaches it).
+            let limit = Duration::from_millis(c.cfg.election_timeout_ms_max * 2);
+            let ended = c
+                .wait_for_leadership_end(leader, cut_at, limit)
+                .await
+                .map_err(|e| at(&c, e))?;
+            c.record("old_leader_stopped_ms", ms(ended));
             // The partitioned node may not hear the new leader; the majority must progress.
             let target = c.canonical_height() + PROGRESS_BLOCKS;
             c.wait_for_height(&rest, target, HEAL_BOUND)
@@ -460,6 +487,7 @@ fn external_catchup(ctx: Ctx) -> ScenarioFuture {
             "external caught up {target} blocks in {:.3}s",
             took.as_secs_f64()
         ));
+        c.record("catchup_ms", ms(took));
         // Following: it keeps up with new blocks.
         let next = c.canonical_height() + 10;
         c.wait_for_external(x, next, EXTERNAL_BOUND)
@@ -518,6 +546,7 @@ fn external_partition(ctx: Ctx) -> ScenarioFuture {
             "external caught up after the partition in {:.3}s",
             took.as_secs_f64()
         ));
+        c.record("catchup_ms", ms(took));
         externals_converge(&mut c).await
     })
 }
@@ -585,6 +614,7 @@ fn lying_source(ctx: Ctx) -> ScenarioFuture {
             }
             sleep_ms(50).await;
         }
+        c.record("liar_rejected", 1.0);
         externals_converge(&mut c).await
     })
 }
