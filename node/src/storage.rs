@@ -40,6 +40,18 @@ pub struct RocksStorage {
     db: DB,
 }
 
+/// Runs blocking RocksDB work (an fsync, a long scan) so it never stalls an async worker: on a
+/// worker of tokio's multi-threaded runtime, the worker's other tasks move to another thread
+/// for the duration (`block_in_place`); anywhere else (a blocking thread, a plain thread) it
+/// simply runs. The engine's storage seam is synchronous, and openraft calls it from tasks.
+fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn rocks_err(e: rocksdb::Error) -> StorageError {
     StorageError(format!("rocksdb: {e}"))
 }
@@ -127,21 +139,24 @@ impl Storage for RocksStorage {
         to: &[u8],
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
-        let mut out = Vec::new();
         if from >= to {
-            return Ok(out);
+            return Ok(Vec::new());
         }
-        for item in self
-            .db
-            .iterator_cf(self.cf(col)?, IteratorMode::From(from, Direction::Forward))
-        {
-            let (k, v) = item.map_err(rocks_err)?;
-            if &*k >= to || out.len() >= limit {
-                break;
+        let cf = self.cf(col)?;
+        off_the_workers(|| {
+            let mut out = Vec::new();
+            for item in self
+                .db
+                .iterator_cf(cf, IteratorMode::From(from, Direction::Forward))
+            {
+                let (k, v) = item.map_err(rocks_err)?;
+                if &*k >= to || out.len() >= limit {
+                    break;
+                }
+                out.push((k.to_vec(), v.to_vec()));
             }
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     fn last_before(&self, col: Column, to: &[u8]) -> Result<Option<KeyValue>, StorageError> {
@@ -169,7 +184,7 @@ impl Storage for RocksStorage {
         }
         let mut opts = WriteOptions::default();
         opts.set_sync(durability == Durability::Synced);
-        self.db.write_opt(b, &opts).map_err(rocks_err)
+        off_the_workers(|| self.db.write_opt(b, &opts)).map_err(rocks_err)
     }
 }
 
@@ -186,6 +201,54 @@ mod tests {
         let mut b = WriteBatch::default();
         b.put(Column::Log, k.to_vec(), v.to_vec());
         s.write(b, Durability::Synced).unwrap();
+    }
+
+    /// A task doing synced writes must not stall the other tasks of its worker: with one
+    /// worker, a ticker still ticks while the writes run (it could not without the handoff,
+    /// since the writing task never yields).
+    #[test]
+    fn synced_writes_leave_the_async_worker_free() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(RocksStorage::open(dir.path(), id(1)).unwrap());
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let during = rt.block_on(async {
+            let t = ticks.clone();
+            let ticker = tokio::spawn(async move {
+                loop {
+                    t.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let (s, t) = (s.clone(), ticks.clone());
+            let writer = tokio::spawn(async move {
+                let before = t.load(Ordering::SeqCst);
+                let started = Instant::now();
+                let mut i = 0u32;
+                // No await in here: only the handoff lets the ticker run meanwhile.
+                while started.elapsed() < Duration::from_millis(300) {
+                    put(&s, &i.to_be_bytes(), b"x");
+                    i += 1;
+                }
+                t.load(Ordering::SeqCst) - before
+            });
+            let during = writer.await.unwrap();
+            ticker.abort();
+            during
+        });
+        assert!(
+            during > 10,
+            "the worker was blocked by the writes: {during} ticks in 300 ms"
+        );
     }
 
     #[test]
