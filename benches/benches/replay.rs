@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use canon_benches::fixture;
 use canon_engine::chain::{build_block, Head, Proposal};
+use canon_engine::chain_store::{block_key, read_blocks};
 use canon_engine::codec;
-use canon_engine::raft::state_machine::{block_key, read_blocks};
 use canon_engine::replay::Replica;
 use canon_engine::storage::{Column, Durability, MemDisk, Storage, WriteBatch};
 use canon_engine::tx::{Payload, Transaction};

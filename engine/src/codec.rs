@@ -144,8 +144,6 @@ mod tests {
         assert!(decode::<Vec<u8>>(&bytes).is_err());
     }
 
-    type Rt = openraft::TokioRuntime;
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -153,7 +151,7 @@ mod tests {
         fn hostile_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = decode::<Block>(&bytes);
             let _ = decode::<SignedTransaction>(&bytes);
-            let _ = decode::<Request<Rt>>(&bytes);
+            let _ = decode::<Request>(&bytes);
             let _ = decode::<Response>(&bytes);
         }
 

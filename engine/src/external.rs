@@ -19,9 +19,10 @@ use crate::codec;
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
-use crate::node::{NodeError, Seams};
-use crate::raft::state_machine::read_chain;
+use crate::peer;
+use crate::policy::download::{DownloadConfig, Downloader, Plan, RoundResult};
 use crate::replay::{answer_get_blocks, ReplayError, Replica};
+use crate::seams::{NodeError, Seams};
 use crate::tx::SignedTransaction;
 use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
 
@@ -198,27 +199,18 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     /// Answers a request from anyone: the verified chain, accounts, and transactions (which go
     /// on to a consensus source). Raft requests are refused: this node is not in Raft.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
-        let resp = match codec::decode::<Request<RT>>(bytes) {
+        let resp = match codec::decode::<Request>(bytes) {
             Err(e) => Response::Refused(format!("undecodable request: {e}")),
             Ok(Request::GetHead) => Response::Head(self.head()),
             Ok(Request::GetBlocks { from, max, wait_ms }) => {
-                answer_get_blocks::<RT>(
-                    &**self.replica.storage(),
-                    self.replica.chain(),
-                    self.replica.applied_notify(),
-                    from,
-                    max,
-                    wait_ms,
-                )
-                .await
+                answer_get_blocks::<RT>(self.replica.chain(), from, max, wait_ms).await
             }
             Ok(Request::Account(addr)) => {
-                let chain = read_chain(self.replica.chain());
-                let acc = chain.ledger.account(&addr);
+                let (acc, height) = self.replica.chain().account(&addr);
                 Response::Account {
                     balance: acc.balance,
                     nonce: acc.nonce,
-                    height: chain.head.height,
+                    height,
                 }
             }
             Ok(Request::ClientSubmit(tx)) => {
@@ -237,11 +229,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         if !tx.signature_valid() {
             return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
         }
-        let req: Request<RT> = Request::ClientSubmit(tx);
-        let bytes = match codec::encode(&req) {
-            Ok(b) => b,
-            Err(e) => return SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())),
-        };
+        let req = Request::ClientSubmit(tx);
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
         let mut last = String::from("no consensus node among the sources");
         for peer in self
@@ -250,20 +238,12 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             .iter()
             .filter(|s| self.cfg.validators.contains(s))
         {
-            match self
-                .seams
-                .transport
-                .request(*peer, bytes.clone(), timeout)
-                .await
-            {
-                Ok(resp) => match codec::decode::<Response>(&resp) {
-                    Ok(Response::SubmitTransaction(SubmitOutcome::NotLeader { .. })) => {
-                        last = format!("{peer} knows no leader");
-                    }
-                    Ok(Response::SubmitTransaction(outcome)) => return outcome,
-                    Ok(_) => last = format!("{peer} gave an unexpected answer"),
-                    Err(e) => last = format!("{peer}: {e}"),
-                },
+            match peer::call(&*self.seams.transport, *peer, &req, timeout).await {
+                Ok(Response::SubmitTransaction(SubmitOutcome::NotLeader { .. })) => {
+                    last = format!("{peer} knows no leader");
+                }
+                Ok(Response::SubmitTransaction(outcome)) => return outcome,
+                Ok(_) => last = peer::CallError::Unexpected { peer: *peer }.to_string(),
                 Err(e) => last = e.to_string(),
             }
         }
@@ -279,23 +259,16 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     }
 
     async fn fetch(&self, source: NodeId, from: u64, wait_ms: u32) -> Fetched {
-        let req: Request<RT> = Request::GetBlocks {
+        let req = Request::GetBlocks {
             from,
             max: self.cfg.batch_blocks,
             wait_ms,
         };
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms + u64::from(wait_ms));
-        let blocks = match codec::encode(&req) {
+        let blocks = match peer::call(&*self.seams.transport, source, &req, timeout).await {
+            Ok(Response::Blocks(b)) => Ok(b),
+            Ok(_) => Err(peer::CallError::Unexpected { peer: source }.to_string()),
             Err(e) => Err(e.to_string()),
-            Ok(bytes) => match self.seams.transport.request(source, bytes, timeout).await {
-                Err(e) => Err(e.to_string()),
-                Ok(resp) => match codec::decode::<Response>(&resp) {
-                    Ok(Response::Blocks(b)) => Ok(b),
-                    Ok(Response::Refused(why)) => Err(format!("refused: {why}")),
-                    Ok(_) => Err("unexpected answer to GetBlocks".into()),
-                    Err(e) => Err(format!("undecodable answer: {e}")),
-                },
-            },
         };
         Fetched { source, blocks }
     }
@@ -381,64 +354,48 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Some(applied)
     }
 
+    /// The download loop: plans each round with `policy::download`, fetches, applies.
     async fn follow(self: Arc<Self>) {
-        let mut round = 0usize;
-        let mut caught_up = false;
+        let mut downloader = Downloader::new(DownloadConfig {
+            batch_blocks: self.cfg.batch_blocks,
+            pipeline_depth: self.cfg.pipeline_depth,
+            follow_wait_ms: self.cfg.follow_wait_ms,
+        });
         while !self.stopped.load(Ordering::SeqCst) {
-            let sources = self.trusted_sources();
-            if sources.is_empty() {
-                RT::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            let head = self.replica.head().height;
-            let batch = u64::from(self.cfg.batch_blocks.max(1));
-            // Caught up: one long-poll. Behind: consecutive ranges over different sources.
-            let depth = if caught_up {
-                1
-            } else {
-                self.cfg.pipeline_depth.max(1)
+            let planned = match downloader.plan(self.replica.head().height, &self.trusted_sources())
+            {
+                Plan::Fetch(f) => f,
+                Plan::Pause { ms } => {
+                    RT::sleep(Duration::from_millis(ms)).await;
+                    continue;
+                }
             };
-            let wait_ms = if caught_up {
-                self.cfg.follow_wait_ms
-            } else {
-                0
+            let results = join_all(
+                planned
+                    .iter()
+                    .map(|f| self.fetch(f.source, f.from, f.wait_ms)),
+            )
+            .await;
+            let mut round = RoundResult {
+                any_answered: results.iter().any(|f| f.blocks.is_ok()),
+                received: results
+                    .iter()
+                    .map(|f| f.blocks.as_ref().map_or(0, Vec::len) as u64)
+                    .sum(),
+                ..RoundResult::default()
             };
-            let fetches = (0..depth).map(|k| {
-                let source = sources[(round + k) % sources.len()];
-                self.fetch(source, head + 1 + k as u64 * batch, wait_ms)
-            });
-            let results = join_all(fetches).await;
-            round = round.wrapping_add(1);
-            let any_ok = results.iter().any(|f| f.blocks.is_ok());
-            let received: usize = results
-                .iter()
-                .map(|f| f.blocks.as_ref().map_or(0, Vec::len))
-                .sum();
-            let mut applied = 0u64;
-            let mut storage_failed = false;
             for fetched in results {
                 match self.apply_fetched(fetched) {
-                    Some(n) => applied += n,
+                    Some(n) => round.applied += n,
                     None => {
-                        storage_failed = true;
+                        round.storage_failed = true;
                         break;
                     }
                 }
             }
-            if storage_failed {
-                RT::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-            // A full first range means more is waiting; anything less, the source is at its head.
-            caught_up = applied == 0 || (received as u64) < batch * depth as u64;
-            if !any_ok {
-                // Every source failed at once (partition, all down): don't spin.
-                RT::sleep(Duration::from_millis(200)).await;
-            } else if applied == 0 && !caught_up {
-                RT::sleep(Duration::from_millis(50)).await;
-            } else if applied == 0 && wait_ms == 0 {
-                // Caught up by the last round; the next one long-polls.
-                RT::sleep(Duration::from_millis(10)).await;
+            let pause_ms = downloader.after(&planned, round);
+            if pause_ms > 0 {
+                RT::sleep(Duration::from_millis(pause_ms)).await;
             }
         }
     }

@@ -8,6 +8,7 @@
 
 pub mod block;
 pub mod chain;
+pub mod chain_store;
 pub mod clock;
 pub mod codec;
 pub mod events;
@@ -17,9 +18,11 @@ pub mod keys;
 pub mod ledger;
 pub mod mempool;
 pub mod node;
+pub mod peer;
 pub mod policy;
 pub mod raft;
 pub mod replay;
+pub mod seams;
 pub mod shared_elector;
 pub mod storage;
 pub mod transport;

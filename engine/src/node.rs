@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
@@ -14,24 +14,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, ChainSpec};
 use crate::chain::{build_block, Head, Proposal};
-use crate::clock::Clock;
+use crate::chain_store::ChainStore;
 use crate::codec;
-use crate::events::{Event, EventSink};
+use crate::events::Event;
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::ledger::Account;
-use crate::ledger::TxError;
 use crate::mempool::Mempool;
+use crate::peer;
+use crate::policy::admission::{self, Route};
 use crate::policy::election::{ElectionAction, ElectionConfig, Elector, LogPos, RaftView, Role};
+use crate::policy::sequencer::{ProposalOutcome, Sequencer, SequencerAction, SequencerConfig};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
-use crate::raft::state_machine::block_key;
-use crate::raft::state_machine::{load_chain_state, read_chain, SharedChain, StateMachine};
+use crate::raft::state_machine::StateMachine;
 use crate::raft::{ApplyOutcome, Canon, LogId};
+pub use crate::seams::{NodeError, Seams};
 use crate::shared_elector::SharedElector;
-use crate::storage::Column;
-use crate::storage::Storage;
-use crate::transport::Transport;
 use crate::tx::SignedTransaction;
 use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
 use alloy_primitives::Address;
@@ -122,25 +121,6 @@ impl NodeConfig {
     }
 }
 
-/// The host's side of the seam, handed to the engine at start.
-#[derive(Clone)]
-pub struct Seams {
-    pub storage: Arc<dyn Storage>,
-    pub transport: Arc<dyn Transport>,
-    pub clock: Arc<dyn Clock>,
-    pub events: Arc<dyn EventSink>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum NodeError {
-    #[error("config: {0}")]
-    Config(String),
-    #[error("storage: {0}")]
-    Storage(String),
-    #[error("raft: {0}")]
-    Raft(String),
-}
-
 /// A point-in-time view for status endpoints and tables.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -160,11 +140,9 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     id: NodeId,
     seams: Seams,
     raft: Mutex<Raft<Canon<RT>>>,
-    chain: SharedChain,
+    chain: Arc<ChainStore>,
     mempool: Mutex<Mempool>,
     elector: Arc<SharedElector<RT::Instant>>,
-    /// Woken after each applied entry; long-polling block downloads wait on it.
-    applied: Arc<tokio::sync::Notify>,
     stopped: AtomicBool,
 }
 
@@ -177,8 +155,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     pub async fn start(cfg: NodeConfig, seams: Seams) -> Result<Arc<Self>, NodeError> {
         cfg.validate()?;
         let id = cfg.id();
-        let state = load_chain_state(&*seams.storage, &cfg.chain)
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let chain = Arc::new(
+            ChainStore::open(seams.storage.clone(), &cfg.chain)
+                .map_err(|e| NodeError::Storage(e.to_string()))?,
+        );
+        let (head, last_applied) = {
+            let s = chain.state();
+            (s.head, s.last_applied)
+        };
         let log: LogStore<RT> = LogStore::new(seams.storage.clone(), id, seams.events.clone());
         let vote = log
             .stored_vote()
@@ -189,23 +173,20 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         seams.events.emit(
             &id,
             Event::Started {
-                head_height: state.head.height,
-                head_hash: state.head.hash,
-                applied_index: state.last_applied.map(|l| l.index),
+                head_height: head.height,
+                head_hash: head.hash,
+                applied_index: last_applied.map(|l| l.index),
                 term: vote.map(|v| v.leader_id().term).unwrap_or(0),
                 committed_index: committed.map(|c| c.index),
             },
         );
-        let chain: SharedChain = Arc::new(RwLock::new(state));
         let elector = Arc::new(SharedElector::new(Elector::new(
             cfg.election_config(),
             RT::thread_rng().gen(),
         )));
-        let applied = Arc::new(tokio::sync::Notify::new());
-        let raft = Self::open_raft(&cfg, &seams, &chain, &elector, &applied).await?;
+        let raft = Self::open_raft(&cfg, &seams, &chain, &elector).await?;
         let node = Arc::new(ConsensusNode {
             elector,
-            applied,
             mempool: Mutex::new(Mempool::new(cfg.mempool_capacity)),
             cfg,
             id,
@@ -225,20 +206,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     async fn open_raft(
         cfg: &NodeConfig,
         seams: &Seams,
-        chain: &SharedChain,
+        chain: &Arc<ChainStore>,
         elector: &Arc<SharedElector<RT::Instant>>,
-        applied: &Arc<tokio::sync::Notify>,
     ) -> Result<Raft<Canon<RT>>, NodeError> {
         let id = cfg.id();
         let log = LogStore::new(seams.storage.clone(), id, seams.events.clone());
-        let sm = StateMachine::new(
-            seams.storage.clone(),
-            id,
-            cfg.peers.clone(),
-            seams.events.clone(),
-            chain.clone(),
-            applied.clone(),
-        );
+        let sm = StateMachine::new(chain.clone(), id, cfg.peers.clone(), seams.events.clone());
         Raft::new(
             id,
             Arc::new(cfg.raft_config()?),
@@ -259,17 +232,17 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     pub fn head(&self) -> Head {
-        read_chain(&self.chain).head
+        self.chain.head()
     }
 
-    /// The applied chain state (head, ledger), shared with the state machine.
-    pub fn chain(&self) -> &SharedChain {
+    /// The chain this node applied: the one read API for blocks, head and state.
+    pub fn chain(&self) -> &Arc<ChainStore> {
         &self.chain
     }
 
     pub fn status(&self) -> NodeStatus {
         let m = self.raft().metrics().borrow().clone();
-        let chain = read_chain(&self.chain);
+        let head = self.chain.head();
         NodeStatus {
             id: self.id,
             state: format!("{:?}", m.state),
@@ -278,25 +251,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             term: m.current_term,
             last_log_index: m.last_log_index,
             last_applied_index: m.last_applied.map(|l| l.index),
-            head: chain.head,
+            head,
             mempool_len: lock(&self.mempool).len(),
         }
     }
 
-    /// The canonized block at `height` as this node stored it; `None` above its head. Height 0
-    /// is genesis, which has a header but no stored block: see [`ChainSpec::genesis_header`].
+    /// The canonized block at `height` as this node stored it; `None` above its head and for
+    /// genesis.
     pub fn block(&self, height: u64) -> Result<Option<Block>, NodeError> {
-        if height == 0 || height > self.head().height {
-            return Ok(None);
-        }
-        let bytes = self
-            .seams
-            .storage
-            .get(Column::Block, &block_key(height))
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
-        bytes
-            .map(|b| codec::decode::<Block>(&b))
-            .transpose()
+        self.chain
+            .block(height)
             .map_err(|e| NodeError::Storage(format!("block {height}: {e}")))
     }
 
@@ -306,8 +270,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// An account in this node's applied state, with the height it was read at.
     pub fn account(&self, address: &Address) -> (Account, u64) {
-        let chain = read_chain(&self.chain);
-        (chain.ledger.account(address), chain.head.height)
+        self.chain.account(address)
     }
 
     /// Consensus peers (not this node) heard from within `window`.
@@ -324,7 +287,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// same way apply rejects it.
     pub fn canonized_height(&self) -> u64 {
         let (mut head, applied) = {
-            let chain = read_chain(&self.chain);
+            let chain = self.chain.state();
             (chain.head, chain.last_applied.map(|l| l.index))
         };
         let log: LogStore<RT> = LogStore::new(
@@ -366,14 +329,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// Answers one request from peer `from` (already authenticated by the transport).
     /// Undecodable bytes get a refusal, never a panic.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
-        let resp = match codec::decode::<Request<RT>>(bytes) {
+        let resp = match codec::decode::<Request>(bytes) {
             Err(e) => Response::Refused(format!("undecodable request: {e}")),
             Ok(req) => self.dispatch(from, req).await,
         };
         codec::encode(&resp).unwrap_or_default()
     }
 
-    async fn dispatch(&self, from: NodeId, req: Request<RT>) -> Response {
+    async fn dispatch(&self, from: NodeId, req: Request) -> Response {
         let is_peer = self.cfg.peers.contains(&from);
         if is_peer {
             self.elector.heard(from);
@@ -382,94 +345,76 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Request::Ping if is_peer => Response::Pong,
             Request::AppendEntries(r) if is_peer => {
                 self.elector.appended_by(from);
-                Response::AppendEntries(self.raft().append_entries(r).await)
+                Response::AppendEntries(self.raft().append_entries(r.into()).await)
             }
             Request::Vote(r) if is_peer => Response::Vote(self.raft().vote(r).await),
             Request::PreVote { last_log } if is_peer => Response::PreVote {
                 granted: self.answer_pre_vote(from, last_log),
             },
             Request::InstallSnapshot(r) if is_peer => {
-                Response::InstallSnapshot(self.raft().install_snapshot(r).await)
+                Response::InstallSnapshot(self.raft().install_snapshot(r.into()).await)
             }
             Request::ClientSubmit(tx) => {
                 Response::SubmitTransaction(self.submit_transaction(tx).await)
             }
-            Request::Forwarded(tx) => Response::SubmitTransaction(self.admit_local(tx)),
+            Request::Forwarded(tx) => Response::SubmitTransaction(self.admit_forwarded(tx)),
             Request::Account(addr) => {
-                let chain = read_chain(&self.chain);
-                let acc = chain.ledger.account(&addr);
+                let (acc, height) = self.chain.account(&addr);
                 Response::Account {
                     balance: acc.balance,
                     nonce: acc.nonce,
-                    height: chain.head.height,
+                    height,
                 }
             }
-            Request::GetHead => Response::Head(read_chain(&self.chain).head),
+            Request::GetHead => Response::Head(self.chain.head()),
             Request::GetBlocks { from, max, wait_ms } => {
-                crate::replay::answer_get_blocks::<RT>(
-                    &*self.seams.storage,
-                    &self.chain,
-                    &self.applied,
-                    from,
-                    max,
-                    wait_ms,
-                )
-                .await
+                crate::replay::answer_get_blocks::<RT>(&self.chain, from, max, wait_ms).await
             }
             _ => Response::Refused(format!("{from} is not in consensus_peer_ids")),
         }
     }
 
-    /// A client's transaction: admitted here when leader, else forwarded once to the leader.
+    /// A client's transaction: admitted here when leader, else forwarded once to the leader
+    /// (`policy::admission`).
     pub async fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
         if !tx.signature_valid() {
             return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
         }
-        let (state, leader) = {
-            let m = self.raft().metrics().borrow().clone();
-            (m.state, m.current_leader)
-        };
-        match leader {
-            Some(l) if l == self.id && state == ServerState::Leader => self.admit_local(tx),
-            Some(l) if l != self.id => self.forward(l, tx).await,
-            _ => SubmitOutcome::NotLeader { leader: None },
+        match admission::route(self.id, &self.raft_view(), false) {
+            Route::Admit => self.admit(tx),
+            Route::Forward(leader) => self.forward(leader, tx).await,
+            Route::NotLeader { leader } => SubmitOutcome::NotLeader { leader },
         }
     }
 
     async fn forward(&self, leader: NodeId, tx: SignedTransaction) -> SubmitOutcome {
-        let req: Request<RT> = Request::Forwarded(tx);
-        let bytes = match codec::encode(&req) {
-            Ok(b) => b,
-            Err(e) => return SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())),
-        };
         let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
-        match self.seams.transport.request(leader, bytes, timeout).await {
+        let req = Request::Forwarded(tx);
+        match peer::call(&*self.seams.transport, leader, &req, timeout).await {
+            Ok(Response::SubmitTransaction(o)) => o,
+            Ok(_) => SubmitOutcome::Rejected(SubmitRejection::Forward(
+                peer::CallError::Unexpected { peer: leader }.to_string(),
+            )),
             Err(e) => SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())),
-            Ok(resp) => match codec::decode::<Response>(&resp) {
-                Ok(Response::SubmitTransaction(o)) => o,
-                Ok(Response::Refused(why)) => {
-                    SubmitOutcome::Rejected(SubmitRejection::Forward(why))
-                }
-                Ok(_) => {
-                    SubmitOutcome::Rejected(SubmitRejection::Forward("unexpected response".into()))
-                }
-                Err(e) => SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())),
-            },
         }
     }
 
-    fn admit_local(&self, tx: SignedTransaction) -> SubmitOutcome {
-        let (state, leader) = {
-            let m = self.raft().metrics().borrow().clone();
-            (m.state, m.current_leader)
-        };
-        if state != ServerState::Leader {
-            return SubmitOutcome::NotLeader { leader };
-        }
+    /// A transaction a replica forwarded: admitted if this node leads, never forwarded again.
+    fn admit_forwarded(&self, tx: SignedTransaction) -> SubmitOutcome {
         if !tx.signature_valid() {
             return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
         }
-        let chain = read_chain(&self.chain);
+        match admission::route(self.id, &self.raft_view(), true) {
+            Route::Admit => self.admit(tx),
+            Route::Forward(leader) => SubmitOutcome::NotLeader {
+                leader: Some(leader),
+            },
+            Route::NotLeader { leader } => SubmitOutcome::NotLeader { leader },
+        }
+    }
+
+    fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {
+        let chain = self.chain.state();
         match lock(&self.mempool).admit(tx, &chain.ledger) {
             Ok(()) => SubmitOutcome::Accepted { leader: self.id },
             Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
@@ -488,42 +433,69 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    /// Builds and proposes one block per `block_time` while this node is a confirmed leader.
+    /// Builds and proposes one block per `block_time` while this node is a confirmed leader,
+    /// carrying out what `policy::sequencer` decides.
     async fn sequencer(self: Arc<Self>) {
         let block_time = Duration::from_millis(self.cfg.block_time_ms);
+        let mut policy = Sequencer::new(SequencerConfig {
+            confirm_within_ms: self.cfg.election_timeout_ms_max,
+            commit_within_ms: self.cfg.election_timeout_ms_max * 4,
+        });
         loop {
             RT::sleep(block_time).await;
             if self.stopped() {
                 return;
             }
-            self.propose_once().await;
+            {
+                let chain = self.chain.state();
+                lock(&self.mempool).prune(&chain.ledger);
+            }
+            let Some(SequencerAction::ConfirmLeadership { within_ms }) =
+                policy.on_tick(&self.raft_view())
+            else {
+                continue;
+            };
+            let raft = self.raft();
+            let confirmed = matches!(
+                RT::timeout(Duration::from_millis(within_ms), raft.ensure_linearizable()).await,
+                Ok(Ok(_))
+            );
+            let Some(SequencerAction::Propose { term, within_ms }) =
+                policy.on_confirmed(confirmed, &self.raft_view())
+            else {
+                continue;
+            };
+            let Some(block) = self.build_next(term) else {
+                continue;
+            };
+            let height = block.header.height;
+            policy.on_proposed(height);
+            let deadline = Duration::from_millis(within_ms);
+            let outcome = match RT::timeout(deadline, raft.client_write(block)).await {
+                Ok(Ok(resp)) => match resp.data {
+                    ApplyOutcome::Applied { .. } | ApplyOutcome::Control => {
+                        ProposalOutcome::Canonized
+                    }
+                    ApplyOutcome::Rejected(e) => ProposalOutcome::Rejected(e.to_string()),
+                },
+                Ok(Err(e)) => ProposalOutcome::Failed(e.to_string()),
+                Err(_) => ProposalOutcome::TimedOut,
+            };
+            if let Some(SequencerAction::Dropped { height, reason }) =
+                policy.on_outcome(height, outcome)
+            {
+                self.seams
+                    .events
+                    .emit(&self.id, Event::ProposalDropped { height, reason });
+            }
         }
     }
 
-    async fn propose_once(&self) {
-        {
-            let chain = read_chain(&self.chain);
-            lock(&self.mempool).prune(&chain.ledger);
-        }
-        let raft = self.raft();
-        if raft.metrics().borrow().state != ServerState::Leader {
-            return;
-        }
-        // Confirms leadership with a quorum and waits until everything committed before it is
-        // applied here, so the block builds on the canonical head.
-        let confirm_ms = self.cfg.election_timeout_ms_max;
-        match RT::timeout(
-            Duration::from_millis(confirm_ms),
-            raft.ensure_linearizable(),
-        )
-        .await
-        {
-            Ok(Ok(_)) => {}
-            _ => return,
-        }
-        let term = raft.metrics().borrow().current_term;
+    /// Builds and signs the next block in `term` on the applied head from the mempool, and
+    /// drops from the mempool what can never be included.
+    fn build_next(&self, term: u64) -> Option<Block> {
         let (head, ledger) = {
-            let c = read_chain(&self.chain);
+            let c = self.chain.state();
             (c.head, c.ledger.clone())
         };
         let candidates = lock(&self.mempool).candidates(&ledger, self.cfg.max_block_transactions);
@@ -539,40 +511,25 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("cannot encode a block: {e}");
-                return;
+                return None;
             }
         };
         {
             let mut mp = lock(&self.mempool);
             for (tx, err) in &built.excluded {
-                // A nonce gap may close later; anything else never becomes valid.
-                if !matches!(err, TxError::NonceGap { .. }) {
+                if !Sequencer::keeps_excluded(err) {
                     mp.remove(tx);
                 }
             }
         }
-        let height = built.block.header.height;
         self.seams.events.emit(
             &self.id,
             Event::Proposed {
-                height,
+                height: built.block.header.height,
                 transactions: built.block.transactions.len(),
             },
         );
-        let deadline = Duration::from_millis(self.cfg.election_timeout_ms_max * 4);
-        let reason = match RT::timeout(deadline, raft.client_write(built.block)).await {
-            Ok(Ok(resp)) => match resp.data {
-                ApplyOutcome::Applied { .. } | ApplyOutcome::Control => return,
-                ApplyOutcome::Rejected(e) => e.to_string(),
-            },
-            Ok(Err(e)) => e.to_string(),
-            Err(_) => format!("not canonized within {} ms", deadline.as_millis()),
-        };
-        // The proposal lost (to another leader's block, or leadership itself): follow the
-        // canonized chain; its transactions stay in the mempool for the next block.
-        self.seams
-            .events
-            .emit(&self.id, Event::ProposalDropped { height, reason });
+        Some(built.block)
     }
 
     /// What the election policy reads of Raft.
@@ -679,18 +636,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 return;
             }
         };
-        let Ok(bytes) = codec::encode(&Request::<RT>::PreVote { last_log }) else {
-            return;
-        };
+        let req = Request::PreVote { last_log };
         let timeout = Duration::from_millis(self.cfg.election_timeout_ms_min);
         for peer in self.cfg.peers.iter().copied().filter(|p| *p != self.id) {
             let node = self.clone();
-            let bytes = bytes.clone();
+            let req = req.clone();
             let _detached = RT::spawn(async move {
-                let Ok(resp) = node.seams.transport.request(peer, bytes, timeout).await else {
-                    return;
-                };
-                let Ok(Response::PreVote { granted }) = codec::decode::<Response>(&resp) else {
+                let transport = &*node.seams.transport;
+                let Ok(Response::PreVote { granted }) =
+                    peer::call(transport, peer, &req, timeout).await
+                else {
                     return;
                 };
                 let view = node.raft_view();
@@ -708,18 +663,15 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// Pings every other peer; answers count as contact.
     fn probe_peers(self: &Arc<Self>) {
-        let Ok(bytes) = codec::encode(&Request::<RT>::Ping) else {
-            return;
-        };
         let timeout = Duration::from_millis(self.cfg.heartbeat_interval_ms * 2);
         for peer in self.cfg.peers.iter().copied().filter(|p| *p != self.id) {
             let node = self.clone();
-            let bytes = bytes.clone();
             let _detached = RT::spawn(async move {
-                if let Ok(resp) = node.seams.transport.request(peer, bytes, timeout).await {
-                    if matches!(codec::decode::<Response>(&resp), Ok(Response::Pong)) {
-                        node.elector.heard(peer);
-                    }
+                let transport = &*node.seams.transport;
+                if let Ok(Response::Pong) =
+                    peer::call(transport, peer, &Request::Ping, timeout).await
+                {
+                    node.elector.heard(peer);
                 }
             });
         }
@@ -748,14 +700,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 .await
                 .map_err(|e| NodeError::Storage(e.to_string()))?;
         }
-        let fresh = Self::open_raft(
-            &self.cfg,
-            &self.seams,
-            &self.chain,
-            &self.elector,
-            &self.applied,
-        )
-        .await?;
+        let fresh = Self::open_raft(&self.cfg, &self.seams, &self.chain, &self.elector).await?;
         *lock(&self.raft) = fresh;
         Ok(())
     }

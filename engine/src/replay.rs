@@ -5,25 +5,15 @@
 //! ([`answer_get_blocks`]) is shared by consensus and external nodes.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use openraft::{AsyncRuntime, Instant as _};
-use tokio::sync::Notify;
+use openraft::AsyncRuntime;
 
 use crate::block::{Block, ChainSpec};
 use crate::chain::{self, BlockError, Head};
+use crate::chain_store::{stage_applied, stage_block, ChainStore};
 use crate::ids::NodeId;
-use crate::raft::state_machine::{
-    load_chain_state, read_blocks, read_chain, stage_applied, stage_block, SharedChain,
-};
-use crate::storage::{Durability, Storage, WriteBatch};
+use crate::storage::{Durability, WriteBatch};
 use crate::wire::Response;
-
-/// Most blocks one `GetBlocks` answer carries, and about how many bytes.
-pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
-pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
-/// Longest a long-poll is held.
-pub const MAX_WAIT_MS: u32 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -35,49 +25,37 @@ pub enum ReplayError {
 }
 
 pub struct Replica {
-    storage: Arc<dyn Storage>,
     validators: Vec<NodeId>,
-    chain: SharedChain,
-    applied: Arc<Notify>,
+    chain: Arc<ChainStore>,
 }
 
 impl Replica {
     /// Opens the chain stored in `storage` (genesis when empty). `validators` are the ids
     /// allowed to propose: `consensus_peer_ids`.
     pub fn open(
-        storage: Arc<dyn Storage>,
+        storage: Arc<dyn crate::storage::Storage>,
         spec: &ChainSpec,
         validators: Vec<NodeId>,
     ) -> Result<Replica, ReplayError> {
-        let state =
-            load_chain_state(&*storage, spec).map_err(|e| ReplayError::Storage(e.to_string()))?;
+        let chain =
+            ChainStore::open(storage, spec).map_err(|e| ReplayError::Storage(e.to_string()))?;
         Ok(Replica {
-            storage,
             validators,
-            chain: Arc::new(std::sync::RwLock::new(state)),
-            applied: Arc::new(Notify::new()),
+            chain: Arc::new(chain),
         })
     }
 
     pub fn head(&self) -> Head {
-        read_chain(&self.chain).head
+        self.chain.head()
     }
 
-    pub fn chain(&self) -> &SharedChain {
+    pub fn chain(&self) -> &Arc<ChainStore> {
         &self.chain
-    }
-
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
-    }
-
-    pub fn applied_notify(&self) -> &Arc<Notify> {
-        &self.applied
     }
 
     /// Verifies `block` on top of the head and stores it; nothing changes if it fails.
     pub fn apply(&self, block: &Block) -> Result<Head, ReplayError> {
-        let mut next = read_chain(&self.chain).clone();
+        let mut next = self.chain.state().clone();
         let executed = chain::verify_block(&next.head, &next.ledger, &self.validators, block)?;
         let mut batch = WriteBatch::default();
         let head = stage_block(&mut batch, block, &executed)
@@ -87,13 +65,9 @@ impl Replica {
         stage_applied(&mut batch, &next).map_err(|e| ReplayError::Storage(e.to_string()))?;
         // Buffered: a crash may lose the newest blocks, never part of one; they are
         // downloaded again from the head that survived.
-        self.storage
-            .write(batch, Durability::Buffered)
+        self.chain
+            .commit(batch, next, Durability::Buffered)
             .map_err(|e| ReplayError::Storage(e.to_string()))?;
-        let mut guard = self.chain.write().unwrap_or_else(|p| p.into_inner());
-        *guard = next;
-        drop(guard);
-        self.applied.notify_waiters();
         Ok(head)
     }
 }
@@ -101,31 +75,13 @@ impl Replica {
 /// Answers `GetBlocks` from a chain: blocks from `from` up to the head, or, if there are none
 /// yet, waits up to `wait_ms` for one.
 pub async fn answer_get_blocks<RT: AsyncRuntime>(
-    storage: &dyn Storage,
-    chain: &SharedChain,
-    applied: &Notify,
+    chain: &ChainStore,
     from: u64,
     max: u32,
     wait_ms: u32,
 ) -> Response {
-    let max = max.clamp(1, MAX_BLOCKS_PER_RESPONSE) as usize;
-    let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
-    let deadline = RT::Instant::now() + wait;
-    loop {
-        // Registered before the head is read, so an apply in between is not missed.
-        let notified = applied.notified();
-        let head = read_chain(chain).head.height;
-        if from <= head || wait_ms == 0 {
-            let from = from.max(1);
-            return match read_blocks(storage, from, head, max, MAX_RESPONSE_BYTES) {
-                Ok(blocks) => Response::Blocks(blocks),
-                Err(e) => Response::Refused(format!("cannot read blocks: {e}")),
-            };
-        }
-        let now = RT::Instant::now();
-        if now >= deadline {
-            return Response::Blocks(Vec::new());
-        }
-        let _ = RT::timeout(deadline - now, notified).await;
+    match chain.wait_for_blocks::<RT>(from, max, wait_ms).await {
+        Ok(blocks) => Response::Blocks(blocks),
+        Err(e) => Response::Refused(format!("cannot read blocks: {e}")),
     }
 }

@@ -1,5 +1,6 @@
-//! Messages between nodes. Raft RPCs carry openraft's own types; the payload of an append is a
-//! list of entries, each a whole block.
+//! Messages between nodes. Raft RPCs carry openraft's messages in runtime-free mirrors (the same
+//! fields in the same order, so the bytes are openraft's own: a test pins it); the payload of
+//! an append is a list of entries, each a whole block.
 
 use alloy_primitives::Address;
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -7,7 +8,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::AsyncRuntime;
+use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::block::Block;
@@ -15,15 +16,121 @@ use crate::chain::Head;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
-use crate::raft::Canon;
+use crate::raft::{Canon, LogId, Vote};
 use crate::tx::SignedTransaction;
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "")]
-pub enum Request<RT: AsyncRuntime> {
-    AppendEntries(AppendEntriesRequest<Canon<RT>>),
+/// openraft's `AppendEntriesRequest` without its runtime parameter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AppendEntries {
+    pub vote: Vote,
+    pub prev_log_id: Option<LogId>,
+    pub entries: Vec<LogEntry>,
+    pub leader_commit: Option<LogId>,
+}
+
+/// openraft's `Entry` without its runtime parameter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LogEntry {
+    pub log_id: LogId,
+    pub payload: LogPayload,
+}
+
+// Mirrors openraft's `EntryPayload`; entries are moved along, never copied around.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum LogPayload {
+    Blank,
+    Normal(Block),
+    Membership(openraft::Membership<NodeId, EmptyNode>),
+}
+
+/// openraft's `InstallSnapshotRequest` without its runtime parameter.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    pub vote: Vote,
+    pub meta: SnapshotMeta<NodeId, EmptyNode>,
+    pub offset: u64,
+    pub data: Vec<u8>,
+    pub done: bool,
+}
+
+impl<RT: AsyncRuntime> From<openraft::Entry<Canon<RT>>> for LogEntry {
+    fn from(e: openraft::Entry<Canon<RT>>) -> Self {
+        LogEntry {
+            log_id: e.log_id,
+            payload: match e.payload {
+                EntryPayload::Blank => LogPayload::Blank,
+                EntryPayload::Normal(b) => LogPayload::Normal(b),
+                EntryPayload::Membership(m) => LogPayload::Membership(m),
+            },
+        }
+    }
+}
+
+impl<RT: AsyncRuntime> From<LogEntry> for openraft::Entry<Canon<RT>> {
+    fn from(e: LogEntry) -> Self {
+        openraft::Entry {
+            log_id: e.log_id,
+            payload: match e.payload {
+                LogPayload::Blank => EntryPayload::Blank,
+                LogPayload::Normal(b) => EntryPayload::Normal(b),
+                LogPayload::Membership(m) => EntryPayload::Membership(m),
+            },
+        }
+    }
+}
+
+impl<RT: AsyncRuntime> From<AppendEntriesRequest<Canon<RT>>> for AppendEntries {
+    fn from(r: AppendEntriesRequest<Canon<RT>>) -> Self {
+        AppendEntries {
+            vote: r.vote,
+            prev_log_id: r.prev_log_id,
+            entries: r.entries.into_iter().map(LogEntry::from).collect(),
+            leader_commit: r.leader_commit,
+        }
+    }
+}
+
+impl<RT: AsyncRuntime> From<AppendEntries> for AppendEntriesRequest<Canon<RT>> {
+    fn from(r: AppendEntries) -> Self {
+        AppendEntriesRequest {
+            vote: r.vote,
+            prev_log_id: r.prev_log_id,
+            entries: r.entries.into_iter().map(Into::into).collect(),
+            leader_commit: r.leader_commit,
+        }
+    }
+}
+
+impl<RT: AsyncRuntime> From<InstallSnapshotRequest<Canon<RT>>> for InstallSnapshot {
+    fn from(r: InstallSnapshotRequest<Canon<RT>>) -> Self {
+        InstallSnapshot {
+            vote: r.vote,
+            meta: r.meta,
+            offset: r.offset,
+            data: r.data,
+            done: r.done,
+        }
+    }
+}
+
+impl<RT: AsyncRuntime> From<InstallSnapshot> for InstallSnapshotRequest<Canon<RT>> {
+    fn from(r: InstallSnapshot) -> Self {
+        InstallSnapshotRequest {
+            vote: r.vote,
+            meta: r.meta,
+            offset: r.offset,
+            data: r.data,
+            done: r.done,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum Request {
+    AppendEntries(AppendEntries),
     Vote(VoteRequest<NodeId>),
-    InstallSnapshot(InstallSnapshotRequest<Canon<RT>>),
+    InstallSnapshot(InstallSnapshot),
     /// A client's transaction: the receiver forwards it to the leader if it is not the leader.
     ClientSubmit(SignedTransaction),
     /// A transaction a replica forwarded for the leader's mempool; never forwarded again.
@@ -49,8 +156,7 @@ pub enum Request<RT: AsyncRuntime> {
     },
 }
 
-#[derive(Serialize, Deserialize)]
-#[serde(bound = "")]
+#[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
     Vote(Result<VoteResponse<NodeId>, RaftError<NodeId>>),
@@ -95,4 +201,85 @@ pub enum SubmitRejection {
     Mempool(AdmitError),
     #[error("forwarding to the leader failed: {0}")]
     Forward(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::block::ChainSpec;
+    use crate::chain::{build_block, Proposal};
+    use crate::codec;
+    use crate::keys::derived_key;
+
+    type Rt = openraft::TokioRuntime;
+
+    /// The runtime-free mirrors put the same bytes on the wire as openraft's own messages, so
+    /// dropping the runtime parameter changed no encoding.
+    #[test]
+    fn mirrors_encode_as_openraft_does() {
+        let key = derived_key("wire-test", 0);
+        let id = key.node_id();
+        let spec = ChainSpec {
+            chain_id: 7,
+            genesis_alloc: Vec::new(),
+        };
+        let head = Head::of(&spec.genesis_header().unwrap()).unwrap();
+        let block = build_block(
+            Proposal {
+                head: &head,
+                ledger: &spec.genesis_ledger(),
+                key: &key,
+                term: 3,
+                timestamp_ms: 9,
+                max_transactions: 0,
+            },
+            Vec::new(),
+        )
+        .unwrap()
+        .block;
+        let log_id = |i| openraft::LogId::new(openraft::CommittedLeaderId::new(3, id), i);
+        let members = openraft::Membership::new(vec![BTreeSet::from([id])], None);
+        let entries: Vec<openraft::Entry<Canon<Rt>>> = vec![
+            openraft::Entry {
+                log_id: log_id(1),
+                payload: EntryPayload::Membership(members.clone()),
+            },
+            openraft::Entry {
+                log_id: log_id(2),
+                payload: EntryPayload::Blank,
+            },
+            openraft::Entry {
+                log_id: log_id(3),
+                payload: EntryPayload::Normal(block),
+            },
+        ];
+        let ours = AppendEntriesRequest::<Canon<Rt>> {
+            vote: Vote::new_committed(3, id),
+            prev_log_id: Some(log_id(0)),
+            entries,
+            leader_commit: Some(log_id(2)),
+        };
+        let theirs = codec::encode(&ours).unwrap();
+        let mirror = AppendEntries::from(ours);
+        assert_eq!(codec::encode(&mirror).unwrap(), theirs);
+        let back: AppendEntriesRequest<Canon<Rt>> = mirror.into();
+        assert_eq!(codec::encode(&back).unwrap(), theirs);
+
+        let snap = InstallSnapshotRequest::<Canon<Rt>> {
+            vote: Vote::new_committed(3, id),
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(3)),
+                last_membership: openraft::StoredMembership::new(Some(log_id(1)), members),
+                snapshot_id: "s".into(),
+            },
+            offset: 5,
+            data: vec![1, 2, 3],
+            done: true,
+        };
+        let theirs = codec::encode(&snap).unwrap();
+        let mirror = InstallSnapshot::from(snap);
+        assert_eq!(codec::encode(&mirror).unwrap(), theirs);
+    }
 }

@@ -7,15 +7,12 @@ use canon_engine::codec;
 use canon_engine::tx::SignedTransaction;
 use canon_engine::wire::{Request, Response};
 
-/// The runtime type parameter only shapes openraft's generics; decoding never runs it.
-type Rt = openraft::TokioRuntime;
-
 /// Decodes `data` as every externally supplied message type. Returns how many decoded.
 pub fn decode_all(data: &[u8]) -> usize {
     [
         codec::decode::<Block>(data).is_ok(),
         codec::decode::<SignedTransaction>(data).is_ok(),
-        codec::decode::<Request<Rt>>(data).is_ok(),
+        codec::decode::<Request>(data).is_ok(),
         codec::decode::<Response>(data).is_ok(),
     ]
     .iter()

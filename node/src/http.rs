@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use canon_engine::external::SourceState;
 
-use crate::service::{NodeContext, Role};
+use crate::context::{NodeContext, Role};
 
 /// What `/status` and `canon_status` answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -6,6 +6,8 @@ pub mod genesis;
 #[cfg(feature = "production")]
 pub mod client;
 #[cfg(feature = "production")]
+pub mod context;
+#[cfg(feature = "production")]
 pub mod devnet;
 #[cfg(feature = "production")]
 pub mod http;

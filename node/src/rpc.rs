@@ -14,7 +14,7 @@ use jsonrpsee::server::{RpcModule, Server, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
-use crate::service::NodeContext;
+use crate::context::NodeContext;
 
 /// Invalid method parameters (JSON-RPC 2.0).
 pub const INVALID_PARAMS: i32 = -32602;

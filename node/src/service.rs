@@ -5,83 +5,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::Address;
-use canon_engine::block::{Block, ChainSpec};
-use canon_engine::chain::Head;
 use canon_engine::clock::Clock;
 use canon_engine::external::{ExternalConfig, ExternalNode};
-use canon_engine::ledger::Account;
-use canon_engine::node::{ConsensusNode, NodeConfig, Seams};
-use canon_engine::raft::state_machine::{read_blocks, read_chain};
-use canon_engine::storage::Storage;
+use canon_engine::node::{ConsensusNode, NodeConfig};
+use canon_engine::seams::Seams;
 use canon_engine::transport::BoxFuture;
-use canon_engine::tx::SignedTransaction;
-use canon_engine::wire::SubmitOutcome;
 use canon_engine::NodeId;
 use openraft::TokioRuntime;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{NodeRole, Validated};
+pub use crate::context::{NodeContext, ProductionExternal, ProductionNode, Role};
 use crate::metrics::{now_ms, EventLog, Metrics};
 use crate::p2p::{self, Handler, TcpTransport};
 use crate::storage::RocksStorage;
-
-pub type ProductionNode = ConsensusNode<TokioRuntime>;
-pub type ProductionExternal = ExternalNode<TokioRuntime>;
-
-/// What this process runs: a consensus node or an external node.
-#[derive(Clone)]
-pub enum Role {
-    Consensus(Arc<ProductionNode>),
-    External(Arc<ProductionExternal>),
-}
-
-/// What the HTTP and RPC handlers share.
-pub struct NodeContext {
-    pub role: Role,
-    pub storage: Arc<dyn Storage>,
-    pub spec: ChainSpec,
-    pub transport: Arc<TcpTransport>,
-    pub metrics: Arc<Metrics>,
-    pub batcher_enabled: bool,
-}
-
-impl NodeContext {
-    pub fn head(&self) -> Head {
-        match &self.role {
-            Role::Consensus(n) => n.head(),
-            Role::External(x) => x.head(),
-        }
-    }
-
-    /// The block at `height` (≥ 1) in this node's canonized (or verified) chain.
-    pub fn block(&self, height: u64) -> Result<Option<Block>, String> {
-        if height == 0 || height > self.head().height {
-            return Ok(None);
-        }
-        Ok(read_blocks(&*self.storage, height, height, 1, usize::MAX)?
-            .into_iter()
-            .next())
-    }
-
-    pub fn account(&self, address: &Address) -> (Account, u64) {
-        let chain = match &self.role {
-            Role::Consensus(n) => read_chain(n.chain()).clone(),
-            Role::External(x) => read_chain(x.replica().chain()).clone(),
-        };
-        (chain.ledger.account(address), chain.head.height)
-    }
-
-    /// A client's transaction: consensus nodes admit or forward it to the leader; external
-    /// nodes pass it to a consensus node.
-    pub async fn submit(&self, tx: SignedTransaction) -> SubmitOutcome {
-        match &self.role {
-            Role::Consensus(n) => n.submit_transaction(tx).await,
-            Role::External(x) => x.submit_transaction(tx).await,
-        }
-    }
-}
 
 struct SystemClock;
 
@@ -228,7 +166,6 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     );
     let ctx = Arc::new(NodeContext {
         role: role.clone(),
-        storage: storage.clone(),
         spec: v.chain.clone(),
         transport: transport.clone(),
         metrics: metrics.clone(),

@@ -16,7 +16,7 @@ use canon_node::p2p::frame::{recv, send, Frame};
 use canon_node::p2p::handshake::{dial, Conn, HandshakeError};
 use common::*;
 use futures::SinkExt;
-use openraft::{TokioRuntime, Vote};
+use openraft::Vote;
 use tokio::net::TcpStream;
 
 const PORT_OFFSET: u16 = 21_200;
@@ -29,7 +29,7 @@ async fn connect(key: &SecretKey, expected: canon_engine::NodeId) -> Result<Conn
     dial(stream, key, expected, DEV_CHAIN_ID).await
 }
 
-async fn ask(conn: &mut Conn, id: u64, req: &Request<TokioRuntime>) -> Response {
+async fn ask(conn: &mut Conn, id: u64, req: &Request) -> Response {
     send(
         conn,
         &Frame::Request {
@@ -48,7 +48,7 @@ async fn ask(conn: &mut Conn, id: u64, req: &Request<TokioRuntime>) -> Response 
     }
 }
 
-fn vote_request(from: &SecretKey, term: u64) -> Request<TokioRuntime> {
+fn vote_request(from: &SecretKey, term: u64) -> Request {
     Request::Vote(openraft::raft::VoteRequest::new(
         Vote::new(term, from.node_id()),
         None,

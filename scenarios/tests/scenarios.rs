@@ -1,72 +1,123 @@
-//! Every named scenario over a fixed seed set; the invariant checker watches each run.
+//! Every named scenario over a fixed seed set; the invariant checker watches each run, and each
+//! test asserts what its scenario is about from the facts the run recorded. The bounds are
+//! restated here from the scenario's default cluster (election timeout 150-300 ms, heartbeat
+//! 50 ms) rather than read from the simulator, so a change to either shows up as a failure.
 
 use canon_scenarios::run_scenario;
+use canon_sim::scenario::RunReport;
 
 canon_scenarios::seed_probe!();
 
-fn assert_progress(reports: &[canon_sim::scenario::RunReport]) {
+const ELECTION_TIMEOUT_MAX_MS: f64 = 300.0;
+/// Once faults stop: an election, catch-up and three blocks.
+const HEAL_BOUND_MS: f64 = 20_000.0;
+
+/// Every seed canonized blocks, left a trace, and recovered after the final heal in bound.
+fn assert_ran(reports: &[RunReport]) {
+    assert!(!reports.is_empty());
     for r in reports {
         assert!(r.blocks > 0, "seed {} canonized no block", r.seed);
         assert!(r.trace_lines > 0, "seed {} recorded no trace", r.seed);
+        let recovery = r.fact("recovery_ms");
+        assert_eq!(recovery.len(), 1, "seed {}: {:?}", r.seed, r.facts);
+        assert!(
+            recovery[0] <= HEAL_BOUND_MS,
+            "seed {}: {recovery:?}",
+            r.seed
+        );
+    }
+}
+
+/// Every seed recorded `name` exactly `times`, each value within `[min, max]`.
+fn assert_fact(reports: &[RunReport], name: &str, times: usize, min: f64, max: f64) {
+    for r in reports {
+        let v = r.fact(name);
+        assert_eq!(v.len(), times, "seed {} {name}: {:?}", r.seed, r.facts);
+        for x in v {
+            assert!(
+                (min..=max).contains(&x),
+                "seed {} {name} = {x}, expected {min}..={max}",
+                r.seed
+            );
+        }
     }
 }
 
 #[test]
 fn leader_failover() {
-    assert_progress(&run_scenario("leader-failover", 0..20, "leader_failover"));
+    let r = run_scenario("leader-failover", 0..20, "leader_failover");
+    assert_ran(&r);
+    // A new leader with a canonized block within eight election timeouts of the crash...
+    assert_fact(&r, "failover_ms", 1, 0.0, 8.0 * ELECTION_TIMEOUT_MAX_MS);
+    // ...and the old leader came back as a follower.
+    assert_fact(&r, "rejoined_as_follower", 1, 1.0, 1.0);
 }
 
 #[test]
 fn bootstrap_race() {
-    assert_progress(&run_scenario("bootstrap-race", 0..20, "bootstrap_race"));
+    let r = run_scenario("bootstrap-race", 0..20, "bootstrap_race");
+    assert_ran(&r);
+    assert_fact(&r, "voters", 1, 3.0, 3.0);
+    assert_fact(&r, "first_leader_ms", 1, 0.0, 10_000.0);
 }
 
 #[test]
 fn quorum_loss() {
-    assert_progress(&run_scenario("quorum-loss", 0..20, "quorum_loss"));
+    let r = run_scenario("quorum-loss", 0..20, "quorum_loss");
+    assert_ran(&r);
+    assert_fact(&r, "advanced_without_quorum", 1, 0.0, 0.0);
 }
 
 #[test]
 fn follower_restart() {
-    assert_progress(&run_scenario("follower-restart", 0..20, "follower_restart"));
+    let r = run_scenario("follower-restart", 0..20, "follower_restart");
+    assert_ran(&r);
+    assert_fact(&r, "catchup_ms", 1, 0.0, HEAL_BOUND_MS);
 }
 
 #[test]
 fn asymmetric_partition() {
-    assert_progress(&run_scenario(
-        "asymmetric-partition",
-        0..30,
-        "asymmetric_partition",
-    ));
+    let r = run_scenario("asymmetric-partition", 0..30, "asymmetric_partition");
+    assert_ran(&r);
+    // Send-only, then receive-only: each time the cut-off leader stops leading within
+    // 2 x election_timeout_max, and the others elect a leader.
+    assert_fact(
+        &r,
+        "old_leader_stopped_ms",
+        2,
+        0.0,
+        2.0 * ELECTION_TIMEOUT_MAX_MS,
+    );
+    assert_fact(&r, "failover_ms", 2, 0.0, 10.0 * ELECTION_TIMEOUT_MAX_MS);
 }
 
 #[test]
 fn chaos() {
-    assert_progress(&run_scenario("chaos", 0..100, "chaos"));
+    assert_ran(&run_scenario("chaos", 0..100, "chaos"));
 }
 
 #[test]
 fn external_catchup() {
-    assert_progress(&run_scenario("external-catchup", 0..5, "external_catchup"));
+    let r = run_scenario("external-catchup", 0..5, "external_catchup");
+    assert_ran(&r);
+    assert_fact(&r, "catchup_ms", 1, 0.0, 30_000.0);
 }
 
 #[test]
 fn external_restart() {
-    assert_progress(&run_scenario("external-restart", 0..10, "external_restart"));
+    assert_ran(&run_scenario("external-restart", 0..10, "external_restart"));
 }
 
 #[test]
 fn external_partition() {
-    assert_progress(&run_scenario(
-        "external-partition",
-        0..10,
-        "external_partition",
-    ));
+    let r = run_scenario("external-partition", 0..10, "external_partition");
+    assert_ran(&r);
+    assert_fact(&r, "catchup_ms", 1, 0.0, 30_000.0);
 }
 
 #[test]
 fn external_failover() {
-    assert_progress(&run_scenario(
+    assert_ran(&run_scenario(
         "external-failover",
         0..10,
         "external_failover",
@@ -76,10 +127,12 @@ fn external_failover() {
 #[test]
 fn lying_source() {
     // Seeds cycle through the three kinds of lie (signature, state root, parent).
-    assert_progress(&run_scenario("lying-source", 0..12, "lying_source"));
+    let r = run_scenario("lying-source", 0..12, "lying_source");
+    assert_ran(&r);
+    assert_fact(&r, "liar_rejected", 1, 1.0, 1.0);
 }
 
 #[test]
 fn external_chain() {
-    assert_progress(&run_scenario("external-chain", 0..10, "external_chain"));
+    assert_ran(&run_scenario("external-chain", 0..10, "external_chain"));
 }

@@ -6,10 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use canon_engine::codec;
 use canon_engine::keys::SecretKey;
 use canon_engine::mempool::AdmitError;
-use canon_engine::transport::Transport;
+use canon_engine::peer;
 use canon_engine::tx::{Payload, Transaction};
 use canon_engine::wire::{Request, Response, SubmitOutcome, SubmitRejection};
 use madsim::net::Endpoint;
@@ -18,7 +17,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::cluster::{pauper_key, SimCluster};
 use crate::net::{SimTransport, PORT};
-use crate::runtime::MadsimRuntime;
 
 #[derive(Default)]
 pub struct ClientStats {
@@ -134,20 +132,11 @@ async fn run(
             }
         };
         let Ok(tx) = tx else { continue };
-        let req: Request<MadsimRuntime> = Request::ClientSubmit(tx);
-        let Ok(bytes) = codec::encode(&req) else {
-            continue;
-        };
+        let req = Request::ClientSubmit(tx);
         stats.submitted.fetch_add(1, Ordering::Relaxed);
-        let outcome = match transport
-            .request(target, bytes, Duration::from_millis(500))
-            .await
-        {
-            Ok(resp) => match codec::decode::<Response>(&resp) {
-                Ok(Response::SubmitTransaction(o)) => o,
-                _ => continue,
-            },
-            Err(_) => continue,
+        let outcome = match peer::call(&transport, target, &req, Duration::from_millis(500)).await {
+            Ok(Response::SubmitTransaction(o)) => o,
+            _ => continue,
         };
         match (outcome, account) {
             (SubmitOutcome::Accepted { .. }, Some(a)) => {
@@ -182,14 +171,9 @@ async fn query_nonce(
     target: canon_engine::NodeId,
     address: alloy_primitives::Address,
 ) -> Option<u64> {
-    let req: Request<MadsimRuntime> = Request::Account(address);
-    let bytes = codec::encode(&req).ok()?;
-    let resp = transport
-        .request(target, bytes, Duration::from_millis(500))
-        .await
-        .ok()?;
-    match codec::decode::<Response>(&resp).ok()? {
-        Response::Account { nonce, .. } => Some(nonce),
+    let req = Request::Account(address);
+    match peer::call(transport, target, &req, Duration::from_millis(500)).await {
+        Ok(Response::Account { nonce, .. }) => Some(nonce),
         _ => None,
     }
 }

@@ -3,15 +3,14 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
 use canon_engine::block::ChainSpec;
-use canon_engine::clock::Clock;
-use canon_engine::events::{Event, EventSink};
 use canon_engine::keys::SecretKey;
-use canon_engine::node::{ConsensusNode, NodeConfig, Seams};
+use canon_engine::node::{ConsensusNode, NodeConfig};
+use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
@@ -20,9 +19,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checker::Checker;
-use crate::net::{Envelope, Fate, SimNet, SimTransport, PORT, TAG_REQUEST};
+use crate::host::{serve, ExternalSlot, Serves, SimClock, SimEvents};
+use crate::net::{SimNet, SimTransport, PORT};
+pub use crate::observer::{Observer, SharedObserver};
 use crate::runtime::MadsimRuntime;
-use crate::trace::Trace;
 
 pub type SimNode = ConsensusNode<MadsimRuntime>;
 
@@ -65,76 +65,6 @@ impl ClusterConfig {
     }
 }
 
-/// Everything observed in a run: the checker's view and the trace.
-pub struct Observer {
-    pub checker: Checker,
-    pub trace: Trace,
-    /// What the scenario measured, for its test and for `explore`'s summary.
-    pub facts: Vec<(String, f64)>,
-    /// (node, when) of every end of leadership: a check-quorum step-down, or leadership lost
-    /// to a higher term.
-    pub leadership_ends: Vec<(usize, Duration)>,
-    start: Instant,
-}
-
-impl Observer {
-    pub fn now(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.start)
-    }
-
-    pub fn event(&mut self, node: usize, event: &Event) {
-        let at = self.now();
-        self.trace
-            .record(format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()));
-        if let Event::SteppedDown { .. } | Event::LostLeadership { .. } = event {
-            self.leadership_ends.push((node, at));
-        }
-        self.checker.observe(node, at, event);
-    }
-
-    pub fn note(&mut self, what: impl AsRef<str>) {
-        let at = self.now();
-        self.trace
-            .record(format!("{:>9.3}s -- {}", at.as_secs_f64(), what.as_ref()));
-    }
-}
-
-#[derive(Clone)]
-pub struct SharedObserver(Arc<Mutex<Observer>>);
-
-impl SharedObserver {
-    pub fn lock(&self) -> MutexGuard<'_, Observer> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-pub(crate) struct SimEvents {
-    pub(crate) node: usize,
-    pub(crate) observer: SharedObserver,
-}
-
-impl EventSink for SimEvents {
-    fn emit(&self, _node: &NodeId, event: Event) {
-        self.observer.lock().event(self.node, &event);
-    }
-}
-
-/// A node's wall clock: simulated time plus a skew that scenarios can jump.
-pub(crate) struct SimClock {
-    pub(crate) skew_ms: Arc<AtomicI64>,
-}
-
-impl Clock for SimClock {
-    fn now_ms(&self) -> u64 {
-        // madsim virtualises the system clock; skew makes each node's wall time its own.
-        let real = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0);
-        (real + self.skew_ms.load(Ordering::Relaxed)).max(0) as u64
-    }
-}
-
 type LiveSlot = Arc<Mutex<Option<Arc<SimNode>>>>;
 
 struct Slot {
@@ -158,7 +88,7 @@ pub struct SimCluster {
     pub(crate) handle: Handle,
     slots: Vec<Slot>,
     peers: Vec<NodeId>,
-    pub(crate) externals: Vec<crate::external::ExternalSlot>,
+    pub(crate) externals: Vec<ExternalSlot>,
 }
 
 fn derived_key(label: &str, i: usize) -> SecretKey {
@@ -205,13 +135,7 @@ impl SimCluster {
             .genesis_header()
             .and_then(|h| h.hash())
             .unwrap_or(B256::ZERO);
-        let observer = SharedObserver(Arc::new(Mutex::new(Observer {
-            checker: Checker::new(cfg.nodes, genesis_hash),
-            trace: Trace::default(),
-            facts: Vec::new(),
-            leadership_ends: Vec::new(),
-            start: Instant::now(),
-        })));
+        let observer = SharedObserver::from(Observer::new(Checker::new(cfg.nodes, genesis_hash)));
         let net = SimNet::new(
             peers
                 .iter()
@@ -506,7 +430,7 @@ impl SimCluster {
         }
         for i in self.up_nodes() {
             let Some(node) = self.node(i) else { continue };
-            let chain = canon_engine::raft::state_machine::read_chain(node.chain()).clone();
+            let chain = node.chain().state().clone();
             let expected = obs.checker.canonical_hash(chain.head.height);
             if expected != Some(chain.head.hash) {
                 return Err(format!(
@@ -529,12 +453,7 @@ impl SimCluster {
         self.up_nodes()
             .into_iter()
             .filter_map(|i| self.node(i))
-            .map(|n| {
-                canon_engine::raft::state_machine::read_chain(n.chain())
-                    .ledger
-                    .account(addr)
-                    .nonce
-            })
+            .map(|n| n.chain().account(addr).0.nonce)
             .max()
             .unwrap_or(0)
     }
@@ -586,15 +505,6 @@ async fn run_node(
     serve(i, node, endpoint, net).await;
 }
 
-/// Whatever answers requests on a simulated host: a consensus node, an external node, a liar.
-pub trait Serves: Send + Sync + 'static {
-    fn answer(
-        &self,
-        from: NodeId,
-        bytes: Vec<u8>,
-    ) -> canon_engine::transport::BoxFuture<'_, Vec<u8>>;
-}
-
 impl Serves for SimNode {
     fn answer(
         &self,
@@ -602,41 +512,6 @@ impl Serves for SimNode {
         bytes: Vec<u8>,
     ) -> canon_engine::transport::BoxFuture<'_, Vec<u8>> {
         Box::pin(async move { self.handle_request(from, &bytes).await })
-    }
-}
-
-/// Answers requests until the host is killed. Each request runs in its own task so a slow
-/// handler never blocks heartbeats. `me` is the host's index in the network.
-pub(crate) async fn serve<S: Serves>(
-    me: usize,
-    node: Arc<S>,
-    endpoint: Arc<Endpoint>,
-    net: SimNet,
-) {
-    loop {
-        let Ok((payload, src)) = endpoint.recv_from_raw(TAG_REQUEST).await else {
-            return;
-        };
-        let Ok(env) = payload.downcast::<Envelope>() else {
-            continue;
-        };
-        let from = net.lookup(&env.from).map(|(i, _)| i);
-        let (node, endpoint, net) = (node.clone(), endpoint.clone(), net.clone());
-        madsim::task::spawn(async move {
-            let resp = node.answer(env.from, env.payload).await;
-            let fate = match from {
-                Some(f) => net.fate(me, f),
-                None => Fate::Deliver(Duration::ZERO),
-            };
-            if let Fate::Deliver(delay) = fate {
-                if !delay.is_zero() {
-                    madsim::time::sleep(delay).await;
-                }
-                let _ = endpoint
-                    .send_to_raw(src, env.reply_tag, Box::new(resp))
-                    .await;
-            }
-        });
     }
 }
 
@@ -670,11 +545,9 @@ mod tests {
                 ));
             }
             let stranger = account_key(77).node_id();
-            let vote: canon_engine::wire::Request<MadsimRuntime> =
-                canon_engine::wire::Request::Vote(openraft::raft::VoteRequest::new(
-                    openraft::Vote::new(1_000, stranger),
-                    None,
-                ));
+            let vote: canon_engine::wire::Request = canon_engine::wire::Request::Vote(
+                openraft::raft::VoteRequest::new(openraft::Vote::new(1_000, stranger), None),
+            );
             let resp = node
                 .handle_request(stranger, &codec::encode(&vote).unwrap())
                 .await;

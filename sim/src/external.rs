@@ -10,32 +10,22 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::{keccak256, B256};
 use canon_engine::codec;
-use canon_engine::external::{ExternalConfig, ExternalNode};
+use canon_engine::external::ExternalConfig;
 use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::node::Seams;
+use canon_engine::peer;
+use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
-use canon_engine::transport::{BoxFuture, Transport};
+use canon_engine::transport::BoxFuture;
 use canon_engine::wire::{Request, Response};
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
-use madsim::runtime::NodeHandle;
 use rand::Rng;
 
-use crate::cluster::{node_key, serve, Serves, SharedObserver, SimClock, SimCluster, SimEvents};
+use crate::cluster::{node_key, SimCluster};
+pub use crate::host::SimExternal;
+use crate::host::{serve, ExternalSlot, LiveExternal, Serves, SimClock, SimEvents};
 use crate::net::{SimNet, SimTransport, PORT};
-use crate::runtime::MadsimRuntime;
-
-pub type SimExternal = ExternalNode<MadsimRuntime>;
-type LiveExternal = Arc<Mutex<Option<Arc<SimExternal>>>>;
-
-pub(crate) struct ExternalSlot {
-    key: SecretKey,
-    disk: MemDisk,
-    handle: NodeHandle,
-    live: LiveExternal,
-    up: bool,
-    member: usize,
-}
+use crate::observer::SharedObserver;
 
 impl Serves for SimExternal {
     fn answer(&self, from: NodeId, bytes: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
@@ -340,20 +330,14 @@ impl Liar {
 impl Serves for Liar {
     fn answer(&self, _from: NodeId, bytes: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
         Box::pin(async move {
-            let resp = match codec::decode::<Request<MadsimRuntime>>(&bytes) {
+            let resp = match codec::decode::<Request>(&bytes) {
                 Ok(req @ (Request::GetHead | Request::GetBlocks { .. })) => {
-                    let fwd = codec::encode(&req).unwrap_or_default();
                     let mut answer = Response::Refused("no source reachable".into());
                     for k in &self.keys {
-                        if let Ok(r) = self
-                            .transport
-                            .request(k.node_id(), fwd.clone(), Duration::from_secs(3))
-                            .await
-                        {
-                            if let Ok(r) = codec::decode::<Response>(&r) {
-                                answer = r;
-                                break;
-                            }
+                        let wait = Duration::from_secs(3);
+                        if let Ok(r) = peer::call(&self.transport, k.node_id(), &req, wait).await {
+                            answer = r;
+                            break;
                         }
                     }
                     if let Response::Blocks(ref mut blocks) = answer {

@@ -158,6 +158,12 @@ fn explore(
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    // indicatif draws nothing when stderr is not a terminal (CI, a log file): print a plain
+    // line every 5% there instead, so a long run is never silent.
+    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let total = seeds.end - seeds.start;
+    let every = (total / 20).max(1);
+    let done = AtomicU64::new(0);
     let wall = Instant::now();
     let next = AtomicU64::new(seeds.start);
     let stop = AtomicBool::new(false);
@@ -177,6 +183,14 @@ fn explore(
                 cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
                 let r = scenario::run_in_child(cmd, s, seed);
                 bar.inc(1);
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if plain && (n / every != (n - 1) / every || n == total) {
+                    eprintln!(
+                        "progress: {n}/{total} seeds, {} failed, {:.0}s",
+                        failed.load(Ordering::SeqCst) + u64::from(!r.ok()),
+                        wall.elapsed().as_secs_f64()
+                    );
+                }
                 if !r.ok() {
                     let n = failed.fetch_add(1, Ordering::SeqCst) + 1;
                     bar.set_message(format!("{n} failed"));
@@ -196,14 +210,14 @@ fn explore(
     let sim_secs: f64 = reports.iter().map(|r| r.sim_secs).sum();
     let failing: Vec<u64> = reports.iter().filter(|r| !r.ok()).map(|r| r.seed).collect();
     println!(
-        "explored scenario={} seeds={} failures={} sim_secs={:.1} wall_secs={:.1} speedup={:.1}x jobs={}",
+        "explored scenario={} seeds={} failures={} jobs={} sim_secs={:.1} wall_secs={:.1} speedup={:.1}x",
         s.name,
         reports.len(),
         failing.len(),
+        jobs,
         sim_secs,
         wall_secs,
-        sim_secs / wall_secs.max(1e-9),
-        jobs
+        sim_secs / wall_secs.max(1e-9)
     );
     if !failing.is_empty() {
         let list: Vec<String> = failing.iter().map(u64::to_string).collect();

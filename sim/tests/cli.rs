@@ -84,14 +84,37 @@ fn a_violation_reports_invariant_events_and_replay_command() {
 fn explore_summarises_and_stops_at_the_first_failure() {
     let (code, out, _) = canon_sim(&["explore", "quorum-loss", "--seeds", "3", "--start", "10"]);
     assert_eq!(code, Some(0));
-    let last = out.lines().last().unwrap_or_default();
+    let summary = out
+        .lines()
+        .find(|l| l.starts_with("explored "))
+        .unwrap_or_else(|| panic!("no summary:\n{out}"));
     assert!(
-        last.starts_with("explored scenario=quorum-loss seeds=3 failures=0 sim_secs="),
-        "{last}"
+        summary.starts_with("explored scenario=quorum-loss seeds=3 failures=0 jobs="),
+        "{summary}"
     );
-    assert!(last.contains("speedup=") && last.ends_with('x'), "{last}");
+    assert!(
+        summary.contains("speedup=") && summary.ends_with('x'),
+        "{summary}"
+    );
+    // What the scenario measured, summed up over the seeds.
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("fact advanced_without_quorum: n=3 p50=0 p99=0 max=0")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("fact recovery_ms: n=3 ")),
+        "{out}"
+    );
 
-    let (code, out, err) = canon_sim(&["explore", "sabotage-lying-disk", "--seeds", "5"]);
+    let (code, out, err) = canon_sim(&[
+        "explore",
+        "sabotage-lying-disk",
+        "--seeds",
+        "5",
+        "--jobs",
+        "1",
+    ]);
     assert_eq!(code, Some(1));
     assert!(out.contains("seeds=1 failures=1"), "{out}");
     assert!(
@@ -100,6 +123,30 @@ fn explore_summarises_and_stops_at_the_first_failure() {
         ),
         "{err}"
     );
+}
+
+#[test]
+fn explore_keep_going_runs_every_seed_and_lists_the_failures() {
+    let (code, out, err) = canon_sim(&[
+        "explore",
+        "sabotage-lying-disk",
+        "--seeds",
+        "3",
+        "--start",
+        "4",
+        "--jobs",
+        "2",
+        "--keep-going",
+    ]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    assert!(out.contains("seeds=3 failures=3 jobs=2"), "{out}");
+    assert!(out.lines().any(|l| l == "failing seeds: 4 5 6"), "{out}");
+    for seed in 4..7 {
+        assert!(
+            err.contains(&format!("run sabotage-lying-disk --seed {seed}")),
+            "{err}"
+        );
+    }
 }
 
 #[test]

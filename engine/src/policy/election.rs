@@ -487,8 +487,9 @@ mod tests {
     fn campaigns_only_with_a_quorum_of_pre_votes_and_only_once() {
         let ids = ids();
         let v = view(Role::Follower, 4, None);
-        // (answers in order, campaign expected after which answer)
-        let table: &[(&[(usize, bool)], Option<usize>)] = &[
+        // (answers in order: (voter, granted), campaign expected after which answer)
+        type Case = (&'static [(usize, bool)], Option<usize>);
+        let table: &[Case] = &[
             (&[(0, true)], Some(0)),
             (&[(0, false), (2, false)], None),
             (&[(0, false), (2, true)], Some(1)),

@@ -11,8 +11,11 @@
 //! enum here, one module per concept; give it a table-driven test that runs in milliseconds;
 //! then have one task feed it and execute what it returns.
 
+pub mod admission;
 pub mod contact;
+pub mod download;
 pub mod election;
+pub mod sequencer;
 
 /// Monotonic milliseconds since the node started: the only time a policy sees.
 pub type Millis = u64;

@@ -15,23 +15,23 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode};
 
 use super::Canon;
-use crate::codec;
 use crate::ids::NodeId;
+use crate::peer::{self, CallError};
 use crate::shared_elector::SharedElector;
 use crate::transport::{Transport, TransportError};
 use crate::wire::{Request, Response};
 
 pub struct NetworkFactory<RT: AsyncRuntime> {
     transport: Arc<dyn Transport>,
-    contact: Arc<SharedElector<RT::Instant>>,
+    elector: Arc<SharedElector<RT::Instant>>,
     _rt: PhantomData<fn() -> RT>,
 }
 
 impl<RT: AsyncRuntime> NetworkFactory<RT> {
-    pub fn new(transport: Arc<dyn Transport>, contact: Arc<SharedElector<RT::Instant>>) -> Self {
+    pub fn new(transport: Arc<dyn Transport>, elector: Arc<SharedElector<RT::Instant>>) -> Self {
         NetworkFactory {
             transport,
-            contact,
+            elector,
             _rt: PhantomData,
         }
     }
@@ -40,7 +40,7 @@ impl<RT: AsyncRuntime> NetworkFactory<RT> {
 pub struct PeerClient<RT: AsyncRuntime> {
     target: NodeId,
     transport: Arc<dyn Transport>,
-    contact: Arc<SharedElector<RT::Instant>>,
+    elector: Arc<SharedElector<RT::Instant>>,
     _rt: PhantomData<fn() -> RT>,
 }
 
@@ -51,7 +51,7 @@ impl<RT: AsyncRuntime> RaftNetworkFactory<Canon<RT>> for NetworkFactory<RT> {
         PeerClient {
             target,
             transport: self.transport.clone(),
-            contact: self.contact.clone(),
+            elector: self.elector.clone(),
             _rt: PhantomData,
         }
     }
@@ -59,39 +59,30 @@ impl<RT: AsyncRuntime> RaftNetworkFactory<Canon<RT>> for NetworkFactory<RT> {
 
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, EmptyNode, RaftError<NodeId, E>>;
 
-fn transport_err<E: std::error::Error>(e: TransportError) -> RPCError<NodeId, EmptyNode, E> {
+fn call_err<E: std::error::Error>(e: CallError) -> RPCError<NodeId, EmptyNode, E> {
     match e {
-        TransportError::Unreachable(_) => RPCError::Unreachable(Unreachable::new(&e)),
-        _ => RPCError::Network(NetworkError::new(&e)),
+        CallError::Transport(t @ TransportError::Unreachable(_)) => {
+            RPCError::Unreachable(Unreachable::new(&t))
+        }
+        other => RPCError::Network(NetworkError::new(&other)),
     }
 }
-
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct Protocol(String);
 
 impl<RT: AsyncRuntime> PeerClient<RT> {
     async fn call<E: std::error::Error>(
         &self,
-        req: Request<RT>,
+        req: Request,
         ttl: Duration,
     ) -> Result<Response, RPCError<NodeId, EmptyNode, E>> {
-        let bytes = codec::encode(&req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let resp = self
-            .transport
-            .request(self.target, bytes, ttl)
+        let resp = peer::call(&*self.transport, self.target, &req, ttl)
             .await
-            .map_err(transport_err)?;
-        self.contact.heard(self.target);
-        codec::decode::<Response>(&resp).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+            .map_err(call_err)?;
+        self.elector.heard(self.target);
+        Ok(resp)
     }
 
-    fn unexpected<E: std::error::Error>(&self, resp: Response) -> RPCError<NodeId, EmptyNode, E> {
-        let what = match resp {
-            Response::Refused(why) => format!("peer {:?} refused: {why}", self.target),
-            _ => format!("peer {:?} answered a different request", self.target),
-        };
-        RPCError::Network(NetworkError::new(&Protocol(what)))
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, EmptyNode, E> {
+        call_err(CallError::Unexpected { peer: self.target })
     }
 }
 
@@ -102,13 +93,13 @@ impl<RT: AsyncRuntime> RaftNetwork<Canon<RT>> for PeerClient<RT> {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcErr> {
         match self
-            .call(Request::AppendEntries(rpc), option.hard_ttl())
+            .call(Request::AppendEntries(rpc.into()), option.hard_ttl())
             .await?
         {
             Response::AppendEntries(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
-            other => Err(self.unexpected(other)),
+            _ => Err(self.unexpected()),
         }
     }
 
@@ -118,13 +109,13 @@ impl<RT: AsyncRuntime> RaftNetwork<Canon<RT>> for PeerClient<RT> {
         option: RPCOption,
     ) -> Result<InstallSnapshotResponse<NodeId>, RpcErr<InstallSnapshotError>> {
         match self
-            .call(Request::InstallSnapshot(rpc), option.hard_ttl())
+            .call(Request::InstallSnapshot(rpc.into()), option.hard_ttl())
             .await?
         {
             Response::InstallSnapshot(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
-            other => Err(self.unexpected(other)),
+            _ => Err(self.unexpected()),
         }
     }
 
@@ -137,7 +128,7 @@ impl<RT: AsyncRuntime> RaftNetwork<Canon<RT>> for PeerClient<RT> {
             Response::Vote(r) => {
                 r.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
             }
-            other => Err(self.unexpected(other)),
+            _ => Err(self.unexpected()),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The replicated state machine: applies canonized blocks with the deterministic executor and
-//! stores block, touched accounts and the applied position in one atomic batch, so a node's
-//! chain and state can never disagree after a crash.
+//! commits block, touched accounts and the applied position to the [`ChainStore`] in one
+//! atomic batch, so a node's chain and state can never disagree after a crash.
 //!
 //! Applied batches are buffered, not synced: the synced Raft log and commit index are the
 //! write-ahead log. A crash may lose the newest applied blocks from this store; on restart
@@ -8,7 +8,7 @@
 
 use std::io::Cursor;
 use std::marker::PhantomData;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use alloy_primitives::Address;
 use openraft::storage::RaftStateMachine;
@@ -19,32 +19,16 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, ApplyOutcome, Canon, LogId, Membership};
-use crate::block::{Block, ChainSpec};
-use crate::chain::{self, BlockError, Head};
+use crate::block::Block;
+use crate::chain::{self, BlockError};
+use crate::chain_store::{
+    block_key, stage_applied, stage_block, stage_replacement, AppliedMeta, ChainState, ChainStore,
+};
 use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
-use crate::ledger::{Account, Executed, Ledger};
-use crate::storage::{Column, Durability, Storage, WriteBatch};
-
-const KEY_APPLIED: &[u8] = b"sm/applied";
-
-/// What a node has applied, shared read-only with the sequencer and status endpoints.
-#[derive(Clone, Debug)]
-pub struct ChainState {
-    pub head: Head,
-    pub ledger: Ledger,
-    pub last_applied: Option<LogId>,
-    pub membership: Membership,
-}
-
-/// The applied position, stored next to the chain it describes.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-struct AppliedMeta {
-    head: Head,
-    last_applied: Option<LogId>,
-    membership: Membership,
-}
+use crate::ledger::{Account, Ledger};
+use crate::storage::{Column, Durability, WriteBatch};
 
 /// A full snapshot: every block, the ledger and the applied position.
 #[derive(Serialize, Deserialize)]
@@ -54,146 +38,21 @@ struct SnapshotPayload {
     blocks: Vec<Block>,
 }
 
-pub fn block_key(height: u64) -> [u8; 8] {
-    height.to_be_bytes()
-}
-
-/// Stages a verified block's writes (touched accounts, the block) and returns its head. One
-/// function for consensus apply and external replay, so both store a block identically.
-pub fn stage_block(
-    batch: &mut WriteBatch,
-    block: &Block,
-    executed: &Executed,
-) -> Result<Head, codec::CodecError> {
-    for (addr, acc) in executed.touched_accounts() {
-        batch.put(Column::Account, addr.as_slice(), codec::encode(&acc)?);
-    }
-    batch.put(
-        Column::Block,
-        block_key(block.header.height),
-        codec::encode(block)?,
-    );
-    Head::of(&block.header)
-}
-
-/// The stored applied position of `state`, written in the same batch as its blocks.
-pub fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), codec::CodecError> {
-    let meta = codec::encode(&AppliedMeta {
-        head: state.head,
-        last_applied: state.last_applied,
-        membership: state.membership.clone(),
-    })?;
-    batch.put(Column::Meta, KEY_APPLIED, meta);
-    Ok(())
-}
-
-/// Stored blocks `from..=to`, at most `max` of them and about `max_bytes` in all (at least one).
-pub fn read_blocks(
-    storage: &dyn Storage,
-    from: u64,
-    to: u64,
-    max: usize,
-    max_bytes: usize,
-) -> Result<Vec<Block>, String> {
-    if from > to || max == 0 {
-        return Ok(Vec::new());
-    }
-    let rows = storage
-        .scan(
-            Column::Block,
-            &block_key(from),
-            &block_key(to.saturating_add(1)),
-            max,
-        )
-        .map_err(|e| e.to_string())?;
-    let mut out = Vec::with_capacity(rows.len());
-    let mut bytes = 0usize;
-    for (_, v) in rows {
-        if !out.is_empty() && bytes + v.len() > max_bytes {
-            break;
-        }
-        bytes += v.len();
-        out.push(codec::decode::<Block>(&v).map_err(|e| e.to_string())?);
-    }
-    Ok(out)
-}
-
-pub type SharedChain = Arc<RwLock<ChainState>>;
-
-pub fn read_chain(shared: &SharedChain) -> std::sync::RwLockReadGuard<'_, ChainState> {
-    shared.read().unwrap_or_else(|p| p.into_inner())
-}
-
-fn write_chain(shared: &SharedChain) -> std::sync::RwLockWriteGuard<'_, ChainState> {
-    shared.write().unwrap_or_else(|p| p.into_inner())
-}
-
-/// Loads the applied chain state from storage, or genesis for an empty store.
-pub fn load_chain_state(
-    storage: &dyn Storage,
-    spec: &ChainSpec,
-) -> Result<ChainState, StorageError<NodeId>> {
-    let err = |e: String| io_err(ErrorSubject::StateMachine, ErrorVerb::Read, e);
-    let meta = match storage
-        .get(Column::Meta, KEY_APPLIED)
-        .map_err(|e| err(e.to_string()))?
-    {
-        Some(bytes) => Some(codec::decode::<AppliedMeta>(&bytes).map_err(|e| err(e.to_string()))?),
-        None => None,
-    };
-    let Some(meta) = meta else {
-        let genesis = spec.genesis_header().map_err(|e| err(e.to_string()))?;
-        return Ok(ChainState {
-            head: Head::of(&genesis).map_err(|e| err(e.to_string()))?,
-            ledger: spec.genesis_ledger(),
-            last_applied: None,
-            membership: Membership::default(),
-        });
-    };
-    let rows = storage
-        .scan(Column::Account, &[], &[0xff; 21], usize::MAX)
-        .map_err(|e| err(e.to_string()))?;
-    // Storage holds only accounts a block wrote; the rest are as genesis left them.
-    let mut accounts: std::collections::BTreeMap<Address, Account> = spec
-        .genesis_ledger()
-        .accounts()
-        .map(|(a, acc)| (*a, *acc))
-        .collect();
-    for (k, v) in rows {
-        let addr = Address::try_from(k.as_slice()).map_err(|e| err(e.to_string()))?;
-        accounts.insert(
-            addr,
-            codec::decode::<Account>(&v).map_err(|e| err(e.to_string()))?,
-        );
-    }
-    Ok(ChainState {
-        head: meta.head,
-        ledger: Ledger::from_accounts(accounts),
-        last_applied: meta.last_applied,
-        membership: meta.membership,
-    })
-}
-
 pub struct StateMachine<RT> {
-    storage: Arc<dyn Storage>,
+    chain: Arc<ChainStore>,
     node: NodeId,
     peers: Vec<NodeId>,
     events: Arc<dyn EventSink>,
-    shared: SharedChain,
-    /// Woken after every applied entry: long-polling block downloads wait on it.
-    applied: Arc<tokio::sync::Notify>,
     _rt: PhantomData<fn() -> RT>,
 }
 
 impl<RT> Clone for StateMachine<RT> {
     fn clone(&self) -> Self {
         StateMachine {
-            storage: self.storage.clone(),
+            chain: self.chain.clone(),
             node: self.node,
             peers: self.peers.clone(),
             events: self.events.clone(),
-            shared: self.shared.clone(),
-            applied: self.applied.clone(),
             _rt: PhantomData,
         }
     }
@@ -203,28 +62,28 @@ type C<RT> = Canon<RT>;
 type Entry<RT> = openraft::Entry<Canon<RT>>;
 
 impl<RT: AsyncRuntime> StateMachine<RT> {
-    /// `shared` must already hold what [`load_chain_state`] read from `storage`.
     pub fn new(
-        storage: Arc<dyn Storage>,
+        chain: Arc<ChainStore>,
         node: NodeId,
         peers: Vec<NodeId>,
         events: Arc<dyn EventSink>,
-        shared: SharedChain,
-        applied: Arc<tokio::sync::Notify>,
     ) -> Self {
         StateMachine {
-            storage,
+            chain,
             node,
             peers,
             events,
-            shared,
-            applied,
             _rt: PhantomData,
         }
     }
 
-    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError<NodeId>> {
-        self.storage.write(batch, durability).map_err(|e| {
+    fn commit(
+        &self,
+        batch: WriteBatch,
+        next: ChainState,
+        durability: Durability,
+    ) -> Result<(), StorageError<NodeId>> {
+        self.chain.commit(batch, next, durability).map_err(|e| {
             self.events.emit(
                 &self.node,
                 Event::StorageFailed {
@@ -237,7 +96,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
 
     fn apply_one(&self, entry: Entry<RT>) -> Result<Option<ApplyOutcome>, StorageError<NodeId>> {
         let log_id = entry.log_id;
-        let mut next = read_chain(&self.shared).clone();
+        let mut next = self.chain.state().clone();
         next.last_applied = Some(log_id);
         let mut batch = WriteBatch::default();
         let outcome = match entry.payload {
@@ -252,9 +111,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         };
         stage_applied(&mut batch, &next)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
-        self.write(batch, Durability::Buffered)?;
-        self.applied.notify_waiters();
-        *write_chain(&self.shared) = next;
+        self.commit(batch, next, Durability::Buffered)?;
         if outcome.is_none() {
             self.events.emit(
                 &self.node,
@@ -326,11 +183,12 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
     }
 
     fn snapshot_now(&self) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
-        let state = read_chain(&self.shared).clone();
+        let state = self.chain.state().clone();
         let err = |e: String| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
         let mut blocks = Vec::new();
         let rows = self
-            .storage
+            .chain
+            .storage()
             .scan(
                 Column::Block,
                 &block_key(1),
@@ -342,11 +200,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             blocks.push(codec::decode::<Block>(&v).map_err(|e| err(e.to_string()))?);
         }
         let payload = SnapshotPayload {
-            meta: AppliedMeta {
-                head: state.head,
-                last_applied: state.last_applied,
-                membership: state.membership.clone(),
-            },
+            meta: AppliedMeta::of(&state),
             accounts: state.ledger.accounts().map(|(a, acc)| (*a, *acc)).collect(),
             blocks,
         };
@@ -376,7 +230,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError<NodeId>> {
-        let s = read_chain(&self.shared);
+        let s = self.chain.state();
         Ok((s.last_applied, s.membership.clone()))
     }
 
@@ -416,33 +270,17 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
         };
         let payload: SnapshotPayload =
             codec::decode(snapshot.get_ref()).map_err(|e| err(e.to_string()))?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range(Column::Block, block_key(0), [0xff; 9]);
-        batch.delete_range(Column::Account, Vec::new(), [0xff; 21]);
-        for block in &payload.blocks {
-            batch.put(
-                Column::Block,
-                block_key(block.header.height),
-                codec::encode(block).map_err(|e| err(e.to_string()))?,
-            );
-        }
-        for (addr, acc) in &payload.accounts {
-            batch.put(
-                Column::Account,
-                addr.as_slice(),
-                codec::encode(acc).map_err(|e| err(e.to_string()))?,
-            );
-        }
         let state = ChainState {
             head: payload.meta.head,
             ledger: Ledger::from_accounts(payload.accounts.iter().copied()),
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
         };
-        stage_applied(&mut batch, &state).map_err(|e| err(e.to_string()))?;
+        let mut batch = WriteBatch::default();
+        stage_replacement(&mut batch, &payload.blocks, &payload.accounts, &state)
+            .map_err(|e| err(e.to_string()))?;
         // A snapshot may stand in for purged log entries: it must be durable on its own.
-        self.write(batch, Durability::Synced)?;
-        *write_chain(&self.shared) = state;
+        self.commit(batch, state, Durability::Synced)?;
         Ok(())
     }
 

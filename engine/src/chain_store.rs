@@ -1,0 +1,406 @@
+//! One chain store: the chain's layout in storage (blocks by height, the accounts blocks
+//! touched, the applied position), the applied state in memory, and the wait for new blocks.
+//!
+//! Raft's state machine and an external node's replica write through [`ChainStore::commit`];
+//! RPC, status, serving blocks, the sequencer and the simulator read through the same store.
+//! `commit` writes the batch, then publishes the new state, and only then wakes long-polling
+//! readers, so a woken reader always sees the block it was woken for.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use alloy_primitives::Address;
+use openraft::{AsyncRuntime, Instant as _};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+use crate::block::{Block, ChainSpec};
+use crate::chain::Head;
+use crate::codec::{self, CodecError};
+use crate::ledger::{Account, Executed, Ledger};
+use crate::raft::{LogId, Membership};
+use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
+
+const KEY_APPLIED: &[u8] = b"sm/applied";
+/// Just past every account key (20-byte addresses).
+const ACCOUNTS_END: [u8; 21] = [0xff; 21];
+
+/// Most blocks one long-poll answer carries, and about how many bytes.
+pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
+pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
+/// Longest a long-poll is held.
+pub const MAX_WAIT_MS: u32 = 5_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("chain store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<StorageError> for StoreError {
+    fn from(e: StorageError) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl From<CodecError> for StoreError {
+    fn from(e: CodecError) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+/// What a node has applied.
+#[derive(Clone, Debug)]
+pub struct ChainState {
+    pub head: Head,
+    pub ledger: Ledger,
+    /// The Raft entry the state includes (consensus nodes only).
+    pub last_applied: Option<LogId>,
+    pub membership: Membership,
+}
+
+/// The applied position, stored next to the chain it describes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub(crate) struct AppliedMeta {
+    pub(crate) head: Head,
+    pub(crate) last_applied: Option<LogId>,
+    pub(crate) membership: Membership,
+}
+
+impl AppliedMeta {
+    pub(crate) fn of(state: &ChainState) -> AppliedMeta {
+        AppliedMeta {
+            head: state.head,
+            last_applied: state.last_applied,
+            membership: state.membership.clone(),
+        }
+    }
+}
+
+pub fn block_key(height: u64) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+/// Stages a verified block's writes (touched accounts, the block) and returns its head. One
+/// function for consensus apply and external replay, so both store a block identically.
+pub fn stage_block(
+    batch: &mut WriteBatch,
+    block: &Block,
+    executed: &Executed,
+) -> Result<Head, CodecError> {
+    for (addr, acc) in executed.touched_accounts() {
+        batch.put(Column::Account, addr.as_slice(), codec::encode(&acc)?);
+    }
+    batch.put(
+        Column::Block,
+        block_key(block.header.height),
+        codec::encode(block)?,
+    );
+    Head::of(&block.header)
+}
+
+/// Stages the applied position of `state`, to be written in the same batch as its blocks.
+pub fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), CodecError> {
+    batch.put(
+        Column::Meta,
+        KEY_APPLIED,
+        codec::encode(&AppliedMeta::of(state))?,
+    );
+    Ok(())
+}
+
+/// Stages the replacement of the whole chain by `blocks` and `accounts` (a snapshot).
+pub fn stage_replacement(
+    batch: &mut WriteBatch,
+    blocks: &[Block],
+    accounts: &[(Address, Account)],
+    state: &ChainState,
+) -> Result<(), CodecError> {
+    batch.delete_range(Column::Block, block_key(0), [0xff; 9]);
+    batch.delete_range(Column::Account, Vec::new(), ACCOUNTS_END);
+    for block in blocks {
+        batch.put(
+            Column::Block,
+            block_key(block.header.height),
+            codec::encode(block)?,
+        );
+    }
+    for (addr, acc) in accounts {
+        batch.put(Column::Account, addr.as_slice(), codec::encode(acc)?);
+    }
+    stage_applied(batch, state)
+}
+
+/// Stored blocks `from..=to` of a bare storage, at most `max` of them and about `max_bytes`
+/// in all (at least one).
+pub fn read_blocks(
+    storage: &dyn Storage,
+    from: u64,
+    to: u64,
+    max: usize,
+    max_bytes: usize,
+) -> Result<Vec<Block>, StoreError> {
+    if from > to || max == 0 {
+        return Ok(Vec::new());
+    }
+    let rows = storage.scan(
+        Column::Block,
+        &block_key(from),
+        &block_key(to.saturating_add(1)),
+        max,
+    )?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut bytes = 0usize;
+    for (_, v) in rows {
+        if !out.is_empty() && bytes + v.len() > max_bytes {
+            break;
+        }
+        bytes += v.len();
+        out.push(codec::decode::<Block>(&v)?);
+    }
+    Ok(out)
+}
+
+/// Loads the applied state from storage, or genesis for an empty store.
+fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreError> {
+    let meta = storage
+        .get(Column::Meta, KEY_APPLIED)?
+        .map(|bytes| codec::decode::<AppliedMeta>(&bytes))
+        .transpose()?;
+    let Some(meta) = meta else {
+        let genesis = spec.genesis_header()?;
+        return Ok(ChainState {
+            head: Head::of(&genesis)?,
+            ledger: spec.genesis_ledger(),
+            last_applied: None,
+            membership: Membership::default(),
+        });
+    };
+    // Storage holds only accounts a block wrote; the rest are as genesis left them.
+    let mut accounts: BTreeMap<Address, Account> = spec
+        .genesis_ledger()
+        .accounts()
+        .map(|(a, acc)| (*a, *acc))
+        .collect();
+    for (k, v) in storage.scan(Column::Account, &[], &ACCOUNTS_END, usize::MAX)? {
+        let addr = Address::try_from(k.as_slice()).map_err(|e| StoreError(e.to_string()))?;
+        accounts.insert(addr, codec::decode::<Account>(&v)?);
+    }
+    Ok(ChainState {
+        head: meta.head,
+        ledger: Ledger::from_accounts(accounts),
+        last_applied: meta.last_applied,
+        membership: meta.membership,
+    })
+}
+
+pub struct ChainStore {
+    storage: Arc<dyn Storage>,
+    state: RwLock<ChainState>,
+    /// Woken after each commit is published.
+    published: Notify,
+}
+
+impl ChainStore {
+    /// Opens the chain stored in `storage` (genesis for an empty store).
+    pub fn open(storage: Arc<dyn Storage>, spec: &ChainSpec) -> Result<ChainStore, StoreError> {
+        let state = load(&*storage, spec)?;
+        Ok(ChainStore {
+            storage,
+            state: RwLock::new(state),
+            published: Notify::new(),
+        })
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    /// The applied state; hold the guard briefly (writers wait for it).
+    pub fn state(&self) -> RwLockReadGuard<'_, ChainState> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn head(&self) -> Head {
+        self.state().head
+    }
+
+    /// An account in the applied state, with the height it was read at.
+    pub fn account(&self, address: &Address) -> (Account, u64) {
+        let s = self.state();
+        (s.ledger.account(address), s.head.height)
+    }
+
+    /// The stored block at `height`; `None` above the head and for genesis (height 0, which
+    /// has a header but no stored block: see [`ChainSpec::genesis_header`]).
+    pub fn block(&self, height: u64) -> Result<Option<Block>, StoreError> {
+        if height == 0 || height > self.head().height {
+            return Ok(None);
+        }
+        Ok(read_blocks(&*self.storage, height, height, 1, usize::MAX)?.pop())
+    }
+
+    /// Stored blocks from `from` up to the head, at most `max` and about `max_bytes`.
+    pub fn blocks(
+        &self,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Block>, StoreError> {
+        let head = self.head().height;
+        read_blocks(&*self.storage, from.max(1), head, max, max_bytes)
+    }
+
+    /// Blocks from `from` (a long-poll): at once if the head has reached `from`, else
+    /// the first ones applied within `wait_ms` (capped at [`MAX_WAIT_MS`]), else none.
+    pub async fn wait_for_blocks<RT: AsyncRuntime>(
+        &self,
+        from: u64,
+        max: u32,
+        wait_ms: u32,
+    ) -> Result<Vec<Block>, StoreError> {
+        let max = max.clamp(1, MAX_BLOCKS_PER_RESPONSE) as usize;
+        let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
+        let deadline = RT::Instant::now() + wait;
+        loop {
+            // Registered before the head is read, so a commit in between is not missed.
+            let published = self.published.notified();
+            if from <= self.head().height || wait_ms == 0 {
+                return self.blocks(from, max, MAX_RESPONSE_BYTES);
+            }
+            let now = RT::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let _ = RT::timeout(deadline - now, published).await;
+        }
+    }
+
+    /// Writes `batch` (which must stage `next`'s applied position along with its blocks),
+    /// makes `next` the state every reader sees, then wakes long-polling readers. Nothing
+    /// changes in memory if the write fails.
+    pub fn commit(
+        &self,
+        batch: WriteBatch,
+        next: ChainState,
+        durability: Durability,
+    ) -> Result<(), StorageError> {
+        self.storage.write(batch, durability)?;
+        *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
+        self.published.notify_waiters();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+
+    use super::*;
+    use crate::chain::{build_block, verify_block, Proposal};
+    use crate::keys::derived_key;
+    use crate::storage::MemDisk;
+
+    /// Commits the next (empty) block on top of `store`'s head.
+    fn commit_next(store: &ChainStore, key: &crate::keys::SecretKey) {
+        let mut next = store.state().clone();
+        let built = build_block(
+            Proposal {
+                head: &next.head,
+                ledger: &next.ledger,
+                key,
+                term: 1,
+                timestamp_ms: next.head.timestamp_ms + 1,
+                max_transactions: 0,
+            },
+            Vec::new(),
+        )
+        .expect("build");
+        let executed =
+            verify_block(&next.head, &next.ledger, &[key.node_id()], &built.block).expect("verify");
+        let mut batch = WriteBatch::default();
+        next.head = stage_block(&mut batch, &built.block, &executed).expect("stage");
+        next.ledger = executed.ledger;
+        stage_applied(&mut batch, &next).expect("stage");
+        store
+            .commit(batch, next, Durability::Buffered)
+            .expect("commit");
+    }
+
+    /// A waker that reads the store's head at the moment it is woken.
+    struct HeadAtWake {
+        store: Arc<ChainStore>,
+        seen: std::sync::Mutex<Vec<u64>>,
+    }
+
+    impl std::task::Wake for HeadAtWake {
+        fn wake(self: Arc<Self>) {
+            let h = self.store.head().height;
+            self.seen.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+        }
+    }
+
+    /// A long-poll woken by a commit must see the block it was woken for. On tokio's
+    /// multi-threaded runtime a woken reader may run on another worker before the committing
+    /// thread takes its next step; when waiters were woken before the new head was published,
+    /// such a reader re-read the old head and slept out its whole wait. The probe reads the
+    /// head inside `wake` itself, the earliest any woken reader can, so the order is checked
+    /// every time rather than when the race happens to be lost.
+    #[test]
+    fn a_woken_long_poll_sees_the_new_head_on_a_multi_threaded_runtime() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let spec = ChainSpec {
+                chain_id: 7,
+                genesis_alloc: Vec::new(),
+            };
+            let store = Arc::new(ChainStore::open(Arc::new(MemDisk::new()), &spec).expect("open"));
+            let key = derived_key("chain-store-test", 0);
+            for height in 1..=20u64 {
+                let probe = Arc::new(HeadAtWake {
+                    store: store.clone(),
+                    seen: std::sync::Mutex::new(Vec::new()),
+                });
+                let waker = std::task::Waker::from(probe.clone());
+                let mut cx = std::task::Context::from_waker(&waker);
+                let mut polled =
+                    Box::pin(store.wait_for_blocks::<openraft::TokioRuntime>(height, 1, 1_000));
+                assert!(polled.as_mut().poll(&mut cx).is_pending());
+                // Real readers parked on other workers, as block downloads are.
+                let readers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let store = store.clone();
+                        tokio::spawn(async move {
+                            store
+                                .wait_for_blocks::<openraft::TokioRuntime>(height, 1, 1_000)
+                                .await
+                                .expect("read")
+                                .len()
+                        })
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                let (s, k) = (store.clone(), key.clone());
+                tokio::task::spawn_blocking(move || commit_next(&s, &k))
+                    .await
+                    .expect("commit");
+                let seen = probe.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                assert_eq!(
+                    seen.first(),
+                    Some(&height),
+                    "a reader woken for height {height} saw the head at {seen:?}"
+                );
+                match polled.as_mut().poll(&mut cx) {
+                    std::task::Poll::Ready(Ok(blocks)) => assert_eq!(blocks.len(), 1),
+                    other => panic!("the woken reader did not get block {height}: {other:?}"),
+                }
+                for r in readers {
+                    assert_eq!(r.await.expect("reader"), 1, "height {height}");
+                }
+            }
+        });
+    }
+}

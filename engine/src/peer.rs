@@ -1,0 +1,42 @@
+//! One call to a peer: encode the request, send it through the transport, decode the answer,
+//! and turn a refusal into an error. Written once; each caller matches the answer it expects.
+
+use std::time::Duration;
+
+use crate::codec;
+use crate::ids::NodeId;
+use crate::transport::{Transport, TransportError};
+use crate::wire::{Request, Response};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CallError {
+    #[error("cannot encode the request: {0}")]
+    Encode(String),
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+    #[error("undecodable answer from {peer}: {why}")]
+    Decode { peer: NodeId, why: String },
+    #[error("{peer} refused: {why}")]
+    Refused { peer: NodeId, why: String },
+    #[error("{peer} answered a different request")]
+    Unexpected { peer: NodeId },
+}
+
+/// Sends `req` to `peer` and waits at most `timeout` for its answer.
+pub async fn call(
+    transport: &dyn Transport,
+    peer: NodeId,
+    req: &Request,
+    timeout: Duration,
+) -> Result<Response, CallError> {
+    let bytes = codec::encode(req).map_err(|e| CallError::Encode(e.to_string()))?;
+    let answer = transport.request(peer, bytes, timeout).await?;
+    match codec::decode::<Response>(&answer) {
+        Ok(Response::Refused(why)) => Err(CallError::Refused { peer, why }),
+        Ok(resp) => Ok(resp),
+        Err(e) => Err(CallError::Decode {
+            peer,
+            why: e.to_string(),
+        }),
+    }
+}

@@ -1,0 +1,69 @@
+//! What the HTTP and JSON-RPC handlers share: the node this process runs and the one read
+//! API over its chain.
+
+use std::sync::Arc;
+
+use alloy_primitives::Address;
+use canon_engine::block::{Block, ChainSpec};
+use canon_engine::chain::Head;
+use canon_engine::chain_store::ChainStore;
+use canon_engine::external::ExternalNode;
+use canon_engine::ledger::Account;
+use canon_engine::node::ConsensusNode;
+use canon_engine::tx::SignedTransaction;
+use canon_engine::wire::SubmitOutcome;
+use openraft::TokioRuntime;
+
+use crate::metrics::Metrics;
+use crate::p2p::TcpTransport;
+
+pub type ProductionNode = ConsensusNode<TokioRuntime>;
+pub type ProductionExternal = ExternalNode<TokioRuntime>;
+
+/// What this process runs: a consensus node or an external node.
+#[derive(Clone)]
+pub enum Role {
+    Consensus(Arc<ProductionNode>),
+    External(Arc<ProductionExternal>),
+}
+
+/// What the HTTP and RPC handlers share.
+pub struct NodeContext {
+    pub role: Role,
+    pub spec: ChainSpec,
+    pub transport: Arc<TcpTransport>,
+    pub metrics: Arc<Metrics>,
+    pub batcher_enabled: bool,
+}
+
+impl NodeContext {
+    /// The chain this process serves: canonized (consensus) or verified (external).
+    pub fn chain(&self) -> &Arc<ChainStore> {
+        match &self.role {
+            Role::Consensus(n) => n.chain(),
+            Role::External(x) => x.replica().chain(),
+        }
+    }
+
+    pub fn head(&self) -> Head {
+        self.chain().head()
+    }
+
+    /// The block at `height` (≥ 1) in this node's canonized (or verified) chain.
+    pub fn block(&self, height: u64) -> Result<Option<Block>, String> {
+        self.chain().block(height).map_err(|e| e.to_string())
+    }
+
+    pub fn account(&self, address: &Address) -> (Account, u64) {
+        self.chain().account(address)
+    }
+
+    /// A client's transaction: consensus nodes admit or forward it to the leader; external
+    /// nodes pass it to a consensus node.
+    pub async fn submit(&self, tx: SignedTransaction) -> SubmitOutcome {
+        match &self.role {
+            Role::Consensus(n) => n.submit_transaction(tx).await,
+            Role::External(x) => x.submit_transaction(tx).await,
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! What a run observed: every event goes to the invariant checker and the trace, and the
+//! scenario's own measurements ride along.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use canon_engine::events::Event;
+
+use crate::checker::Checker;
+use crate::trace::Trace;
+
+/// Everything observed in a run: the checker's view and the trace.
+pub struct Observer {
+    pub checker: Checker,
+    pub trace: Trace,
+    /// What the scenario measured, for its test and for `explore`'s summary.
+    pub facts: Vec<(String, f64)>,
+    /// (node, when) of every end of leadership: a check-quorum step-down, or leadership lost
+    /// to a higher term.
+    pub leadership_ends: Vec<(usize, Duration)>,
+    start: Instant,
+}
+
+impl Observer {
+    pub fn new(checker: Checker) -> Observer {
+        Observer {
+            checker,
+            trace: Trace::default(),
+            facts: Vec::new(),
+            leadership_ends: Vec::new(),
+            start: Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.start)
+    }
+
+    pub fn event(&mut self, node: usize, event: &Event) {
+        let at = self.now();
+        self.trace
+            .record(format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()));
+        if let Event::SteppedDown { .. } | Event::LostLeadership { .. } = event {
+            self.leadership_ends.push((node, at));
+        }
+        self.checker.observe(node, at, event);
+    }
+
+    pub fn note(&mut self, what: impl AsRef<str>) {
+        let at = self.now();
+        self.trace
+            .record(format!("{:>9.3}s -- {}", at.as_secs_f64(), what.as_ref()));
+    }
+}
+
+#[derive(Clone)]
+pub struct SharedObserver(Arc<Mutex<Observer>>);
+
+impl From<Observer> for SharedObserver {
+    fn from(o: Observer) -> Self {
+        SharedObserver(Arc::new(Mutex::new(o)))
+    }
+}
+
+impl SharedObserver {
+    pub fn lock(&self) -> MutexGuard<'_, Observer> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
