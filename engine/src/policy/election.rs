@@ -155,10 +155,6 @@ impl Elector {
         e
     }
 
-    pub fn config(&self) -> &ElectionConfig {
-        &self.cfg
-    }
-
     fn clamp(&mut self, now: Millis) -> Millis {
         self.now = self.now.max(now);
         self.now
