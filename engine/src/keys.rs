@@ -109,11 +109,12 @@ fn parse_sig(sig: &Sig65) -> Result<Signature, KeyError> {
 /// The node id whose key produced `sig` over `hash`.
 pub fn recover_node_id(hash: &B256, sig: &Sig65) -> Result<NodeId, KeyError> {
     let key = parse_sig(sig)?
-        .recover_from_prehash(hash)
+        .recover_from_prehash_secp256k1(hash)
         .map_err(|_| KeyError::BadSignature)?;
-    let point = key.to_encoded_point(false);
+    let point = key.serialize_uncompressed();
     let mut id = [0u8; 64];
-    id.copy_from_slice(point.as_bytes().get(1..65).ok_or(KeyError::BadSignature)?);
+    // Uncompressed SEC1 is 0x04 || X || Y; the id drops the tag byte.
+    id.copy_from_slice(&point[1..65]);
     Ok(NodeId(id))
 }
 
@@ -162,6 +163,29 @@ mod tests {
         assert_eq!(recover_address(&hash, &sig).unwrap(), key.address());
         let other = keccak256(b"other");
         assert_ne!(recover_node_id(&other, &sig).unwrap(), key.node_id());
+    }
+
+    proptest::proptest! {
+        /// Signing is k256's and recovery libsecp256k1's: both must agree on every signature,
+        /// tampered ones included (a byte flipped anywhere, the recovery id too).
+        #[test]
+        fn recovery_backends_agree(secret in proptest::array::uniform32(1u8..), msg in proptest::collection::vec(proptest::num::u8::ANY, 0..64), flip in 0usize..66, bit in 0u8..8) {
+            let key = SecretKey::from_bytes(secret).unwrap();
+            let hash = keccak256(&msg);
+            let mut sig = key.sign_hash(&hash);
+            if flip < 65 {
+                sig.0[flip] ^= 1 << bit;
+            }
+            let by_k256 = parse_sig(&sig).ok().and_then(|s| s.recover_from_prehash(&hash).ok()).map(|vk| {
+                let mut id = [0u8; 64];
+                id.copy_from_slice(&vk.to_encoded_point(false).as_bytes()[1..65]);
+                NodeId(id)
+            });
+            proptest::prop_assert_eq!(recover_node_id(&hash, &sig).ok(), by_k256);
+            if flip == 65 {
+                proptest::prop_assert_eq!(recover_address(&hash, &sig).unwrap(), key.address());
+            }
+        }
     }
 
     #[test]
