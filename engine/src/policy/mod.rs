@@ -15,6 +15,7 @@ pub mod admission;
 pub mod contact;
 pub mod download;
 pub mod election;
+pub mod redundancy;
 pub mod sequencer;
 
 /// Monotonic milliseconds since the node started: the only time a policy sees.
