@@ -24,6 +24,7 @@ pub mod raft;
 pub mod replay;
 pub mod seams;
 pub mod shared_elector;
+pub mod signing_guard;
 pub mod storage;
 pub mod transport;
 pub mod tx;
