@@ -70,6 +70,7 @@ pub fn block_of(f: &Fixture, txs: Vec<SignedTransaction>) -> (Head, Built) {
             ledger: &ledger,
             key: &f.leader,
             term: 1,
+            slot: None,
             timestamp_ms: 1,
             max_transactions: usize::MAX,
         },

@@ -18,8 +18,18 @@ pub struct BlockHeader {
     /// The ledger's state root after executing this block: the output hash replayers check.
     pub state_root: B256,
     pub proposer: NodeId,
-    /// The Raft term of the leader that proposed the block.
+    /// The Raft term of the leader that proposed the block (0 in single-sequencer mode).
     pub term: u64,
+    /// Single-sequencer mode: the round it was signed for and the signer's redundancy level,
+    /// covered by the signature. `None` in Raft mode.
+    pub slot: Option<Slot>,
+}
+
+/// Where a single-sequencer block sits in time, and which member of the group signed it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slot {
+    pub round: u64,
+    pub level: i64,
 }
 
 impl BlockHeader {
@@ -88,6 +98,7 @@ impl ChainSpec {
             state_root: self.genesis_ledger().state_root()?,
             proposer: NodeId::default(),
             term: 0,
+            slot: None,
         })
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::block::{transactions_root, Block, BlockHeader};
+use crate::block::{transactions_root, Block, BlockHeader, Slot};
 use crate::codec::CodecError;
 use crate::ids::NodeId;
 use crate::keys::{self, SecretKey};
@@ -21,6 +21,8 @@ pub struct Head {
     pub hash: B256,
     pub timestamp_ms: u64,
     pub state_root: B256,
+    /// Single-sequencer mode: the round of the head block (`None` at genesis and in Raft mode).
+    pub round: Option<u64>,
 }
 
 impl Head {
@@ -30,6 +32,7 @@ impl Head {
             hash: header.hash()?,
             timestamp_ms: header.timestamp_ms,
             state_root: header.state_root,
+            round: header.slot.map(|s| s.round),
         })
     }
 }
@@ -42,6 +45,8 @@ pub enum BlockError {
     Parent { head: B256, got: B256 },
     #[error("timestamp {got} ms is before the parent's {parent} ms")]
     Timestamp { parent: u64, got: u64 },
+    #[error("round {got:?} does not come after the head's round {head}")]
+    Round { head: u64, got: Option<u64> },
     #[error("proposer {0:?} is not a consensus peer")]
     UnknownProposer(NodeId),
     #[error("proposer signature does not recover to the proposer")]
@@ -71,6 +76,7 @@ impl BlockError {
             BlockError::Height { .. } => "height",
             BlockError::Parent { .. } => "parent",
             BlockError::Timestamp { .. } => "timestamp",
+            BlockError::Round { .. } => "round",
             BlockError::UnknownProposer(_) => "proposer",
             BlockError::Signature => "signature",
             BlockError::TransactionsRoot { .. } => "transactions_root",
@@ -114,6 +120,16 @@ pub fn verify_block(
             parent: head.timestamp_ms,
             got: h.timestamp_ms,
         });
+    }
+    // Single-sequencer rounds only move forward: no round is ever signed twice on one chain.
+    if let Some(head_round) = head.round {
+        let got = h.slot.map(|s| s.round);
+        if got.is_none_or(|r| r <= head_round) {
+            return Err(BlockError::Round {
+                head: head_round,
+                got,
+            });
+        }
     }
     if !peers.contains(&h.proposer) {
         return Err(BlockError::UnknownProposer(h.proposer));
@@ -162,6 +178,8 @@ pub struct Proposal<'a> {
     pub ledger: &'a Ledger,
     pub key: &'a SecretKey,
     pub term: u64,
+    /// Single-sequencer mode's round and level; `None` in Raft mode.
+    pub slot: Option<Slot>,
     pub timestamp_ms: u64,
     pub max_transactions: usize,
 }
@@ -193,6 +211,7 @@ pub fn build_block(
         state_root: ledger.state_root()?,
         proposer: p.key.node_id(),
         term: p.term,
+        slot: p.slot,
     };
     Ok(Built {
         block: Block::seal(header, included, p.key)?,
@@ -254,6 +273,7 @@ mod tests {
                 ledger: &ledger,
                 key: &f.leader,
                 term: 1,
+                slot: None,
                 timestamp_ms: 5,
                 max_transactions: 10,
             },
@@ -370,6 +390,7 @@ mod tests {
                 ledger: &f.spec.genesis_ledger(),
                 key: &f.leader,
                 term: 1,
+                slot: None,
                 timestamp_ms: 5,
                 max_transactions: 1,
             },
@@ -377,5 +398,51 @@ mod tests {
         )
         .unwrap();
         assert_eq!(built.block.header.timestamp_ms, 100);
+    }
+
+    #[test]
+    fn single_sequencer_rounds_only_move_forward() {
+        let f = fixture();
+        let genesis = Head::of(&f.spec.genesis_header().unwrap()).unwrap();
+        let ledger = f.spec.genesis_ledger();
+        let at = |head: &Head, round: Option<u64>| {
+            build_block(
+                Proposal {
+                    head,
+                    ledger: &ledger,
+                    key: &f.leader,
+                    term: 0,
+                    slot: round.map(|round| Slot { round, level: 0 }),
+                    timestamp_ms: 5,
+                    max_transactions: 1,
+                },
+                vec![],
+            )
+            .unwrap()
+            .block
+        };
+        // (head round, block round, accepted)
+        let cases = [
+            (None, Some(0), true),
+            (Some(5), Some(6), true),
+            (Some(5), Some(5), false),
+            (Some(5), Some(4), false),
+            (Some(5), None, false),
+        ];
+        for (head_round, round, ok) in cases {
+            let head = Head {
+                round: head_round,
+                ..genesis
+            };
+            let got = verify_block(&head, &ledger, &f.peers, &at(&head, round));
+            assert_eq!(
+                got.is_ok(),
+                ok,
+                "head {head_round:?} block {round:?}: {:?}",
+                got.err()
+            );
+        }
+        let b = at(&genesis, Some(9));
+        assert_eq!(Head::of(&b.header).unwrap().round, Some(9));
     }
 }

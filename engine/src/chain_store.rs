@@ -309,6 +309,7 @@ mod tests {
                 ledger: &next.ledger,
                 key,
                 term: 1,
+                slot: None,
                 timestamp_ms: next.head.timestamp_ms + 1,
                 max_transactions: 0,
             },

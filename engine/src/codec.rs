@@ -77,6 +77,7 @@ mod tests {
             state_root: B256::repeat_byte(0x02),
             proposer: key(3).node_id(),
             term: 9,
+            slot: None,
         };
         Block::seal(header, vec![sample_tx()], &key(3)).unwrap()
     }
@@ -117,9 +118,9 @@ mod tests {
     const GOLDEN_SIGNED_TX_HASH: &str =
         "0x96da2f907a3f6ce5d6b04528c90d182a53954e4bc6eb83a7d1b571c45605020f";
     const GOLDEN_BLOCK_HASH: &str =
-        "0x57e150c0ab054ace3da29de082166bcb947e8c9a773c7b1aa73289e4c3c09108";
+        "0x6f322b24eb75e5885ebebf8d36a696d4810432e19ebe10c7b426e246edd479de";
     const GOLDEN_GENESIS_HASH: &str =
-        "0x665ef6dbe3d2b445de60374b95fbcad05feea5fbe961bc0555e007185a213202";
+        "0x72c55b4137370a91aae74475a8f88e9ac46b8f5dd58453b8c7f5ef501fae446c";
 
     #[test]
     fn round_trips() {

@@ -77,6 +77,29 @@ pub enum Event {
         kind: String,
         reason: String,
     },
+    /// A group member signed the block of `round` (single-sequencer mode), stored it and serves
+    /// it: the identity's chain grew by this block.
+    Signed {
+        height: u64,
+        round: u64,
+        level: i64,
+        hash: B256,
+        parent_hash: B256,
+        state_root: B256,
+        transactions: usize,
+    },
+    /// A group member started signing, from `round`.
+    SteppedIn {
+        round: u64,
+        level: i64,
+        reason: String,
+    },
+    /// A group member stopped signing: a lower level signed `round`.
+    Reverted { by_level: i64, round: u64 },
+    /// Another member announced this member's level; `yields` if this one stands down.
+    SameLevel { other: NodeId, yields: bool },
+    /// A group member decided to sign `round` but did not (the guard or storage refused).
+    SignRefused { round: u64, reason: String },
 }
 
 pub trait EventSink: Send + Sync + 'static {

@@ -95,6 +95,8 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     replica: Replica,
     sources: Mutex<BTreeMap<NodeId, SourceState>>,
     stopped: AtomicBool,
+    /// Whether the last download round found the sources at their head.
+    caught_up: AtomicBool,
     _rt: std::marker::PhantomData<fn() -> RT>,
 }
 
@@ -110,13 +112,23 @@ struct Fetched {
 
 impl<RT: AsyncRuntime> ExternalNode<RT> {
     pub async fn start(cfg: ExternalConfig, seams: Seams) -> Result<Arc<Self>, NodeError> {
+        Self::start_with(cfg, seams, true).await
+    }
+
+    /// [`ExternalNode::start`]; a node that need not have sources (the only member of a
+    /// redundancy group) counts as caught up while it has none.
+    pub async fn start_with(
+        cfg: ExternalConfig,
+        seams: Seams,
+        require_sources: bool,
+    ) -> Result<Arc<Self>, NodeError> {
         let id = cfg.key.node_id();
         if cfg.validators.is_empty() {
             return Err(NodeError::Config(
                 "consensus_peer_ids must name the nodes allowed to propose".into(),
             ));
         }
-        if cfg.sources.is_empty() {
+        if cfg.sources.is_empty() && require_sources {
             return Err(NodeError::Config(
                 "network_boot_nodes must name at least one source of blocks".into(),
             ));
@@ -148,11 +160,13 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 )
             })
             .collect();
+        let no_sources = cfg.sources.iter().all(|s| *s == id);
         let node = Arc::new(ExternalNode {
             cfg,
             id,
             seams,
             replica,
+            caught_up: AtomicBool::new(no_sources),
             sources: Mutex::new(sources),
             stopped: AtomicBool::new(false),
             _rt: std::marker::PhantomData,
@@ -175,6 +189,11 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     pub fn shutdown(&self) {
         self.stopped.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether its last download round found every answering source at its head.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up.load(Ordering::SeqCst)
     }
 
     pub fn status(&self) -> ExternalStatus {
@@ -394,6 +413,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 }
             }
             let pause_ms = downloader.after(&planned, round);
+            self.caught_up
+                .store(downloader.caught_up(), Ordering::SeqCst);
             if pause_ms > 0 {
                 RT::sleep(Duration::from_millis(pause_ms)).await;
             }

@@ -504,6 +504,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             ledger: &ledger,
             key: &self.cfg.key,
             term,
+            slot: None,
             timestamp_ms: self.seams.clock.now_ms(),
             max_transactions: self.cfg.max_block_transactions,
         };

@@ -54,7 +54,15 @@ impl Replica {
     }
 
     /// Verifies `block` on top of the head and stores it; nothing changes if it fails.
+    /// Buffered: a crash may lose the newest blocks, never part of one; they are downloaded
+    /// again from the head that survived.
     pub fn apply(&self, block: &Block) -> Result<Head, ReplayError> {
+        self.apply_with(block, Durability::Buffered)
+    }
+
+    /// [`Replica::apply`] with the write's durability chosen by the caller (a signer syncs
+    /// its own blocks).
+    pub fn apply_with(&self, block: &Block, durability: Durability) -> Result<Head, ReplayError> {
         let mut next = self.chain.state().clone();
         let executed = chain::verify_block(&next.head, &next.ledger, &self.validators, block)?;
         let mut batch = WriteBatch::default();
@@ -63,10 +71,8 @@ impl Replica {
         next.head = head;
         next.ledger = executed.ledger;
         stage_applied(&mut batch, &next).map_err(|e| ReplayError::Storage(e.to_string()))?;
-        // Buffered: a crash may lose the newest blocks, never part of one; they are
-        // downloaded again from the head that survived.
         self.chain
-            .commit(batch, next, Durability::Buffered)
+            .commit(batch, next, durability)
             .map_err(|e| ReplayError::Storage(e.to_string()))?;
         Ok(head)
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::Block;
 use crate::chain::Head;
+use crate::group::SignedAnnouncement;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
@@ -154,6 +155,9 @@ pub enum Request {
     PreVote {
         last_log: Option<LogPos>,
     },
+    /// A redundancy group member's signed self-description (single-sequencer mode); answered
+    /// by members only, with what they last signed.
+    Announce(SignedAnnouncement),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -176,6 +180,10 @@ pub enum Response {
     Refused(String),
     PreVote {
         granted: bool,
+    },
+    /// The (height, round) the answering member last signed, after taking the announcement in.
+    Announced {
+        last_signed: Option<(u64, u64)>,
     },
 }
 
@@ -232,6 +240,7 @@ mod tests {
                 ledger: &spec.genesis_ledger(),
                 key: &key,
                 term: 3,
+                slot: None,
                 timestamp_ms: 9,
                 max_transactions: 0,
             },

@@ -252,6 +252,34 @@ impl EventSink for EventLog {
                 tracing::error!("storage write failed: {reason}");
             }
             Event::RaftReopened { after } => tracing::warn!("raft reopened after: {after}"),
+            Event::Signed {
+                height,
+                round,
+                level,
+                hash,
+                transactions,
+                ..
+            } => {
+                m.blocks_applied.inc();
+                m.transactions_applied.inc_by(transactions as u64);
+                m.applied_height.set(height as i64);
+                tracing::debug!(height, round, level, %hash, transactions, "signed block");
+            }
+            Event::SteppedIn {
+                round,
+                level,
+                reason,
+            } => tracing::warn!(round, level, "stepped in as signer: {reason}"),
+            Event::Reverted { by_level, round } => {
+                tracing::warn!(by_level, round, "reverted to standby: a lower level signed")
+            }
+            Event::SameLevel { other, yields } => tracing::error!(
+                %other, yields,
+                "another member of the group runs at this redundancy level"
+            ),
+            Event::SignRefused { round, reason } => {
+                tracing::error!(round, "did not sign: {reason}")
+            }
             Event::Replayed { height, hash, .. } => {
                 m.blocks_applied.inc();
                 m.applied_height.set(height as i64);

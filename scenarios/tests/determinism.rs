@@ -10,6 +10,7 @@ const CASES: &[(&str, u64)] = &[
     ("leader-failover", 5),
     ("asymmetric-partition", 2),
     ("quorum-loss", 4),
+    ("redundancy-main-returns", 7),
 ];
 
 fn trace_of(name: &str, seed: u64) -> String {

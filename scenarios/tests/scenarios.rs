@@ -136,3 +136,49 @@ fn lying_source() {
 fn external_chain() {
     assert_ran(&run_scenario("external-chain", 0..10, "external_chain"));
 }
+
+/// Every seed signed blocks and left a trace (redundancy runs have no Raft recovery to time).
+fn assert_signed(reports: &[RunReport]) {
+    assert!(!reports.is_empty());
+    for r in reports {
+        assert!(r.blocks > 0, "seed {} signed no block", r.seed);
+        assert!(r.trace_lines > 0, "seed {} recorded no trace", r.seed);
+    }
+}
+
+/// Seed 002's arithmetic, restated with N = 5: level L signs L x 5 + 1 rounds after the main's
+/// last block (level 1: r + 6; level 3 with 0 and 1 down: r + 16).
+const MAX_MISSED_ROUNDS: f64 = 5.0;
+
+#[test]
+fn redundancy_main_crash() {
+    let r = run_scenario("redundancy-main-crash", 0..20, "redundancy_main_crash");
+    assert_signed(&r);
+    let want = MAX_MISSED_ROUNDS + 1.0;
+    assert_fact(&r, "takeover_rounds", 1, want, want);
+}
+
+#[test]
+fn redundancy_cascade() {
+    let r = run_scenario("redundancy-cascade", 0..20, "redundancy_cascade");
+    assert_signed(&r);
+    let want = 3.0 * MAX_MISSED_ROUNDS + 1.0;
+    assert_fact(&r, "takeover_rounds", 1, want, want);
+}
+
+#[test]
+fn redundancy_never_sign() {
+    assert_signed(&run_scenario(
+        "redundancy-never-sign",
+        0..10,
+        "redundancy_never_sign",
+    ));
+}
+
+#[test]
+fn redundancy_main_returns() {
+    let r = run_scenario("redundancy-main-returns", 0..20, "redundancy_main_returns");
+    assert_signed(&r);
+    // Announce, the answers within a round, the standby's last block, then the next round.
+    assert_fact(&r, "handover_rounds", 1, 1.0, 5.0);
+}

@@ -64,6 +64,9 @@ pub struct Checker {
     outcome_of_index: BTreeMap<u64, Option<B256>>,
     /// (external node, the source it dropped).
     rejected_sources: Vec<(usize, NodeId)>,
+    /// Single-sequencer mode: the block the identity signed at each height and each round.
+    signed_heights: BTreeMap<u64, B256>,
+    signed_rounds: BTreeMap<u64, B256>,
     violations: Vec<Violation>,
 }
 
@@ -76,6 +79,8 @@ impl Checker {
             leader_of_term: BTreeMap::new(),
             outcome_of_index: BTreeMap::new(),
             rejected_sources: Vec::new(),
+            signed_heights: BTreeMap::new(),
+            signed_rounds: BTreeMap::new(),
             violations: Vec::new(),
         }
     }
@@ -401,6 +406,18 @@ impl Checker {
             Event::SourceRejected { source, .. } => {
                 self.rejected_sources.push((node, *source));
             }
+            Event::Signed {
+                height,
+                round,
+                hash,
+                parent_hash,
+                state_root,
+                ..
+            } => self.signed(node, at, *height, *round, *hash, *parent_hash, *state_root),
+            Event::SteppedIn { .. }
+            | Event::Reverted { .. }
+            | Event::SameLevel { .. }
+            | Event::SignRefused { .. } => {}
             Event::BecameLeader { .. }
             | Event::LostLeadership { .. }
             | Event::Proposed { .. }
@@ -409,6 +426,69 @@ impl Checker {
             | Event::StorageFailed { .. }
             | Event::RaftReopened { .. } => {}
         }
+    }
+}
+
+impl Checker {
+    /// A group member signed and stored a block: per identity, one block per height and per
+    /// round; the signer's chain grows by exactly that block; the first signature at a height
+    /// defines the canonical block there.
+    #[allow(clippy::too_many_arguments)]
+    fn signed(
+        &mut self,
+        node: usize,
+        at: Duration,
+        height: u64,
+        round: u64,
+        hash: B256,
+        parent_hash: B256,
+        state_root: B256,
+    ) {
+        let by_height = self.signed_heights.get(&height).copied();
+        let by_round = self.signed_rounds.get(&round).copied();
+        for (what, earlier) in [("height", by_height), ("round", by_round)] {
+            if let Some(earlier) = earlier.filter(|e| *e != hash) {
+                self.fail(
+                    "no identity signs two different blocks for one height or round",
+                    node,
+                    Some(height),
+                    at,
+                    format!("signed {hash} in round {round}; {earlier} was signed at this {what}"),
+                );
+            }
+        }
+        self.signed_heights.entry(height).or_insert(hash);
+        self.signed_rounds.entry(round).or_insert(hash);
+        let head = self.nodes[node].head;
+        if height != head + 1 {
+            self.fail(
+                "every node's chain is a prefix of the canonical chain",
+                node,
+                Some(height),
+                at,
+                format!("signed height {height} on top of head {head}"),
+            );
+        }
+        if self
+            .canonical_hash(height.saturating_sub(1))
+            .is_some_and(|p| p != parent_hash)
+        {
+            self.fail(
+                "every node's chain is a prefix of the canonical chain",
+                node,
+                Some(height),
+                at,
+                format!("signed on parent {parent_hash}, which is not canonical"),
+            );
+        }
+        self.canonical.entry(height).or_insert(Canonical {
+            timestamp_ms: 0,
+            hash,
+            parent: parent_hash,
+            state_root,
+        });
+        self.nodes[node].head = height;
+        self.nodes[node].max_head = self.nodes[node].max_head.max(height);
     }
 }
 

@@ -89,6 +89,8 @@ pub struct SimCluster {
     slots: Vec<Slot>,
     peers: Vec<NodeId>,
     pub(crate) externals: Vec<ExternalSlot>,
+    /// A redundancy group in single-sequencer mode, if the scenario runs one.
+    pub(crate) group: Option<crate::group::SimGroup>,
 }
 
 fn derived_key(label: &str, i: usize) -> SecretKey {
@@ -207,6 +209,7 @@ impl SimCluster {
             slots,
             peers,
             externals: Vec::new(),
+            group: None,
         }
     }
 

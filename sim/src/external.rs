@@ -65,7 +65,7 @@ impl SimCluster {
         let mut cfg = ExternalConfig::new(
             key.clone(),
             sources,
-            self.peers().to_vec(),
+            self.block_signers(),
             self.spec.clone(),
         );
         cfg.batch_blocks = 64;

@@ -18,6 +18,12 @@ pub struct Observer {
     /// (node, when) of every end of leadership: a check-quorum step-down, or leadership lost
     /// to a higher term.
     pub leadership_ends: Vec<(usize, Duration)>,
+    /// (node, round, level) of every step-in of a redundancy group member.
+    pub step_ins: Vec<(usize, u64, i64)>,
+    /// (node, round of the lower level's signature) of every revert.
+    pub reverts: Vec<(usize, u64)>,
+    /// (node, yields) of every same-level detection.
+    pub same_levels: Vec<(usize, bool)>,
     start: Instant,
 }
 
@@ -28,6 +34,9 @@ impl Observer {
             trace: Trace::default(),
             facts: Vec::new(),
             leadership_ends: Vec::new(),
+            step_ins: Vec::new(),
+            reverts: Vec::new(),
+            same_levels: Vec::new(),
             start: Instant::now(),
         }
     }
@@ -40,8 +49,14 @@ impl Observer {
         let at = self.now();
         self.trace
             .record(format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()));
-        if let Event::SteppedDown { .. } | Event::LostLeadership { .. } = event {
-            self.leadership_ends.push((node, at));
+        match event {
+            Event::SteppedDown { .. } | Event::LostLeadership { .. } => {
+                self.leadership_ends.push((node, at));
+            }
+            Event::SteppedIn { round, level, .. } => self.step_ins.push((node, *round, *level)),
+            Event::Reverted { round, .. } => self.reverts.push((node, *round)),
+            Event::SameLevel { yields, .. } => self.same_levels.push((node, *yields)),
+            _ => {}
         }
         self.checker.observe(node, at, event);
     }

@@ -8,6 +8,9 @@ use rand::Rng;
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
+use crate::redundancy_scenarios::{
+    redundancy_cascade, redundancy_main_crash, redundancy_main_returns, redundancy_never_sign,
+};
 use crate::scenario::{Ctx, Scenario, ScenarioFuture};
 
 pub static SCENARIOS: &[Scenario] = &[
@@ -83,6 +86,30 @@ pub static SCENARIOS: &[Scenario] = &[
         body: external_chain,
         sim_time_limit: Duration::from_secs(180),
     },
+    Scenario {
+        name: "redundancy-main-crash",
+        description: "single-sequencer mode, levels 0, 1, 2: the main crashes after round r; level 1 signs exactly round r+6, level 2 never",
+        body: redundancy_main_crash,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-cascade",
+        description: "levels 0, 1, 3 with 0 and 1 down: level 3 signs exactly round r+16",
+        body: redundancy_cascade,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-never-sign",
+        description: "levels -1 and 1,000,000 never sign, even alone for a hundred rounds; they follow the main when it returns",
+        body: redundancy_never_sign,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-main-returns",
+        description: "the main returns after level 1 took over: it syncs, announces, waits for the standby's last height; the standby reverts; no height or round signed twice",
+        body: redundancy_main_returns,
+        sim_time_limit: Duration::from_secs(120),
+    },
 ];
 
 /// Scenarios that break the model on purpose (a disk that loses synced data) to prove the
@@ -128,11 +155,11 @@ fn ms(d: Duration) -> f64 {
     d.as_millis() as f64
 }
 
-fn at(c: &SimCluster, msg: String) -> String {
+pub(crate) fn at(c: &SimCluster, msg: String) -> String {
     format!("{msg} (sim {:.3}s)", c.observer.lock().now().as_secs_f64())
 }
 
-async fn sleep_ms(ms: u64) {
+pub(crate) async fn sleep_ms(ms: u64) {
     madsim::time::sleep(Duration::from_millis(ms)).await;
 }
 

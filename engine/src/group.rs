@@ -1,0 +1,575 @@
+//! Single-sequencer mode with hot standbys (seed 002): machines sharing one signing identity form
+//! a group. Every member syncs the identity's chain by download and replay (it runs an
+//! [`ExternalNode`] whose only allowed proposer is the identity), and one of them signs a block
+//! every round. Which one is [`policy::redundancy`]'s decision; this module carries it out:
+//! the round clock, the signed announcements between members, and the sign path, which goes
+//! through the [`SigningGuard`] before any signature leaves the machine.
+//!
+//! A member's network identity is its own key; the identity's key shows only in what it signs.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::join_all;
+use openraft::AsyncRuntime;
+use serde::{Deserialize, Serialize};
+
+use crate::block::{Block, ChainSpec, Slot};
+use crate::chain::{build_block, Head, Proposal};
+use crate::codec::{self, CodecError};
+use crate::events::Event;
+use crate::external::{ExternalConfig, ExternalNode};
+use crate::ids::{NodeId, Sig65};
+use crate::keys::{self, SecretKey};
+use crate::mempool::Mempool;
+use crate::peer;
+use crate::policy::redundancy::{
+    round_at, round_start_ms, Ack, Announcement, Failover, Mode, RedundancyAction,
+    RedundancyConfig, Signed, StepIn,
+};
+use crate::seams::{NodeError, Seams};
+use crate::signing_guard::{SigningGuard, Watermark};
+use crate::storage::Durability;
+use crate::tx::SignedTransaction;
+use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+
+#[derive(Clone, Debug)]
+pub struct GroupConfig {
+    /// The signing identity the whole group shares (`validator_secret_key`).
+    pub identity: SecretKey,
+    /// This machine's network key: what it advertises instead of the identity.
+    pub network_key: SecretKey,
+    pub redundancy: RedundancyConfig,
+    /// The other members' network ids: where it syncs from and whom it announces itself to.
+    pub members: Vec<NodeId>,
+    pub chain: ChainSpec,
+    /// Wall-clock milliseconds of round 0.
+    pub genesis_ms: u64,
+    pub block_time_ms: u64,
+    pub max_block_transactions: usize,
+    pub mempool_capacity: usize,
+    pub request_timeout_ms: u64,
+}
+
+/// An [`Announcement`] signed with the identity's key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedAnnouncement {
+    pub member: NodeId,
+    pub level: i64,
+    pub started_at_ms: u64,
+    pub round: u64,
+    pub signature: Sig65,
+}
+
+#[derive(Serialize)]
+struct AnnouncementBody<'a> {
+    domain: &'a str,
+    member: NodeId,
+    level: i64,
+    started_at_ms: u64,
+    round: u64,
+}
+
+fn announcement_hash(a: &Announcement) -> Result<alloy_primitives::B256, CodecError> {
+    let body = AnnouncementBody {
+        // Never confusable with a block header's hash.
+        domain: "canon/redundancy-announcement",
+        member: a.member,
+        level: a.level,
+        started_at_ms: a.started_at_ms,
+        round: a.round,
+    };
+    Ok(alloy_primitives::keccak256(codec::encode(&body)?))
+}
+
+impl SignedAnnouncement {
+    pub fn sign(a: &Announcement, identity: &SecretKey) -> Result<SignedAnnouncement, CodecError> {
+        Ok(SignedAnnouncement {
+            member: a.member,
+            level: a.level,
+            started_at_ms: a.started_at_ms,
+            round: a.round,
+            signature: identity.sign_hash(&announcement_hash(a)?),
+        })
+    }
+
+    /// The announcement, if `identity` signed it; anything else merely claims the key.
+    pub fn verify(&self, identity: &NodeId) -> Result<Announcement, String> {
+        let a = Announcement {
+            member: self.member,
+            level: self.level,
+            started_at_ms: self.started_at_ms,
+            round: self.round,
+        };
+        let hash = announcement_hash(&a).map_err(|e| e.to_string())?;
+        match keys::recover_node_id(&hash, &self.signature) {
+            Ok(id) if id == *identity => Ok(a),
+            _ => Err(format!(
+                "announcement from {} is not signed by the group's identity",
+                self.member
+            )),
+        }
+    }
+}
+
+/// What `/status` and the metrics show of a member.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GroupStatus {
+    pub id: NodeId,
+    pub identity: NodeId,
+    pub level: i64,
+    /// `syncing`, `handing-over`, `standing-by`, `active`, `yielding`, `observer`.
+    pub mode: String,
+    pub head: Head,
+    /// The level that signed the head block.
+    pub active_signer_level: Option<i64>,
+    /// Consecutive rounds, up to the current one, with no lower level signing.
+    pub missed_rounds: u64,
+    pub round: Option<u64>,
+    /// Why it last stepped in, if it did.
+    pub step_in: Option<String>,
+    pub watermark: Option<Watermark>,
+    /// Another member announcing the same level.
+    pub same_level: Option<NodeId>,
+}
+
+fn mode_name(m: &Mode) -> &'static str {
+    match m {
+        Mode::Syncing => "syncing",
+        Mode::HandingOver { .. } => "handing-over",
+        Mode::StandingBy => "standing-by",
+        Mode::Active => "active",
+        Mode::Yielding { .. } => "yielding",
+        Mode::Observer => "observer",
+    }
+}
+
+struct MemberState {
+    failover: Failover,
+    mempool: Mempool,
+    /// The height up to which the chain's blocks were fed to the policy.
+    fed_height: u64,
+    round: Option<u64>,
+    step_in: Option<String>,
+    same_level: Option<NodeId>,
+    head_level: Option<i64>,
+}
+
+pub struct GroupMember<RT: AsyncRuntime> {
+    cfg: GroupConfig,
+    id: NodeId,
+    identity: NodeId,
+    started_at_ms: u64,
+    seams: Seams,
+    sync: Arc<ExternalNode<RT>>,
+    guard: SigningGuard,
+    state: Mutex<MemberState>,
+    stopped: AtomicBool,
+    /// Itself, for the tasks a request spawns.
+    me: std::sync::Weak<GroupMember<RT>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl<RT: AsyncRuntime> GroupMember<RT> {
+    pub async fn start(cfg: GroupConfig, seams: Seams) -> Result<Arc<Self>, NodeError> {
+        if cfg.block_time_ms == 0 {
+            return Err(NodeError::Config("block_time must be above zero".into()));
+        }
+        let id = cfg.network_key.node_id();
+        let identity = cfg.identity.node_id();
+        if id == identity {
+            return Err(NodeError::Config(
+                "the network key must differ from the validator key, which the group shares".into(),
+            ));
+        }
+        let guard = SigningGuard::open(seams.storage.clone(), identity)
+            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let mut sync_cfg = ExternalConfig::new(
+            cfg.network_key.clone(),
+            cfg.members.clone(),
+            vec![identity],
+            cfg.chain.clone(),
+        );
+        sync_cfg.request_timeout_ms = cfg.request_timeout_ms;
+        // A follower's long-poll returns within a round, so the policy sees blocks in time.
+        sync_cfg.follow_wait_ms = cfg.block_time_ms.min(u64::from(u32::MAX)) as u32;
+        let sync = ExternalNode::<RT>::start_with(sync_cfg, seams.clone(), !cfg.members.is_empty())
+            .await?;
+        let started_at_ms = seams.clock.now_ms();
+        let last_signed = guard.watermark().map(|w| Signed {
+            height: w.height,
+            round: w.round,
+        });
+        let failover = Failover::new(cfg.redundancy, id, started_at_ms, last_signed);
+        let member = Arc::new_cyclic(|me| GroupMember {
+            me: me.clone(),
+            id,
+            identity,
+            started_at_ms,
+            guard,
+            state: Mutex::new(MemberState {
+                failover,
+                mempool: Mempool::new(cfg.mempool_capacity),
+                fed_height: 0,
+                round: None,
+                step_in: None,
+                same_level: None,
+                head_level: None,
+            }),
+            cfg,
+            seams,
+            sync,
+            stopped: AtomicBool::new(false),
+        });
+        let _detached = RT::spawn(member.clone().rounds());
+        Ok(member)
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn head(&self) -> Head {
+        self.sync.head()
+    }
+
+    pub fn sync(&self) -> &Arc<ExternalNode<RT>> {
+        &self.sync
+    }
+
+    pub fn shutdown(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        self.sync.shutdown();
+    }
+
+    pub fn status(&self) -> GroupStatus {
+        let st = lock(&self.state);
+        GroupStatus {
+            id: self.id,
+            identity: self.identity,
+            level: st.failover.level().value(),
+            mode: mode_name(st.failover.mode()).into(),
+            head: self.sync.head(),
+            active_signer_level: st.head_level,
+            missed_rounds: st.round.map_or(0, |r| st.failover.missed_rounds(r)),
+            round: st.round,
+            step_in: st.step_in.clone(),
+            watermark: self.guard.watermark(),
+            same_level: st.same_level,
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        self.seams.events.emit(&self.id, event);
+    }
+
+    /// Answers the group's announcements and transactions; everything else is the sync node's.
+    pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
+        let resp = match codec::decode::<Request>(bytes) {
+            Ok(Request::Announce(signed)) => self.on_announcement(&signed),
+            Ok(Request::ClientSubmit(tx)) => {
+                let outcome = self.admit(tx.clone());
+                if let (SubmitOutcome::Accepted { .. }, Some(me)) = (&outcome, self.me.upgrade()) {
+                    // Whichever member signs next needs it.
+                    let _detached = RT::spawn(me.forward(tx));
+                }
+                Response::SubmitTransaction(outcome)
+            }
+            Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
+            _ => return self.sync.handle_request(from, bytes).await,
+        };
+        codec::encode(&resp).unwrap_or_default()
+    }
+
+    fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {
+        if !tx.signature_valid() {
+            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
+        }
+        let ledger = self.sync.replica().chain().state().ledger.clone();
+        match lock(&self.state).mempool.admit(tx, &ledger) {
+            Ok(()) => SubmitOutcome::Accepted {
+                leader: self.identity,
+            },
+            Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
+        }
+    }
+
+    async fn forward(self: Arc<Self>, tx: SignedTransaction) {
+        let req = Request::Forwarded(tx);
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let transport = &*self.seams.transport;
+        join_all(
+            self.cfg
+                .members
+                .iter()
+                .map(|m| peer::call(transport, *m, &req, timeout)),
+        )
+        .await;
+    }
+
+    fn on_announcement(&self, signed: &SignedAnnouncement) -> Response {
+        let a = match signed.verify(&self.identity) {
+            Ok(a) => a,
+            Err(why) => return Response::Refused(why),
+        };
+        let mut st = lock(&self.state);
+        let actions = st.failover.on_announcement(&a);
+        self.carry_out_reports(&mut st, actions);
+        Response::Announced {
+            last_signed: st.failover.last_signed().map(|s| (s.height, s.round)),
+        }
+    }
+
+    /// Revert and same-level reports; signing only ever happens in `on_round`.
+    fn carry_out_reports(&self, st: &mut MemberState, actions: Vec<RedundancyAction>) {
+        for action in actions {
+            match action {
+                RedundancyAction::Revert { by_level, round } => {
+                    st.step_in = None;
+                    self.emit(Event::Reverted { by_level, round });
+                }
+                RedundancyAction::SameLevel { other, yields } => {
+                    st.same_level = Some(other);
+                    self.emit(Event::SameLevel { other, yields });
+                }
+                RedundancyAction::Announce | RedundancyAction::Sign { .. } => {}
+            }
+        }
+    }
+
+    /// Feeds the blocks that reached the chain since last time to the policy.
+    fn feed_blocks(&self, st: &mut MemberState) {
+        let head = self.sync.head().height;
+        if head < st.fed_height {
+            // The replica lost buffered blocks in a crash: they are fetched and fed again.
+            st.fed_height = head;
+        }
+        while st.fed_height < head {
+            let from = st.fed_height + 1;
+            let blocks = match self.sync.replica().chain().blocks(from, 256, usize::MAX) {
+                Ok(b) if !b.is_empty() => b,
+                _ => return,
+            };
+            for b in blocks {
+                st.fed_height = b.header.height;
+                if let Some(slot) = b.header.slot {
+                    st.head_level = Some(slot.level);
+                    let actions = st.failover.on_block(slot.level, slot.round);
+                    self.carry_out_reports(st, actions);
+                }
+            }
+        }
+    }
+
+    /// One task: a decision at the start of every round by the local clock.
+    async fn rounds(self: Arc<Self>) {
+        let bt = self.cfg.block_time_ms;
+        let mut last: Option<u64> = None;
+        while !self.stopped.load(Ordering::SeqCst) {
+            let now = self.seams.clock.now_ms();
+            let next_start = match round_at(now, self.cfg.genesis_ms, bt) {
+                None => self.cfg.genesis_ms,
+                // A clock that stepped back re-enters rounds already decided: skip them.
+                Some(round) if last.is_some_and(|l| round <= l) => {
+                    round_start_ms(round + 1, self.cfg.genesis_ms, bt)
+                }
+                Some(round) => {
+                    last = Some(round);
+                    self.on_round(round);
+                    round_start_ms(round + 1, self.cfg.genesis_ms, bt)
+                }
+            };
+            let wait = next_start.saturating_sub(self.seams.clock.now_ms()).max(1);
+            RT::sleep(Duration::from_millis(wait)).await;
+        }
+    }
+
+    fn on_round(self: &Arc<Self>, round: u64) {
+        let mut st = lock(&self.state);
+        st.round = Some(round);
+        self.feed_blocks(&mut st);
+        let head = self.sync.head();
+        let actions = st
+            .failover
+            .on_round(round, head.height, self.sync.caught_up());
+        for action in actions {
+            match action {
+                RedundancyAction::Announce => {
+                    let _detached = RT::spawn(self.clone().announce(round));
+                }
+                RedundancyAction::Sign { round, reason } => self.sign(&mut st, round, reason),
+                other => self.carry_out_reports(&mut st, vec![other]),
+            }
+        }
+    }
+
+    async fn announce(self: Arc<Self>, round: u64) {
+        let a = Announcement {
+            member: self.id,
+            level: self.cfg.redundancy.level.value(),
+            started_at_ms: self.started_at_ms,
+            round,
+        };
+        let Ok(signed) = SignedAnnouncement::sign(&a, &self.cfg.identity) else {
+            return;
+        };
+        let req = Request::Announce(signed);
+        // Answers that take longer than a round are as good as absent.
+        let timeout =
+            Duration::from_millis(self.cfg.block_time_ms.min(self.cfg.request_timeout_ms));
+        let transport = &*self.seams.transport;
+        let answers = join_all(self.cfg.members.iter().map(|m| {
+            let req = &req;
+            async move { (*m, peer::call(transport, *m, req, timeout).await) }
+        }))
+        .await;
+        let acks: Vec<Ack> = answers
+            .into_iter()
+            .filter_map(|(member, r)| match r {
+                Ok(Response::Announced { last_signed }) => Some(Ack {
+                    member,
+                    last_signed: last_signed.map(|(height, round)| Signed { height, round }),
+                }),
+                _ => None,
+            })
+            .collect();
+        lock(&self.state).failover.on_acks(&acks);
+    }
+
+    /// The sign path, under the state lock (so an announcement's answer always covers what was
+    /// signed): publish a guarded block a crash left unsent, build the round's block, record it
+    /// in the guard (synced), then store and serve it.
+    fn sign(&self, st: &mut MemberState, round: u64, reason: StepIn) {
+        if let Some(pending) = self.guard.pending(self.sync.head().height) {
+            if let Some(slot) = pending.header.slot {
+                if self.publish(st, &pending, slot).is_err() {
+                    return;
+                }
+            }
+        }
+        let level = self.cfg.redundancy.level.value();
+        let (head, ledger) = {
+            let c = self.sync.replica().chain().state();
+            (c.head, c.ledger.clone())
+        };
+        if head.round.is_some_and(|r| r >= round) {
+            return;
+        }
+        let candidates = st
+            .mempool
+            .candidates(&ledger, self.cfg.max_block_transactions);
+        let slot = Slot { round, level };
+        let built = build_block(
+            Proposal {
+                head: &head,
+                ledger: &ledger,
+                key: &self.cfg.identity,
+                term: 0,
+                slot: Some(slot),
+                timestamp_ms: self.seams.clock.now_ms(),
+                max_transactions: self.cfg.max_block_transactions,
+            },
+            candidates,
+        );
+        let block = match built {
+            Ok(b) => b.block,
+            Err(e) => {
+                self.emit(Event::SignRefused {
+                    round,
+                    reason: e.to_string(),
+                });
+                return;
+            }
+        };
+        if let Err(e) = self.guard.record(round, &block) {
+            self.emit(Event::SignRefused {
+                round,
+                reason: e.to_string(),
+            });
+            return;
+        }
+        if st.step_in.is_none() {
+            let why = match reason {
+                StepIn::Main => "main".to_string(),
+                StepIn::LowerLevelsSilent { missed, last_seen } => format!(
+                    "{missed} rounds without a lower level (last seen in round {})",
+                    last_seen.map_or("none".into(), |r| r.to_string())
+                ),
+            };
+            self.emit(Event::SteppedIn {
+                round,
+                level,
+                reason: why.clone(),
+            });
+            st.step_in = Some(why);
+        }
+        let _ = self.publish(st, &block, slot);
+    }
+
+    /// Stores a block this machine signed (synced: a signer never forgets what it signed) and
+    /// reports it; downloaders get it from the chain store.
+    fn publish(&self, st: &mut MemberState, block: &Block, slot: Slot) -> Result<(), ()> {
+        match self.sync.replica().apply_with(block, Durability::Synced) {
+            Ok(head) => {
+                st.failover.on_signed(Signed {
+                    height: head.height,
+                    round: slot.round,
+                });
+                st.fed_height = st.fed_height.max(head.height);
+                st.head_level = Some(slot.level);
+                st.mempool
+                    .prune(&self.sync.replica().chain().state().ledger);
+                self.emit(Event::Signed {
+                    height: head.height,
+                    round: slot.round,
+                    level: slot.level,
+                    hash: head.hash,
+                    parent_hash: block.header.parent_hash,
+                    state_root: head.state_root,
+                    transactions: block.transactions.len(),
+                });
+                Ok(())
+            }
+            Err(e) => {
+                self.emit(Event::SignRefused {
+                    round: slot.round,
+                    reason: e.to_string(),
+                });
+                Err(())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::derived_key;
+
+    #[test]
+    fn announcements_verify_only_with_the_identity() {
+        let identity = derived_key("group-test", 0);
+        let other = derived_key("group-test", 1);
+        let a = Announcement {
+            member: derived_key("group-test", 2).node_id(),
+            level: 1,
+            started_at_ms: 5,
+            round: 9,
+        };
+        let signed = SignedAnnouncement::sign(&a, &identity).unwrap();
+        assert_eq!(signed.verify(&identity.node_id()), Ok(a));
+        // Signed by someone else, or altered after signing: only a claim.
+        let forged = SignedAnnouncement::sign(&a, &other).unwrap();
+        assert!(forged.verify(&identity.node_id()).is_err());
+        let mut altered = signed.clone();
+        altered.level = 0;
+        assert!(altered.verify(&identity.node_id()).is_err());
+        let mut garbage = signed;
+        garbage.signature = Sig65([0u8; 65]);
+        assert!(garbage.verify(&identity.node_id()).is_err());
+    }
+}

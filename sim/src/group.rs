@@ -1,0 +1,403 @@
+//! A redundancy group on simulated hosts (single-sequencer mode, seed 002): members sharing one
+//! signing identity, each with its own disk, clock skew and network key, started, crashed and
+//! restarted by the scenario. Members report to the checker under index `MEMBER_INDEX_BASE + m`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use canon_engine::group::{GroupConfig, GroupMember, GroupStatus};
+use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::policy::redundancy::{Level, RedundancyConfig, DEFAULT_MAX_MISSED_ROUNDS};
+use canon_engine::seams::Seams;
+use canon_engine::storage::MemDisk;
+use canon_engine::transport::BoxFuture;
+use canon_engine::NodeId;
+use madsim::net::Endpoint;
+use madsim::runtime::NodeHandle;
+use rand::Rng;
+
+use crate::cluster::SimCluster;
+use crate::host::{serve, Serves, SimClock, SimEvents};
+use crate::net::{SimNet, SimTransport, PORT};
+use crate::observer::SharedObserver;
+use crate::runtime::MadsimRuntime;
+
+pub type SimMember = GroupMember<MadsimRuntime>;
+type LiveMember = Arc<Mutex<Option<Arc<SimMember>>>>;
+
+/// Checker index of member 0; members never collide with consensus or external nodes.
+pub const MEMBER_INDEX_BASE: usize = 100;
+
+impl Serves for SimMember {
+    fn answer(&self, from: NodeId, bytes: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
+        Box::pin(async move { self.handle_request(from, &bytes).await })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct GroupSetup {
+    pub block_time_ms: u64,
+    pub max_missed_rounds: u64,
+    /// Each member's clock is off by up to this much, either way.
+    pub clock_skew_ms_max: u64,
+}
+
+impl Default for GroupSetup {
+    fn default() -> Self {
+        GroupSetup {
+            block_time_ms: 200,
+            max_missed_rounds: DEFAULT_MAX_MISSED_ROUNDS,
+            clock_skew_ms_max: 0,
+        }
+    }
+}
+
+struct MemberSlot {
+    level: i64,
+    key: SecretKey,
+    disk: MemDisk,
+    skew_ms: Arc<AtomicI64>,
+    handle: Option<NodeHandle>,
+    live: LiveMember,
+    up: bool,
+}
+
+pub(crate) struct SimGroup {
+    setup: GroupSetup,
+    identity: SecretKey,
+    genesis_ms: u64,
+    slots: Vec<MemberSlot>,
+}
+
+fn member_ip(m: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(10, 0, 4, (m + 1) as u8))
+}
+
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl SimCluster {
+    /// Sets up a group of members at `levels` sharing one identity (none started yet): round 0
+    /// begins now. Start a cluster with `nodes: 0` for a pure single-sequencer run.
+    pub fn add_group(&mut self, levels: &[i64], setup: GroupSetup) {
+        let identity = derived_key("canon-sim/identity", 0);
+        let mut slots = Vec::new();
+        for (m, level) in levels.iter().enumerate() {
+            let key = derived_key("canon-sim/member", m);
+            self.net
+                .add_member(key.node_id(), SocketAddr::new(member_ip(m), PORT));
+            let skew = setup.clock_skew_ms_max as i64;
+            let skew_ms = Arc::new(AtomicI64::new(if skew > 0 {
+                self.rng.gen_range(-skew..=skew)
+            } else {
+                0
+            }));
+            slots.push(MemberSlot {
+                level: *level,
+                key,
+                disk: MemDisk::new(),
+                skew_ms,
+                handle: None,
+                live: Arc::new(Mutex::new(None)),
+                up: false,
+            });
+        }
+        self.note(format!(
+            "group of levels {levels:?}, identity {}",
+            identity.node_id().short()
+        ));
+        self.group = Some(SimGroup {
+            setup,
+            identity,
+            genesis_ms: wall_ms(),
+            slots,
+        });
+    }
+
+    fn group(&self) -> &SimGroup {
+        match &self.group {
+            Some(g) => g,
+            None => panic!("the scenario has no redundancy group (add_group first)"),
+        }
+    }
+
+    fn group_mut(&mut self) -> &mut SimGroup {
+        match &mut self.group {
+            Some(g) => g,
+            None => panic!("the scenario has no redundancy group (add_group first)"),
+        }
+    }
+
+    /// Who may sign blocks: the group's identity, else the consensus peers.
+    pub fn block_signers(&self) -> Vec<NodeId> {
+        match &self.group {
+            Some(g) => vec![g.identity.node_id()],
+            None => self.peers().to_vec(),
+        }
+    }
+
+    pub fn member_ids(&self) -> Vec<NodeId> {
+        self.group().slots.iter().map(|s| s.key.node_id()).collect()
+    }
+
+    pub fn block_time(&self) -> Duration {
+        Duration::from_millis(self.group().setup.block_time_ms)
+    }
+
+    /// Starts member `m` (its first start, or a restart after a crash).
+    pub fn start_member(&mut self, m: usize) {
+        let net = self.net.clone();
+        let observer = self.observer.clone();
+        let ids = self.member_ids();
+        let g = self.group();
+        let slot = &g.slots[m];
+        if slot.up {
+            return;
+        }
+        let cfg = GroupConfig {
+            identity: g.identity.clone(),
+            network_key: slot.key.clone(),
+            redundancy: RedundancyConfig {
+                level: Level::from_config(slot.level),
+                max_missed_rounds: g.setup.max_missed_rounds,
+            },
+            members: ids
+                .iter()
+                .copied()
+                .filter(|i| *i != slot.key.node_id())
+                .collect(),
+            chain: self.spec.clone(),
+            genesis_ms: g.genesis_ms,
+            block_time_ms: g.setup.block_time_ms,
+            max_block_transactions: 256,
+            mempool_capacity: 10_000,
+            request_timeout_ms: 1_000,
+        };
+        let handle = match &slot.handle {
+            Some(h) => {
+                self.handle.restart(h.id());
+                None
+            }
+            None => {
+                let (d, l, k) = (slot.disk.clone(), slot.live.clone(), slot.skew_ms.clone());
+                let member = net
+                    .lookup(&slot.key.node_id())
+                    .map(|(i, _)| i)
+                    .unwrap_or_default();
+                Some(
+                    self.handle
+                        .create_node()
+                        .name(format!("m{m}"))
+                        .ip(member_ip(m))
+                        .init(move || {
+                            run_member(
+                                MEMBER_INDEX_BASE + m,
+                                member,
+                                m,
+                                cfg.clone(),
+                                d.clone(),
+                                net.clone(),
+                                observer.clone(),
+                                k.clone(),
+                                l.clone(),
+                            )
+                        })
+                        .build(),
+                )
+            }
+        };
+        let level = slot.level;
+        let slot = &mut self.group_mut().slots[m];
+        if let Some(h) = handle {
+            slot.handle = Some(h);
+        }
+        slot.up = true;
+        self.note(format!("start member m{m} (level {level})"));
+    }
+
+    /// Crashes member `m`: synced data and a random prefix of buffered batches survive.
+    pub fn crash_member(&mut self, m: usize) {
+        let slot = &self.group().slots[m];
+        if !slot.up {
+            return;
+        }
+        if let Some(h) = &slot.handle {
+            self.handle.kill(h.id());
+        }
+        let pending = slot.disk.pending_batches();
+        let keep = if pending == 0 {
+            0
+        } else {
+            self.rng.gen_range(0..=pending)
+        };
+        let slot = &mut self.group_mut().slots[m];
+        let lost = slot.disk.crash(keep);
+        *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        slot.up = false;
+        self.note(format!(
+            "fault: crash member m{m} ({lost} unsynced batches lost)"
+        ));
+    }
+
+    /// Member `m`'s wall clock jumps by `delta_ms`.
+    pub fn jump_member_clock(&mut self, m: usize, delta_ms: i64) {
+        self.group().slots[m]
+            .skew_ms
+            .fetch_add(delta_ms, Ordering::Relaxed);
+        self.note(format!("fault: m{m} clock jumps {delta_ms:+} ms"));
+    }
+
+    /// Member `m`'s index in the simulated network, for partitions.
+    pub fn member_net_index(&self, m: usize) -> usize {
+        let id = self.group().slots[m].key.node_id();
+        self.net.lookup(&id).map(|(i, _)| i).unwrap_or_default()
+    }
+
+    pub fn member(&self, m: usize) -> Option<Arc<SimMember>> {
+        let slot = self.group().slots.get(m)?;
+        if !slot.up {
+            return None;
+        }
+        slot.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn member_status(&self, m: usize) -> Option<GroupStatus> {
+        self.member(m).map(|x| x.status())
+    }
+
+    /// The highest height the identity has signed.
+    pub fn signed_height(&self) -> u64 {
+        self.canonical_height()
+    }
+
+    /// The round the local clock of member `m` is in (the scenario's view of "now").
+    pub fn group_round(&self) -> u64 {
+        let g = self.group();
+        wall_ms().saturating_sub(g.genesis_ms) / g.setup.block_time_ms.max(1)
+    }
+
+    /// Step-ins of member `m`: the rounds at which it started signing.
+    pub fn step_ins(&self, m: usize) -> Vec<u64> {
+        self.observer
+            .lock()
+            .step_ins
+            .iter()
+            .filter(|(n, _, _)| *n == MEMBER_INDEX_BASE + m)
+            .map(|(_, r, _)| *r)
+            .collect()
+    }
+
+    /// The round of the last block signed by a member at `level`, as the chain of a live
+    /// member shows it.
+    pub fn last_round_of_level(&self, level: i64) -> Option<u64> {
+        let g = self.group();
+        (0..g.slots.len())
+            .filter_map(|m| self.member(m))
+            .filter_map(|x| {
+                let chain = x.sync().replica().chain().clone();
+                let head = chain.head().height;
+                (1..=head)
+                    .rev()
+                    .filter_map(|h| chain.block(h).ok().flatten())
+                    .find_map(|b| b.header.slot.filter(|s| s.level == level))
+                    .map(|s| s.round)
+            })
+            .max()
+    }
+
+    /// Waits until member `m` has signed, up to `bound`.
+    pub async fn wait_for_step_in(&self, m: usize, bound: Duration) -> Result<u64, String> {
+        let start = Instant::now();
+        loop {
+            if let Some(r) = self.step_ins(m).last() {
+                return Ok(*r);
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "liveness: member m{m} did not step in within {:.1}s ({:?})",
+                    bound.as_secs_f64(),
+                    self.member_status(m)
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until every live member holds the signed head of at least `height`.
+    pub async fn wait_for_members(&self, height: u64, bound: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        let n = self.group().slots.len();
+        loop {
+            let heads: Vec<(usize, u64)> = (0..n)
+                .filter_map(|m| self.member(m).map(|x| (m, x.head().height)))
+                .collect();
+            if heads.iter().all(|(_, h)| *h >= height) {
+                return Ok(());
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "liveness: members did not reach height {height} within {:.1}s ({heads:?})",
+                    bound.as_secs_f64()
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_member(
+    index: usize,
+    member: usize,
+    m: usize,
+    cfg: GroupConfig,
+    disk: MemDisk,
+    net: SimNet,
+    observer: SharedObserver,
+    skew_ms: Arc<AtomicI64>,
+    live: LiveMember,
+) {
+    let ip = member_ip(m);
+    let endpoint = match Endpoint::bind(SocketAddr::new(ip, PORT)).await {
+        Ok(ep) => Arc::new(ep),
+        Err(e) => {
+            observer
+                .lock()
+                .note(format!("member m{m} cannot bind: {e}"));
+            return;
+        }
+    };
+    let seams = Seams {
+        storage: Arc::new(disk),
+        transport: Arc::new(SimTransport {
+            me: member,
+            id: cfg.network_key.node_id(),
+            endpoint: endpoint.clone(),
+            net: net.clone(),
+        }),
+        clock: Arc::new(SimClock { skew_ms }),
+        events: Arc::new(SimEvents {
+            node: index,
+            observer: observer.clone(),
+        }),
+    };
+    let node = loop {
+        match SimMember::start(cfg.clone(), seams.clone()).await {
+            Ok(n) => break n,
+            Err(e) => {
+                observer
+                    .lock()
+                    .note(format!("member m{m} failed to start: {e}"));
+                madsim::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
+    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    serve(member, node, endpoint, net).await;
+}

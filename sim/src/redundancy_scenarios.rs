@@ -1,0 +1,202 @@
+//! Hot-standby redundancy scenarios (seed 002): one signing identity, members at levels, the
+//! takeover arithmetic to the round, and handovers that never sign a height or round twice
+//! (the checker's per-identity invariant watches every signature).
+
+use std::time::Duration;
+
+use rand::Rng;
+
+use crate::cluster::{ClusterConfig, SimCluster};
+use crate::group::GroupSetup;
+use crate::scenario::{Ctx, ScenarioFuture};
+use crate::scenarios::{at, sleep_ms};
+
+/// A member that just started needs its patience plus a sync; everything here is rounds of
+/// 200 ms, so 30 s covers any level used.
+const GROUP_BOUND: Duration = Duration::from_secs(30);
+
+/// A group of `levels` with every member started, the first blocks signed, and every member
+/// holding them.
+async fn running_group(ctx: &Ctx, levels: &[i64]) -> Result<SimCluster, String> {
+    let mut c = ctx.cluster(ClusterConfig {
+        nodes: 0,
+        ..ClusterConfig::default()
+    });
+    c.add_group(levels, GroupSetup::default());
+    for m in 0..levels.len() {
+        c.start_member(m);
+    }
+    c.wait_for_step_in(0, GROUP_BOUND)
+        .await
+        .map_err(|e| at(&c, e))?;
+    let warmup: u64 = c.rng.gen_range(5..30);
+    c.wait_for_members(warmup, GROUP_BOUND)
+        .await
+        .map_err(|e| at(&c, e))?;
+    Ok(c)
+}
+
+/// Waits until every live member holds the identity's newest block, then returns at once: a
+/// crash now takes nothing unseen with it. (A crash with a signed block in flight is
+/// `redundancy-crash-while-signing`'s subject.)
+async fn quiet_moment(c: &SimCluster) -> Result<(), String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        let h = c.signed_height();
+        let all = c
+            .member_ids()
+            .iter()
+            .enumerate()
+            .filter_map(|(m, _)| c.member(m))
+            .all(|x| x.head().height == h);
+        if all {
+            return Ok(());
+        }
+        if start.elapsed() > GROUP_BOUND {
+            return Err(format!("members never all held height {h}"));
+        }
+        madsim::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The round the main last signed, as the surviving members' chains show it.
+fn main_last_round(c: &SimCluster) -> Result<u64, String> {
+    c.last_round_of_level(0)
+        .ok_or_else(|| at(c, "no block of the main on any live member".into()))
+}
+
+fn expect_step_in(c: &SimCluster, m: usize, got: u64, want: u64, what: &str) -> Result<(), String> {
+    if got != want {
+        return Err(at(
+            c,
+            format!("m{m} signed first in round {got}; {what} says round {want}"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn redundancy_main_crash(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, 1, 2]).await?;
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 1, got, r + 6, "the main's last round + 1 x 5 + 1")?;
+        c.record("takeover_rounds", (got - r) as f64);
+        // Level 1 keeps signing; level 2 never steps in while it does.
+        let h = c.signed_height();
+        c.wait_for_members(h + 15, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        if !c.step_ins(2).is_empty() {
+            return Err(at(&c, format!("level 2 stepped in at {:?}", c.step_ins(2))));
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_cascade(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // The seed's example: levels 0, 1 and 3; 0 and 1 down; level 3 signs r + 16.
+        let mut c = running_group(&ctx, &[0, 1, 3]).await?;
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        c.crash_member(1);
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(2, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 2, got, r + 16, "the main's last round + 3 x 5 + 1")?;
+        c.record("takeover_rounds", (got - r) as f64);
+        let h = c.signed_height();
+        c.wait_for_members(h + 5, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))
+    })
+}
+
+pub(crate) fn redundancy_never_sign(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, -1, 1_000_000]).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        c.crash_member(0);
+        let h = c.signed_height();
+        // Alone, for a hundred rounds: they follow, and never sign.
+        sleep_ms(100 * c.block_time().as_millis() as u64).await;
+        for m in [1, 2] {
+            if !c.step_ins(m).is_empty() {
+                return Err(at(&c, format!("m{m} signed at {:?}", c.step_ins(m))));
+            }
+            let status = c
+                .member_status(m)
+                .ok_or_else(|| at(&c, format!("m{m} is down")))?;
+            if status.mode != "observer" || status.head.height != h {
+                return Err(at(&c, format!("m{m}: {status:?}")));
+            }
+        }
+        if c.signed_height() != h {
+            return Err(at(&c, format!("the chain grew past {h} with no signer")));
+        }
+        // The main comes back: they follow it again.
+        c.start_member(0);
+        c.wait_for_members(h + 5, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))
+    })
+}
+
+pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, 1]).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        c.crash_member(0);
+        c.wait_for_step_in(1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        sleep_ms(c.rng.gen_range(0..5_000)).await;
+        let before = c.observer.lock().reverts.len();
+        c.start_member(0);
+        let back = c.group_round();
+        // The main syncs, announces, waits for the standby's last height, then signs; the
+        // standby reverts. The checker holds both to one block per height and round.
+        let start = madsim::time::Instant::now();
+        loop {
+            let reverted = c.observer.lock().reverts.len() > before;
+            let main_signs = c.step_ins(0).len() >= 2;
+            if reverted && main_signs {
+                break;
+            }
+            if start.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!(
+                        "handover incomplete: reverted={reverted} main signs={main_signs} ({:?} / {:?})",
+                        c.member_status(0),
+                        c.member_status(1)
+                    ),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        let resumed = c.step_ins(0).last().copied().unwrap_or(back);
+        c.record("handover_rounds", resumed.saturating_sub(back) as f64);
+        let h = c.signed_height();
+        c.wait_for_members(h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let s1 = c
+            .member_status(1)
+            .ok_or_else(|| at(&c, "m1 is down".into()))?;
+        if s1.mode != "standing-by" {
+            return Err(at(&c, format!("m1 did not revert: {s1:?}")));
+        }
+        Ok(())
+    })
+}
