@@ -182,3 +182,26 @@ fn redundancy_main_returns() {
     // Announce, the answers within a round, the standby's last block, then the next round.
     assert_fact(&r, "handover_rounds", 1, 1.0, 5.0);
 }
+
+#[test]
+fn redundancy_same_level() {
+    let r = run_scenario("redundancy-same-level", 0..10, "redundancy_same_level");
+    assert_signed(&r);
+    assert_fact(&r, "same_level_detected", 1, 1.0, 1.0);
+}
+
+#[test]
+fn redundancy_spoofed_main() {
+    let r = run_scenario("redundancy-spoofed-main", 0..10, "redundancy_spoofed_main");
+    assert_signed(&r);
+    let want = MAX_MISSED_ROUNDS + 1.0;
+    assert_fact(&r, "takeover_rounds", 1, want, want);
+}
+
+#[test]
+fn redundancy_clock_skew() {
+    let r = run_scenario("redundancy-clock-skew", 0..10, "redundancy_clock_skew");
+    assert_signed(&r);
+    let want = MAX_MISSED_ROUNDS + 1.0;
+    assert_fact(&r, "takeover_rounds", 1, want, want);
+}

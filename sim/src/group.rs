@@ -7,12 +7,15 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canon_engine::group::{GroupConfig, GroupMember, GroupStatus};
+use canon_engine::group::{GroupConfig, GroupMember, GroupStatus, SignedAnnouncement};
 use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::peer;
+use canon_engine::policy::redundancy::Announcement;
 use canon_engine::policy::redundancy::{Level, RedundancyConfig, DEFAULT_MAX_MISSED_ROUNDS};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::transport::BoxFuture;
+use canon_engine::wire::Request;
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
 use madsim::runtime::NodeHandle;
@@ -311,11 +314,17 @@ impl SimCluster {
             .max()
     }
 
-    /// Waits until member `m` has signed, up to `bound`.
-    pub async fn wait_for_step_in(&self, m: usize, bound: Duration) -> Result<u64, String> {
+    /// Waits until member `m` steps in for the `nth` time (0 = its first), up to `bound`;
+    /// returns that round.
+    pub async fn wait_for_step_in(
+        &self,
+        m: usize,
+        nth: usize,
+        bound: Duration,
+    ) -> Result<u64, String> {
         let start = Instant::now();
         loop {
-            if let Some(r) = self.step_ins(m).last() {
+            if let Some(r) = self.step_ins(m).get(nth) {
                 return Ok(*r);
             }
             if start.elapsed() > bound {
@@ -348,6 +357,69 @@ impl SimCluster {
             }
             madsim::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+}
+
+impl SimCluster {
+    /// Starts a host that claims the identity without holding its key: every 50 ms it sends
+    /// each member an announcement as level 0 for the current round, signed by the wrong key,
+    /// with no signature, or altered after signing, in turn.
+    pub fn add_forger(&mut self) {
+        let key = derived_key("canon-sim/forger", 0);
+        let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 5, 1));
+        let me = self
+            .net
+            .add_member(key.node_id(), SocketAddr::new(ip, PORT));
+        let targets = self.member_ids();
+        let (genesis_ms, block_time_ms) =
+            (self.group().genesis_ms, self.group().setup.block_time_ms);
+        let net = self.net.clone();
+        self.handle
+            .create_node()
+            .name("forger")
+            .ip(ip)
+            .init(move || {
+                let (net, key, targets) = (net.clone(), key.clone(), targets.clone());
+                async move {
+                    let Ok(endpoint) = Endpoint::bind(SocketAddr::new(ip, PORT)).await else {
+                        return;
+                    };
+                    let transport = SimTransport {
+                        me,
+                        id: key.node_id(),
+                        endpoint: Arc::new(endpoint),
+                        net,
+                    };
+                    for n in 0u64.. {
+                        let round = wall_ms().saturating_sub(genesis_ms) / block_time_ms.max(1);
+                        let claim = Announcement {
+                            member: key.node_id(),
+                            level: 0,
+                            started_at_ms: 0,
+                            round,
+                        };
+                        let Ok(mut forged) = SignedAnnouncement::sign(&claim, &key) else {
+                            return;
+                        };
+                        match n % 3 {
+                            0 => {}
+                            1 => forged.signature = canon_engine::ids::Sig65([0u8; 65]),
+                            _ => {
+                                // A real-looking signature over other content.
+                                forged.round = round + 1_000;
+                            }
+                        }
+                        let req = Request::Announce(forged);
+                        for t in &targets {
+                            let _ =
+                                peer::call(&transport, *t, &req, Duration::from_millis(100)).await;
+                        }
+                        madsim::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            })
+            .build();
+        self.note("start forger (claims level 0 without the identity's key)");
     }
 }
 

@@ -18,15 +18,25 @@ const GROUP_BOUND: Duration = Duration::from_secs(30);
 /// A group of `levels` with every member started, the first blocks signed, and every member
 /// holding them.
 async fn running_group(ctx: &Ctx, levels: &[i64]) -> Result<SimCluster, String> {
+    running_group_with(ctx, levels, GroupSetup::default(), levels.len()).await
+}
+
+/// [`running_group`] with members `started..` set up but not started.
+async fn running_group_with(
+    ctx: &Ctx,
+    levels: &[i64],
+    setup: GroupSetup,
+    started: usize,
+) -> Result<SimCluster, String> {
     let mut c = ctx.cluster(ClusterConfig {
         nodes: 0,
         ..ClusterConfig::default()
     });
-    c.add_group(levels, GroupSetup::default());
-    for m in 0..levels.len() {
+    c.add_group(levels, setup);
+    for m in 0..started {
         c.start_member(m);
     }
-    c.wait_for_step_in(0, GROUP_BOUND)
+    c.wait_for_step_in(0, 0, GROUP_BOUND)
         .await
         .map_err(|e| at(&c, e))?;
     let warmup: u64 = c.rng.gen_range(5..30);
@@ -80,10 +90,12 @@ pub(crate) fn redundancy_main_crash(ctx: Ctx) -> ScenarioFuture {
         let mut c = running_group(&ctx, &[0, 1, 2]).await?;
         sleep_ms(c.rng.gen_range(0..2_000)).await;
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        let before_2 = c.step_ins(2).len();
         c.crash_member(0);
         let r = main_last_round(&c)?;
         let got = c
-            .wait_for_step_in(1, GROUP_BOUND)
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
         expect_step_in(&c, 1, got, r + 6, "the main's last round + 1 x 5 + 1")?;
@@ -93,7 +105,7 @@ pub(crate) fn redundancy_main_crash(ctx: Ctx) -> ScenarioFuture {
         c.wait_for_members(h + 15, GROUP_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
-        if !c.step_ins(2).is_empty() {
+        if c.step_ins(2).len() > before_2 {
             return Err(at(&c, format!("level 2 stepped in at {:?}", c.step_ins(2))));
         }
         Ok(())
@@ -106,11 +118,12 @@ pub(crate) fn redundancy_cascade(ctx: Ctx) -> ScenarioFuture {
         let mut c = running_group(&ctx, &[0, 1, 3]).await?;
         sleep_ms(c.rng.gen_range(0..2_000)).await;
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_2 = c.step_ins(2).len();
         c.crash_member(1);
         c.crash_member(0);
         let r = main_last_round(&c)?;
         let got = c
-            .wait_for_step_in(2, GROUP_BOUND)
+            .wait_for_step_in(2, before_2, GROUP_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
         expect_step_in(&c, 2, got, r + 16, "the main's last round + 3 x 5 + 1")?;
@@ -156,12 +169,14 @@ pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let mut c = running_group(&ctx, &[0, 1]).await?;
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
         c.crash_member(0);
-        c.wait_for_step_in(1, GROUP_BOUND)
+        c.wait_for_step_in(1, before_1, GROUP_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
         sleep_ms(c.rng.gen_range(0..5_000)).await;
         let before = c.observer.lock().reverts.len();
+        let main_before = c.step_ins(0).len();
         c.start_member(0);
         let back = c.group_round();
         // The main syncs, announces, waits for the standby's last height, then signs; the
@@ -169,7 +184,7 @@ pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
         let start = madsim::time::Instant::now();
         loop {
             let reverted = c.observer.lock().reverts.len() > before;
-            let main_signs = c.step_ins(0).len() >= 2;
+            let main_signs = c.step_ins(0).len() > main_before;
             if reverted && main_signs {
                 break;
             }
@@ -196,6 +211,134 @@ pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
             .ok_or_else(|| at(&c, "m1 is down".into()))?;
         if s1.mode != "standing-by" {
             return Err(at(&c, format!("m1 did not revert: {s1:?}")));
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_same_level(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // m1 and m2 both at level 1; m2 starts later and must yield.
+        let mut c = running_group_with(&ctx, &[0, 1, 1], GroupSetup::default(), 2).await?;
+        sleep_ms(c.rng.gen_range(0..1_000)).await;
+        c.start_member(2);
+        // Two announcement periods: each has heard the other.
+        sleep_ms(12 * c.block_time().as_millis() as u64).await;
+        let seen: Vec<(usize, bool)> = c.observer.lock().same_levels.clone();
+        let base = crate::group::MEMBER_INDEX_BASE;
+        if !seen.contains(&(base + 2, true)) || !seen.contains(&(base + 1, false)) {
+            return Err(at(
+                &c,
+                format!("same level not detected both ways: {seen:?}"),
+            ));
+        }
+        let status = c
+            .member_status(2)
+            .ok_or_else(|| at(&c, "m2 is down".into()))?;
+        if status.mode != "yielding" || status.same_level.is_none() {
+            return Err(at(&c, format!("m2 does not show the conflict: {status:?}")));
+        }
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 1, got, r + 6, "the earlier-started level 1")?;
+        let h = c.signed_height();
+        c.wait_for_members(h + 15, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // m2 started after the group's cold start: it never signed at all.
+        if !c.step_ins(2).is_empty() {
+            return Err(at(
+                &c,
+                format!("the later level 1 signed at {:?}", c.step_ins(2)),
+            ));
+        }
+        c.record("same_level_detected", 1.0);
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_spoofed_main(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, 1]).await?;
+        c.add_forger();
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        let reverts_before = c.observer.lock().reverts.len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        // The forger keeps claiming to be the main: the failover happens to the round anyway.
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(
+            &c,
+            1,
+            got,
+            r + 6,
+            "forged claims must not reset the counter",
+        )?;
+        c.record("takeover_rounds", (got - r) as f64);
+        let h = c.signed_height();
+        c.wait_for_members(h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        if c.observer.lock().reverts.len() > reverts_before {
+            return Err(at(&c, "a forged claim made the standby revert".into()));
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_clock_skew(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Every member's clock off by up to a third of a round, either way.
+        let setup = GroupSetup::default();
+        let setup = GroupSetup {
+            clock_skew_ms_max: setup.block_time_ms / 3,
+            ..setup
+        };
+        let mut c = running_group_with(&ctx, &[0, 1, 2], setup, 3).await?;
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        let before_2 = c.step_ins(2).len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 1, got, r + 6, "the arithmetic, whatever the skew")?;
+        c.record("takeover_rounds", (got - r) as f64);
+        // The main returns on its skewed clock: the handover still signs nothing twice.
+        sleep_ms(c.rng.gen_range(0..3_000)).await;
+        let before = c.observer.lock().reverts.len();
+        let main_before = c.step_ins(0).len();
+        c.start_member(0);
+        let start = madsim::time::Instant::now();
+        while !(c.observer.lock().reverts.len() > before && c.step_ins(0).len() > main_before) {
+            if start.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!("handover incomplete: {:?}", c.member_status(1)),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        let h = c.signed_height();
+        c.wait_for_members(h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        if c.step_ins(2).len() > before_2 {
+            return Err(at(&c, format!("level 2 stepped in at {:?}", c.step_ins(2))));
         }
         Ok(())
     })

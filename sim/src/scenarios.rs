@@ -9,7 +9,8 @@ use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
 use crate::redundancy_scenarios::{
-    redundancy_cascade, redundancy_main_crash, redundancy_main_returns, redundancy_never_sign,
+    redundancy_cascade, redundancy_clock_skew, redundancy_main_crash, redundancy_main_returns,
+    redundancy_never_sign, redundancy_same_level, redundancy_spoofed_main,
 };
 use crate::scenario::{Ctx, Scenario, ScenarioFuture};
 
@@ -108,6 +109,24 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "redundancy-main-returns",
         description: "the main returns after level 1 took over: it syncs, announces, waits for the standby's last height; the standby reverts; no height or round signed twice",
         body: redundancy_main_returns,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-same-level",
+        description: "two members at level 1: both report it, the later-started one yields and never signs; the earlier one takes over at r+6",
+        body: redundancy_same_level,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-spoofed-main",
+        description: "a host claims the main's key with forged, missing and altered signatures: the standby still takes over at exactly r+6 and never reverts",
+        body: redundancy_spoofed_main,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-clock-skew",
+        description: "members' clocks off by up to a third of a round: level 1 still signs exactly r+6, and the main's return signs no round twice",
+        body: redundancy_clock_skew,
         sim_time_limit: Duration::from_secs(120),
     },
 ];

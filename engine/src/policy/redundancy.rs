@@ -111,8 +111,8 @@ pub enum Mode {
     /// Level 0 before it announced itself: catching up to the group's head.
     Syncing,
     /// Level 0 after announcing: waiting for the members' answers, then for its head to reach the
-    /// highest height any of them signed.
-    HandingOver { need_height: Option<u64> },
+    /// highest height any of them signed and for a round after the highest round they signed.
+    HandingOver { need: Option<Signed> },
     /// Watching; steps in after `patience_rounds` missed rounds.
     StandingBy,
     /// Signing every round.
@@ -243,14 +243,14 @@ impl Failover {
             Mode::Observer | Mode::Yielding { .. } => {}
             Mode::Syncing => {
                 if synced {
-                    self.mode = Mode::HandingOver { need_height: None };
+                    self.mode = Mode::HandingOver { need: None };
                     self.last_announced_round = Some(round);
                     actions.push(RedundancyAction::Announce);
                 }
                 return actions;
             }
-            Mode::HandingOver { need_height } => match need_height {
-                Some(h) if head_height >= h => {
+            Mode::HandingOver { need } => match need {
+                Some(n) if head_height >= n.height && round > n.round => {
                     self.mode = Mode::Active;
                     actions.extend(self.sign(round, StepIn::Main));
                 }
@@ -308,7 +308,7 @@ impl Failover {
     /// A verified block signed by the identity, made by a member at `level` in `round`, reached
     /// this member's chain (downloaded, or its own).
     pub fn on_block(&mut self, level: i64, round: u64) -> Vec<RedundancyAction> {
-        self.heard_level(level, round)
+        self.heard_level(level, round, 0)
     }
 
     /// An authenticated announcement from another member of the group.
@@ -316,7 +316,8 @@ impl Failover {
         if a.member == self.id {
             return Vec::new();
         }
-        let mut actions = self.heard_level(a.level, a.round);
+        // An announcement's round is its sender's clock, which may run up to a round behind.
+        let mut actions = self.heard_level(a.level, a.round, 1);
         if a.level == self.cfg.level.value() && !matches!(self.mode, Mode::Observer) {
             let yields = (a.started_at_ms, a.member) < (self.started_at_ms, self.id);
             if yields {
@@ -342,28 +343,40 @@ impl Failover {
     /// The answers to this member's announcement (members that did not answer in time are
     /// absent).
     pub fn on_acks(&mut self, acks: &[Ack]) {
-        if let Mode::HandingOver { need_height: None } = self.mode {
-            let need = acks
+        if let Mode::HandingOver { need: None } = self.mode {
+            let signed = acks
                 .iter()
                 .filter_map(|a| a.last_signed)
-                .map(|s| s.height)
-                .chain(self.last_signed.map(|s| s.height))
-                .max()
-                .unwrap_or(0);
-            self.mode = Mode::HandingOver {
-                need_height: Some(need),
-            };
+                .chain(self.last_signed);
+            let need = signed.fold(
+                Signed {
+                    height: 0,
+                    round: 0,
+                },
+                |n, s| Signed {
+                    height: n.height.max(s.height),
+                    round: n.round.max(s.round),
+                },
+            );
+            self.mode = Mode::HandingOver { need: Some(need) };
         }
     }
 
-    fn heard_level(&mut self, level: i64, round: u64) -> Vec<RedundancyAction> {
+    /// A lower level signed `round`; it reverts an active member unless older than what that
+    /// member last signed (by more than `slack_rounds`): a late block from before the takeover
+    /// changes nothing.
+    fn heard_level(&mut self, level: i64, round: u64, slack_rounds: u64) -> Vec<RedundancyAction> {
         let own = self.cfg.level.value();
         // Observers' levels never sign; a negative level is not "lower".
         if !(0..own).contains(&level) {
             return Vec::new();
         }
         self.last_lower_round = Some(self.last_lower_round.map_or(round, |r| r.max(round)));
-        if self.mode == Mode::Active && self.last_signed.is_none_or(|s| round >= s.round) {
+        if self.mode == Mode::Active
+            && self
+                .last_signed
+                .is_none_or(|s| round + slack_rounds >= s.round)
+        {
             self.mode = self.resting_mode();
             return vec![RedundancyAction::Revert {
                 by_level: level,
@@ -550,12 +563,71 @@ mod tests {
         assert_eq!(
             *m.mode(),
             Mode::HandingOver {
-                need_height: Some(42)
+                need: Some(Signed {
+                    height: 42,
+                    round: 52
+                })
             }
         );
         assert_eq!(signs(&m.on_round(53, 41, true)), None);
         assert_eq!(signs(&m.on_round(54, 42, true)), Some(54));
         assert_eq!(*m.mode(), Mode::Active);
+    }
+
+    #[test]
+    fn a_main_whose_clock_runs_behind_waits_past_the_standbys_round() {
+        let mut m = member(0);
+        m.on_round(50, 40, true);
+        m.on_acks(&[Ack {
+            member: id(2),
+            last_signed: Some(Signed {
+                height: 40,
+                round: 55,
+            }),
+        }]);
+        for round in 51..=55 {
+            assert_eq!(signs(&m.on_round(round, 40, true)), None, "round {round}");
+        }
+        assert_eq!(signs(&m.on_round(56, 40, true)), Some(56));
+    }
+
+    #[test]
+    fn an_announcement_reverts_within_one_round_of_skew() {
+        // (announcement round, the standby's last signed round, reverts)
+        let cases = [
+            (20, 20, true),
+            (19, 20, true),
+            (18, 20, false),
+            (25, 20, true),
+        ];
+        for (announced, signed, reverts) in cases {
+            let mut m = member(1);
+            assert_eq!(run(&mut m, 0, 6, &[]), vec![6]);
+            m.on_signed(Signed {
+                height: 9,
+                round: signed,
+            });
+            let a = Announcement {
+                member: id(70),
+                level: 0,
+                started_at_ms: 0,
+                round: announced,
+            };
+            let got = m
+                .on_announcement(&a)
+                .iter()
+                .any(|x| matches!(x, RedundancyAction::Revert { .. }));
+            assert_eq!(got, reverts, "announced {announced} signed {signed}");
+            // A block is strict: its round is on the chain, not a clock's guess.
+            let mut b = member(1);
+            run(&mut b, 0, 6, &[]);
+            b.on_signed(Signed {
+                height: 9,
+                round: signed,
+            });
+            let by_block = !b.on_block(0, announced).is_empty();
+            assert_eq!(by_block, announced >= signed, "block round {announced}");
+        }
     }
 
     #[test]
