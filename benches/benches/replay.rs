@@ -67,6 +67,7 @@ fn main() {
                 ledger: &ledger,
                 key: &f.leader,
                 term: 1,
+                slot: None,
                 timestamp_ms: h,
                 max_transactions: usize::MAX,
             },

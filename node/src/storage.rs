@@ -300,6 +300,10 @@ mod tests {
             .err()
             .unwrap()
             .to_string();
-        assert!(e.contains("format version 2"), "{e}");
+        let expected = format!(
+            "written by format version {}, this build reads {FORMAT_VERSION}",
+            FORMAT_VERSION + 1
+        );
+        assert!(e.contains(&expected), "{e}");
     }
 }

@@ -168,6 +168,8 @@ pub(crate) fn redundancy_never_sign(ctx: Ctx) -> ScenarioFuture {
 pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let mut c = running_group(&ctx, &[0, 1]).await?;
+        // An external node follows the identity's chain through both handovers.
+        let x = c.add_external(c.member_ids());
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
         let before_1 = c.step_ins(1).len();
         c.crash_member(0);
@@ -212,7 +214,10 @@ pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
         if s1.mode != "standing-by" {
             return Err(at(&c, format!("m1 did not revert: {s1:?}")));
         }
-        Ok(())
+        c.wait_for_external(x, h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.check_externals().map_err(|e| at(&c, e))
     })
 }
 

@@ -107,7 +107,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "redundancy-main-returns",
-        description: "the main returns after level 1 took over: it syncs, announces, waits for the standby's last height; the standby reverts; no height or round signed twice",
+        description: "the main returns after level 1 took over: it syncs, announces, waits for the standby's last height; the standby reverts; no height or round signed twice; an external node follows throughout",
         body: redundancy_main_returns,
         sim_time_limit: Duration::from_secs(120),
     },

@@ -445,7 +445,8 @@ mod tests {
     fn takeover_rounds_follow_the_seed() {
         // (level, rounds the lower levels signed, first round this level signs)
         let main_until_20: Vec<(i64, u64)> = (10..=20).map(|r| (0, r)).collect();
-        let cases: Vec<(i64, Vec<(i64, u64)>, Option<u64>)> = vec![
+        type Case = (i64, Vec<(i64, u64)>, Option<u64>);
+        let cases: Vec<Case> = vec![
             // The seed: main's last block at r = 20, level 1 signs r + 6.
             (1, main_until_20.clone(), Some(26)),
             // Level 2 with 0 and 1 down: r + 11.
