@@ -132,6 +132,7 @@ pub struct GroupStatus {
     pub watermark: Option<Watermark>,
     /// Another member announcing the same level.
     pub same_level: Option<NodeId>,
+    pub mempool_len: usize,
 }
 
 fn mode_name(m: &Mode) -> &'static str {
@@ -260,6 +261,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             step_in: st.step_in.clone(),
             watermark: self.guard.watermark(),
             same_level: st.same_level,
+            mempool_len: st.mempool.len(),
         }
     }
 
@@ -272,17 +274,22 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         let resp = match codec::decode::<Request>(bytes) {
             Ok(Request::Announce(signed)) => self.on_announcement(&signed),
             Ok(Request::ClientSubmit(tx)) => {
-                let outcome = self.admit(tx.clone());
-                if let (SubmitOutcome::Accepted { .. }, Some(me)) = (&outcome, self.me.upgrade()) {
-                    // Whichever member signs next needs it.
-                    let _detached = RT::spawn(me.forward(tx));
-                }
-                Response::SubmitTransaction(outcome)
+                Response::SubmitTransaction(self.submit_transaction(tx))
             }
             Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
             _ => return self.sync.handle_request(from, bytes).await,
         };
         codec::encode(&resp).unwrap_or_default()
+    }
+
+    /// A client's transaction: admitted here and passed to every other member, since whichever
+    /// signs next needs it.
+    pub fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
+        let outcome = self.admit(tx.clone());
+        if let (SubmitOutcome::Accepted { .. }, Some(me)) = (&outcome, self.me.upgrade()) {
+            let _detached = RT::spawn(me.forward(tx));
+        }
+        outcome
     }
 
     fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {

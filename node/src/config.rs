@@ -68,6 +68,20 @@ pub struct Settings {
     pub genesis_alloc: Vec<String>,
     /// The most transactions the leader's mempool holds.
     pub sequencer_mempool_capacity: usize,
+    /// Single-sequencer mode (`consensus_enabled: false`): this machine's place in its group's
+    /// takeover order (the seed's `RedundancyLevel`, also read from `--prefs prefs.toml`).
+    /// 0 is the main; level L > 0 signs after L x `redundancy_max_missed_rounds` rounds in which
+    /// no lower level signed; negative or above 1000 syncs and never signs.
+    pub redundancy_level: i64,
+    /// Rounds per level a standby waits before it signs (the seed's 5).
+    pub redundancy_max_missed_rounds: u64,
+    /// The group's shared signing identity (32-byte hex), single-sequencer mode only; or
+    /// `validator_secret_key_file`, a file holding it.
+    pub validator_secret_key: Option<String>,
+    pub validator_secret_key_file: Option<PathBuf>,
+    /// Wall-clock milliseconds (Unix epoch) at which round 0 starts; every member of a group must
+    /// use the same value. Rounds are `sequencer_block_time` long.
+    pub genesis_timestamp_ms: u64,
 }
 
 impl Default for Settings {
@@ -99,6 +113,12 @@ impl Default for Settings {
             genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
             genesis_alloc: crate::genesis::dev_alloc(),
             sequencer_mempool_capacity: 100_000,
+            redundancy_level: 0,
+            redundancy_max_missed_rounds:
+                canon_engine::policy::redundancy::DEFAULT_MAX_MISSED_ROUNDS,
+            validator_secret_key: None,
+            validator_secret_key_file: None,
+            genesis_timestamp_ms: 0,
         }
     }
 }
@@ -178,9 +198,10 @@ fn env_value(key: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
             "false" | "0" | "no" => Value::Bool(false),
             _ => return Err(err(key, format!("expected true or false, got {raw:?}"))),
         },
-        Kind::Int => match raw.parse::<u64>() {
-            Ok(n) => Value::Number(n.into()),
-            Err(_) => return Err(err(key, format!("expected a whole number, got {raw:?}"))),
+        Kind::Int => match (raw.parse::<u64>(), raw.parse::<i64>()) {
+            (Ok(n), _) => Value::Number(n.into()),
+            (_, Ok(n)) => Value::Number(n.into()),
+            _ => return Err(err(key, format!("expected a whole number, got {raw:?}"))),
         },
         Kind::Text => Value::String(raw.to_string()),
         Kind::List => Value::Sequence(
@@ -196,6 +217,38 @@ fn env_value(key: &str, raw: &str, kind: Kind) -> Result<Value, ConfigError> {
 /// Layers defaults, `files` in order, then `env` (name, value) pairs; returns the settings.
 pub fn load(
     files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
+    load_with_prefs(files, None, env)
+}
+
+/// Reads `RedundancyLevel` from a MultiversX-style `prefs.toml` (`[Preferences]` table); a
+/// missing value means 0, as in the seed.
+pub fn read_prefs(path: &Path) -> Result<i64, ConfigError> {
+    let origin = path.display().to_string();
+    let text =
+        std::fs::read_to_string(path).map_err(|e| err(&origin, format!("cannot read: {e}")))?;
+    let doc: toml::Table =
+        toml::from_str(&text).map_err(|e| err(&origin, format!("not valid TOML: {e}")))?;
+    let Some(prefs) = doc.get("Preferences") else {
+        return Ok(0);
+    };
+    let Some(level) = prefs.get("RedundancyLevel") else {
+        return Ok(0);
+    };
+    level.as_integer().ok_or_else(|| {
+        err(
+            format!("{origin}: [Preferences] RedundancyLevel"),
+            format!("expected a whole number, got {level}"),
+        )
+    })
+}
+
+/// [`load`], with `redundancy_level` from a `prefs.toml` layered after the files (the
+/// environment still wins).
+pub fn load_with_prefs(
+    files: &[PathBuf],
+    prefs: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
     let defaults = match serde_yaml_ng::to_value(Settings::default()) {
@@ -215,6 +268,12 @@ pub fn load(
             Value::Mapping(m) => flatten_into("", &m, &mut merged, &origin)?,
             _ => return Err(err(&origin, "must be a mapping of settings")),
         }
+    }
+    if let Some(path) = prefs {
+        merged.insert(
+            "redundancy_level".to_string(),
+            Value::Number(read_prefs(path)?.into()),
+        );
     }
     for (name, raw) in env {
         let lower = name.to_ascii_lowercase();
@@ -259,6 +318,78 @@ pub struct Validated {
     pub peers: Vec<NodeId>,
     pub boot_nodes: Vec<(NodeId, String)>,
     pub chain: ChainSpec,
+    /// Single-sequencer mode (`consensus_enabled: false` on a main node): the group's settings.
+    pub group: Option<GroupSettings>,
+}
+
+/// A member of a single-sequencer group.
+#[derive(Clone, Debug)]
+pub struct GroupSettings {
+    /// The shared signing identity.
+    pub identity: SecretKey,
+    pub level: i64,
+    pub max_missed_rounds: u64,
+}
+
+/// The id under which the engine addresses a peer known only by its address (a group member,
+/// whose network identity is new at every start). Derived from the address by hashing, it is no
+/// public key anyone holds, so it can never be confused with a real peer's id.
+pub fn address_label(address: &str) -> NodeId {
+    let mut out = [0u8; 64];
+    out[..32]
+        .copy_from_slice(&alloy_primitives::keccak256(format!("canon/p2p/address/{address}")).0);
+    out[32..].copy_from_slice(
+        &alloy_primitives::keccak256(format!("canon/p2p/address-tail/{address}")).0,
+    );
+    NodeId(out)
+}
+
+/// A boot node: `enode://<128 hex id>@host:port`, or `host:port` alone for a peer whose network
+/// identity is new at every start (a member of a single-sequencer group); the latter is named by
+/// its [`address_label`].
+pub fn parse_boot_node(s: &str) -> Result<(NodeId, String), String> {
+    if s.trim().starts_with("enode://") {
+        return parse_enode(s);
+    }
+    let addr = s.trim();
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => {
+            Ok((address_label(addr), addr.to_string()))
+        }
+        _ => Err(format!(
+            "{s:?} is neither enode://<id>@host:port nor host:port"
+        )),
+    }
+}
+
+fn validator_key(s: &Settings) -> Result<SecretKey, ConfigError> {
+    let (key, text) = match (&s.validator_secret_key, &s.validator_secret_key_file) {
+        (Some(_), Some(_)) => {
+            return Err(err(
+                "validator_secret_key",
+                "set either validator_secret_key or validator_secret_key_file, not both",
+            ))
+        }
+        (Some(k), None) => ("validator_secret_key", k.clone()),
+        (None, Some(path)) => (
+            "validator_secret_key_file",
+            std::fs::read_to_string(path).map_err(|e| {
+                err(
+                    "validator_secret_key_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?,
+        ),
+        (None, None) => {
+            return Err(err(
+                "validator_secret_key",
+                "single-sequencer mode (consensus_enabled: false) signs every block with the \
+                 group's identity; set validator_secret_key (or VALIDATOR_SECRET_KEY) or \
+                 validator_secret_key_file",
+            ))
+        }
+    };
+    SecretKey::from_hex(text.trim()).map_err(|e| err(key, e.to_string()))
 }
 
 /// Parses `enode://<128 hex>@host:port`.
@@ -314,8 +445,31 @@ impl Settings {
         }
         let mut boot_nodes = Vec::new();
         for b in &self.network_boot_nodes {
-            boot_nodes.push(parse_enode(b).map_err(|e| err("network_boot_nodes", e))?);
+            boot_nodes.push(parse_boot_node(b).map_err(|e| err("network_boot_nodes", e))?);
         }
+        let single_sequencer = self.general_node_role == NodeRole::Main && !self.consensus_enabled;
+        let group = if single_sequencer {
+            if self.redundancy_max_missed_rounds == 0 {
+                return Err(err("redundancy_max_missed_rounds", "must be above 0"));
+            }
+            Some(GroupSettings {
+                identity: validator_key(&self)?,
+                level: self.redundancy_level,
+                max_missed_rounds: self.redundancy_max_missed_rounds,
+            })
+        } else {
+            if self.redundancy_level != 0 {
+                return Err(err(
+                    "redundancy_level",
+                    format!(
+                        "{} is set, but hot standbys are single-sequencer mode's: set \
+                         consensus_enabled to false on a main node, or remove it",
+                        self.redundancy_level
+                    ),
+                ));
+            }
+            None
+        };
         if self.consensus_election_timeout_min >= self.consensus_election_timeout_max {
             return Err(err(
                 "consensus_election_timeout_min",
@@ -366,6 +520,7 @@ impl Settings {
             node_id,
             peers,
             boot_nodes,
+            group,
         })
     }
 }

@@ -8,6 +8,7 @@ use canon_engine::block::{Block, ChainSpec};
 use canon_engine::chain::Head;
 use canon_engine::chain_store::ChainStore;
 use canon_engine::external::ExternalNode;
+use canon_engine::group::GroupMember;
 use canon_engine::ledger::Account;
 use canon_engine::node::ConsensusNode;
 use canon_engine::tx::SignedTransaction;
@@ -19,12 +20,15 @@ use crate::p2p::TcpTransport;
 
 pub type ProductionNode = ConsensusNode<TokioRuntime>;
 pub type ProductionExternal = ExternalNode<TokioRuntime>;
+pub type ProductionMember = GroupMember<TokioRuntime>;
 
-/// What this process runs: a consensus node or an external node.
+/// What this process runs: a consensus node, an external node, or a member of a
+/// single-sequencer group.
 #[derive(Clone)]
 pub enum Role {
     Consensus(Arc<ProductionNode>),
     External(Arc<ProductionExternal>),
+    Group(Arc<ProductionMember>),
 }
 
 /// What the HTTP and RPC handlers share.
@@ -42,6 +46,7 @@ impl NodeContext {
         match &self.role {
             Role::Consensus(n) => n.chain(),
             Role::External(x) => x.replica().chain(),
+            Role::Group(m) => m.sync().replica().chain(),
         }
     }
 
@@ -59,11 +64,12 @@ impl NodeContext {
     }
 
     /// A client's transaction: consensus nodes admit or forward it to the leader; external
-    /// nodes pass it to a consensus node.
+    /// nodes pass it to a consensus node; a group member admits it and passes it to the group.
     pub async fn submit(&self, tx: SignedTransaction) -> SubmitOutcome {
         match &self.role {
             Role::Consensus(n) => n.submit_transaction(tx).await,
             Role::External(x) => x.submit_transaction(tx).await,
+            Role::Group(m) => m.submit_transaction(tx),
         }
     }
 }

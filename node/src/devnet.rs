@@ -136,10 +136,105 @@ pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, Str
     .collect()
 }
 
+/// The single-sequencer devnet's shared signing identity: public and derived, for local use only.
+pub fn identity_key() -> SecretKey {
+    derived_key("canon/devnet-identity", 0)
+}
+
+/// The environment of member `i` (at `RedundancyLevel` i) of a single-sequencer group of
+/// `members`: it knows the others by address only, since their network identities are new at
+/// every start.
+pub fn member_env(
+    i: usize,
+    members: usize,
+    offset: u16,
+    dir: &Path,
+    genesis_timestamp_ms: u64,
+) -> Vec<(String, String)> {
+    let others: Vec<String> = (0..members)
+        .filter(|j| *j != i)
+        .map(|j| format!("127.0.0.1:{}", Ports::of(j, offset).p2p))
+        .collect();
+    let p = Ports::of(i, offset);
+    [
+        ("GENERAL_NODE_ROLE", "main".to_string()),
+        ("CONSENSUS_ENABLED", "false".into()),
+        ("NETWORK_ENABLED", "true".into()),
+        ("NETWORK_ADDRESS", "127.0.0.1".into()),
+        ("NETWORK_PORT", p.p2p.to_string()),
+        ("NETWORK_BOOT_NODES", others.join(",")),
+        (
+            "VALIDATOR_SECRET_KEY",
+            hex::encode(identity_key().to_bytes()),
+        ),
+        ("REDUNDANCY_LEVEL", i.to_string()),
+        ("GENESIS_TIMESTAMP_MS", genesis_timestamp_ms.to_string()),
+        ("BATCHER_ENABLED", "false".into()),
+        ("PROVER_API_ENABLED", "false".into()),
+        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
+        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
+        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
+        (
+            "GENERAL_ROCKS_DB_PATH",
+            dir.join(format!("member-{i}")).display().to_string(),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+/// External node `e` following a group of `members`: it downloads from every member (by
+/// address) and accepts blocks signed by the identity only.
+pub fn group_external_env(
+    e: usize,
+    members: usize,
+    offset: u16,
+    dir: &Path,
+) -> Vec<(String, String)> {
+    let mut env = external_env(e, members, offset, dir);
+    let boot: Vec<String> = (0..members)
+        .map(|j| format!("127.0.0.1:{}", Ports::of(j, offset).p2p))
+        .collect();
+    let proposers =
+        serde_json::to_string(&[identity_key().node_id().to_string()]).unwrap_or_default();
+    for (k, v) in env.iter_mut() {
+        match k.as_str() {
+            "NETWORK_BOOT_NODES" => *v = boot.join(","),
+            "CONSENSUS_PEER_IDS__JSON" => *v = proposers.clone(),
+            "GENERAL_MAIN_NODE_RPC_URL" => {
+                *v = format!("http://127.0.0.1:{}", Ports::of(0, offset).rpc)
+            }
+            _ => {}
+        }
+    }
+    env
+}
+
+/// Round 0 of a group devnet: kept in its directory, so a devnet restarted on the same data
+/// keeps counting the same rounds.
+fn group_genesis_ms(dir: &Path) -> Result<u64, String> {
+    let path = dir.join("genesis_timestamp_ms");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map_err(|e| format!("{}: {e}", path.display())),
+        Err(_) => {
+            let now = crate::metrics::now_ms();
+            std::fs::write(&path, now.to_string())
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok(now)
+        }
+    }
+}
+
 pub struct Devnet {
     pub dir: PathBuf,
-    /// Consensus nodes are `0..consensus`; external nodes follow.
+    /// Consensus nodes (or group members) are `0..consensus`; external nodes follow.
     pub consensus: usize,
+    /// A single-sequencer group (member `i` at level `i`) with this round 0, instead of Raft.
+    pub group_genesis_ms: Option<u64>,
     pub offset: u16,
     pub children: Vec<Option<Child>>,
     pub clients: Vec<NodeClient>,
@@ -164,6 +259,37 @@ impl Devnet {
         offset: u16,
         extra_env: Vec<(String, String)>,
     ) -> Result<Devnet, String> {
+        Self::start_mode(exe, n, externals, dir, offset, extra_env, false)
+    }
+
+    /// A single-sequencer group: the main (level 0) and `standbys` hot standbys at levels
+    /// 1..=standbys sharing one identity, and `externals` external nodes following them.
+    pub fn start_group(
+        exe: &Path,
+        standbys: usize,
+        externals: usize,
+        dir: &Path,
+        offset: u16,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<Devnet, String> {
+        Self::start_mode(exe, standbys + 1, externals, dir, offset, extra_env, true)
+    }
+
+    fn start_mode(
+        exe: &Path,
+        n: usize,
+        externals: usize,
+        dir: &Path,
+        offset: u16,
+        extra_env: Vec<(String, String)>,
+        group: bool,
+    ) -> Result<Devnet, String> {
+        if group && n + externals > MAX_NODES {
+            return Err(format!(
+                "--standbys ({}) + 1 + --external ({externals}) must be at most {MAX_NODES}",
+                n - 1
+            ));
+        }
         if n == 0 || n + externals > MAX_NODES {
             return Err(format!(
                 "--nodes ({n}) must be at least 1 and --nodes + --external ({}) at most {MAX_NODES}",
@@ -179,7 +305,13 @@ impl Devnet {
         let dir = dir
             .canonicalize()
             .map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+        let group_genesis_ms = if group {
+            Some(group_genesis_ms(&dir)?)
+        } else {
+            None
+        };
         let mut net = Devnet {
+            group_genesis_ms,
             clients: (0..total)
                 .map(|i| {
                     let p = Ports::of(i, offset);
@@ -217,7 +349,9 @@ impl Devnet {
     }
 
     pub fn log_path(&self, i: usize) -> PathBuf {
-        if i < self.consensus {
+        if i < self.consensus && self.group_genesis_ms.is_some() {
+            self.dir.join(format!("member-{i}.log"))
+        } else if i < self.consensus {
             self.dir.join(format!("node-{i}.log"))
         } else {
             self.dir
@@ -227,7 +361,9 @@ impl Devnet {
 
     /// `n0`, `n1`, ... for consensus nodes, `x0`, `x1`, ... for external nodes.
     pub fn name(&self, i: usize) -> String {
-        if i < self.consensus {
+        if i < self.consensus && self.group_genesis_ms.is_some() {
+            format!("m{i}")
+        } else if i < self.consensus {
             format!("n{i}")
         } else {
             format!("x{}", i - self.consensus)
@@ -243,10 +379,12 @@ impl Devnet {
         let err = log
             .try_clone()
             .map_err(|e| format!("{}: {e}", self.log_path(i).display()))?;
-        let env = if i < self.consensus {
-            node_env(i, self.consensus, self.offset, &self.dir)
-        } else {
-            external_env(i - self.consensus, self.consensus, self.offset, &self.dir)
+        let (n, dir) = (self.consensus, &self.dir);
+        let env = match (self.group_genesis_ms, i < n) {
+            (None, true) => node_env(i, n, self.offset, dir),
+            (None, false) => external_env(i - n, n, self.offset, dir),
+            (Some(genesis), true) => member_env(i, n, self.offset, dir, genesis),
+            (Some(_), false) => group_external_env(i - n, n, self.offset, dir),
         };
         let child = Command::new(&self.exe)
             .envs(env)
@@ -329,6 +467,9 @@ impl Devnet {
     }
 
     pub fn table(&mut self) -> String {
+        if self.group_genesis_ms.is_some() {
+            return self.group_table();
+        }
         let rows = self.statuses();
         let mut out = String::new();
         let _ = writeln!(
@@ -374,6 +515,64 @@ impl Devnet {
     }
 }
 
+impl Devnet {
+    /// The single-sequencer view: who signs, who stands by and how close each is to stepping in.
+    fn group_table(&mut self) -> String {
+        let rows = self.statuses();
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "{:<5} {:<13} {:>5} {:>6} {:>8} {:>12} {:>6} {:<12} {:>5} {:>7}",
+            "node",
+            "mode",
+            "level",
+            "signer",
+            "height",
+            "round",
+            "missed",
+            "head",
+            "peers",
+            "mempool"
+        );
+        for (i, row) in rows.iter().enumerate() {
+            let s = match row {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = writeln!(out, "{:<5} {e}", self.name(i));
+                    continue;
+                }
+            };
+            let head = s.head_hash.to_string();
+            let dash = || "-".to_string();
+            let (mode, level, signer, round, missed) = match &s.redundancy {
+                Some(g) => (
+                    g.mode.clone(),
+                    g.level.to_string(),
+                    g.active_signer_level.map_or_else(dash, |l| l.to_string()),
+                    g.round.map_or_else(dash, |r| r.to_string()),
+                    g.missed_rounds.to_string(),
+                ),
+                None => (s.role.clone(), dash(), dash(), dash(), dash()),
+            };
+            let _ = writeln!(
+                out,
+                "{:<5} {:<13} {:>5} {:>6} {:>8} {:>12} {:>6} {:<12} {:>5} {:>7}",
+                self.name(i),
+                mode,
+                level,
+                signer,
+                s.last_applied_height,
+                round,
+                missed,
+                &head[..head.len().min(12)],
+                s.connected_peers.len(),
+                s.mempool_size,
+            );
+        }
+        out
+    }
+}
+
 impl Drop for Devnet {
     fn drop(&mut self) {
         for c in self.children.iter_mut().flatten() {
@@ -384,15 +583,32 @@ impl Drop for Devnet {
 }
 
 /// The `devnet` command: start, show the table every second, stop everything on Ctrl-C.
-pub async fn run(n: usize, externals: usize, dir: &Path, offset: u16) -> Result<(), String> {
+/// `standbys`: a single-sequencer group (main + that many hot standbys) instead of `n` Raft nodes.
+pub async fn run(
+    n: usize,
+    standbys: Option<usize>,
+    externals: usize,
+    dir: &Path,
+    offset: u16,
+) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let net = Devnet::start_with(&exe, n, externals, dir, offset, Vec::new())?;
+    let net = match standbys {
+        Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, Vec::new())?,
+        None => Devnet::start_with(&exe, n, externals, dir, offset, Vec::new())?,
+    };
     let dir_shown = net.dir.display().to_string();
     let net = std::sync::Arc::new(std::sync::Mutex::new(net));
     let tty = std::io::stdout().is_terminal();
-    eprintln!(
-        "devnet: {n} consensus and {externals} external nodes, data and logs in {dir_shown}; Ctrl-C stops them all"
-    );
+    match standbys {
+        Some(k) => eprintln!(
+            "devnet: single-sequencer group (main + {k} standbys sharing identity {}) and \
+             {externals} external nodes, data and logs in {dir_shown}; Ctrl-C stops them all",
+            identity_key().node_id()
+        ),
+        None => eprintln!(
+            "devnet: {n} consensus and {externals} external nodes, data and logs in {dir_shown}; Ctrl-C stops them all"
+        ),
+    }
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| format!("cannot listen for SIGTERM: {e}"))?;

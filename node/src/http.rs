@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use canon_engine::external::SourceState;
+use canon_engine::group::GroupStatus;
 
 use crate::context::{NodeContext, Role};
 
@@ -21,7 +22,7 @@ use crate::context::{NodeContext, Role};
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StatusView {
     pub node_id: NodeId,
-    /// `main` (consensus) or `external`.
+    /// `main` (consensus), `external`, or `single-sequencer` (a member of a hot-standby group).
     pub role: String,
     /// Raft's view of this node: Leader, Follower, Candidate, Learner or Shutdown.
     pub raft_state: String,
@@ -46,6 +47,10 @@ pub struct StatusView {
     /// External nodes: each source's head, failures and whether it was dropped (and why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sources: Option<Vec<SourceState>>,
+    /// Single-sequencer mode: level, mode (active, standing-by, ...), the active signer's level,
+    /// missed-rounds counter, why it stepped in, the signing guard's watermark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redundancy: Option<GroupStatus>,
 }
 
 impl NodeContext {
@@ -78,6 +83,7 @@ impl NodeContext {
                     lag: None,
                     best_source_height: None,
                     sources: None,
+                    redundancy: None,
                 }
             }
             Role::External(x) => {
@@ -102,6 +108,33 @@ impl NodeContext {
                     lag: Some(s.lag),
                     best_source_height: Some(s.best_source_height),
                     sources: Some(s.sources),
+                    redundancy: None,
+                }
+            }
+            Role::Group(m) => {
+                let g = m.status();
+                self.metrics.observe_group(&g);
+                self.metrics.mempool_size.set(g.mempool_len as i64);
+                self.metrics.canonized_height.set(g.head.height as i64);
+                StatusView {
+                    node_id: g.id,
+                    role: "single-sequencer".into(),
+                    raft_state: "NotInRaft".into(),
+                    is_leader: g.mode == "active",
+                    current_leader: None,
+                    term: 0,
+                    last_canonized_height: g.head.height,
+                    last_applied_height: g.head.height,
+                    head_hash: g.head.hash,
+                    batcher_enabled: false,
+                    connected_peers,
+                    mempool_size: g.mempool_len,
+                    last_log_index: None,
+                    last_applied_index: None,
+                    lag: Some(m.sync().status().lag),
+                    best_source_height: None,
+                    sources: None,
+                    redundancy: Some(g),
                 }
             }
         }

@@ -10,6 +10,8 @@ pub mod context;
 #[cfg(feature = "production")]
 pub mod devnet;
 #[cfg(feature = "production")]
+pub mod guard_file;
+#[cfg(feature = "production")]
 pub mod http;
 #[cfg(feature = "production")]
 pub mod metrics;

@@ -7,6 +7,25 @@ use std::process::ExitCode;
 use canon_engine::keys::SecretKey;
 use clap::{Parser, Subcommand};
 
+#[derive(Subcommand)]
+enum GuardAction {
+    /// Print the guard of the identity (validator_secret_key from the config) as JSON.
+    Export {
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Raise this machine's guard to what a JSON export says was signed (never lowers it).
+    Import {
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        /// The JSON file `guard export` wrote.
+        file: PathBuf,
+    },
+}
+
 #[derive(Parser)]
 #[command(
     name = "canon-node",
@@ -18,7 +37,13 @@ files win), then environment variables with the seed's names in upper or lower c
 (NETWORK_SECRET_KEY, CONSENSUS_PEER_IDS__JSON, GENERAL_ROCKS_DB_PATH, ...; `__JSON` for JSON \
 values). With nothing configured it runs a single-node dev chain in ./db/node on the default \
 ports (RPC 3050, p2p 3060, status 3071, Prometheus 3312). SIGINT or SIGTERM stops it cleanly.\n\n\
-`devnet` starts a local cluster of such nodes as child processes with a live status table. \
+With consensus_enabled=false a main node runs single-sequencer mode: one signing identity \
+(validator_secret_key) shared by a group of machines, the one at redundancy_level 0 signing a \
+block every round and hot standbys at levels 1, 2, ... taking over in that order \
+(REDUNDANCY_LEVEL, or --prefs prefs.toml with [Preferences] RedundancyLevel).\n\n\
+`devnet` starts a local cluster of such nodes as child processes with a live status table \
+(--standbys K: a single-sequencer group instead of Raft). `guard` exports or imports an \
+identity's double-sign guard. \
 `id` derives a node's Raft id and enode URL from its network secret key. `check-config` \
 prints the effective settings, or the key at fault."
 )]
@@ -26,6 +51,9 @@ struct Cli {
     /// YAML config file; repeat to layer (later files override earlier ones).
     #[arg(long = "config", global = false)]
     configs: Vec<PathBuf>,
+    /// MultiversX-style prefs.toml: `[Preferences] RedundancyLevel = N` sets redundancy_level.
+    #[arg(long)]
+    prefs: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -37,6 +65,16 @@ enum Command {
         /// YAML config file; repeat to layer (later files override earlier ones).
         #[arg(long = "config")]
         configs: Vec<PathBuf>,
+        /// MultiversX-style prefs.toml: `[Preferences] RedundancyLevel = N` sets
+        /// redundancy_level (the environment still overrides it).
+        #[arg(long)]
+        prefs: Option<PathBuf>,
+    },
+    /// Export or import a signing identity's double-sign guard (EIP-3076-style JSON), to move
+    /// the identity between machines. Refused while a node runs on the database.
+    Guard {
+        #[command(subcommand)]
+        action: GuardAction,
     },
     /// Start a local cluster of consensus nodes (child processes of this binary) configured
     /// like the seed's three-node example, show a live table, stop them all on Ctrl-C.
@@ -54,6 +92,10 @@ enum Command {
         /// consensus nodes' blocks; they take the port slots after the consensus nodes.
         #[arg(long, default_value_t = 0)]
         external: usize,
+        /// Instead of Raft: single-sequencer mode, a main (RedundancyLevel 0) and this many hot
+        /// standbys at levels 1..=K sharing one signing identity; member i takes port slot i.
+        #[arg(long, conflicts_with = "nodes")]
+        standbys: Option<usize>,
     },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
@@ -80,14 +122,16 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        None => run_node(&cli.configs),
-        Some(Command::Run { configs }) => run_node(&configs),
+        None => run_node(&cli.configs, cli.prefs.as_deref()),
+        Some(Command::Run { configs, prefs }) => run_node(&configs, prefs.as_deref()),
         Some(Command::Devnet {
             nodes,
             dir,
             port_offset,
             external,
-        }) => devnet(nodes, external, &dir, port_offset),
+            standbys,
+        }) => devnet(nodes, standbys, external, &dir, port_offset),
+        Some(Command::Guard { action }) => guard(action),
         Some(Command::CheckConfig { configs }) => check_config(&configs),
         Some(Command::Id {
             secret_key,
@@ -148,15 +192,51 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         })
 }
 
-#[cfg(feature = "production")]
-fn run_node(configs: &[PathBuf]) -> ExitCode {
-    use tracing_subscriber::EnvFilter;
-    let v = match canon_node::config::from_sources(configs, std::env::vars()) {
-        Ok(v) => v,
-        Err(e) => {
+fn load(
+    configs: &[PathBuf],
+    prefs: Option<&std::path::Path>,
+) -> Result<canon_node::config::Validated, ExitCode> {
+    canon_node::config::load_with_prefs(configs, prefs, std::env::vars())
+        .and_then(|s| s.validate())
+        .map_err(|e| {
             eprintln!("error: config: {e}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
+        })
+}
+
+#[cfg(feature = "production")]
+fn guard(action: GuardAction) -> ExitCode {
+    use canon_node::guard_file;
+    let result = match action {
+        GuardAction::Export { configs, out } => match load(&configs, None) {
+            Ok(v) => guard_file::export(&v, out.as_deref()),
+            Err(code) => return code,
+        },
+        GuardAction::Import { configs, file } => match load(&configs, None) {
+            Ok(v) => guard_file::import(&v, &file),
+            Err(code) => return code,
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(not(feature = "production"))]
+fn guard(_action: GuardAction) -> ExitCode {
+    run_node(&[], None)
+}
+
+#[cfg(feature = "production")]
+fn run_node(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
+    use tracing_subscriber::EnvFilter;
+    let v = match load(configs, prefs) {
+        Ok(v) => v,
+        Err(code) => return code,
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -182,12 +262,20 @@ fn run_node(configs: &[PathBuf]) -> ExitCode {
 }
 
 #[cfg(feature = "production")]
-fn devnet(nodes: usize, external: usize, dir: &std::path::Path, offset: u16) -> ExitCode {
+fn devnet(
+    nodes: usize,
+    standbys: Option<usize>,
+    external: usize,
+    dir: &std::path::Path,
+    offset: u16,
+) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(canon_node::devnet::run(nodes, external, dir, offset)) {
+    match rt.block_on(canon_node::devnet::run(
+        nodes, standbys, external, dir, offset,
+    )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: devnet: {e}");
@@ -197,7 +285,7 @@ fn devnet(nodes: usize, external: usize, dir: &std::path::Path, offset: u16) -> 
 }
 
 #[cfg(not(feature = "production"))]
-fn run_node(_configs: &[PathBuf]) -> ExitCode {
+fn run_node(_configs: &[PathBuf], _prefs: Option<&std::path::Path>) -> ExitCode {
     eprintln!(
         "error: this canon-node was built without the node itself; build it with \
 `cargo build --release -p canon-node --features production`"
@@ -206,6 +294,12 @@ fn run_node(_configs: &[PathBuf]) -> ExitCode {
 }
 
 #[cfg(not(feature = "production"))]
-fn devnet(_nodes: usize, _external: usize, _dir: &std::path::Path, _offset: u16) -> ExitCode {
-    run_node(&[])
+fn devnet(
+    _nodes: usize,
+    _standbys: Option<usize>,
+    _external: usize,
+    _dir: &std::path::Path,
+    _offset: u16,
+) -> ExitCode {
+    run_node(&[], None)
 }

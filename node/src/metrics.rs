@@ -40,6 +40,16 @@ pub struct Metrics {
     pub replay_rate_blocks_per_second: Gauge,
     pub replay_lag_blocks: Gauge,
     pub blocks_rejected: Family<RejectLabels, Counter>,
+    pub redundancy_level: Gauge,
+    pub redundancy_active: Gauge,
+    pub redundancy_active_signer_level: Gauge,
+    pub redundancy_missed_rounds: Gauge,
+    pub redundancy_same_level: Gauge,
+    pub redundancy_step_ins: Counter,
+    pub redundancy_reverts: Counter,
+    pub signing_guard_height: Gauge,
+    pub signing_guard_round: Gauge,
+    pub signs_refused: Counter,
     last_term: AtomicU64,
 }
 
@@ -78,6 +88,16 @@ impl Metrics {
             replay_rate_blocks_per_second: Gauge::default(),
             replay_lag_blocks: Gauge::default(),
             blocks_rejected: Family::default(),
+            redundancy_level: Gauge::default(),
+            redundancy_active: Gauge::default(),
+            redundancy_active_signer_level: Gauge::default(),
+            redundancy_missed_rounds: Gauge::default(),
+            redundancy_same_level: Gauge::default(),
+            redundancy_step_ins: Counter::default(),
+            redundancy_reverts: Counter::default(),
+            signing_guard_height: Gauge::default(),
+            signing_guard_round: Gauge::default(),
+            signs_refused: Counter::default(),
             last_term: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -157,7 +177,79 @@ impl Metrics {
             "External node: downloaded blocks rejected, by the rule they broke (their source is dropped)",
             m.blocks_rejected.clone(),
         );
+        for (name, help, gauge) in [
+            (
+                "redundancy_level",
+                "Single-sequencer mode: this member's RedundancyLevel",
+                &m.redundancy_level,
+            ),
+            (
+                "redundancy_active",
+                "Single-sequencer mode: 1 while this member signs the rounds, else 0",
+                &m.redundancy_active,
+            ),
+            (
+                "redundancy_active_signer_level",
+                "Single-sequencer mode: the level that signed the newest block (-1: none yet)",
+                &m.redundancy_active_signer_level,
+            ),
+            (
+                "redundancy_missed_rounds",
+                "Single-sequencer mode: consecutive rounds without a lower level signing",
+                &m.redundancy_missed_rounds,
+            ),
+            (
+                "redundancy_same_level",
+                "Single-sequencer mode: 1 while another member announces this member's level",
+                &m.redundancy_same_level,
+            ),
+            (
+                "signing_guard_height",
+                "The highest height this identity signed on this machine (the guard's watermark)",
+                &m.signing_guard_height,
+            ),
+            (
+                "signing_guard_round",
+                "The round of the guard's watermark",
+                &m.signing_guard_round,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "redundancy_step_ins",
+            "Single-sequencer mode: times this member stepped in as the signer",
+            m.redundancy_step_ins.clone(),
+        );
+        registry.register(
+            "redundancy_reverts",
+            "Single-sequencer mode: times this member reverted to standby for a lower level",
+            m.redundancy_reverts.clone(),
+        );
+        registry.register(
+            "signs_refused",
+            "Blocks this member did not sign (the signing guard or the chain refused them)",
+            m.signs_refused.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// The present state of a group member, refreshed when scraped.
+    pub fn observe_group(&self, g: &canon_engine::group::GroupStatus) {
+        self.redundancy_level.set(g.level);
+        self.redundancy_active.set(i64::from(g.mode == "active"));
+        self.redundancy_active_signer_level
+            .set(g.active_signer_level.unwrap_or(-1));
+        self.redundancy_missed_rounds
+            .set(i64::try_from(g.missed_rounds).unwrap_or(i64::MAX));
+        self.redundancy_same_level
+            .set(i64::from(g.same_level.is_some()));
+        if let Some(w) = &g.watermark {
+            self.signing_guard_height
+                .set(i64::try_from(w.height).unwrap_or(i64::MAX));
+            self.signing_guard_round
+                .set(i64::try_from(w.round).unwrap_or(i64::MAX));
+        }
     }
 
     /// The OpenMetrics text exposition.
@@ -269,8 +361,12 @@ impl EventSink for EventLog {
                 round,
                 level,
                 reason,
-            } => tracing::warn!(round, level, "stepped in as signer: {reason}"),
+            } => {
+                m.redundancy_step_ins.inc();
+                tracing::warn!(round, level, "stepped in as signer: {reason}")
+            }
             Event::Reverted { by_level, round } => {
+                m.redundancy_reverts.inc();
                 tracing::warn!(by_level, round, "reverted to standby: a lower level signed")
             }
             Event::SameLevel { other, yields } => tracing::error!(
@@ -278,6 +374,7 @@ impl EventSink for EventLog {
                 "another member of the group runs at this redundancy level"
             ),
             Event::SignRefused { round, reason } => {
+                m.signs_refused.inc();
                 tracing::error!(round, "did not sign: {reason}")
             }
             Event::Replayed { height, hash, .. } => {

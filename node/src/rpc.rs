@@ -73,6 +73,9 @@ fn header_json(h: &BlockHeader) -> Value {
         "timestamp": h.timestamp_ms,
         "proposer": h.proposer,
         "term": h.term,
+        // Single-sequencer blocks: the round it was signed for and the signer's level.
+        "round": h.slot.map(|s| s.round),
+        "level": h.slot.map(|s| s.level),
     })
 }
 

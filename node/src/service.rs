@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use canon_engine::clock::Clock;
 use canon_engine::external::{ExternalConfig, ExternalNode};
+use canon_engine::group::{GroupConfig, GroupMember};
+use canon_engine::keys::SecretKey;
 use canon_engine::node::{ConsensusNode, NodeConfig};
+use canon_engine::policy::redundancy::{Level, RedundancyConfig};
 use canon_engine::seams::Seams;
 use canon_engine::transport::BoxFuture;
 use canon_engine::NodeId;
@@ -35,8 +38,20 @@ impl Handler for Role {
             match self {
                 Role::Consensus(n) => n.handle_request(from, &body).await,
                 Role::External(x) => x.handle_request(from, &body).await,
+                Role::Group(m) => m.handle_request(from, &body).await,
             }
         })
+    }
+}
+
+/// A network key from the OS's randomness (a secp256k1 secret is almost any 32 bytes).
+fn fresh_network_key() -> SecretKey {
+    loop {
+        let mut bytes = [0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        if let Ok(key) = SecretKey::from_bytes(bytes) {
+            return key;
+        }
     }
 }
 
@@ -94,13 +109,13 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             "an external node downloads blocks from its boot nodes; name at least one",
         ));
     }
-    if !external && !s.consensus_enabled {
+    if !s.network_enabled && v.group.is_some() && !v.boot_nodes.is_empty() {
         return Err(fail(
-            "consensus_enabled",
-            "a main node takes part in consensus; set it to true",
+            "network_enabled",
+            "the group's members (network_boot_nodes) are reached over the network; set it to true",
         ));
     }
-    if !s.network_enabled && (external || v.peers.len() > 1) {
+    if !s.network_enabled && (external || (v.group.is_none() && v.peers.len() > 1)) {
         return Err(fail(
             "network_enabled",
             "Raft traffic between consensus_peer_ids needs the network; set it to true",
@@ -124,11 +139,16 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     let metrics_listener = bind("observability_prometheus_port", metrics_addr).await?;
     let rpc_addr = parse_addr("rpc_address", &s.rpc_address)?;
 
-    let storage =
-        Arc::new(RocksStorage::open(&db_path, v.node_id).map_err(|e| fail("storage", e))?);
+    // A group member advertises a network identity new at every start (the seed's hot
+    // standbys): the identity's key shows only in what it signs. Its database is the identity's.
+    let (network_key, owner) = match &v.group {
+        Some(g) => (fresh_network_key(), g.identity.node_id()),
+        None => (v.key.clone(), v.node_id),
+    };
+    let storage = Arc::new(RocksStorage::open(&db_path, owner).map_err(|e| fail("storage", e))?);
     let metrics = Arc::new(Metrics::new());
     let transport = Arc::new(TcpTransport::new(
-        v.key.clone(),
+        network_key.clone(),
         v.chain.chain_id,
         &v.boot_nodes,
     ));
@@ -140,7 +160,28 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             metrics: metrics.clone(),
         }),
     };
-    let role = if external {
+    let role = if let Some(g) = &v.group {
+        let cfg = GroupConfig {
+            identity: g.identity.clone(),
+            network_key: network_key.clone(),
+            redundancy: RedundancyConfig {
+                level: Level::from_config(g.level),
+                max_missed_rounds: g.max_missed_rounds,
+            },
+            members: v.boot_nodes.iter().map(|(id, _)| *id).collect(),
+            chain: v.chain.clone(),
+            genesis_ms: s.genesis_timestamp_ms,
+            block_time_ms: s.sequencer_block_time,
+            max_block_transactions: s.sequencer_max_block_transactions,
+            mempool_capacity: s.sequencer_mempool_capacity,
+            request_timeout_ms: 2_000,
+        };
+        Role::Group(
+            GroupMember::<TokioRuntime>::start(cfg, seams)
+                .await
+                .map_err(|e| fail("node", e))?,
+        )
+    } else if external {
         let mut cfg = ExternalConfig::new(
             v.key.clone(),
             v.boot_nodes.iter().map(|(id, _)| *id).collect(),
@@ -160,10 +201,22 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
                 .map_err(|e| fail("node", e))?,
         )
     };
+    let role_name = match (&v.group, external) {
+        (Some(_), _) => "single-sequencer",
+        (None, true) => "external",
+        (None, false) => "main",
+    };
     tracing::info!(
-        node_id = %v.node_id, role = if external { "external" } else { "main" }, %p2p_addr,
+        node_id = %network_key.node_id(), role = role_name, %p2p_addr,
         db = %db_path.display(), peers = v.peers.len(), "node started"
     );
+    if let Some(g) = &v.group {
+        tracing::info!(
+            identity = %g.identity.node_id(), level = g.level,
+            max_missed_rounds = g.max_missed_rounds, members = v.boot_nodes.len(),
+            "single-sequencer mode: this network identity is new at every start"
+        );
+    }
     let ctx = Arc::new(NodeContext {
         role: role.clone(),
         spec: v.chain.clone(),
@@ -175,7 +228,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(p2p::serve(
         p2p_listener,
-        v.key.clone(),
+        network_key.clone(),
         v.chain.chain_id,
         Arc::new(role.clone()),
         servers.clone(),
@@ -203,6 +256,11 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             metrics.clone(),
             servers.clone(),
         ))),
+        Role::Group(m) => tasks.push(tokio::spawn(sample_replay(
+            m.sync().clone(),
+            metrics.clone(),
+            servers.clone(),
+        ))),
     }
     let rpc = crate::rpc::start(rpc_addr, ctx.clone())
         .await
@@ -215,6 +273,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     match &role {
         Role::Consensus(node) => node.shutdown().await,
         Role::External(x) => x.shutdown(),
+        Role::Group(m) => m.shutdown(),
     }
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;

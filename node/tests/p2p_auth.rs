@@ -26,7 +26,9 @@ async fn connect(key: &SecretKey, expected: canon_engine::NodeId) -> Result<Conn
     let stream = TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("tcp connect");
-    dial(stream, key, expected, DEV_CHAIN_ID).await
+    dial(stream, key, Some(expected), DEV_CHAIN_ID)
+        .await
+        .map(|(_, conn)| conn)
 }
 
 async fn ask(conn: &mut Conn, id: u64, req: &Request) -> Response {
@@ -111,7 +113,7 @@ fn unauthenticated_peers_cannot_drive_raft() {
         let wrong_node = dial(
             TcpStream::connect(("127.0.0.1", port)).await.expect("tcp"),
             &stranger,
-            peer1,
+            Some(peer1),
             DEV_CHAIN_ID,
         )
         .await;
@@ -119,6 +121,17 @@ fn unauthenticated_peers_cannot_drive_raft() {
             wrong_node.is_err(),
             "dialing n0 while expecting n1 must fail"
         );
+        // Dialing by address alone (a group member's id is new at each start) learns the id
+        // the peer proves.
+        let (learned, _) = dial(
+            TcpStream::connect(("127.0.0.1", port)).await.expect("tcp"),
+            &stranger,
+            None,
+            DEV_CHAIN_ID,
+        )
+        .await
+        .expect("dial by address");
+        assert_eq!(learned, node);
 
         // 3. A malformed frame closes that connection only.
         let mut bad = connect(&stranger, node).await.expect("connect");

@@ -201,6 +201,10 @@ impl Failover {
 
     /// Rounds in a row, up to `round`, with no lower level signing (what `/status` shows).
     pub fn missed_rounds(&self, round: u64) -> u64 {
+        if self.cfg.level == Level::Signer(0) {
+            // The main has no lower level to miss.
+            return 0;
+        }
         // The round it started in may have been partly missed: counting starts after it.
         let since = match (self.last_lower_round, self.watching_since) {
             (Some(l), Some(w)) => l.max(w),

@@ -63,13 +63,16 @@ async fn refuse(conn: &mut Conn, reason: String) -> HandshakeError {
     HandshakeError::Protocol(reason)
 }
 
-/// Dials side: authenticates `expected` and proves this node's key.
+/// Dials side: authenticates the peer (as `expected`, when the dialer knows its id) and proves
+/// this node's key. Without `expected` any id that proves its key is accepted: a group member's
+/// network identity is new at every start, and what the group trusts is signed by the shared
+/// identity, not by the connection.
 pub async fn dial(
     stream: TcpStream,
     key: &SecretKey,
-    expected: NodeId,
+    expected: Option<NodeId>,
     chain_id: u64,
-) -> Result<Conn, HandshakeError> {
+) -> Result<(NodeId, Conn), HandshakeError> {
     let _ = stream.set_nodelay(true);
     let mut conn = Framed::new(stream, length_codec());
     let me = key.node_id();
@@ -98,7 +101,7 @@ pub async fn dial(
                 )
                 .await);
             }
-            if id != expected {
+            if let Some(expected) = expected.filter(|e| *e != id) {
                 return Err(
                     refuse(&mut conn, format!("answered as {id}, dialed {expected}")).await,
                 );
@@ -118,7 +121,7 @@ pub async fn dial(
     let proof = key.sign_hash(&challenge_hash(chain_id, &their_nonce, &me, &id));
     send(&mut conn, &Frame::Prove { proof }).await?;
     match recv(&mut conn).await? {
-        Frame::Ready => Ok(conn),
+        Frame::Ready => Ok((id, conn)),
         Frame::Refuse { reason } => Err(HandshakeError::Refused(reason)),
         other => Err(HandshakeError::Protocol(format!(
             "expected Ready, got {other:?}"

@@ -11,4 +11,4 @@ pub mod listener;
 pub mod transport;
 
 pub use listener::{serve, Handler};
-pub use transport::TcpTransport;
+pub use transport::{address_label, TcpTransport};

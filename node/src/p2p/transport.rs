@@ -15,6 +15,8 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+pub use crate::config::address_label;
+
 use super::frame::{recv, send, Frame, FrameError};
 use super::handshake::{dial, Conn};
 
@@ -96,6 +98,9 @@ struct PeerState {
 
 struct Peer {
     address: String,
+    /// The id the peer must prove; `None` for a peer known by address alone, whose id
+    /// ([`address_label`]) only names the address.
+    expected: Option<NodeId>,
     state: tokio::sync::Mutex<PeerState>,
 }
 
@@ -119,7 +124,8 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
-    /// `addresses`: every peer this node may dial, from `network_boot_nodes`.
+    /// `addresses`: every peer this node may dial, from `network_boot_nodes`. A peer whose id is
+    /// the [`address_label`] of its address is dialed by address and may prove any id.
     pub fn new(key: SecretKey, chain_id: u64, addresses: &[(NodeId, String)]) -> TcpTransport {
         let me = key.node_id();
         let peers = addresses
@@ -130,6 +136,7 @@ impl TcpTransport {
                     *id,
                     Peer {
                         address: address.clone(),
+                        expected: (*id != address_label(address)).then_some(*id),
                         state: tokio::sync::Mutex::new(PeerState::default()),
                     },
                 )
@@ -174,7 +181,7 @@ impl TcpTransport {
             let stream = TcpStream::connect(&peer.address)
                 .await
                 .map_err(|e| format!("connect {}: {e}", peer.address))?;
-            dial(stream, &self.key, to, self.chain_id)
+            dial(stream, &self.key, peer.expected, self.chain_id)
                 .await
                 .map_err(|e| format!("handshake with {}: {e}", peer.address))
         };
@@ -183,7 +190,10 @@ impl TcpTransport {
             Err(_) => Err(format!("connect {}: timed out", peer.address)),
         };
         match outcome {
-            Ok(conn) => {
+            Ok((proven, conn)) => {
+                if peer.expected.is_none() {
+                    tracing::debug!(address = %peer.address, %proven, "connected by address");
+                }
                 if st.failures > 0 {
                     tracing::info!(peer = %to, "connected after {} failed attempts", st.failures);
                 }

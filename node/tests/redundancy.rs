@@ -1,0 +1,208 @@
+//! Seed 002 on real processes: a main (RedundancyLevel 0) and hot standbys at levels 1 and 2
+//! share one signing identity. `kill -9` the main: level 1 signs round r+6 (r: the main's last
+//! round; one round of slack for process timing) and level 2 never signs. Restart the main: its
+//! double-sign guard survived the kill, it takes the rounds back, level 1 reverts, and every
+//! member holds one chain in which no height and no round was signed twice.
+#![cfg(feature = "production")]
+
+mod common;
+
+use std::time::Duration;
+
+use canon_node::devnet::Devnet;
+use canon_node::http::StatusView;
+use canon_node::metrics::now_ms;
+use common::*;
+use serde_json::Value;
+
+const PORT_OFFSET: u16 = 21_600;
+/// The default `sequencer_block_time`: one round.
+const ROUND_MS: u64 = 250;
+const MAX_MISSED_ROUNDS: u64 = 5;
+
+fn group(net: &Devnet, i: usize) -> Option<(StatusView, canon_engine::group::GroupStatus)> {
+    let s = status(net, i)?;
+    let g = s.redundancy.clone()?;
+    Some((s, g))
+}
+
+fn mode(net: &Devnet, i: usize) -> Option<String> {
+    group(net, i).map(|(_, g)| g.mode)
+}
+
+/// (height, round, level, hash) of every block 1..=to as member `i` serves them.
+fn slots(net: &Devnet, i: usize, to: u64) -> Vec<(u64, u64, i64, String)> {
+    (1..=to)
+        .map(|h| {
+            let b: Value = net.clients[i]
+                .block(h)
+                .unwrap_or_else(|e| panic!("m{i} block {h}: {e}"))
+                .unwrap_or_else(|| panic!("m{i} has no block {h}"));
+            let round = b["round"]
+                .as_u64()
+                .expect("a group block carries its round");
+            let level = b["level"]
+                .as_i64()
+                .expect("a group block carries its level");
+            (
+                h,
+                round,
+                level,
+                b["hash"].as_str().unwrap_or_default().into(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
+    let dir = scratch("redundancy");
+    let mut net =
+        Devnet::start_group(exe(), 2, 0, dir.path(), PORT_OFFSET, Vec::new()).expect("devnet");
+    let genesis_ms = net.group_genesis_ms.expect("a group devnet");
+
+    wait_for(
+        "the main signing and both standbys following",
+        Duration::from_secs(60),
+        || {
+            let (m0, g0) = group(&net, 0)?;
+            let (h1, h2) = (height(&net, 1)?, height(&net, 2)?);
+            (g0.mode == "active"
+                && m0.last_applied_height >= 8
+                && mode(&net, 1)? == "standing-by"
+                && mode(&net, 2)? == "standing-by"
+                && h1 + 1 >= m0.last_applied_height
+                && h2 + 1 >= m0.last_applied_height)
+                .then_some(())
+        },
+    );
+
+    // Kill mid-round, once level 1 holds the main's head: a block the standbys never saw would
+    // be a different case (redundancy-crash-while-signing).
+    let watermark_before = wait_for(
+        "a mid-round moment with level 1 at the main's head",
+        Duration::from_secs(20),
+        || {
+            let in_round = (now_ms() - genesis_ms) % ROUND_MS;
+            if !(60..=160).contains(&in_round) {
+                return None;
+            }
+            let (m0, g0) = group(&net, 0)?;
+            let m1 = status(&net, 1)?;
+            (m1.head_hash == m0.head_hash && (now_ms() - genesis_ms) % ROUND_MS <= 190)
+                .then_some(g0.watermark)
+        },
+    )
+    .expect("the main signed, so its guard has a watermark");
+    net.kill(0);
+
+    wait_for("level 1 stepping in", Duration::from_secs(20), || {
+        (mode(&net, 1)? == "active").then_some(())
+    });
+    let after_step_in = height(&net, 1).expect("m1 answers");
+    wait_for(
+        "level 1 signing a few rounds",
+        Duration::from_secs(20),
+        || (height(&net, 1)? >= after_step_in + 4).then_some(()),
+    );
+    let chain = slots(&net, 1, height(&net, 1).expect("m1 answers"));
+    let last_main = chain
+        .iter()
+        .filter(|(_, _, level, _)| *level == 0)
+        .last()
+        .expect("the main signed before it was killed")
+        .clone();
+    let first_standby = chain
+        .iter()
+        .find(|(_, _, level, _)| *level == 1)
+        .expect("level 1 signed")
+        .clone();
+    let r = last_main.1;
+    let taken_at = first_standby.1 - r;
+    eprintln!(
+        "takeover: the main's last block at round {r} (height {}), level 1 first signed round {} \
+         (r+{taken_at}, height {})",
+        last_main.0, first_standby.1, first_standby.0
+    );
+    assert_eq!(
+        first_standby.0,
+        last_main.0 + 1,
+        "level 1 continues from the main's head"
+    );
+    assert!(
+        (MAX_MISSED_ROUNDS + 1..=MAX_MISSED_ROUNDS + 2).contains(&taken_at),
+        "level 1 must sign round r+6 (one round of slack for process timing), signed r+{taken_at}"
+    );
+    assert!(
+        chain.iter().all(|(_, _, level, _)| *level != 2),
+        "level 2 must not sign while level 1 does"
+    );
+    let (_, g2) = group(&net, 2).expect("m2 answers");
+    assert_eq!(g2.mode, "standing-by");
+    assert!(
+        g2.watermark.is_none(),
+        "level 2's guard shows it never signed"
+    );
+
+    // The main returns: its guard survived kill -9 (synced before each block left it).
+    net.start_node(0).expect("restart the main");
+    let (_, g0) = wait_for("the main answering again", Duration::from_secs(30), || {
+        group(&net, 0)
+    });
+    let mark = g0.watermark.expect("the guard survived kill -9");
+    assert!(
+        mark.height >= watermark_before.height && mark.round >= watermark_before.round,
+        "the guard went back: {mark:?} after the restart, {watermark_before:?} before"
+    );
+    assert_eq!(
+        (mark.height, mark.round),
+        (last_main.0, last_main.1),
+        "the guard holds the main's last block"
+    );
+
+    wait_for(
+        "the main signing again and level 1 back to standing by",
+        Duration::from_secs(60),
+        || (mode(&net, 0)? == "active" && mode(&net, 1)? == "standing-by").then_some(()),
+    );
+    let back = height(&net, 0).expect("m0 answers");
+    wait_for(
+        "every member past the handover",
+        Duration::from_secs(30),
+        || {
+            (0..3)
+                .all(|i| height(&net, i).is_some_and(|h| h >= back + 4))
+                .then_some(())
+        },
+    );
+
+    // One chain everywhere, no height or round signed twice.
+    let to = assert_same_chain(&net);
+    let chain = slots(&net, 0, to);
+    for pair in chain.windows(2) {
+        assert!(
+            pair[1].1 > pair[0].1,
+            "rounds must strictly increase along the chain: height {} round {}, height {} round {}",
+            pair[0].0,
+            pair[0].1,
+            pair[1].0,
+            pair[1].1
+        );
+    }
+    let handed_back = chain
+        .iter()
+        .skip_while(|(_, _, level, _)| *level != 1)
+        .find(|(_, _, level, _)| *level == 0)
+        .expect("the main signed after its return");
+    let level1_last = chain
+        .iter()
+        .filter(|(_, _, level, _)| *level == 1)
+        .last()
+        .expect("level 1 signed");
+    eprintln!(
+        "handover: level 1's last round {}, the main's first round back {}",
+        level1_last.1, handed_back.1
+    );
+    assert!(chain.iter().all(|(_, _, level, _)| *level != 2));
+    net.stop_all();
+}
