@@ -697,4 +697,98 @@ mod tests {
             "{e}"
         );
     }
+
+    const VALIDATOR_KEY: &str = "7e5bb4b5d9e2c2a0d3ff7b8a47fa8e8b8f0b3e1b1c1d1e1f2021222324252627";
+
+    #[test]
+    fn single_sequencer_mode_from_env_yaml_and_prefs() {
+        let dir = tempdir("prefs");
+        // The environment, negative levels included (they sync and never sign).
+        let v = from_sources(
+            &[],
+            env(&[
+                ("CONSENSUS_ENABLED", "false"),
+                ("VALIDATOR_SECRET_KEY", VALIDATOR_KEY),
+                ("REDUNDANCY_LEVEL", "-1"),
+                ("NETWORK_BOOT_NODES", "127.0.0.1:3061,10.0.0.2:3060"),
+            ]),
+        )
+        .unwrap();
+        let g = v.group.clone().expect("single-sequencer mode");
+        assert_eq!(g.level, -1);
+        assert_eq!(g.max_missed_rounds, 5);
+        assert_eq!(v.boot_nodes[0].0, address_label("127.0.0.1:3061"));
+        assert_eq!(v.boot_nodes[1].1, "10.0.0.2:3060");
+        // YAML, with the key in a file.
+        let key_file = dir.join("validator.key");
+        std::fs::write(&key_file, format!("0x{VALIDATOR_KEY}\n")).unwrap();
+        let file = yaml(
+            &dir,
+            "group.yaml",
+            &format!(
+                "consensus:\n  enabled: false\nredundancy_level: 3\nvalidator_secret_key_file: {}\n",
+                key_file.display()
+            ),
+        );
+        let v = from_sources(std::slice::from_ref(&file), env(&[])).unwrap();
+        assert_eq!(v.group.as_ref().unwrap().level, 3);
+        assert_eq!(
+            v.group.unwrap().identity.to_bytes(),
+            SecretKey::from_hex(VALIDATOR_KEY).unwrap().to_bytes()
+        );
+        // prefs.toml: a missing value means 0; the environment still wins over it.
+        let prefs = dir.join("prefs.toml");
+        std::fs::write(&prefs, "[Preferences]\nRedundancyLevel = 1000000\n").unwrap();
+        let s = load_with_prefs(std::slice::from_ref(&file), Some(&prefs), env(&[])).unwrap();
+        assert_eq!(s.redundancy_level, 1_000_000);
+        let s = load_with_prefs(&[], Some(&prefs), env(&[("REDUNDANCY_LEVEL", "2")])).unwrap();
+        assert_eq!(s.redundancy_level, 2);
+        std::fs::write(&prefs, "[Preferences]\nNodeDisplayName = \"x\"\n").unwrap();
+        assert_eq!(read_prefs(&prefs).unwrap(), 0);
+        std::fs::write(&prefs, "[Preferences]\nRedundancyLevel = \"high\"\n").unwrap();
+        assert!(read_prefs(&prefs)
+            .unwrap_err()
+            .key
+            .contains("RedundancyLevel"));
+    }
+
+    #[test]
+    fn single_sequencer_errors_name_the_key() {
+        let bad = |pairs: &[(&str, &str)]| from_sources(&[], env(pairs)).unwrap_err();
+        assert_eq!(
+            bad(&[("CONSENSUS_ENABLED", "false")]).key,
+            "validator_secret_key"
+        );
+        assert_eq!(
+            bad(&[
+                ("CONSENSUS_ENABLED", "false"),
+                ("VALIDATOR_SECRET_KEY", VALIDATOR_KEY),
+                ("REDUNDANCY_LEVEL", "1.5"),
+            ])
+            .key,
+            "REDUNDANCY_LEVEL"
+        );
+        assert_eq!(
+            bad(&[
+                ("CONSENSUS_ENABLED", "false"),
+                ("VALIDATOR_SECRET_KEY_FILE", "/nonexistent/validator.key"),
+            ])
+            .key,
+            "validator_secret_key_file"
+        );
+        assert_eq!(
+            bad(&[
+                ("CONSENSUS_ENABLED", "false"),
+                ("VALIDATOR_SECRET_KEY", VALIDATOR_KEY),
+                ("REDUNDANCY_MAX_MISSED_ROUNDS", "0"),
+            ])
+            .key,
+            "redundancy_max_missed_rounds"
+        );
+        assert_eq!(bad(&[("REDUNDANCY_LEVEL", "1")]).key, "redundancy_level");
+        assert_eq!(
+            bad(&[("NETWORK_BOOT_NODES", "localhost")]).key,
+            "network_boot_nodes"
+        );
+    }
 }

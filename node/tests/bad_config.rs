@@ -81,3 +81,55 @@ fn port_in_use_names_the_setting() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("network_port"), "{err}");
 }
+
+const VALIDATOR_KEY: &str = "7e5bb4b5d9e2c2a0d3ff7b8a47fa8e8b8f0b3e1b1c1d1e1f2021222324252627";
+
+#[test]
+fn single_sequencer_mode_names_its_keys() {
+    // A level that does not parse.
+    let (code, err) = run_with(&[
+        ("CONSENSUS_ENABLED", "false"),
+        ("VALIDATOR_SECRET_KEY", VALIDATOR_KEY),
+        ("REDUNDANCY_LEVEL", "one"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("REDUNDANCY_LEVEL") && err.contains("\"one\""),
+        "{err}"
+    );
+    // No signing identity.
+    let (code, err) = run_with(&[("CONSENSUS_ENABLED", "false"), ("REDUNDANCY_LEVEL", "1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("validator_secret_key"), "{err}");
+    // A key that is not one.
+    let (code, err) = run_with(&[
+        ("CONSENSUS_ENABLED", "false"),
+        ("VALIDATOR_SECRET_KEY", "0x1234"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("validator_secret_key"), "{err}");
+    // A level on a Raft node.
+    let (code, err) = run_with(&[("REDUNDANCY_LEVEL", "2")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("redundancy_level") && err.contains("consensus_enabled"),
+        "{err}"
+    );
+    // A prefs.toml whose level is no number.
+    let dir = scratch("bad-prefs");
+    let prefs = dir.path().join("prefs.toml");
+    std::fs::write(&prefs, "[Preferences]\nRedundancyLevel = \"high\"\n").expect("write");
+    let out = Command::new(exe())
+        .current_dir(dir.path())
+        .env("GENERAL_ROCKS_DB_PATH", dir.path().join("db"))
+        .env("CONSENSUS_ENABLED", "false")
+        .env("VALIDATOR_SECRET_KEY", VALIDATOR_KEY)
+        .arg("--prefs")
+        .arg(&prefs)
+        .output()
+        .expect("run canon-node");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("RedundancyLevel"), "{err}");
+    assert!(!dir.path().join("db").exists());
+}

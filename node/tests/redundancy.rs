@@ -9,7 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use canon_node::devnet::Devnet;
+use canon_node::devnet::{identity_key, member_env, Devnet};
 use canon_node::http::StatusView;
 use canon_node::metrics::now_ms;
 use common::*;
@@ -204,5 +204,56 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         level1_last.1, handed_back.1
     );
     assert!(chain.iter().all(|(_, _, level, _)| *level != 2));
+
+    // The guard moves between machines only while no node runs on it.
+    let net_dir = net.dir.clone();
+    let env = |i: usize| member_env(i, 3, PORT_OFFSET, &net_dir, genesis_ms);
+    let (code, _, err) = guard_cli(&env(1), &["export"]);
+    assert_eq!(code, 2, "export must be refused while m1 runs: {err}");
+    assert!(err.contains("in use"), "{err}");
     net.stop_all();
+    let (code, json, err) = guard_cli(&env(0), &["export"]);
+    assert_eq!(code, 0, "{err}");
+    let exported: Value = serde_json::from_str(&json).expect("the export is JSON");
+    let entry = &exported["data"][0];
+    assert_eq!(
+        entry["pubkey"].as_str(),
+        Some(identity_key().node_id().to_string().as_str())
+    );
+    let signed_height: u64 = entry["signed_blocks"][0]["height"]
+        .as_str()
+        .and_then(|h| h.parse().ok())
+        .expect("a signed height");
+    assert!(signed_height >= handed_back.0, "{json}");
+    // Imported on a fresh machine, the watermark comes with it.
+    let file = net_dir.join("guard.json");
+    std::fs::write(&file, &json).expect("write the export");
+    let mut fresh = env(0);
+    for (k, v) in fresh.iter_mut() {
+        if k == "GENERAL_ROCKS_DB_PATH" {
+            *v = net_dir.join("new-machine").display().to_string();
+        }
+    }
+    let file_arg = file.display().to_string();
+    let (code, out, err) = guard_cli(&fresh, &["import", &file_arg]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&format!("height {signed_height}")), "{out}");
+    let (code, again, err) = guard_cli(&fresh, &["export"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(again, json, "the new machine's guard is the old one's");
+}
+
+/// `canon-node guard <args>` with a member's environment: (exit code, stdout, stderr).
+fn guard_cli(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(exe())
+        .envs(env.iter().cloned())
+        .arg("guard")
+        .args(args)
+        .output()
+        .expect("run canon-node guard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
