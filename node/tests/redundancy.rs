@@ -108,8 +108,8 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
     let chain = slots(&net, 1, height(&net, 1).expect("m1 answers"));
     let last_main = chain
         .iter()
-        .filter(|(_, _, level, _)| *level == 0)
-        .last()
+        .rev()
+        .find(|(_, _, level, _)| *level == 0)
         .expect("the main signed before it was killed")
         .clone();
     let first_standby = chain
@@ -196,8 +196,8 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         .expect("the main signed after its return");
     let level1_last = chain
         .iter()
-        .filter(|(_, _, level, _)| *level == 1)
-        .last()
+        .rev()
+        .find(|(_, _, level, _)| *level == 1)
         .expect("level 1 signed");
     eprintln!(
         "handover: level 1's last round {}, the main's first round back {}",
