@@ -94,6 +94,19 @@ impl From<CodecError> for BlockError {
     }
 }
 
+/// The block's proposer is one of `peers` and its signature is that proposer's: whatever else
+/// is wrong with it, nobody but the proposer can have made it.
+pub fn verify_signature(peers: &[NodeId], block: &Block) -> Result<(), BlockError> {
+    let h = &block.header;
+    if !peers.contains(&h.proposer) {
+        return Err(BlockError::UnknownProposer(h.proposer));
+    }
+    match keys::recover_node_id(&h.hash()?, &block.signature) {
+        Ok(id) if id == h.proposer => Ok(()),
+        _ => Err(BlockError::Signature),
+    }
+}
+
 /// Verifies `block` against the current head and ledger and re-executes it. Nothing is mutated:
 /// the caller persists the returned ledger only if it accepts the result.
 pub fn verify_block(
@@ -131,13 +144,7 @@ pub fn verify_block(
             });
         }
     }
-    if !peers.contains(&h.proposer) {
-        return Err(BlockError::UnknownProposer(h.proposer));
-    }
-    match keys::recover_node_id(&h.hash()?, &block.signature) {
-        Ok(id) if id == h.proposer => {}
-        _ => return Err(BlockError::Signature),
-    }
+    verify_signature(peers, block)?;
     let computed = transactions_root(&block.transactions)?;
     if computed != h.transactions_root {
         return Err(BlockError::TransactionsRoot {

@@ -130,6 +130,21 @@ pub fn stage_replacement(
     stage_applied(batch, state)
 }
 
+/// Stages cutting the chain back to `height`: blocks above it deleted, every account rewritten
+/// as `state`'s ledger holds it, the applied position moved to `state`'s head.
+pub fn stage_truncation(
+    batch: &mut WriteBatch,
+    height: u64,
+    state: &ChainState,
+) -> Result<(), CodecError> {
+    batch.delete_range(Column::Block, block_key(height + 1), [0xff; 9]);
+    batch.delete_range(Column::Account, Vec::new(), ACCOUNTS_END);
+    for (addr, acc) in state.ledger.accounts() {
+        batch.put(Column::Account, addr.as_slice(), codec::encode(acc)?);
+    }
+    stage_applied(batch, state)
+}
+
 /// Stored blocks `from..=to` of a bare storage, at most `max` of them and about `max_bytes`
 /// in all (at least one).
 pub fn read_blocks(

@@ -56,6 +56,21 @@ pub enum Event {
     ProposalDropped { height: u64, reason: String },
     /// The leader could not hear a quorum and gave up leadership.
     SteppedDown { millis_since_quorum_ack: u64 },
+    /// A follower saw the single-sequencer identity sign two different blocks at `height`
+    /// (its own, and the one `source` serves) and kept one branch by the fork rule
+    /// (`policy::fork_choice`): `kept` is `ours` or `theirs`.
+    Equivocation {
+        height: u64,
+        ours: B256,
+        theirs: B256,
+        our_level: i64,
+        their_level: i64,
+        source: NodeId,
+        kept: &'static str,
+    },
+    /// The follower left a losing branch: its chain now ends at `to_height` (the last block both
+    /// branches share), `from_height` was its head.
+    RolledBack { from_height: u64, to_height: u64 },
     /// A storage write failed; Raft stops on this node until it is reopened.
     StorageFailed { reason: String },
     /// Raft stopped on a fatal error; the node reopens it from storage after a pause.

@@ -9,18 +9,20 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use alloy_primitives::B256;
 use futures::future::join_all;
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, ChainSpec};
-use crate::chain::Head;
+use crate::chain::{verify_signature, Head};
 use crate::codec;
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::peer;
 use crate::policy::download::{DownloadConfig, Downloader, Plan, RoundResult};
+use crate::policy::fork_choice::{self, ForkBlock, Keep};
 use crate::replay::{answer_get_blocks, ReplayError, Replica};
 use crate::seams::{NodeError, Seams};
 use crate::tx::SignedTransaction;
@@ -75,6 +77,22 @@ pub struct SourceState {
     /// Requests that failed in a row (unreachable, timed out).
     pub failures: u32,
     pub blocks_applied: u64,
+    /// When it was last found on the losing side of an equivocation (it is asked again a while
+    /// later: a follower leaves a losing branch once it sees the winner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub losing_branch_since_ms: Option<u64>,
+}
+
+/// One equivocation this node saw: the identity signed `ours` and `theirs` at `height`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EquivocationSeen {
+    pub height: u64,
+    pub ours: B256,
+    pub theirs: B256,
+    pub our_level: i64,
+    pub their_level: i64,
+    /// `ours` or `theirs`, by `policy::fork_choice`.
+    pub kept: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -86,6 +104,31 @@ pub struct ExternalStatus {
     /// Blocks behind the best source.
     pub lag: u64,
     pub sources: Vec<SourceState>,
+    /// Two blocks signed by one identity at one height, as this node found them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equivocations: Vec<EquivocationSeen>,
+}
+
+/// Heights compared per request while looking for where two branches part.
+const FORK_WINDOW: u64 = 64;
+/// The deepest fork a follower resolves; a deeper one is reported and left alone.
+const MAX_FORK_DEPTH: u64 = 100_000;
+/// How long a source on a losing branch is left alone before it is asked again.
+const LOSING_BRANCH_RECHECK_MS: u64 = 2_000;
+/// Equivocations kept for `/status`.
+const EQUIVOCATIONS_KEPT: usize = 16;
+/// Losing blocks remembered, newest heights kept.
+const LOSERS_KEPT: usize = 64;
+
+/// What applying a fetched range did.
+enum Applied {
+    Blocks(u64),
+    /// The source serves a validly signed block that does not extend the head: another branch.
+    Fork {
+        source: NodeId,
+        applied: u64,
+    },
+    StorageFailed,
 }
 
 pub struct ExternalNode<RT: AsyncRuntime> {
@@ -94,6 +137,11 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     seams: Seams,
     replica: Replica,
     sources: Mutex<BTreeMap<NodeId, SourceState>>,
+    equivocations: Mutex<Vec<EquivocationSeen>>,
+    /// The losing block of every fork resolved, by height: a source still on that branch
+    /// serves it as if it extended the head once this node rolled back, and must not be
+    /// followed back onto it.
+    losers: Mutex<BTreeMap<u64, B256>>,
     stopped: AtomicBool,
     /// Whether the last download round found the sources at their head.
     caught_up: AtomicBool,
@@ -168,6 +216,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             replica,
             caught_up: AtomicBool::new(no_sources),
             sources: Mutex::new(sources),
+            equivocations: Mutex::new(Vec::new()),
+            losers: Mutex::new(BTreeMap::new()),
             stopped: AtomicBool::new(false),
             _rt: std::marker::PhantomData,
         });
@@ -212,6 +262,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             best_source_height: best,
             lag: best - head.height,
             sources,
+            equivocations: lock(&self.equivocations).clone(),
         }
     }
 
@@ -270,19 +321,25 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     }
 
     fn trusted_sources(&self) -> Vec<NodeId> {
+        let now = self.seams.clock.now_ms();
         lock(&self.sources)
             .values()
             .filter(|s| s.rejected.is_none())
+            .filter(|s| {
+                s.losing_branch_since_ms
+                    .is_none_or(|t| now.saturating_sub(t) >= LOSING_BRANCH_RECHECK_MS)
+            })
             .map(|s| s.id)
             .collect()
     }
 
     async fn fetch(&self, source: NodeId, from: u64, wait_ms: u32) -> Fetched {
-        let req = Request::GetBlocks {
-            from,
-            max: self.cfg.batch_blocks,
-            wait_ms,
-        };
+        self.fetch_max(source, from, self.cfg.batch_blocks, wait_ms)
+            .await
+    }
+
+    async fn fetch_max(&self, source: NodeId, from: u64, max: u32, wait_ms: u32) -> Fetched {
+        let req = Request::GetBlocks { from, max, wait_ms };
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms + u64::from(wait_ms));
         let blocks = match peer::call(&*self.seams.transport, source, &req, timeout).await {
             Ok(Response::Blocks(b)) => Ok(b),
@@ -308,9 +365,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         );
     }
 
-    /// Applies what `fetched` holds that extends the head, in order. Returns how many blocks
-    /// were applied, or `None` when a storage failure stopped it.
-    fn apply_fetched(&self, fetched: Fetched) -> Option<u64> {
+    /// Applies what `fetched` holds that extends the head, in order.
+    fn apply_fetched(&self, fetched: Fetched) -> Applied {
         let source = fetched.source;
         let blocks = match fetched.blocks {
             Ok(b) => {
@@ -327,7 +383,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 if let Some(s) = lock(&self.sources).get_mut(&source) {
                     s.failures = s.failures.saturating_add(1);
                 }
-                return Some(0);
+                return Applied::Blocks(0);
             }
         };
         let mut applied = 0;
@@ -340,6 +396,25 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             if h.height != head.height + 1 {
                 // An earlier range came back short; this one is fetched again next round.
                 break;
+            }
+            if h.slot.is_some() {
+                let lost = h
+                    .hash()
+                    .ok()
+                    .is_some_and(|hash| lock(&self.losers).get(&h.height) == Some(&hash));
+                if lost {
+                    self.mark_losing(source);
+                    return Applied::Blocks(applied);
+                }
+            }
+            // A single-sequencer block the identity did sign, on another parent: the identity
+            // signed two branches. That is an equivocation to resolve, not a lying source.
+            if head.height > 0
+                && h.parent_hash != head.hash
+                && h.slot.is_some()
+                && verify_signature(&self.cfg.validators, block).is_ok()
+            {
+                return Applied::Fork { source, applied };
             }
             match self.replica.apply(block) {
                 Ok(new_head) => {
@@ -360,17 +435,181 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 }
                 Err(ReplayError::Rejected(e)) => {
                     self.reject(source, h.height, &e);
-                    return Some(applied);
+                    return Applied::Blocks(applied);
                 }
                 Err(ReplayError::Storage(e)) => {
                     self.seams
                         .events
                         .emit(&self.id, Event::StorageFailed { reason: e });
-                    return None;
+                    return Applied::StorageFailed;
                 }
             }
         }
-        Some(applied)
+        Applied::Blocks(applied)
+    }
+
+    /// `source` serves a branch the identity also signed: finds where the branches part,
+    /// reports the equivocation, and keeps the branch `policy::fork_choice` picks, rolling this
+    /// chain back to the shared block if that is theirs.
+    async fn resolve_fork(&self, source: NodeId) {
+        let head = self.replica.head();
+        let mut theirs: BTreeMap<u64, Block> = BTreeMap::new();
+        let mut hi = head.height;
+        let ancestor = loop {
+            let lo = hi.saturating_sub(FORK_WINDOW - 1).max(1);
+            let fetched = self.fetch_max(source, lo, (hi - lo + 1) as u32, 0).await;
+            let Ok(blocks) = fetched.blocks else {
+                return; // Unreachable now: the next round finds the fork again.
+            };
+            if blocks.is_empty() {
+                return;
+            }
+            for b in &blocks {
+                if let Err(e) = verify_signature(&self.cfg.validators, b) {
+                    self.reject(source, b.header.height, &e);
+                    return;
+                }
+            }
+            let ours = match self
+                .replica
+                .chain()
+                .blocks(lo, (hi - lo + 1) as usize, usize::MAX)
+            {
+                Ok(b) => b,
+                Err(e) => {
+                    self.seams.events.emit(
+                        &self.id,
+                        Event::StorageFailed {
+                            reason: e.to_string(),
+                        },
+                    );
+                    return;
+                }
+            };
+            let hashes = |bs: &[Block]| -> Vec<(u64, B256)> {
+                bs.iter()
+                    .filter_map(|b| Some((b.header.height, b.header.hash().ok()?)))
+                    .collect()
+            };
+            let found = fork_choice::common_ancestor(&hashes(&ours), &hashes(&blocks));
+            for b in blocks {
+                theirs.insert(b.header.height, b);
+            }
+            if let Some(a) = found {
+                break a;
+            }
+            if lo == 1 {
+                break 0;
+            }
+            if head.height - lo >= MAX_FORK_DEPTH {
+                return;
+            }
+            hi = lo - 1;
+        };
+        if ancestor >= head.height {
+            return; // The branches met again meanwhile: nothing to resolve.
+        }
+        let at = ancestor + 1;
+        let ours = match self.replica.chain().block(at) {
+            Ok(Some(b)) => b,
+            _ => return,
+        };
+        let Some(theirs) = theirs.remove(&at) else {
+            return;
+        };
+        let (Some(our_slot), Some(their_slot), Ok(our_hash), Ok(their_hash)) = (
+            ours.header.slot,
+            theirs.header.slot,
+            ours.header.hash(),
+            theirs.header.hash(),
+        ) else {
+            return;
+        };
+        let keep = fork_choice::choose(
+            &ForkBlock {
+                level: our_slot.level,
+                round: our_slot.round,
+                hash: our_hash,
+            },
+            &ForkBlock {
+                level: their_slot.level,
+                round: their_slot.round,
+                hash: their_hash,
+            },
+        );
+        let seen = EquivocationSeen {
+            height: at,
+            ours: our_hash,
+            theirs: their_hash,
+            our_level: our_slot.level,
+            their_level: their_slot.level,
+            kept: keep.name().into(),
+        };
+        let new = {
+            let mut list = lock(&self.equivocations);
+            let known = list.iter().any(|e| {
+                e.height == at
+                    && ((e.ours, e.theirs) == (our_hash, their_hash)
+                        || (e.ours, e.theirs) == (their_hash, our_hash))
+            });
+            if !known {
+                if list.len() == EQUIVOCATIONS_KEPT {
+                    list.remove(0);
+                }
+                list.push(seen);
+            }
+            !known
+        };
+        if new {
+            self.seams.events.emit(
+                &self.id,
+                Event::Equivocation {
+                    height: at,
+                    ours: our_hash,
+                    theirs: their_hash,
+                    our_level: our_slot.level,
+                    their_level: their_slot.level,
+                    source,
+                    kept: keep.name(),
+                },
+            );
+        }
+        {
+            let mut losers = lock(&self.losers);
+            let loser = match keep {
+                Keep::Ours => their_hash,
+                Keep::Theirs => our_hash,
+            };
+            losers.insert(at, loser);
+            while losers.len() > LOSERS_KEPT {
+                losers.pop_first();
+            }
+        }
+        match keep {
+            Keep::Theirs => match self.replica.rollback_to(ancestor) {
+                Ok(_) => self.seams.events.emit(
+                    &self.id,
+                    Event::RolledBack {
+                        from_height: head.height,
+                        to_height: ancestor,
+                    },
+                ),
+                Err(e) => self.seams.events.emit(
+                    &self.id,
+                    Event::StorageFailed {
+                        reason: e.to_string(),
+                    },
+                ),
+            },
+            Keep::Ours => self.mark_losing(source),
+        }
+    }
+
+    fn mark_losing(&self, source: NodeId) {
+        let now = self.seams.clock.now_ms();
+        if let Some(s) = lock(&self.sources).get_mut(&source) {
+            s.losing_branch_since_ms = Some(now);
+        }
     }
 
     /// The download loop: plans each round with `policy::download`, fetches, applies.
@@ -403,14 +642,22 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                     .sum(),
                 ..RoundResult::default()
             };
+            let mut forks = Vec::new();
             for fetched in results {
                 match self.apply_fetched(fetched) {
-                    Some(n) => round.applied += n,
-                    None => {
+                    Applied::Blocks(n) => round.applied += n,
+                    Applied::Fork { source, applied } => {
+                        round.applied += applied;
+                        forks.push(source);
+                    }
+                    Applied::StorageFailed => {
                         round.storage_failed = true;
                         break;
                     }
                 }
+            }
+            for source in forks {
+                self.resolve_fork(source).await;
             }
             let pause_ms = downloader.after(&planned, round);
             self.caught_up

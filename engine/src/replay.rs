@@ -10,7 +10,9 @@ use openraft::AsyncRuntime;
 
 use crate::block::{Block, ChainSpec};
 use crate::chain::{self, BlockError, Head};
-use crate::chain_store::{stage_applied, stage_block, ChainStore};
+use crate::chain_store::{
+    read_blocks, stage_applied, stage_block, stage_truncation, ChainState, ChainStore,
+};
 use crate::ids::NodeId;
 use crate::storage::{Durability, WriteBatch};
 use crate::wire::Response;
@@ -26,8 +28,14 @@ pub enum ReplayError {
 
 pub struct Replica {
     validators: Vec<NodeId>,
+    spec: ChainSpec,
     chain: Arc<ChainStore>,
+    /// One writer at a time: a rollback never overwrites a block applied while it rebuilt.
+    writer: std::sync::Mutex<()>,
 }
+
+/// Blocks re-executed per read while rolling back.
+const ROLLBACK_READ_BLOCKS: usize = 256;
 
 impl Replica {
     /// Opens the chain stored in `storage` (genesis when empty). `validators` are the ids
@@ -41,7 +49,9 @@ impl Replica {
             ChainStore::open(storage, spec).map_err(|e| ReplayError::Storage(e.to_string()))?;
         Ok(Replica {
             validators,
+            spec: spec.clone(),
             chain: Arc::new(chain),
+            writer: std::sync::Mutex::new(()),
         })
     }
 
@@ -63,6 +73,7 @@ impl Replica {
     /// [`Replica::apply`] with the write's durability chosen by the caller (a signer syncs
     /// its own blocks).
     pub fn apply_with(&self, block: &Block, durability: Durability) -> Result<Head, ReplayError> {
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = self.chain.state().clone();
         let executed = chain::verify_block(&next.head, &next.ledger, &self.validators, block)?;
         let mut batch = WriteBatch::default();
@@ -78,6 +89,59 @@ impl Replica {
     }
 }
 
+impl Replica {
+    /// Drops every block above `height` (a losing branch after an equivocation) without wiping
+    /// the database: blocks `1..=height` are re-executed from genesis to rebuild the ledger at
+    /// `height`, then blocks above it are deleted and the accounts rewritten in one synced
+    /// batch. A crash leaves either the old chain or the new one.
+    pub fn rollback_to(&self, height: u64) -> Result<Head, ReplayError> {
+        let storage = |e: String| ReplayError::Storage(e);
+        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.chain.state().clone();
+        if height >= current.head.height {
+            return Ok(current.head);
+        }
+        let genesis = self
+            .spec
+            .genesis_header()
+            .map_err(|e| storage(e.to_string()))?;
+        let mut head = Head::of(&genesis).map_err(|e| storage(e.to_string()))?;
+        let mut ledger = self.spec.genesis_ledger();
+        while head.height < height {
+            let blocks = read_blocks(
+                &**self.chain.storage(),
+                head.height + 1,
+                height,
+                ROLLBACK_READ_BLOCKS,
+                usize::MAX,
+            )
+            .map_err(|e| storage(e.to_string()))?;
+            if blocks.is_empty() {
+                return Err(storage(format!(
+                    "block {} is missing while rolling back to {height}",
+                    head.height + 1
+                )));
+            }
+            for block in &blocks {
+                let executed = chain::verify_block(&head, &ledger, &self.validators, block)?;
+                head = Head::of(&block.header).map_err(|e| storage(e.to_string()))?;
+                ledger = executed.ledger;
+            }
+        }
+        let next = ChainState {
+            head,
+            ledger,
+            ..current
+        };
+        let mut batch = WriteBatch::default();
+        stage_truncation(&mut batch, height, &next).map_err(|e| storage(e.to_string()))?;
+        self.chain
+            .commit(batch, next, Durability::Synced)
+            .map_err(|e| storage(e.to_string()))?;
+        Ok(head)
+    }
+}
+
 /// Answers `GetBlocks` from a chain: blocks from `from` up to the head, or, if there are none
 /// yet, waits up to `wait_ms` for one.
 pub async fn answer_get_blocks<RT: AsyncRuntime>(
@@ -89,5 +153,114 @@ pub async fn answer_get_blocks<RT: AsyncRuntime>(
     match chain.wait_for_blocks::<RT>(from, max, wait_ms).await {
         Ok(blocks) => Response::Blocks(blocks),
         Err(e) => Response::Refused(format!("cannot read blocks: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::Slot;
+    use crate::chain::{build_block, Proposal};
+    use crate::keys::{derived_key, SecretKey};
+    use crate::storage::MemDisk;
+    use crate::tx::{Payload, Transaction};
+
+    fn spec(funded: &SecretKey) -> ChainSpec {
+        ChainSpec {
+            chain_id: 9,
+            genesis_alloc: vec![(funded.address(), 1_000)],
+        }
+    }
+
+    /// The next block on `replica`'s head: a transfer of `amount` (if any), signed for `round`.
+    fn next(
+        replica: &Replica,
+        identity: &SecretKey,
+        payer: &SecretKey,
+        amount: u64,
+        round: u64,
+    ) -> Block {
+        let state = replica.chain().state().clone();
+        let txs = if amount > 0 {
+            vec![Transaction {
+                sender: payer.address(),
+                nonce: state.ledger.account(&payer.address()).nonce,
+                payload: Payload::Transfer {
+                    to: derived_key("rollback-test", 9).address(),
+                    amount,
+                },
+            }
+            .sign(payer)
+            .unwrap()]
+        } else {
+            Vec::new()
+        };
+        build_block(
+            Proposal {
+                head: &state.head,
+                ledger: &state.ledger,
+                key: identity,
+                term: 0,
+                slot: Some(Slot { round, level: 0 }),
+                timestamp_ms: round,
+                max_transactions: 10,
+            },
+            txs,
+        )
+        .unwrap()
+        .block
+    }
+
+    #[test]
+    fn rolls_back_to_a_shared_block_and_follows_another_branch_without_a_wipe() {
+        let identity = derived_key("rollback-test", 0);
+        let payer = derived_key("rollback-test", 1);
+        let disk = MemDisk::new();
+        let open = || {
+            Replica::open(
+                Arc::new(disk.clone()),
+                &spec(&payer),
+                vec![identity.node_id()],
+            )
+            .unwrap()
+        };
+        let replica = open();
+        let mut heads = Vec::new();
+        for round in 1..=5 {
+            let b = next(&replica, &identity, &payer, round * 10, round);
+            heads.push(replica.apply(&b).unwrap());
+        }
+        let at_2 = heads[1];
+        let balance_at_2 = 1_000 - 10 - 20;
+        let head = replica.rollback_to(2).unwrap();
+        assert_eq!(head, at_2);
+        assert_eq!(replica.head(), at_2);
+        assert_eq!(
+            replica.chain().account(&payer.address()).0.balance,
+            balance_at_2
+        );
+        assert!(replica.chain().block(3).unwrap().is_none());
+        // The other branch extends the shared block, with its own rounds.
+        let other = next(&replica, &identity, &payer, 7, 9);
+        let h3 = replica.apply(&other).unwrap();
+        assert_eq!(h3.height, 3);
+        assert_eq!(
+            replica.chain().account(&payer.address()).0.balance,
+            balance_at_2 - 7
+        );
+        // What survives a reopen is the new branch, accounts and all.
+        drop(replica);
+        let again = open();
+        assert_eq!(again.head(), h3);
+        assert_eq!(
+            again.chain().account(&payer.address()).0.balance,
+            balance_at_2 - 7
+        );
+        assert_eq!(again.chain().block(3).unwrap().unwrap(), other);
+        // Rolling back to the head or above changes nothing.
+        assert_eq!(again.rollback_to(7).unwrap(), h3);
+        // Back to genesis.
+        assert_eq!(again.rollback_to(0).unwrap().height, 0);
+        assert_eq!(again.chain().account(&payer.address()).0.balance, 1_000);
     }
 }

@@ -50,6 +50,8 @@ pub struct Metrics {
     pub signing_guard_height: Gauge,
     pub signing_guard_round: Gauge,
     pub signs_refused: Counter,
+    pub equivocations: Counter,
+    pub rollbacks: Counter,
     last_term: AtomicU64,
 }
 
@@ -98,6 +100,8 @@ impl Metrics {
             signing_guard_height: Gauge::default(),
             signing_guard_round: Gauge::default(),
             signs_refused: Counter::default(),
+            equivocations: Counter::default(),
+            rollbacks: Counter::default(),
             last_term: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -230,6 +234,16 @@ impl Metrics {
             "signs_refused",
             "Blocks this member did not sign (the signing guard or the chain refused them)",
             m.signs_refused.clone(),
+        );
+        registry.register(
+            "equivocations",
+            "Two different blocks signed by the identity at one height, found while following",
+            m.equivocations.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Times this node left the losing branch of an equivocation",
+            m.rollbacks.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -376,6 +390,33 @@ impl EventSink for EventLog {
             Event::SignRefused { round, reason } => {
                 m.signs_refused.inc();
                 tracing::error!(round, "did not sign: {reason}")
+            }
+            Event::Equivocation {
+                height,
+                ours,
+                theirs,
+                our_level,
+                their_level,
+                source,
+                kept,
+            } => {
+                m.equivocations.inc();
+                tracing::error!(
+                    height, %ours, %theirs, our_level, their_level, %source, kept,
+                    "equivocation: the identity signed two blocks at one height"
+                );
+            }
+            Event::RolledBack {
+                from_height,
+                to_height,
+            } => {
+                m.rollbacks.inc();
+                m.applied_height.set(to_height as i64);
+                tracing::warn!(
+                    from_height,
+                    to_height,
+                    "left the losing branch of an equivocation"
+                );
             }
             Event::Replayed { height, hash, .. } => {
                 m.blocks_applied.inc();

@@ -11,6 +11,7 @@ const CASES: &[(&str, u64)] = &[
     ("asymmetric-partition", 2),
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
+    ("redundancy-partition", 3),
 ];
 
 fn trace_of(name: &str, seed: u64) -> String {

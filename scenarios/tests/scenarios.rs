@@ -205,3 +205,15 @@ fn redundancy_clock_skew() {
     let want = MAX_MISSED_ROUNDS + 1.0;
     assert_fact(&r, "takeover_rounds", 1, want, want);
 }
+
+#[test]
+fn redundancy_partition() {
+    let r = run_scenario("redundancy-partition", 0..20, "redundancy_partition");
+    assert_signed(&r);
+    // Unfenced, both sides signed: the run saw at least one height signed twice...
+    assert_fact(&r, "double_signed_heights", 1, 1.0, f64::MAX);
+    // ...every follower (levels 1 and 2, the external node) reported it...
+    assert_fact(&r, "followers_reporting", 1, 3.0, f64::MAX);
+    // ...and all ended on the main's branch within the bound.
+    assert_fact(&r, "converged_ms", 1, 0.0, 30_000.0);
+}

@@ -45,6 +45,10 @@ struct Canonical {
 
 #[derive(Default, Clone)]
 struct NodeTrack {
+    /// Fork mode: this node's chain, height to hash, as its events built it.
+    chain: BTreeMap<u64, B256>,
+    /// Fork mode: it reported an equivocation and kept the other branch (a rollback may follow).
+    may_roll_back: bool,
     head: u64,
     /// The highest height this node ever applied, across restarts.
     max_head: u64,
@@ -67,6 +71,17 @@ pub struct Checker {
     /// Single-sequencer mode: the block the identity signed at each height and each round.
     signed_heights: BTreeMap<u64, B256>,
     signed_rounds: BTreeMap<u64, B256>,
+    /// Fork mode (`redundancy-partition`, unfenced): the identity is expected to sign two
+    /// branches. Double signatures are recorded, not violations; every block a node holds must
+    /// still be one the identity signed, on that node's own parent; rollbacks follow a reported
+    /// equivocation.
+    fork_mode: bool,
+    /// Every block the identity signed: hash to (height, parent).
+    signed_blocks: BTreeMap<B256, (u64, B256)>,
+    /// (height, first block, second block) of every double signature seen in fork mode.
+    double_signed: Vec<(u64, B256, B256)>,
+    /// (node, height) of every equivocation a follower reported.
+    reported_equivocations: Vec<(usize, u64)>,
     violations: Vec<Violation>,
 }
 
@@ -81,8 +96,65 @@ impl Checker {
             rejected_sources: Vec::new(),
             signed_heights: BTreeMap::new(),
             signed_rounds: BTreeMap::new(),
+            fork_mode: false,
+            signed_blocks: BTreeMap::new(),
+            double_signed: Vec::new(),
+            reported_equivocations: Vec::new(),
             violations: Vec::new(),
         }
+    }
+
+    /// The identity is expected to sign two branches (an unfenced partition): see `fork_mode`.
+    pub fn expect_equivocation(&mut self) {
+        self.fork_mode = true;
+    }
+
+    pub fn double_signed(&self) -> &[(u64, B256, B256)] {
+        &self.double_signed
+    }
+
+    pub fn reported_equivocations(&self) -> &[(usize, u64)] {
+        &self.reported_equivocations
+    }
+
+    /// Fork mode: the hash node `node` holds at `height`, as its events built its chain.
+    pub fn node_chain_hash(&self, node: usize, height: u64) -> Option<B256> {
+        if height == 0 {
+            return Some(self.genesis_hash);
+        }
+        self.nodes.get(node)?.chain.get(&height).copied()
+    }
+
+    /// Fork mode: a node's chain grows by `hash` at `height`, which must sit on the block it
+    /// holds at `height - 1` and be one the identity signed.
+    fn fork_mode_extend(
+        &mut self,
+        node: usize,
+        at: Duration,
+        height: u64,
+        hash: B256,
+        parent_hash: B256,
+    ) {
+        let parent = self.node_chain_hash(node, height.saturating_sub(1));
+        if parent != Some(parent_hash) {
+            self.fail(
+                "every node's chain is a chain of the identity's blocks",
+                node,
+                Some(height),
+                at,
+                format!("{hash} on parent {parent_hash}; this node holds {parent:?} below it"),
+            );
+        }
+        if !self.signed_blocks.contains_key(&hash) {
+            self.fail(
+                "every node's chain is a chain of the identity's blocks",
+                node,
+                Some(height),
+                at,
+                format!("{hash} was never signed by the identity"),
+            );
+        }
+        self.nodes[node].chain.insert(height, hash);
     }
 
     /// Sources each external node dropped for serving a bad block.
@@ -195,7 +267,20 @@ impl Checker {
                 committed_index,
             } => {
                 let t = self.nodes[node].clone();
-                if let Some(expected) = self.canonical_hash(*head_height) {
+                if self.fork_mode {
+                    // What reached the disk: the chain up to the head it restarted on.
+                    let kept = self.node_chain_hash(node, *head_height);
+                    if kept.is_some_and(|k| k != *head_hash) {
+                        self.fail(
+                            "every node's chain is a chain of the identity's blocks",
+                            node,
+                            Some(*head_height),
+                            at,
+                            format!("restarted on head {head_hash}, it held {kept:?} there"),
+                        );
+                    }
+                    self.nodes[node].chain.split_off(&(*head_height + 1));
+                } else if let Some(expected) = self.canonical_hash(*head_height) {
                     if expected != *head_hash {
                         self.fail(
                             "every node's chain is a prefix of the canonical chain",
@@ -371,6 +456,12 @@ impl Checker {
                         format!("replayed height {height} on top of head {head}"),
                     );
                 }
+                if self.fork_mode {
+                    self.fork_mode_extend(node, at, *height, *hash, *parent_hash);
+                    self.nodes[node].head = *height;
+                    self.nodes[node].max_head = self.nodes[node].max_head.max(*height);
+                    return;
+                }
                 // Only canonized blocks are served, and a consensus node applied each before
                 // serving it: the canonical block is known here.
                 match self.canonical.get(height).copied() {
@@ -414,6 +505,44 @@ impl Checker {
                 state_root,
                 ..
             } => self.signed(node, at, *height, *round, *hash, *parent_hash, *state_root),
+            Event::Equivocation {
+                height,
+                ours,
+                theirs,
+                kept,
+                ..
+            } => {
+                self.reported_equivocations.push((node, *height));
+                if !self.fork_mode {
+                    self.fail(
+                        "no identity signs two different blocks for one height or round",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("a follower found {ours} and {theirs} signed at this height"),
+                    );
+                }
+                if *kept == "theirs" {
+                    self.nodes[node].may_roll_back = true;
+                }
+            }
+            Event::RolledBack {
+                from_height,
+                to_height,
+            } => {
+                if !self.nodes[node].may_roll_back {
+                    self.fail(
+                        "a node rolls back only to leave the losing branch of an equivocation",
+                        node,
+                        Some(*to_height),
+                        at,
+                        format!("rolled back from {from_height} to {to_height}"),
+                    );
+                }
+                self.nodes[node].may_roll_back = false;
+                self.nodes[node].chain.split_off(&(*to_height + 1));
+                self.nodes[node].head = *to_height;
+            }
             Event::SteppedIn { .. }
             | Event::Reverted { .. }
             | Event::SameLevel { .. }
@@ -444,6 +573,43 @@ impl Checker {
         parent_hash: B256,
         state_root: B256,
     ) {
+        self.signed_blocks.insert(hash, (height, parent_hash));
+        if self.fork_mode {
+            if let Some(earlier) = self.signed_heights.get(&height).copied() {
+                if earlier != hash {
+                    self.double_signed.push((height, earlier, hash));
+                }
+            }
+            if let Some(earlier) = self.signed_rounds.get(&round).copied() {
+                if earlier != hash && self.signed_blocks.get(&earlier).map(|b| b.0) != Some(height)
+                {
+                    self.double_signed.push((height, earlier, hash));
+                }
+            }
+            self.signed_heights.entry(height).or_insert(hash);
+            self.signed_rounds.entry(round).or_insert(hash);
+            let head = self.nodes[node].head;
+            if height != head + 1 {
+                self.fail(
+                    "every node's chain is a chain of the identity's blocks",
+                    node,
+                    Some(height),
+                    at,
+                    format!("signed height {height} on top of head {head}"),
+                );
+            }
+            self.fork_mode_extend(node, at, height, hash, parent_hash);
+            // Only "the highest signed height" is read from it in fork mode.
+            self.canonical.entry(height).or_insert(Canonical {
+                timestamp_ms: 0,
+                hash,
+                parent: parent_hash,
+                state_root,
+            });
+            self.nodes[node].head = height;
+            self.nodes[node].max_head = self.nodes[node].max_head.max(height);
+            return;
+        }
         let by_height = self.signed_heights.get(&height).copied();
         let by_round = self.signed_rounds.get(&round).copied();
         for (what, earlier) in [("height", by_height), ("round", by_round)] {

@@ -45,6 +45,9 @@ pub struct GroupSetup {
     pub max_missed_rounds: u64,
     /// Each member's clock is off by up to this much, either way.
     pub clock_skew_ms_max: u64,
+    /// The scenario makes the identity sign two branches on purpose (an unfenced partition):
+    /// the checker records double signatures instead of failing on them (its fork mode).
+    pub expect_equivocation: bool,
 }
 
 impl Default for GroupSetup {
@@ -53,6 +56,7 @@ impl Default for GroupSetup {
             block_time_ms: 200,
             max_missed_rounds: DEFAULT_MAX_MISSED_ROUNDS,
             clock_skew_ms_max: 0,
+            expect_equivocation: false,
         }
     }
 }
@@ -115,6 +119,10 @@ impl SimCluster {
             "group of levels {levels:?}, identity {}",
             identity.node_id().short()
         ));
+        if setup.expect_equivocation {
+            self.observer.lock().checker.expect_equivocation();
+            self.note("checker: double signatures expected (fork mode)");
+        }
         self.group = Some(SimGroup {
             setup,
             identity,

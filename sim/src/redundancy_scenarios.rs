@@ -2,7 +2,10 @@
 //! takeover arithmetic to the round, and handovers that never sign a height or round twice
 //! (the checker's per-identity invariant watches every signature).
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use alloy_primitives::B256;
 
 use rand::Rng;
 
@@ -344,6 +347,137 @@ pub(crate) fn redundancy_clock_skew(ctx: Ctx) -> ScenarioFuture {
             .map_err(|e| at(&c, e))?;
         if c.step_ins(2).len() > before_2 {
             return Err(at(&c, format!("level 2 stepped in at {:?}", c.step_ins(2))));
+        }
+        Ok(())
+    })
+}
+
+/// Every live node's block hash at each height up to the lowest head among them, by name.
+fn held_chains(c: &SimCluster) -> Vec<(String, Vec<B256>)> {
+    let mut chains: Vec<(String, Arc<canon_engine::chain_store::ChainStore>)> = Vec::new();
+    for m in 0..c.member_ids().len() {
+        if let Some(x) = c.member(m) {
+            chains.push((format!("m{m}"), x.sync().replica().chain().clone()));
+        }
+    }
+    for e in 0..c.externals_len() {
+        if let Some(x) = c.external(e) {
+            chains.push((format!("x{e}"), x.replica().chain().clone()));
+        }
+    }
+    let to = chains
+        .iter()
+        .map(|(_, ch)| ch.head().height)
+        .min()
+        .unwrap_or(0);
+    chains
+        .into_iter()
+        .map(|(name, ch)| {
+            let hashes = ch
+                .blocks(1, to as usize, usize::MAX)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|b| b.header.hash().ok())
+                .collect();
+            (name, hashes)
+        })
+        .collect()
+}
+
+pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Unfenced, the seed's semantics: a partition between the main and its standbys makes
+        // both sign. The checker expects it (fork mode) and the run must see it happen, every
+        // follower report it, and every node end on the main's branch by the fork rule.
+        let setup = GroupSetup {
+            expect_equivocation: true,
+            ..GroupSetup::default()
+        };
+        let mut c = running_group_with(&ctx, &[0, 1, 2], setup, 3).await?;
+        let x = c.add_external(c.member_ids());
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        sleep_ms(c.rng.gen_range(0..1_000)).await;
+        let main = c.member_net_index(0);
+        let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
+        others.push(c.external_member(x));
+        for o in &others {
+            c.net.block(main, *o);
+            c.net.block(*o, main);
+        }
+        c.note("fault: partition {m0} | {m1, m2, x0}");
+        let before_1 = c.step_ins(1).len();
+        c.wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let both_sign_rounds: u64 = c.rng.gen_range(3..30);
+        sleep_ms(both_sign_rounds * c.block_time().as_millis() as u64).await;
+        let double_signed: Vec<(u64, B256, B256)> =
+            c.observer.lock().checker.double_signed().to_vec();
+        if double_signed.is_empty() {
+            return Err(at(
+                &c,
+                "both sides signed, yet no double signature was seen".into(),
+            ));
+        }
+        let fork_height = double_signed.iter().map(|d| d.0).min().unwrap_or(0);
+        let heights: std::collections::BTreeSet<u64> = double_signed.iter().map(|d| d.0).collect();
+        c.record("double_signed_heights", heights.len() as f64);
+        let reverts_before = c.observer.lock().reverts.len();
+        c.net.heal();
+        c.note("fault: heal");
+        let healed_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        let start = madsim::time::Instant::now();
+        loop {
+            let chains = held_chains(&c);
+            let low = chains
+                .iter()
+                .map(|(_, h)| h.len() as u64)
+                .min()
+                .unwrap_or(0);
+            let agree = chains.windows(2).all(|w| w[0].1 == w[1].1);
+            if agree && chains.len() == 4 && low >= healed_height + 5 {
+                break;
+            }
+            if start.elapsed() > GROUP_BOUND {
+                let heads: Vec<String> = chains
+                    .iter()
+                    .map(|(n, h)| format!("{n}: {} blocks, tip {:?}", h.len(), h.last()))
+                    .collect();
+                return Err(at(
+                    &c,
+                    format!("nodes did not converge after the heal: {heads:?}"),
+                ));
+            }
+            sleep_ms(20).await;
+        }
+        c.record("converged_ms", start.elapsed().as_millis() as f64);
+        // The main's branch won at the first double-signed height.
+        let kept = c
+            .member(0)
+            .and_then(|m| m.sync().replica().chain().block(fork_height).ok().flatten())
+            .and_then(|b| b.header.slot);
+        if kept.map(|s| s.level) != Some(0) {
+            return Err(at(
+                &c,
+                format!("height {fork_height} kept {kept:?}; the fork rule keeps the main's block"),
+            ));
+        }
+        let reported = c.observer.lock().checker.reported_equivocations().len();
+        if reported == 0 {
+            return Err(at(&c, "no follower reported the equivocation".into()));
+        }
+        c.record("followers_reporting", reported as f64);
+        if c.observer.lock().reverts.len() <= reverts_before {
+            return Err(at(&c, "level 1 never reverted after the heal".into()));
+        }
+        for (m, want) in [(0, "active"), (1, "standing-by"), (2, "standing-by")] {
+            let mode = c.member_status(m).map(|s| s.mode);
+            if mode.as_deref() != Some(want) {
+                return Err(at(
+                    &c,
+                    format!("m{m} is {mode:?} after the heal, not {want}"),
+                ));
+            }
         }
         Ok(())
     })

@@ -10,7 +10,7 @@ use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
 use crate::redundancy_scenarios::{
     redundancy_cascade, redundancy_clock_skew, redundancy_main_crash, redundancy_main_returns,
-    redundancy_never_sign, redundancy_same_level, redundancy_spoofed_main,
+    redundancy_never_sign, redundancy_partition, redundancy_same_level, redundancy_spoofed_main,
 };
 use crate::scenario::{Ctx, Scenario, ScenarioFuture};
 
@@ -127,6 +127,12 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "redundancy-clock-skew",
         description: "members' clocks off by up to a third of a round: level 1 still signs exactly r+6, and the main's return signs no round twice",
         body: redundancy_clock_skew,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-partition",
+        description: "unfenced: a partition cuts the main off from levels 1, 2 and an external node; both sides sign (the run sees the double signature), every follower reports it, and after the heal all end on the main's branch by the fork rule, rolled back without a wipe",
+        body: redundancy_partition,
         sim_time_limit: Duration::from_secs(120),
     },
 ];
