@@ -113,6 +113,8 @@ pub struct ExternalStatus {
 const FORK_WINDOW: u64 = 64;
 /// The deepest fork a follower resolves; a deeper one is reported and left alone.
 const MAX_FORK_DEPTH: u64 = 100_000;
+/// How often a caught-up follower compares its chain with its sources' heads.
+const FORK_PROBE_MS: u64 = 1_000;
 /// How long a source on a losing branch is left alone before it is asked again.
 const LOSING_BRANCH_RECHECK_MS: u64 = 2_000;
 /// Equivocations kept for `/status`.
@@ -235,6 +237,11 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     pub fn replica(&self) -> &Replica {
         &self.replica
+    }
+
+    /// The equivocations this node found (the newest few).
+    pub fn equivocations(&self) -> Vec<EquivocationSeen> {
+        lock(&self.equivocations).clone()
     }
 
     pub fn shutdown(&self) {
@@ -451,10 +458,13 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     /// `source` serves a branch the identity also signed: finds where the branches part,
     /// reports the equivocation, and keeps the branch `policy::fork_choice` picks, rolling this
     /// chain back to the shared block if that is theirs.
-    async fn resolve_fork(&self, source: NodeId) {
+    async fn resolve_fork(&self, source: NodeId, from_height: u64) {
         let head = self.replica.head();
         let mut theirs: BTreeMap<u64, Block> = BTreeMap::new();
-        let mut hi = head.height;
+        let mut hi = from_height.min(head.height);
+        if hi == 0 {
+            return;
+        }
         let ancestor = loop {
             let lo = hi.saturating_sub(FORK_WINDOW - 1).max(1);
             let fetched = self.fetch_max(source, lo, (hi - lo + 1) as u32, 0).await;
@@ -605,6 +615,41 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         }
     }
 
+    /// A source on another branch that is not longer than this chain never serves a block
+    /// above its head, so downloading alone never finds the fork: compare heads instead. Only
+    /// single-sequencer chains (blocks with rounds) can fork this way.
+    async fn probe_shorter_branches(&self) {
+        let head = self.replica.head();
+        if head.round.is_none() {
+            return;
+        }
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let transport = &*self.seams.transport;
+        let sources = self.trusted_sources();
+        let answers = join_all(sources.iter().map(|s| async move {
+            (
+                *s,
+                peer::call(transport, *s, &Request::GetHead, timeout).await,
+            )
+        }))
+        .await;
+        for (source, answer) in answers {
+            let Ok(Response::Head(theirs)) = answer else {
+                continue;
+            };
+            if theirs.height == 0 || theirs.height > head.height {
+                continue;
+            }
+            let ours = match self.replica.chain().block(theirs.height) {
+                Ok(Some(b)) => b.header.hash().ok(),
+                _ => None,
+            };
+            if ours.is_some_and(|h| h != theirs.hash) {
+                self.resolve_fork(source, theirs.height).await;
+            }
+        }
+    }
+
     fn mark_losing(&self, source: NodeId) {
         let now = self.seams.clock.now_ms();
         if let Some(s) = lock(&self.sources).get_mut(&source) {
@@ -619,6 +664,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             pipeline_depth: self.cfg.pipeline_depth,
             follow_wait_ms: self.cfg.follow_wait_ms,
         });
+        let mut last_probe_ms = 0;
         while !self.stopped.load(Ordering::SeqCst) {
             let planned = match downloader.plan(self.replica.head().height, &self.trusted_sources())
             {
@@ -657,7 +703,14 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 }
             }
             for source in forks {
-                self.resolve_fork(source).await;
+                self.resolve_fork(source, u64::MAX).await;
+            }
+            if downloader.caught_up() {
+                let now = self.seams.clock.now_ms();
+                if now.saturating_sub(last_probe_ms) >= FORK_PROBE_MS {
+                    last_probe_ms = now;
+                    self.probe_shorter_branches().await;
+                }
             }
             let pause_ms = downloader.after(&planned, round);
             self.caught_up

@@ -399,6 +399,11 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         let mut st = lock(&self.state);
         st.round = Some(round);
         self.feed_blocks(&mut st);
+        for e in self.sync.equivocations() {
+            if e.kept == "ours" {
+                st.failover.on_fork_kept(e.height);
+            }
+        }
         let head = self.sync.head();
         let actions = st
             .failover

@@ -120,6 +120,8 @@ struct DiskState {
     view: Table,
     /// When set, every write fails with this message (an injected disk fault).
     fail_writes: Option<String>,
+    /// With `fail_writes`: writes that still succeed before the fault begins.
+    writes_before_fault: usize,
 }
 
 /// An in-memory disk with real durability semantics: buffered writes can be lost at a crash.
@@ -168,7 +170,15 @@ impl MemDisk {
 
     /// Makes every later write fail (or succeed again with `None`).
     pub fn set_write_fault(&self, fault: Option<String>) {
-        self.lock().fail_writes = fault;
+        self.set_write_fault_after(0, fault);
+    }
+
+    /// Lets `writes` more writes succeed, then fails every later one with `fault` (a disk
+    /// that dies between two writes of one operation).
+    pub fn set_write_fault_after(&self, writes: usize, fault: Option<String>) {
+        let mut s = self.lock();
+        s.fail_writes = fault;
+        s.writes_before_fault = writes;
     }
 }
 
@@ -212,7 +222,10 @@ impl Storage for MemDisk {
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError> {
         let mut s = self.lock();
         if let Some(msg) = &s.fail_writes {
-            return Err(StorageError(msg.clone()));
+            if s.writes_before_fault == 0 {
+                return Err(StorageError(msg.clone()));
+            }
+            s.writes_before_fault -= 1;
         }
         apply_batch(&mut s.view, &batch);
         match durability {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use canon_engine::external::SourceState;
+use canon_engine::external::{EquivocationSeen, SourceState};
 use canon_engine::group::GroupStatus;
 
 use crate::context::{NodeContext, Role};
@@ -51,6 +51,10 @@ pub struct StatusView {
     /// missed-rounds counter, why it stepped in, the signing guard's watermark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redundancy: Option<GroupStatus>,
+    /// Followers of a single-sequencer identity: two different blocks it signed at one height,
+    /// and which branch the fork rule kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equivocations: Vec<EquivocationSeen>,
 }
 
 impl NodeContext {
@@ -84,6 +88,7 @@ impl NodeContext {
                     best_source_height: None,
                     sources: None,
                     redundancy: None,
+                    equivocations: Vec::new(),
                 }
             }
             Role::External(x) => {
@@ -109,10 +114,12 @@ impl NodeContext {
                     best_source_height: Some(s.best_source_height),
                     sources: Some(s.sources),
                     redundancy: None,
+                    equivocations: s.equivocations,
                 }
             }
             Role::Group(m) => {
                 let g = m.status();
+                let sync = m.sync().status();
                 self.metrics.observe_group(&g);
                 self.metrics.mempool_size.set(g.mempool_len as i64);
                 self.metrics.canonized_height.set(g.head.height as i64);
@@ -131,10 +138,11 @@ impl NodeContext {
                     mempool_size: g.mempool_len,
                     last_log_index: None,
                     last_applied_index: None,
-                    lag: Some(m.sync().status().lag),
-                    best_source_height: None,
-                    sources: None,
+                    lag: Some(sync.lag),
+                    best_source_height: Some(sync.best_source_height),
+                    sources: Some(sync.sources),
                     redundancy: Some(g),
+                    equivocations: sync.equivocations,
                 }
             }
         }

@@ -12,6 +12,7 @@ const CASES: &[(&str, u64)] = &[
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),
+    ("redundancy-crash-while-signing", 10),
 ];
 
 fn trace_of(name: &str, seed: u64) -> String {

@@ -217,3 +217,22 @@ fn redundancy_partition() {
     // ...and all ended on the main's branch within the bound.
     assert_fact(&r, "converged_ms", 1, 0.0, 30_000.0);
 }
+
+#[test]
+fn redundancy_crash_while_signing() {
+    let r = run_scenario(
+        "redundancy-crash-while-signing",
+        0..20,
+        "redundancy_crash_while_signing",
+    );
+    assert_signed(&r);
+    // Every point of the sign path is hit across these seeds.
+    for point in 0..3 {
+        assert!(
+            r.iter().any(|x| x.fact("crash_point") == vec![f64::from(point)]),
+            "no seed crashed at point {point}"
+        );
+    }
+    // No round was signed twice (the scenario fails otherwise), and all converged.
+    assert_fact(&r, "converged_ms", 1, 0.0, 30_000.0);
+}

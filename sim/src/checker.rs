@@ -78,8 +78,10 @@ pub struct Checker {
     fork_mode: bool,
     /// Every block the identity signed: hash to (height, parent).
     signed_blocks: BTreeMap<B256, (u64, B256)>,
-    /// (height, first block, second block) of every double signature seen in fork mode.
+    /// (height, first block, second block) of every height signed twice, seen in fork mode.
     double_signed: Vec<(u64, B256, B256)>,
+    /// (round, first block, second block) of every round signed twice, seen in fork mode.
+    double_signed_rounds: Vec<(u64, B256, B256)>,
     /// (node, height) of every equivocation a follower reported.
     reported_equivocations: Vec<(usize, u64)>,
     violations: Vec<Violation>,
@@ -99,6 +101,7 @@ impl Checker {
             fork_mode: false,
             signed_blocks: BTreeMap::new(),
             double_signed: Vec::new(),
+            double_signed_rounds: Vec::new(),
             reported_equivocations: Vec::new(),
             violations: Vec::new(),
         }
@@ -111,6 +114,10 @@ impl Checker {
 
     pub fn double_signed(&self) -> &[(u64, B256, B256)] {
         &self.double_signed
+    }
+
+    pub fn double_signed_rounds(&self) -> &[(u64, B256, B256)] {
+        &self.double_signed_rounds
     }
 
     pub fn reported_equivocations(&self) -> &[(usize, u64)] {
@@ -581,9 +588,8 @@ impl Checker {
                 }
             }
             if let Some(earlier) = self.signed_rounds.get(&round).copied() {
-                if earlier != hash && self.signed_blocks.get(&earlier).map(|b| b.0) != Some(height)
-                {
-                    self.double_signed.push((height, earlier, hash));
+                if earlier != hash {
+                    self.double_signed_rounds.push((round, earlier, hash));
                 }
             }
             self.signed_heights.entry(height).or_insert(hash);

@@ -256,6 +256,20 @@ impl SimCluster {
         ));
     }
 
+    /// Member `m`'s disk lets `writes` more writes through, then fails every later one.
+    pub fn fail_member_disk_after(&mut self, m: usize, writes: usize) {
+        self.group().slots[m].disk.set_write_fault_after(
+            writes,
+            Some(format!("injected fault: m{m} disk write failed")),
+        );
+        self.note(format!("fault: m{m} disk fails after {writes} more writes"));
+    }
+
+    pub fn heal_member_disk(&mut self, m: usize) {
+        self.group().slots[m].disk.set_write_fault(None);
+        self.note(format!("fault: heal m{m} disk"));
+    }
+
     /// Member `m`'s wall clock jumps by `delta_ms`.
     pub fn jump_member_clock(&mut self, m: usize, delta_ms: i64) {
         self.group().slots[m]

@@ -24,6 +24,8 @@ pub struct Observer {
     pub reverts: Vec<(usize, u64)>,
     /// (node, yields) of every same-level detection.
     pub same_levels: Vec<(usize, bool)>,
+    /// (node, round) of every block a member did not sign (guard or chain refused it).
+    pub sign_refusals: Vec<(usize, u64)>,
     start: Instant,
 }
 
@@ -37,6 +39,7 @@ impl Observer {
             step_ins: Vec::new(),
             reverts: Vec::new(),
             same_levels: Vec::new(),
+            sign_refusals: Vec::new(),
             start: Instant::now(),
         }
     }
@@ -56,6 +59,7 @@ impl Observer {
             Event::SteppedIn { round, level, .. } => self.step_ins.push((node, *round, *level)),
             Event::Reverted { round, .. } => self.reverts.push((node, *round)),
             Event::SameLevel { yields, .. } => self.same_levels.push((node, *yields)),
+            Event::SignRefused { round, .. } => self.sign_refusals.push((node, *round)),
             _ => {}
         }
         self.checker.observe(node, at, event);

@@ -384,6 +384,136 @@ fn held_chains(c: &SimCluster) -> Vec<(String, Vec<B256>)> {
         .collect()
 }
 
+/// Waits until every live node holds one chain at least `min_height` long.
+async fn converged(c: &SimCluster, nodes: usize, min_height: u64) -> Result<u128, String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        let chains = held_chains(c);
+        let low = chains
+            .iter()
+            .map(|(_, h)| h.len() as u64)
+            .min()
+            .unwrap_or(0);
+        let agree = chains.windows(2).all(|w| w[0].1 == w[1].1);
+        if agree && chains.len() == nodes && low >= min_height {
+            return Ok(start.elapsed().as_millis());
+        }
+        if start.elapsed() > GROUP_BOUND {
+            let heads: Vec<String> = chains
+                .iter()
+                .map(|(n, h)| format!("{n}: {} blocks, tip {:?}", h.len(), h.last()))
+                .collect();
+            return Err(format!("nodes did not converge: {heads:?}"));
+        }
+        sleep_ms(20).await;
+    }
+}
+
+fn expect_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
+    for (m, want) in modes.iter().enumerate() {
+        let mode = c.member_status(m).map(|s| s.mode);
+        if mode.as_deref() != Some(*want) {
+            return Err(format!("m{m} is {mode:?}, not {want}"));
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // The main crashes somewhere on its sign / persist / send path and stays down for a
+        // random number of rounds. Heights may then be signed twice (a block nobody saw, and
+        // the standby's at that height): the checker runs in fork mode, but no round is ever
+        // signed twice, and everyone ends on one chain with the main signing.
+        let setup = GroupSetup {
+            expect_equivocation: true,
+            ..GroupSetup::default()
+        };
+        let mut c = running_group_with(&ctx, &[0, 1, 2], setup, 3).await?;
+        c.add_external(c.member_ids());
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let point = c.rng.gen_range(0..3u32);
+        let bound = Duration::from_secs(5);
+        match point {
+            0 => {
+                // The guard's synced record reaches the disk; the block's write does not.
+                let before = c.observer.lock().sign_refusals.len();
+                c.fail_member_disk_after(0, 1);
+                let start = madsim::time::Instant::now();
+                while c.observer.lock().sign_refusals.len() == before {
+                    if start.elapsed() > bound {
+                        return Err(at(&c, "the main never hit the disk fault".into()));
+                    }
+                    sleep_ms(1).await;
+                }
+                c.crash_member(0);
+                c.heal_member_disk(0);
+            }
+            1 => {
+                // Signed and stored, never sent: nothing leaves the main, then it dies.
+                let main = c.member_net_index(0);
+                let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
+                others.push(c.external_member(0));
+                for o in &others {
+                    c.net.block(main, *o);
+                }
+                let h = c.signed_height();
+                let start = madsim::time::Instant::now();
+                while c.signed_height() == h {
+                    if start.elapsed() > bound {
+                        return Err(at(&c, "the main signed nothing".into()));
+                    }
+                    sleep_ms(1).await;
+                }
+                c.crash_member(0);
+                c.net.heal();
+            }
+            _ => {
+                // Anywhere in a round.
+                sleep_ms(c.rng.gen_range(0..c.block_time().as_millis() as u64)).await;
+                c.crash_member(0);
+            }
+        }
+        c.record("crash_point", f64::from(point));
+        let down_rounds: u64 = c.rng.gen_range(1..20);
+        c.record("down_rounds", down_rounds as f64);
+        sleep_ms(down_rounds * c.block_time().as_millis() as u64).await;
+        let main_before = c.step_ins(0).len();
+        c.start_member(0);
+        let start = madsim::time::Instant::now();
+        while c.step_ins(0).len() == main_before {
+            if start.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!(
+                        "the main never signed again: {:?} / {:?}",
+                        c.member_status(0),
+                        c.member_status(1)
+                    ),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        let now_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        let ms = converged(&c, 4, now_height + 5)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.record("converged_ms", ms as f64);
+        expect_modes(&c, &["active", "standing-by", "standing-by"]).map_err(|e| at(&c, e))?;
+        let (rounds, heights) = {
+            let obs = c.observer.lock();
+            let heights: std::collections::BTreeSet<u64> =
+                obs.checker.double_signed().iter().map(|d| d.0).collect();
+            (obs.checker.double_signed_rounds().to_vec(), heights)
+        };
+        if let Some((round, a, b)) = rounds.first() {
+            return Err(at(&c, format!("round {round} signed twice: {a} and {b}")));
+        }
+        c.record("double_signed_heights", heights.len() as f64);
+        Ok(())
+    })
+}
+
 pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         // Unfenced, the seed's semantics: a partition between the main and its standbys makes
@@ -426,31 +556,10 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
         c.net.heal();
         c.note("fault: heal");
         let healed_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
-        let start = madsim::time::Instant::now();
-        loop {
-            let chains = held_chains(&c);
-            let low = chains
-                .iter()
-                .map(|(_, h)| h.len() as u64)
-                .min()
-                .unwrap_or(0);
-            let agree = chains.windows(2).all(|w| w[0].1 == w[1].1);
-            if agree && chains.len() == 4 && low >= healed_height + 5 {
-                break;
-            }
-            if start.elapsed() > GROUP_BOUND {
-                let heads: Vec<String> = chains
-                    .iter()
-                    .map(|(n, h)| format!("{n}: {} blocks, tip {:?}", h.len(), h.last()))
-                    .collect();
-                return Err(at(
-                    &c,
-                    format!("nodes did not converge after the heal: {heads:?}"),
-                ));
-            }
-            sleep_ms(20).await;
-        }
-        c.record("converged_ms", start.elapsed().as_millis() as f64);
+        let ms = converged(&c, 4, healed_height + 5)
+            .await
+            .map_err(|e| at(&c, format!("after the heal: {e}")))?;
+        c.record("converged_ms", ms as f64);
         // The main's branch won at the first double-signed height.
         let kept = c
             .member(0)
@@ -470,15 +579,6 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
         if c.observer.lock().reverts.len() <= reverts_before {
             return Err(at(&c, "level 1 never reverted after the heal".into()));
         }
-        for (m, want) in [(0, "active"), (1, "standing-by"), (2, "standing-by")] {
-            let mode = c.member_status(m).map(|s| s.mode);
-            if mode.as_deref() != Some(want) {
-                return Err(at(
-                    &c,
-                    format!("m{m} is {mode:?} after the heal, not {want}"),
-                ));
-            }
-        }
-        Ok(())
+        expect_modes(&c, &["active", "standing-by", "standing-by"]).map_err(|e| at(&c, e))
     })
 }

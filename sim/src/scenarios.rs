@@ -9,8 +9,9 @@ use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
 use crate::redundancy_scenarios::{
-    redundancy_cascade, redundancy_clock_skew, redundancy_main_crash, redundancy_main_returns,
-    redundancy_never_sign, redundancy_partition, redundancy_same_level, redundancy_spoofed_main,
+    redundancy_cascade, redundancy_clock_skew, redundancy_crash_while_signing,
+    redundancy_main_crash, redundancy_main_returns, redundancy_never_sign, redundancy_partition,
+    redundancy_same_level, redundancy_spoofed_main,
 };
 use crate::scenario::{Ctx, Scenario, ScenarioFuture};
 
@@ -127,6 +128,12 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "redundancy-clock-skew",
         description: "members' clocks off by up to a third of a round: level 1 still signs exactly r+6, and the main's return signs no round twice",
         body: redundancy_clock_skew,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-crash-while-signing",
+        description: "the main crashes on its sign path (guard written but block not; block stored but never sent; anywhere in a round) and stays down 1-19 rounds: no round is ever signed twice, a height signed twice is resolved by the fork rule, and all end on one chain with the main signing",
+        body: redundancy_crash_while_signing,
         sim_time_limit: Duration::from_secs(120),
     },
     Scenario {

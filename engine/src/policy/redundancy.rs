@@ -159,6 +159,9 @@ pub struct Failover {
     last_announced_round: Option<u64>,
     /// A same-level member that started first, and the round it was last heard.
     yield_to: Option<(NodeId, u64)>,
+    /// The lowest height at which this member's chain kept its own block against another one
+    /// the identity signed (an equivocation resolved in its favour) since it last became active.
+    fork_kept_at: Option<u64>,
 }
 
 impl Failover {
@@ -184,7 +187,16 @@ impl Failover {
             last_signed,
             last_announced_round: None,
             yield_to: None,
+            fork_kept_at: None,
         }
+    }
+
+    /// This member's chain kept its own block at `height` against a different one the identity
+    /// signed (the fork rule chose its branch). The heights other members signed above it were
+    /// on the losing branch: a returning main does not wait to download them, it only waits for
+    /// a round after theirs (so no round is signed twice).
+    pub fn on_fork_kept(&mut self, height: u64) {
+        self.fork_kept_at = Some(self.fork_kept_at.map_or(height, |h| h.min(height)));
     }
 
     pub fn mode(&self) -> &Mode {
@@ -254,8 +266,13 @@ impl Failover {
                 return actions;
             }
             Mode::HandingOver { need } => match need {
-                Some(n) if head_height >= n.height && round > n.round => {
+                Some(n)
+                    if (head_height >= n.height
+                        || self.fork_kept_at.is_some_and(|f| f <= n.height))
+                        && round > n.round =>
+                {
                     self.mode = Mode::Active;
+                    self.fork_kept_at = None;
                     actions.extend(self.sign(round, StepIn::Main));
                 }
                 _ => {}
@@ -577,6 +594,33 @@ mod tests {
         assert_eq!(signs(&m.on_round(53, 41, true)), None);
         assert_eq!(signs(&m.on_round(54, 42, true)), Some(54));
         assert_eq!(*m.mode(), Mode::Active);
+    }
+
+    #[test]
+    fn a_main_whose_unseen_block_won_a_fork_waits_only_for_the_round() {
+        // The main signed height 40 and crashed before anyone downloaded it; level 1 signed
+        // heights 40..=47 on its own branch. The main keeps its block by the fork rule: heights
+        // up to 47 will never reach its chain, so only the round is waited for.
+        let mut m = member(0);
+        m.on_round(80, 40, true);
+        m.on_acks(&[Ack {
+            member: id(2),
+            last_signed: Some(Signed {
+                height: 47,
+                round: 82,
+            }),
+        }]);
+        assert_eq!(signs(&m.on_round(81, 40, true)), None);
+        // (fork kept at, round, signs)
+        m.on_fork_kept(48);
+        assert_eq!(signs(&m.on_round(83, 40, true)), None, "a fork above need");
+        m.on_fork_kept(40);
+        assert_eq!(
+            signs(&m.on_round(82, 40, true)),
+            None,
+            "the standby's round"
+        );
+        assert_eq!(signs(&m.on_round(83, 40, true)), Some(83));
     }
 
     #[test]
