@@ -119,7 +119,7 @@ pub struct GroupStatus {
     pub id: NodeId,
     pub identity: NodeId,
     pub level: i64,
-    /// `syncing`, `handing-over`, `standing-by`, `active`, `yielding`, `observer`.
+    /// `syncing`, `handing-over`, `standing-by`, `active`, `yielding`, `observer`, `barred`.
     pub mode: String,
     pub head: Head,
     /// The level that signed the head block.
@@ -143,6 +143,7 @@ fn mode_name(m: &Mode) -> &'static str {
         Mode::Active => "active",
         Mode::Yielding { .. } => "yielding",
         Mode::Observer => "observer",
+        Mode::Barred { .. } => "barred",
     }
 }
 
@@ -405,6 +406,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             }
         }
         let head = self.sync.head();
+        st.failover.set_barred(self.barred_until(&head));
         let actions = st
             .failover
             .on_round(round, head.height, self.sync.caught_up());
@@ -417,6 +419,22 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 other => self.carry_out_reports(&mut st, vec![other]),
             }
         }
+    }
+
+    /// The guard's height, if it is above the chain and no block a crash left unpublished
+    /// extends the head (publishing that one is no new signature): this machine signed on a
+    /// branch that lost and may not sign until the chain passes it.
+    fn barred_until(&self, head: &Head) -> Option<u64> {
+        let mark = self.guard.watermark()?;
+        if mark.height <= head.height {
+            return None;
+        }
+        let publishable = mark.height == head.height + 1
+            && self
+                .guard
+                .pending(head.height)
+                .is_some_and(|b| b.header.parent_hash == head.hash);
+        (!publishable).then_some(mark.height)
     }
 
     async fn announce(self: Arc<Self>, round: u64) {

@@ -55,6 +55,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         61,
         "two leaders in term 93: openraft's default leader ids allow one leader per (term, node)",
     ),
+    (
+        "redundancy-crash-while-signing",
+        53,
+        "a main whose guard held a block it never stored waited for its own height in the handover",
+    ),
+    (
+        "redundancy-chaos",
+        3,
+        "the main's blocks lost a fork; its guard barred it from the heights it signed, yet its announcements kept the standbys waiting",
+    ),
 ];
 
 fn env_u64(name: &str) -> Option<u64> {

@@ -229,10 +229,18 @@ fn redundancy_crash_while_signing() {
     // Every point of the sign path is hit across these seeds.
     for point in 0..3 {
         assert!(
-            r.iter().any(|x| x.fact("crash_point") == vec![f64::from(point)]),
+            r.iter()
+                .any(|x| x.fact("crash_point") == vec![f64::from(point)]),
             "no seed crashed at point {point}"
         );
     }
     // No round was signed twice (the scenario fails otherwise), and all converged.
+    assert_fact(&r, "converged_ms", 1, 0.0, 30_000.0);
+}
+
+#[test]
+fn redundancy_chaos() {
+    let r = run_scenario("redundancy-chaos", 0..6, "redundancy_chaos");
+    assert_signed(&r);
     assert_fact(&r, "converged_ms", 1, 0.0, 30_000.0);
 }

@@ -49,6 +49,9 @@ struct NodeTrack {
     chain: BTreeMap<u64, B256>,
     /// Fork mode: it reported an equivocation and kept the other branch (a rollback may follow).
     may_roll_back: bool,
+    /// What this machine signed, by height and by round (its signing guard's business).
+    signed_heights: BTreeMap<u64, B256>,
+    signed_rounds: BTreeMap<u64, B256>,
     head: u64,
     /// The highest height this node ever applied, across restarts.
     max_head: u64,
@@ -581,6 +584,24 @@ impl Checker {
         state_root: B256,
     ) {
         self.signed_blocks.insert(hash, (height, parent_hash));
+        // Whatever the group does, one machine never signs two blocks for a height or a round:
+        // its guard holds across crashes.
+        let track = &mut self.nodes[node];
+        let mine = [
+            ("height", height, track.signed_heights.insert(height, hash)),
+            ("round", round, track.signed_rounds.insert(round, hash)),
+        ];
+        for (what, at_value, earlier) in mine {
+            if let Some(earlier) = earlier.filter(|e| *e != hash) {
+                self.fail(
+                    "one machine never signs two blocks for one height or round",
+                    node,
+                    Some(height),
+                    at,
+                    format!("signed {hash} at {what} {at_value}; it signed {earlier} there before"),
+                );
+            }
+        }
         if self.fork_mode {
             if let Some(earlier) = self.signed_heights.get(&height).copied() {
                 if earlier != hash {

@@ -582,3 +582,125 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
         expect_modes(&c, &["active", "standing-by", "standing-by"]).map_err(|e| at(&c, e))
     })
 }
+
+/// How long `redundancy-chaos` injects faults, in simulated seconds.
+pub const REDUNDANCY_CHAOS_SECS: u64 = 30;
+
+pub(crate) fn redundancy_chaos(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // chaos's mix on a group: crashes and restarts of any member, isolations, one-way
+        // drops, loss, delay, clock jumps and disk faults, for 30 s. Unfenced partitions may
+        // make two members sign one round (fork mode); no machine ever signs two blocks for one
+        // height or round, every follower chain is a chain of the identity's blocks, and once
+        // everything heals all end on one chain with the main signing.
+        let setup = GroupSetup {
+            expect_equivocation: true,
+            ..GroupSetup::default()
+        };
+        let levels = [0, 1, 2];
+        let mut c = running_group_with(&ctx, &levels, setup, levels.len()).await?;
+        let x = c.add_external(c.member_ids());
+        let mut nodes: Vec<usize> = (0..levels.len()).map(|m| c.member_net_index(m)).collect();
+        nodes.push(c.external_member(x));
+        let mut up = vec![true; levels.len()];
+        let start = madsim::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(REDUNDANCY_CHAOS_SECS) {
+            sleep_ms(c.rng.gen_range(200..2_000)).await;
+            let m = c.rng.gen_range(0..levels.len());
+            match c.rng.gen_range(0..11) {
+                0 | 1 if up[m] => {
+                    c.crash_member(m);
+                    up[m] = false;
+                }
+                2 | 3 if !up[m] => {
+                    c.start_member(m);
+                    up[m] = true;
+                }
+                4 => {
+                    let i = nodes[c.rng.gen_range(0..nodes.len())];
+                    c.net.isolate(i);
+                    c.note(format!("fault: isolate net node {i}"));
+                }
+                5 => {
+                    let from = c.rng.gen_range(0..nodes.len());
+                    let to = (from + c.rng.gen_range(1..nodes.len())) % nodes.len();
+                    c.net.block(nodes[from], nodes[to]);
+                    c.note(format!(
+                        "fault: drop net node {} -> {}",
+                        nodes[from], nodes[to]
+                    ));
+                }
+                6 => {
+                    let loss = c.rng.gen_range(0..300);
+                    c.net.set_loss_permille(loss);
+                    c.note(format!("fault: lose {loss}/1000 messages"));
+                }
+                7 => {
+                    let max = c.rng.gen_range(0..100);
+                    c.net.set_extra_delay_ms(0, max);
+                    c.note(format!("fault: delay messages up to {max} ms"));
+                }
+                8 => {
+                    // Within a third of a round either way, as redundancy-clock-skew allows.
+                    let third = c.block_time().as_millis() as i64 / 3;
+                    let jump = c.rng.gen_range(-third..=third) / 2;
+                    c.jump_member_clock(m, jump);
+                }
+                9 if up[m] => {
+                    let writes = c.rng.gen_range(0..3);
+                    c.fail_member_disk_after(m, writes);
+                    sleep_ms(c.rng.gen_range(0..600)).await;
+                    c.heal_member_disk(m);
+                }
+                _ => {
+                    c.net.heal();
+                    c.note("fault: heal network");
+                }
+            }
+        }
+        c.net.heal();
+        c.note("fault: heal everything");
+        for (m, is_up) in up.iter().enumerate() {
+            c.heal_member_disk(m);
+            if !is_up {
+                c.start_member(m);
+            }
+        }
+        let top = held_chains(&c)
+            .iter()
+            .map(|(_, h)| h.len() as u64)
+            .max()
+            .unwrap_or(0);
+        let ms = converged(&c, levels.len() + 1, top + 5)
+            .await
+            .map_err(|e| at(&c, format!("after chaos: {e}")))?;
+        c.record("converged_ms", ms as f64);
+        let settle = madsim::time::Instant::now();
+        while expect_modes(&c, &["active", "standing-by", "standing-by"]).is_err() {
+            if settle.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!(
+                        "after chaos: {:?}",
+                        expect_modes(&c, &["active", "standing-by", "standing-by"])
+                    ),
+                ));
+            }
+            sleep_ms(20).await;
+        }
+        let (heights, rounds, reported) = {
+            let obs = c.observer.lock();
+            let heights: std::collections::BTreeSet<u64> =
+                obs.checker.double_signed().iter().map(|d| d.0).collect();
+            (
+                heights.len(),
+                obs.checker.double_signed_rounds().len(),
+                obs.checker.reported_equivocations().len(),
+            )
+        };
+        c.record("double_signed_heights", heights as f64);
+        c.record("double_signed_rounds", rounds as f64);
+        c.record("equivocations_reported", reported as f64);
+        Ok(())
+    })
+}

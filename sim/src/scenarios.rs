@@ -9,7 +9,7 @@ use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
 use crate::redundancy_scenarios::{
-    redundancy_cascade, redundancy_clock_skew, redundancy_crash_while_signing,
+    redundancy_cascade, redundancy_chaos, redundancy_clock_skew, redundancy_crash_while_signing,
     redundancy_main_crash, redundancy_main_returns, redundancy_never_sign, redundancy_partition,
     redundancy_same_level, redundancy_spoofed_main,
 };
@@ -135,6 +135,12 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "the main crashes on its sign path (guard written but block not; block stored but never sent; anywhere in a round) and stays down 1-19 rounds: no round is ever signed twice, a height signed twice is resolved by the fork rule, and all end on one chain with the main signing",
         body: redundancy_crash_while_signing,
         sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-chaos",
+        description: "chaos's mix on a group of levels 0, 1, 2 and an external node for 30 s (crashes, restarts, isolation, one-way drops, loss, delay, clock jumps, disk faults): no machine signs two blocks for one height or round, every chain is the identity's, and after healing all end on one chain with the main signing",
+        body: redundancy_chaos,
+        sim_time_limit: Duration::from_secs(180),
     },
     Scenario {
         name: "redundancy-partition",

@@ -121,6 +121,10 @@ pub enum Mode {
     Yielding { to: NodeId },
     /// Never signs.
     Observer,
+    /// Its guard holds a height above the chain (it signed on a branch that lost a fork): it
+    /// cannot sign again until the chain passes `until_height`, so it neither signs nor
+    /// announces, and the next level takes over as if it were down.
+    Barred { until_height: u64 },
 }
 
 /// Why a member signs.
@@ -191,6 +195,17 @@ impl Failover {
         }
     }
 
+    /// Whether this machine's signing guard holds a height above the chain it follows (`None`:
+    /// it does not). Checked every round before [`Failover::on_round`].
+    pub fn set_barred(&mut self, until_height: Option<u64>) {
+        match (until_height, &self.mode) {
+            (_, Mode::Observer) => {}
+            (Some(h), _) => self.mode = Mode::Barred { until_height: h },
+            (None, Mode::Barred { .. }) => self.mode = self.resting_mode(),
+            (None, _) => {}
+        }
+    }
+
     /// This member's chain kept its own block at `height` against a different one the identity
     /// signed (the fork rule chose its branch). The heights other members signed above it were
     /// on the losing branch: a returning main does not wait to download them, it only waits for
@@ -248,7 +263,7 @@ impl Failover {
                 }
             }
         }
-        if matches!(self.mode, Mode::Observer) {
+        if matches!(self.mode, Mode::Observer | Mode::Barred { .. }) {
             return actions;
         }
         let announce_every = self.cfg.max_missed_rounds.max(1);
@@ -256,7 +271,7 @@ impl Failover {
             .last_announced_round
             .is_none_or(|last| round >= last + announce_every);
         match self.mode.clone() {
-            Mode::Observer | Mode::Yielding { .. } => {}
+            Mode::Observer | Mode::Yielding { .. } | Mode::Barred { .. } => {}
             Mode::Syncing => {
                 if synced {
                     self.mode = Mode::HandingOver { need: None };
@@ -365,11 +380,7 @@ impl Failover {
     /// absent).
     pub fn on_acks(&mut self, acks: &[Ack]) {
         if let Mode::HandingOver { need: None } = self.mode {
-            let signed = acks
-                .iter()
-                .filter_map(|a| a.last_signed)
-                .chain(self.last_signed);
-            let need = signed.fold(
+            let theirs = acks.iter().filter_map(|a| a.last_signed).fold(
                 Signed {
                     height: 0,
                     round: 0,
@@ -379,6 +390,13 @@ impl Failover {
                     round: n.round.max(s.round),
                 },
             );
+            // Its own last block counts for the round only: a block it recorded but never
+            // published (a crash in between) is above its head, and publishing it is the first
+            // thing its sign path does.
+            let need = Signed {
+                height: theirs.height,
+                round: theirs.round.max(self.last_signed.map_or(0, |s| s.round)),
+            };
             self.mode = Mode::HandingOver { need: Some(need) };
         }
     }
@@ -594,6 +612,67 @@ mod tests {
         assert_eq!(signs(&m.on_round(53, 41, true)), None);
         assert_eq!(signs(&m.on_round(54, 42, true)), Some(54));
         assert_eq!(*m.mode(), Mode::Active);
+    }
+
+    #[test]
+    fn a_main_with_an_unpublished_block_waits_for_its_round_not_its_height() {
+        // It recorded height 18 (round 19) in its guard and crashed before storing the block:
+        // its head is 17 and nobody else signed since.
+        let mut m = Failover::new(
+            RedundancyConfig {
+                level: Level::from_config(0),
+                max_missed_rounds: 5,
+            },
+            id(1),
+            0,
+            Some(Signed {
+                height: 18,
+                round: 19,
+            }),
+        );
+        m.on_round(21, 17, true);
+        m.on_acks(&[Ack {
+            member: id(2),
+            last_signed: None,
+        }]);
+        assert_eq!(
+            *m.mode(),
+            Mode::HandingOver {
+                need: Some(Signed {
+                    height: 0,
+                    round: 19
+                })
+            }
+        );
+        assert_eq!(signs(&m.on_round(22, 17, true)), Some(22));
+    }
+
+    #[test]
+    fn a_member_barred_by_its_guard_neither_signs_nor_announces_until_the_chain_passes() {
+        // The main signed up to height 151 on a branch that lost; the chain is back at 106.
+        let mut m = member(0);
+        m.on_round(100, 100, true);
+        m.on_acks(&[]);
+        assert_eq!(signs(&m.on_round(101, 100, true)), Some(101));
+        m.set_barred(Some(151));
+        for round in 102..110 {
+            assert!(m.on_round(round, 106, true).is_empty(), "round {round}");
+        }
+        assert_eq!(*m.mode(), Mode::Barred { until_height: 151 });
+        // The chain passed its watermark: it starts over as a returning main.
+        m.set_barred(None);
+        assert_eq!(*m.mode(), Mode::Syncing);
+        assert_eq!(m.on_round(110, 152, true), vec![RedundancyAction::Announce]);
+        // A barred standby never steps in; unbarred, it stands by again.
+        let mut s = member(1);
+        s.set_barred(Some(40));
+        assert!(run(&mut s, 0, 30, &[]).is_empty());
+        s.set_barred(None);
+        assert_eq!(*s.mode(), Mode::StandingBy);
+        // Observers stay observers.
+        let mut o = member(-1);
+        o.set_barred(Some(5));
+        assert_eq!(*o.mode(), Mode::Observer);
     }
 
     #[test]
