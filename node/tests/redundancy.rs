@@ -77,20 +77,20 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         },
     );
 
-    // Kill mid-round, once level 1 holds the main's head: a block the standbys never saw would
-    // be a different case (redundancy-crash-while-signing).
+    // Kill mid-round, once level 1 holds the main's head. The checks and the kill are not
+    // atomic: on a loaded machine the main may sign one more block that nobody downloads
+    // (redundancy-crash-while-signing's case), which the checks after the restart allow for.
     let watermark_before = wait_for(
         "a mid-round moment with level 1 at the main's head",
         Duration::from_secs(20),
         || {
-            let in_round = (now_ms() - genesis_ms) % ROUND_MS;
-            if !(60..=160).contains(&in_round) {
+            let in_round = || (now_ms() - genesis_ms) % ROUND_MS;
+            if !(60..=160).contains(&in_round()) {
                 return None;
             }
             let (m0, g0) = group(&net, 0)?;
             let m1 = status(&net, 1)?;
-            (m1.head_hash == m0.head_hash && (now_ms() - genesis_ms) % ROUND_MS <= 190)
-                .then_some(g0.watermark)
+            (m1.head_hash == m0.head_hash && in_round() <= 200).then_some(g0.watermark)
         },
     )
     .expect("the main signed, so its guard has a watermark");
@@ -154,11 +154,20 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         mark.height >= watermark_before.height && mark.round >= watermark_before.round,
         "the guard went back: {mark:?} after the restart, {watermark_before:?} before"
     );
-    assert_eq!(
-        (mark.height, mark.round),
-        (last_main.0, last_main.1),
-        "the guard holds the main's last block"
-    );
+    let unseen = (mark.height, mark.round) != (last_main.0, last_main.1);
+    if unseen {
+        assert!(
+            mark.height == last_main.0 + 1 && mark.round > last_main.1,
+            "the guard holds {mark:?}: neither the main's last block seen by level 1 ({}, {}) \
+             nor one more",
+            last_main.0,
+            last_main.1
+        );
+        eprintln!(
+            "the main had signed height {} (round {}) before the kill; nobody downloaded it",
+            mark.height, mark.round
+        );
+    }
 
     wait_for(
         "the main signing again and level 1 back to standing by",
@@ -189,21 +198,42 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
             pair[1].1
         );
     }
-    let handed_back = chain
-        .iter()
-        .skip_while(|(_, _, level, _)| *level != 1)
-        .find(|(_, _, level, _)| *level == 0)
-        .expect("the main signed after its return");
-    let level1_last = chain
+    if unseen {
+        // Two blocks at one height: the fork rule keeps the lower level's, so level 1's
+        // branch was rolled back everywhere.
+        let kept = &chain[(mark.height - 1) as usize];
+        assert_eq!(
+            (kept.1, kept.2),
+            (mark.round, 0),
+            "the main's unseen block wins the fork"
+        );
+        eprintln!(
+            "fork: the main's block at height {} won; level 1's branch was rolled back",
+            mark.height
+        );
+    } else {
+        let handed_back = chain
+            .iter()
+            .skip_while(|(_, _, level, _)| *level != 1)
+            .find(|(_, _, level, _)| *level == 0)
+            .expect("the main signed after its return");
+        let level1_last = chain
+            .iter()
+            .rev()
+            .find(|(_, _, level, _)| *level == 1)
+            .expect("level 1 signed");
+        eprintln!(
+            "handover: level 1's last round {}, the main's first round back {}",
+            level1_last.1, handed_back.1
+        );
+    }
+    assert!(chain.iter().all(|(_, _, level, _)| *level != 2));
+    let main_last_height = chain
         .iter()
         .rev()
-        .find(|(_, _, level, _)| *level == 1)
-        .expect("level 1 signed");
-    eprintln!(
-        "handover: level 1's last round {}, the main's first round back {}",
-        level1_last.1, handed_back.1
-    );
-    assert!(chain.iter().all(|(_, _, level, _)| *level != 2));
+        .find(|(_, _, level, _)| *level == 0)
+        .map(|b| b.0)
+        .expect("the main signed");
 
     // The guard moves between machines only while no node runs on it.
     let net_dir = net.dir.clone();
@@ -224,7 +254,7 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         .as_str()
         .and_then(|h| h.parse().ok())
         .expect("a signed height");
-    assert!(signed_height >= handed_back.0, "{json}");
+    assert!(signed_height >= main_last_height, "{json}");
     // Imported on a fresh machine, the watermark comes with it.
     let file = net_dir.join("guard.json");
     std::fs::write(&file, &json).expect("write the export");

@@ -19,6 +19,8 @@
 //! leaves no height or round signed twice. Two members announcing the same level: the one that
 //! started later stands down, for as long as it keeps hearing the other.
 
+use std::collections::BTreeMap;
+
 use crate::ids::NodeId;
 
 /// The highest level that ever signs. Anything above it (a million, say) or below zero syncs and
@@ -166,6 +168,8 @@ pub struct Failover {
     /// The lowest height at which this member's chain kept its own block against another one
     /// the identity signed (an equivocation resolved in its favour) since it last became active.
     fork_kept_at: Option<u64>,
+    /// A returning main's latest answer from each member: (height it holds, round it signed).
+    handover_acks: BTreeMap<NodeId, Signed>,
 }
 
 impl Failover {
@@ -192,6 +196,7 @@ impl Failover {
             last_announced_round: None,
             yield_to: None,
             fork_kept_at: None,
+            handover_acks: BTreeMap::new(),
         }
     }
 
@@ -275,6 +280,7 @@ impl Failover {
             Mode::Syncing => {
                 if synced {
                     self.mode = Mode::HandingOver { need: None };
+                    self.handover_acks.clear();
                     self.last_announced_round = Some(round);
                     actions.push(RedundancyAction::Announce);
                 }
@@ -379,26 +385,39 @@ impl Failover {
     /// The answers to this member's announcement (members that did not answer in time are
     /// absent).
     pub fn on_acks(&mut self, acks: &[Ack]) {
-        if let Mode::HandingOver { need: None } = self.mode {
-            let theirs = acks.iter().filter_map(|a| a.last_signed).fold(
-                Signed {
-                    height: 0,
-                    round: 0,
-                },
-                |n, s| Signed {
-                    height: n.height.max(s.height),
-                    round: n.round.max(s.round),
-                },
-            );
-            // Its own last block counts for the round only: a block it recorded but never
-            // published (a crash in between) is above its head, and publishing it is the first
-            // thing its sign path does.
-            let need = Signed {
-                height: theirs.height,
-                round: theirs.round.max(self.last_signed.map_or(0, |s| s.round)),
-            };
-            self.mode = Mode::HandingOver { need: Some(need) };
+        let Mode::HandingOver { need: before } = self.mode else {
+            return;
+        };
+        // Each member's latest answer replaces its earlier one (its chain can shrink when it
+        // leaves a losing branch); a member that did not answer this time keeps its last.
+        for a in acks {
+            let signed = a.last_signed.unwrap_or(Signed {
+                height: 0,
+                round: 0,
+            });
+            self.handover_acks.insert(a.member, signed);
         }
+        let theirs = self.handover_acks.values().fold(
+            Signed {
+                height: 0,
+                round: 0,
+            },
+            |n, s| Signed {
+                height: n.height.max(s.height),
+                round: n.round.max(s.round),
+            },
+        );
+        // Its own last block counts for the round only: a block it recorded but never published
+        // (a crash in between) is above its head, and publishing it is the first thing its sign
+        // path does. The round only ever rises.
+        let need = Signed {
+            height: theirs.height,
+            round: theirs
+                .round
+                .max(self.last_signed.map_or(0, |s| s.round))
+                .max(before.map_or(0, |b| b.round)),
+        };
+        self.mode = Mode::HandingOver { need: Some(need) };
     }
 
     /// A lower level signed `round`; it reverts an active member unless older than what that
@@ -645,6 +664,33 @@ mod tests {
             }
         );
         assert_eq!(signs(&m.on_round(22, 17, true)), Some(22));
+    }
+
+    #[test]
+    fn a_returning_mains_need_follows_each_members_latest_answer() {
+        let mut m = member(0);
+        m.on_round(60, 10, true);
+        let ack = |member: u8, height: u64, round: u64| Ack {
+            member: id(member),
+            last_signed: Some(Signed { height, round }),
+        };
+        let need = |m: &Failover| match m.mode() {
+            Mode::HandingOver { need: Some(n) } => (n.height, n.round),
+            other => panic!("{other:?}"),
+        };
+        // (answers, need after them)
+        let steps: [(Vec<Ack>, (u64, u64)); 4] = [
+            (vec![ack(2, 40, 50)], (40, 50)),
+            // It left a losing branch: its chain is shorter now; the round stays.
+            (vec![ack(2, 30, 49)], (30, 50)),
+            // Silent this time: its last answer stands.
+            (vec![], (30, 50)),
+            (vec![ack(3, 35, 45)], (35, 50)),
+        ];
+        for (acks, want) in steps {
+            m.on_acks(&acks);
+            assert_eq!(need(&m), want, "{acks:?}");
+        }
     }
 
     #[test]
