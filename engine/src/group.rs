@@ -552,6 +552,11 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
     fn publish(&self, st: &mut MemberState, block: &Block, slot: Slot) -> Result<(), ()> {
         match self.sync.replica().apply_with(block, Durability::Synced) {
             Ok(head) => {
+                if let Err(e) = self.guard.published(head.height) {
+                    self.emit(Event::StorageFailed {
+                        reason: e.to_string(),
+                    });
+                }
                 st.failover.on_signed(Signed {
                     height: head.height,
                     round: slot.round,

@@ -155,6 +155,29 @@ impl SigningGuard {
         Ok(())
     }
 
+    /// The recorded block reached the chain: it is no longer pending. Without this, a block
+    /// that later lost a fork would extend the rolled-back head again and be published twice.
+    /// Buffered: the synced writes that follow (the next record, a rollback) flush it, and until
+    /// then the chain holds the block, so nothing is pending anyway.
+    pub fn published(&self, height: u64) -> Result<(), GuardError> {
+        let mut last = self.lock();
+        let Some(r) = last
+            .as_mut()
+            .filter(|r| r.mark.height == height && r.block.is_some())
+        else {
+            return Ok(());
+        };
+        let record = Record {
+            mark: r.mark.clone(),
+            block: None,
+        };
+        let mut batch = WriteBatch::default();
+        batch.put(Column::Meta, key(&self.identity), codec::encode(&record)?);
+        self.storage.write(batch, Durability::Buffered)?;
+        *r = record;
+        Ok(())
+    }
+
     pub fn export(&self, chain_id: u64) -> Interchange {
         Interchange::of(chain_id, self.identity, self.watermark())
     }
@@ -395,6 +418,24 @@ mod tests {
         assert_eq!(guard.pending(5), None);
         guard.record(12, &a).unwrap();
         guard.record(13, &block(6, 1)).unwrap();
+    }
+
+    #[test]
+    fn a_published_block_is_never_pending_again() {
+        let disk = MemDisk::new();
+        let guard = open(&disk);
+        let a = block(5, 1);
+        guard.record(12, &a).unwrap();
+        assert_eq!(guard.pending(4), Some(a.clone()));
+        guard.published(5).unwrap();
+        // The chain later rolled back below it (a lost fork): still nothing to publish, and
+        // the height stays signed.
+        assert_eq!(guard.pending(4), None);
+        assert!(guard.record(13, &block(5, 2)).is_err());
+        // Across a crash the record may lose the mark of publication, never the watermark.
+        disk.crash(0);
+        let guard = open(&disk);
+        assert_eq!(guard.watermark().map(|w| w.height), Some(5));
     }
 
     proptest::proptest! {

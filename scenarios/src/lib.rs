@@ -65,6 +65,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         3,
         "the main's blocks lost a fork; its guard barred it from the heights it signed, yet its announcements kept the standbys waiting",
     ),
+    (
+        "redundancy-crash-while-signing",
+        686,
+        "a standby republished its guarded block after that block lost a fork and was rolled back",
+    ),
+    (
+        "redundancy-chaos",
+        195,
+        "the same republication under chaos: a second rollback of one fork",
+    ),
 ];
 
 fn env_u64(name: &str) -> Option<u64> {
