@@ -602,78 +602,66 @@ impl Checker {
                 );
             }
         }
-        if self.fork_mode {
-            if let Some(earlier) = self.signed_heights.get(&height).copied() {
-                if earlier != hash {
-                    self.double_signed.push((height, earlier, hash));
-                }
-            }
-            if let Some(earlier) = self.signed_rounds.get(&round).copied() {
-                if earlier != hash {
-                    self.double_signed_rounds.push((round, earlier, hash));
-                }
-            }
-            self.signed_heights.entry(height).or_insert(hash);
-            self.signed_rounds.entry(round).or_insert(hash);
-            let head = self.nodes[node].head;
-            if height != head + 1 {
-                self.fail(
-                    "every node's chain is a chain of the identity's blocks",
-                    node,
-                    Some(height),
-                    at,
-                    format!("signed height {height} on top of head {head}"),
-                );
-            }
-            self.fork_mode_extend(node, at, height, hash, parent_hash);
-            // Only "the highest signed height" is read from it in fork mode.
-            self.canonical.entry(height).or_insert(Canonical {
-                timestamp_ms: 0,
-                hash,
-                parent: parent_hash,
-                state_root,
-            });
-            self.nodes[node].head = height;
-            self.nodes[node].max_head = self.nodes[node].max_head.max(height);
-            return;
-        }
         let by_height = self.signed_heights.get(&height).copied();
         let by_round = self.signed_rounds.get(&round).copied();
-        for (what, earlier) in [("height", by_height), ("round", by_round)] {
-            if let Some(earlier) = earlier.filter(|e| *e != hash) {
+        if let Some(earlier) = by_height.filter(|e| *e != hash) {
+            if self.fork_mode {
+                self.double_signed.push((height, earlier, hash));
+            } else {
                 self.fail(
                     "no identity signs two different blocks for one height or round",
                     node,
                     Some(height),
                     at,
-                    format!("signed {hash} in round {round}; {earlier} was signed at this {what}"),
+                    format!("signed {hash} in round {round}; {earlier} was signed at this height"),
+                );
+            }
+        }
+        if let Some(earlier) = by_round.filter(|e| *e != hash) {
+            if self.fork_mode {
+                self.double_signed_rounds.push((round, earlier, hash));
+            } else {
+                self.fail(
+                    "no identity signs two different blocks for one height or round",
+                    node,
+                    Some(height),
+                    at,
+                    format!("signed {hash} in round {round}; {earlier} was signed at this round"),
                 );
             }
         }
         self.signed_heights.entry(height).or_insert(hash);
         self.signed_rounds.entry(round).or_insert(hash);
+        let chain_rule = if self.fork_mode {
+            "every node's chain is a chain of the identity's blocks"
+        } else {
+            "every node's chain is a prefix of the canonical chain"
+        };
         let head = self.nodes[node].head;
         if height != head + 1 {
             self.fail(
-                "every node's chain is a prefix of the canonical chain",
+                chain_rule,
                 node,
                 Some(height),
                 at,
                 format!("signed height {height} on top of head {head}"),
             );
         }
-        if self
+        if self.fork_mode {
+            self.fork_mode_extend(node, at, height, hash, parent_hash);
+        } else if self
             .canonical_hash(height.saturating_sub(1))
             .is_some_and(|p| p != parent_hash)
         {
             self.fail(
-                "every node's chain is a prefix of the canonical chain",
+                chain_rule,
                 node,
                 Some(height),
                 at,
                 format!("signed on parent {parent_hash}, which is not canonical"),
             );
         }
+        // In fork mode only "the highest signed height" is read from it.
         self.canonical.entry(height).or_insert(Canonical {
             timestamp_ms: 0,
             hash,

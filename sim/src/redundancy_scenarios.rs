@@ -435,18 +435,28 @@ async fn settle_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
     }
 }
 
+/// Levels 0, 1 and 2 running unfenced, where the identity may sign two branches (the checker in
+/// fork mode), plus an external node following them; returns the cluster and the external's
+/// index.
+async fn unfenced_group(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
+    let setup = GroupSetup {
+        expect_equivocation: true,
+        ..GroupSetup::default()
+    };
+    let mut c = running_group_with(ctx, &UNFENCED_LEVELS, setup, UNFENCED_LEVELS.len()).await?;
+    let x = c.add_external(c.member_ids());
+    Ok((c, x))
+}
+
+const UNFENCED_LEVELS: [i64; 3] = [0, 1, 2];
+
 pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         // The main crashes somewhere on its sign / persist / send path and stays down for a
         // random number of rounds. Heights may then be signed twice (a block nobody saw, and
         // the standby's at that height): the checker runs in fork mode, but no round is ever
         // signed twice, and everyone ends on one chain with the main signing.
-        let setup = GroupSetup {
-            expect_equivocation: true,
-            ..GroupSetup::default()
-        };
-        let mut c = running_group_with(&ctx, &[0, 1, 2], setup, 3).await?;
-        c.add_external(c.member_ids());
+        let (mut c, x) = unfenced_group(&ctx).await?;
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
         let point = c.rng.gen_range(0..3u32);
         let bound = Duration::from_secs(5);
@@ -469,7 +479,7 @@ pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
                 // Signed and stored, never sent: nothing leaves the main, then it dies.
                 let main = c.member_net_index(0);
                 let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
-                others.push(c.external_member(0));
+                others.push(c.external_member(x));
                 for o in &others {
                     c.net.block(main, *o);
                 }
@@ -537,12 +547,7 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
         // Unfenced, the seed's semantics: a partition between the main and its standbys makes
         // both sign. The checker expects it (fork mode) and the run must see it happen, every
         // follower report it, and every node end on the main's branch by the fork rule.
-        let setup = GroupSetup {
-            expect_equivocation: true,
-            ..GroupSetup::default()
-        };
-        let mut c = running_group_with(&ctx, &[0, 1, 2], setup, 3).await?;
-        let x = c.add_external(c.member_ids());
+        let (mut c, x) = unfenced_group(&ctx).await?;
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
         sleep_ms(c.rng.gen_range(0..1_000)).await;
         let main = c.member_net_index(0);
@@ -617,13 +622,8 @@ pub(crate) fn redundancy_chaos(ctx: Ctx) -> ScenarioFuture {
         // make two members sign one round (fork mode); no machine ever signs two blocks for one
         // height or round, every follower chain is a chain of the identity's blocks, and once
         // everything heals all end on one chain with the main signing.
-        let setup = GroupSetup {
-            expect_equivocation: true,
-            ..GroupSetup::default()
-        };
-        let levels = [0, 1, 2];
-        let mut c = running_group_with(&ctx, &levels, setup, levels.len()).await?;
-        let x = c.add_external(c.member_ids());
+        let levels = UNFENCED_LEVELS;
+        let (mut c, x) = unfenced_group(&ctx).await?;
         let mut nodes: Vec<usize> = (0..levels.len()).map(|m| c.member_net_index(m)).collect();
         nodes.push(c.external_member(x));
         let mut up = vec![true; levels.len()];
