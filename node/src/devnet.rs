@@ -38,6 +38,29 @@ impl Ports {
     }
 }
 
+/// What every devnet process sets for its port slot: loopback p2p, status, RPC and Prometheus
+/// ports, and its database under the devnet directory.
+fn slot_env(p: Ports, db: PathBuf) -> Vec<(String, String)> {
+    [
+        ("NETWORK_ENABLED", "true".to_string()),
+        ("NETWORK_ADDRESS", "127.0.0.1".into()),
+        ("NETWORK_PORT", p.p2p.to_string()),
+        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
+        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
+        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
+        ("GENERAL_ROCKS_DB_PATH", db.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
+
+fn with_slot(p: Ports, db: PathBuf, own: &[(&str, String)]) -> Vec<(String, String)> {
+    let mut env = slot_env(p, db);
+    env.extend(own.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    env
+}
+
 /// External node `e`'s key: public and derived, like every devnet key beyond the seed's.
 pub fn external_key(e: usize) -> SecretKey {
     derived_key("canon/devnet-external", e)
@@ -55,32 +78,25 @@ pub fn external_env(e: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String,
             .unwrap_or_default()
     };
     let p = Ports::of(n + e, offset);
-    let secret = hex::encode(external_key(e).to_bytes());
-    [
-        ("GENERAL_NODE_ROLE", "external".to_string()),
-        ("NETWORK_ENABLED", "true".into()),
-        ("NETWORK_SECRET_KEY", secret),
-        ("NETWORK_ADDRESS", "127.0.0.1".into()),
-        ("NETWORK_PORT", p.p2p.to_string()),
-        ("NETWORK_BOOT_NODES", get("NETWORK_BOOT_NODES")),
-        ("CONSENSUS_PEER_IDS__JSON", get("CONSENSUS_PEER_IDS__JSON")),
-        ("BATCHER_ENABLED", "false".into()),
-        ("PROVER_API_ENABLED", "false".into()),
-        (
-            "GENERAL_MAIN_NODE_RPC_URL",
-            format!("http://127.0.0.1:{}", Ports::of(0, offset).rpc),
-        ),
-        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
-        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
-        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
-        (
-            "GENERAL_ROCKS_DB_PATH",
-            dir.join(format!("external-{e}")).display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    with_slot(
+        p,
+        dir.join(format!("external-{e}")),
+        &[
+            ("GENERAL_NODE_ROLE", "external".to_string()),
+            (
+                "NETWORK_SECRET_KEY",
+                hex::encode(external_key(e).to_bytes()),
+            ),
+            ("NETWORK_BOOT_NODES", get("NETWORK_BOOT_NODES")),
+            ("CONSENSUS_PEER_IDS__JSON", get("CONSENSUS_PEER_IDS__JSON")),
+            ("BATCHER_ENABLED", "false".into()),
+            ("PROVER_API_ENABLED", "false".into()),
+            (
+                "GENERAL_MAIN_NODE_RPC_URL",
+                format!("http://127.0.0.1:{}", Ports::of(0, offset).rpc),
+            ),
+        ],
+    )
 }
 
 pub fn node_key(i: usize) -> SecretKey {
@@ -106,34 +122,23 @@ pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, Str
         .map(|(j, id)| enode(id, Ports::of(j, offset).p2p))
         .collect();
     let peers: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    let p = Ports::of(i, offset);
-    let secret = hex::encode(node_key(i).to_bytes());
     let batcher = if i == 0 { "true" } else { "false" };
-    [
-        ("NETWORK_ENABLED", "true".to_string()),
-        ("NETWORK_SECRET_KEY", secret),
-        ("NETWORK_ADDRESS", "127.0.0.1".into()),
-        ("NETWORK_PORT", p.p2p.to_string()),
-        ("NETWORK_BOOT_NODES", boot.join(",")),
-        ("CONSENSUS_ENABLED", "true".into()),
-        ("CONSENSUS_BOOTSTRAP", "true".into()),
-        (
-            "CONSENSUS_PEER_IDS__JSON",
-            serde_json::to_string(&peers).unwrap_or_default(),
-        ),
-        ("BATCHER_ENABLED", batcher.into()),
-        ("PROVER_API_ENABLED", batcher.into()),
-        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
-        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
-        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
-        (
-            "GENERAL_ROCKS_DB_PATH",
-            dir.join(format!("node-{i}")).display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    with_slot(
+        Ports::of(i, offset),
+        dir.join(format!("node-{i}")),
+        &[
+            ("NETWORK_SECRET_KEY", hex::encode(node_key(i).to_bytes())),
+            ("NETWORK_BOOT_NODES", boot.join(",")),
+            ("CONSENSUS_ENABLED", "true".into()),
+            ("CONSENSUS_BOOTSTRAP", "true".into()),
+            (
+                "CONSENSUS_PEER_IDS__JSON",
+                serde_json::to_string(&peers).unwrap_or_default(),
+            ),
+            ("BATCHER_ENABLED", batcher.into()),
+            ("PROVER_API_ENABLED", batcher.into()),
+        ],
+    )
 }
 
 /// The single-sequencer devnet's shared signing identity: public and derived, for local use only.
@@ -155,33 +160,23 @@ pub fn member_env(
         .filter(|j| *j != i)
         .map(|j| format!("127.0.0.1:{}", Ports::of(j, offset).p2p))
         .collect();
-    let p = Ports::of(i, offset);
-    [
-        ("GENERAL_NODE_ROLE", "main".to_string()),
-        ("CONSENSUS_ENABLED", "false".into()),
-        ("NETWORK_ENABLED", "true".into()),
-        ("NETWORK_ADDRESS", "127.0.0.1".into()),
-        ("NETWORK_PORT", p.p2p.to_string()),
-        ("NETWORK_BOOT_NODES", others.join(",")),
-        (
-            "VALIDATOR_SECRET_KEY",
-            hex::encode(identity_key().to_bytes()),
-        ),
-        ("REDUNDANCY_LEVEL", i.to_string()),
-        ("GENESIS_TIMESTAMP_MS", genesis_timestamp_ms.to_string()),
-        ("BATCHER_ENABLED", "false".into()),
-        ("PROVER_API_ENABLED", "false".into()),
-        ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
-        ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
-        ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
-        (
-            "GENERAL_ROCKS_DB_PATH",
-            dir.join(format!("member-{i}")).display().to_string(),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect()
+    with_slot(
+        Ports::of(i, offset),
+        dir.join(format!("member-{i}")),
+        &[
+            ("GENERAL_NODE_ROLE", "main".to_string()),
+            ("CONSENSUS_ENABLED", "false".into()),
+            ("NETWORK_BOOT_NODES", others.join(",")),
+            (
+                "VALIDATOR_SECRET_KEY",
+                hex::encode(identity_key().to_bytes()),
+            ),
+            ("REDUNDANCY_LEVEL", i.to_string()),
+            ("GENESIS_TIMESTAMP_MS", genesis_timestamp_ms.to_string()),
+            ("BATCHER_ENABLED", "false".into()),
+            ("PROVER_API_ENABLED", "false".into()),
+        ],
+    )
 }
 
 /// External node `e` following a group of `members`: it downloads from every member (by

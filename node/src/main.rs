@@ -102,6 +102,9 @@ enum Command {
         /// YAML config file; repeat to layer (later files override earlier ones).
         #[arg(long = "config")]
         configs: Vec<PathBuf>,
+        /// MultiversX-style prefs.toml (`[Preferences] RedundancyLevel = N`).
+        #[arg(long)]
+        prefs: Option<PathBuf>,
     },
     /// Print the node id (uncompressed secp256k1 public key) and enode URL of a secret key.
     Id {
@@ -132,7 +135,7 @@ fn main() -> ExitCode {
             standbys,
         }) => devnet(nodes, standbys, external, &dir, port_offset),
         Some(Command::Guard { action }) => guard(action),
-        Some(Command::CheckConfig { configs }) => check_config(&configs),
+        Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
         Some(Command::Id {
             secret_key,
             address,
@@ -161,11 +164,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn check_config(configs: &[PathBuf]) -> ExitCode {
-    match canon_node::config::from_sources(configs, std::env::vars()) {
+fn check_config(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
+    match load(configs, prefs) {
         Ok(v) => {
             let mut shown = v.settings.clone();
             shown.network_secret_key = "<redacted>".into();
+            if shown.validator_secret_key.is_some() {
+                shown.validator_secret_key = Some("<redacted>".into());
+            }
             println!("node_id: {}", v.node_id);
             println!("peers: {}", v.peers.len());
             match serde_yaml_ng::to_string(&shown) {
@@ -174,10 +180,7 @@ fn check_config(configs: &[PathBuf]) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            eprintln!("error: config: {e}");
-            ExitCode::from(2)
-        }
+        Err(code) => code,
     }
 }
 

@@ -55,6 +55,35 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
     );
 }
 
+#[test]
+fn check_config_reads_prefs_and_hides_the_validator_key() {
+    let dir = std::env::temp_dir().join(format!("canon-cli-prefs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let prefs = dir.join("prefs.toml");
+    std::fs::write(&prefs, "[Preferences]\nRedundancyLevel = 2\n").unwrap();
+    let key = "7e5bb4b5d9e2c2a0d3ff7b8a47fa8e8b8f0b3e1b1c1d1e1f2021222324252627";
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+        .args(["check-config", "--prefs"])
+        .arg(&prefs)
+        .env("CONSENSUS_ENABLED", "false")
+        .env("VALIDATOR_SECRET_KEY", key)
+        .env_remove("REDUNDANCY_LEVEL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("redundancy_level: 2"), "{stdout}");
+    assert!(
+        !stdout.contains(key),
+        "the validator key must not be printed: {stdout}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The production binary never links the simulator, and the simulator never links RocksDB.
 #[test]
 fn production_and_simulator_dependency_trees_stay_apart() {
