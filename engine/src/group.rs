@@ -327,15 +327,11 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         let mut st = lock(&self.state);
         let actions = st.failover.on_announcement(&a);
         self.carry_out_reports(&mut st, actions);
-        // The height is capped at the chain this member holds: heights it signed on a branch
-        // that lost a fork will never reach anyone's chain, and a returning main waiting for
-        // them would wait forever. The round is what it signed, so no round is signed twice.
-        let head = self.sync.head().height;
         Response::Announced {
             last_signed: st
                 .failover
-                .last_signed()
-                .map(|s| (s.height.min(head), s.round)),
+                .ack(self.sync.head().height)
+                .map(|s| (s.height, s.round)),
         }
     }
 

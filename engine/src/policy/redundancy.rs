@@ -382,6 +382,16 @@ impl Failover {
         actions
     }
 
+    /// What this member answers a returning main: the round it last signed, and the height of
+    /// that block capped at the chain it holds (`head_height`). Heights it signed on a branch
+    /// that lost a fork never reach anyone's chain; a main waiting for them would wait forever.
+    pub fn ack(&self, head_height: u64) -> Option<Signed> {
+        self.last_signed.map(|s| Signed {
+            height: s.height.min(head_height),
+            round: s.round,
+        })
+    }
+
     /// The answers to this member's announcement (members that did not answer in time are
     /// absent).
     pub fn on_acks(&mut self, acks: &[Ack]) {
@@ -664,6 +674,21 @@ mod tests {
             }
         );
         assert_eq!(signs(&m.on_round(22, 17, true)), Some(22));
+    }
+
+    #[test]
+    fn an_ack_names_the_round_signed_and_the_height_held() {
+        let mut m = member(1);
+        assert_eq!(m.ack(30), None);
+        m.on_signed(Signed {
+            height: 40,
+            round: 50,
+        });
+        // (head held, answer)
+        for (head, want) in [(40, (40, 50)), (45, (40, 50)), (33, (33, 50))] {
+            let got = m.ack(head).map(|s| (s.height, s.round));
+            assert_eq!(got, Some(want), "head {head}");
+        }
     }
 
     #[test]
