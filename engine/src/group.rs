@@ -20,10 +20,12 @@ use crate::chain::{build_block, Head, Proposal};
 use crate::codec::{self, CodecError};
 use crate::events::Event;
 use crate::external::{ExternalConfig, ExternalNode};
+use crate::fenced::{unsigned, FencedAcceptor, SignedBallot};
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{self, SecretKey};
 use crate::mempool::Mempool;
 use crate::peer;
+use crate::policy::fence::{self, Ballot, MIN_FENCED_GROUP};
 use crate::policy::redundancy::{
     round_at, round_start_ms, Ack, Announcement, Failover, Mode, RedundancyAction,
     RedundancyConfig, Signed, StepIn,
@@ -50,6 +52,9 @@ pub struct GroupConfig {
     pub max_block_transactions: usize,
     pub mempool_capacity: usize,
     pub request_timeout_ms: u64,
+    /// `redundancy_fencing`: a block is signed only once a majority of the group chose it
+    /// ([`policy::fence`]). Needs [`MIN_FENCED_GROUP`] machines or more.
+    pub fencing: bool,
 }
 
 /// An [`Announcement`] signed with the identity's key.
@@ -166,6 +171,10 @@ pub struct GroupMember<RT: AsyncRuntime> {
     seams: Seams,
     sync: Arc<ExternalNode<RT>>,
     guard: SigningGuard,
+    /// Fenced mode: this member's acceptor.
+    fence: Option<FencedAcceptor>,
+    /// Fenced mode: a proposal is under way (one at a time).
+    proposing: AtomicBool,
     state: Mutex<MemberState>,
     stopped: AtomicBool,
     /// Itself, for the tasks a request spawns.
@@ -188,8 +197,28 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 "the network key must differ from the validator key, which the group shares".into(),
             ));
         }
+        let group_size = cfg.members.len() + 1;
+        if cfg.fencing && group_size < MIN_FENCED_GROUP {
+            return Err(NodeError::Config(format!(
+                "redundancy_fencing needs {MIN_FENCED_GROUP} or more machines in the group; it \
+                 has {group_size} (this one and {} other members)",
+                cfg.members.len()
+            )));
+        }
         let guard = SigningGuard::open(seams.storage.clone(), identity)
             .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let fence = if cfg.fencing {
+            Some(
+                FencedAcceptor::open(
+                    seams.storage.clone(),
+                    identity,
+                    cfg.redundancy.max_missed_rounds,
+                )
+                .map_err(NodeError::Storage)?,
+            )
+        } else {
+            None
+        };
         let mut sync_cfg = ExternalConfig::new(
             cfg.network_key.clone(),
             cfg.members.clone(),
@@ -213,6 +242,8 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             identity,
             started_at_ms,
             guard,
+            fence,
+            proposing: AtomicBool::new(false),
             state: Mutex::new(MemberState {
                 failover,
                 mempool: Mempool::new(cfg.mempool_capacity),
@@ -278,6 +309,8 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 Response::SubmitTransaction(self.submit_transaction(tx))
             }
             Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
+            Ok(Request::FencePrepare(b)) => self.on_fence_prepare(&b),
+            Ok(Request::FenceAccept(b, block)) => self.on_fence_accept(&b, block),
             _ => return self.sync.handle_request(from, bytes).await,
         };
         codec::encode(&resp).unwrap_or_default()
@@ -324,6 +357,9 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             Ok(a) => a,
             Err(why) => return Response::Refused(why),
         };
+        if let Some(f) = &self.fence {
+            f.observe(a.level, a.round);
+        }
         let mut st = lock(&self.state);
         let actions = st.failover.on_announcement(&a);
         self.carry_out_reports(&mut st, actions);
@@ -368,6 +404,9 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             for b in blocks {
                 st.fed_height = b.header.height;
                 if let Some(slot) = b.header.slot {
+                    if let Some(f) = &self.fence {
+                        f.observe(slot.level, slot.round);
+                    }
                     st.head_level = Some(slot.level);
                     let actions = st.failover.on_block(slot.level, slot.round);
                     self.carry_out_reports(st, actions);
@@ -409,6 +448,10 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             }
         }
         let head = self.sync.head();
+        if let Some(f) = &self.fence {
+            f.on_round(round);
+            f.prune(head.height);
+        }
         st.failover.set_barred(self.barred_until(&head));
         let actions = st
             .failover
@@ -417,6 +460,11 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             match action {
                 RedundancyAction::Announce => {
                     let _detached = RT::spawn(self.clone().announce(round));
+                }
+                RedundancyAction::Sign { round, reason } if self.fence.is_some() => {
+                    if !self.proposing.swap(true, Ordering::SeqCst) {
+                        let _detached = RT::spawn(self.clone().propose(round, reason));
+                    }
                 }
                 RedundancyAction::Sign { round, reason } => self.sign(&mut st, round, reason),
                 other => self.carry_out_reports(&mut st, vec![other]),
@@ -477,50 +525,70 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
     /// signed): publish a guarded block a crash left unsent, build the round's block, record it
     /// in the guard (synced), then store and serve it.
     fn sign(&self, st: &mut MemberState, round: u64, reason: StepIn) {
-        if let Some(pending) = self.guard.pending(self.sync.head().height) {
-            if let Some(slot) = pending.header.slot {
-                if self.publish(st, &pending, slot).is_err() {
-                    return;
-                }
-            }
+        if self.publish_pending(st).is_err() {
+            return;
         }
+        if let Some(block) = self.build(st, round) {
+            self.record_and_publish(st, &block, reason);
+        }
+    }
+
+    /// Publishes the block the guard recorded, if a crash left it unsent (that is no new
+    /// signature); an error when it does not extend the head.
+    fn publish_pending(&self, st: &mut MemberState) -> Result<(), ()> {
+        let pending = self.guard.pending(self.sync.head().height);
+        match pending.as_ref().and_then(|b| Some((b, b.header.slot?))) {
+            Some((block, slot)) => self.publish(st, block, slot),
+            None => Ok(()),
+        }
+    }
+
+    /// The block of `round` on top of the head, sealed with the identity's key in memory only;
+    /// `None` when the head is already of this round or later, or the block cannot be built.
+    fn build(&self, st: &mut MemberState, round: u64) -> Option<Block> {
         let level = self.cfg.redundancy.level.value();
         let (head, ledger) = {
             let c = self.sync.replica().chain().state();
             (c.head, c.ledger.clone())
         };
         if head.round.is_some_and(|r| r >= round) {
-            return;
+            return None;
         }
         let candidates = st
             .mempool
             .candidates(&ledger, self.cfg.max_block_transactions);
-        let slot = Slot { round, level };
         let built = build_block(
             Proposal {
                 head: &head,
                 ledger: &ledger,
                 key: &self.cfg.identity,
                 term: 0,
-                slot: Some(slot),
+                slot: Some(Slot { round, level }),
                 timestamp_ms: self.seams.clock.now_ms(),
                 max_transactions: self.cfg.max_block_transactions,
             },
             candidates,
         );
-        let block = match built {
-            Ok(b) => b.block,
+        match built {
+            Ok(b) => Some(b.block),
             Err(e) => {
                 self.emit(Event::SignRefused {
                     round,
                     reason: e.to_string(),
                 });
-                return;
+                None
             }
+        }
+    }
+
+    /// Records `block` in the guard (synced) before anything of it leaves, then publishes it.
+    fn record_and_publish(&self, st: &mut MemberState, block: &Block, reason: StepIn) {
+        let Some(slot) = block.header.slot else {
+            return;
         };
-        if let Err(e) = self.guard.record(round, &block) {
+        if let Err(e) = self.guard.record(slot.round, block) {
             self.emit(Event::SignRefused {
-                round,
+                round: slot.round,
                 reason: e.to_string(),
             });
             return;
@@ -534,13 +602,222 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 ),
             };
             self.emit(Event::SteppedIn {
-                round,
-                level,
+                round: slot.round,
+                level: self.cfg.redundancy.level.value(),
                 reason: why.clone(),
             });
             st.step_in = Some(why);
         }
-        let _ = self.publish(st, &block, slot);
+        let _ = self.publish(st, block, slot);
+    }
+
+    /// The round this member's clock is in now.
+    fn clock_round(&self) -> u64 {
+        round_at(
+            self.seams.clock.now_ms(),
+            self.cfg.genesis_ms,
+            self.cfg.block_time_ms,
+        )
+        .unwrap_or(0)
+    }
+
+    fn on_fence_prepare(&self, signed: &SignedBallot) -> Response {
+        let Some(fence) = &self.fence else {
+            return Response::Refused("this member is not fenced".into());
+        };
+        let ballot = match signed.verify(&self.identity) {
+            Ok(b) => b,
+            Err(why) => return Response::Refused(why),
+        };
+        match fence.prepare(&ballot, self.clock_round(), self.sync.replica().chain()) {
+            Ok(accepted) => Response::FencePromised(accepted),
+            Err(why) => Response::Refused(why),
+        }
+    }
+
+    fn on_fence_accept(&self, signed: &SignedBallot, block: Block) -> Response {
+        let Some(fence) = &self.fence else {
+            return Response::Refused("this member is not fenced".into());
+        };
+        let ballot = match signed.verify(&self.identity) {
+            Ok(b) => b,
+            Err(why) => return Response::Refused(why),
+        };
+        let chain = self.sync.replica().chain();
+        match fence.accept(&ballot, signed.block_hash, block, self.clock_round(), chain) {
+            Ok(()) => Response::FenceAccepted,
+            Err(why) => Response::Refused(why),
+        }
+    }
+
+    /// Fenced mode's sign path for `round` (see [`policy::fence`]): a majority promises the
+    /// round, a majority accepts the block (another's already accepted one if any promise
+    /// carried it), and only then is it signed, guarded and published.
+    async fn propose(self: Arc<Self>, round: u64, reason: StepIn) {
+        let outcome = self.run_proposal(round, reason).await;
+        self.proposing.store(false, Ordering::SeqCst);
+        if let Err(why) = outcome {
+            self.emit(Event::SignRefused {
+                round,
+                reason: format!("fenced: {why}"),
+            });
+        }
+    }
+
+    async fn run_proposal(&self, round: u64, reason: StepIn) -> Result<(), String> {
+        let Some(fence) = &self.fence else {
+            return Ok(());
+        };
+        let head = {
+            let mut st = lock(&self.state);
+            // A block chosen and guarded before a crash goes out first: no new signature.
+            self.publish_pending(&mut st)
+                .map_err(|()| "the guarded block does not extend the head".to_string())?;
+            self.sync.head()
+        };
+        if head.round.is_some_and(|r| r >= round) {
+            return Ok(());
+        }
+        let ballot = Ballot {
+            round,
+            level: self.cfg.redundancy.level.value(),
+            height: head.height + 1,
+        };
+        let need = fence::majority(self.cfg.members.len() + 1);
+        // Each step gets a third of the round: a later answer is as good as absent.
+        let timeout =
+            Duration::from_millis((self.cfg.block_time_ms / 3).min(self.cfg.request_timeout_ms));
+        let signed = SignedBallot::sign(self.id, &ballot, None, &self.cfg.identity)
+            .map_err(|e| e.to_string())?;
+        let mut promises = Vec::new();
+        let mut refusals = Vec::new();
+        match fence.prepare(&ballot, self.clock_round(), self.sync.replica().chain()) {
+            Ok(p) => promises.push(p),
+            Err(why) => refusals.push(why),
+        }
+        for r in self
+            .ask_members(Request::FencePrepare(signed), timeout)
+            .await
+        {
+            match r {
+                Ok(Response::FencePromised(p)) => promises.push(p),
+                Ok(Response::Refused(why)) => refusals.push(why),
+                Ok(_) => refusals.push("an unexpected answer".into()),
+                Err(e) => refusals.push(e),
+            }
+        }
+        if promises.len() < need {
+            return Err(format!(
+                "{} of {} members promised round {round}, {need} needed ({})",
+                promises.len(),
+                self.cfg.members.len() + 1,
+                refusals.join("; ")
+            ));
+        }
+        // The promises cover every height from the ballot's on (multi-Paxos): blocks others
+        // got accepted are finished first, then this member's own block of the round follows.
+        let mut height = ballot.height;
+        loop {
+            let head = self.sync.head();
+            if head.height + 1 != height {
+                return Err(format!("the head moved to {} meanwhile", head.height));
+            }
+            let adopted = fence::choose(height, &promises);
+            let own = adopted.is_none();
+            let block = match adopted {
+                Some(a) if a.value.header.parent_hash != head.hash => {
+                    return Err(format!(
+                        "the block accepted at height {height} does not extend this member's head"
+                    ))
+                }
+                // Another member's block, perhaps already chosen: the only one to sign here.
+                Some(a) => a.value,
+                None => {
+                    let mut st = lock(&self.state);
+                    match self.build(&mut st, round) {
+                        Some(b) => unsigned(&b),
+                        None => return Ok(()),
+                    }
+                }
+            };
+            let step = Ballot { height, ..ballot };
+            self.accept_everywhere(fence, &step, &block, need, timeout)
+                .await?;
+            // Chosen: sign it (deterministic, so whoever signs this block makes the same one).
+            let sealed = Block::seal(block.header, block.transactions, &self.cfg.identity)
+                .map_err(|e| e.to_string())?;
+            {
+                let mut st = lock(&self.state);
+                if self.sync.head().height >= height {
+                    // Downloaded meanwhile: the chosen block is the only one it can be.
+                    return Ok(());
+                }
+                self.record_and_publish(&mut st, &sealed, reason);
+            }
+            if own {
+                return Ok(());
+            }
+            height += 1;
+        }
+    }
+
+    /// Step 2 at this member and every other: `Ok` once a majority (`need`) accepted `block`.
+    async fn accept_everywhere(
+        &self,
+        fence: &FencedAcceptor,
+        ballot: &Ballot,
+        block: &Block,
+        need: usize,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let hash = block.hash().map_err(|e| e.to_string())?;
+        let signed = SignedBallot::sign(self.id, ballot, Some(hash), &self.cfg.identity)
+            .map_err(|e| e.to_string())?;
+        let mut accepted = 0;
+        let mut refusals = Vec::new();
+        match fence.accept(
+            ballot,
+            Some(hash),
+            block.clone(),
+            self.clock_round(),
+            self.sync.replica().chain(),
+        ) {
+            Ok(()) => accepted += 1,
+            Err(why) => refusals.push(why),
+        }
+        let req = Request::FenceAccept(signed, block.clone());
+        for r in self.ask_members(req, timeout).await {
+            match r {
+                Ok(Response::FenceAccepted) => accepted += 1,
+                Ok(Response::Refused(why)) => refusals.push(why),
+                Ok(_) => refusals.push("an unexpected answer".into()),
+                Err(e) => refusals.push(e),
+            }
+        }
+        if accepted < need {
+            return Err(format!(
+                "{accepted} of {} members accepted height {} in round {}, {need} needed ({})",
+                self.cfg.members.len() + 1,
+                ballot.height,
+                ballot.round,
+                refusals.join("; ")
+            ));
+        }
+        Ok(())
+    }
+
+    /// Sends `req` to every other member; their answers, in member order.
+    async fn ask_members(&self, req: Request, timeout: Duration) -> Vec<Result<Response, String>> {
+        let transport = &*self.seams.transport;
+        join_all(self.cfg.members.iter().map(|m| {
+            let req = &req;
+            async move {
+                peer::call(transport, *m, req, timeout)
+                    .await
+                    .map_err(|e| e.to_string())
+            }
+        }))
+        .await
     }
 
     /// Stores a block this machine signed (synced: a signer never forgets what it signed) and

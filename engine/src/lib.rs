@@ -13,6 +13,7 @@ pub mod clock;
 pub mod codec;
 pub mod events;
 pub mod external;
+pub mod fenced;
 pub mod group;
 pub mod ids;
 pub mod keys;

@@ -13,10 +13,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::Block;
 use crate::chain::Head;
+use crate::fenced::SignedBallot;
 use crate::group::SignedAnnouncement;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
+use crate::policy::fence::Accepted;
 use crate::raft::{Canon, LogId, Vote};
 use crate::tx::SignedTransaction;
 
@@ -158,6 +160,11 @@ pub enum Request {
     /// A redundancy group member's signed self-description (single-sequencer mode); answered
     /// by members only, with what they last signed.
     Announce(SignedAnnouncement),
+    /// Fenced group: promise the ballot's round for its height (see `policy::fence`). Members
+    /// only; answered with what was accepted at that height and above.
+    FencePrepare(SignedBallot),
+    /// Fenced group: accept this block (unsigned) for the ballot's round.
+    FenceAccept(SignedBallot, Block),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -185,6 +192,9 @@ pub enum Response {
     Announced {
         last_signed: Option<(u64, u64)>,
     },
+    /// The round is promised; the blocks accepted at the ballot's height and above.
+    FencePromised(Vec<(u64, Accepted<Block>)>),
+    FenceAccepted,
 }
 
 /// What became of a submitted transaction.

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod contact;
 pub mod download;
 pub mod election;
+pub mod fence;
 pub mod fork_choice;
 pub mod redundancy;
 pub mod sequencer;
