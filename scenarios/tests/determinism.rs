@@ -13,6 +13,8 @@ const CASES: &[(&str, u64)] = &[
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),
     ("redundancy-crash-while-signing", 10),
+    ("redundancy-partition-fenced", 4),
+    ("redundancy-chaos-fenced", 5),
 ];
 
 fn trace_of(name: &str, seed: u64) -> String {

@@ -48,6 +48,8 @@ pub struct GroupSetup {
     /// The scenario makes the identity sign two branches on purpose (an unfenced partition):
     /// the checker records double signatures instead of failing on them (its fork mode).
     pub expect_equivocation: bool,
+    /// `redundancy_fencing`: members sign only blocks a majority of the group chose.
+    pub fencing: bool,
 }
 
 impl Default for GroupSetup {
@@ -57,6 +59,7 @@ impl Default for GroupSetup {
             max_missed_rounds: DEFAULT_MAX_MISSED_ROUNDS,
             clock_skew_ms_max: 0,
             expect_equivocation: false,
+            fencing: false,
         }
     }
 }
@@ -116,8 +119,9 @@ impl SimCluster {
             });
         }
         self.note(format!(
-            "group of levels {levels:?}, identity {}",
-            identity.node_id().short()
+            "group of levels {levels:?}, identity {}{}",
+            identity.node_id().short(),
+            if setup.fencing { ", fenced" } else { "" }
         ));
         if setup.expect_equivocation {
             self.observer.lock().checker.expect_equivocation();
@@ -189,6 +193,7 @@ impl SimCluster {
             max_block_transactions: 256,
             mempool_capacity: 10_000,
             request_timeout_ms: 1_000,
+            fencing: g.setup.fencing,
         };
         let handle = match &slot.handle {
             Some(h) => {

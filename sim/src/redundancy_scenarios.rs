@@ -439,16 +439,23 @@ async fn settle_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
 /// fork mode), plus an external node following them; returns the cluster and the external's
 /// index.
 async fn unfenced_group(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
+    group_with_external(ctx, false).await
+}
+
+/// Levels 0, 1 and 2 and an external node following them; fenced, the checker allows no double
+/// signature at all, unfenced it runs in fork mode.
+async fn group_with_external(ctx: &Ctx, fencing: bool) -> Result<(SimCluster, usize), String> {
     let setup = GroupSetup {
-        expect_equivocation: true,
+        expect_equivocation: !fencing,
+        fencing,
         ..GroupSetup::default()
     };
-    let mut c = running_group_with(ctx, &UNFENCED_LEVELS, setup, UNFENCED_LEVELS.len()).await?;
+    let mut c = running_group_with(ctx, &GROUP_LEVELS, setup, GROUP_LEVELS.len()).await?;
     let x = c.add_external(c.member_ids());
     Ok((c, x))
 }
 
-const UNFENCED_LEVELS: [i64; 3] = [0, 1, 2];
+const GROUP_LEVELS: [i64; 3] = [0, 1, 2];
 
 pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
@@ -612,18 +619,53 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
     })
 }
 
+/// Waits for a block of `level` with a round after `round` in member 1's or 0's chain; returns
+/// the first such round.
+async fn first_round_of_level_after(c: &SimCluster, level: i64, round: u64) -> Result<u64, String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        let found = [1, 0]
+            .into_iter()
+            .filter_map(|m| c.member(m))
+            .filter_map(|x| {
+                let chain = x.sync().replica().chain().clone();
+                (1..=chain.head().height)
+                    .filter_map(|h| chain.block(h).ok().flatten())
+                    .filter_map(|b| b.header.slot)
+                    .find(|s| s.level == level && s.round > round)
+                    .map(|s| s.round)
+            })
+            .min();
+        match found {
+            Some(r) => return Ok(r),
+            None if start.elapsed() > GROUP_BOUND => {
+                return Err(format!("no block of level {level} after round {round}"))
+            }
+            None => sleep_ms(20).await,
+        }
+    }
+}
+
 /// How long `redundancy-chaos` injects faults, in simulated seconds.
 pub const REDUNDANCY_CHAOS_SECS: u64 = 30;
 
 pub(crate) fn redundancy_chaos(ctx: Ctx) -> ScenarioFuture {
-    Box::pin(async move {
-        // chaos's mix on a group: crashes and restarts of any member, isolations, one-way
-        // drops, loss, delay, clock jumps and disk faults, for 30 s. Unfenced partitions may
-        // make two members sign one round (fork mode); no machine ever signs two blocks for one
-        // height or round, every follower chain is a chain of the identity's blocks, and once
-        // everything heals all end on one chain with the main signing.
-        let levels = UNFENCED_LEVELS;
-        let (mut c, x) = unfenced_group(&ctx).await?;
+    Box::pin(group_chaos(ctx, false))
+}
+
+pub(crate) fn redundancy_chaos_fenced(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(group_chaos(ctx, true))
+}
+
+/// chaos's mix on a group: crashes and restarts of any member, isolations, one-way drops, loss,
+/// delay, clock jumps and disk faults, for 30 s. Unfenced partitions may make two members sign
+/// one round (fork mode); fenced, the identity never signs two blocks for one height or round.
+/// Either way no machine ever does, every follower chain is a chain of the identity's blocks,
+/// and once everything heals all end on one chain with the main signing.
+async fn group_chaos(ctx: Ctx, fencing: bool) -> Result<(), String> {
+    {
+        let levels = GROUP_LEVELS;
+        let (mut c, x) = group_with_external(&ctx, fencing).await?;
         let mut nodes: Vec<usize> = (0..levels.len()).map(|m| c.member_net_index(m)).collect();
         nodes.push(c.external_member(x));
         let mut up = vec![true; levels.len()];
@@ -715,6 +757,81 @@ pub(crate) fn redundancy_chaos(ctx: Ctx) -> ScenarioFuture {
         c.record("double_signed_heights", heights as f64);
         c.record("double_signed_rounds", rounds as f64);
         c.record("equivocations_reported", reported as f64);
+        Ok(())
+    }
+}
+
+pub(crate) fn redundancy_partition_fenced(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Fenced: the same partition as redundancy-partition, main | {levels 1, 2, external}.
+        // The main cannot gather a majority and signs nothing; level 1 takes over with the
+        // majority's agreement; after the heal the main catches up and signs again. The checker
+        // allows no double signature: no height or round is ever signed twice.
+        let (mut c, x) = group_with_external(&ctx, true).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        sleep_ms(c.rng.gen_range(0..1_000)).await;
+        let main = c.member_net_index(0);
+        let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
+        others.push(c.external_member(x));
+        for o in &others {
+            c.net.block(main, *o);
+            c.net.block(*o, main);
+        }
+        c.note("fault: partition {m0} | {m1, m2, x0}");
+        let cut_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        let before_1 = c.step_ins(1).len();
+        c.wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // Level 1's first block after the main's last one (its step-in may first re-sign a
+        // block the main had gotten accepted but not chosen: the main's, not level 1's).
+        let cut_round = c.last_round_of_level(0).unwrap_or(0);
+        let takeover = first_round_of_level_after(&c, 1, cut_round)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.record("takeover_rounds_after_main", (takeover - cut_round) as f64);
+        let partitioned_rounds: u64 = c.rng.gen_range(3..30);
+        sleep_ms(partitioned_rounds * c.block_time().as_millis() as u64).await;
+        // A block the majority chose just before the cut may still reach the main's chain.
+        let main_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        if main_height > cut_height + 1 {
+            return Err(at(
+                &c,
+                format!("the cut-off main went from height {cut_height} to {main_height}"),
+            ));
+        }
+        c.net.heal();
+        c.note("fault: heal");
+        let healed_height = c.member(1).map(|m| m.head().height).unwrap_or(0);
+        let healed_round = c.group_round();
+        let ms = converged(&c, 4, healed_height + 5)
+            .await
+            .map_err(|e| at(&c, format!("after the heal: {e}")))?;
+        c.record("converged_ms", ms as f64);
+        settle_modes(&c, &["active", "standing-by", "standing-by"])
+            .await
+            .map_err(|e| at(&c, e))?;
+        let back = first_round_of_level_after(&c, 0, healed_round)
+            .await
+            .map_err(|e| at(&c, format!("after the heal: {e}")))?;
+        c.record("main_back_rounds_after_heal", (back - healed_round) as f64);
+        let (heights, rounds, reported) = {
+            let obs = c.observer.lock();
+            (
+                obs.checker.double_signed().len(),
+                obs.checker.double_signed_rounds().len(),
+                obs.checker.reported_equivocations().len(),
+            )
+        };
+        if heights + rounds + reported > 0 {
+            return Err(at(
+                &c,
+                format!(
+                    "fenced, yet {heights} heights and {rounds} rounds were signed twice \
+                     ({reported} reports)"
+                ),
+            ));
+        }
         Ok(())
     })
 }

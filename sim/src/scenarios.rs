@@ -9,8 +9,9 @@ use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
 use crate::redundancy_scenarios::{
-    redundancy_cascade, redundancy_chaos, redundancy_clock_skew, redundancy_crash_while_signing,
-    redundancy_main_crash, redundancy_main_returns, redundancy_never_sign, redundancy_partition,
+    redundancy_cascade, redundancy_chaos, redundancy_chaos_fenced, redundancy_clock_skew,
+    redundancy_crash_while_signing, redundancy_main_crash, redundancy_main_returns,
+    redundancy_never_sign, redundancy_partition, redundancy_partition_fenced,
     redundancy_same_level, redundancy_spoofed_main,
 };
 use crate::scenario::{Ctx, Scenario, ScenarioFuture};
@@ -147,6 +148,18 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "unfenced: a partition cuts the main off from levels 1, 2 and an external node; both sides sign (the run sees the double signature), followers report it, and after the heal all end on the main's branch by the fork rule, rolled back without a wipe",
         body: redundancy_partition,
         sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-partition-fenced",
+        description: "fenced: the same partition; the cut-off main cannot gather a majority and signs nothing, level 1 takes over with the majority's agreement, and after the heal the main catches up and signs again; no height or round is ever signed twice",
+        body: redundancy_partition_fenced,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-chaos-fenced",
+        description: "redundancy-chaos on a fenced group: the identity never signs two blocks for one height or round, whatever crashes, partitions, clock jumps and disk faults hit it",
+        body: redundancy_chaos_fenced,
+        sim_time_limit: Duration::from_secs(180),
     },
 ];
 
