@@ -13,7 +13,7 @@ use crate::chain_store::ChainStore;
 use crate::codec::{self, CodecError};
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{self, SecretKey};
-use crate::policy::fence::{Accepted, Acceptor, AcceptorRecord, Ballot, Refusal};
+use crate::policy::fence::{Accepted, Acceptor, AcceptorRecord, Ballot, Promise, Refusal};
 use crate::storage::{Column, Durability, Storage, WriteBatch};
 
 const KEY_PREFIX: &[u8] = b"fence_acceptor/";
@@ -167,9 +167,9 @@ impl FencedAcceptor {
         b: &Ballot,
         now_round: u64,
         chain: &ChainStore,
-    ) -> Result<Vec<(u64, Accepted<Block>)>, String> {
+    ) -> Result<Promise<Block>, String> {
         let head = chain.head().height;
-        if head >= b.height + CHAIN_BLOCKS_IN_PROMISE {
+        if head >= b.height.saturating_add(CHAIN_BLOCKS_IN_PROMISE) {
             return Err(Refusal::Behind { head }.to_string());
         }
         let mut known = Vec::new();

@@ -138,6 +138,8 @@ pub struct GroupStatus {
     /// Another member announcing the same level.
     pub same_level: Option<NodeId>,
     pub mempool_len: usize,
+    /// `redundancy_fencing`: blocks are signed only once a majority chose them.
+    pub fenced: bool,
 }
 
 fn mode_name(m: &Mode) -> &'static str {
@@ -294,6 +296,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             watermark: self.guard.watermark(),
             same_level: st.same_level,
             mempool_len: st.mempool.len(),
+            fenced: self.fence.is_some(),
         }
     }
 
@@ -310,7 +313,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             }
             Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
             Ok(Request::FencePrepare(b)) => self.on_fence_prepare(&b),
-            Ok(Request::FenceAccept(b, block)) => self.on_fence_accept(&b, block),
+            Ok(Request::FenceAccept(b, block)) => self.on_fence_accept(&b, *block),
             _ => return self.sync.handle_request(from, bytes).await,
         };
         codec::encode(&resp).unwrap_or_default()
@@ -785,7 +788,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             Ok(()) => accepted += 1,
             Err(why) => refusals.push(why),
         }
-        let req = Request::FenceAccept(signed, block.clone());
+        let req = Request::FenceAccept(signed, Box::new(block.clone()));
         for r in self.ask_members(req, timeout).await {
             match r {
                 Ok(Response::FenceAccepted) => accepted += 1,

@@ -18,7 +18,7 @@ use crate::group::SignedAnnouncement;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
-use crate::policy::fence::Accepted;
+use crate::policy::fence::Promise;
 use crate::raft::{Canon, LogId, Vote};
 use crate::tx::SignedTransaction;
 
@@ -164,7 +164,7 @@ pub enum Request {
     /// only; answered with what was accepted at that height and above.
     FencePrepare(SignedBallot),
     /// Fenced group: accept this block (unsigned) for the ballot's round.
-    FenceAccept(SignedBallot, Block),
+    FenceAccept(SignedBallot, Box<Block>),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -193,7 +193,7 @@ pub enum Response {
         last_signed: Option<(u64, u64)>,
     },
     /// The round is promised; the blocks accepted at the ballot's height and above.
-    FencePromised(Vec<(u64, Accepted<Block>)>),
+    FencePromised(Promise<Block>),
     FenceAccepted,
 }
 

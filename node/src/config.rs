@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use canon_engine::block::ChainSpec;
 use canon_engine::ids::parse_hex_fixed;
 use canon_engine::keys::SecretKey;
+use canon_engine::policy::fence::MIN_FENCED_GROUP;
 use canon_engine::NodeId;
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::{Mapping, Value};
@@ -75,6 +76,11 @@ pub struct Settings {
     pub redundancy_level: i64,
     /// Rounds per level a standby waits before it signs (the seed's 5).
     pub redundancy_max_missed_rounds: u64,
+    /// Fenced takeover: a block is signed only once a majority of the group (this machine and
+    /// its `network_boot_nodes`) chose it, so no partition makes two machines sign one round or
+    /// height; signing then needs a majority reachable. Needs 3 or more machines. Every member
+    /// of a group must set the same value.
+    pub redundancy_fencing: bool,
     /// The group's shared signing identity (32-byte hex), single-sequencer mode only; or
     /// `validator_secret_key_file`, a file holding it.
     pub validator_secret_key: Option<String>,
@@ -116,6 +122,7 @@ impl Default for Settings {
             redundancy_level: 0,
             redundancy_max_missed_rounds:
                 canon_engine::policy::redundancy::DEFAULT_MAX_MISSED_ROUNDS,
+            redundancy_fencing: false,
             validator_secret_key: None,
             validator_secret_key_file: None,
             genesis_timestamp_ms: 0,
@@ -329,6 +336,7 @@ pub struct GroupSettings {
     pub identity: SecretKey,
     pub level: i64,
     pub max_missed_rounds: u64,
+    pub fencing: bool,
 }
 
 /// The id under which the engine addresses a peer known only by its address (a group member,
@@ -452,12 +460,32 @@ impl Settings {
             if self.redundancy_max_missed_rounds == 0 {
                 return Err(err("redundancy_max_missed_rounds", "must be above 0"));
             }
+            let machines = boot_nodes.len() + 1;
+            if self.redundancy_fencing && machines < MIN_FENCED_GROUP {
+                return Err(err(
+                    "redundancy_fencing",
+                    format!(
+                        "needs {MIN_FENCED_GROUP} or more machines in the group, and this one \
+                         knows {machines} (itself and {} in network_boot_nodes): list every \
+                         other member there, or turn fencing off",
+                        boot_nodes.len()
+                    ),
+                ));
+            }
             Some(GroupSettings {
                 identity: validator_key(&self)?,
                 level: self.redundancy_level,
                 max_missed_rounds: self.redundancy_max_missed_rounds,
+                fencing: self.redundancy_fencing,
             })
         } else {
+            if self.redundancy_fencing {
+                return Err(err(
+                    "redundancy_fencing",
+                    "is set, but fencing is single-sequencer mode's: set consensus_enabled to \
+                     false on a main node, or remove it",
+                ));
+            }
             if self.redundancy_level != 0 {
                 return Err(err(
                     "redundancy_level",
@@ -786,6 +814,24 @@ mod tests {
             "redundancy_max_missed_rounds"
         );
         assert_eq!(bad(&[("REDUNDANCY_LEVEL", "1")]).key, "redundancy_level");
+        assert_eq!(
+            bad(&[("REDUNDANCY_FENCING", "true")]).key,
+            "redundancy_fencing"
+        );
+        // Fencing with fewer than 3 machines: named, with the count it saw.
+        let two = [
+            ("CONSENSUS_ENABLED", "false"),
+            ("VALIDATOR_SECRET_KEY", VALIDATOR_KEY),
+            ("REDUNDANCY_FENCING", "true"),
+            ("NETWORK_BOOT_NODES", "127.0.0.1:4001"),
+        ];
+        let e = bad(&two);
+        assert_eq!(e.key, "redundancy_fencing");
+        assert!(e.to_string().contains("knows 2"), "{e}");
+        let mut three = two.to_vec();
+        three[3].1 = "127.0.0.1:4001,127.0.0.1:4002";
+        let v = from_sources(&[], env(&three)).unwrap();
+        assert!(v.group.is_some_and(|g| g.fencing));
         assert_eq!(
             bad(&[("NETWORK_BOOT_NODES", "localhost")]).key,
             "network_boot_nodes"

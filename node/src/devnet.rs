@@ -235,8 +235,17 @@ pub struct Devnet {
     pub clients: Vec<NodeClient>,
     /// Set on every node after the seed-style environment (e.g. `SEQUENCER_BLOCK_TIME`).
     pub extra_env: Vec<(String, String)>,
+    /// A single-sequencer group runs fenced (`REDUNDANCY_FENCING` on every member).
+    pub fenced: bool,
     ids: Vec<NodeId>,
     exe: PathBuf,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Raft,
+    Group,
+    FencedGroup,
 }
 
 impl Devnet {
@@ -254,11 +263,12 @@ impl Devnet {
         offset: u16,
         extra_env: Vec<(String, String)>,
     ) -> Result<Devnet, String> {
-        Self::start_mode(exe, n, externals, dir, offset, extra_env, false)
+        Self::start_mode(exe, n, externals, dir, offset, extra_env, Mode::Raft)
     }
 
     /// A single-sequencer group: the main (level 0) and `standbys` hot standbys at levels
-    /// 1..=standbys sharing one identity, and `externals` external nodes following them.
+    /// 1..=standbys sharing one identity, and `externals` external nodes following them;
+    /// `fenced`: with `redundancy_fencing`.
     pub fn start_group(
         exe: &Path,
         standbys: usize,
@@ -266,8 +276,14 @@ impl Devnet {
         dir: &Path,
         offset: u16,
         extra_env: Vec<(String, String)>,
+        fenced: bool,
     ) -> Result<Devnet, String> {
-        Self::start_mode(exe, standbys + 1, externals, dir, offset, extra_env, true)
+        let mode = if fenced {
+            Mode::FencedGroup
+        } else {
+            Mode::Group
+        };
+        Self::start_mode(exe, standbys + 1, externals, dir, offset, extra_env, mode)
     }
 
     fn start_mode(
@@ -277,8 +293,9 @@ impl Devnet {
         dir: &Path,
         offset: u16,
         extra_env: Vec<(String, String)>,
-        group: bool,
+        mode: Mode,
     ) -> Result<Devnet, String> {
+        let group = mode != Mode::Raft;
         if group && n + externals > MAX_NODES {
             return Err(format!(
                 "--standbys ({}) + 1 + --external ({externals}) must be at most {MAX_NODES}",
@@ -329,6 +346,7 @@ impl Devnet {
             children: (0..total).map(|_| None).collect(),
             consensus: n,
             extra_env,
+            fenced: mode == Mode::FencedGroup,
             dir,
             offset,
             exe: exe.to_path_buf(),
@@ -378,7 +396,13 @@ impl Devnet {
         let env = match (self.group_genesis_ms, i < n) {
             (None, true) => node_env(i, n, self.offset, dir),
             (None, false) => external_env(i - n, n, self.offset, dir),
-            (Some(genesis), true) => member_env(i, n, self.offset, dir, genesis),
+            (Some(genesis), true) => {
+                let mut env = member_env(i, n, self.offset, dir, genesis);
+                if self.fenced {
+                    env.push(("REDUNDANCY_FENCING".into(), "true".into()));
+                }
+                env
+            }
             (Some(_), false) => group_external_env(i - n, n, self.offset, dir),
         };
         let child = Command::new(&self.exe)
@@ -582,13 +606,14 @@ impl Drop for Devnet {
 pub async fn run(
     n: usize,
     standbys: Option<usize>,
+    fenced: bool,
     externals: usize,
     dir: &Path,
     offset: u16,
 ) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let net = match standbys {
-        Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, Vec::new())?,
+        Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, Vec::new(), fenced)?,
         None => Devnet::start_with(&exe, n, externals, dir, offset, Vec::new())?,
     };
     let dir_shown = net.dir.display().to_string();
@@ -596,9 +621,10 @@ pub async fn run(
     let tty = std::io::stdout().is_terminal();
     match standbys {
         Some(k) => eprintln!(
-            "devnet: single-sequencer group (main + {k} standbys sharing identity {}) and \
+            "devnet: single-sequencer group (main + {k} standbys sharing identity {}{}) and \
              {externals} external nodes, data and logs in {dir_shown}; Ctrl-C stops them all",
-            identity_key().node_id()
+            identity_key().node_id(),
+            if fenced { ", fenced" } else { "" }
         ),
         None => eprintln!(
             "devnet: {n} consensus and {externals} external nodes, data and logs in {dir_shown}; Ctrl-C stops them all"

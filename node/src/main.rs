@@ -96,6 +96,10 @@ enum Command {
         /// standbys at levels 1..=K sharing one signing identity; member i takes port slot i.
         #[arg(long, conflicts_with = "nodes")]
         standbys: Option<usize>,
+        /// With --standbys: run the group fenced (redundancy_fencing), so no partition makes two
+        /// members sign one round or height; needs --standbys 2 or more.
+        #[arg(long, requires = "standbys")]
+        fenced: bool,
     },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
@@ -133,7 +137,8 @@ fn main() -> ExitCode {
             port_offset,
             external,
             standbys,
-        }) => devnet(nodes, standbys, external, &dir, port_offset),
+            fenced,
+        }) => devnet(nodes, standbys, fenced, external, &dir, port_offset),
         Some(Command::Guard { action }) => guard(action),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
         Some(Command::Id {
@@ -268,6 +273,7 @@ fn run_node(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
 fn devnet(
     nodes: usize,
     standbys: Option<usize>,
+    fenced: bool,
     external: usize,
     dir: &std::path::Path,
     offset: u16,
@@ -277,7 +283,7 @@ fn devnet(
         Err(code) => return code,
     };
     match rt.block_on(canon_node::devnet::run(
-        nodes, standbys, external, dir, offset,
+        nodes, standbys, fenced, external, dir, offset,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -300,6 +306,7 @@ fn run_node(_configs: &[PathBuf], _prefs: Option<&std::path::Path>) -> ExitCode 
 fn devnet(
     _nodes: usize,
     _standbys: Option<usize>,
+    _fenced: bool,
     _external: usize,
     _dir: &std::path::Path,
     _offset: u16,

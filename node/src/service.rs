@@ -175,6 +175,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             max_block_transactions: s.sequencer_max_block_transactions,
             mempool_capacity: s.sequencer_mempool_capacity,
             request_timeout_ms: 2_000,
+            fencing: g.fencing,
         };
         Role::Group(
             GroupMember::<TokioRuntime>::start(cfg, seams)

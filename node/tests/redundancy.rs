@@ -2,7 +2,8 @@
 //! share one signing identity. `kill -9` the main: level 1 signs round r+6 (r: the main's last
 //! round; one round of slack for process timing) and level 2 never signs. Restart the main: its
 //! double-sign guard survived the kill, it takes the rounds back, level 1 reverts, and every
-//! member holds one chain in which no height and no round was signed twice.
+//! member holds one chain in which no height and no round was signed twice. Then the same
+//! group fenced.
 #![cfg(feature = "production")]
 
 mod common;
@@ -57,8 +58,8 @@ fn slots(net: &Devnet, i: usize, to: u64) -> Vec<(u64, u64, i64, String)> {
 #[test]
 fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
     let dir = scratch("redundancy");
-    let mut net =
-        Devnet::start_group(exe(), 2, 0, dir.path(), PORT_OFFSET, Vec::new()).expect("devnet");
+    let mut net = Devnet::start_group(exe(), 2, 0, dir.path(), PORT_OFFSET, Vec::new(), false)
+        .expect("devnet");
     let genesis_ms = net.group_genesis_ms.expect("a group devnet");
 
     wait_for(
@@ -287,3 +288,104 @@ fn guard_cli(env: &[(String, String)], args: &[&str]) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// The same group fenced (`redundancy_fencing`): level 1 takes over only with level 2's
+/// agreement, at round r+6 (one round of slack for process timing), the main's return leaves
+/// no height signed twice, and no member ever reports an equivocation.
+#[test]
+fn fenced_standby_takes_over_with_a_majority_and_hands_back() {
+    let dir = scratch("redundancy-fenced");
+    let mut net = Devnet::start_group(
+        exe(),
+        2,
+        0,
+        dir.path(),
+        FENCED_PORT_OFFSET,
+        Vec::new(),
+        true,
+    )
+    .expect("devnet");
+    wait_for(
+        "the fenced main signing and both standbys following",
+        Duration::from_secs(60),
+        || {
+            let (m0, g0) = group(&net, 0)?;
+            let (h1, h2) = (height(&net, 1)?, height(&net, 2)?);
+            (g0.mode == "active"
+                && m0.last_applied_height >= 8
+                && mode(&net, 1)? == "standing-by"
+                && mode(&net, 2)? == "standing-by"
+                && h1 + 1 >= m0.last_applied_height
+                && h2 + 1 >= m0.last_applied_height)
+                .then_some(())
+        },
+    );
+    net.kill(0);
+    wait_for("level 1 stepping in", Duration::from_secs(20), || {
+        (mode(&net, 1)? == "active").then_some(())
+    });
+    let after_step_in = height(&net, 1).expect("m1 answers");
+    wait_for(
+        "level 1 signing a few rounds",
+        Duration::from_secs(20),
+        || (height(&net, 1)? >= after_step_in + 4).then_some(()),
+    );
+    let chain = slots(&net, 1, height(&net, 1).expect("m1 answers"));
+    let last_main = chain
+        .iter()
+        .rev()
+        .find(|(_, _, level, _)| *level == 0)
+        .expect("the main signed before it was killed")
+        .clone();
+    let first_standby = chain
+        .iter()
+        .find(|(_, _, level, _)| *level == 1)
+        .expect("level 1 signed")
+        .clone();
+    let taken_at = first_standby.1 - last_main.1;
+    eprintln!(
+        "fenced takeover: the main's last block at round {}, level 1 first signed round {} (r+{taken_at})",
+        last_main.1, first_standby.1
+    );
+    assert_eq!(first_standby.0, last_main.0 + 1);
+    // A main announcing itself in the round after its last block moves r one round on.
+    assert!(
+        (MAX_MISSED_ROUNDS + 1..=MAX_MISSED_ROUNDS + 3).contains(&taken_at),
+        "level 1 must sign round r+6, signed r+{taken_at}"
+    );
+    net.start_node(0).expect("restart the main");
+    wait_for(
+        "the main signing again and level 1 back to standing by",
+        Duration::from_secs(60),
+        || (mode(&net, 0)? == "active" && mode(&net, 1)? == "standing-by").then_some(()),
+    );
+    let back = height(&net, 0).expect("m0 answers");
+    wait_for(
+        "every member past the handover",
+        Duration::from_secs(30),
+        || {
+            (0..3)
+                .all(|i| height(&net, i).is_some_and(|h| h >= back + 4))
+                .then_some(())
+        },
+    );
+    let to = assert_same_chain(&net);
+    let chain = slots(&net, 0, to);
+    for pair in chain.windows(2) {
+        assert!(
+            pair[1].1 > pair[0].1,
+            "rounds must strictly increase: {pair:?}"
+        );
+    }
+    assert!(chain.iter().all(|(_, _, level, _)| *level != 2));
+    for i in 0..3 {
+        let s = status(&net, i).expect("answers");
+        assert!(
+            s.equivocations.is_empty(),
+            "m{i} saw the identity sign two blocks at one height: {:?}",
+            s.equivocations
+        );
+    }
+}
+
+const FENCED_PORT_OFFSET: u16 = 21_700;

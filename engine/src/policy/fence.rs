@@ -43,6 +43,9 @@ pub struct Accepted<V> {
     pub value: V,
 }
 
+/// An acceptor's answer to step 1: per height, what it accepted there.
+pub type Promise<V> = Vec<(u64, Accepted<V>)>;
+
 /// What an acceptor must remember across crashes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcceptorRecord<V> {
@@ -137,11 +140,7 @@ impl<V: Clone + PartialEq> Acceptor<V> {
     /// Step 1. On `Ok`, the record changed (persist it before answering): the answer is what
     /// this member accepted at the ballot's height and above. (A member whose chain already
     /// holds the ballot's height answers with those blocks too: they are chosen.)
-    pub fn prepare(
-        &mut self,
-        b: &Ballot,
-        now_round: u64,
-    ) -> Result<Vec<(u64, Accepted<V>)>, Refusal> {
+    pub fn prepare(&mut self, b: &Ballot, now_round: u64) -> Result<Promise<V>, Refusal> {
         self.admissible(b, now_round)?;
         self.grantable(b)?;
         self.record.promised_round = b.round;
@@ -189,7 +188,7 @@ impl<V: Clone + PartialEq> Acceptor<V> {
         if b.level < 0 || b.level > super::redundancy::MAX_SIGNING_LEVEL {
             return Err(Refusal::NotASigner { level: b.level });
         }
-        if b.round + 1 < now_round || b.round > now_round + 1 {
+        if b.round.saturating_add(1) < now_round || b.round > now_round.saturating_add(1) {
             return Err(Refusal::RoundOutOfWindow {
                 round: b.round,
                 now: now_round,
@@ -210,7 +209,10 @@ impl<V: Clone + PartialEq> Acceptor<V> {
         if b.level == 0 {
             return Ok(());
         }
-        let patience = b.level.unsigned_abs() * self.max_missed_rounds;
+        let patience = b
+            .level
+            .unsigned_abs()
+            .saturating_mul(self.max_missed_rounds);
         let lower = self
             .seen
             .range(0..b.level)
@@ -237,7 +239,7 @@ impl<V: Clone + PartialEq> Acceptor<V> {
 
 /// Step 2's value: of the blocks the promises carried for `height`, the one accepted in the
 /// highest round (it may already be chosen); `None` leaves the proposer free to propose its own.
-pub fn choose<V: Clone>(height: u64, promises: &[Vec<(u64, Accepted<V>)>]) -> Option<Accepted<V>> {
+pub fn choose<V: Clone>(height: u64, promises: &[Promise<V>]) -> Option<Accepted<V>> {
     promises
         .iter()
         .flatten()
@@ -292,7 +294,7 @@ mod tests {
     #[test]
     fn a_standby_needs_its_patience_in_silence_of_lower_levels() {
         // (level asking, round asked, lowest level seen and its round, promised?)
-        let cases: [(i64, u64, Option<(i64, u64)>, bool); 8] = [
+        let cases = [
             (1, 106, Some((0, 100)), true), // main's last block in round 100: r + 6
             (1, 105, Some((0, 100)), false), // one round early
             (3, 116, Some((0, 100)), true), // level 3: r + 16
@@ -334,6 +336,10 @@ mod tests {
         ] {
             assert!(a.prepare(&b, now).is_err(), "{b:?} now {now}");
         }
+        // Extremes from the network change nothing and do not overflow.
+        let extreme = ballot(u64::MAX, i64::MAX, u64::MAX);
+        assert!(a.prepare(&extreme, u64::MAX).is_err());
+        assert!(a.prepare(&ballot(u64::MAX, 0, u64::MAX), 10).is_err());
         assert_eq!(a.record().promised_round, 0);
         // Accepting at a height the chain already holds: the proposer is behind.
         assert_eq!(
@@ -398,7 +404,7 @@ mod tests {
                 let mut chosen: Vec<&str> = Vec::new();
                 let proposers = [("P", 10u64), ("Q", 11u64)];
                 let mut step = [0usize; 2];
-                let mut promises: [Vec<Vec<(u64, Accepted<&str>)>>; 2] = [vec![], vec![]];
+                let mut promises: [Vec<Promise<&str>>; 2] = [vec![], vec![]];
                 let mut value: [Option<&str>; 2] = [None, None];
                 let mut accepts = [0usize; 2];
                 let mut bit = 0;
