@@ -14,6 +14,8 @@ pub mod guard_file;
 #[cfg(feature = "production")]
 pub mod http;
 #[cfg(feature = "production")]
+pub mod l1;
+#[cfg(feature = "production")]
 pub mod metrics;
 #[cfg(feature = "production")]
 pub mod p2p;

@@ -26,6 +26,39 @@ enum GuardAction {
     },
 }
 
+#[derive(Subcommand)]
+enum L1Action {
+    /// Deploy the settlement contract (contracts/Settlement.sol), registering the consensus
+    /// nodes whose signatures attest batches; prints `l1_settlement_address: 0x...`.
+    Deploy {
+        /// YAML config: general_l1_rpc_url and consensus_peer_ids come from it (and the
+        /// environment) unless given here.
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        /// The L1 JSON-RPC endpoint.
+        #[arg(long)]
+        rpc_url: Option<String>,
+        /// A consensus node id to register (repeat); the config's consensus_peer_ids if none.
+        #[arg(long = "validator")]
+        validators: Vec<String>,
+        /// 32-byte hex key of the account that pays for the deployment; anvil's first
+        /// development account if omitted (fine for anvil, never for a real chain).
+        #[arg(long, env = "L1_DEPLOYER_KEY", hide_env_values = true)]
+        deployer_key: Option<String>,
+    },
+    /// Print the settlement contract's head: last batch, last height, state root, commitment,
+    /// epoch.
+    Head {
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        #[arg(long)]
+        rpc_url: Option<String>,
+        /// The contract's address (what `l1 deploy` printed).
+        #[arg(long)]
+        address: String,
+    },
+}
+
 #[derive(Parser)]
 #[command(
     name = "canon-node",
@@ -43,8 +76,8 @@ block every round and hot standbys at levels 1, 2, ... taking over in that order
 (REDUNDANCY_LEVEL, or --prefs prefs.toml with [Preferences] RedundancyLevel).\n\n\
 `devnet` starts a local cluster of such nodes as child processes with a live status table \
 (--standbys K: a single-sequencer group instead of Raft). `guard` exports or imports an \
-identity's double-sign guard. \
-`id` derives a node's Raft id and enode URL from its network secret key. `check-config` \
+identity's double-sign guard. `l1 deploy` deploys the L1 settlement contract and `l1 head` \
+reads it. `id` derives a node's Raft id and enode URL from its network secret key. `check-config` \
 prints the effective settings, or the key at fault."
 )]
 struct Cli {
@@ -69,6 +102,11 @@ enum Command {
         /// redundancy_level (the environment still overrides it).
         #[arg(long)]
         prefs: Option<PathBuf>,
+    },
+    /// The L1 settlement contract: deploy it, or read its head.
+    L1 {
+        #[command(subcommand)]
+        action: L1Action,
     },
     /// Export or import a signing identity's double-sign guard (EIP-3076-style JSON), to move
     /// the identity between machines. Refused while a node runs on the database.
@@ -140,6 +178,7 @@ fn main() -> ExitCode {
             fenced,
         }) => devnet(nodes, standbys, fenced, external, &dir, port_offset),
         Some(Command::Guard { action }) => guard(action),
+        Some(Command::L1 { action }) => l1(action),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
         Some(Command::Id {
             secret_key,
@@ -237,6 +276,106 @@ fn guard(action: GuardAction) -> ExitCode {
 #[cfg(not(feature = "production"))]
 fn guard(_action: GuardAction) -> ExitCode {
     run_node(&[], None)
+}
+
+#[cfg(not(feature = "production"))]
+fn l1(_action: L1Action) -> ExitCode {
+    run_node(&[], None)
+}
+
+#[cfg(feature = "production")]
+fn l1(action: L1Action) -> ExitCode {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    match rt.block_on(l1_command(action)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(feature = "production")]
+async fn l1_command(action: L1Action) -> Result<(), String> {
+    use canon_engine::batch::address_of;
+    use canon_engine::NodeId;
+    use canon_node::l1::{ANVIL_DEV_KEY, L1};
+    use std::time::Duration;
+    let settings = |configs: &[PathBuf]| {
+        canon_node::config::load(configs, std::env::vars()).map_err(|e| format!("config: {e}"))
+    };
+    match action {
+        L1Action::Deploy {
+            configs,
+            rpc_url,
+            validators,
+            deployer_key,
+        } => {
+            let s = settings(&configs)?;
+            let url = rpc_url.unwrap_or(s.general_l1_rpc_url.clone());
+            let ids = if validators.is_empty() {
+                s.consensus_peer_ids.clone()
+            } else {
+                validators
+            };
+            if ids.is_empty() {
+                return Err(
+                    "--validator: no consensus node ids given, and the config's \
+                            consensus_peer_ids is empty"
+                        .into(),
+                );
+            }
+            let mut addrs = Vec::new();
+            for (i, id) in ids.iter().enumerate() {
+                let id: NodeId = id
+                    .parse()
+                    .map_err(|e| format!("--validator {i} ({id:?}): {e}"))?;
+                addrs.push(address_of(&id));
+            }
+            let key_hex = match deployer_key {
+                Some(k) => k,
+                None => {
+                    eprintln!("l1 deploy: paying with anvil's first development account");
+                    ANVIL_DEV_KEY.to_string()
+                }
+            };
+            let key = SecretKey::from_hex(&key_hex).map_err(|e| format!("--deployer-key: {e}"))?;
+            let l1 = L1::connect(&url, &key).map_err(|e| e.to_string())?;
+            l1.wait_ready(Duration::from_secs(5))
+                .await
+                .map_err(|e| format!("{e} (is anvil running? `anvil --port 8545`)"))?;
+            let address = l1.deploy(addrs.clone()).await.map_err(|e| e.to_string())?;
+            eprintln!(
+                "l1 deploy: {} validators registered, a batch needs {} of them",
+                addrs.len(),
+                addrs.len() / 2 + 1
+            );
+            println!("l1_settlement_address: {address}");
+            Ok(())
+        }
+        L1Action::Head {
+            configs,
+            rpc_url,
+            address,
+        } => {
+            let s = settings(&configs)?;
+            let url = rpc_url.unwrap_or(s.general_l1_rpc_url.clone());
+            let address: alloy_primitives::Address = address
+                .parse()
+                .map_err(|e| format!("--address {address:?}: {e}"))?;
+            let key = SecretKey::from_hex(ANVIL_DEV_KEY).map_err(|e| e.to_string())?;
+            let l1 = L1::connect(&url, &key).map_err(|e| e.to_string())?;
+            let head = l1.head(address).await.map_err(|e| e.to_string())?;
+            println!(
+                "batch: {}\nheight: {}\nstate_root: {}\ncommitment: {}\nepoch: {}",
+                head.batch_number, head.height, head.state_root, head.commitment, head.epoch
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(feature = "production")]
