@@ -68,6 +68,7 @@ fn main() {
                 key: &f.leader,
                 term: 1,
                 slot: None,
+                seals_batch: false,
                 timestamp_ms: h,
                 max_transactions: usize::MAX,
             },

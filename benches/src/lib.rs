@@ -31,6 +31,7 @@ pub fn fixture(accounts: u32) -> Fixture {
                 .iter()
                 .map(|a| (a.address(), 1_000_000_000))
                 .collect(),
+            blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
         },
         accounts,
         leader: key(1_000_000),
@@ -71,6 +72,7 @@ pub fn block_of(f: &Fixture, txs: Vec<SignedTransaction>) -> (Head, Built) {
             key: &f.leader,
             term: 1,
             slot: None,
+            seals_batch: false,
             timestamp_ms: 1,
             max_transactions: usize::MAX,
         },

@@ -6,6 +6,7 @@
 use alloy_primitives::{keccak256, Address, B256};
 use serde::{Deserialize, Serialize};
 
+use crate::block::BlockHeader;
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{self, SecretKey};
 
@@ -51,6 +52,67 @@ impl BatchHeader {
         buf.extend_from_slice(self.state_root.as_slice());
         buf.extend_from_slice(self.block_hashes_hash.as_slice());
         keccak256(&buf)
+    }
+}
+
+/// Where the cutting of batches stands after the applied head: the last sealed batch and the
+/// blocks of the open one. Part of the applied state, written atomically with each block, so
+/// every node that applied the same chain holds the same cursor and seals the same batches.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchCursor {
+    /// The last sealed batch's number (0 before the first).
+    pub sealed_number: u64,
+    /// Its commitment (zero before the first): the next batch's `previous`.
+    pub sealed_commitment: B256,
+    /// The height of its last block (0 before the first).
+    pub sealed_height: u64,
+    /// The timestamp of the open batch's first block, when it has one.
+    pub open_since_ms: Option<u64>,
+    /// The open batch's block hashes, in height order (fewer than `blocks_per_batch`).
+    pub open_hashes: Vec<B256>,
+}
+
+impl BatchCursor {
+    /// Takes the next applied block (`hash` is its header's hash). Returns the batch it closes:
+    /// the block carries the leader's seal mark, or the batch reached `blocks_per_batch` blocks
+    /// (at least 1).
+    pub fn on_block(
+        &mut self,
+        header: &BlockHeader,
+        hash: B256,
+        blocks_per_batch: u64,
+    ) -> Option<BatchHeader> {
+        if self.open_hashes.is_empty() {
+            self.open_since_ms = Some(header.timestamp_ms);
+        }
+        self.open_hashes.push(hash);
+        let full = self.open_hashes.len() as u64 >= blocks_per_batch.max(1);
+        if !(full || header.seals_batch) {
+            return None;
+        }
+        let sealed = BatchHeader {
+            number: self.sealed_number + 1,
+            previous: self.sealed_commitment,
+            first_height: self.sealed_height + 1,
+            last_height: header.height,
+            state_root: header.state_root,
+            block_hashes_hash: block_hashes_hash(&self.open_hashes),
+        };
+        self.sealed_number = sealed.number;
+        self.sealed_commitment = sealed.commitment();
+        self.sealed_height = sealed.last_height;
+        self.open_since_ms = None;
+        self.open_hashes.clear();
+        Some(sealed)
+    }
+
+    /// Whether the leader marks the block it builds at `timestamp_ms` as sealing: the open batch
+    /// has waited `batch_timeout_ms` (0: never by time, only by count).
+    pub fn seal_due(&self, timestamp_ms: u64, batch_timeout_ms: u64) -> bool {
+        batch_timeout_ms > 0
+            && self
+                .open_since_ms
+                .is_some_and(|since| timestamp_ms.saturating_sub(since) >= batch_timeout_ms)
     }
 }
 
@@ -143,6 +205,92 @@ mod tests {
         for v in variants {
             assert_ne!(v.commitment(), c, "{v:?}");
         }
+    }
+
+    fn block(height: u64, timestamp_ms: u64, seals_batch: bool) -> (BlockHeader, B256) {
+        let h = BlockHeader {
+            height,
+            parent_hash: B256::ZERO,
+            timestamp_ms,
+            transactions_root: B256::ZERO,
+            state_root: B256::with_last_byte(height as u8),
+            proposer: NodeId::default(),
+            term: 1,
+            slot: None,
+            seals_batch,
+        };
+        (h, B256::repeat_byte(height as u8))
+    }
+
+    /// Feeds blocks 1..=n (sealing marks at `marks`) and returns the batches they seal.
+    fn cut(n: u64, per_batch: u64, marks: &[u64]) -> (BatchCursor, Vec<BatchHeader>) {
+        let mut c = BatchCursor::default();
+        let mut sealed = Vec::new();
+        for height in 1..=n {
+            let (h, hash) = block(height, height * 100, marks.contains(&height));
+            sealed.extend(c.on_block(&h, hash, per_batch));
+        }
+        (c, sealed)
+    }
+
+    #[test]
+    fn batches_are_cut_by_count_and_by_mark() {
+        // (blocks, per batch, marks) -> the sealed ranges, and what stays open.
+        type Case = (u64, u64, &'static [u64], &'static [(u64, u64)], usize);
+        let table: [Case; 6] = [
+            (9, 10, &[], &[], 9),
+            (10, 10, &[], &[(1, 10)], 0),
+            (25, 10, &[], &[(1, 10), (11, 20)], 5),
+            (12, 10, &[3], &[(1, 3)], 9),
+            (13, 10, &[3], &[(1, 3), (4, 13)], 0),
+            (3, 0, &[], &[(1, 1), (2, 2), (3, 3)], 0),
+        ];
+        for (n, per, marks, ranges, open) in table {
+            let (c, sealed) = cut(n, per, marks);
+            let got: Vec<(u64, u64)> = sealed
+                .iter()
+                .map(|b| (b.first_height, b.last_height))
+                .collect();
+            assert_eq!(got, ranges, "{n} blocks, {per} per batch, marks {marks:?}");
+            assert_eq!(c.open_hashes.len(), open);
+            for (i, b) in sealed.iter().enumerate() {
+                assert_eq!(b.number, i as u64 + 1);
+                assert_eq!(b.state_root, B256::with_last_byte(b.last_height as u8));
+                let prev = if i == 0 {
+                    B256::ZERO
+                } else {
+                    sealed[i - 1].commitment()
+                };
+                assert_eq!(
+                    b.previous, prev,
+                    "batch {} links to the one before",
+                    b.number
+                );
+                let hashes: Vec<B256> = (b.first_height..=b.last_height)
+                    .map(|h| B256::repeat_byte(h as u8))
+                    .collect();
+                assert_eq!(b.block_hashes_hash, block_hashes_hash(&hashes));
+            }
+        }
+    }
+
+    #[test]
+    fn the_leader_marks_a_seal_once_the_open_batch_waited_its_timeout() {
+        let (c, _) = cut(12, 10, &[]); // open: blocks 11 (t=1100) and 12
+                                       // (timestamp, timeout) -> due
+        for (t, timeout, due) in [
+            (1_100, 500, false),
+            (1_599, 500, false),
+            (1_600, 500, true),
+            (9_999, 0, false),
+            (900, 500, false), // a clock behind the batch's start is no reason to seal
+        ] {
+            assert_eq!(c.seal_due(t, timeout), due, "t={t} timeout={timeout}");
+        }
+        assert!(
+            !BatchCursor::default().seal_due(u64::MAX, 1),
+            "nothing open"
+        );
     }
 
     #[test]

@@ -23,6 +23,10 @@ pub struct BlockHeader {
     /// Single-sequencer mode: the round it was signed for and the signer's redundancy level,
     /// covered by the signature. `None` in Raft mode.
     pub slot: Option<Slot>,
+    /// The leader closes the open L1 batch with this block because the batch waited
+    /// `batcher_batch_timeout_ms` (batches also close every `blocks_per_batch` blocks). In the
+    /// block, so every node cuts the same batches.
+    pub seals_batch: bool,
 }
 
 /// Where a single-sequencer block sits in time, and which member of the group signed it.
@@ -81,7 +85,12 @@ pub struct ChainSpec {
     pub chain_id: u64,
     /// Funded accounts at height 0.
     pub genesis_alloc: Vec<(Address, u64)>,
+    /// An L1 batch closes after this many blocks (or earlier, at a block marked sealing).
+    pub blocks_per_batch: u64,
 }
+
+/// `batcher_blocks_per_batch`'s default.
+pub const DEFAULT_BLOCKS_PER_BATCH: u64 = 10;
 
 impl ChainSpec {
     pub fn genesis_ledger(&self) -> Ledger {
@@ -99,6 +108,7 @@ impl ChainSpec {
             proposer: NodeId::default(),
             term: 0,
             slot: None,
+            seals_batch: false,
         })
     }
 }

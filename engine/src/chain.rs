@@ -187,6 +187,8 @@ pub struct Proposal<'a> {
     pub term: u64,
     /// Single-sequencer mode's round and level; `None` in Raft mode.
     pub slot: Option<Slot>,
+    /// Close the open L1 batch with this block (see [`BlockHeader::seals_batch`]).
+    pub seals_batch: bool,
     pub timestamp_ms: u64,
     pub max_transactions: usize,
 }
@@ -219,6 +221,7 @@ pub fn build_block(
         proposer: p.key.node_id(),
         term: p.term,
         slot: p.slot,
+        seals_batch: p.seals_batch,
     };
     Ok(Built {
         block: Block::seal(header, included, p.key)?,
@@ -251,6 +254,7 @@ mod tests {
             spec: ChainSpec {
                 chain_id: 1,
                 genesis_alloc: vec![(alice.address(), 1_000)],
+                blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
             },
             peers: vec![leader.node_id(), key(2).node_id()],
             leader,
@@ -281,6 +285,7 @@ mod tests {
                 key: &f.leader,
                 term: 1,
                 slot: None,
+                seals_batch: false,
                 timestamp_ms: 5,
                 max_transactions: 10,
             },
@@ -397,6 +402,7 @@ mod tests {
                 ledger: &f.spec.genesis_ledger(),
                 key: &f.leader,
                 term: 1,
+                seals_batch: false,
                 slot: None,
                 timestamp_ms: 5,
                 max_transactions: 1,
@@ -420,6 +426,7 @@ mod tests {
                     key: &f.leader,
                     term: 0,
                     slot: round.map(|round| Slot { round, level: 0 }),
+                    seals_batch: false,
                     timestamp_ms: 5,
                     max_transactions: 1,
                 },

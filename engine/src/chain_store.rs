@@ -15,9 +15,11 @@ use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::block::{Block, ChainSpec};
 use crate::chain::Head;
 use crate::codec::{self, CodecError};
+use crate::ids::NodeId;
 use crate::ledger::{Account, Executed, Ledger};
 use crate::raft::{LogId, Membership};
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
@@ -56,6 +58,8 @@ pub struct ChainState {
     /// The Raft entry the state includes (consensus nodes only).
     pub last_applied: Option<LogId>,
     pub membership: Membership,
+    /// Where cutting L1 batches stands after `head` (consensus nodes only).
+    pub batches: BatchCursor,
 }
 
 /// The applied position, stored next to the chain it describes.
@@ -64,6 +68,7 @@ pub(crate) struct AppliedMeta {
     pub(crate) head: Head,
     pub(crate) last_applied: Option<LogId>,
     pub(crate) membership: Membership,
+    pub(crate) batches: BatchCursor,
 }
 
 impl AppliedMeta {
@@ -72,12 +77,54 @@ impl AppliedMeta {
             head: state.head,
             last_applied: state.last_applied,
             membership: state.membership.clone(),
+            batches: state.batches.clone(),
         }
     }
 }
 
 pub fn block_key(height: u64) -> [u8; 8] {
     height.to_be_bytes()
+}
+
+pub fn batch_key(number: u64) -> [u8; 8] {
+    number.to_be_bytes()
+}
+
+fn attestation_key(number: u64, signer: &NodeId) -> Vec<u8> {
+    let mut k = number.to_be_bytes().to_vec();
+    k.extend_from_slice(&signer.0);
+    k
+}
+
+/// Stages a sealed batch's header, and attestations of it (this node's own as it seals it,
+/// or peers' as the batcher collects them).
+pub fn stage_batch(
+    batch: &mut WriteBatch,
+    header: &BatchHeader,
+    attestations: &[Attestation],
+) -> Result<(), CodecError> {
+    batch.put(
+        Column::Batch,
+        batch_key(header.number),
+        codec::encode(header)?,
+    );
+    stage_attestations(batch, header.number, attestations)
+}
+
+/// Stages attestations of batch `number`.
+pub fn stage_attestations(
+    batch: &mut WriteBatch,
+    number: u64,
+    attestations: &[Attestation],
+) -> Result<(), CodecError> {
+    for a in attestations {
+        batch.put(
+            Column::Attestation,
+            attestation_key(number, &a.signer),
+            codec::encode(&a.signature)?,
+        );
+    }
+    Ok(())
 }
 
 /// Stages a verified block's writes (touched accounts, the block) and returns its head. One
@@ -117,6 +164,8 @@ pub fn stage_replacement(
 ) -> Result<(), CodecError> {
     batch.delete_range(Column::Block, block_key(0), [0xff; 9]);
     batch.delete_range(Column::Account, Vec::new(), ACCOUNTS_END);
+    batch.delete_range(Column::Batch, batch_key(0), [0xff; 9]);
+    batch.delete_range(Column::Attestation, batch_key(0), [0xff; 9]);
     for block in blocks {
         batch.put(
             Column::Block,
@@ -188,6 +237,7 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
             ledger: spec.genesis_ledger(),
             last_applied: None,
             membership: Membership::default(),
+            batches: BatchCursor::default(),
         });
     };
     // Storage holds only accounts a block wrote; the rest are as genesis left them.
@@ -205,11 +255,13 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
         ledger: Ledger::from_accounts(accounts),
         last_applied: meta.last_applied,
         membership: meta.membership,
+        batches: meta.batches,
     })
 }
 
 pub struct ChainStore {
     storage: Arc<dyn Storage>,
+    blocks_per_batch: u64,
     state: RwLock<ChainState>,
     /// Woken after each commit is published.
     published: Notify,
@@ -221,6 +273,7 @@ impl ChainStore {
         let state = load(&*storage, spec)?;
         Ok(ChainStore {
             storage,
+            blocks_per_batch: spec.blocks_per_batch,
             state: RwLock::new(state),
             published: Notify::new(),
         })
@@ -228,6 +281,43 @@ impl ChainStore {
 
     pub fn storage(&self) -> &Arc<dyn Storage> {
         &self.storage
+    }
+
+    /// The chain's rule for cutting L1 batches.
+    pub fn blocks_per_batch(&self) -> u64 {
+        self.blocks_per_batch
+    }
+
+    /// The sealed batch `number`, if this node sealed it.
+    pub fn batch(&self, number: u64) -> Result<Option<BatchHeader>, StoreError> {
+        Ok(self
+            .storage
+            .get(Column::Batch, &batch_key(number))?
+            .map(|v| codec::decode::<BatchHeader>(&v))
+            .transpose()?)
+    }
+
+    /// The attestations of batch `number` this node holds (its own and those it collected),
+    /// in signer order.
+    pub fn attestations(&self, number: u64) -> Result<Vec<Attestation>, StoreError> {
+        let rows = self.storage.scan(
+            Column::Attestation,
+            &batch_key(number),
+            &batch_key(number.saturating_add(1)),
+            usize::MAX,
+        )?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (k, v) in rows {
+            let id: [u8; 64] = k
+                .get(8..)
+                .and_then(|s| s.try_into().ok())
+                .ok_or_else(|| StoreError(format!("attestation key of {} bytes", k.len())))?;
+            out.push(Attestation {
+                signer: NodeId(id),
+                signature: codec::decode(&v)?,
+            });
+        }
+        Ok(out)
     }
 
     /// The applied state; hold the guard briefly (writers wait for it).
@@ -325,6 +415,7 @@ mod tests {
                 key,
                 term: 1,
                 slot: None,
+                seals_batch: false,
                 timestamp_ms: next.head.timestamp_ms + 1,
                 max_transactions: 0,
             },
@@ -372,6 +463,7 @@ mod tests {
             let spec = ChainSpec {
                 chain_id: 7,
                 genesis_alloc: Vec::new(),
+                blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
             };
             let store = Arc::new(ChainStore::open(Arc::new(MemDisk::new()), &spec).expect("open"));
             let key = derived_key("chain-store-test", 0);

@@ -78,6 +78,7 @@ mod tests {
             proposer: key(3).node_id(),
             term: 9,
             slot: None,
+            seals_batch: false,
         };
         Block::seal(header, vec![sample_tx()], &key(3)).unwrap()
     }
@@ -108,6 +109,7 @@ mod tests {
         let spec = ChainSpec {
             chain_id: 7,
             genesis_alloc: vec![(Address::repeat_byte(0x33), 5)],
+            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         assert_eq!(
             spec.genesis_header().unwrap().hash().unwrap().to_string(),
@@ -118,9 +120,9 @@ mod tests {
     const GOLDEN_SIGNED_TX_HASH: &str =
         "0x96da2f907a3f6ce5d6b04528c90d182a53954e4bc6eb83a7d1b571c45605020f";
     const GOLDEN_BLOCK_HASH: &str =
-        "0x6f322b24eb75e5885ebebf8d36a696d4810432e19ebe10c7b426e246edd479de";
+        "0x221928b9e68cdaeb849a3da4839bcdd1995dfea984022c710b13cfb5b88ebe1e";
     const GOLDEN_GENESIS_HASH: &str =
-        "0x72c55b4137370a91aae74475a8f88e9ac46b8f5dd58453b8c7f5ef501fae446c";
+        "0x898e4172f616e71c5c7ca098d67c77aab323fb583354563cc318212d148871a7";
 
     #[test]
     fn round_trips() {

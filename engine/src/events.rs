@@ -44,6 +44,30 @@ pub enum Event {
         height: u64,
         reason: String,
     },
+    /// Applying block `last_height` closed L1 batch `number`; this node attested it.
+    BatchSealed {
+        number: u64,
+        first_height: u64,
+        last_height: u64,
+        state_root: B256,
+        commitment: B256,
+    },
+    /// The batcher read L1's head.
+    L1HeadRead { batch_number: u64, epoch: u64 },
+    /// The batcher could not reach L1 (it backs off and tries again).
+    L1Unavailable { reason: String },
+    /// The batcher's transaction committed batch `number` at `epoch` (its receipt says so).
+    BatchCommitted { number: u64, epoch: u64 },
+    /// The batcher's submission of batch `number` did not go through, or its fate is unknown;
+    /// it re-reads L1's head before sending anything again.
+    BatchNotCommitted { number: u64, reason: String },
+    /// The batch the batcher was sending is on L1 already, committed by another batcher or by
+    /// its own earlier transaction: reported, never sent again.
+    BatchCommittedElsewhere { number: u64 },
+    /// L1 saw a higher epoch than this batcher's: another batcher took over.
+    BatcherSuperseded { l1_epoch: u64, ours: u64 },
+    /// L1's chain of commitments is not this node's: the batcher sends nothing more.
+    BatcherStopped { reason: String },
     /// A committed entry without a block (leader no-op, membership).
     EntryApplied { index: u64 },
     /// The node observed itself as leader of `term`.

@@ -567,6 +567,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 key: &self.cfg.identity,
                 term: 0,
                 slot: Some(Slot { round, level }),
+                seals_batch: false,
                 timestamp_ms: self.seams.clock.now_ms(),
                 max_transactions: self.cfg.max_block_transactions,
             },

@@ -7,6 +7,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
 pub mod batch;
+pub mod batcher;
 pub mod block;
 pub mod chain;
 pub mod chain_store;
@@ -18,6 +19,7 @@ pub mod fenced;
 pub mod group;
 pub mod ids;
 pub mod keys;
+pub mod l1;
 pub mod ledger;
 pub mod mempool;
 pub mod node;

@@ -50,6 +50,9 @@ pub struct NodeConfig {
     pub mempool_capacity: usize,
     /// Deadline for a forwarded transaction.
     pub rpc_timeout_ms: u64,
+    /// The leader marks a block as closing the open L1 batch once the batch is this old (0:
+    /// batches close only by count).
+    pub batch_timeout_ms: u64,
     pub chain: ChainSpec,
 }
 
@@ -211,7 +214,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     ) -> Result<Raft<Canon<RT>>, NodeError> {
         let id = cfg.id();
         let log = LogStore::new(seams.storage.clone(), id, seams.events.clone());
-        let sm = StateMachine::new(chain.clone(), id, cfg.peers.clone(), seams.events.clone());
+        let sm = StateMachine::new(
+            chain.clone(),
+            cfg.key.clone(),
+            cfg.peers.clone(),
+            seams.events.clone(),
+        );
         Raft::new(
             id,
             Arc::new(cfg.raft_config()?),
@@ -326,6 +334,27 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         self.stopped.load(Ordering::SeqCst)
     }
 
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.stopped()
+    }
+
+    pub(crate) fn config(&self) -> &NodeConfig {
+        &self.cfg
+    }
+
+    pub(crate) fn transport(&self) -> &Arc<dyn crate::transport::Transport> {
+        &self.seams.transport
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        self.seams.events.emit(&self.id, event);
+    }
+
+    /// Monotonic milliseconds since the node started: what policies are fed.
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.elector.now_ms()
+    }
+
     /// Answers one request from peer `from` (already authenticated by the transport).
     /// Undecodable bytes get a refusal, never a panic.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
@@ -367,6 +396,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 }
             }
             Request::GetHead => Response::Head(self.chain.head()),
+            Request::GetAttestations { number } if is_peer => self.answer_attestations(number),
             Request::GetBlocks { from, max, wait_ms } => {
                 crate::replay::answer_get_blocks::<RT>(&self.chain, from, max, wait_ms).await
             }
@@ -494,9 +524,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// Builds and signs the next block in `term` on the applied head from the mempool, and
     /// drops from the mempool what can never be included.
     fn build_next(&self, term: u64) -> Option<Block> {
-        let (head, ledger) = {
+        // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
+        let (head, ledger, timestamp_ms, seals_batch) = {
             let c = self.chain.state();
-            (c.head, c.ledger.clone())
+            let t = self.seams.clock.now_ms().max(c.head.timestamp_ms);
+            let seal = c.batches.seal_due(t, self.cfg.batch_timeout_ms);
+            (c.head, c.ledger.clone(), t, seal)
         };
         let candidates = lock(&self.mempool).candidates(&ledger, self.cfg.max_block_transactions);
         let proposal = Proposal {
@@ -505,7 +538,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             key: &self.cfg.key,
             term,
             slot: None,
-            timestamp_ms: self.seams.clock.now_ms(),
+            seals_batch,
+            timestamp_ms,
             max_transactions: self.cfg.max_block_transactions,
         };
         let built = match build_block(proposal, candidates) {

@@ -169,6 +169,7 @@ mod tests {
         ChainSpec {
             chain_id: 9,
             genesis_alloc: vec![(funded.address(), 1_000)],
+            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
         }
     }
 
@@ -202,6 +203,7 @@ mod tests {
                 key: identity,
                 term: 0,
                 slot: Some(Slot { round, level: 0 }),
+                seals_batch: false,
                 timestamp_ms: round,
                 max_transactions: 10,
             },

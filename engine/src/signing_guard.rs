@@ -354,6 +354,7 @@ mod tests {
         let spec = ChainSpec {
             chain_id: 7,
             genesis_alloc: vec![],
+            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         let mut header: BlockHeader = spec.genesis_header().unwrap();
         header.height = height;

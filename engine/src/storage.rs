@@ -18,10 +18,21 @@ pub enum Column {
     Block,
     /// Ledger accounts by address.
     Account,
+    /// Sealed L1 batch headers by number (big-endian u64).
+    Batch,
+    /// Batch attestations by batch number (big-endian u64) then signer id.
+    Attestation,
 }
 
 impl Column {
-    pub const ALL: [Column; 4] = [Column::Log, Column::Meta, Column::Block, Column::Account];
+    pub const ALL: [Column; 6] = [
+        Column::Log,
+        Column::Meta,
+        Column::Block,
+        Column::Account,
+        Column::Batch,
+        Column::Attestation,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -29,6 +40,8 @@ impl Column {
             Column::Meta => "meta",
             Column::Block => "block",
             Column::Account => "account",
+            Column::Batch => "batch",
+            Column::Attestation => "attestation",
         }
     }
 }

@@ -11,6 +11,7 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::Attestation;
 use crate::block::Block;
 use crate::chain::Head;
 use crate::fenced::SignedBallot;
@@ -165,6 +166,11 @@ pub enum Request {
     FencePrepare(SignedBallot),
     /// Fenced group: accept this block (unsigned) for the ballot's round.
     FenceAccept(SignedBallot, Box<Block>),
+    /// The attestations of L1 batch `number` the receiver holds (its own among them once it
+    /// sealed the batch). Consensus peers only: the batcher gathers a majority.
+    GetAttestations {
+        number: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -195,6 +201,7 @@ pub enum Response {
     /// The round is promised; the blocks accepted at the ballot's height and above.
     FencePromised(Promise<Block>),
     FenceAccepted,
+    Attestations(Vec<Attestation>),
 }
 
 /// What became of a submitted transaction.
@@ -242,6 +249,7 @@ mod tests {
         let spec = ChainSpec {
             chain_id: 7,
             genesis_alloc: Vec::new(),
+            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         let head = Head::of(&spec.genesis_header().unwrap()).unwrap();
         let block = build_block(
@@ -251,6 +259,7 @@ mod tests {
                 key: &key,
                 term: 3,
                 slot: None,
+                seals_batch: false,
                 timestamp_ms: 9,
                 max_transactions: 0,
             },

@@ -96,6 +96,36 @@ fn chaos() {
     assert_ran(&run_scenario("chaos", 0..100, "chaos"));
 }
 
+/// Once L1 and the batcher are back: a backoff of at most 2 s, then one batch per 250 ms L1
+/// block for what queued (the simulator's `L1_BOUND`).
+const L1_BOUND_MS: f64 = 30_000.0;
+
+#[test]
+fn l1_outage() {
+    let r = run_scenario("l1-outage", 0..10, "l1_outage");
+    assert_ran(&r);
+    // 30 s of 100 ms blocks in batches of 10 queue about 30 batches (fewer while the last
+    // ones wait for their block); they all drain once L1 returns.
+    assert_fact(&r, "queued_batches", 1, 10.0, 40.0);
+    assert_fact(&r, "drain_ms", 1, 0.0, L1_BOUND_MS);
+}
+
+#[test]
+fn batcher_restart() {
+    // Seed 20 once resent a batch whose transaction was still waiting for its L1 block when
+    // the batcher restarted (fixed: a batcher waits for its in-flight transactions).
+    let r = run_scenario("batcher-restart", 0..21, "batcher_restart");
+    assert_ran(&r);
+    assert_fact(&r, "resume_ms", 1, 0.0, L1_BOUND_MS);
+}
+
+#[test]
+fn l1_weather() {
+    let r = run_scenario("l1-weather", 0..10, "l1_weather");
+    assert_ran(&r);
+    assert_fact(&r, "l1_catchup_ms", 2, 0.0, L1_BOUND_MS);
+}
+
 #[test]
 fn external_catchup() {
     let r = run_scenario("external-catchup", 0..5, "external_catchup");

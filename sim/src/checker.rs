@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use alloy_primitives::B256;
+use alloy_primitives::{keccak256, B256};
 use canon_engine::events::Event;
 use canon_engine::NodeId;
 
@@ -87,7 +87,22 @@ pub struct Checker {
     double_signed_rounds: Vec<(u64, B256, B256)>,
     /// (node, height) of every equivocation a follower reported.
     reported_equivocations: Vec<(usize, u64)>,
+    /// The L1 batches every node sealed, by number, as the first node to seal each did.
+    batches: BTreeMap<u64, SealedBatch>,
+    /// The chain's batch size bound (0: unchecked).
+    blocks_per_batch: u64,
+    /// What L1 committed, in order: (number, last height).
+    l1: Vec<(u64, u64)>,
     violations: Vec<Violation>,
+}
+
+/// A sealed batch as the checker restates it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealedBatch {
+    pub first_height: u64,
+    pub last_height: u64,
+    pub state_root: B256,
+    pub commitment: B256,
 }
 
 impl Checker {
@@ -106,8 +121,164 @@ impl Checker {
             double_signed: Vec::new(),
             double_signed_rounds: Vec::new(),
             reported_equivocations: Vec::new(),
+            batches: BTreeMap::new(),
+            blocks_per_batch: 0,
+            l1: Vec::new(),
             violations: Vec::new(),
         }
+    }
+
+    /// Batches must hold at most `n` blocks.
+    pub fn set_blocks_per_batch(&mut self, n: u64) {
+        self.blocks_per_batch = n;
+    }
+
+    /// The last batch L1 committed: (number, last height); (0, 0) before the first.
+    pub fn l1_head(&self) -> (u64, u64) {
+        self.l1.last().copied().unwrap_or((0, 0))
+    }
+
+    /// L1 committed batch `number`: one more than its last, continuing its range, ending on the
+    /// canonical chain's state root at that height, and the batch the nodes sealed.
+    pub fn l1_committed(
+        &mut self,
+        at: Duration,
+        number: u64,
+        first_height: u64,
+        last_height: u64,
+        state_root: B256,
+        commitment: B256,
+    ) {
+        const INV: &str = "L1 batches rise by one over contiguous ranges of the canonical chain";
+        let (last_number, last_height_before) = self.l1_head();
+        if number != last_number + 1 || first_height != last_height_before + 1 {
+            self.fail(INV, 0, Some(last_height), at, format!(
+                "L1 committed batch {number} ({first_height}..={last_height}) after batch {last_number} ending at {last_height_before}"
+            ));
+        }
+        let canonical_root = self.canonical.get(&last_height).map(|c| c.state_root);
+        if canonical_root != Some(state_root) {
+            self.fail(INV, 0, Some(last_height), at, format!(
+                "L1 batch {number} ends on state root {state_root}, the canonical chain has {canonical_root:?}"
+            ));
+        }
+        match self.batches.get(&number) {
+            Some(b) if b.commitment == commitment => {}
+            other => self.fail(
+                INV,
+                0,
+                Some(last_height),
+                at,
+                format!(
+                    "L1 batch {number} has commitment {commitment}; the nodes sealed {other:?}"
+                ),
+            ),
+        }
+        self.l1.push((number, last_height));
+    }
+
+    /// The batches sealed so far, by number.
+    pub fn sealed_batches(&self) -> &BTreeMap<u64, SealedBatch> {
+        &self.batches
+    }
+
+    /// A node sealed batch `number`: it must be the canonical batch of that number (all nodes
+    /// agree), continue the batch before it with no gap or overlap, end on a canonical block
+    /// with that block's state root, and carry the commitment the checker computes itself
+    /// from the canonical block hashes (keccak over the six ABI words the contract hashes).
+    fn batch_sealed(&mut self, node: usize, at: Duration, number: u64, got: SealedBatch) {
+        const INV: &str = "every node seals the same contiguous L1 batches of the canonical chain";
+        if let Some(first) = self.batches.get(&number).copied() {
+            if first != got {
+                self.fail(
+                    INV,
+                    node,
+                    Some(got.last_height),
+                    at,
+                    format!("batch {number}: sealed {got:?}, another node sealed {first:?}"),
+                );
+            }
+            return;
+        }
+        let (prev_last, prev_commitment) = match number {
+            0 => {
+                self.fail(INV, node, None, at, "batch number 0".into());
+                return;
+            }
+            1 => (0, B256::ZERO),
+            n => match self.batches.get(&(n - 1)) {
+                Some(p) => (p.last_height, p.commitment),
+                None => {
+                    self.fail(
+                        INV,
+                        node,
+                        Some(got.last_height),
+                        at,
+                        format!("batch {number} sealed before batch {} ever was", n - 1),
+                    );
+                    return;
+                }
+            },
+        };
+        let len = got.last_height.saturating_sub(got.first_height) + 1;
+        if got.first_height != prev_last + 1 || got.last_height < got.first_height {
+            self.fail(
+                INV,
+                node,
+                Some(got.last_height),
+                at,
+                format!(
+                    "batch {number} covers {}..={} after a batch ending at {prev_last}",
+                    got.first_height, got.last_height
+                ),
+            );
+        } else if self.blocks_per_batch > 0 && len > self.blocks_per_batch {
+            self.fail(
+                INV,
+                node,
+                Some(got.last_height),
+                at,
+                format!(
+                    "batch {number} holds {len} blocks, over {}",
+                    self.blocks_per_batch
+                ),
+            );
+        } else {
+            let hashes: Option<Vec<B256>> = (got.first_height..=got.last_height)
+                .map(|h| self.canonical.get(&h).map(|c| c.hash))
+                .collect();
+            let root = self.canonical.get(&got.last_height).map(|c| c.state_root);
+            match hashes {
+                Some(hashes) if root == Some(got.state_root) => {
+                    let mut concat = Vec::with_capacity(32 * hashes.len());
+                    hashes.iter().for_each(|h| concat.extend_from_slice(h.as_slice()));
+                    let word = |v: u64| B256::left_padding_from(&v.to_be_bytes());
+                    let mut abi = Vec::with_capacity(6 * 32);
+                    for w in [
+                        word(number),
+                        prev_commitment,
+                        word(got.first_height),
+                        word(got.last_height),
+                        got.state_root,
+                        keccak256(&concat),
+                    ] {
+                        abi.extend_from_slice(w.as_slice());
+                    }
+                    let expected = keccak256(&abi);
+                    if expected != got.commitment {
+                        self.fail(INV, node, Some(got.last_height), at, format!(
+                            "batch {number}: commitment {}, the canonical blocks give {expected}",
+                            got.commitment
+                        ));
+                    }
+                }
+                _ => self.fail(INV, node, Some(got.last_height), at, format!(
+                    "batch {number} ends on state root {} at {}, not the canonical chain's {root:?} (or a block is not canonical)",
+                    got.state_root, got.last_height
+                )),
+            }
+        }
+        self.batches.insert(number, got);
     }
 
     /// The identity is expected to sign two branches (an unfenced partition): see `fork_mode`.
@@ -367,6 +538,36 @@ impl Checker {
                 }
                 self.nodes[node].committed = Some(*index);
             }
+            Event::BatchSealed {
+                number,
+                first_height,
+                last_height,
+                state_root,
+                commitment,
+            } => self.batch_sealed(
+                node,
+                at,
+                *number,
+                SealedBatch {
+                    first_height: *first_height,
+                    last_height: *last_height,
+                    state_root: *state_root,
+                    commitment: *commitment,
+                },
+            ),
+            Event::BatcherStopped { reason } => self.fail(
+                "the batcher never finds L1's chain different from the one it sealed",
+                node,
+                None,
+                at,
+                reason.clone(),
+            ),
+            Event::L1HeadRead { .. }
+            | Event::L1Unavailable { .. }
+            | Event::BatchCommitted { .. }
+            | Event::BatchNotCommitted { .. }
+            | Event::BatchCommittedElsewhere { .. }
+            | Event::BatcherSuperseded { .. } => {}
             Event::EntryApplied { index } | Event::EntryRejected { index, .. } => {
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, None, at);
@@ -843,6 +1044,77 @@ mod tests {
         assert_eq!(
             unknown.violations()[0].invariant,
             "every external chain is a prefix of the canonical chain"
+        );
+    }
+
+    #[test]
+    fn checks_sealed_batches_against_its_own_arithmetic() {
+        use canon_engine::batch::{block_hashes_hash, BatchHeader};
+        let g = B256::repeat_byte(0);
+        // Blocks 1..=4 with hashes 1..=4, every state root 0xee.
+        let chain = |c: &mut Checker| {
+            let mut parent = g;
+            for h in 1..=4u64 {
+                c.observe(0, at(), &applied(h, h, h as u8, parent));
+                parent = B256::repeat_byte(h as u8);
+            }
+        };
+        let header = |number, previous, first: u64, last: u64| BatchHeader {
+            number,
+            previous,
+            first_height: first,
+            last_height: last,
+            state_root: B256::repeat_byte(0xee),
+            block_hashes_hash: block_hashes_hash(
+                &(first..=last)
+                    .map(|h| B256::repeat_byte(h as u8))
+                    .collect::<Vec<_>>(),
+            ),
+        };
+        let sealed = |h: &BatchHeader| Event::BatchSealed {
+            number: h.number,
+            first_height: h.first_height,
+            last_height: h.last_height,
+            state_root: h.state_root,
+            commitment: h.commitment(),
+        };
+        let b1 = header(1, B256::ZERO, 1, 2);
+        let b2 = header(2, b1.commitment(), 3, 4);
+        let mut ok = Checker::new(2, g);
+        ok.set_blocks_per_batch(2);
+        chain(&mut ok);
+        for n in 0..2 {
+            ok.observe(n, at(), &sealed(&b1));
+            ok.observe(n, at(), &sealed(&b2));
+        }
+        assert!(ok.violations().is_empty(), "{:?}", ok.violations());
+        assert_eq!(ok.sealed_batches().len(), 2);
+
+        let bad = [
+            // a gap in the range, an overlap, a wrong link, a skipped number, too many blocks
+            vec![b1.clone(), header(2, b1.commitment(), 4, 4)],
+            vec![b1.clone(), header(2, b1.commitment(), 2, 4)],
+            vec![b1.clone(), header(2, B256::repeat_byte(7), 3, 4)],
+            vec![header(2, B256::ZERO, 1, 2)],
+            vec![header(1, B256::ZERO, 1, 3)],
+        ];
+        for (i, batches) in bad.iter().enumerate() {
+            let mut c = Checker::new(1, g);
+            c.set_blocks_per_batch(2);
+            chain(&mut c);
+            for b in batches {
+                c.observe(0, at(), &sealed(b));
+            }
+            assert_eq!(c.violations().len(), 1, "case {i}: {:?}", c.violations());
+        }
+        // Two nodes sealing different batches under one number.
+        let mut split = Checker::new(2, g);
+        chain(&mut split);
+        split.observe(0, at(), &sealed(&b1));
+        split.observe(1, at(), &sealed(&header(1, B256::ZERO, 1, 1)));
+        assert_eq!(
+            split.violations()[0].invariant,
+            "every node seals the same contiguous L1 batches of the canonical chain"
         );
     }
 }

@@ -1,6 +1,8 @@
 //! The madsim cluster builder: N consensus nodes with seeded keys on simulated hosts, each with
 //! its own disk and clock, plus the fault controls scenarios drive.
 
+use crate::l1::SimL1;
+use canon_engine::batcher::BatcherSetup;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +42,14 @@ pub struct ClusterConfig {
     pub accounts: usize,
     /// Each node's wall clock is off by up to this much, either way.
     pub clock_skew_ms_max: u64,
+    /// L1 batches close every this many blocks...
+    pub blocks_per_batch: u64,
+    /// ...or once the open batch is this old (the leader marks the closing block).
+    pub batch_timeout_ms: u64,
+    /// The nodes that run a batcher (the seed: exactly one).
+    pub batchers: Vec<usize>,
+    /// The simulated L1's block time (anvil `--block-time 0.25` in the seed).
+    pub l1_block_time_ms: u64,
 }
 
 impl Default for ClusterConfig {
@@ -53,6 +63,10 @@ impl Default for ClusterConfig {
             max_block_transactions: 256,
             accounts: 8,
             clock_skew_ms_max: 500,
+            blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
+            batch_timeout_ms: 1_500,
+            batchers: vec![0],
+            l1_block_time_ms: 250,
         }
     }
 }
@@ -91,6 +105,8 @@ pub struct SimCluster {
     pub(crate) externals: Vec<ExternalSlot>,
     /// A redundancy group in single-sequencer mode, if the scenario runs one.
     pub(crate) group: Option<crate::group::SimGroup>,
+    /// The L1 the batchers commit to.
+    pub l1: SimL1,
 }
 
 fn derived_key(label: &str, i: usize) -> SecretKey {
@@ -132,12 +148,21 @@ impl SimCluster {
                 .iter()
                 .map(|a| (a.address(), GENESIS_BALANCE))
                 .collect(),
+            blocks_per_batch: cfg.blocks_per_batch,
         };
         let genesis_hash = spec
             .genesis_header()
             .and_then(|h| h.hash())
             .unwrap_or(B256::ZERO);
-        let observer = SharedObserver::from(Observer::new(Checker::new(cfg.nodes, genesis_hash)));
+        let mut checker = Checker::new(cfg.nodes, genesis_hash);
+        checker.set_blocks_per_batch(cfg.blocks_per_batch);
+        let observer = SharedObserver::from(Observer::new(checker));
+        let l1 = SimL1::new(
+            handle.create_node().name("l1").build(),
+            keys.iter().map(|k| k.address()).collect(),
+            cfg.l1_block_time_ms,
+            observer.clone(),
+        );
         let net = SimNet::new(
             peers
                 .iter()
@@ -162,6 +187,7 @@ impl SimCluster {
                 max_block_transactions: cfg.max_block_transactions,
                 mempool_capacity: 10_000,
                 rpc_timeout_ms: 500,
+                batch_timeout_ms: cfg.batch_timeout_ms,
                 chain: spec.clone(),
             };
             let disk = MemDisk::new();
@@ -173,20 +199,28 @@ impl SimCluster {
                 observer.clone(),
                 skew.clone(),
             );
+            let batcher = cfg.batchers.contains(&i).then(|| BatcherSetup {
+                l1: Arc::new(l1.for_sender(i)),
+                epoch: 1,
+                poll_interval_ms: 50,
+                retry_ms_min: 100,
+                retry_ms_max: 2_000,
+            });
             let node = handle
                 .create_node()
                 .name(format!("n{i}"))
                 .ip(node_ip(i))
                 .init(move || {
-                    run_node(
+                    run_node(NodeParts {
                         i,
-                        node_cfg.clone(),
-                        d.clone(),
-                        n.clone(),
-                        o.clone(),
-                        k.clone(),
-                        l.clone(),
-                    )
+                        cfg: node_cfg.clone(),
+                        disk: d.clone(),
+                        net: n.clone(),
+                        observer: o.clone(),
+                        skew_ms: k.clone(),
+                        live: l.clone(),
+                        batcher: batcher.clone(),
+                    })
                 })
                 .build();
             slots.push(Slot {
@@ -210,6 +244,7 @@ impl SimCluster {
             peers,
             externals: Vec::new(),
             group: None,
+            l1,
         }
     }
 
@@ -380,6 +415,39 @@ impl SimCluster {
     }
 
     /// The highest canonized height any node has applied.
+    /// The highest batch any node sealed, and the last batch on L1.
+    pub fn batch_progress(&self) -> (u64, u64) {
+        let o = self.observer.lock();
+        let sealed = o
+            .checker
+            .sealed_batches()
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0);
+        (sealed, o.checker.l1_head().0)
+    }
+
+    /// Waits until L1 holds every batch sealed by now (the batcher's liveness); returns how
+    /// long it took.
+    pub async fn wait_for_l1(&self, bound: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let (target, _) = self.batch_progress();
+        loop {
+            let (_, on_l1) = self.batch_progress();
+            if on_l1 >= target {
+                return Ok(start.elapsed());
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "L1 holds batch {on_l1}, {:.1}s after batch {target} was sealed",
+                    bound.as_secs_f64()
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn canonical_height(&self) -> u64 {
         self.observer.lock().checker.canonical_height()
     }
@@ -462,7 +530,8 @@ impl SimCluster {
     }
 }
 
-async fn run_node(
+/// What a consensus node's simulated machine runs with, at every (re)start.
+struct NodeParts {
     i: usize,
     cfg: NodeConfig,
     disk: MemDisk,
@@ -470,7 +539,20 @@ async fn run_node(
     observer: SharedObserver,
     skew_ms: Arc<AtomicI64>,
     live: LiveSlot,
-) {
+    batcher: Option<BatcherSetup>,
+}
+
+async fn run_node(parts: NodeParts) {
+    let NodeParts {
+        i,
+        cfg,
+        disk,
+        net,
+        observer,
+        skew_ms,
+        live,
+        batcher,
+    } = parts;
     let id = cfg.id();
     let endpoint = match Endpoint::bind(SocketAddr::new(node_ip(i), PORT)).await {
         Ok(ep) => Arc::new(ep),
@@ -505,6 +587,9 @@ async fn run_node(
         }
     };
     *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    if let Some(setup) = batcher {
+        node.start_batcher(setup);
+    }
     serve(i, node, endpoint, net).await;
 }
 

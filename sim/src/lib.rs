@@ -2,12 +2,14 @@
 //! network and disk faults, an invariant checker that watches every event, and a trace whose
 //! hash is the run's fingerprint.
 
+pub mod batcher_scenarios;
 pub mod checker;
 pub mod client;
 pub mod cluster;
 pub mod external;
 pub mod group;
 pub mod host;
+pub mod l1;
 pub mod net;
 pub mod observer;
 pub mod redundancy_scenarios;

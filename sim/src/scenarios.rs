@@ -5,6 +5,7 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
+use crate::batcher_scenarios::{batcher_restart, l1_outage, l1_weather};
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
@@ -161,6 +162,24 @@ pub static SCENARIOS: &[Scenario] = &[
         body: redundancy_chaos_fenced,
         sim_time_limit: Duration::from_secs(180),
     },
+    Scenario {
+        name: "l1-outage",
+        description: "L1 is down for 30 s: batches go on being sealed and attested and queue; when L1 returns they commit in order, nothing skipped or sent twice",
+        body: l1_outage,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-restart",
+        description: "the batcher's node is killed mid-submit three times (sometimes after its batch landed but before the receipt): each time it resumes from L1's head with no gap and nothing sent twice",
+        body: batcher_restart,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "l1-weather",
+        description: "L1 outages, lost transactions and lost receipts, seeded: the batcher backs off, re-reads the head, and L1 ends holding every sealed batch once, in order",
+        body: l1_weather,
+        sim_time_limit: Duration::from_secs(180),
+    },
 ];
 
 /// Scenarios that break the model on purpose (a disk that loses synced data) to prove the
@@ -215,7 +234,7 @@ pub(crate) async fn sleep_ms(ms: u64) {
 }
 
 /// A default cluster with client traffic, a leader, and a few canonized blocks.
-async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
+pub(crate) async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
     let c = ctx.cluster(ClusterConfig::default());
     spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
     let all = c.up_nodes();
@@ -231,7 +250,7 @@ async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
 
 /// Heals the network, restarts every crashed node, and requires progress on all of them and
 /// a converged, canonical final state.
-async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
+pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.net.heal();
     c.note("fault: heal network");
     c.heal_disks();
@@ -247,8 +266,17 @@ async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
         .await
         .map_err(|e| at(c, e))?;
-    c.check_final_state().map_err(|e| at(c, e))
+    c.check_final_state().map_err(|e| at(c, e))?;
+    if !c.cfg.batchers.is_empty() {
+        let took = c.wait_for_l1(L1_BOUND).await.map_err(|e| at(c, e))?;
+        c.record("l1_catchup_ms", ms(took));
+    }
+    Ok(())
 }
+
+/// Once L1 and the batcher's node are up, every sealed batch is on L1 within this: a
+/// backoff of at most 2 s, then a batch per L1 block (250 ms) for what queued up.
+pub(crate) const L1_BOUND: Duration = Duration::from_secs(30);
 
 fn leader_failover(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {

@@ -12,6 +12,7 @@
 //! then have one task feed it and execute what it returns.
 
 pub mod admission;
+pub mod batcher;
 pub mod contact;
 pub mod download;
 pub mod election;

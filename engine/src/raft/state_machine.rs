@@ -19,14 +19,17 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, ApplyOutcome, Canon, LogId, Membership};
+use crate::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::block::Block;
 use crate::chain::{self, BlockError};
 use crate::chain_store::{
-    block_key, stage_applied, stage_block, stage_replacement, AppliedMeta, ChainState, ChainStore,
+    block_key, stage_applied, stage_batch, stage_block, stage_replacement, AppliedMeta, ChainState,
+    ChainStore,
 };
 use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
+use crate::keys::SecretKey;
 use crate::ledger::{Account, Ledger};
 use crate::storage::{Column, Durability, WriteBatch};
 
@@ -41,6 +44,8 @@ struct SnapshotPayload {
 pub struct StateMachine<RT> {
     chain: Arc<ChainStore>,
     node: NodeId,
+    /// Signs each batch this node seals: its attestation.
+    key: SecretKey,
     peers: Vec<NodeId>,
     events: Arc<dyn EventSink>,
     _rt: PhantomData<fn() -> RT>,
@@ -51,6 +56,7 @@ impl<RT> Clone for StateMachine<RT> {
         StateMachine {
             chain: self.chain.clone(),
             node: self.node,
+            key: self.key.clone(),
             peers: self.peers.clone(),
             events: self.events.clone(),
             _rt: PhantomData,
@@ -64,13 +70,14 @@ type Entry<RT> = openraft::Entry<Canon<RT>>;
 impl<RT: AsyncRuntime> StateMachine<RT> {
     pub fn new(
         chain: Arc<ChainStore>,
-        node: NodeId,
+        key: SecretKey,
         peers: Vec<NodeId>,
         events: Arc<dyn EventSink>,
     ) -> Self {
         StateMachine {
             chain,
-            node,
+            node: key.node_id(),
+            key,
             peers,
             events,
             _rt: PhantomData,
@@ -176,10 +183,34 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         );
         next.head = head;
         next.ledger = executed.ledger;
+        if let Some(sealed) =
+            next.batches
+                .on_block(&block.header, head.hash, self.chain.blocks_per_batch())
+        {
+            self.seal(batch, &sealed).map_err(enc_err)?;
+        }
         Ok(ApplyOutcome::Applied {
             height: head.height,
             hash: head.hash,
         })
+    }
+
+    /// Stages a batch this node just sealed with its own attestation, signed as it applies the
+    /// batch's last block (the same signature again if a crash makes it apply the block twice:
+    /// signatures are deterministic).
+    fn seal(&self, batch: &mut WriteBatch, sealed: &BatchHeader) -> Result<(), codec::CodecError> {
+        stage_batch(batch, sealed, &[Attestation::sign(sealed, &self.key)])?;
+        self.events.emit(
+            &self.node,
+            Event::BatchSealed {
+                number: sealed.number,
+                first_height: sealed.first_height,
+                last_height: sealed.last_height,
+                state_root: sealed.state_root,
+                commitment: sealed.commitment(),
+            },
+        );
+        Ok(())
     }
 
     fn snapshot_now(&self) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
@@ -270,15 +301,28 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
         };
         let payload: SnapshotPayload =
             codec::decode(snapshot.get_ref()).map_err(|e| err(e.to_string()))?;
+        // The batches are cut again from the snapshot's blocks, by the same rule, and attested
+        // by this node: it vouches only for what it holds.
+        let mut batches = BatchCursor::default();
+        let mut sealed = Vec::new();
+        for block in &payload.blocks {
+            let hash = block.hash().map_err(|e| err(e.to_string()))?;
+            sealed.extend(batches.on_block(&block.header, hash, self.chain.blocks_per_batch()));
+        }
         let state = ChainState {
             head: payload.meta.head,
             ledger: Ledger::from_accounts(payload.accounts.iter().copied()),
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            batches,
         };
         let mut batch = WriteBatch::default();
         stage_replacement(&mut batch, &payload.blocks, &payload.accounts, &state)
             .map_err(|e| err(e.to_string()))?;
+        for b in &sealed {
+            stage_batch(&mut batch, b, &[Attestation::sign(b, &self.key)])
+                .map_err(|e| err(e.to_string()))?;
+        }
         // A snapshot may stand in for purged log entries: it must be durable on its own.
         self.commit(batch, state, Durability::Synced)?;
         Ok(())
