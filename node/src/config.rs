@@ -53,6 +53,12 @@ pub struct Settings {
     pub sequencer_block_time: u64,
     pub sequencer_max_block_transactions: usize,
     pub batcher_enabled: bool,
+    /// L1 batches close every this many blocks. A rule of the chain: every consensus node must
+    /// use the same value, or their attestations never agree.
+    pub batcher_blocks_per_batch: u64,
+    /// The leader closes the open batch early once it is this old, in milliseconds (0: only by
+    /// count).
+    pub batcher_batch_timeout_ms: u64,
     pub prover_api_enabled: bool,
     pub status_server_enabled: bool,
     pub status_server_address: String,
@@ -62,6 +68,12 @@ pub struct Settings {
     pub general_node_role: NodeRole,
     pub general_main_node_rpc_url: Option<String>,
     pub general_l1_rpc_url: String,
+    /// The settlement contract (`canon-node l1 deploy` prints it). The batcher commits
+    /// nothing without it.
+    pub l1_settlement_address: Option<String>,
+    /// The L1 account the batcher pays from (32-byte hex). Unset: anvil's first public
+    /// development account, fit for a local anvil only.
+    pub batcher_l1_secret_key: Option<String>,
     /// Part of every block's genesis parent hash: nodes of different chains never agree.
     pub genesis_chain_id: u64,
     /// Funded accounts at height 0, `0x<address>:<balance>`; comma separated in the
@@ -107,6 +119,8 @@ impl Default for Settings {
             sequencer_block_time: 250,
             sequencer_max_block_transactions: 1_000,
             batcher_enabled: true,
+            batcher_blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
+            batcher_batch_timeout_ms: 5_000,
             prover_api_enabled: true,
             status_server_enabled: true,
             status_server_address: "0.0.0.0:3071".into(),
@@ -116,6 +130,8 @@ impl Default for Settings {
             general_node_role: NodeRole::Main,
             general_main_node_rpc_url: None,
             general_l1_rpc_url: "http://localhost:8545".into(),
+            l1_settlement_address: None,
+            batcher_l1_secret_key: None,
             genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
             genesis_alloc: crate::genesis::dev_alloc(),
             sequencer_mempool_capacity: 100_000,
@@ -327,6 +343,10 @@ pub struct Validated {
     pub chain: ChainSpec,
     /// Single-sequencer mode (`consensus_enabled: false` on a main node): the group's settings.
     pub group: Option<GroupSettings>,
+    /// `l1_settlement_address`, parsed.
+    pub l1_settlement: Option<alloy_primitives::Address>,
+    /// The account the batcher pays L1 from; `None`: anvil's public development account.
+    pub batcher_l1_key: Option<SecretKey>,
 }
 
 /// A member of a single-sequencer group.
@@ -536,12 +556,39 @@ impl Settings {
                     format!("{:?} is not an IP address: {e}", self.network_address),
                 )
             })?;
-        let chain = crate::genesis::chain_spec(self.genesis_chain_id, &self.genesis_alloc)
-            .map_err(|e| err("genesis_alloc", e))?;
+        if self.batcher_blocks_per_batch == 0 {
+            return Err(err("batcher_blocks_per_batch", "must be above 0"));
+        }
+        let chain = crate::genesis::chain_spec(
+            self.genesis_chain_id,
+            &self.genesis_alloc,
+            self.batcher_blocks_per_batch,
+        )
+        .map_err(|e| err("genesis_alloc", e))?;
         if self.sequencer_max_block_transactions == 0 {
             return Err(err("sequencer_max_block_transactions", "must be above 0"));
         }
+        let l1_settlement = match &self.l1_settlement_address {
+            None => None,
+            Some(a) => Some(a.trim().parse::<alloy_primitives::Address>().map_err(|e| {
+                err(
+                    "l1_settlement_address",
+                    format!("{a:?} is not a 20-byte 0x address: {e}"),
+                )
+            })?),
+        };
+        let batcher_l1_key = match &self.batcher_l1_secret_key {
+            None => None,
+            Some(k) => Some(SecretKey::from_hex(k).map_err(|e| {
+                err(
+                    "batcher_l1_secret_key",
+                    format!("not a 32-byte hex key: {e}"),
+                )
+            })?),
+        };
         Ok(Validated {
+            l1_settlement,
+            batcher_l1_key,
             chain,
             settings: self,
             key,

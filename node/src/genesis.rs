@@ -22,7 +22,11 @@ pub fn dev_alloc() -> Vec<String> {
 }
 
 /// Parses `0x<address>:<balance>` entries; the message names the entry at fault.
-pub fn chain_spec(chain_id: u64, alloc: &[String]) -> Result<ChainSpec, String> {
+pub fn chain_spec(
+    chain_id: u64,
+    alloc: &[String],
+    blocks_per_batch: u64,
+) -> Result<ChainSpec, String> {
     let mut genesis_alloc = Vec::with_capacity(alloc.len());
     for (i, entry) in alloc.iter().enumerate() {
         let (addr, balance) = entry
@@ -44,6 +48,7 @@ pub fn chain_spec(chain_id: u64, alloc: &[String]) -> Result<ChainSpec, String> 
     Ok(ChainSpec {
         chain_id,
         genesis_alloc,
+        blocks_per_batch,
     })
 }
 
@@ -53,7 +58,7 @@ mod tests {
 
     #[test]
     fn dev_alloc_round_trips_through_the_parser() {
-        let spec = chain_spec(DEV_CHAIN_ID, &dev_alloc()).expect("dev alloc parses");
+        let spec = chain_spec(DEV_CHAIN_ID, &dev_alloc(), 10).expect("dev alloc parses");
         assert_eq!(spec.genesis_alloc.len(), DEV_ACCOUNTS);
         assert_eq!(spec.genesis_alloc[3].0, dev_account_key(3).address());
         assert_eq!(spec.genesis_alloc[3].1, DEV_BALANCE);
@@ -61,12 +66,12 @@ mod tests {
 
     #[test]
     fn bad_entries_are_named() {
-        let e = chain_spec(1, &["0x12:5".into()]).unwrap_err();
+        let e = chain_spec(1, &["0x12:5".into()], 10).unwrap_err();
         assert!(e.contains("entry 0") && e.contains("address"), "{e}");
         let a = dev_account_key(0).address();
-        let e = chain_spec(1, &[format!("{a}:x")]).unwrap_err();
+        let e = chain_spec(1, &[format!("{a}:x")], 10).unwrap_err();
         assert!(e.contains("balance"), "{e}");
-        let e = chain_spec(1, &[format!("{a}:1"), format!("{a}:2")]).unwrap_err();
+        let e = chain_spec(1, &[format!("{a}:1"), format!("{a}:2")], 10).unwrap_err();
         assert!(e.contains("twice"), "{e}");
     }
 }

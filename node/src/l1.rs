@@ -11,6 +11,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use canon_engine::batch::{ordered_signatures, Attestation, BatchHeader};
 use canon_engine::keys::SecretKey;
+use canon_engine::policy::batcher::SubmitOutcome;
 
 // The generated call builders take one argument per contract parameter.
 #[allow(clippy::too_many_arguments)]
@@ -44,20 +45,14 @@ pub enum L1Error {
     Other(String),
 }
 
-/// What L1 holds: where a restarting batcher resumes.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct L1Head {
-    pub batch_number: u64,
-    pub height: u64,
-    pub state_root: alloy::primitives::B256,
-    pub commitment: alloy::primitives::B256,
-    pub epoch: u64,
-}
+pub use canon_engine::l1::L1Head;
 
 /// A connection to L1 with a signing account.
+#[derive(Clone)]
 pub struct L1 {
     url: String,
     provider: DynProvider,
+    account: Address,
 }
 
 impl L1 {
@@ -65,6 +60,7 @@ impl L1 {
     pub fn connect(url: &str, key: &SecretKey) -> Result<L1, L1Error> {
         let signer = PrivateKeySigner::from_slice(&key.to_bytes())
             .map_err(|e| L1Error::Other(format!("the L1 key: {e}")))?;
+        let account = signer.address();
         let parsed = url.parse().map_err(|e| L1Error::Unreachable {
             url: url.into(),
             reason: format!("not a URL: {e}"),
@@ -84,6 +80,7 @@ impl L1 {
         Ok(L1 {
             url: url.into(),
             provider,
+            account,
         })
     }
 
@@ -118,12 +115,25 @@ impl L1 {
     pub async fn head(&self, settlement: Address) -> Result<L1Head, L1Error> {
         let c = Settlement::new(settlement, &self.provider);
         let h = c.head().call().await.map_err(|e| decode(e, &self.url))?;
+        let pending = self
+            .provider
+            .get_transaction_count(self.account)
+            .pending()
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        let mined = self
+            .provider
+            .get_transaction_count(self.account)
+            .latest()
+            .await
+            .map_err(|e| self.unreachable(e))?;
         Ok(L1Head {
             batch_number: h.batchNumber,
             height: h.height,
             state_root: h.stateRoot,
             commitment: h.lastCommit,
             epoch: h.epoch,
+            in_flight: pending.saturating_sub(mined),
         })
     }
 
@@ -199,6 +209,43 @@ impl L1 {
                 tx: receipt.transaction_hash.to_string(),
             })
         }
+    }
+}
+
+/// The batcher's view of the settlement contract at `address`: the engine's L1 seam.
+pub struct SettlementL1 {
+    pub l1: L1,
+    pub address: Address,
+}
+
+impl canon_engine::l1::L1 for SettlementL1 {
+    fn head(&self) -> canon_engine::transport::BoxFuture<'_, Result<L1Head, String>> {
+        Box::pin(async move { self.l1.head(self.address).await.map_err(|e| e.to_string()) })
+    }
+
+    fn submit(
+        &self,
+        header: BatchHeader,
+        signatures: Vec<canon_engine::ids::Sig65>,
+        epoch: u64,
+    ) -> canon_engine::transport::BoxFuture<'_, SubmitOutcome> {
+        Box::pin(async move {
+            let sigs = signatures
+                .into_iter()
+                .map(|s| Bytes::copy_from_slice(&s.0))
+                .collect();
+            match self.l1.commit_raw(self.address, &header, sigs, epoch).await {
+                Ok(()) => SubmitOutcome::Committed,
+                Err(e @ (L1Error::Rejected { .. } | L1Error::Reverted { .. })) => {
+                    SubmitOutcome::Refused {
+                        reason: e.to_string(),
+                    }
+                }
+                Err(e) => SubmitOutcome::Unknown {
+                    reason: e.to_string(),
+                },
+            }
+        })
     }
 }
 

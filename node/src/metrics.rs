@@ -52,6 +52,12 @@ pub struct Metrics {
     pub signs_refused: Counter,
     pub equivocations: Counter,
     pub rollbacks: Counter,
+    pub batch_last_sealed: Gauge,
+    pub batch_last_sealed_height: Gauge,
+    pub batch_last_committed: Gauge,
+    pub batches_committed: Counter,
+    pub batch_submit_failures: Counter,
+    pub l1_errors: Counter,
     last_term: AtomicU64,
 }
 
@@ -102,6 +108,12 @@ impl Metrics {
             signs_refused: Counter::default(),
             equivocations: Counter::default(),
             rollbacks: Counter::default(),
+            batch_last_sealed: Gauge::default(),
+            batch_last_sealed_height: Gauge::default(),
+            batch_last_committed: Gauge::default(),
+            batches_committed: Counter::default(),
+            batch_submit_failures: Counter::default(),
+            l1_errors: Counter::default(),
             last_term: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -208,6 +220,21 @@ impl Metrics {
                 &m.redundancy_same_level,
             ),
             (
+                "batch_last_sealed",
+                "The number of the newest L1 batch this node sealed and attested",
+                &m.batch_last_sealed,
+            ),
+            (
+                "batch_last_sealed_height",
+                "The last block height of that batch",
+                &m.batch_last_sealed_height,
+            ),
+            (
+                "batch_last_committed",
+                "The newest L1 batch this node's batcher committed",
+                &m.batch_last_committed,
+            ),
+            (
                 "signing_guard_height",
                 "The highest height this identity signed on this machine (the guard's watermark)",
                 &m.signing_guard_height,
@@ -239,6 +266,21 @@ impl Metrics {
             "equivocations",
             "Two different blocks signed by the identity at one height, found while following",
             m.equivocations.clone(),
+        );
+        registry.register(
+            "batches_committed",
+            "L1 batches this node's batcher committed",
+            m.batches_committed.clone(),
+        );
+        registry.register(
+            "batch_submit_failures",
+            "Batch submissions that were refused, reverted or left without a receipt",
+            m.batch_submit_failures.clone(),
+        );
+        registry.register(
+            "l1_errors",
+            "Times the batcher could not reach L1",
+            m.l1_errors.clone(),
         );
         registry.register(
             "rollbacks",
@@ -312,6 +354,45 @@ impl EventSink for EventLog {
             }
             Event::VoteSaved { term, .. } => m.set_term(term),
             Event::Committed { .. } | Event::EntryApplied { .. } => {}
+            Event::L1HeadRead {
+                batch_number,
+                epoch,
+            } => tracing::debug!(batch_number, epoch, "L1 head read"),
+            Event::L1Unavailable { reason } => {
+                m.l1_errors.inc();
+                tracing::warn!("L1 unavailable: {reason}");
+            }
+            Event::BatchCommitted { number, epoch } => {
+                m.batches_committed.inc();
+                m.batch_last_committed
+                    .set(i64::try_from(number).unwrap_or(i64::MAX));
+                tracing::info!(number, epoch, "batch committed to L1");
+            }
+            Event::BatchNotCommitted { number, reason } => {
+                m.batch_submit_failures.inc();
+                tracing::warn!(number, "batch not committed: {reason}");
+            }
+            Event::BatchCommittedElsewhere { number } => tracing::warn!(
+                number,
+                "batch was already on L1, committed by another batcher (is batcher_enabled set on two nodes?) or by an earlier transaction of ours"
+            ),
+            Event::BatcherSuperseded { l1_epoch, ours } => {
+                tracing::warn!(l1_epoch, ours, "another batcher took over at a higher epoch")
+            }
+            Event::BatcherStopped { reason } => tracing::error!("batcher stopped: {reason}"),
+            Event::BatchSealed {
+                number,
+                first_height,
+                last_height,
+                commitment,
+                ..
+            } => {
+                m.batch_last_sealed
+                    .set(i64::try_from(number).unwrap_or(i64::MAX));
+                m.batch_last_sealed_height
+                    .set(i64::try_from(last_height).unwrap_or(i64::MAX));
+                tracing::debug!(number, first_height, last_height, %commitment, "batch sealed and attested");
+            }
             Event::BlockApplied {
                 height,
                 hash,

@@ -94,6 +94,7 @@ pub fn node_config(v: &Validated) -> NodeConfig {
         max_block_transactions: s.sequencer_max_block_transactions,
         mempool_capacity: s.sequencer_mempool_capacity,
         rpc_timeout_ms: 2_000,
+        batch_timeout_ms: s.batcher_batch_timeout_ms,
         chain: v.chain.clone(),
     }
 }
@@ -263,6 +264,9 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             servers.clone(),
         ))),
     }
+    if let Role::Consensus(node) = &role {
+        start_batcher(&v, node)?;
+    }
     let rpc = crate::rpc::start(rpc_addr, ctx.clone())
         .await
         .map_err(|e| fail("rpc_address", e))?;
@@ -283,6 +287,42 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     drop(ctx);
     drop(role);
     tracing::info!("stopped");
+    Ok(())
+}
+
+/// Starts the batcher on a consensus node with `batcher_enabled` and a settlement contract.
+fn start_batcher(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartError> {
+    let s = &v.settings;
+    if !s.batcher_enabled {
+        return Ok(());
+    }
+    let Some(address) = v.l1_settlement else {
+        tracing::warn!(
+            "batcher_enabled, but no l1_settlement_address: batches are sealed and attested, \
+             nothing is committed to L1 (deploy the contract with `canon-node l1 deploy`)"
+        );
+        return Ok(());
+    };
+    let key = match &v.batcher_l1_key {
+        Some(k) => k.clone(),
+        None => {
+            tracing::warn!(
+                "no batcher_l1_secret_key: paying L1 from anvil's public development account"
+            );
+            SecretKey::from_hex(crate::l1::ANVIL_DEV_KEY)
+                .map_err(|e| fail("batcher_l1_secret_key", e))?
+        }
+    };
+    let l1 = crate::l1::L1::connect(&s.general_l1_rpc_url, &key)
+        .map_err(|e| fail("general_l1_rpc_url", e))?;
+    tracing::info!(%address, url = %s.general_l1_rpc_url, "batcher started");
+    node.start_batcher(canon_engine::batcher::BatcherSetup {
+        l1: Arc::new(crate::l1::SettlementL1 { l1, address }),
+        epoch: 1,
+        poll_interval_ms: 100,
+        retry_ms_min: 250,
+        retry_ms_max: 5_000,
+    });
     Ok(())
 }
 

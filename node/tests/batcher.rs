@@ -1,0 +1,86 @@
+//! The batcher on real processes against a real anvil: three consensus nodes registered in the
+//! settlement contract, node 0 the seed's only batcher. Batches are sealed on every node,
+//! attested, gathered and committed; L1's chain is contiguous and ends on the cluster's
+//! state roots. `kill -9` of the batcher stops nothing but L1 progress; on restart it resumes
+//! from the contract's head with no gap and nothing twice.
+#![cfg(feature = "production")]
+
+mod common;
+
+use std::time::Duration;
+
+use canon_engine::batch::address_of;
+use canon_engine::keys::SecretKey;
+use canon_node::devnet::{node_key, Devnet};
+use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
+use common::*;
+
+const PORT_OFFSET: u16 = 25_000;
+
+#[test]
+fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9() {
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let anvil = AnvilProcess::start(0, Some(0.25), None)
+        .expect("anvil (the README's test command installs it)");
+    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
+    rt.block_on(l1.wait_ready(Duration::from_secs(20)))
+        .expect("anvil answers");
+    let validators = (0..3).map(|i| address_of(&node_key(i).node_id())).collect();
+    let address = rt.block_on(l1.deploy(validators)).expect("deploy");
+
+    let dir = scratch("batcher");
+    let env = vec![
+        ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),
+        ("L1_SETTLEMENT_ADDRESS".to_string(), address.to_string()),
+        ("BATCHER_BLOCKS_PER_BATCH".to_string(), "5".to_string()),
+    ];
+    let mut net =
+        Devnet::start_with(exe(), 3, 0, dir.path(), PORT_OFFSET, env).expect("devnet starts");
+    let l1_head = |rt: &tokio::runtime::Runtime| rt.block_on(l1.head(address)).ok();
+    let first = wait_for("three batches on L1", Duration::from_secs(60), || {
+        l1_head(&rt).filter(|h| h.batch_number >= 3)
+    });
+    // 5 blocks per batch, contiguous from height 1.
+    assert_eq!(first.height, first.batch_number * 5, "{first:?}");
+
+    net.kill(0);
+    let stalled = l1_head(&rt).expect("head");
+    std::thread::sleep(Duration::from_secs(3));
+    let still = l1_head(&rt).expect("head");
+    assert_eq!(
+        still.batch_number, stalled.batch_number,
+        "nothing reaches L1 while the only batcher is down (the seed)"
+    );
+    wait_for(
+        "blocks go on without the batcher",
+        Duration::from_secs(30),
+        || height(&net, 1).filter(|h| *h > still.height + 10),
+    );
+    net.start_node(0).expect("restart the batcher");
+    let after = wait_for("L1 moves again", Duration::from_secs(60), || {
+        l1_head(&rt).filter(|h| h.batch_number >= still.batch_number + 3)
+    });
+    assert_eq!(after.height, after.batch_number * 5, "{after:?}");
+    // L1's last state root is the cluster's at that height.
+    wait_for("every node past L1's head", Duration::from_secs(30), || {
+        (0..3)
+            .all(|i| height(&net, i).is_some_and(|h| h >= after.height))
+            .then_some(())
+    });
+    let block = net.clients[1]
+        .block(after.height)
+        .expect("block")
+        .expect("block at L1's height");
+    assert_eq!(
+        block["stateRoot"].as_str(),
+        Some(after.state_root.to_string().as_str()),
+        "L1's state root is the chain's at height {}",
+        after.height
+    );
+    let log = std::fs::read_to_string(net.log_path(0)).unwrap_or_default();
+    assert!(
+        !log.contains("NotNextBatch"),
+        "the batcher sent a batch L1 already held:\n{log}"
+    );
+    assert_same_chain(&net);
+}
