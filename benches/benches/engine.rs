@@ -39,5 +39,36 @@ fn codec_roundtrip(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verify, codec_roundtrip);
+/// What one batch costs in attestation: each node signs its commitment once as it seals it;
+/// the batcher verifies every peer's signature and orders them for the contract.
+fn attestation(c: &mut Criterion) {
+    use canon_engine::batch::{block_hashes_hash, ordered_signatures, Attestation, BatchHeader};
+    use canon_engine::B256;
+    let keys: Vec<_> = (0..3)
+        .map(|i| canon_engine::keys::derived_key("bench-attest", i))
+        .collect();
+    let hashes: Vec<B256> = (0..10u8).map(B256::repeat_byte).collect();
+    let header = BatchHeader {
+        number: 7,
+        previous: B256::repeat_byte(1),
+        first_height: 61,
+        last_height: 70,
+        state_root: B256::repeat_byte(2),
+        block_hashes_hash: block_hashes_hash(&hashes),
+    };
+    let atts: Vec<Attestation> = keys.iter().map(|k| Attestation::sign(&header, k)).collect();
+    let mut g = c.benchmark_group("attestation_per_batch");
+    g.bench_function("commitment_of_10_blocks", |b| {
+        b.iter(|| block_hashes_hash(&hashes) ^ header.commitment())
+    });
+    g.bench_function("sign_one_node", |b| {
+        b.iter(|| Attestation::sign(&header, &keys[0]).signature.0[0])
+    });
+    g.bench_function("verify_and_order_3_nodes", |b| {
+        b.iter(|| ordered_signatures(&header, &atts).len())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, verify, codec_roundtrip, attestation);
 criterion_main!(benches);

@@ -48,6 +48,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             epoch: setup.epoch,
         });
         let poll = Duration::from_millis(setup.poll_interval_ms.max(1));
+        self.update_batcher(|s| s.epoch = setup.epoch);
         loop {
             if self.is_stopped() {
                 return;
@@ -63,16 +64,24 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                     let head = setup.l1.head().await;
                     let now = self.now_ms();
                     let (seen, ours) = match head {
-                        Ok(h) => (
-                            Some(HeadSeen {
-                                batch_number: h.batch_number,
-                                commitment: h.commitment,
-                                epoch: h.epoch,
-                                in_flight: h.in_flight,
-                            }),
-                            self.sealed_commitment(h.batch_number),
-                        ),
+                        Ok(h) => {
+                            self.update_batcher(|s| {
+                                s.l1_batch = Some(h.batch_number);
+                                s.l1_height = Some(h.height);
+                                s.last_error = None;
+                            });
+                            (
+                                Some(HeadSeen {
+                                    batch_number: h.batch_number,
+                                    commitment: h.commitment,
+                                    epoch: h.epoch,
+                                    in_flight: h.in_flight,
+                                }),
+                                self.sealed_commitment(h.batch_number),
+                            )
+                        }
                         Err(reason) => {
+                            self.update_batcher(|s| s.last_error = Some(reason.clone()));
                             self.emit(Event::L1Unavailable { reason });
                             (None, None)
                         }
@@ -89,12 +98,30 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 }
                 BatcherAction::Collect { number } => self.collect_attestations(number).await,
                 BatcherAction::Submit { number, epoch } => {
-                    let outcome = match self.batch_with_signatures(number) {
-                        Some((header, sigs)) => setup.l1.submit(header, sigs, epoch).await,
-                        None => SubmitOutcome::Unknown {
-                            reason: format!("batch {number} or its attestations are unreadable"),
-                        },
+                    let (outcome, last_height) = match self.batch_with_signatures(number) {
+                        Some((header, sigs)) => {
+                            let last = header.last_height;
+                            (setup.l1.submit(header, sigs, epoch).await, Some(last))
+                        }
+                        None => (
+                            SubmitOutcome::Unknown {
+                                reason: format!(
+                                    "batch {number} or its attestations are unreadable"
+                                ),
+                            },
+                            None,
+                        ),
                     };
+                    self.update_batcher(|s| match &outcome {
+                        SubmitOutcome::Committed => {
+                            s.l1_batch = Some(number);
+                            s.l1_height = last_height;
+                            s.last_error = None;
+                        }
+                        SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {
+                            s.last_error = Some(reason.clone())
+                        }
+                    });
                     self.emit(match &outcome {
                         SubmitOutcome::Committed => Event::BatchCommitted { number, epoch },
                         SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {

@@ -136,6 +136,37 @@ pub struct NodeStatus {
     pub last_applied_index: Option<u64>,
     pub head: Head,
     pub mempool_len: usize,
+    pub batches: BatchStatus,
+}
+
+/// Where L1 batches stand on this node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchStatus {
+    /// `batcher` while this node runs the batcher, else `attester`.
+    pub role: String,
+    /// The epoch the batcher submits at.
+    pub epoch: Option<u64>,
+    pub last_sealed: u64,
+    pub last_sealed_height: u64,
+    /// This node's own attestation is written with the batch it seals, so it is always the
+    /// last sealed one.
+    pub last_attested: u64,
+    /// The batcher: the last batch and height it saw on L1 (read or committed).
+    pub last_committed_l1: Option<u64>,
+    pub last_committed_l1_height: Option<u64>,
+    /// The batcher: sealed batches not yet on L1.
+    pub l1_lag_batches: Option<u64>,
+    /// The batcher: the last L1 error (cleared by the next success).
+    pub last_l1_error: Option<String>,
+}
+
+/// What the batcher task publishes for status.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct BatcherState {
+    pub(crate) epoch: u64,
+    pub(crate) l1_batch: Option<u64>,
+    pub(crate) l1_height: Option<u64>,
+    pub(crate) last_error: Option<String>,
 }
 
 pub struct ConsensusNode<RT: AsyncRuntime> {
@@ -147,6 +178,8 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     mempool: Mutex<Mempool>,
     elector: Arc<SharedElector<RT::Instant>>,
     stopped: AtomicBool,
+    /// Set while this node runs the batcher.
+    batcher: Mutex<Option<BatcherState>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -197,6 +230,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             raft: Mutex::new(raft),
             chain,
             stopped: AtomicBool::new(false),
+            batcher: Mutex::new(None),
         });
         if node.cfg.bootstrap {
             let _detached = RT::spawn(node.clone().bootstrap());
@@ -250,7 +284,25 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     pub fn status(&self) -> NodeStatus {
         let m = self.raft().metrics().borrow().clone();
-        let head = self.chain.head();
+        let (head, cursor) = {
+            let c = self.chain.state();
+            (c.head, c.batches.clone())
+        };
+        let run = lock(&self.batcher).clone();
+        let batches = BatchStatus {
+            role: if run.is_some() { "batcher" } else { "attester" }.into(),
+            epoch: run.as_ref().map(|r| r.epoch),
+            last_sealed: cursor.sealed_number,
+            last_sealed_height: cursor.sealed_height,
+            last_attested: cursor.sealed_number,
+            last_committed_l1: run.as_ref().and_then(|r| r.l1_batch),
+            last_committed_l1_height: run.as_ref().and_then(|r| r.l1_height),
+            l1_lag_batches: run
+                .as_ref()
+                .and_then(|r| r.l1_batch)
+                .map(|b| cursor.sealed_number.saturating_sub(b)),
+            last_l1_error: run.and_then(|r| r.last_error),
+        };
         NodeStatus {
             id: self.id,
             state: format!("{:?}", m.state),
@@ -261,7 +313,13 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             last_applied_index: m.last_applied.map(|l| l.index),
             head,
             mempool_len: lock(&self.mempool).len(),
+            batches,
         }
+    }
+
+    /// The batcher task's published state.
+    pub(crate) fn update_batcher(&self, f: impl FnOnce(&mut BatcherState)) {
+        f(lock(&self.batcher).get_or_insert_with(BatcherState::default));
     }
 
     /// The canonized block at `height` as this node stored it; `None` above its head and for

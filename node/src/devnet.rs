@@ -603,6 +603,49 @@ impl Drop for Devnet {
 
 /// The `devnet` command: start, show the table every second, stop everything on Ctrl-C.
 /// `standbys`: a single-sequencer group (main + that many hot standbys) instead of `n` Raft nodes.
+/// Starts anvil (0.25 s blocks, as in the seed) on 8545 + `offset` and deploys the settlement
+/// contract with consensus nodes `0..n` registered; returns the process (killed when dropped)
+/// and the environment that points the nodes at it. Without anvil installed, says how to get it
+/// and goes on without an L1.
+async fn start_l1(
+    n: usize,
+    dir: &Path,
+    offset: u16,
+) -> Result<(Option<crate::l1::AnvilProcess>, Vec<(String, String)>), String> {
+    if let Err(e) = crate::l1::find_anvil() {
+        eprintln!("devnet: no L1 ({e}); batches are sealed and attested but not committed");
+        return Ok((None, Vec::new()));
+    }
+    let port = 8545u16
+        .checked_add(offset)
+        .ok_or_else(|| format!("--port-offset {offset} pushes anvil's port past 65535"))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("--dir {}: {e}", dir.display()))?;
+    let log = dir.join("anvil.log");
+    let anvil = crate::l1::AnvilProcess::start(port, Some(0.25), Some(&log))?;
+    let key = SecretKey::from_hex(crate::l1::ANVIL_DEV_KEY).map_err(|e| e.to_string())?;
+    let l1 = crate::l1::L1::connect(&anvil.url, &key).map_err(|e| e.to_string())?;
+    l1.wait_ready(Duration::from_secs(20)).await.map_err(|e| {
+        format!(
+            "anvil on port {port} did not answer ({e}); is the port taken? see {}",
+            log.display()
+        )
+    })?;
+    let validators = (0..n)
+        .map(|i| canon_engine::batch::address_of(&node_key(i).node_id()))
+        .collect();
+    let address = l1.deploy(validators).await.map_err(|e| e.to_string())?;
+    eprintln!(
+        "devnet: L1 anvil at {} (log {}), settlement contract {address}",
+        anvil.url,
+        log.display()
+    );
+    let env = vec![
+        ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),
+        ("L1_SETTLEMENT_ADDRESS".to_string(), address.to_string()),
+    ];
+    Ok((Some(anvil), env))
+}
+
 pub async fn run(
     n: usize,
     standbys: Option<usize>,
@@ -610,11 +653,17 @@ pub async fn run(
     externals: usize,
     dir: &Path,
     offset: u16,
+    no_l1: bool,
 ) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let (_anvil, l1_env) = if standbys.is_none() && !no_l1 {
+        start_l1(n, dir, offset).await?
+    } else {
+        (None, Vec::new())
+    };
     let net = match standbys {
         Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, Vec::new(), fenced)?,
-        None => Devnet::start_with(&exe, n, externals, dir, offset, Vec::new())?,
+        None => Devnet::start_with(&exe, n, externals, dir, offset, l1_env)?,
     };
     let dir_shown = net.dir.display().to_string();
     let net = std::sync::Arc::new(std::sync::Mutex::new(net));

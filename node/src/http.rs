@@ -55,6 +55,10 @@ pub struct StatusView {
     /// and which branch the fork rule kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub equivocations: Vec<EquivocationSeen>,
+    /// Consensus nodes: L1 batches (role, epoch, last sealed and attested, last committed on
+    /// L1 and the lag, the last L1 error).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batcher: Option<canon_engine::node::BatchStatus>,
 }
 
 impl NodeContext {
@@ -89,6 +93,7 @@ impl NodeContext {
                     sources: None,
                     redundancy: None,
                     equivocations: Vec::new(),
+                    batcher: Some(s.batches),
                 }
             }
             Role::External(x) => {
@@ -115,6 +120,7 @@ impl NodeContext {
                     sources: Some(s.sources),
                     redundancy: None,
                     equivocations: s.equivocations,
+                    batcher: None,
                 }
             }
             Role::Group(m) => {
@@ -143,6 +149,7 @@ impl NodeContext {
                     sources: Some(sync.sources),
                     redundancy: Some(g),
                     equivocations: sync.equivocations,
+                    batcher: None,
                 }
             }
         }

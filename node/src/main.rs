@@ -138,6 +138,11 @@ enum Command {
         /// members sign one round or height; needs --standbys 2 or more.
         #[arg(long, requires = "standbys")]
         fenced: bool,
+        /// Without an L1. By default (Raft mode) the devnet starts anvil on port 8545 (plus
+        /// --port-offset, 0.25 s blocks, as in the seed), deploys the settlement contract with
+        /// the consensus nodes registered, and node 0's batcher commits batches to it.
+        #[arg(long)]
+        no_l1: bool,
     },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
@@ -176,7 +181,8 @@ fn main() -> ExitCode {
             external,
             standbys,
             fenced,
-        }) => devnet(nodes, standbys, fenced, external, &dir, port_offset),
+            no_l1,
+        }) => devnet(nodes, standbys, fenced, external, &dir, port_offset, no_l1),
         Some(Command::Guard { action }) => guard(action),
         Some(Command::L1 { action }) => l1(action),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
@@ -215,6 +221,9 @@ fn check_config(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCod
             shown.network_secret_key = "<redacted>".into();
             if shown.validator_secret_key.is_some() {
                 shown.validator_secret_key = Some("<redacted>".into());
+            }
+            if shown.batcher_l1_secret_key.is_some() {
+                shown.batcher_l1_secret_key = Some("<redacted>".into());
             }
             println!("node_id: {}", v.node_id);
             println!("peers: {}", v.peers.len());
@@ -416,13 +425,14 @@ fn devnet(
     external: usize,
     dir: &std::path::Path,
     offset: u16,
+    no_l1: bool,
 ) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     match rt.block_on(canon_node::devnet::run(
-        nodes, standbys, fenced, external, dir, offset,
+        nodes, standbys, fenced, external, dir, offset, no_l1,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -449,6 +459,7 @@ fn devnet(
     _external: usize,
     _dir: &std::path::Path,
     _offset: u16,
+    _no_l1: bool,
 ) -> ExitCode {
     run_node(&[], None)
 }

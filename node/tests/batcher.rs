@@ -42,6 +42,28 @@ fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9()
     });
     // 5 blocks per batch, contiguous from height 1.
     assert_eq!(first.height, first.batch_number * 5, "{first:?}");
+    // The receipt reaches the batcher a moment after the block holds its batch.
+    let b0 = wait_for(
+        "n0's status to show batch 3",
+        Duration::from_secs(10),
+        || {
+            status(&net, 0)
+                .and_then(|s| s.batcher)
+                .filter(|b| b.last_committed_l1.is_some_and(|n| n >= 3))
+        },
+    );
+    assert_eq!(b0.role, "batcher");
+    assert_eq!(b0.epoch, Some(1));
+    assert!(b0.last_committed_l1.is_some_and(|b| b >= 3), "{b0:?}");
+    assert!(
+        b0.last_sealed >= 3 && b0.last_attested == b0.last_sealed,
+        "{b0:?}"
+    );
+    let b1 = status(&net, 1)
+        .and_then(|s| s.batcher)
+        .expect("n1 batcher status");
+    assert_eq!(b1.role, "attester");
+    assert_eq!(b1.last_committed_l1, None);
 
     net.kill(0);
     let stalled = l1_head(&rt).expect("head");
@@ -83,4 +105,66 @@ fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9()
         "the batcher sent a batch L1 already held:\n{log}"
     );
     assert_same_chain(&net);
+}
+
+/// The README's main command: `canon-node devnet` starts anvil, deploys the contract, and node
+/// 0's batcher commits to it; Ctrl-C (SIGTERM here) stops the nodes and anvil.
+#[test]
+fn devnet_starts_its_l1_and_commits_batches() {
+    const OFFSET: u16 = 26_000;
+    let dir = scratch("devnet-l1");
+    let mut child = std::process::Command::new(exe())
+        .args([
+            "devnet",
+            "--nodes",
+            "3",
+            "--port-offset",
+            &OFFSET.to_string(),
+            "--dir",
+        ])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("canon-node devnet");
+    let client = canon_node::client::NodeClient::new(
+        &format!("127.0.0.1:{}", 3050 + OFFSET),
+        &format!("127.0.0.1:{}", 3071 + OFFSET),
+        Duration::from_millis(800),
+    );
+    let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_for(
+            "a batch on the devnet's L1",
+            Duration::from_secs(90),
+            || {
+                client
+                    .status()
+                    .ok()
+                    .and_then(|s| s.batcher)
+                    .and_then(|b| b.last_committed_l1)
+                    .filter(|n| *n >= 1)
+            },
+        )
+    }));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("SIGTERM");
+    let status = child.wait().expect("devnet exits");
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read as _;
+        let _ = e.read_to_string(&mut err);
+    }
+    assert!(
+        committed.is_ok(),
+        "no batch reached L1; devnet said:\n{err}"
+    );
+    assert!(status.success(), "{status:?}\n{err}");
+    assert!(err.contains("settlement contract 0x"), "{err}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", 8545 + OFFSET)).is_err(),
+        "anvil outlived the devnet"
+    );
 }

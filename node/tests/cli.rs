@@ -111,3 +111,45 @@ fn production_and_simulator_dependency_trees_stay_apart() {
     assert!(sim.contains("madsim"));
     assert!(!sim.contains("rocksdb"), "the simulator links RocksDB");
 }
+
+#[test]
+fn check_config_names_bad_batcher_settings_and_hides_the_l1_key() {
+    let run = |env: &[(&str, &str)]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_canon-node"));
+        cmd.arg("check-config");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    for (key, value, named) in [
+        ("L1_SETTLEMENT_ADDRESS", "0x1234", "l1_settlement_address"),
+        ("BATCHER_L1_SECRET_KEY", "zz", "batcher_l1_secret_key"),
+        ("BATCHER_BLOCKS_PER_BATCH", "0", "batcher_blocks_per_batch"),
+    ] {
+        let out = run(&[(key, value)]);
+        assert_eq!(out.status.code(), Some(2), "{key}={value}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{key}={value}: {err}");
+    }
+    let l1_key = "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d";
+    let out = run(&[
+        (
+            "L1_SETTLEMENT_ADDRESS",
+            "0x5FbDB2315678afecb367f032d93F642f64180aa3",
+        ),
+        ("BATCHER_L1_SECRET_KEY", l1_key),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains(l1_key), "{stdout}");
+    assert!(
+        stdout.contains("l1_settlement_address: '0x5FbDB2315678afecb367f032d93F642f64180aa3'")
+            || stdout.contains("l1_settlement_address: 0x5FbDB2315678afecb367f032d93F642f64180aa3"),
+        "{stdout}"
+    );
+}
