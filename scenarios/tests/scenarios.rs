@@ -120,6 +120,14 @@ fn batcher_restart() {
 }
 
 #[test]
+fn two_batchers() {
+    let r = run_scenario("two-batchers", 0..10, "two_batchers");
+    assert_ran(&r);
+    // Both batchers race for each of the first ten batches; every lost race is reported.
+    assert_fact(&r, "conflicts_reported", 1, 1.0, 10.0);
+}
+
+#[test]
 fn l1_weather() {
     let r = run_scenario("l1-weather", 0..10, "l1_weather");
     assert_ran(&r);

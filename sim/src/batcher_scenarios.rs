@@ -102,6 +102,35 @@ pub fn batcher_restart(ctx: Ctx) -> ScenarioFuture {
     })
 }
 
+pub fn two_batchers(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Misconfigured: batcher_enabled on two nodes.
+        let cfg = ClusterConfig {
+            batchers: vec![0, 1],
+            ..ClusterConfig::default()
+        };
+        let mut c = ctx.cluster(cfg);
+        crate::client::spawn_client(&c, ctx.seed, Duration::from_millis(25));
+        wait_for_l1_batches(&c, 10, L1_BOUND * 2).await?;
+        // The contract admits one commit per number (the checker saw each land once, in
+        // order); the loser of each race hears a refusal, re-reads the head, and reports it.
+        let conflicts = c.observer.lock().batch_conflicts.clone();
+        if conflicts.is_empty() {
+            return Err(at(
+                &c,
+                "two batchers raced and neither reported a conflict".into(),
+            ));
+        }
+        for (_, reason) in c.l1.refusals() {
+            if !reason.starts_with("NotNextBatch") && !reason.starts_with("PreviousCommitment") {
+                return Err(at(&c, format!("a racing batcher was refused for {reason}")));
+            }
+        }
+        c.record("conflicts_reported", conflicts.len() as f64);
+        heal_and_check(&mut c).await
+    })
+}
+
 pub fn l1_weather(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let mut c = ctx.cluster(ClusterConfig::default());

@@ -26,6 +26,8 @@ pub struct Observer {
     pub same_levels: Vec<(usize, bool)>,
     /// (node, round) of every block a member did not sign (guard or chain refused it).
     pub sign_refusals: Vec<(usize, u64)>,
+    /// (node, batch) of every batch a batcher found already on L1, committed by another.
+    pub batch_conflicts: Vec<(usize, u64)>,
     start: Instant,
 }
 
@@ -40,6 +42,7 @@ impl Observer {
             reverts: Vec::new(),
             same_levels: Vec::new(),
             sign_refusals: Vec::new(),
+            batch_conflicts: Vec::new(),
             start: Instant::now(),
         }
     }
@@ -60,6 +63,7 @@ impl Observer {
             Event::Reverted { round, .. } => self.reverts.push((node, *round)),
             Event::SameLevel { yields, .. } => self.same_levels.push((node, *yields)),
             Event::SignRefused { round, .. } => self.sign_refusals.push((node, *round)),
+            Event::BatchCommittedElsewhere { number } => self.batch_conflicts.push((node, *number)),
             _ => {}
         }
         self.checker.observe(node, at, event);

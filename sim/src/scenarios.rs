@@ -5,7 +5,7 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::batcher_scenarios::{batcher_restart, l1_outage, l1_weather};
+use crate::batcher_scenarios::{batcher_restart, l1_outage, l1_weather, two_batchers};
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
@@ -172,6 +172,12 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "batcher-restart",
         description: "the batcher's node is killed mid-submit three times (sometimes after its batch landed but before the receipt): each time it resumes from L1's head with no gap and nothing sent twice",
         body: batcher_restart,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "two-batchers",
+        description: "misconfigured with batcher_enabled on two nodes: the contract admits one commit per batch number, L1 stays contiguous, and the loser of each race reports the conflict",
+        body: two_batchers,
         sim_time_limit: Duration::from_secs(180),
     },
     Scenario {
