@@ -493,8 +493,18 @@ impl Devnet {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5}",
-            "node", "role", "leader", "term", "height", "head", "peers", "mempool", "lag"
+            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5} {:>7} {:>5}",
+            "node",
+            "role",
+            "leader",
+            "term",
+            "height",
+            "head",
+            "peers",
+            "mempool",
+            "lag",
+            "sealed",
+            "on L1"
         );
         for (i, row) in rows.iter().enumerate() {
             match row {
@@ -511,9 +521,21 @@ impl Devnet {
                         s.raft_state.to_lowercase()
                     };
                     let lag = s.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
+                    // L1 batches: sealed here, and (the batcher) on L1.
+                    let sealed = s
+                        .batcher
+                        .as_ref()
+                        .map(|b| b.last_sealed.to_string())
+                        .unwrap_or_else(|| "-".into());
+                    let on_l1 = s
+                        .batcher
+                        .as_ref()
+                        .and_then(|b| b.last_committed_l1)
+                        .map(|n| n.to_string())
+                        .unwrap_or_else(|| "-".into());
                     let _ = writeln!(
                         out,
-                        "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5}",
+                        "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5} {:>7} {:>5}",
                         self.name(i),
                         role,
                         leader,
@@ -522,7 +544,9 @@ impl Devnet {
                         &head[..head.len().min(12)],
                         s.connected_peers.len(),
                         s.mempool_size,
-                        lag
+                        lag,
+                        sealed,
+                        on_l1
                     );
                 }
                 Err(e) => {
