@@ -1,6 +1,10 @@
-//! The batcher's task on a consensus node: feeds [`policy::batcher`](crate::policy::batcher)
-//! with what this node sealed and attested, and carries out what it decides: read L1's head,
-//! gather peers' attestations, submit the next batch. The decisions are all in the policy.
+//! The batcher's task on a consensus node. While the role Raft applied names this node, it
+//! feeds [`policy::batcher`](crate::policy::batcher) with what this node sealed and attested,
+//! and carries out what it decides: read L1's head, gather peers' attestations, submit the next
+//! batch. Otherwise it stands by, feeding
+//! [`policy::batcher_failover`](crate::policy::batcher_failover) one L1 reading per batch round
+//! and putting its claim through Raft when that policy says so. The decisions are all in the
+//! policies.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,6 +13,7 @@ use alloy_primitives::B256;
 use openraft::AsyncRuntime;
 
 use crate::batch::{ordered_signatures, Attestation, BatchHeader};
+use crate::batcher_role::{BatcherClaim, BatcherRole};
 use crate::chain_store::stage_attestations;
 use crate::codec;
 use crate::events::Event;
@@ -17,6 +22,8 @@ use crate::node::ConsensusNode;
 use crate::policy::batcher::{
     Batcher, BatcherAction, BatcherConfig, BatcherReport, BatcherView, HeadSeen, SubmitOutcome,
 };
+use crate::policy::batcher_failover::{Failover, FailoverConfig, RoundView};
+use crate::raft::{ApplyOutcome, Command};
 use crate::storage::{Durability, WriteBatch};
 use crate::wire::{Request, Response};
 
@@ -24,12 +31,26 @@ use crate::wire::{Request, Response};
 #[derive(Clone)]
 pub struct BatcherSetup {
     pub l1: Arc<dyn L1>,
-    /// The epoch it submits at.
-    pub epoch: u64,
+    /// `batcher_redundancy_level`: 0 for the main batcher, L > 0 for a standby that steps in
+    /// after L x `max_missed_rounds` batch rounds of L1 standing still.
+    pub level: u32,
+    pub max_missed_rounds: u32,
+    /// One batch round, as a standby counts them.
+    pub round_ms: u64,
     /// How often it looks for work when idle.
     pub poll_interval_ms: u64,
     pub retry_ms_min: u64,
     pub retry_ms_max: u64,
+}
+
+/// One batch round, as a standby batcher counts them: the longest a batch stays open
+/// (`batch_timeout_ms`), or, when batches close only by count, the time their blocks take.
+pub fn batch_round_ms(batch_timeout_ms: u64, blocks_per_batch: u64, block_time_ms: u64) -> u64 {
+    if batch_timeout_ms > 0 {
+        batch_timeout_ms
+    } else {
+        blocks_per_batch.saturating_mul(block_time_ms).max(1)
+    }
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
@@ -39,102 +60,249 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let _detached = RT::spawn(async move { node.run_batcher(setup).await });
     }
 
+    /// Submits while the role Raft applied names this node; stands by otherwise, counting
+    /// batch rounds and claiming the role when `policy::batcher_failover` says so.
     async fn run_batcher(self: Arc<Self>, setup: BatcherSetup) {
-        let peers = self.config().peers.clone();
-        let mut policy = Batcher::new(BatcherConfig {
-            quorum: peers.len() / 2 + 1,
-            retry_ms_min: setup.retry_ms_min,
-            retry_ms_max: setup.retry_ms_max,
-            epoch: setup.epoch,
-        });
         let poll = Duration::from_millis(setup.poll_interval_ms.max(1));
-        self.update_batcher(|s| s.epoch = setup.epoch);
+        let mut failover = Failover::new(FailoverConfig {
+            me: self.id(),
+            level: setup.level,
+            max_missed_rounds: setup.max_missed_rounds,
+            round_ms: setup.round_ms,
+        });
+        let mut active: Option<Batcher> = None;
+        // The role last seen while standing by, to report changes once.
+        let mut standing_by: Option<BatcherRole> = None;
+        self.update_batcher(|s| s.level = setup.level);
         loop {
             if self.is_stopped() {
                 return;
             }
-            let now = self.now_ms();
-            let view = self.batcher_view(policy.next_for_l1());
-            let Some(action) = policy.poll(now, view) else {
-                RT::sleep(poll).await;
-                continue;
-            };
-            match action {
-                BatcherAction::ReadHead => {
-                    let head = setup.l1.head().await;
-                    let now = self.now_ms();
-                    let (seen, ours) = match head {
-                        Ok(h) => {
-                            self.update_batcher(|s| {
-                                s.l1_batch = Some(h.batch_number);
-                                s.l1_height = Some(h.height);
-                                s.last_error = None;
-                            });
-                            (
-                                Some(HeadSeen {
-                                    batch_number: h.batch_number,
-                                    commitment: h.commitment,
-                                    epoch: h.epoch,
-                                    in_flight: h.in_flight,
-                                }),
-                                self.sealed_commitment(h.batch_number),
-                            )
-                        }
-                        Err(reason) => {
-                            self.update_batcher(|s| s.last_error = Some(reason.clone()));
-                            self.emit(Event::L1Unavailable { reason });
-                            (None, None)
-                        }
-                    };
-                    for r in policy.on_head(now, seen, ours) {
-                        self.emit(report_event(r));
-                    }
-                    if let Some(h) = seen {
-                        self.emit(Event::L1HeadRead {
-                            batch_number: h.batch_number,
-                            epoch: h.epoch,
-                        });
-                    }
+            let role = self.chain().state().batcher_role;
+            if role.is_held_by(&self.id()) {
+                standing_by = None;
+                let policy = active.get_or_insert_with(|| self.new_batcher_policy(&setup));
+                if policy.epoch() != role.epoch || !self.batcher_is_active() {
+                    policy.set_epoch(role.epoch);
+                    self.update_batcher(|s| {
+                        s.active = true;
+                        s.epoch = role.epoch;
+                        s.same_level = None;
+                    });
+                    self.emit(Event::BatcherActive { epoch: role.epoch });
                 }
-                BatcherAction::Collect { number } => self.collect_attestations(number).await,
-                BatcherAction::Submit { number, epoch } => {
-                    let (outcome, last_height) = match self.batch_with_signatures(number) {
-                        Some((header, sigs)) => {
-                            let last = header.last_height;
-                            (setup.l1.submit(header, sigs, epoch).await, Some(last))
-                        }
-                        None => (
-                            SubmitOutcome::Unknown {
-                                reason: format!(
-                                    "batch {number} or its attestations are unreadable"
-                                ),
-                            },
-                            None,
-                        ),
-                    };
-                    self.update_batcher(|s| match &outcome {
-                        SubmitOutcome::Committed => {
-                            s.l1_batch = Some(number);
-                            s.l1_height = last_height;
-                            s.last_error = None;
-                        }
-                        SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {
-                            s.last_error = Some(reason.clone())
-                        }
+                if !self.step_active(policy, &setup).await {
+                    RT::sleep(poll).await;
+                }
+                continue;
+            }
+            active = None;
+            if standing_by != Some(role) {
+                standing_by = Some(role);
+                let same_level = failover.same_level_conflict(&role);
+                self.update_batcher(|s| {
+                    s.active = false;
+                    s.epoch = role.epoch;
+                    s.same_level = role.holder.filter(|_| same_level);
+                });
+                self.emit(Event::BatcherStandingBy {
+                    epoch: role.epoch,
+                    holder: role.holder,
+                });
+                if let (true, Some(holder)) = (same_level, role.holder) {
+                    self.emit(Event::BatcherSameLevel {
+                        holder,
+                        level: setup.level,
                     });
-                    self.emit(match &outcome {
-                        SubmitOutcome::Committed => Event::BatchCommitted { number, epoch },
-                        SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {
-                            Event::BatchNotCommitted {
-                                number,
-                                reason: reason.clone(),
-                            }
-                        }
-                    });
-                    policy.on_submitted(self.now_ms(), outcome);
                 }
             }
+            if failover.round_due(self.now_ms()) {
+                self.standby_round(&mut failover, &setup).await;
+            }
+            RT::sleep(poll).await;
         }
+    }
+
+    fn new_batcher_policy(&self, setup: &BatcherSetup) -> Batcher {
+        Batcher::new(BatcherConfig {
+            quorum: self.config().peers.len() / 2 + 1,
+            retry_ms_min: setup.retry_ms_min,
+            retry_ms_max: setup.retry_ms_max,
+            epoch: 0,
+        })
+    }
+
+    fn batcher_is_active(&self) -> bool {
+        self.batcher_state().is_some_and(|s| s.active)
+    }
+
+    /// One standby round: read L1's head, count, and claim the role if the count says so.
+    async fn standby_round(&self, failover: &mut Failover, setup: &BatcherSetup) {
+        let l1_batch = match setup.l1.head().await {
+            Ok(h) => {
+                self.update_batcher(|s| {
+                    s.l1_batch = Some(h.batch_number);
+                    s.l1_height = Some(h.height);
+                    s.last_error = None;
+                });
+                Some(h.batch_number)
+            }
+            Err(reason) => {
+                self.update_batcher(|s| s.last_error = Some(reason));
+                None
+            }
+        };
+        let view = RoundView {
+            role: self.chain().state().batcher_role,
+            l1_batch,
+            sealed: self.chain().state().batches.sealed_number,
+        };
+        let claim = failover.on_round(self.now_ms(), view);
+        self.update_batcher(|s| s.missed_rounds = failover.missed_rounds());
+        let Some(claim) = claim else {
+            return;
+        };
+        self.emit(Event::BatcherClaiming {
+            epoch: claim.epoch,
+            missed_rounds: claim.missed_rounds,
+        });
+        let claim = BatcherClaim {
+            epoch: claim.epoch,
+            node: self.id(),
+            level: claim.level,
+        };
+        // The role as applied is the judge of the outcome: the next loop reads it.
+        if let Err(reason) = self.claim_batcher(claim).await {
+            tracing::warn!(epoch = claim.epoch, "batcher claim not written: {reason}");
+            failover.on_claim_failed(self.now_ms());
+        }
+    }
+
+    /// Puts `claim` through Raft: written here when this node leads, else sent to the leader.
+    async fn claim_batcher(&self, claim: BatcherClaim) -> Result<ApplyOutcome, String> {
+        let leader = self.raft().metrics().borrow().current_leader;
+        match leader {
+            Some(l) if l == self.id() => self.write_claim(claim).await,
+            Some(l) => {
+                let req =
+                    codec::encode(&Request::ClaimBatcher(claim)).map_err(|e| e.to_string())?;
+                let timeout = Duration::from_millis(self.claim_timeout_ms());
+                let bytes = self
+                    .transport()
+                    .request(l, req, timeout)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                match codec::decode::<Response>(&bytes) {
+                    Ok(Response::Claim(r)) => r,
+                    Ok(Response::Refused(r)) => Err(r),
+                    Ok(other) => Err(format!("unexpected answer to a claim: {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                }
+            }
+            None => Err("no leader known".into()),
+        }
+    }
+
+    /// The leader's side of a claim: one Raft entry, applied as a compare-and-set.
+    pub(crate) async fn write_claim(&self, claim: BatcherClaim) -> Result<ApplyOutcome, String> {
+        let within = Duration::from_millis(self.claim_timeout_ms());
+        match RT::timeout(
+            within,
+            self.raft().client_write(Command::ClaimBatcher(claim)),
+        )
+        .await
+        {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("not committed within {} ms", within.as_millis())),
+        }
+    }
+
+    fn claim_timeout_ms(&self) -> u64 {
+        self.config().election_timeout_ms_max * 4
+    }
+
+    /// One step of the active batcher; false when the policy had nothing to do.
+    async fn step_active(&self, policy: &mut Batcher, setup: &BatcherSetup) -> bool {
+        let now = self.now_ms();
+        let view = self.batcher_view(policy.next_for_l1());
+        let Some(action) = policy.poll(now, view) else {
+            return false;
+        };
+        match action {
+            BatcherAction::ReadHead => {
+                let head = setup.l1.head().await;
+                let now = self.now_ms();
+                let (seen, ours) = match head {
+                    Ok(h) => {
+                        self.update_batcher(|s| {
+                            s.l1_batch = Some(h.batch_number);
+                            s.l1_height = Some(h.height);
+                            s.last_error = None;
+                        });
+                        (
+                            Some(HeadSeen {
+                                batch_number: h.batch_number,
+                                commitment: h.commitment,
+                                epoch: h.epoch,
+                                in_flight: h.in_flight,
+                            }),
+                            self.sealed_commitment(h.batch_number),
+                        )
+                    }
+                    Err(reason) => {
+                        self.update_batcher(|s| s.last_error = Some(reason.clone()));
+                        self.emit(Event::L1Unavailable { reason });
+                        (None, None)
+                    }
+                };
+                for r in policy.on_head(now, seen, ours) {
+                    self.emit(report_event(r));
+                }
+                if let Some(h) = seen {
+                    self.emit(Event::L1HeadRead {
+                        batch_number: h.batch_number,
+                        epoch: h.epoch,
+                    });
+                }
+            }
+            BatcherAction::Collect { number } => self.collect_attestations(number).await,
+            BatcherAction::Submit { number, epoch } => {
+                let (outcome, last_height) = match self.batch_with_signatures(number) {
+                    Some((header, sigs)) => {
+                        let last = header.last_height;
+                        (setup.l1.submit(header, sigs, epoch).await, Some(last))
+                    }
+                    None => (
+                        SubmitOutcome::Unknown {
+                            reason: format!("batch {number} or its attestations are unreadable"),
+                        },
+                        None,
+                    ),
+                };
+                self.update_batcher(|s| match &outcome {
+                    SubmitOutcome::Committed => {
+                        s.l1_batch = Some(number);
+                        s.l1_height = last_height;
+                        s.last_error = None;
+                    }
+                    SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {
+                        s.last_error = Some(reason.clone())
+                    }
+                });
+                self.emit(match &outcome {
+                    SubmitOutcome::Committed => Event::BatchCommitted { number, epoch },
+                    SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {
+                        Event::BatchNotCommitted {
+                            number,
+                            reason: reason.clone(),
+                        }
+                    }
+                });
+                policy.on_submitted(self.now_ms(), outcome);
+            }
+        }
+        true
     }
 
     /// The commitment of batch `number` as this node sealed it (zero for batch 0).

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 use crate::batch::{Attestation, BatchCursor, BatchHeader};
+use crate::batcher_role::BatcherRole;
 use crate::block::{Block, ChainSpec};
 use crate::chain::Head;
 use crate::codec::{self, CodecError};
@@ -60,6 +61,8 @@ pub struct ChainState {
     pub membership: Membership,
     /// Where cutting L1 batches stands after `head` (consensus nodes only).
     pub batches: BatchCursor,
+    /// Who holds the batcher role (consensus nodes only).
+    pub batcher_role: BatcherRole,
 }
 
 /// The applied position, stored next to the chain it describes.
@@ -69,6 +72,7 @@ pub(crate) struct AppliedMeta {
     pub(crate) last_applied: Option<LogId>,
     pub(crate) membership: Membership,
     pub(crate) batches: BatchCursor,
+    pub(crate) batcher_role: BatcherRole,
 }
 
 impl AppliedMeta {
@@ -78,6 +82,7 @@ impl AppliedMeta {
             last_applied: state.last_applied,
             membership: state.membership.clone(),
             batches: state.batches.clone(),
+            batcher_role: state.batcher_role,
         }
     }
 }
@@ -238,6 +243,7 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
             last_applied: None,
             membership: Membership::default(),
             batches: BatchCursor::default(),
+            batcher_role: BatcherRole::default(),
         });
     };
     // Storage holds only accounts a block wrote; the rest are as genesis left them.
@@ -256,6 +262,7 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
         last_applied: meta.last_applied,
         membership: meta.membership,
         batches: meta.batches,
+        batcher_role: meta.batcher_role,
     })
 }
 

@@ -68,6 +68,25 @@ pub enum Event {
     BatcherSuperseded { l1_epoch: u64, ours: u64 },
     /// L1's chain of commitments is not this node's: the batcher sends nothing more.
     BatcherStopped { reason: String },
+    /// A `ClaimBatcher` entry was applied: `won` if it took the role at `epoch`.
+    BatcherClaimApplied {
+        index: u64,
+        epoch: u64,
+        claimant: NodeId,
+        level: u32,
+        won: bool,
+    },
+    /// This node claims the batcher role at `epoch`, after `missed_rounds` batch rounds in
+    /// which L1 did not advance while sealed batches waited (0: the role was vacant or held
+    /// by a less preferred level).
+    BatcherClaiming { epoch: u64, missed_rounds: u32 },
+    /// This node holds the batcher role at `epoch` and submits.
+    BatcherActive { epoch: u64 },
+    /// This node stands by: `holder` holds the role at `epoch`.
+    BatcherStandingBy { epoch: u64, holder: Option<NodeId> },
+    /// Misconfiguration: `holder` holds the role at this node's own level; only one node per
+    /// level should have the batcher enabled.
+    BatcherSameLevel { holder: NodeId, level: u32 },
     /// A committed entry without a block (leader no-op, membership).
     EntryApplied { index: u64 },
     /// The node observed itself as leader of `term`.

@@ -8,6 +8,7 @@
 
 pub mod batch;
 pub mod batcher;
+pub mod batcher_role;
 pub mod block;
 pub mod chain;
 pub mod chain_store;

@@ -28,7 +28,7 @@ use crate::policy::sequencer::{ProposalOutcome, Sequencer, SequencerAction, Sequ
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{ApplyOutcome, Canon, LogId};
+use crate::raft::{ApplyOutcome, Canon, Command, LogId};
 pub use crate::seams::{NodeError, Seams};
 use crate::shared_elector::SharedElector;
 use crate::tx::SignedTransaction;
@@ -142,16 +142,25 @@ pub struct NodeStatus {
 /// Where L1 batches stand on this node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchStatus {
-    /// `batcher` while this node runs the batcher, else `attester`.
+    /// `batcher` while this node holds the role and submits, `standby` while another does,
+    /// `attester` when its batcher is not enabled.
     pub role: String,
-    /// The epoch the batcher submits at.
-    pub epoch: Option<u64>,
+    /// This node's `batcher_redundancy_level` (batcher enabled only).
+    pub level: Option<u32>,
+    /// The role as Raft applied it: its epoch (0: never claimed), holder and holder's level.
+    pub epoch: u64,
+    pub holder: Option<NodeId>,
+    pub holder_level: Option<u32>,
+    /// A standby's batch rounds in which L1 stood still while batches waited.
+    pub missed_rounds: Option<u32>,
+    /// Misconfiguration: the node holding the role has this node's level.
+    pub same_level_conflict: Option<NodeId>,
     pub last_sealed: u64,
     pub last_sealed_height: u64,
     /// This node's own attestation is written with the batch it seals, so it is always the
     /// last sealed one.
     pub last_attested: u64,
-    /// The batcher: the last batch and height it saw on L1 (read or committed).
+    /// The batcher or standby: the last batch and height it saw on L1 (read or committed).
     pub last_committed_l1: Option<u64>,
     pub last_committed_l1_height: Option<u64>,
     /// The batcher: sealed batches not yet on L1.
@@ -163,6 +172,13 @@ pub struct BatchStatus {
 /// What the batcher task publishes for status.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BatcherState {
+    /// This node holds the role and submits.
+    pub(crate) active: bool,
+    pub(crate) level: u32,
+    /// A standby's count of batch rounds in which L1 stood still while batches waited.
+    pub(crate) missed_rounds: u32,
+    /// Another node holding the role at this node's level (misconfiguration).
+    pub(crate) same_level: Option<NodeId>,
     pub(crate) epoch: u64,
     pub(crate) l1_batch: Option<u64>,
     pub(crate) l1_height: Option<u64>,
@@ -284,14 +300,24 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     pub fn status(&self) -> NodeStatus {
         let m = self.raft().metrics().borrow().clone();
-        let (head, cursor) = {
+        let (head, cursor, role) = {
             let c = self.chain.state();
-            (c.head, c.batches.clone())
+            (c.head, c.batches.clone(), c.batcher_role)
         };
         let run = lock(&self.batcher).clone();
         let batches = BatchStatus {
-            role: if run.is_some() { "batcher" } else { "attester" }.into(),
-            epoch: run.as_ref().map(|r| r.epoch),
+            role: match &run {
+                Some(r) if r.active => "batcher",
+                Some(_) => "standby",
+                None => "attester",
+            }
+            .into(),
+            level: run.as_ref().map(|r| r.level),
+            epoch: role.epoch,
+            holder: role.holder,
+            holder_level: role.holder.map(|_| role.level),
+            missed_rounds: run.as_ref().filter(|r| !r.active).map(|r| r.missed_rounds),
+            same_level_conflict: run.as_ref().and_then(|r| r.same_level),
             last_sealed: cursor.sealed_number,
             last_sealed_height: cursor.sealed_height,
             last_attested: cursor.sealed_number,
@@ -318,6 +344,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// The batcher task's published state.
+    pub(crate) fn batcher_state(&self) -> Option<BatcherState> {
+        lock(&self.batcher).clone()
+    }
+
     pub(crate) fn update_batcher(&self, f: impl FnOnce(&mut BatcherState)) {
         f(lock(&self.batcher).get_or_insert_with(BatcherState::default));
     }
@@ -368,7 +398,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         // The unapplied tail is a handful of entries; the bound keeps a status call cheap.
         let to = committed.index.min(from.saturating_add(256));
         for entry in log.read_range(from, to).unwrap_or_default() {
-            if let openraft::EntryPayload::Normal(block) = &entry.payload {
+            if let openraft::EntryPayload::Normal(Command::Block(block)) = &entry.payload {
                 let h = &block.header;
                 if h.height != head.height + 1 || h.parent_hash != head.hash {
                     break;
@@ -455,6 +485,13 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             }
             Request::GetHead => Response::Head(self.chain.head()),
             Request::GetAttestations { number } if is_peer => self.answer_attestations(number),
+            Request::ClaimBatcher(claim) if is_peer && claim.node == from => {
+                Response::Claim(self.write_claim(claim).await)
+            }
+            Request::ClaimBatcher(claim) if is_peer => Response::Refused(format!(
+                "a batcher claim must name its sender {from}, not {}",
+                claim.node
+            )),
             Request::GetBlocks { from, max, wait_ms } => {
                 crate::replay::answer_get_blocks::<RT>(&self.chain, from, max, wait_ms).await
             }
@@ -559,16 +596,20 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let height = block.header.height;
             policy.on_proposed(height);
             let deadline = Duration::from_millis(within_ms);
-            let outcome = match RT::timeout(deadline, raft.client_write(block)).await {
-                Ok(Ok(resp)) => match resp.data {
-                    ApplyOutcome::Applied { .. } | ApplyOutcome::Control => {
-                        ProposalOutcome::Canonized
-                    }
-                    ApplyOutcome::Rejected(e) => ProposalOutcome::Rejected(e.to_string()),
-                },
-                Ok(Err(e)) => ProposalOutcome::Failed(e.to_string()),
-                Err(_) => ProposalOutcome::TimedOut,
-            };
+            let outcome =
+                match RT::timeout(deadline, raft.client_write(Command::Block(block))).await {
+                    Ok(Ok(resp)) => match resp.data {
+                        ApplyOutcome::Applied { .. } | ApplyOutcome::Control => {
+                            ProposalOutcome::Canonized
+                        }
+                        ApplyOutcome::Rejected(e) => ProposalOutcome::Rejected(e.to_string()),
+                        ApplyOutcome::Claimed { .. } | ApplyOutcome::ClaimLost(_) => {
+                            ProposalOutcome::Failed("a block entry applied as a claim".into())
+                        }
+                    },
+                    Ok(Err(e)) => ProposalOutcome::Failed(e.to_string()),
+                    Err(_) => ProposalOutcome::TimedOut,
+                };
             if let Some(SequencerAction::Dropped { height, reason }) =
                 policy.on_outcome(height, outcome)
             {

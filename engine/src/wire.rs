@@ -1,6 +1,6 @@
 //! Messages between nodes. Raft RPCs carry openraft's messages in runtime-free mirrors (the same
 //! fields in the same order, so the bytes are openraft's own: a test pins it); the payload of
-//! an append is a list of entries, each a whole block.
+//! an append is a list of entries, each a whole block or a batcher claim.
 
 use alloy_primitives::Address;
 use openraft::error::{InstallSnapshotError, RaftError};
@@ -12,6 +12,7 @@ use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::batch::Attestation;
+use crate::batcher_role::BatcherClaim;
 use crate::block::Block;
 use crate::chain::Head;
 use crate::fenced::SignedBallot;
@@ -20,7 +21,7 @@ use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
 use crate::policy::fence::Promise;
-use crate::raft::{Canon, LogId, Vote};
+use crate::raft::{ApplyOutcome, Canon, Command, LogId, Vote};
 use crate::tx::SignedTransaction;
 
 /// openraft's `AppendEntriesRequest` without its runtime parameter.
@@ -44,7 +45,7 @@ pub struct LogEntry {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum LogPayload {
     Blank,
-    Normal(Block),
+    Normal(Command),
     Membership(openraft::Membership<NodeId, EmptyNode>),
 }
 
@@ -171,6 +172,9 @@ pub enum Request {
     GetAttestations {
         number: u64,
     },
+    /// A standby batcher's claim of the role, for the leader to put through Raft. The claim
+    /// must name the sender. Consensus peers only.
+    ClaimBatcher(BatcherClaim),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -202,6 +206,8 @@ pub enum Response {
     FencePromised(Promise<Block>),
     FenceAccepted,
     Attestations(Vec<Attestation>),
+    /// What became of a claim: applied (won or lost), or why it did not reach the log.
+    Claim(Result<ApplyOutcome, String>),
 }
 
 /// What became of a submitted transaction.
@@ -280,7 +286,7 @@ mod tests {
             },
             openraft::Entry {
                 log_id: log_id(3),
-                payload: EntryPayload::Normal(block),
+                payload: EntryPayload::Normal(Command::Block(block)),
             },
         ];
         let ours = AppendEntriesRequest::<Canon<Rt>> {

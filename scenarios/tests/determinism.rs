@@ -15,6 +15,8 @@ const CASES: &[(&str, u64)] = &[
     ("redundancy-crash-while-signing", 10),
     ("redundancy-partition-fenced", 4),
     ("redundancy-chaos-fenced", 5),
+    ("batcher-crash", 3),
+    ("batcher-zombie", 6),
 ];
 
 fn trace_of(name: &str, seed: u64) -> String {

@@ -93,6 +93,12 @@ pub struct Checker {
     blocks_per_batch: u64,
     /// What L1 committed, in order: (number, last height).
     l1: Vec<(u64, u64)>,
+    /// The epoch of L1's last commit.
+    l1_epoch: u64,
+    /// The winner of each batcher epoch's claim, as the first node applied it.
+    claim_winners: BTreeMap<u64, NodeId>,
+    /// Each node's id, by index (to name the batcher behind an L1 commit).
+    node_ids: Vec<NodeId>,
     violations: Vec<Violation>,
 }
 
@@ -124,6 +130,9 @@ impl Checker {
             batches: BTreeMap::new(),
             blocks_per_batch: 0,
             l1: Vec::new(),
+            l1_epoch: 0,
+            claim_winners: BTreeMap::new(),
+            node_ids: Vec::new(),
             violations: Vec::new(),
         }
     }
@@ -133,22 +142,68 @@ impl Checker {
         self.blocks_per_batch = n;
     }
 
+    /// The nodes' ids, by index.
+    pub fn set_node_ids(&mut self, ids: Vec<NodeId>) {
+        self.node_ids = ids;
+    }
+
+    /// The batcher epochs and the node that won each, so far.
+    pub fn claim_winners(&self) -> &BTreeMap<u64, NodeId> {
+        &self.claim_winners
+    }
+
     /// The last batch L1 committed: (number, last height); (0, 0) before the first.
     pub fn l1_head(&self) -> (u64, u64) {
         self.l1.last().copied().unwrap_or((0, 0))
     }
 
-    /// L1 committed batch `number`: one more than its last, continuing its range, ending on the
-    /// canonical chain's state root at that height, and the batch the nodes sealed.
+    /// L1 committed batch `number`, sent by node `sender` at `epoch`: one more than its last,
+    /// continuing its range, ending on the canonical chain's state root at that height, the
+    /// batch the nodes sealed, at an epoch not below the last, and sent by the node that won
+    /// that epoch's claim through Raft (a deposed batcher's commits must all revert).
+    #[allow(clippy::too_many_arguments)]
     pub fn l1_committed(
         &mut self,
         at: Duration,
+        sender: usize,
+        epoch: u64,
         number: u64,
         first_height: u64,
         last_height: u64,
         state_root: B256,
         commitment: B256,
     ) {
+        const FENCE: &str = "only the batcher that won an epoch's claim commits at that epoch, and L1's epoch never falls";
+        if epoch < self.l1_epoch {
+            self.fail(
+                FENCE,
+                sender,
+                Some(last_height),
+                at,
+                format!(
+                    "L1 committed batch {number} at epoch {epoch} after epoch {}",
+                    self.l1_epoch
+                ),
+            );
+        }
+        self.l1_epoch = epoch;
+        let winner = self.claim_winners.get(&epoch).copied();
+        let sender_id = self.node_ids.get(sender).copied();
+        if winner.is_none() || winner != sender_id {
+            self.fail(
+                FENCE,
+                sender,
+                Some(last_height),
+                at,
+                format!(
+                    "n{sender} committed batch {number} at epoch {epoch}, whose claim {}",
+                    match winner {
+                        Some(w) => format!("{w} won"),
+                        None => "nobody won".into(),
+                    }
+                ),
+            );
+        }
         const INV: &str = "L1 batches rise by one over contiguous ranges of the canonical chain";
         let (last_number, last_height_before) = self.l1_head();
         if number != last_number + 1 || first_height != last_height_before + 1 {
@@ -555,6 +610,29 @@ impl Checker {
                     commitment: *commitment,
                 },
             ),
+            Event::BatcherClaimApplied {
+                index,
+                epoch,
+                claimant,
+                level,
+                won,
+            } => {
+                self.monotonic_index(node, *index, at);
+                let outcome = keccak256(format!("claim {epoch} {claimant} {level} {won}"));
+                self.same_outcome(node, *index, Some(outcome), at);
+                if *won {
+                    let first = *self.claim_winners.entry(*epoch).or_insert(*claimant);
+                    if first != *claimant {
+                        self.fail(
+                            "one claim wins each batcher epoch, on every node",
+                            node,
+                            None,
+                            at,
+                            format!("epoch {epoch}: {claimant} here, {first} elsewhere"),
+                        );
+                    }
+                }
+            }
             Event::BatcherStopped { reason } => self.fail(
                 "the batcher never finds L1's chain different from the one it sealed",
                 node,
@@ -567,7 +645,11 @@ impl Checker {
             | Event::BatchCommitted { .. }
             | Event::BatchNotCommitted { .. }
             | Event::BatchCommittedElsewhere { .. }
-            | Event::BatcherSuperseded { .. } => {}
+            | Event::BatcherSuperseded { .. }
+            | Event::BatcherClaiming { .. }
+            | Event::BatcherActive { .. }
+            | Event::BatcherStandingBy { .. }
+            | Event::BatcherSameLevel { .. } => {}
             Event::EntryApplied { index } | Event::EntryRejected { index, .. } => {
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, None, at);
@@ -1115,6 +1197,96 @@ mod tests {
         assert_eq!(
             split.violations()[0].invariant,
             "every node seals the same contiguous L1 batches of the canonical chain"
+        );
+    }
+
+    #[test]
+    fn l1_commits_come_only_from_the_winner_of_their_epoch() {
+        use canon_engine::batch::{block_hashes_hash, BatchHeader};
+        const FENCE: &str = "only the batcher that won an epoch's claim commits at that epoch, and L1's epoch never falls";
+        let g = B256::repeat_byte(0);
+        let ids = vec![NodeId([1; 64]), NodeId([2; 64])];
+        let claim = |index, epoch, who: usize, won| Event::BatcherClaimApplied {
+            index,
+            epoch,
+            claimant: NodeId([who as u8 + 1; 64]),
+            level: who as u32,
+            won,
+        };
+        let header = |number, previous, h: u64| BatchHeader {
+            number,
+            previous,
+            first_height: h,
+            last_height: h,
+            state_root: B256::repeat_byte(0xee),
+            block_hashes_hash: block_hashes_hash(&[B256::repeat_byte(h as u8)]),
+        };
+        let b1 = header(1, B256::ZERO, 1);
+        let b2 = header(2, b1.commitment(), 2);
+        let setup = || {
+            let mut c = Checker::new(2, g);
+            c.set_node_ids(ids.clone());
+            c.observe(0, at(), &applied(1, 1, 1, g));
+            c.observe(0, at(), &applied(2, 2, 2, B256::repeat_byte(1)));
+            for b in [&b1, &b2] {
+                c.observe(
+                    0,
+                    at(),
+                    &Event::BatchSealed {
+                        number: b.number,
+                        first_height: b.first_height,
+                        last_height: b.last_height,
+                        state_root: b.state_root,
+                        commitment: b.commitment(),
+                    },
+                );
+            }
+            c.observe(0, at(), &claim(3, 1, 0, true));
+            c.observe(1, at(), &claim(3, 1, 0, true));
+            c
+        };
+        let commit = |c: &mut Checker, sender, epoch, b: &BatchHeader| {
+            c.l1_committed(
+                at(),
+                sender,
+                epoch,
+                b.number,
+                b.first_height,
+                b.last_height,
+                b.state_root,
+                b.commitment(),
+            )
+        };
+        // The winner of epoch 1 commits; n1 wins epoch 2 and commits the next.
+        let mut ok = setup();
+        commit(&mut ok, 0, 1, &b1);
+        ok.observe(0, at(), &claim(4, 2, 1, true));
+        ok.observe(1, at(), &claim(5, 2, 0, false));
+        commit(&mut ok, 1, 2, &b2);
+        assert!(ok.violations().is_empty(), "{:?}", ok.violations());
+        // n1 commits at an epoch n0 won.
+        let mut usurper = setup();
+        commit(&mut usurper, 1, 1, &b1);
+        assert_eq!(usurper.violations()[0].invariant, FENCE);
+        // The zombie's commit lands after epoch 2 reached L1.
+        let mut zombie = setup();
+        zombie.observe(0, at(), &claim(4, 2, 1, true));
+        commit(&mut zombie, 1, 2, &b1);
+        commit(&mut zombie, 0, 1, &b2);
+        assert_eq!(zombie.violations()[0].invariant, FENCE);
+        // Two winners of one epoch, and one entry applied two ways.
+        let mut two = setup();
+        two.observe(1, at(), &claim(4, 1, 1, true));
+        assert!(two
+            .violations()
+            .iter()
+            .any(|v| v.invariant == "one claim wins each batcher epoch, on every node"));
+        let mut split = setup();
+        split.observe(0, at(), &claim(4, 2, 1, true));
+        split.observe(1, at(), &claim(4, 2, 1, false));
+        assert_eq!(
+            split.violations()[0].invariant,
+            "replicas apply each committed entry identically"
         );
     }
 }

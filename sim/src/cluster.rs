@@ -46,8 +46,11 @@ pub struct ClusterConfig {
     pub blocks_per_batch: u64,
     /// ...or once the open batch is this old (the leader marks the closing block).
     pub batch_timeout_ms: u64,
-    /// The nodes that run a batcher (the seed: exactly one).
-    pub batchers: Vec<usize>,
+    /// The nodes that run a batcher, each with its `batcher_redundancy_level` (the seed:
+    /// exactly one, at level 0).
+    pub batchers: Vec<(usize, u32)>,
+    /// N: a level-L standby claims the role after L x N batch rounds of L1 standing still.
+    pub batcher_max_missed_rounds: u32,
     /// The simulated L1's block time (anvil `--block-time 0.25` in the seed).
     pub l1_block_time_ms: u64,
 }
@@ -65,7 +68,8 @@ impl Default for ClusterConfig {
             clock_skew_ms_max: 500,
             blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
             batch_timeout_ms: 1_500,
-            batchers: vec![0],
+            batchers: vec![(0, 0)],
+            batcher_max_missed_rounds: 5,
             l1_block_time_ms: 250,
         }
     }
@@ -156,6 +160,7 @@ impl SimCluster {
             .unwrap_or(B256::ZERO);
         let mut checker = Checker::new(cfg.nodes, genesis_hash);
         checker.set_blocks_per_batch(cfg.blocks_per_batch);
+        checker.set_node_ids(peers.clone());
         let observer = SharedObserver::from(Observer::new(checker));
         let l1 = SimL1::new(
             handle.create_node().name("l1").build(),
@@ -199,9 +204,16 @@ impl SimCluster {
                 observer.clone(),
                 skew.clone(),
             );
-            let batcher = cfg.batchers.contains(&i).then(|| BatcherSetup {
+            let level = cfg.batchers.iter().find(|(n, _)| *n == i).map(|(_, l)| *l);
+            let batcher = level.map(|level| BatcherSetup {
                 l1: Arc::new(l1.for_sender(i)),
-                epoch: 1,
+                level,
+                max_missed_rounds: cfg.batcher_max_missed_rounds,
+                round_ms: canon_engine::batcher::batch_round_ms(
+                    cfg.batch_timeout_ms,
+                    cfg.blocks_per_batch,
+                    cfg.block_time_ms,
+                ),
                 poll_interval_ms: 50,
                 retry_ms_min: 100,
                 retry_ms_max: 2_000,

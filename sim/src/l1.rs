@@ -41,8 +41,13 @@ struct State {
     drop_next: u32,
     /// Submissions that land but whose receipt is lost.
     lose_receipts: u32,
-    /// Every refusal, by reason (the scenario reads them).
-    refusals: Vec<(u64, String)>,
+    /// Every refusal: (sender, batch, reason) (the scenario reads them).
+    refusals: Vec<(usize, u64, String)>,
+    /// Extra time a sender's transactions wait before they can land (a congested or
+    /// censoring path to L1), by sender.
+    held_ms: std::collections::BTreeMap<usize, u64>,
+    /// Transactions that were held, by sender.
+    held: std::collections::BTreeMap<usize, u64>,
     /// Transactions sent but not yet mined, by sender.
     in_flight: std::collections::BTreeMap<usize, u64>,
 }
@@ -77,6 +82,8 @@ impl SimL1 {
                 drop_next: 0,
                 lose_receipts: 0,
                 refusals: Vec::new(),
+                held_ms: std::collections::BTreeMap::new(),
+                held: std::collections::BTreeMap::new(),
                 in_flight: std::collections::BTreeMap::new(),
             })),
             sender: 0,
@@ -96,6 +103,10 @@ impl SimL1 {
 
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.lock().up
     }
 
     pub fn set_up(&self, up: bool) {
@@ -119,11 +130,24 @@ impl SimL1 {
         ));
     }
 
+    /// From now on, node `sender`'s transactions wait `ms` before they can land (0: no more).
+    pub fn hold_sender(&self, sender: usize, ms: u64) {
+        self.lock().held_ms.insert(sender, ms);
+        self.observer.lock().note(format!(
+            "fault: L1 holds n{sender}'s transactions for {ms} ms"
+        ));
+    }
+
+    /// How many of node `sender`'s transactions were held.
+    pub fn held(&self, sender: usize) -> u64 {
+        self.lock().held.get(&sender).copied().unwrap_or(0)
+    }
+
     pub fn batches(&self) -> Vec<L1Batch> {
         self.lock().batches.clone()
     }
 
-    pub fn refusals(&self) -> Vec<(u64, String)> {
+    pub fn refusals(&self) -> Vec<(usize, u64, String)> {
         self.lock().refusals.clone()
     }
 
@@ -244,6 +268,21 @@ impl SimL1 {
             ));
             return None;
         }
+        let hold_ms = {
+            let mut s = self.lock();
+            let ms = s.held_ms.get(&self.sender).copied().unwrap_or(0);
+            if ms > 0 {
+                *s.held.entry(self.sender).or_insert(0) += 1;
+            }
+            ms
+        };
+        if hold_ms > 0 {
+            self.observer.lock().note(format!(
+                "L1: n{}'s transaction for batch {} at epoch {epoch} held for {hold_ms} ms",
+                self.sender, header.number
+            ));
+            madsim::time::sleep(Duration::from_millis(hold_ms)).await;
+        }
         self.next_block().await;
         if !self.lock().up {
             return None;
@@ -252,7 +291,8 @@ impl SimL1 {
         let lost_receipt = {
             let mut s = self.lock();
             if let Err(reason) = &result {
-                s.refusals.push((header.number, reason.clone()));
+                s.refusals
+                    .push((self.sender, header.number, reason.clone()));
             }
             let lose = result.is_ok() && s.lose_receipts > 0;
             if lose {
@@ -278,6 +318,8 @@ impl SimL1 {
                     let at = o.now();
                     o.checker.l1_committed(
                         at,
+                        self.sender,
+                        epoch,
                         b.number,
                         b.first_height,
                         b.last_height,
@@ -285,7 +327,10 @@ impl SimL1 {
                         b.commitment,
                     );
                 }
-                Err(reason) => o.note(format!("L1: batch {} reverted: {reason}", header.number)),
+                Err(reason) => o.note(format!(
+                    "L1: n{}'s batch {} at epoch {epoch} reverted: {reason}",
+                    self.sender, header.number
+                )),
             }
         }
         if lost_receipt {
@@ -349,9 +394,13 @@ impl L1 for SimL1 {
                 l1.count_in_flight(-1);
                 outcome
             });
-            match landing.await {
-                Ok(Some(outcome)) => outcome,
-                _ => {
+            match madsim::time::timeout(self.receipt_timeout, landing).await {
+                Ok(Ok(Some(outcome))) => outcome,
+                // Still pending when the client stops waiting: it may land later.
+                Err(_) => SubmitOutcome::Unknown {
+                    reason: "no receipt in time".into(),
+                },
+                Ok(_) => {
                     madsim::time::sleep(self.receipt_timeout).await;
                     SubmitOutcome::Unknown {
                         reason: "no receipt".into(),

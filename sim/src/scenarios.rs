@@ -5,7 +5,9 @@ use std::time::Duration;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::batcher_scenarios::{batcher_restart, l1_outage, l1_weather, two_batchers};
+use crate::batcher_scenarios::{
+    batcher_crash, batcher_restart, batcher_zombie, l1_outage, l1_weather, two_batchers,
+};
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::external::Tamper;
@@ -176,7 +178,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "two-batchers",
-        description: "misconfigured with batcher_enabled on two nodes: the contract admits one commit per batch number, L1 stays contiguous, and the loser of each race reports the conflict",
+        description: "misconfigured with batcher_enabled on two nodes at level 0: both claim the role, Raft's compare-and-set makes one winner, the other reports the conflict, and L1 gets one commit per batch number",
         body: two_batchers,
         sim_time_limit: Duration::from_secs(180),
     },
@@ -184,6 +186,18 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "l1-weather",
         description: "L1 outages, lost transactions and lost receipts, seeded: the batcher backs off, re-reads the head, and L1 ends holding every sealed batch once, in order",
         body: l1_weather,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-crash",
+        description: "the main batcher (level 0) crashes; the level-1 standby claims the role through Raft after exactly 1 x N batch rounds of L1 standing still, commits what queued up with L1 contiguous, and the main takes the role back when it returns",
+        body: batcher_crash,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-zombie",
+        description: "the main batcher's L1 transactions are held and it is cut off from the consensus while it still believes it is the batcher; the standby takes over at epoch 2, and every transaction of the old batcher that lands afterwards reverts",
+        body: batcher_zombie,
         sim_time_limit: Duration::from_secs(180),
     },
 ];
@@ -224,7 +238,7 @@ fn sabotage_lying_disk(ctx: Ctx) -> ScenarioFuture {
 /// Blocks that must follow a recovery before it counts as live.
 const PROGRESS_BLOCKS: u64 = 3;
 /// Liveness bound once faults stop: election, catch-up and three blocks.
-const HEAL_BOUND: Duration = Duration::from_secs(20);
+pub(crate) const HEAL_BOUND: Duration = Duration::from_secs(20);
 const CLIENT_INTERVAL: Duration = Duration::from_millis(25);
 
 fn ms(d: Duration) -> f64 {
@@ -259,6 +273,9 @@ pub(crate) async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), St
 pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.net.heal();
     c.note("fault: heal network");
+    if !c.l1.is_up() {
+        c.l1.set_up(true);
+    }
     c.heal_disks();
     for i in c.down_nodes() {
         c.restart(i);
@@ -276,6 +293,8 @@ pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     if !c.cfg.batchers.is_empty() {
         let took = c.wait_for_l1(L1_BOUND).await.map_err(|e| at(c, e))?;
         c.record("l1_catchup_ms", ms(took));
+        let epochs = c.observer.lock().checker.claim_winners().len();
+        c.record("batcher_epochs", epochs as f64);
     }
     Ok(())
 }
@@ -476,14 +495,19 @@ pub const CHAOS_SECS: u64 = 60;
 
 fn chaos(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        let mut c = ctx.cluster(ClusterConfig::default());
+        // The main batcher and a level-1 standby, both hit by crashes like every node.
+        let cfg = ClusterConfig {
+            batchers: vec![(0, 0), (1, 1)],
+            ..ClusterConfig::default()
+        };
+        let mut c = ctx.cluster(cfg);
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
         let n = c.size();
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
             let pause = c.rng.gen_range(200..2_000);
             sleep_ms(pause).await;
-            match c.rng.gen_range(0..12) {
+            match c.rng.gen_range(0..14) {
                 0 | 1 => {
                     let up = c.up_nodes();
                     if let Some(&i) = up.choose(&mut c.rng) {
@@ -534,6 +558,12 @@ fn chaos(ctx: Ctx) -> ScenarioFuture {
                         c.heal_disks();
                     }
                 }
+                12 => match c.rng.gen_range(0..4) {
+                    0 => c.l1.set_up(false),
+                    1 => c.l1.set_up(true),
+                    2 => c.l1.drop_next(c.rng.gen_range(1..4)),
+                    _ => c.l1.lose_receipts(c.rng.gen_range(1..3)),
+                },
                 _ => {
                     if let Some(l) = c.leader() {
                         c.crash(l);

@@ -87,6 +87,9 @@ enum Phase {
     Busy { was_submit: Option<u64> },
     /// L1's chain is not ours: nothing more is sent.
     Stopped,
+    /// L1 is at an epoch above ours: another batcher took over, and anything sent would
+    /// revert. Nothing is sent until the role is claimed again at a higher epoch.
+    Superseded,
 }
 
 pub struct Batcher {
@@ -123,9 +126,16 @@ impl Batcher {
         }
     }
 
-    /// A new epoch to submit at (the batcher role was claimed again).
+    /// A new epoch to submit at (the batcher role was claimed again): L1 is read afresh.
     pub fn set_epoch(&mut self, epoch: u64) {
+        if epoch != self.cfg.epoch && self.phase == Phase::Superseded {
+            self.phase = Phase::Unknown;
+        }
         self.cfg.epoch = epoch;
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.cfg.epoch
     }
 
     /// What to do now, if anything.
@@ -134,7 +144,7 @@ impl Batcher {
             return None;
         }
         let action = match self.phase {
-            Phase::Stopped | Phase::Busy { .. } => return None,
+            Phase::Stopped | Phase::Superseded | Phase::Busy { .. } => return None,
             Phase::Unknown => BatcherAction::ReadHead,
             // Caught up with the batch L1 ended on: read the head again to compare.
             Phase::Known {
@@ -195,6 +205,8 @@ impl Batcher {
                 l1_epoch: head.epoch,
                 ours: self.cfg.epoch,
             });
+            self.phase = Phase::Superseded;
+            return reports;
         }
         match ours {
             Some(ours) if ours != head.commitment => {
@@ -243,7 +255,7 @@ impl Batcher {
 
     /// A read of the head failed, or a submission did not go through: wait, doubling.
     fn fail(&mut self, now: Millis) {
-        if self.phase != Phase::Stopped {
+        if !matches!(self.phase, Phase::Stopped | Phase::Superseded) {
             self.phase = Phase::Unknown;
         }
         let shift = self.failures.min(16);
@@ -438,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn a_higher_epoch_on_l1_is_reported() {
+    fn a_higher_epoch_on_l1_is_reported_and_nothing_more_is_sent() {
         let mut b = batcher();
         b.poll(0, view(0, 0));
         let r = b.on_head(
@@ -458,5 +470,9 @@ mod tests {
                 ours: 1
             }]
         );
+        // Anything it sent now would revert: it sends nothing until it holds a newer epoch.
+        assert_eq!(b.poll(10_000, view(3, 3)), None);
+        b.set_epoch(6);
+        assert_eq!(b.poll(10_000, view(3, 3)), Some(BatcherAction::ReadHead));
     }
 }

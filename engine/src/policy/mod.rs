@@ -13,6 +13,7 @@
 
 pub mod admission;
 pub mod batcher;
+pub mod batcher_failover;
 pub mod contact;
 pub mod download;
 pub mod election;

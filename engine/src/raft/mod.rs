@@ -1,4 +1,4 @@
-//! openraft 0.9 glue: the type config whose entry payload is a whole block, the log store and
+//! openraft 0.9 glue: the type config whose entry payload is a whole block or a batcher claim, the log store and
 //! state machine over the [`Storage`](crate::storage::Storage) seam, and the network over the
 //! [`Transport`](crate::transport::Transport) seam.
 
@@ -18,6 +18,7 @@ use alloy_primitives::B256;
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
+use crate::batcher_role::{BatcherClaim, ClaimLost};
 use crate::block::Block;
 use crate::chain::BlockError;
 use crate::ids::NodeId;
@@ -34,6 +35,22 @@ pub enum ApplyOutcome {
     Rejected(BlockError),
     /// A leader no-op or membership entry: nothing to execute.
     Control,
+    /// A `ClaimBatcher` entry took the batcher role at `epoch`.
+    Claimed {
+        epoch: u64,
+    },
+    /// A `ClaimBatcher` entry lost the compare-and-set: a no-op on every node.
+    ClaimLost(ClaimLost),
+}
+
+/// What a normal Raft entry carries.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A block the leader proposes for canonization.
+    Block(Block),
+    /// A node's claim of the batcher role (see [`crate::batcher_role`]).
+    ClaimBatcher(BatcherClaim),
 }
 
 /// openraft's type config, generic over the async runtime: madsim in the simulator, tokio in
@@ -74,7 +91,7 @@ impl<RT> Ord for Canon<RT> {
 }
 
 impl<RT: AsyncRuntime> openraft::RaftTypeConfig for Canon<RT> {
-    type D = Block;
+    type D = Command;
     type R = ApplyOutcome;
     type NodeId = NodeId;
     type Node = openraft::EmptyNode;

@@ -18,7 +18,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, ApplyOutcome, Canon, LogId, Membership};
+use super::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
 use crate::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::block::Block;
 use crate::chain::{self, BlockError};
@@ -112,8 +112,25 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 next.membership = Membership::new(Some(log_id), m);
                 None
             }
-            EntryPayload::Normal(block) => {
+            EntryPayload::Normal(Command::Block(block)) => {
                 Some(self.execute(&mut next, &mut batch, log_id, block)?)
+            }
+            EntryPayload::Normal(Command::ClaimBatcher(claim)) => {
+                let outcome = match next.batcher_role.apply(&claim) {
+                    Ok(()) => ApplyOutcome::Claimed { epoch: claim.epoch },
+                    Err(lost) => ApplyOutcome::ClaimLost(lost),
+                };
+                self.events.emit(
+                    &self.node,
+                    Event::BatcherClaimApplied {
+                        index: log_id.index,
+                        epoch: claim.epoch,
+                        claimant: claim.node,
+                        level: claim.level,
+                        won: matches!(outcome, ApplyOutcome::Claimed { .. }),
+                    },
+                );
+                Some(outcome)
             }
         };
         stage_applied(&mut batch, &next)
@@ -315,6 +332,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             batches,
+            batcher_role: payload.meta.batcher_role,
         };
         let mut batch = WriteBatch::default();
         stage_replacement(&mut batch, &payload.blocks, &payload.accounts, &state)
