@@ -59,6 +59,12 @@ pub struct Settings {
     /// The leader closes the open batch early once it is this old, in milliseconds (0: only by
     /// count).
     pub batcher_batch_timeout_ms: u64,
+    /// With `batcher_enabled`: this node's place in the batcher's takeover order. 0 is the
+    /// main batcher (it takes the role at start, and back when it returns); level L > 0 is a
+    /// standby that claims the role through Raft after L x `redundancy_max_missed_rounds`
+    /// batch rounds (each `batcher_batch_timeout_ms`) in which L1 did not advance while sealed
+    /// batches waited. One node per level.
+    pub batcher_redundancy_level: u32,
     pub prover_api_enabled: bool,
     pub status_server_enabled: bool,
     pub status_server_address: String,
@@ -86,7 +92,8 @@ pub struct Settings {
     /// 0 is the main; level L > 0 signs after L x `redundancy_max_missed_rounds` rounds in which
     /// no lower level signed; negative or above 1000 syncs and never signs.
     pub redundancy_level: i64,
-    /// Rounds per level a standby waits before it signs (the seed's 5).
+    /// Rounds per level a standby waits before it signs (the seed's 5); also the batch rounds
+    /// per level a standby batcher waits (`batcher_redundancy_level`).
     pub redundancy_max_missed_rounds: u64,
     /// Fenced takeover: a block is signed only once a majority of the group (this machine and
     /// its `network_boot_nodes`) chose it, so no partition makes two machines sign one round or
@@ -121,6 +128,7 @@ impl Default for Settings {
             batcher_enabled: true,
             batcher_blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
             batcher_batch_timeout_ms: 5_000,
+            batcher_redundancy_level: 0,
             prover_api_enabled: true,
             status_server_enabled: true,
             status_server_address: "0.0.0.0:3071".into(),
@@ -321,13 +329,19 @@ pub fn load_with_prefs(
         .into_iter()
         .map(|(k, v)| (Value::String(k), v))
         .collect();
-    serde_yaml_ng::from_value(Value::Mapping(mapping)).map_err(|e| {
-        let text = e.to_string();
-        let key = text
-            .split('`')
-            .nth(1)
-            .map(str::to_string)
-            .unwrap_or_else(|| "config".to_string());
+    // The path names the setting whatever the error's wording (a negative number for an
+    // unsigned setting names only the value).
+    serde_path_to_error::deserialize(Value::Mapping(mapping)).map_err(|e| {
+        let path = e.path().to_string();
+        let text = e.inner().to_string();
+        let key = if path.is_empty() || path == "." {
+            text.split('`')
+                .nth(1)
+                .map(str::to_string)
+                .unwrap_or_else(|| "config".to_string())
+        } else {
+            path
+        };
         err(key, text)
     })
 }
@@ -558,6 +572,15 @@ impl Settings {
             })?;
         if self.batcher_blocks_per_batch == 0 {
             return Err(err("batcher_blocks_per_batch", "must be above 0"));
+        }
+        if self.batcher_enabled && self.redundancy_max_missed_rounds == 0 {
+            return Err(err(
+                "redundancy_max_missed_rounds",
+                "must be above 0 (a standby batcher counts batch rounds by it)",
+            ));
+        }
+        if self.batcher_enabled && self.redundancy_max_missed_rounds > u64::from(u32::MAX) {
+            return Err(err("redundancy_max_missed_rounds", "is too large"));
         }
         let chain = crate::genesis::chain_spec(
             self.genesis_chain_id,
@@ -825,6 +848,38 @@ mod tests {
             .unwrap_err()
             .key
             .contains("RedundancyLevel"));
+    }
+
+    #[test]
+    fn batcher_redundancy_settings_parse_and_errors_name_the_key() {
+        let v = from_sources(&[], env(&[("BATCHER_REDUNDANCY_LEVEL", "2")])).unwrap();
+        assert_eq!(v.settings.batcher_redundancy_level, 2);
+        assert_eq!(
+            from_sources(&[], env(&[]))
+                .unwrap()
+                .settings
+                .batcher_redundancy_level,
+            0,
+            "the seed's single batcher is the main"
+        );
+        let bad = |pairs: &[(&str, &str)]| from_sources(&[], env(pairs)).unwrap_err();
+        assert_eq!(
+            bad(&[("BATCHER_REDUNDANCY_LEVEL", "-1")]).key,
+            "batcher_redundancy_level"
+        );
+        assert_eq!(
+            bad(&[("REDUNDANCY_MAX_MISSED_ROUNDS", "0")]).key,
+            "redundancy_max_missed_rounds"
+        );
+        // Without a batcher, the round count is the single-sequencer mode's business only.
+        assert!(from_sources(
+            &[],
+            env(&[
+                ("BATCHER_ENABLED", "false"),
+                ("REDUNDANCY_MAX_MISSED_ROUNDS", "0")
+            ])
+        )
+        .is_ok());
     }
 
     #[test]

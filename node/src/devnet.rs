@@ -69,7 +69,7 @@ pub fn external_key(e: usize) -> SecretKey {
 /// The seed-style environment of external node `e` of a devnet with `n` consensus nodes: it
 /// takes the next port slot after the consensus nodes and downloads from all of them.
 pub fn external_env(e: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, String)> {
-    let consensus = node_env(0, n, offset, dir);
+    let consensus = node_env(0, n, offset, dir, 0);
     let get = |k: &str| {
         consensus
             .iter()
@@ -113,8 +113,16 @@ fn enode(id: &NodeId, port: u16) -> String {
     )
 }
 
-/// The seed-style environment of consensus node `i` of `n`.
-pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, String)> {
+/// The seed-style environment of consensus node `i` of `n`: node 0 is the main batcher, and
+/// nodes 1..=`batcher_standbys` are standby batchers at levels 1, 2, ..., each paying L1 from
+/// its own anvil development account.
+pub fn node_env(
+    i: usize,
+    n: usize,
+    offset: u16,
+    dir: &Path,
+    batcher_standbys: usize,
+) -> Vec<(String, String)> {
     let ids: Vec<NodeId> = (0..n).map(|j| node_key(j).node_id()).collect();
     let boot: Vec<String> = ids
         .iter()
@@ -122,8 +130,19 @@ pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, Str
         .map(|(j, id)| enode(id, Ports::of(j, offset).p2p))
         .collect();
     let peers: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
-    let batcher = if i == 0 { "true" } else { "false" };
-    with_slot(
+    let batcher = if i <= batcher_standbys {
+        "true"
+    } else {
+        "false"
+    };
+    let mut own = vec![];
+    if i > 0 && i <= batcher_standbys {
+        own.push(("BATCHER_REDUNDANCY_LEVEL", i.to_string()));
+        if let Some(k) = crate::l1::ANVIL_DEV_KEYS.get(i) {
+            own.push(("BATCHER_L1_SECRET_KEY", k.to_string()));
+        }
+    }
+    let mut env = with_slot(
         Ports::of(i, offset),
         dir.join(format!("node-{i}")),
         &[
@@ -136,9 +155,14 @@ pub fn node_env(i: usize, n: usize, offset: u16, dir: &Path) -> Vec<(String, Str
                 serde_json::to_string(&peers).unwrap_or_default(),
             ),
             ("BATCHER_ENABLED", batcher.into()),
-            ("PROVER_API_ENABLED", batcher.into()),
+            (
+                "PROVER_API_ENABLED",
+                (if i == 0 { "true" } else { "false" }).into(),
+            ),
         ],
-    )
+    );
+    env.extend(own.into_iter().map(|(k, v)| (k.to_string(), v)));
+    env
 }
 
 /// The single-sequencer devnet's shared signing identity: public and derived, for local use only.
@@ -237,6 +261,8 @@ pub struct Devnet {
     pub extra_env: Vec<(String, String)>,
     /// A single-sequencer group runs fenced (`REDUNDANCY_FENCING` on every member).
     pub fenced: bool,
+    /// Raft mode: nodes 1..=this run standby batchers.
+    pub batcher_standbys: usize,
     ids: Vec<NodeId>,
     exe: PathBuf,
 }
@@ -263,7 +289,36 @@ impl Devnet {
         offset: u16,
         extra_env: Vec<(String, String)>,
     ) -> Result<Devnet, String> {
-        Self::start_mode(exe, n, externals, dir, offset, extra_env, Mode::Raft)
+        Self::start_mode(exe, n, externals, dir, offset, extra_env, Mode::Raft, 0)
+    }
+
+    /// `n` consensus nodes of which nodes 1..=`batcher_standbys` run standby batchers (levels
+    /// 1, 2, ...) behind node 0's, and `externals` external nodes.
+    pub fn start_with_batchers(
+        exe: &Path,
+        n: usize,
+        batcher_standbys: usize,
+        externals: usize,
+        dir: &Path,
+        offset: u16,
+        extra_env: Vec<(String, String)>,
+    ) -> Result<Devnet, String> {
+        if batcher_standbys >= n.max(1) || batcher_standbys >= crate::l1::ANVIL_DEV_KEYS.len() {
+            return Err(format!(
+                "--batcher-standbys ({batcher_standbys}) must be below --nodes ({n}) and at most {}",
+                crate::l1::ANVIL_DEV_KEYS.len() - 1
+            ));
+        }
+        Self::start_mode(
+            exe,
+            n,
+            externals,
+            dir,
+            offset,
+            extra_env,
+            Mode::Raft,
+            batcher_standbys,
+        )
     }
 
     /// A single-sequencer group: the main (level 0) and `standbys` hot standbys at levels
@@ -283,9 +338,19 @@ impl Devnet {
         } else {
             Mode::Group
         };
-        Self::start_mode(exe, standbys + 1, externals, dir, offset, extra_env, mode)
+        Self::start_mode(
+            exe,
+            standbys + 1,
+            externals,
+            dir,
+            offset,
+            extra_env,
+            mode,
+            0,
+        )
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn start_mode(
         exe: &Path,
         n: usize,
@@ -294,6 +359,7 @@ impl Devnet {
         offset: u16,
         extra_env: Vec<(String, String)>,
         mode: Mode,
+        batcher_standbys: usize,
     ) -> Result<Devnet, String> {
         let group = mode != Mode::Raft;
         if group && n + externals > MAX_NODES {
@@ -347,6 +413,7 @@ impl Devnet {
             consensus: n,
             extra_env,
             fenced: mode == Mode::FencedGroup,
+            batcher_standbys,
             dir,
             offset,
             exe: exe.to_path_buf(),
@@ -394,7 +461,7 @@ impl Devnet {
             .map_err(|e| format!("{}: {e}", self.log_path(i).display()))?;
         let (n, dir) = (self.consensus, &self.dir);
         let env = match (self.group_genesis_ms, i < n) {
-            (None, true) => node_env(i, n, self.offset, dir),
+            (None, true) => node_env(i, n, self.offset, dir, self.batcher_standbys),
             (None, false) => external_env(i - n, n, self.offset, dir),
             (Some(genesis), true) => {
                 let mut env = member_env(i, n, self.offset, dir, genesis);
@@ -493,7 +560,7 @@ impl Devnet {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5} {:>7} {:>5}",
+            "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5} {:>7} {:>5}  batcher",
             "node",
             "role",
             "leader",
@@ -504,7 +571,7 @@ impl Devnet {
             "mempool",
             "lag",
             "sealed",
-            "on L1"
+            "on L1",
         );
         for (i, row) in rows.iter().enumerate() {
             match row {
@@ -533,9 +600,19 @@ impl Devnet {
                         .and_then(|b| b.last_committed_l1)
                         .map(|n| n.to_string())
                         .unwrap_or_else(|| "-".into());
+                    // The batcher role: this node's part in it, and the epoch Raft agreed.
+                    let batcher = s
+                        .batcher
+                        .as_ref()
+                        .map(|b| match (b.role.as_str(), b.level) {
+                            ("attester", _) => "-".to_string(),
+                            (r, Some(l)) => format!("{r} L{l} e{}", b.epoch),
+                            (r, None) => format!("{r} e{}", b.epoch),
+                        })
+                        .unwrap_or_else(|| "-".into());
                     let _ = writeln!(
                         out,
-                        "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5} {:>7} {:>5}",
+                        "{:<5} {:<10} {:<7} {:>6} {:>8} {:<12} {:>5} {:>7} {:>5} {:>7} {:>5}  {}",
                         self.name(i),
                         role,
                         leader,
@@ -546,7 +623,8 @@ impl Devnet {
                         s.mempool_size,
                         lag,
                         sealed,
-                        on_l1
+                        on_l1,
+                        batcher
                     );
                 }
                 Err(e) => {
@@ -670,6 +748,7 @@ async fn start_l1(
     Ok((Some(anvil), env))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     n: usize,
     standbys: Option<usize>,
@@ -678,6 +757,7 @@ pub async fn run(
     dir: &Path,
     offset: u16,
     no_l1: bool,
+    batcher_standbys: usize,
 ) -> Result<(), String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
     let (_anvil, l1_env) = if standbys.is_none() && !no_l1 {
@@ -687,7 +767,15 @@ pub async fn run(
     };
     let net = match standbys {
         Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, Vec::new(), fenced)?,
-        None => Devnet::start_with(&exe, n, externals, dir, offset, l1_env)?,
+        None => Devnet::start_with_batchers(
+            &exe,
+            n,
+            batcher_standbys.min(n.saturating_sub(1)),
+            externals,
+            dir,
+            offset,
+            l1_env,
+        )?,
     };
     let dir_shown = net.dir.display().to_string();
     let net = std::sync::Arc::new(std::sync::Mutex::new(net));

@@ -32,6 +32,15 @@ pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(30);
 /// anvil's first prefunded development account (public knowledge; never for a real chain).
 pub const ANVIL_DEV_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
+/// anvil's first four public development accounts (its default mnemonic), for devnets whose
+/// batchers each pay from their own account: public, for local use only.
+pub const ANVIL_DEV_KEYS: [&str; 4] = [
+    ANVIL_DEV_KEY,
+    "59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+];
+
 #[derive(Debug, thiserror::Error)]
 pub enum L1Error {
     #[error("L1 at {url}: {reason}")]

@@ -143,6 +143,12 @@ enum Command {
         /// the consensus nodes registered, and node 0's batcher commits batches to it.
         #[arg(long)]
         no_l1: bool,
+        /// Raft mode: nodes 1..=K run standby batchers at batcher_redundancy_level 1..=K, each
+        /// paying L1 from its own anvil development account; a standby claims the batcher role
+        /// through Raft once L1 stood still for level x 5 batch rounds. 0: the seed's single
+        /// batcher on node 0.
+        #[arg(long, default_value_t = 1)]
+        batcher_standbys: usize,
     },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
@@ -182,7 +188,17 @@ fn main() -> ExitCode {
             standbys,
             fenced,
             no_l1,
-        }) => devnet(nodes, standbys, fenced, external, &dir, port_offset, no_l1),
+            batcher_standbys,
+        }) => devnet(
+            nodes,
+            standbys,
+            fenced,
+            external,
+            &dir,
+            port_offset,
+            no_l1,
+            batcher_standbys,
+        ),
         Some(Command::Guard { action }) => guard(action),
         Some(Command::L1 { action }) => l1(action),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
@@ -418,6 +434,7 @@ fn run_node(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
 }
 
 #[cfg(feature = "production")]
+#[allow(clippy::too_many_arguments)]
 fn devnet(
     nodes: usize,
     standbys: Option<usize>,
@@ -426,13 +443,21 @@ fn devnet(
     dir: &std::path::Path,
     offset: u16,
     no_l1: bool,
+    batcher_standbys: usize,
 ) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     match rt.block_on(canon_node::devnet::run(
-        nodes, standbys, fenced, external, dir, offset, no_l1,
+        nodes,
+        standbys,
+        fenced,
+        external,
+        dir,
+        offset,
+        no_l1,
+        batcher_standbys,
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -452,6 +477,7 @@ fn run_node(_configs: &[PathBuf], _prefs: Option<&std::path::Path>) -> ExitCode 
 }
 
 #[cfg(not(feature = "production"))]
+#[allow(clippy::too_many_arguments)]
 fn devnet(
     _nodes: usize,
     _standbys: Option<usize>,
@@ -460,6 +486,7 @@ fn devnet(
     _dir: &std::path::Path,
     _offset: u16,
     _no_l1: bool,
+    _batcher_standbys: usize,
 ) -> ExitCode {
     run_node(&[], None)
 }

@@ -58,6 +58,10 @@ pub struct Metrics {
     pub batches_committed: Counter,
     pub batch_submit_failures: Counter,
     pub l1_errors: Counter,
+    pub batcher_active: Gauge,
+    pub batcher_epoch: Gauge,
+    pub batcher_claims: Counter,
+    pub batcher_superseded: Counter,
     last_term: AtomicU64,
 }
 
@@ -113,6 +117,10 @@ impl Metrics {
             batch_last_committed: Gauge::default(),
             batches_committed: Counter::default(),
             batch_submit_failures: Counter::default(),
+            batcher_active: Gauge::default(),
+            batcher_epoch: Gauge::default(),
+            batcher_claims: Counter::default(),
+            batcher_superseded: Counter::default(),
             l1_errors: Counter::default(),
             last_term: AtomicU64::new(0),
             registry: Registry::default(),
@@ -235,6 +243,16 @@ impl Metrics {
                 &m.batch_last_committed,
             ),
             (
+                "batcher_active",
+                "1 while this node holds the batcher role and submits to L1",
+                &m.batcher_active,
+            ),
+            (
+                "batcher_epoch",
+                "The batcher role's epoch as this node applied it (0: never claimed)",
+                &m.batcher_epoch,
+            ),
+            (
                 "signing_guard_height",
                 "The highest height this identity signed on this machine (the guard's watermark)",
                 &m.signing_guard_height,
@@ -276,6 +294,16 @@ impl Metrics {
             "batch_submit_failures",
             "Batch submissions that were refused, reverted or left without a receipt",
             m.batch_submit_failures.clone(),
+        );
+        registry.register(
+            "batcher_claims",
+            "Times this node's standby batcher claimed the role through Raft",
+            m.batcher_claims.clone(),
+        );
+        registry.register(
+            "batcher_superseded",
+            "Times L1 showed this node's batcher that another took over at a higher epoch (its transactions revert)",
+            m.batcher_superseded.clone(),
         );
         registry.register(
             "l1_errors",
@@ -377,8 +405,41 @@ impl EventSink for EventLog {
                 "batch was already on L1, committed by another batcher (is batcher_enabled set on two nodes?) or by an earlier transaction of ours"
             ),
             Event::BatcherSuperseded { l1_epoch, ours } => {
+                m.batcher_superseded.inc();
                 tracing::warn!(l1_epoch, ours, "another batcher took over at a higher epoch")
             }
+            Event::BatcherClaimApplied {
+                epoch,
+                claimant,
+                level,
+                won,
+                ..
+            } => {
+                if won {
+                    m.batcher_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+                }
+                tracing::info!(epoch, %claimant, level, won, "batcher claim applied");
+            }
+            Event::BatcherClaiming {
+                epoch,
+                missed_rounds,
+            } => {
+                m.batcher_claims.inc();
+                tracing::warn!(epoch, missed_rounds, "claiming the batcher role");
+            }
+            Event::BatcherActive { epoch } => {
+                m.batcher_active.set(1);
+                tracing::info!(epoch, "this node is the batcher");
+            }
+            Event::BatcherStandingBy { epoch, holder } => {
+                m.batcher_active.set(0);
+                tracing::info!(epoch, holder = ?holder, "batcher standing by");
+            }
+            Event::BatcherSameLevel { holder, level } => tracing::error!(
+                %holder,
+                level,
+                "another node holds the batcher role at this node's batcher_redundancy_level: give each batcher its own level"
+            ),
             Event::BatcherStopped { reason } => tracing::error!("batcher stopped: {reason}"),
             Event::BatchSealed {
                 number,

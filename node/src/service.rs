@@ -315,10 +315,21 @@ fn start_batcher(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartE
     };
     let l1 = crate::l1::L1::connect(&s.general_l1_rpc_url, &key)
         .map_err(|e| fail("general_l1_rpc_url", e))?;
-    tracing::info!(%address, url = %s.general_l1_rpc_url, "batcher started");
+    tracing::info!(
+        %address,
+        url = %s.general_l1_rpc_url,
+        level = s.batcher_redundancy_level,
+        "batcher started"
+    );
     node.start_batcher(canon_engine::batcher::BatcherSetup {
         l1: Arc::new(crate::l1::SettlementL1 { l1, address }),
-        epoch: 1,
+        level: s.batcher_redundancy_level,
+        max_missed_rounds: u32::try_from(s.redundancy_max_missed_rounds).unwrap_or(u32::MAX),
+        round_ms: canon_engine::batcher::batch_round_ms(
+            s.batcher_batch_timeout_ms,
+            s.batcher_blocks_per_batch,
+            s.sequencer_block_time,
+        ),
         poll_interval_ms: 100,
         retry_ms_min: 250,
         retry_ms_max: 5_000,

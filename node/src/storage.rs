@@ -9,7 +9,7 @@ use canon_engine::NodeId;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
 
 /// Bumped whenever the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 

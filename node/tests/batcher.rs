@@ -53,7 +53,8 @@ fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9()
         },
     );
     assert_eq!(b0.role, "batcher");
-    assert_eq!(b0.epoch, Some(1));
+    assert_eq!(b0.epoch, 1);
+    assert_eq!(b0.level, Some(0));
     assert!(b0.last_committed_l1.is_some_and(|b| b >= 3), "{b0:?}");
     assert!(
         b0.last_sealed >= 3 && b0.last_attested == b0.last_sealed,
@@ -104,6 +105,88 @@ fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9()
         !log.contains("NotNextBatch"),
         "the batcher sent a batch L1 already held:\n{log}"
     );
+    assert_same_chain(&net);
+}
+
+/// High availability: node 1 is a level-1 standby batcher paying from its own L1 account.
+/// `kill -9` of the batcher node: after 1 x 5 batch rounds of L1 standing still the standby
+/// claims the role through Raft (epoch 2) and L1 moves on, contiguous; when the main returns it
+/// takes the role back at epoch 3, and L1 ends on the cluster's state root.
+#[test]
+fn the_standby_batcher_takes_over_after_kill_9_and_the_main_takes_it_back() {
+    const OFFSET: u16 = 27_000;
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let anvil = AnvilProcess::start(0, Some(0.25), None)
+        .expect("anvil (the README's test command installs it)");
+    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
+    rt.block_on(l1.wait_ready(Duration::from_secs(20)))
+        .expect("anvil answers");
+    let validators = (0..3).map(|i| address_of(&node_key(i).node_id())).collect();
+    let address = rt.block_on(l1.deploy(validators)).expect("deploy");
+    let dir = scratch("batcher-takeover");
+    let env = vec![
+        ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),
+        ("L1_SETTLEMENT_ADDRESS".to_string(), address.to_string()),
+        ("BATCHER_BLOCKS_PER_BATCH".to_string(), "5".to_string()),
+        // One batch round a second: the standby waits 5 s of L1 standing still.
+        ("BATCHER_BATCH_TIMEOUT_MS".to_string(), "1000".to_string()),
+    ];
+    let mut net = Devnet::start_with_batchers(exe(), 3, 1, 0, dir.path(), OFFSET, env)
+        .expect("devnet starts");
+    let l1_head = |rt: &tokio::runtime::Runtime| rt.block_on(l1.head(address)).ok();
+    wait_for("two batches on L1", Duration::from_secs(60), || {
+        l1_head(&rt).filter(|h| h.batch_number >= 2 && h.epoch == 1)
+    });
+    let batcher = |net: &Devnet, i| status(net, i).and_then(|s| s.batcher);
+    let b1 = wait_for("n1 standing by", Duration::from_secs(10), || {
+        batcher(&net, 1).filter(|b| b.role == "standby")
+    });
+    assert_eq!((b1.level, b1.epoch, b1.holder_level), (Some(1), 1, Some(0)));
+    assert_eq!(b1.holder, Some(node_key(0).node_id()));
+
+    net.kill(0);
+    let stalled = l1_head(&rt).expect("head");
+    let b1 = wait_for("n1 takes the role", Duration::from_secs(40), || {
+        batcher(&net, 1).filter(|b| b.role == "batcher")
+    });
+    assert_eq!((b1.epoch, b1.holder_level), (2, Some(1)));
+    let moved = wait_for("L1 moves at epoch 2", Duration::from_secs(60), || {
+        l1_head(&rt).filter(|h| h.batch_number >= stalled.batch_number + 3 && h.epoch == 2)
+    });
+    // The standby waited its rounds: L1 stood still at least 5 of them (5 s) first.
+    let n1_log = std::fs::read_to_string(net.log_path(1)).unwrap_or_default();
+    assert!(
+        n1_log.contains("claiming the batcher role") && n1_log.contains("missed_rounds=5"),
+        "n1's log:\n{n1_log}"
+    );
+
+    net.start_node(0).expect("restart the main batcher");
+    wait_for("n0 takes the role back", Duration::from_secs(60), || {
+        batcher(&net, 0).filter(|b| b.role == "batcher" && b.epoch == 3)
+    });
+    let back = wait_for("L1 moves at epoch 3", Duration::from_secs(60), || {
+        l1_head(&rt).filter(|h| h.batch_number >= moved.batch_number + 2 && h.epoch == 3)
+    });
+    wait_for("n1 stands by again", Duration::from_secs(10), || {
+        batcher(&net, 1).filter(|b| b.role == "standby" && b.epoch == 3)
+    });
+    wait_for("every node past L1's head", Duration::from_secs(30), || {
+        (0..3)
+            .all(|i| height(&net, i).is_some_and(|h| h >= back.height))
+            .then_some(())
+    });
+    let block = net.clients[1]
+        .block(back.height)
+        .expect("block")
+        .expect("block at L1's height");
+    assert_eq!(
+        block["stateRoot"].as_str(),
+        Some(back.state_root.to_string().as_str()),
+        "L1's state root is the chain's at height {}",
+        back.height
+    );
+    // A handover may leave the deposed batcher's last transaction to revert on L1 (that is
+    // the fence); the contract's chain itself never breaks: it is the cluster's.
     assert_same_chain(&net);
 }
 

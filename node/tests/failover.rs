@@ -19,7 +19,7 @@ const FAILOVER_BOUND: Duration = Duration::from_millis(8 * 1_000);
 #[test]
 fn devnet_env_is_the_seed_example() {
     let dir = std::path::Path::new("/x");
-    let env: Vec<_> = node_env(1, 3, 0, dir);
+    let env: Vec<_> = node_env(1, 3, 0, dir, 0);
     let get = |k: &str| {
         env.iter()
             .find(|(n, _)| n == k)
