@@ -496,6 +496,14 @@ impl Devnet {
         }
     }
 
+    /// Sends `signal` and leaves the process be (SIGSTOP freezes a node the way a long pause
+    /// does; SIGCONT wakes it with its view of the world as it was).
+    pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        if let Some(c) = &self.children[i] {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), signal);
+        }
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; the exit status if it stopped by itself.
     pub fn stop(&mut self, i: usize, grace: Duration) -> Option<std::process::ExitStatus> {
         self.signal_and_wait(i, nix::sys::signal::Signal::SIGTERM, grace)

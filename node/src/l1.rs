@@ -147,6 +147,28 @@ impl L1 {
     }
 
     /// The commitment the contract computes for `header` (to check ours against it).
+    /// Every batch the contract committed, in the order L1 took them: (number, first height,
+    /// last height, epoch), from its `BatchCommitted` events.
+    pub async fn committed(
+        &self,
+        settlement: Address,
+    ) -> Result<Vec<(u64, u64, u64, u64)>, L1Error> {
+        let c = Settlement::new(settlement, &self.provider);
+        let events = c
+            .BatchCommitted_filter()
+            .from_block(0u64)
+            .query()
+            .await
+            .map_err(|e| L1Error::Unreachable {
+                url: self.url.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(events
+            .into_iter()
+            .map(|(e, _)| (e.batchNumber, e.firstHeight, e.lastHeight, e.epoch))
+            .collect())
+    }
+
     pub async fn commitment(
         &self,
         settlement: Address,

@@ -190,6 +190,73 @@ fn the_standby_batcher_takes_over_after_kill_9_and_the_main_takes_it_back() {
     assert_same_chain(&net);
 }
 
+/// A zombie: the batcher freezes (SIGSTOP, as in a long pause) and the standby takes the role
+/// at epoch 2. Woken (SIGCONT), the old batcher acts on its stale view until Raft and L1 tell
+/// it otherwise; whatever it sends then is refused, because L1 already saw epoch 2. L1's
+/// events show every batch number once, in order, contiguous, and no epoch-1 commit after the
+/// first epoch-2 one. (Being the main, the old batcher then takes the role back at epoch 3.)
+#[test]
+fn a_frozen_batcher_wakes_as_a_zombie_and_l1_never_takes_its_old_epoch_again() {
+    use nix::sys::signal::Signal;
+    const OFFSET: u16 = 28_000;
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let anvil = AnvilProcess::start(0, Some(0.25), None)
+        .expect("anvil (the README's test command installs it)");
+    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
+    rt.block_on(l1.wait_ready(Duration::from_secs(20)))
+        .expect("anvil answers");
+    let validators = (0..3).map(|i| address_of(&node_key(i).node_id())).collect();
+    let address = rt.block_on(l1.deploy(validators)).expect("deploy");
+    let dir = scratch("batcher-zombie");
+    let env = vec![
+        ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),
+        ("L1_SETTLEMENT_ADDRESS".to_string(), address.to_string()),
+        ("BATCHER_BLOCKS_PER_BATCH".to_string(), "5".to_string()),
+        ("BATCHER_BATCH_TIMEOUT_MS".to_string(), "1000".to_string()),
+    ];
+    let mut net = Devnet::start_with_batchers(exe(), 3, 1, 0, dir.path(), OFFSET, env)
+        .expect("devnet starts");
+    let l1_head = |rt: &tokio::runtime::Runtime| rt.block_on(l1.head(address)).ok();
+    wait_for("two batches on L1", Duration::from_secs(60), || {
+        l1_head(&rt).filter(|h| h.batch_number >= 2 && h.epoch == 1)
+    });
+    let batcher = |net: &Devnet, i| status(net, i).and_then(|s| s.batcher);
+    net.signal(0, Signal::SIGSTOP);
+    wait_for("n1 takes the role", Duration::from_secs(40), || {
+        batcher(&net, 1).filter(|b| b.role == "batcher" && b.epoch == 2)
+    });
+    let moved = wait_for("L1 at epoch 2", Duration::from_secs(30), || {
+        l1_head(&rt).filter(|h| h.epoch == 2)
+    });
+    net.signal(0, Signal::SIGCONT);
+    // It learns of epoch 2 through Raft (and then, as the main, takes the role back at 3).
+    wait_for(
+        "the old batcher learns of the takeover",
+        Duration::from_secs(30),
+        || batcher(&net, 0).filter(|b| b.epoch >= 2),
+    );
+    let last = wait_for("L1 moves on", Duration::from_secs(30), || {
+        l1_head(&rt).filter(|h| h.batch_number >= moved.batch_number + 3)
+    });
+    let commits = rt.block_on(l1.committed(address)).expect("L1 events");
+    let mut highest_epoch = 0;
+    for (i, (number, first, last_height, epoch)) in commits.iter().enumerate() {
+        assert_eq!(*number, i as u64 + 1, "{commits:?}");
+        if i > 0 {
+            assert_eq!(*first, commits[i - 1].2 + 1, "{commits:?}");
+        }
+        assert!(last_height >= first, "{commits:?}");
+        assert!(
+            *epoch >= highest_epoch,
+            "L1 took epoch {epoch} after {highest_epoch}: {commits:?}"
+        );
+        highest_epoch = *epoch;
+    }
+    assert!(commits.len() as u64 >= last.batch_number, "{commits:?}");
+    assert!(highest_epoch >= 2, "{commits:?}");
+    assert_same_chain(&net);
+}
+
 /// The README's main command: `canon-node devnet` starts anvil, deploys the contract, and node
 /// 0's batcher commits to it; Ctrl-C (SIGTERM here) stops the nodes and anvil.
 #[test]
