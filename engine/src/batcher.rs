@@ -96,7 +96,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 }
                 continue;
             }
-            active = None;
+            if active.take().is_some() {
+                failover.on_deposed();
+            }
             if standing_by != Some(role) {
                 standing_by = Some(role);
                 let same_level = failover.same_level_conflict(&role);

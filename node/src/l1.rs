@@ -29,6 +29,9 @@ use bindings::Settlement;
 /// dropped transaction, or an L1 that stopped mining).
 pub const RECEIPT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often a receipt is looked for.
+pub const RECEIPT_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 /// anvil's first prefunded development account (public knowledge; never for a real chain).
 pub const ANVIL_DEV_KEY: &str = "ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80";
 
@@ -84,7 +87,12 @@ impl L1 {
             .with_simple_nonce_management()
             .fetch_chain_id()
             .wallet(EthereumWallet::from(signer))
-            .connect_http(parsed)
+            .connect_client(
+                // Receipts are polled for; at alloy's 250 ms a receipt came up to a whole
+                // anvil block after the batch landed, and the next batch waited for it.
+                alloy::rpc::client::RpcClient::new_http(parsed)
+                    .with_poll_interval(RECEIPT_POLL_INTERVAL),
+            )
             .erased();
         Ok(L1 {
             url: url.into(),

@@ -214,7 +214,7 @@ fn a_frozen_batcher_wakes_as_a_zombie_and_l1_never_takes_its_old_epoch_again() {
         ("BATCHER_BLOCKS_PER_BATCH".to_string(), "5".to_string()),
         ("BATCHER_BATCH_TIMEOUT_MS".to_string(), "1000".to_string()),
     ];
-    let mut net = Devnet::start_with_batchers(exe(), 3, 1, 0, dir.path(), OFFSET, env)
+    let net = Devnet::start_with_batchers(exe(), 3, 1, 0, dir.path(), OFFSET, env)
         .expect("devnet starts");
     let l1_head = |rt: &tokio::runtime::Runtime| rt.block_on(l1.head(address)).ok();
     wait_for("two batches on L1", Duration::from_secs(60), || {

@@ -299,9 +299,24 @@ pub fn batcher_zombie(ctx: Ctx) -> ScenarioFuture {
             return Err(at(&c, "nothing was committed at epoch 2".into()));
         }
         c.record("zombie_reverts", zombie.len() as f64);
+        c.l1.hold_sender(0, 0);
         heal_and_check(&mut c).await?;
-        // Healed, the main takes the role back (epoch 3) and L1 holds every batch.
-        won(&c, 0, 3).await
+        // Healed, the old batcher stands by: it was deposed while it ran, so it does not take
+        // the role back at once (a sick main would flap with a healthy standby)...
+        sleep_ms(c.cfg.batch_timeout_ms * 3).await;
+        let epochs = c.observer.lock().checker.claim_winners().len();
+        if epochs != 2 {
+            return Err(at(
+                &c,
+                format!("after the heal the role changed hands again ({epochs} epochs)"),
+            ));
+        }
+        // ...until it restarts, when the main takes it back (epoch 3).
+        c.crash(0);
+        c.restart(0);
+        won(&c, 0, 3).await?;
+        c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;
+        Ok(())
     })
 }
 

@@ -196,7 +196,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "batcher-zombie",
-        description: "the main batcher's L1 transactions are held and it is cut off from the consensus while it still believes it is the batcher; the standby takes over at epoch 2, and every transaction of the old batcher that lands afterwards reverts",
+        description: "the main batcher's L1 transactions are held and it is cut off from the consensus while it still believes it is the batcher; the standby takes over at epoch 2, and every transaction of the old batcher that lands afterwards reverts; healed, the old batcher stands by until it restarts, then takes the role back",
         body: batcher_zombie,
         sim_time_limit: Duration::from_secs(180),
     },

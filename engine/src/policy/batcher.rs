@@ -98,6 +98,9 @@ pub struct Batcher {
     /// Failures in a row (sets the backoff).
     failures: u32,
     not_before_ms: Millis,
+    /// Peers are asked for attestations again no sooner than this (they may not have sealed
+    /// the batch yet); a batch whose attestations arrived is sent at once.
+    collect_not_before_ms: Millis,
     /// The number being sent when the head was last re-read after an unclear or refused
     /// submission: if L1 then holds it, someone else committed it.
     chasing: Option<u64>,
@@ -110,6 +113,7 @@ impl Batcher {
             phase: Phase::Unknown,
             failures: 0,
             not_before_ms: 0,
+            collect_not_before_ms: 0,
             chasing: None,
         }
     }
@@ -157,8 +161,11 @@ impl Batcher {
             } => return None,
             Phase::Known { next, .. } if next > view.sealed => return None,
             Phase::Known { next, .. } if view.attestations < self.cfg.quorum => {
-                // Collecting is not busy: the next poll may submit once enough arrived.
-                self.not_before_ms = now + self.cfg.retry_ms_min;
+                // Collecting is not busy: the next poll submits as soon as enough arrived.
+                if now < self.collect_not_before_ms {
+                    return None;
+                }
+                self.collect_not_before_ms = now + self.cfg.retry_ms_min;
                 return Some(BatcherAction::Collect { number: next });
             }
             Phase::Known { next, .. } => BatcherAction::Submit {
@@ -341,9 +348,14 @@ mod tests {
         for (v, want) in table {
             assert_eq!(b.poll(10, v), want, "{v:?}");
         }
-        assert_eq!(b.poll(50, view(1, 2)), None, "collect waits its retry");
+        assert_eq!(b.poll(50, view(1, 1)), None, "asking again waits its retry");
         assert_eq!(
-            b.poll(110, view(1, 2)),
+            b.poll(110, view(1, 1)),
+            Some(BatcherAction::Collect { number: 1 })
+        );
+        // The attestations arrived: sent at once, not a retry later.
+        assert_eq!(
+            b.poll(111, view(1, 2)),
             Some(BatcherAction::Submit {
                 number: 1,
                 epoch: 1

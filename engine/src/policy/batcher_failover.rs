@@ -7,9 +7,12 @@
 //! claims a role it could not serve.
 //!
 //! Level 0 is the main batcher: it takes a vacant role at once, and takes the role back at once
-//! from a higher level when it returns (as a main signer resumes in seed 002). Two nodes at the
-//! same level are a misconfiguration: the one that does not hold the role reports it and waits
-//! like a level-1 standby.
+//! from a higher level when it returns from a restart (as a main signer resumes in seed 002).
+//! A node deposed while it ran (cut off, paused, unable to land transactions) does not take the
+//! role back at once: that would flap between a sick main and a healthy standby; it waits like
+//! a same-level standby until it restarts. Each change of holder starts the count afresh. Two
+//! nodes at the same level are a misconfiguration: the one that does not hold the role reports
+//! it and waits like a level-1 standby.
 
 use super::Millis;
 use crate::batcher_role::BatcherRole;
@@ -53,6 +56,12 @@ pub struct Failover {
     cfg: FailoverConfig,
     missed: u32,
     last_l1: Option<u64>,
+    /// The role's epoch at the last round: a new holder is owed a fresh count.
+    last_epoch: Option<u64>,
+    /// This node lost the role while it ran: something was wrong with it, so it does not take
+    /// the role back at once as a returning main would (that would flap); it waits like a
+    /// same-level standby until it restarts.
+    deposed: bool,
     next_round_ms: Millis,
 }
 
@@ -62,8 +71,17 @@ impl Failover {
             cfg,
             missed: 0,
             last_l1: None,
+            last_epoch: None,
+            deposed: false,
             next_round_ms: 0,
         }
+    }
+
+    /// This node held the role and another took it while this node ran.
+    pub fn on_deposed(&mut self) {
+        self.deposed = true;
+        self.missed = 0;
+        self.last_l1 = None;
     }
 
     /// Whether a round ends now: time to read L1 and call [`Failover::on_round`].
@@ -86,7 +104,7 @@ impl Failover {
         let n = self.cfg.max_missed_rounds;
         match role.holder {
             None => self.cfg.level.saturating_mul(n),
-            Some(_) if role.level > self.cfg.level => 0,
+            Some(_) if role.level > self.cfg.level && !self.deposed => 0,
             Some(_) => self.cfg.level.max(1).saturating_mul(n),
         }
     }
@@ -103,6 +121,11 @@ impl Failover {
             self.missed = 0;
             self.last_l1 = None;
             return None;
+        }
+        if self.last_epoch != Some(view.role.epoch) {
+            self.last_epoch = Some(view.role.epoch);
+            self.missed = 0;
+            self.last_l1 = None;
         }
         let l1 = view.l1_batch?;
         let advanced = self.last_l1.is_some_and(|prev| l1 > prev);
@@ -230,6 +253,25 @@ mod tests {
         assert_eq!(f.on_round(0, view(held(2, 1, 3), Some(9), 8)), None);
         assert_eq!(f.on_round(1_000, view(held(2, 1, 3), None, 9)), None);
         assert!(f.on_round(2_000, view(held(2, 1, 3), Some(9), 9)).is_some());
+    }
+
+    #[test]
+    fn a_main_deposed_while_running_waits_instead_of_flapping() {
+        let mut f = failover(0);
+        f.on_deposed();
+        let rounds = vec![view(held(2, 1, 2), Some(4), 6); 10];
+        assert_eq!(f.threshold(&held(2, 1, 2)), 5);
+        assert_eq!(first_claim(&mut f, &rounds).map(|(r, _)| r), Some(6));
+    }
+
+    #[test]
+    fn a_new_holder_is_owed_a_fresh_count() {
+        let mut f = failover(1);
+        for (i, epoch) in [1, 1, 1, 2, 2].into_iter().enumerate() {
+            f.on_round(i as u64 * 1_000, view(held(0, 0, epoch), Some(4), 7));
+        }
+        // Epoch 2's first round is a baseline again: one missed round since.
+        assert_eq!(f.missed_rounds(), 1);
     }
 
     #[test]
