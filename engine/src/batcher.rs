@@ -96,8 +96,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 }
                 continue;
             }
-            if active.take().is_some() {
-                failover.on_deposed();
+            if let Some(was) = active.take() {
+                failover.on_deposed(was.epoch());
             }
             if standing_by != Some(role) {
                 standing_by = Some(role);

@@ -58,10 +58,12 @@ pub struct Failover {
     last_l1: Option<u64>,
     /// The role's epoch at the last round: a new holder is owed a fresh count.
     last_epoch: Option<u64>,
-    /// This node lost the role while it ran: something was wrong with it, so it does not take
-    /// the role back at once as a returning main would (that would flap); it waits like a
-    /// same-level standby until it restarts.
+    /// This node lost a role it had claimed in this run: something was wrong with it, so it
+    /// does not take the role back at once as a returning main would (that would flap); it
+    /// waits like a same-level standby until it restarts.
     deposed: bool,
+    /// The highest epoch this node claimed in this run.
+    claimed: Option<u64>,
     next_round_ms: Millis,
 }
 
@@ -73,13 +75,17 @@ impl Failover {
             last_l1: None,
             last_epoch: None,
             deposed: false,
+            claimed: None,
             next_round_ms: 0,
         }
     }
 
-    /// This node held the role and another took it while this node ran.
-    pub fn on_deposed(&mut self) {
-        self.deposed = true;
+    /// This node held the role at `epoch` and now another holds it. Deposed, unless the epoch
+    /// was from before a restart (catching up the log is not being deposed).
+    pub fn on_deposed(&mut self, epoch: u64) {
+        if self.claimed == Some(epoch) {
+            self.deposed = true;
+        }
         self.missed = 0;
         self.last_l1 = None;
     }
@@ -140,8 +146,10 @@ impl Failover {
         if view.sealed < l1 || self.missed < self.threshold(&view.role) {
             return None;
         }
+        let epoch = view.role.epoch + 1;
+        self.claimed = Some(epoch);
         Some(Claim {
-            epoch: view.role.epoch + 1,
+            epoch,
             level: self.cfg.level,
             missed_rounds: self.missed,
         })
@@ -257,8 +265,20 @@ mod tests {
 
     #[test]
     fn a_main_deposed_while_running_waits_instead_of_flapping() {
+        // Held from before a restart, then the log catches up: not deposed, it takes it back.
         let mut f = failover(0);
-        f.on_deposed();
+        f.on_deposed(1);
+        assert_eq!(f.threshold(&held(2, 1, 2)), 0);
+        // Claimed in this run, then lost: it waits.
+        let mut f = failover(0);
+        assert!(f
+            .on_round(0, view(BatcherRole::default(), Some(0), 0))
+            .is_some());
+        f.on_deposed(1);
+        let mut f = Failover {
+            next_round_ms: 0,
+            ..f
+        };
         let rounds = vec![view(held(2, 1, 2), Some(4), 6); 10];
         assert_eq!(f.threshold(&held(2, 1, 2)), 5);
         assert_eq!(first_claim(&mut f, &rounds).map(|(r, _)| r), Some(6));
