@@ -294,12 +294,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 });
                 self.emit(match &outcome {
                     SubmitOutcome::Committed => Event::BatchCommitted { number, epoch },
-                    SubmitOutcome::Refused { reason } | SubmitOutcome::Unknown { reason } => {
-                        Event::BatchNotCommitted {
-                            number,
-                            reason: reason.clone(),
-                        }
-                    }
+                    SubmitOutcome::Refused { reason } => Event::BatchNotCommitted {
+                        number,
+                        reason: reason.clone(),
+                        reverted: true,
+                    },
+                    SubmitOutcome::Unknown { reason } => Event::BatchNotCommitted {
+                        number,
+                        reason: reason.clone(),
+                        reverted: false,
+                    },
                 });
                 policy.on_submitted(self.now_ms(), outcome);
             }

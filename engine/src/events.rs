@@ -59,8 +59,13 @@ pub enum Event {
     /// The batcher's transaction committed batch `number` at `epoch` (its receipt says so).
     BatchCommitted { number: u64, epoch: u64 },
     /// The batcher's submission of batch `number` did not go through, or its fate is unknown;
-    /// it re-reads L1's head before sending anything again.
-    BatchNotCommitted { number: u64, reason: String },
+    /// it re-reads L1's head before sending anything again. `reverted`: the contract refused
+    /// it (before or after mining); else L1 was unreachable or gave no receipt.
+    BatchNotCommitted {
+        number: u64,
+        reason: String,
+        reverted: bool,
+    },
     /// The batch the batcher was sending is on L1 already, committed by another batcher or by
     /// its own earlier transaction: reported, never sent again.
     BatchCommittedElsewhere { number: u64 },

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub batch_last_committed: Gauge,
     pub batches_committed: Counter,
     pub batch_submit_failures: Counter,
+    pub batch_reverts: Counter,
     pub l1_errors: Counter,
     pub batcher_active: Gauge,
     pub batcher_epoch: Gauge,
@@ -117,6 +118,7 @@ impl Metrics {
             batch_last_committed: Gauge::default(),
             batches_committed: Counter::default(),
             batch_submit_failures: Counter::default(),
+            batch_reverts: Counter::default(),
             batcher_active: Gauge::default(),
             batcher_epoch: Gauge::default(),
             batcher_claims: Counter::default(),
@@ -296,6 +298,11 @@ impl Metrics {
             m.batch_submit_failures.clone(),
         );
         registry.register(
+            "batch_reverts",
+            "Batch submissions the settlement contract refused or reverted (another batcher's number, or a stale epoch)",
+            m.batch_reverts.clone(),
+        );
+        registry.register(
             "batcher_claims",
             "Times this node's standby batcher claimed the role through Raft",
             m.batcher_claims.clone(),
@@ -396,8 +403,15 @@ impl EventSink for EventLog {
                     .set(i64::try_from(number).unwrap_or(i64::MAX));
                 tracing::info!(number, epoch, "batch committed to L1");
             }
-            Event::BatchNotCommitted { number, reason } => {
+            Event::BatchNotCommitted {
+                number,
+                reason,
+                reverted,
+            } => {
                 m.batch_submit_failures.inc();
+                if reverted {
+                    m.batch_reverts.inc();
+                }
                 tracing::warn!(number, "batch not committed: {reason}");
             }
             Event::BatchCommittedElsewhere { number } => tracing::warn!(

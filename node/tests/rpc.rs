@@ -142,6 +142,13 @@ fn rpc_status_and_metrics_of_a_single_node_chain() {
         "canon_block_apply_latency_seconds_bucket",
         "canon_connected_peers",
         "canon_mempool_size",
+        "canon_batch_submit_failures_total",
+        "canon_batch_reverts_total",
+        "canon_l1_errors_total",
+        "canon_batcher_active",
+        "canon_batcher_epoch",
+        "canon_batcher_claims_total",
+        "canon_batcher_superseded_total",
     ] {
         assert!(text.contains(name), "/metrics lacks {name}");
     }

@@ -81,7 +81,7 @@ impl Observer {
                 missed_rounds,
             } => self.batcher_claims.push((node, at, *epoch, *missed_rounds)),
             Event::BatcherActive { epoch } => self.batcher_actives.push((node, at, *epoch)),
-            Event::BatchNotCommitted { number, reason } => {
+            Event::BatchNotCommitted { number, reason, .. } => {
                 self.batch_failures.push((node, *number, reason.clone()))
             }
             Event::BatcherSameLevel { .. } => self.batcher_same_level.push(node),
