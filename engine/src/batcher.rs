@@ -82,13 +82,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             if role.is_held_by(&self.id()) {
                 standing_by = None;
                 let policy = active.get_or_insert_with(|| self.new_batcher_policy(&setup));
-                if policy.epoch() != role.epoch || !self.batcher_is_active() {
+                // A new policy starts at epoch 0, below any claimed epoch.
+                if policy.epoch() != role.epoch {
                     policy.set_epoch(role.epoch);
-                    self.update_batcher(|s| {
-                        s.active = true;
-                        s.epoch = role.epoch;
-                        s.same_level = None;
-                    });
                     self.emit(Event::BatcherActive { epoch: role.epoch });
                 }
                 if !self.step_active(policy, &setup).await {
@@ -102,11 +98,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             if standing_by != Some(role) {
                 standing_by = Some(role);
                 let same_level = failover.same_level_conflict(&role);
-                self.update_batcher(|s| {
-                    s.active = false;
-                    s.epoch = role.epoch;
-                    s.same_level = role.holder.filter(|_| same_level);
-                });
                 self.emit(Event::BatcherStandingBy {
                     epoch: role.epoch,
                     holder: role.holder,
@@ -132,10 +123,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             retry_ms_max: setup.retry_ms_max,
             epoch: 0,
         })
-    }
-
-    fn batcher_is_active(&self) -> bool {
-        self.batcher_state().is_some_and(|s| s.active)
     }
 
     /// One standby round: read L1's head, count, and claim the role if the count says so.

@@ -172,14 +172,9 @@ pub struct BatchStatus {
 /// What the batcher task publishes for status.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct BatcherState {
-    /// This node holds the role and submits.
-    pub(crate) active: bool,
     pub(crate) level: u32,
     /// A standby's count of batch rounds in which L1 stood still while batches waited.
     pub(crate) missed_rounds: u32,
-    /// Another node holding the role at this node's level (misconfiguration).
-    pub(crate) same_level: Option<NodeId>,
-    pub(crate) epoch: u64,
     pub(crate) l1_batch: Option<u64>,
     pub(crate) l1_height: Option<u64>,
     pub(crate) last_error: Option<String>,
@@ -305,19 +300,22 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             (c.head, c.batches.clone(), c.batcher_role)
         };
         let run = lock(&self.batcher).clone();
+        // The role as Raft applied it decides what this node's batcher does.
+        let holds = role.is_held_by(&self.id);
+        let standby = run.as_ref().filter(|_| !holds);
         let batches = BatchStatus {
-            role: match &run {
-                Some(r) if r.active => "batcher",
-                Some(_) => "standby",
-                None => "attester",
+            role: match (&run, holds) {
+                (Some(_), true) => "batcher",
+                (Some(_), false) => "standby",
+                (None, _) => "attester",
             }
             .into(),
             level: run.as_ref().map(|r| r.level),
             epoch: role.epoch,
             holder: role.holder,
             holder_level: role.holder.map(|_| role.level),
-            missed_rounds: run.as_ref().filter(|r| !r.active).map(|r| r.missed_rounds),
-            same_level_conflict: run.as_ref().and_then(|r| r.same_level),
+            missed_rounds: standby.map(|r| r.missed_rounds),
+            same_level_conflict: standby.filter(|r| r.level == role.level).and(role.holder),
             last_sealed: cursor.sealed_number,
             last_sealed_height: cursor.sealed_height,
             last_attested: cursor.sealed_number,
@@ -344,10 +342,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// The batcher task's published state.
-    pub(crate) fn batcher_state(&self) -> Option<BatcherState> {
-        lock(&self.batcher).clone()
-    }
-
     pub(crate) fn update_batcher(&self, f: impl FnOnce(&mut BatcherState)) {
         f(lock(&self.batcher).get_or_insert_with(BatcherState::default));
     }

@@ -131,20 +131,24 @@ fn two_batchers() {
 /// A batch round of the default cluster (its batch timeout); N is `MAX_MISSED_ROUNDS` below.
 const BATCH_ROUND_MS: f64 = 1_500.0;
 
-#[test]
-fn batcher_crash() {
-    let r = run_scenario("batcher-crash", 0..10, "batcher_crash");
-    assert_ran(&r);
-    // Level 1 claims once L1 stood still for 1 x N rounds, and not a round later than
-    // that plus one (the round it reads L1 in) and the poll.
+/// Level 1 claimed once L1 stood still for 1 x N rounds, and not a round later than that plus
+/// one (the round it reads L1 in) and the poll.
+fn assert_claimed_after_n_rounds(r: &[RunReport]) {
     let n_rounds = MAX_MISSED_ROUNDS * BATCH_ROUND_MS;
     assert_fact(
-        &r,
+        r,
         "claim_after_l1_stalled_ms",
         1,
         n_rounds,
         n_rounds + 2.0 * BATCH_ROUND_MS,
     );
+}
+
+#[test]
+fn batcher_crash() {
+    let r = run_scenario("batcher-crash", 0..10, "batcher_crash");
+    assert_ran(&r);
+    assert_claimed_after_n_rounds(&r);
     assert_fact(&r, "l1_catchup_after_claim_ms", 1, 0.0, L1_BOUND_MS);
     // Epochs 1 (the main), 2 (the standby), 3 (the main back).
     assert_fact(&r, "batcher_epochs", 1, 3.0, 3.0);
@@ -154,14 +158,7 @@ fn batcher_crash() {
 fn batcher_zombie() {
     let r = run_scenario("batcher-zombie", 0..10, "batcher_zombie");
     assert_ran(&r);
-    let n_rounds = MAX_MISSED_ROUNDS * BATCH_ROUND_MS;
-    assert_fact(
-        &r,
-        "claim_after_l1_stalled_ms",
-        1,
-        n_rounds,
-        n_rounds + 2.0 * BATCH_ROUND_MS,
-    );
+    assert_claimed_after_n_rounds(&r);
     // The cut-off batcher's held transaction landed after the takeover and reverted.
     assert_fact(&r, "zombie_reverts", 1, 1.0, 3.0);
 }

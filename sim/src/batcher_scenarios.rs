@@ -11,19 +11,34 @@ use crate::cluster::{ClusterConfig, SimCluster};
 use crate::scenario::{Ctx, ScenarioFuture};
 use crate::scenarios::{at, heal_and_check, running_cluster, sleep_ms, HEAL_BOUND, L1_BOUND};
 
-/// Waits until L1 holds at least `n` batches.
-async fn wait_for_l1_batches(c: &SimCluster, n: u64, bound: Duration) -> Result<(), String> {
+/// Polls `f` every 50 ms until it yields, or fails after `bound` with what `failed` says.
+async fn poll_until<T>(
+    c: &SimCluster,
+    bound: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    failed: impl FnOnce() -> String,
+) -> Result<T, String> {
     let start = madsim::time::Instant::now();
-    while c.batch_progress().1 < n {
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
         if start.elapsed() > bound {
-            return Err(at(
-                c,
-                format!("L1 holds {} batches, expected {n}", c.batch_progress().1),
-            ));
+            return Err(at(c, failed()));
         }
         sleep_ms(50).await;
     }
-    Ok(())
+}
+
+/// Waits until L1 holds at least `n` batches.
+async fn wait_for_l1_batches(c: &SimCluster, n: u64, bound: Duration) -> Result<(), String> {
+    poll_until(
+        c,
+        bound,
+        || (c.batch_progress().1 >= n).then_some(()),
+        || format!("L1 holds {} batches, expected {n}", c.batch_progress().1),
+    )
+    .await
 }
 
 /// The batcher never sent a batch L1 already held, nor one out of order: no refusal at all.
@@ -139,52 +154,52 @@ fn main_and_standby() -> ClusterConfig {
     }
 }
 
-/// Waits for node `i`'s claim of epoch `epoch`; returns (when, missed rounds).
-async fn wait_for_claim(
-    c: &SimCluster,
-    i: usize,
-    epoch: u64,
-    bound: Duration,
-) -> Result<(Duration, u32), String> {
-    let start = madsim::time::Instant::now();
-    loop {
-        let found = c
-            .observer
-            .lock()
-            .batcher_claims
-            .iter()
-            .find(|(n, _, e, _)| *n == i && *e == epoch)
-            .map(|(_, at, _, missed)| (*at, *missed));
-        if let Some(f) = found {
-            return Ok(f);
-        }
-        if start.elapsed() > bound {
-            return Err(at(c, format!("n{i} did not claim epoch {epoch}")));
-        }
-        sleep_ms(50).await;
-    }
+/// Waits for node `i`'s claim of epoch `epoch`; returns (when, missed rounds). The bound: L x N
+/// rounds for a level-1 standby, plus a round of slack, an election if the batcher led, and a
+/// Raft commit.
+async fn wait_for_claim(c: &SimCluster, i: usize, epoch: u64) -> Result<(Duration, u32), String> {
+    let rounds = u64::from(c.cfg.batcher_max_missed_rounds) + 3;
+    let bound = Duration::from_millis(c.cfg.batch_timeout_ms * rounds) + c.cfg.election_bound();
+    poll_until(
+        c,
+        bound,
+        || {
+            c.observer
+                .lock()
+                .batcher_claims
+                .iter()
+                .find(|(n, _, e, _)| *n == i && *e == epoch)
+                .map(|(_, at, _, missed)| (*at, *missed))
+        },
+        || format!("n{i} did not claim epoch {epoch}"),
+    )
+    .await
 }
 
 /// Waits until a claim of `epoch` was applied, and requires node `i` to have won it (the
 /// checker requires every node to apply it alike).
 async fn won(c: &SimCluster, i: usize, epoch: u64) -> Result<(), String> {
-    let start = madsim::time::Instant::now();
-    loop {
-        let winner = c
-            .observer
-            .lock()
-            .checker
-            .claim_winners()
-            .get(&epoch)
-            .copied();
-        match winner {
-            Some(w) if w == c.node_id(i) => return Ok(()),
-            Some(w) => return Err(at(c, format!("epoch {epoch} was won by {w}, not n{i}"))),
-            None if start.elapsed() > HEAL_BOUND => {
-                return Err(at(c, format!("no claim of epoch {epoch} was applied")))
-            }
-            None => sleep_ms(20).await,
-        }
+    let winner = poll_until(
+        c,
+        HEAL_BOUND,
+        || {
+            c.observer
+                .lock()
+                .checker
+                .claim_winners()
+                .get(&epoch)
+                .copied()
+        },
+        || format!("no claim of epoch {epoch} was applied"),
+    )
+    .await?;
+    if winner == c.node_id(i) {
+        Ok(())
+    } else {
+        Err(at(
+            c,
+            format!("epoch {epoch} was won by {winner}, not n{i}"),
+        ))
     }
 }
 
@@ -237,10 +252,7 @@ pub fn batcher_crash(ctx: Ctx) -> ScenarioFuture {
         sleep_ms(c.rng.gen_range(0..1_500)).await;
         c.crash(0);
         let crashed_at = c.observer.lock().now();
-        // L x N rounds, plus a round of slack, an election if n0 led, and a Raft commit.
-        let rounds = u64::from(c.cfg.batcher_max_missed_rounds) + 3;
-        let bound = Duration::from_millis(c.cfg.batch_timeout_ms * rounds) + c.cfg.election_bound();
-        let (claim_at, missed) = wait_for_claim(&c, 1, 2, bound).await?;
+        let (claim_at, missed) = wait_for_claim(&c, 1, 2).await?;
         claimed_on_time(&c, claim_at, missed, 1)?;
         c.record("takeover_ms", (claim_at - crashed_at).as_millis() as f64);
         // The standby commits what queued up, and L1 stays contiguous (the checker).
@@ -249,7 +261,7 @@ pub fn batcher_crash(ctx: Ctx) -> ScenarioFuture {
         won(&c, 1, 2).await?;
         // The main returns and takes the role back at once, fenced by epoch 3.
         c.restart(0);
-        wait_for_claim(&c, 0, 3, HEAL_BOUND).await?;
+        wait_for_claim(&c, 0, 3).await?;
         c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;
         won(&c, 0, 3).await?;
         heal_and_check(&mut c).await
@@ -265,18 +277,16 @@ pub fn batcher_zombie(ctx: Ctx) -> ScenarioFuture {
         // transaction held, the consensus cuts it off; it still believes it is the batcher.
         let hold_ms = c.rng.gen_range(15_000..25_000);
         c.l1.hold_sender(0, hold_ms);
-        let start = madsim::time::Instant::now();
-        while c.l1.held(0) == 0 {
-            if start.elapsed() > L1_BOUND {
-                return Err(at(&c, "n0 sent nothing to L1".into()));
-            }
-            sleep_ms(10).await;
-        }
+        poll_until(
+            &c,
+            L1_BOUND,
+            || (c.l1.held(0) > 0).then_some(()),
+            || "n0 sent nothing to L1".into(),
+        )
+        .await?;
         c.net.isolate(0);
         c.note("fault: isolate n0 (the batcher)");
-        let rounds = u64::from(c.cfg.batcher_max_missed_rounds) + 3;
-        let bound = Duration::from_millis(c.cfg.batch_timeout_ms * rounds) + c.cfg.election_bound();
-        let (claim_at, missed) = wait_for_claim(&c, 1, 2, bound).await?;
+        let (claim_at, missed) = wait_for_claim(&c, 1, 2).await?;
         claimed_on_time(&c, claim_at, missed, 1)?;
         won(&c, 1, 2).await?;
         c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;

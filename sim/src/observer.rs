@@ -26,14 +26,8 @@ pub struct Observer {
     pub same_levels: Vec<(usize, bool)>,
     /// (node, round) of every block a member did not sign (guard or chain refused it).
     pub sign_refusals: Vec<(usize, u64)>,
-    /// (node, batch) of every batch a batcher found already on L1, committed by another.
-    pub batch_conflicts: Vec<(usize, u64)>,
     /// (node, when, epoch, missed rounds) of every batcher claim a standby made.
     pub batcher_claims: Vec<(usize, Duration, u64, u32)>,
-    /// (node, when, epoch) of every node starting to submit as the batcher.
-    pub batcher_actives: Vec<(usize, Duration, u64)>,
-    /// (node, batch, reason) of every submission L1 refused or that got no receipt.
-    pub batch_failures: Vec<(usize, u64, String)>,
     /// Nodes that reported another batcher at their own level.
     pub batcher_same_level: Vec<usize>,
     start: Instant,
@@ -50,10 +44,7 @@ impl Observer {
             reverts: Vec::new(),
             same_levels: Vec::new(),
             sign_refusals: Vec::new(),
-            batch_conflicts: Vec::new(),
             batcher_claims: Vec::new(),
-            batcher_actives: Vec::new(),
-            batch_failures: Vec::new(),
             batcher_same_level: Vec::new(),
             start: Instant::now(),
         }
@@ -75,15 +66,10 @@ impl Observer {
             Event::Reverted { round, .. } => self.reverts.push((node, *round)),
             Event::SameLevel { yields, .. } => self.same_levels.push((node, *yields)),
             Event::SignRefused { round, .. } => self.sign_refusals.push((node, *round)),
-            Event::BatchCommittedElsewhere { number } => self.batch_conflicts.push((node, *number)),
             Event::BatcherClaiming {
                 epoch,
                 missed_rounds,
             } => self.batcher_claims.push((node, at, *epoch, *missed_rounds)),
-            Event::BatcherActive { epoch } => self.batcher_actives.push((node, at, *epoch)),
-            Event::BatchNotCommitted { number, reason, .. } => {
-                self.batch_failures.push((node, *number, reason.clone()))
-            }
             Event::BatcherSameLevel { .. } => self.batcher_same_level.push(node),
             _ => {}
         }
