@@ -3,24 +3,79 @@
 use canon_benches::{block_of, fixture, transfers};
 use canon_engine::chain::verify_block;
 use canon_engine::codec;
+use canon_engine::signatures::{Sequential, Signatures};
+use canon_node::verifier::ParallelVerifier;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
+/// A block applied three ways: as a Raft member applies it (signatures trusted: the leader
+/// checked them at admission), and as an external node verifies it on one core and on all.
 fn verify(c: &mut Criterion) {
-    let mut g = c.benchmark_group("verify_block");
-    for txs in [0usize, 100, 1000] {
-        let f = fixture(64);
-        let (head, built) = block_of(&f, transfers(&f, txs));
+    for (group, signatures) in [
+        ("verify_block_trusted", Signatures::Trusted),
+        (
+            "verify_block_checked_one_core",
+            Signatures::Check(&Sequential),
+        ),
+        (
+            "verify_block_checked_all_cores",
+            Signatures::Check(&ParallelVerifier),
+        ),
+    ] {
+        let mut g = c.benchmark_group(group);
+        for txs in [0usize, 100, 1000] {
+            let f = fixture(64);
+            let (head, built) = block_of(&f, transfers(&f, txs));
+            let peers = vec![f.leader.node_id()];
+            let ledger = f.spec.genesis_ledger();
+            g.throughput(Throughput::Elements(txs.max(1) as u64));
+            g.bench_with_input(
+                BenchmarkId::from_parameter(txs),
+                &built.block,
+                |b, block| {
+                    b.iter(|| {
+                        verify_block(&head, &ledger, &peers, block, signatures)
+                            .map(|e| e.touched.len())
+                    })
+                },
+            );
+        }
+        g.finish();
+    }
+}
+
+/// The cost of a block's state is what it touches, not the ledger's size: 1,000 transfers on
+/// ledgers of 1,000 and 100,000 accounts (signatures trusted, so only state work is timed).
+fn state_cost(c: &mut Criterion) {
+    let mut g = c.benchmark_group("apply_1000_transfers_by_ledger_accounts");
+    g.sample_size(20);
+    for accounts in [1_000u32, 100_000] {
+        let f = canon_benches::fixture_with_bystanders(64, accounts);
+        let (head, built) = block_of(&f, transfers(&f, 1000));
         let peers = vec![f.leader.node_id()];
         let ledger = f.spec.genesis_ledger();
-        g.throughput(Throughput::Elements(txs.max(1) as u64));
+        g.throughput(Throughput::Elements(1000));
         g.bench_with_input(
-            BenchmarkId::from_parameter(txs),
+            BenchmarkId::from_parameter(accounts),
             &built.block,
             |b, block| {
-                b.iter(|| verify_block(&head, &ledger, &peers, block).map(|e| e.touched.len()))
+                b.iter(|| {
+                    verify_block(&head, &ledger, &peers, block, Signatures::Trusted)
+                        .map(|e| e.touched.len())
+                })
             },
         );
     }
+    g.finish();
+}
+
+/// One core's signature recoveries per second: the ceiling the throughput target is set
+/// against (times the cores).
+fn recover(c: &mut Criterion) {
+    let f = fixture(1);
+    let txs = transfers(&f, 1);
+    let mut g = c.benchmark_group("recover_one_signature");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("libsecp256k1", |b| b.iter(|| txs[0].signature_valid()));
     g.finish();
 }
 
@@ -70,5 +125,12 @@ fn attestation(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, verify, codec_roundtrip, attestation);
+criterion_group!(
+    benches,
+    recover,
+    verify,
+    state_cost,
+    codec_roundtrip,
+    attestation
+);
 criterion_main!(benches);

@@ -38,6 +38,18 @@ pub fn fixture(accounts: u32) -> Fixture {
     }
 }
 
+/// [`fixture`] plus `bystanders` funded accounts no transaction touches (ledger size).
+pub fn fixture_with_bystanders(accounts: u32, bystanders: u32) -> Fixture {
+    let mut f = fixture(accounts);
+    f.spec.genesis_alloc.extend((0..bystanders).map(|i| {
+        let mut a = [0u8; 20];
+        a[0] = 0xbb;
+        a[16..].copy_from_slice(&i.to_be_bytes());
+        (Address::from(a), 1)
+    }));
+    f
+}
+
 /// `n` transfers, one per account (round robin), all valid on genesis.
 pub fn transfers(f: &Fixture, n: usize) -> Vec<SignedTransaction> {
     (0..n)

@@ -104,7 +104,7 @@ impl ChainSpec {
             parent_hash: B256::from(alloy_primitives::U256::from(self.chain_id)),
             timestamp_ms: 0,
             transactions_root: transactions_root(&[])?,
-            state_root: self.genesis_ledger().state_root()?,
+            state_root: self.genesis_ledger().state_root(),
             proposer: NodeId::default(),
             term: 0,
             slot: None,

@@ -12,6 +12,7 @@ use crate::codec::CodecError;
 use crate::ids::NodeId;
 use crate::keys::{self, SecretKey};
 use crate::ledger::{Executed, Ledger, TxError};
+use crate::signatures::Signatures;
 use crate::tx::SignedTransaction;
 
 /// The tip a node has applied: what the next block must extend.
@@ -107,13 +108,15 @@ pub fn verify_signature(peers: &[NodeId], block: &Block) -> Result<(), BlockErro
     }
 }
 
-/// Verifies `block` against the current head and ledger and re-executes it. Nothing is mutated:
-/// the caller persists the returned ledger only if it accepts the result.
+/// Verifies `block` against the current head and ledger and re-executes it, checking the
+/// transactions' signatures as `signatures` says. Nothing is mutated: the caller persists the
+/// returned ledger only if it accepts the result.
 pub fn verify_block(
     head: &Head,
     ledger: &Ledger,
     peers: &[NodeId],
     block: &Block,
+    signatures: Signatures<'_>,
 ) -> Result<Executed, BlockError> {
     let h = &block.header;
     if h.height != head.height + 1 {
@@ -152,15 +155,24 @@ pub fn verify_block(
             computed,
         });
     }
+    if let Signatures::Check(verifier) = signatures {
+        let txs: Vec<&SignedTransaction> = block.transactions.iter().collect();
+        if let Some(index) = verifier.first_invalid(&txs) {
+            return Err(BlockError::Transaction {
+                index,
+                error: TxError::BadSignature,
+            });
+        }
+    }
     let mut next = ledger.clone();
     let mut touched = BTreeSet::new();
     for (index, tx) in block.transactions.iter().enumerate() {
         let wrote = next
-            .apply_signed(tx)
+            .apply(tx)
             .map_err(|error| BlockError::Transaction { index, error })?;
         touched.extend(wrote);
     }
-    let computed = next.state_root()?;
+    let computed = next.commit_root();
     if computed != h.state_root {
         return Err(BlockError::StateRoot {
             got: h.state_root,
@@ -194,7 +206,8 @@ pub struct Proposal<'a> {
 }
 
 /// Builds and signs the next block from `candidates` in order: each is executed on a working
-/// ledger and kept only if valid, so an invalid transaction never reaches a block.
+/// ledger and kept only if valid, so an invalid transaction never reaches a block. The
+/// candidates' signatures were checked when they were admitted.
 pub fn build_block(
     p: Proposal<'_>,
     candidates: impl IntoIterator<Item = SignedTransaction>,
@@ -206,7 +219,7 @@ pub fn build_block(
         if included.len() >= p.max_transactions {
             break;
         }
-        match ledger.apply_signed(&tx) {
+        match ledger.apply(&tx) {
             Ok(_) => included.push(tx),
             Err(e) => excluded.push((tx, e)),
         }
@@ -217,7 +230,7 @@ pub fn build_block(
         // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
         timestamp_ms: p.timestamp_ms.max(p.head.timestamp_ms),
         transactions_root: transactions_root(&included)?,
-        state_root: ledger.state_root()?,
+        state_root: ledger.commit_root(),
         proposer: p.key.node_id(),
         term: p.term,
         slot: p.slot,
@@ -233,8 +246,11 @@ pub fn build_block(
 mod tests {
     use super::*;
     use crate::block::ChainSpec;
+    use crate::signatures::Sequential;
     use crate::tx::{Payload, Transaction};
     use alloy_primitives::Address;
+
+    const CHECK: Signatures<'static> = Signatures::Check(&Sequential);
 
     fn key(n: u8) -> SecretKey {
         SecretKey::from_bytes([n; 32]).unwrap()
@@ -310,7 +326,7 @@ mod tests {
         );
         assert_eq!(built.block.transactions.len(), 1);
         assert_eq!(built.excluded.len(), 3);
-        let out = verify_block(&head, &ledger, &f.peers, &built.block).unwrap();
+        let out = verify_block(&head, &ledger, &f.peers, &built.block, CHECK).unwrap();
         assert_eq!(out.ledger.account(&f.alice.address()).balance, 990);
     }
 
@@ -323,12 +339,12 @@ mod tests {
         let mut b = good.clone();
         b.header.state_root = B256::repeat_byte(1);
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::Signature)
         ));
         let b = Block::seal(b.header, b.transactions, &f.leader).unwrap();
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::StateRoot { .. })
         ));
 
@@ -336,7 +352,7 @@ mod tests {
         h.parent_hash = B256::repeat_byte(7);
         let b = Block::seal(h, good.transactions.clone(), &f.leader).unwrap();
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::Parent { .. })
         ));
 
@@ -344,7 +360,7 @@ mod tests {
         h.height = 2;
         let b = Block::seal(h, good.transactions.clone(), &f.leader).unwrap();
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::Height { .. })
         ));
 
@@ -352,14 +368,14 @@ mod tests {
         h.proposer = key(3).node_id();
         let b = Block::seal(h, good.transactions.clone(), &key(3)).unwrap();
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::UnknownProposer(_))
         ));
 
         let mut b = good.clone();
         b.transactions.push(pay(&f.alice, 1, 1));
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::TransactionsRoot { .. })
         ));
 
@@ -367,9 +383,36 @@ mod tests {
         b.transactions[0] = pay(&f.alice, 0, 11);
         let b = Block::seal(b.header, b.transactions, &f.leader).unwrap();
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::TransactionsRoot { .. })
         ));
+    }
+
+    #[test]
+    fn a_forged_transaction_signature_is_caught_only_where_signatures_are_checked() {
+        let f = fixture();
+        let (head, ledger, built) = build(&f, vec![]);
+        let mut forged = pay(&f.alice, 0, 1);
+        forged.tx.payload = Payload::Transfer {
+            to: Address::repeat_byte(9),
+            amount: 500,
+        };
+        let txs = vec![forged];
+        let mut h = built.block.header.clone();
+        h.transactions_root = transactions_root(&txs).unwrap();
+        let mut trial = ledger.clone();
+        trial.apply(&txs[0]).unwrap();
+        h.state_root = trial.commit_root();
+        let b = Block::seal(h, txs, &f.leader).unwrap();
+        assert!(matches!(
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
+            Err(BlockError::Transaction {
+                index: 0,
+                error: TxError::BadSignature
+            })
+        ));
+        // A Raft member's block is trusted: its leader checked the signature at admission.
+        assert!(verify_block(&head, &ledger, &f.peers, &b, Signatures::Trusted).is_ok());
     }
 
     #[test]
@@ -381,7 +424,7 @@ mod tests {
         h.transactions_root = transactions_root(&txs).unwrap();
         let b = Block::seal(h, txs, &f.leader).unwrap();
         assert!(matches!(
-            verify_block(&head, &ledger, &f.peers, &b),
+            verify_block(&head, &ledger, &f.peers, &b, CHECK),
             Err(BlockError::Transaction {
                 index: 0,
                 error: TxError::NonceGap { .. }
@@ -448,7 +491,7 @@ mod tests {
                 round: head_round,
                 ..genesis
             };
-            let got = verify_block(&head, &ledger, &f.peers, &at(&head, round));
+            let got = verify_block(&head, &ledger, &f.peers, &at(&head, round), CHECK);
             assert_eq!(
                 got.is_ok(),
                 ok,

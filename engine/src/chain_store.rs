@@ -429,8 +429,14 @@ mod tests {
             Vec::new(),
         )
         .expect("build");
-        let executed =
-            verify_block(&next.head, &next.ledger, &[key.node_id()], &built.block).expect("verify");
+        let executed = verify_block(
+            &next.head,
+            &next.ledger,
+            &[key.node_id()],
+            &built.block,
+            crate::signatures::Signatures::Trusted,
+        )
+        .expect("verify");
         let mut batch = WriteBatch::default();
         next.head = stage_block(&mut batch, &built.block, &executed).expect("stage");
         next.ledger = executed.ledger;

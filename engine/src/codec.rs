@@ -122,7 +122,7 @@ mod tests {
     const GOLDEN_BLOCK_HASH: &str =
         "0x221928b9e68cdaeb849a3da4839bcdd1995dfea984022c710b13cfb5b88ebe1e";
     const GOLDEN_GENESIS_HASH: &str =
-        "0x898e4172f616e71c5c7ca098d67c77aab323fb583354563cc318212d148871a7";
+        "0x5e3057bea7d803e5164cedbc1bb4b23b17701c28c7a55f44d09172f5e462c998";
 
     #[test]
     fn round_trips() {

@@ -26,7 +26,7 @@ use crate::policy::fork_choice::{self, ForkBlock, Keep};
 use crate::replay::{answer_get_blocks, ReplayError, Replica};
 use crate::seams::{NodeError, Seams};
 use crate::tx::SignedTransaction;
-use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 
 #[derive(Clone, Debug)]
 pub struct ExternalConfig {
@@ -183,8 +183,13 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 "network_boot_nodes must name at least one source of blocks".into(),
             ));
         }
-        let replica = Replica::open(seams.storage.clone(), &cfg.chain, cfg.validators.clone())
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let replica = Replica::open(
+            seams.storage.clone(),
+            &cfg.chain,
+            cfg.validators.clone(),
+            seams.verifier.clone(),
+        )
+        .map_err(|e| NodeError::Storage(e.to_string()))?;
         let head = replica.head();
         seams.events.emit(
             &id,
@@ -293,6 +298,9 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             Ok(Request::ClientSubmit(tx)) => {
                 Response::SubmitTransaction(self.submit_transaction(tx).await)
             }
+            Ok(Request::ClientSubmitBatch(txs)) => {
+                Response::SubmitTransactions(self.submit_transactions(txs).await)
+            }
             Ok(_) => Response::Refused(format!(
                 "{} is an external node and takes no part in Raft (asked by {from})",
                 self.id
@@ -325,6 +333,71 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             }
         }
         SubmitOutcome::Rejected(SubmitRejection::Forward(last))
+    }
+
+    /// Passes many client transactions to a consensus node in one request; a bad signature is
+    /// refused here. One outcome per transaction, in order.
+    pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+        let n = txs.len();
+        if n > MAX_SUBMIT_BATCH {
+            let why =
+                format!("a batch of {n} transactions is over the limit of {MAX_SUBMIT_BATCH}");
+            return vec![SubmitOutcome::Rejected(SubmitRejection::TooMany(why)); n];
+        }
+        let valid = self.seams.verifier.each_valid(&txs);
+        let checked: Vec<SignedTransaction> = txs
+            .into_iter()
+            .zip(&valid)
+            .filter_map(|(tx, ok)| ok.then_some(tx))
+            .collect();
+        let k = checked.len();
+        let mut answers = if k == 0 {
+            Vec::new()
+        } else {
+            self.forward_batch(checked).await
+        }
+        .into_iter();
+        valid
+            .iter()
+            .map(|ok| match ok {
+                true => {
+                    answers
+                        .next()
+                        .unwrap_or(SubmitOutcome::Rejected(SubmitRejection::Forward(format!(
+                            "fewer than {k} outcomes came back"
+                        ))))
+                }
+                false => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
+            })
+            .collect()
+    }
+
+    async fn forward_batch(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+        let n = txs.len();
+        let req = Request::ClientSubmitBatch(txs);
+        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
+        let mut last = String::from("no consensus node among the sources");
+        for peer in self
+            .cfg
+            .sources
+            .iter()
+            .filter(|s| self.cfg.validators.contains(s))
+        {
+            match peer::call(&*self.seams.transport, *peer, &req, timeout).await {
+                Ok(Response::SubmitTransactions(o)) if o.len() == n => {
+                    if o.iter()
+                        .all(|x| matches!(x, SubmitOutcome::NotLeader { .. }))
+                    {
+                        last = format!("{peer} knows no leader");
+                        continue;
+                    }
+                    return o;
+                }
+                Ok(_) => last = peer::CallError::Unexpected { peer: *peer }.to_string(),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        vec![SubmitOutcome::Rejected(SubmitRejection::Forward(last)); n]
     }
 
     fn trusted_sources(&self) -> Vec<NodeId> {
@@ -393,8 +466,12 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 return Applied::Blocks(0);
             }
         };
+        // Every signature of the range at once (spread across cores by the host's verifier);
+        // a block from the first bad one on is checked again by itself, so it is rejected
+        // with the reason its own verification gives.
+        let first_bad = self.replica.first_bad_signature(&blocks).map(|(b, _)| b);
         let mut applied = 0;
-        for block in &blocks {
+        for (i, block) in blocks.iter().enumerate() {
             let head = self.replica.head();
             let h = &block.header;
             if h.height <= head.height {
@@ -423,7 +500,12 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             {
                 return Applied::Fork { source, applied };
             }
-            match self.replica.apply(block) {
+            let result = if first_bad.is_some_and(|b| b <= i) {
+                self.replica.apply(block)
+            } else {
+                self.replica.apply_signatures_checked(block)
+            };
+            match result {
                 Ok(new_head) => {
                     applied += 1;
                     if let Some(s) = lock(&self.sources).get_mut(&source) {

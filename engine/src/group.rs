@@ -32,9 +32,8 @@ use crate::policy::redundancy::{
 };
 use crate::seams::{NodeError, Seams};
 use crate::signing_guard::{SigningGuard, Watermark};
-use crate::storage::Durability;
 use crate::tx::SignedTransaction;
-use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -311,6 +310,12 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             Ok(Request::ClientSubmit(tx)) => {
                 Response::SubmitTransaction(self.submit_transaction(tx))
             }
+            Ok(Request::ClientSubmitBatch(txs)) => Response::SubmitTransactions(
+                txs.into_iter()
+                    .take(MAX_SUBMIT_BATCH)
+                    .map(|tx| self.submit_transaction(tx))
+                    .collect(),
+            ),
             Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
             Ok(Request::FencePrepare(b)) => self.on_fence_prepare(&b),
             Ok(Request::FenceAccept(b, block)) => self.on_fence_accept(&b, *block),
@@ -827,7 +832,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
     /// Stores a block this machine signed (synced: a signer never forgets what it signed) and
     /// reports it; downloaders get it from the chain store.
     fn publish(&self, st: &mut MemberState, block: &Block, slot: Slot) -> Result<(), ()> {
-        match self.sync.replica().apply_with(block, Durability::Synced) {
+        match self.sync.replica().apply_own(block) {
             Ok(head) => {
                 if let Err(e) = self.guard.published(head.height) {
                     self.emit(Event::StorageFailed {

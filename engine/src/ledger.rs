@@ -1,12 +1,14 @@
 //! The deterministic reference executor: an account ledger of balances and nonces with a state
 //! root. The same blocks give the same root on every node.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use alloy_primitives::{keccak256, Address, B256};
+use alloy_primitives::{Address, B256};
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
+use solana_lattice_hash::lt_hash::LtHash;
 
-use crate::codec::{self, CodecError};
 use crate::tx::{Payload, SignedTransaction};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,23 +31,83 @@ pub enum TxError {
     Overflow,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// blake3's key-derivation context for an account's lattice element: the commitment's version.
+const ACCOUNT_CONTEXT: &str = "canon 2026-11 ledger account v1";
+
+/// An account's element of the state commitment. An account at its default (no balance, no
+/// nonce) contributes nothing, so the commitment depends only on what the accounts hold, not on
+/// whether an untouched default entry happens to be stored.
+fn account_element(addr: &Address, acc: &Account) -> Option<LtHash> {
+    if *acc == Account::default() {
+        return None;
+    }
+    let mut h = blake3::Hasher::new_derive_key(ACCOUNT_CONTEXT);
+    h.update(addr.as_slice());
+    h.update(&acc.balance.to_le_bytes());
+    h.update(&acc.nonce.to_le_bytes());
+    Some(LtHash::with(&h))
+}
+
+/// The account ledger: balances and nonces, and an incremental commitment to them.
+///
+/// Accounts live in a persistent ordered map, so cloning a ledger (a working copy per block)
+/// costs O(1) and a block's writes copy only the paths they touch. The state root is the
+/// checksum of a lattice hash (LtHash, as Solana's accounts hash): the sum of one 2 KiB element
+/// per non-default account, so a block updates it in O(accounts it wrote) by mixing each
+/// written account's old element out and its new one in, at the end of the block.
+#[derive(Clone, Default)]
 pub struct Ledger {
-    accounts: BTreeMap<Address, Account>,
+    accounts: OrdMap<Address, Account>,
+    /// The commitment to `accounts` as they stood before the writes recorded in `written`
+    /// (`None`: the empty ledger).
+    lattice: Option<Arc<LtHash>>,
+    /// Accounts written since `lattice` was last brought up to date, with their values then.
+    written: OrdMap<Address, Account>,
+}
+
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Self) -> bool {
+        self.accounts == other.accounts
+    }
+}
+
+impl Eq for Ledger {}
+
+impl std::fmt::Debug for Ledger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ledger")
+            .field("accounts", &self.accounts.len())
+            .field("state_root", &self.state_root())
+            .finish()
+    }
 }
 
 impl Ledger {
     pub fn from_alloc(alloc: &[(Address, u64)]) -> Ledger {
-        let mut accounts = BTreeMap::new();
+        let mut accounts = OrdMap::new();
         for (addr, balance) in alloc {
             accounts.entry(*addr).or_insert(Account::default()).balance += balance;
         }
-        Ledger { accounts }
+        Ledger::with_accounts(accounts)
     }
 
     pub fn from_accounts(accounts: impl IntoIterator<Item = (Address, Account)>) -> Ledger {
+        Ledger::with_accounts(accounts.into_iter().collect())
+    }
+
+    /// O(accounts): the one place the commitment is computed from scratch (genesis, a loaded
+    /// or installed state).
+    fn with_accounts(accounts: OrdMap<Address, Account>) -> Ledger {
+        let mut lattice = LtHash::identity();
+        for (addr, acc) in accounts.iter() {
+            if let Some(e) = account_element(addr, acc) {
+                lattice.mix_in(&e);
+            }
+        }
         Ledger {
-            accounts: accounts.into_iter().collect(),
+            accounts,
+            lattice: Some(Arc::new(lattice)),
+            written: OrdMap::new(),
         }
     }
 
@@ -53,12 +115,29 @@ impl Ledger {
         self.accounts.get(addr).copied().unwrap_or_default()
     }
 
+    /// Every stored account, in address order.
     pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
         self.accounts.iter()
     }
 
-    /// Applies one transaction whose signature the caller has checked (or is about to reject).
-    /// On error nothing changes. Returns the accounts it wrote.
+    pub fn len(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.accounts.is_empty()
+    }
+
+    fn write(&mut self, addr: Address, acc: Account) {
+        if let Some(old) = self.accounts.insert(addr, acc) {
+            self.written.entry(addr).or_insert(old);
+        } else {
+            self.written.entry(addr).or_default();
+        }
+    }
+
+    /// Applies one transaction whose signature has been checked (at admission, or by
+    /// [`crate::chain::verify_block`]). On error nothing changes. Returns the accounts it wrote.
     pub fn apply(&mut self, stx: &SignedTransaction) -> Result<[Address; 2], TxError> {
         let tx = &stx.tx;
         let mut from = self.account(&tx.sender);
@@ -77,7 +156,7 @@ impl Ledger {
         from.nonce += 1;
         match &tx.payload {
             Payload::Data(_) => {
-                self.accounts.insert(tx.sender, from);
+                self.write(tx.sender, from);
                 Ok([tx.sender, tx.sender])
             }
             Payload::Transfer { to, amount } => {
@@ -89,14 +168,14 @@ impl Ledger {
                 }
                 if *to == tx.sender {
                     // A self-transfer only spends the nonce.
-                    self.accounts.insert(tx.sender, from);
+                    self.write(tx.sender, from);
                     return Ok([tx.sender, tx.sender]);
                 }
                 from.balance -= amount;
                 let mut dest = self.account(to);
                 dest.balance = dest.balance.checked_add(*amount).ok_or(TxError::Overflow)?;
-                self.accounts.insert(tx.sender, from);
-                self.accounts.insert(*to, dest);
+                self.write(tx.sender, from);
+                self.write(*to, dest);
                 Ok([tx.sender, *to])
             }
         }
@@ -110,10 +189,40 @@ impl Ledger {
         self.apply(stx)
     }
 
-    /// keccak over the canonical encoding of every account in address order.
-    pub fn state_root(&self) -> Result<B256, CodecError> {
-        let entries: Vec<(&Address, &Account)> = self.accounts.iter().collect();
-        Ok(keccak256(codec::encode(&entries)?))
+    /// The commitment with every pending write folded in.
+    fn folded(&self) -> LtHash {
+        let mut lattice = match &self.lattice {
+            Some(l) => LtHash::clone(l),
+            None => LtHash::identity(),
+        };
+        for (addr, old) in self.written.iter() {
+            let new = self.account(addr);
+            if *old == new {
+                continue;
+            }
+            if let Some(e) = account_element(addr, old) {
+                lattice.mix_out(&e);
+            }
+            if let Some(e) = account_element(addr, &new) {
+                lattice.mix_in(&e);
+            }
+        }
+        lattice
+    }
+
+    /// The state root: the checksum of the accounts' lattice hash.
+    pub fn state_root(&self) -> B256 {
+        B256::from(self.folded().checksum().0)
+    }
+
+    /// Folds the pending writes into the commitment (O(accounts written since the last call))
+    /// and returns the state root, so later roots start from here.
+    pub fn commit_root(&mut self) -> B256 {
+        if !self.written.is_empty() || self.lattice.is_none() {
+            self.lattice = Some(Arc::new(self.folded()));
+            self.written = OrdMap::new();
+        }
+        self.state_root()
     }
 }
 
@@ -169,7 +278,7 @@ mod tests {
     fn invalid_transactions_change_nothing() {
         let (a, b) = (key(1), key(2));
         let mut l = Ledger::from_alloc(&[(a.address(), 100)]);
-        let before = l.state_root().unwrap();
+        let before = l.state_root();
         assert_eq!(
             l.apply_signed(&transfer(&a, 1, b.address(), 1)),
             Err(TxError::NonceGap {
@@ -187,7 +296,7 @@ mod tests {
         let mut forged = transfer(&a, 0, b.address(), 1);
         forged.tx.sender = b.address();
         assert_eq!(l.apply_signed(&forged), Err(TxError::BadSignature));
-        assert_eq!(l.state_root().unwrap(), before);
+        assert_eq!(l.state_root(), before);
     }
 
     #[test]
@@ -218,8 +327,50 @@ mod tests {
             l1.apply_signed(t).unwrap();
             l2.apply_signed(t).unwrap();
         }
-        assert_eq!(l1.state_root().unwrap(), l2.state_root().unwrap());
+        assert_eq!(l1.state_root(), l2.state_root());
         let rebuilt = Ledger::from_accounts(l1.accounts().map(|(a, acc)| (*a, *acc)));
-        assert_eq!(rebuilt.state_root().unwrap(), l1.state_root().unwrap());
+        assert_eq!(rebuilt.state_root(), l1.state_root());
+    }
+
+    #[test]
+    fn default_accounts_contribute_nothing_to_the_root() {
+        let a = Address::repeat_byte(1);
+        let with_default = Ledger::from_accounts([
+            (a, Account::default()),
+            (
+                Address::repeat_byte(2),
+                Account {
+                    balance: 3,
+                    nonce: 0,
+                },
+            ),
+        ]);
+        let without = Ledger::from_alloc(&[(Address::repeat_byte(2), 3)]);
+        assert_eq!(with_default.state_root(), without.state_root());
+        assert_ne!(Ledger::default().state_root(), without.state_root());
+    }
+
+    proptest::proptest! {
+        /// The incremental root, folded at any points, is the root computed from scratch over
+        /// the same accounts; and it moves whenever any account's content does.
+        #[test]
+        fn incremental_root_is_the_from_scratch_root(
+            ops in proptest::collection::vec((0u8..4, 0u8..4, 0u64..40, proptest::bool::ANY), 0..40)
+        ) {
+            let keys: Vec<SecretKey> = (1..=4).map(key).collect();
+            let mut l = Ledger::from_alloc(&[(keys[0].address(), 100), (keys[1].address(), 50)]);
+            for (from, to, amount, fold) in ops {
+                let k = &keys[from as usize];
+                let nonce = l.account(&k.address()).nonce;
+                let before = l.state_root();
+                let applied = l.apply(&transfer(k, nonce, keys[to as usize].address(), amount));
+                let scratch = Ledger::from_accounts(l.accounts().map(|(a, acc)| (*a, *acc)));
+                proptest::prop_assert_eq!(l.state_root(), scratch.state_root());
+                proptest::prop_assert_eq!(applied.is_ok(), l.state_root() != before);
+                if fold {
+                    proptest::prop_assert_eq!(l.commit_root(), scratch.state_root());
+                }
+            }
+        }
     }
 }

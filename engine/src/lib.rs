@@ -30,6 +30,7 @@ pub mod raft;
 pub mod replay;
 pub mod seams;
 pub mod shared_elector;
+pub mod signatures;
 pub mod signing_guard;
 pub mod storage;
 pub mod transport;

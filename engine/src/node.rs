@@ -32,7 +32,7 @@ use crate::raft::{ApplyOutcome, Canon, Command, LogId};
 pub use crate::seams::{NodeError, Seams};
 use crate::shared_elector::SharedElector;
 use crate::tx::SignedTransaction;
-use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 use alloy_primitives::Address;
 
 #[derive(Clone, Debug)]
@@ -111,7 +111,11 @@ impl NodeConfig {
                 .election_timeout_ms_min
                 .max(self.heartbeat_interval_ms + 2),
             heartbeat_interval: self.heartbeat_interval_ms,
-            max_payload_entries: 64,
+            // openraft 0.9 gives one AppendEntries `heartbeat_interval` to complete: with
+            // blocks of thousands of transactions, 64 entries (megabytes to decode and fsync)
+            // never made it, so a lagging follower never caught up and a leader without quorum
+            // stepped down, again and again. A few blocks per request keep each one short.
+            max_payload_entries: 4,
             // Blocks are the chain: the log is kept whole, so followers catch up by replication
             // and a restarted node re-applies from its own log.
             snapshot_policy: SnapshotPolicy::Never,
@@ -468,7 +472,15 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Request::ClientSubmit(tx) => {
                 Response::SubmitTransaction(self.submit_transaction(tx).await)
             }
-            Request::Forwarded(tx) => Response::SubmitTransaction(self.admit_forwarded(tx)),
+            Request::Forwarded(tx) => {
+                Response::SubmitTransaction(self.admit_forwarded(tx, is_peer))
+            }
+            Request::ClientSubmitBatch(txs) => {
+                Response::SubmitTransactions(self.submit_transactions(txs).await)
+            }
+            Request::ForwardedBatch(txs) => {
+                Response::SubmitTransactions(self.admit_forwarded_batch(txs, is_peer))
+            }
             Request::Account(addr) => {
                 let (acc, height) = self.chain.account(&addr);
                 Response::Account {
@@ -506,6 +518,97 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
+    /// Many client transactions at once (a batched RPC call): the signatures are checked
+    /// together (across cores in production), the route is decided once, and the valid ones
+    /// go into the mempool under one lock or on to the leader in one request. One outcome
+    /// per transaction, in order.
+    pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+        if let Some(refused) = over_limit(&txs) {
+            return refused;
+        }
+        let valid = self.seams.verifier.each_valid(&txs);
+        match admission::route(self.id, &self.raft_view(), false) {
+            Route::Admit => self.admit_checked(txs, &valid),
+            Route::Forward(leader) => {
+                let forwarded: Vec<SignedTransaction> = txs
+                    .into_iter()
+                    .zip(&valid)
+                    .filter_map(|(tx, ok)| ok.then_some(tx))
+                    .collect();
+                let n = forwarded.len();
+                let mut answers = self.forward_batch(leader, forwarded).await.into_iter();
+                let lost = SubmitOutcome::Rejected(SubmitRejection::Forward(format!(
+                    "{leader} answered fewer than {n} outcomes"
+                )));
+                fill_checked(&valid, || answers.next().unwrap_or(lost.clone()))
+            }
+            Route::NotLeader { leader } => {
+                fill_checked(&valid, || SubmitOutcome::NotLeader { leader })
+            }
+        }
+    }
+
+    async fn forward_batch(
+        &self,
+        leader: NodeId,
+        txs: Vec<SignedTransaction>,
+    ) -> Vec<SubmitOutcome> {
+        let n = txs.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
+        let req = Request::ForwardedBatch(txs);
+        let failed = |why: String| vec![SubmitOutcome::Rejected(SubmitRejection::Forward(why)); n];
+        match peer::call(&*self.seams.transport, leader, &req, timeout).await {
+            Ok(Response::SubmitTransactions(o)) if o.len() == n => o,
+            Ok(_) => failed(peer::CallError::Unexpected { peer: leader }.to_string()),
+            Err(e) => failed(e.to_string()),
+        }
+    }
+
+    /// A batch a replica forwarded: like [`Self::admit_forwarded`] for each transaction.
+    fn admit_forwarded_batch(
+        &self,
+        txs: Vec<SignedTransaction>,
+        from_member: bool,
+    ) -> Vec<SubmitOutcome> {
+        if let Some(refused) = over_limit(&txs) {
+            return refused;
+        }
+        let valid = if from_member {
+            vec![true; txs.len()]
+        } else {
+            self.seams.verifier.each_valid(&txs)
+        };
+        match admission::route(self.id, &self.raft_view(), true) {
+            Route::Admit => self.admit_checked(txs, &valid),
+            Route::Forward(leader) => fill_checked(&valid, || SubmitOutcome::NotLeader {
+                leader: Some(leader),
+            }),
+            Route::NotLeader { leader } => {
+                fill_checked(&valid, || SubmitOutcome::NotLeader { leader })
+            }
+        }
+    }
+
+    /// Admits the transactions whose signature checked out, under one lock of the mempool.
+    fn admit_checked(&self, txs: Vec<SignedTransaction>, valid: &[bool]) -> Vec<SubmitOutcome> {
+        let chain = self.chain.state();
+        let mut mempool = lock(&self.mempool);
+        let mut txs = txs
+            .into_iter()
+            .zip(valid)
+            .filter_map(|(tx, ok)| ok.then_some(tx));
+        fill_checked(valid, || match txs.next() {
+            Some(tx) => match mempool.admit(tx, &chain.ledger) {
+                Ok(()) => SubmitOutcome::Accepted { leader: self.id },
+                Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
+            },
+            None => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
+        })
+    }
+
     async fn forward(&self, leader: NodeId, tx: SignedTransaction) -> SubmitOutcome {
         let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
         let req = Request::Forwarded(tx);
@@ -519,8 +622,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// A transaction a replica forwarded: admitted if this node leads, never forwarded again.
-    fn admit_forwarded(&self, tx: SignedTransaction) -> SubmitOutcome {
-        if !tx.signature_valid() {
+    /// A member checked its signature before forwarding it; anyone else's is checked here.
+    fn admit_forwarded(&self, tx: SignedTransaction, from_member: bool) -> SubmitOutcome {
+        if !from_member && !tx.signature_valid() {
             return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
         }
         match admission::route(self.id, &self.raft_view(), true) {
@@ -832,4 +936,27 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         *lock(&self.raft) = fresh;
         Ok(())
     }
+}
+
+/// A batched submission over [`MAX_SUBMIT_BATCH`] is refused whole, with the reason.
+fn over_limit(txs: &[SignedTransaction]) -> Option<Vec<SubmitOutcome>> {
+    (txs.len() > MAX_SUBMIT_BATCH).then(|| {
+        let why = format!(
+            "a batch of {} transactions is over the limit of {MAX_SUBMIT_BATCH}",
+            txs.len()
+        );
+        vec![SubmitOutcome::Rejected(SubmitRejection::TooMany(why)); txs.len()]
+    })
+}
+
+/// One outcome per transaction: a bad signature's rejection where `valid` is false, and the
+/// next of `outcome` (called once per valid transaction, in order) everywhere else.
+fn fill_checked(valid: &[bool], mut outcome: impl FnMut() -> SubmitOutcome) -> Vec<SubmitOutcome> {
+    valid
+        .iter()
+        .map(|ok| match ok {
+            true => outcome(),
+            false => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
+        })
+        .collect()
 }

@@ -14,6 +14,7 @@ use crate::chain_store::{
     read_blocks, stage_applied, stage_block, stage_truncation, ChainState, ChainStore,
 };
 use crate::ids::NodeId;
+use crate::signatures::{SignatureVerifier, Signatures};
 use crate::storage::{Durability, WriteBatch};
 use crate::wire::Response;
 
@@ -28,6 +29,8 @@ pub enum ReplayError {
 
 pub struct Replica {
     validators: Vec<NodeId>,
+    /// Checks the signatures of every downloaded block's transactions.
+    verifier: Arc<dyn SignatureVerifier>,
     spec: ChainSpec,
     chain: Arc<ChainStore>,
     /// One writer at a time: a rollback never overwrites a block applied while it rebuilt.
@@ -44,11 +47,13 @@ impl Replica {
         storage: Arc<dyn crate::storage::Storage>,
         spec: &ChainSpec,
         validators: Vec<NodeId>,
+        verifier: Arc<dyn SignatureVerifier>,
     ) -> Result<Replica, ReplayError> {
         let chain =
             ChainStore::open(storage, spec).map_err(|e| ReplayError::Storage(e.to_string()))?;
         Ok(Replica {
             validators,
+            verifier,
             spec: spec.clone(),
             chain: Arc::new(chain),
             writer: std::sync::Mutex::new(()),
@@ -63,19 +68,51 @@ impl Replica {
         &self.chain
     }
 
-    /// Verifies `block` on top of the head and stores it; nothing changes if it fails.
-    /// Buffered: a crash may lose the newest blocks, never part of one; they are downloaded
-    /// again from the head that survived.
+    /// Verifies a downloaded `block` (every signature too) on top of the head and stores it;
+    /// nothing changes if it fails. Buffered: a crash may lose the newest blocks, never part
+    /// of one; they are downloaded again from the head that survived.
     pub fn apply(&self, block: &Block) -> Result<Head, ReplayError> {
-        self.apply_with(block, Durability::Buffered)
+        self.apply_with(block, Durability::Buffered, true)
     }
 
-    /// [`Replica::apply`] with the write's durability chosen by the caller (a signer syncs
-    /// its own blocks).
-    pub fn apply_with(&self, block: &Block, durability: Durability) -> Result<Head, ReplayError> {
+    /// The first bad transaction signature in a downloaded range, as (block index, transaction
+    /// index): the whole range is checked in one call, on every core the host's verifier uses.
+    pub fn first_bad_signature(&self, blocks: &[Block]) -> Option<(usize, usize)> {
+        crate::signatures::first_invalid_in(&*self.verifier, blocks)
+    }
+
+    /// [`Replica::apply`] for a block whose signatures [`Replica::first_bad_signature`] has
+    /// just checked; everything else is verified as usual.
+    pub fn apply_signatures_checked(&self, block: &Block) -> Result<Head, ReplayError> {
+        self.apply_with(block, Durability::Buffered, false)
+    }
+
+    /// Stores a block this machine built and signed from transactions it admitted (their
+    /// signatures already checked), synced: a signer never forgets what it signed.
+    pub fn apply_own(&self, block: &Block) -> Result<Head, ReplayError> {
+        self.apply_with(block, Durability::Synced, false)
+    }
+
+    fn apply_with(
+        &self,
+        block: &Block,
+        durability: Durability,
+        check_signatures: bool,
+    ) -> Result<Head, ReplayError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = self.chain.state().clone();
-        let executed = chain::verify_block(&next.head, &next.ledger, &self.validators, block)?;
+        let signatures = if check_signatures {
+            Signatures::Check(&*self.verifier)
+        } else {
+            Signatures::Trusted
+        };
+        let executed = chain::verify_block(
+            &next.head,
+            &next.ledger,
+            &self.validators,
+            block,
+            signatures,
+        )?;
         let mut batch = WriteBatch::default();
         let head = stage_block(&mut batch, block, &executed)
             .map_err(|e| ReplayError::Storage(e.to_string()))?;
@@ -123,7 +160,14 @@ impl Replica {
                 )));
             }
             for block in &blocks {
-                let executed = chain::verify_block(&head, &ledger, &self.validators, block)?;
+                // Blocks this store accepted before: their signatures were checked then.
+                let executed = chain::verify_block(
+                    &head,
+                    &ledger,
+                    &self.validators,
+                    block,
+                    Signatures::Trusted,
+                )?;
                 head = Head::of(&block.header).map_err(|e| storage(e.to_string()))?;
                 ledger = executed.ledger;
             }
@@ -223,6 +267,7 @@ mod tests {
                 Arc::new(disk.clone()),
                 &spec(&payer),
                 vec![identity.node_id()],
+                Arc::new(crate::signatures::Sequential),
             )
             .unwrap()
         };

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::events::EventSink;
+use crate::signatures::SignatureVerifier;
 use crate::storage::Storage;
 use crate::transport::Transport;
 
@@ -16,6 +17,8 @@ pub struct Seams {
     pub transport: Arc<dyn Transport>,
     pub clock: Arc<dyn Clock>,
     pub events: Arc<dyn EventSink>,
+    /// Checks downloaded blocks' transaction signatures (on every core the host gives it).
+    pub verifier: Arc<dyn SignatureVerifier>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -175,7 +175,15 @@ pub enum Request {
     /// A standby batcher's claim of the role, for the leader to put through Raft. The claim
     /// must name the sender. Consensus peers only.
     ClaimBatcher(BatcherClaim),
+    /// Many client transactions at once (at most [`MAX_SUBMIT_BATCH`]), each treated as
+    /// `ClientSubmit`; answered with `SubmitTransactions`, one outcome each, in order.
+    ClientSubmitBatch(Vec<SignedTransaction>),
+    /// Many transactions a replica forwarded at once, each treated as `Forwarded`.
+    ForwardedBatch(Vec<SignedTransaction>),
 }
+
+/// Most transactions one batched submission carries.
+pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
@@ -208,6 +216,8 @@ pub enum Response {
     Attestations(Vec<Attestation>),
     /// What became of a claim: applied (won or lost), or why it did not reach the log.
     Claim(Result<ApplyOutcome, String>),
+    /// What became of each transaction of a batched submission, in order.
+    SubmitTransactions(Vec<SubmitOutcome>),
 }
 
 /// What became of a submitted transaction.
@@ -232,6 +242,8 @@ pub enum SubmitRejection {
     Mempool(AdmitError),
     #[error("forwarding to the leader failed: {0}")]
     Forward(String),
+    #[error("{0}")]
+    TooMany(String),
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::http::StatusView;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
@@ -93,6 +93,100 @@ impl NodeClient {
         v.as_str()
             .map(str::to_string)
             .ok_or_else(|| ClientError::Decode(format!("expected a hash, got {v}")))
+    }
+
+    /// `canon_sendTransactions`: one entry per transaction, in order, with its hash or the
+    /// error the node gave it.
+    pub fn send_transactions(
+        &self,
+        txs: &[SignedTransaction],
+    ) -> Result<Vec<Result<String, ClientError>>, ClientError> {
+        let raws = txs
+            .iter()
+            .map(|tx| {
+                codec::encode(tx)
+                    .map(|b| format!("0x{}", hex::encode(b)))
+                    .map_err(|e| ClientError::Decode(e.to_string()))
+            })
+            .collect::<Result<Vec<String>, _>>()?;
+        let v = self.call("canon_sendTransactions", json!([raws]))?;
+        let entries = v
+            .as_array()
+            .filter(|a| a.len() == txs.len())
+            .ok_or_else(|| {
+                ClientError::Decode(format!("expected {} entries, got {v}", txs.len()))
+            })?;
+        Ok(entries
+            .iter()
+            .map(
+                |e| match (e.get("hash").and_then(Value::as_str), e.get("error")) {
+                    (Some(h), _) => Ok(h.to_string()),
+                    (None, Some(err)) => Err(ClientError::Rpc {
+                        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                        message: err
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    }),
+                    (None, None) => Err(ClientError::Decode(format!("entry without hash: {e}"))),
+                },
+            )
+            .collect())
+    }
+
+    /// A JSON-RPC 2.0 batch: every call in one HTTP request, the answers in the order asked
+    /// (matched by id), each a result or an error.
+    pub fn call_batch(
+        &self,
+        calls: &[(&str, Value)],
+    ) -> Result<Vec<Result<Value, ClientError>>, ClientError> {
+        let http = |message: String| ClientError::Http {
+            url: self.rpc_url.clone(),
+            message,
+        };
+        let body: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(id, (method, params))| {
+                json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
+            })
+            .collect();
+        let mut resp = self
+            .agent
+            .post(&self.rpc_url)
+            .send_json(&body)
+            .map_err(|e| http(e.to_string()))?;
+        let v: Value = resp
+            .body_mut()
+            .read_json()
+            .map_err(|e| http(e.to_string()))?;
+        let answers = v
+            .as_array()
+            .ok_or_else(|| ClientError::Decode(format!("a batch answer is an array: {v}")))?;
+        let mut out: Vec<Option<Result<Value, ClientError>>> =
+            (0..calls.len()).map(|_| None).collect();
+        for a in answers {
+            let id = a.get("id").and_then(Value::as_u64).unwrap_or(u64::MAX) as usize;
+            let entry = match a.get("error") {
+                Some(err) => Err(ClientError::Rpc {
+                    code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                    message: err
+                        .get("message")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                }),
+                None => Ok(a.get("result").cloned().unwrap_or(Value::Null)),
+            };
+            if let Some(slot) = out.get_mut(id) {
+                *slot = Some(entry);
+            }
+        }
+        Ok(out
+            .into_iter()
+            .map(|e| e.unwrap_or(Err(ClientError::Decode("no answer for this call".into()))))
+            .collect())
     }
 
     pub fn block_number(&self) -> Result<u64, ClientError> {

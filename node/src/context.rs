@@ -72,4 +72,13 @@ impl NodeContext {
             Role::Group(m) => m.submit_transaction(tx),
         }
     }
+
+    /// Many client transactions in one call (`canon_sendTransactions`), one outcome each.
+    pub async fn submit_many(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+        match &self.role {
+            Role::Consensus(n) => n.submit_transactions(txs).await,
+            Role::External(x) => x.submit_transactions(txs).await,
+            Role::Group(m) => txs.into_iter().map(|tx| m.submit_transaction(tx)).collect(),
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod genesis;
+pub mod verifier;
 
 #[cfg(feature = "production")]
 pub mod client;
@@ -15,6 +16,8 @@ pub mod guard_file;
 pub mod http;
 #[cfg(feature = "production")]
 pub mod l1;
+#[cfg(feature = "production")]
+pub mod load;
 #[cfg(feature = "production")]
 pub mod metrics;
 #[cfg(feature = "production")]

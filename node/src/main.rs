@@ -168,6 +168,43 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3060")]
         address: String,
     },
+    /// Put a cluster under load: transfers between the dev accounts, signed up front, sent in
+    /// `canon_sendTransactions` batches to the given nodes in turn, at a fixed rate or with a
+    /// window in flight. Prints tx/s canonized, latency from submission to canonization (p50,
+    /// p99, max) and refusals by reason. Works against any cluster whose genesis funds the dev
+    /// accounts (the default genesis, `devnet`).
+    Load {
+        /// JSON-RPC addresses, comma-separated; batches go to each in turn (replicas forward to
+        /// the leader).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "127.0.0.1:3050,127.0.0.1:3051,127.0.0.1:3052"
+        )]
+        rpc: Vec<String>,
+        /// Sending dev accounts (1..=64).
+        #[arg(long, default_value_t = 64)]
+        accounts: usize,
+        /// How long to send; the run then waits up to 10 s for what is still in flight.
+        #[arg(long, default_value_t = 30)]
+        duration_secs: u64,
+        /// Open loop: transactions per second, on schedule whatever the cluster does.
+        #[arg(long, conflicts_with = "window")]
+        rate: Option<u64>,
+        /// Closed loop (the default): at most this many transactions in flight.
+        #[arg(long, default_value_t = 10_000)]
+        window: u64,
+        /// Transactions per canon_sendTransactions call (at most 10,000).
+        #[arg(long, default_value_t = 500)]
+        batch: usize,
+        /// Most transactions signed before the run starts (signing takes about 100 µs each
+        /// per core; a closed loop stops sending when they run out).
+        #[arg(long, default_value_t = 200_000)]
+        max_txs: usize,
+        /// Threads sending batches.
+        #[arg(long, default_value_t = 4)]
+        senders: usize,
+    },
     /// Print the public dev accounts the default genesis funds (address and secret key).
     DevAccounts {
         #[arg(long, default_value_t = 4)]
@@ -220,6 +257,40 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Some(Command::Load {
+            rpc,
+            accounts,
+            duration_secs,
+            rate,
+            window,
+            batch,
+            max_txs,
+            senders,
+        }) => {
+            let cfg = canon_node::load::LoadConfig {
+                rpc,
+                accounts,
+                duration_secs,
+                pace: match rate {
+                    Some(r) => canon_node::load::Pace::Rate(r),
+                    None => canon_node::load::Pace::Window(window),
+                },
+                batch,
+                max_txs,
+                senders,
+                progress: true,
+            };
+            match canon_node::load::run(&cfg) {
+                Ok(report) => {
+                    println!("{report}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Some(Command::DevAccounts { count }) => {
             for i in 0..count.min(canon_node::genesis::DEV_ACCOUNTS) {
                 let k = canon_node::genesis::dev_account_key(i);

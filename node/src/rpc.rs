@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::Address;
+use alloy_primitives::{Address, B256};
 use canon_engine::block::{Block, BlockHeader};
 use canon_engine::codec;
 use canon_engine::tx::{Payload, SignedTransaction};
-use canon_engine::wire::{SubmitOutcome, SubmitRejection};
+use canon_engine::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 use jsonrpsee::server::{RpcModule, Server, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
@@ -86,15 +86,7 @@ pub fn block_json(b: &Block) -> Value {
     v
 }
 
-async fn send_transaction(
-    params: Params<'static>,
-    ctx: Arc<NodeContext>,
-) -> Result<Value, ErrorObjectOwned> {
-    let (raw,): (String,) = params.parse().map_err(|e| {
-        invalid(format!(
-            "expected [\"0x<encoded signed transaction>\"]: {e}"
-        ))
-    })?;
+fn decode_transaction(raw: &str) -> Result<(SignedTransaction, B256), ErrorObjectOwned> {
     let bytes = hex::decode(raw.trim_start_matches("0x"))
         .map_err(|e| invalid(format!("transaction is not hex: {e}")))?;
     let tx: SignedTransaction =
@@ -102,7 +94,12 @@ async fn send_transaction(
     let hash = tx
         .hash()
         .map_err(|e| invalid(format!("transaction does not encode: {e}")))?;
-    match ctx.submit(tx).await {
+    Ok((tx, hash))
+}
+
+/// The answer to one submitted transaction: its hash, or why it was not taken.
+fn outcome_result(outcome: SubmitOutcome, hash: B256) -> Result<Value, ErrorObjectOwned> {
+    match outcome {
         SubmitOutcome::Accepted { .. } => Ok(json!(hash)),
         SubmitOutcome::NotLeader { .. } => Err(ErrorObjectOwned::owned(
             NO_LEADER,
@@ -121,6 +118,64 @@ async fn send_transaction(
             ))
         }
     }
+}
+
+async fn send_transaction(
+    params: Params<'static>,
+    ctx: Arc<NodeContext>,
+) -> Result<Value, ErrorObjectOwned> {
+    let (raw,): (String,) = params.parse().map_err(|e| {
+        invalid(format!(
+            "expected [\"0x<encoded signed transaction>\"]: {e}"
+        ))
+    })?;
+    let (tx, hash) = decode_transaction(&raw)?;
+    outcome_result(ctx.submit(tx).await, hash)
+}
+
+/// `canon_sendTransactions([["0x<tx>", ...]])`: up to [`MAX_SUBMIT_BATCH`] transactions in one
+/// call, checked together and passed to the leader in one request. The answer has one entry
+/// per transaction, in order: `{"hash": "0x.."}` or `{"error": {"code", "message"}}`. A
+/// transaction that does not decode fails only its own entry.
+async fn send_transactions(
+    params: Params<'static>,
+    ctx: Arc<NodeContext>,
+) -> Result<Value, ErrorObjectOwned> {
+    let (raws,): (Vec<String>,) = params.parse().map_err(|e| {
+        invalid(format!(
+            "expected [[\"0x<encoded signed transaction>\", ...]]: {e}"
+        ))
+    })?;
+    if raws.len() > MAX_SUBMIT_BATCH {
+        return Err(invalid(format!(
+            "{} transactions in one call; at most {MAX_SUBMIT_BATCH}",
+            raws.len()
+        )));
+    }
+    let decoded: Vec<Result<(SignedTransaction, B256), ErrorObjectOwned>> =
+        raws.iter().map(|r| decode_transaction(r)).collect();
+    let txs: Vec<SignedTransaction> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().map(|(tx, _)| tx.clone()))
+        .collect();
+    let mut outcomes = ctx.submit_many(txs).await.into_iter();
+    let entries = decoded
+        .into_iter()
+        .map(|d| {
+            let result =
+                d.and_then(|(_, hash)| {
+                    let outcome = outcomes.next().unwrap_or(SubmitOutcome::Rejected(
+                        SubmitRejection::Forward("no outcome came back".into()),
+                    ));
+                    outcome_result(outcome, hash)
+                });
+            match result {
+                Ok(hash) => json!({ "hash": hash }),
+                Err(e) => json!({ "error": { "code": e.code(), "message": e.message() } }),
+            }
+        })
+        .collect();
+    Ok(Value::Array(entries))
 }
 
 fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
@@ -162,6 +217,10 @@ pub fn module(ctx: Arc<NodeContext>) -> Result<RpcModule<NodeContext>, String> {
     let e = |e: jsonrpsee::core::RegisterMethodError| e.to_string();
     m.register_async_method("canon_sendTransaction", |p, ctx, _| {
         send_transaction(p, ctx)
+    })
+    .map_err(e)?;
+    m.register_async_method("canon_sendTransactions", |p, ctx, _| {
+        send_transactions(p, ctx)
     })
     .map_err(e)?;
     m.register_method("canon_blockNumber", |_, ctx, _| {

@@ -160,6 +160,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         events: Arc::new(EventLog {
             metrics: metrics.clone(),
         }),
+        verifier: Arc::new(crate::verifier::ParallelVerifier),
     };
     let role = if let Some(g) = &v.group {
         let cfg = GroupConfig {

@@ -8,8 +8,9 @@ use canon_engine::storage::{Column, Durability, KeyValue, Op, Storage, StorageEr
 use canon_engine::NodeId;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteOptions, DB};
 
-/// Bumped whenever the on-disk layout changes incompatibly.
-pub const FORMAT_VERSION: u32 = 4;
+/// Bumped whenever the on-disk layout changes incompatibly (5: state roots are the ledger's
+/// lattice-hash checksum, so a chain stored by 4 would not verify).
+pub const FORMAT_VERSION: u32 = 5;
 const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 

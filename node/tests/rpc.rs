@@ -117,6 +117,77 @@ fn rpc_status_and_metrics_of_a_single_node_chain() {
     let (code, _) = rpc_code(c.call("canon_noSuchMethod", json!([])).unwrap_err());
     assert_eq!(code, -32601);
 
+    // Many transactions in one call: each entry answers for its own transaction, in order.
+    let next = |nonce| {
+        Transaction {
+            sender: key.address(),
+            nonce,
+            payload: Payload::Transfer { to, amount: 1 },
+        }
+        .sign(&key)
+        .expect("sign")
+    };
+    let mut forged_in_batch = next(3);
+    forged_in_batch.tx.payload = Payload::Transfer { to, amount: 2 };
+    let batch = [next(1), next(2), forged_in_batch, next(1)];
+    let entries = c.send_transactions(&batch).expect("canon_sendTransactions");
+    assert!(entries[0].is_ok() && entries[1].is_ok(), "{entries:?}");
+    let signature = |i: usize| match &entries[i] {
+        Err(ClientError::Rpc { code, message }) => (*code, message.clone()),
+        other => panic!("entry {i}: {other:?}"),
+    };
+    let (code, msg) = signature(2);
+    assert!(
+        code == TX_REJECTED as i64 && msg.contains("signature"),
+        "{msg}"
+    );
+    let (code, msg) = signature(3);
+    assert!(
+        code == TX_REJECTED as i64 && msg.contains("pending"),
+        "{msg}"
+    );
+    wait_for("the batch's canonization", Duration::from_secs(10), || {
+        c.account(&key.address()).ok().filter(|(_, n, _)| *n == 3)
+    });
+    let mixed = c
+        .call("canon_sendTransactions", json!([["0xzz", "0x0102"]]))
+        .expect("undecodable entries fail alone");
+    assert!(
+        mixed[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hex"),
+        "{mixed}"
+    );
+    assert!(
+        mixed[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("decode"),
+        "{mixed}"
+    );
+    let (code, msg) = rpc_code(
+        c.call("canon_sendTransactions", json!(["0x00"]))
+            .unwrap_err(),
+    );
+    assert_eq!(code, INVALID_PARAMS as i64);
+    assert!(msg.contains("expected"), "{msg}");
+
+    // A JSON-RPC batch: several calls in one request, answered by id.
+    let answers = c
+        .call_batch(&[
+            ("canon_blockNumber", json!([])),
+            ("canon_getAccount", json!([key.address()])),
+            ("canon_noSuchMethod", json!([])),
+        ])
+        .expect("batch");
+    assert!(answers[0].as_ref().unwrap().as_u64().unwrap() >= n);
+    assert_eq!(answers[1].as_ref().unwrap()["nonce"], json!(3));
+    assert!(matches!(
+        answers[2],
+        Err(ClientError::Rpc { code: -32601, .. })
+    ));
+
     // Status and metrics.
     let s = c.status().expect("status");
     assert!(s.is_leader && s.role == "main" && s.batcher_enabled);

@@ -86,82 +86,112 @@ async fn run(
             }
         }
         let target = peers[rng.gen_range(0..peers.len())];
-        let (tx, account) = match n % 16 {
-            // Unfunded: admitted to a mempool perhaps, but never into a block.
-            7 => (
-                Transaction {
-                    sender: pauper.address(),
-                    nonce: pauper_nonce,
-                    payload: Payload::Transfer {
-                        to: accounts[0].address(),
-                        amount: 1,
-                    },
-                }
-                .sign(&pauper),
-                None,
-            ),
-            // Forged: signed by one account in the name of another.
-            13 => {
-                let victim = &accounts[rng.gen_range(0..accounts.len())];
-                (
+        // Every eighth submission is a batch (`ClientSubmitBatch`, as `canon_sendTransactions`
+        // sends) of up to 16 transactions with consecutive nonces, the odd invalid one among
+        // them.
+        let batch_len = if n % 8 == 5 { rng.gen_range(2..=16) } else { 1 };
+        let mut batch = Vec::with_capacity(batch_len);
+        let mut next_nonce = nonces.clone();
+        for k in 0..batch_len as u64 {
+            let (tx, account) = match (n + k) % 16 {
+                // Unfunded: admitted to a mempool perhaps, but never into a block.
+                7 => (
                     Transaction {
-                        sender: victim.address(),
-                        nonce: 0,
-                        payload: Payload::Data(b"forged".to_vec()),
+                        sender: pauper.address(),
+                        nonce: pauper_nonce,
+                        payload: Payload::Transfer {
+                            to: accounts[0].address(),
+                            amount: 1,
+                        },
                     }
                     .sign(&pauper),
                     None,
-                )
-            }
-            _ => {
-                let a = rng.gen_range(0..accounts.len());
-                let to = accounts[(a + 1 + rng.gen_range(0..accounts.len() - 1)) % accounts.len()]
+                ),
+                // Forged: signed by one account in the name of another, at the victim's next
+                // nonce, so only the signature check keeps it out of a block.
+                13 => {
+                    let v = rng.gen_range(0..accounts.len());
+                    let victim = &accounts[v];
+                    (
+                        Transaction {
+                            sender: victim.address(),
+                            nonce: next_nonce[v],
+                            payload: Payload::Data(b"forged".to_vec()),
+                        }
+                        .sign(&pauper),
+                        None,
+                    )
+                }
+                _ => {
+                    let a = rng.gen_range(0..accounts.len());
+                    let to = accounts
+                        [(a + 1 + rng.gen_range(0..accounts.len() - 1)) % accounts.len()]
                     .address();
+                    let nonce = next_nonce[a];
+                    next_nonce[a] += 1;
+                    (
+                        Transaction {
+                            sender: accounts[a].address(),
+                            nonce,
+                            payload: Payload::Transfer {
+                                to,
+                                amount: rng.gen_range(1..1_000),
+                            },
+                        }
+                        .sign(&accounts[a]),
+                        Some(a),
+                    )
+                }
+            };
+            if let Ok(tx) = tx {
+                batch.push((tx, account));
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        stats
+            .submitted
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let outcomes = if batch.len() == 1 {
+            let req = Request::ClientSubmit(batch[0].0.clone());
+            match peer::call(&transport, target, &req, Duration::from_millis(500)).await {
+                Ok(Response::SubmitTransaction(o)) => vec![o],
+                _ => continue,
+            }
+        } else {
+            let req = Request::ClientSubmitBatch(batch.iter().map(|(t, _)| t.clone()).collect());
+            match peer::call(&transport, target, &req, Duration::from_millis(500)).await {
+                Ok(Response::SubmitTransactions(o)) if o.len() == batch.len() => o,
+                _ => continue,
+            }
+        };
+        for ((tx, account), outcome) in batch.iter().zip(outcomes) {
+            match (outcome, account) {
+                (SubmitOutcome::Accepted { .. }, Some(a)) => {
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    nonces[*a] = nonces[*a].max(tx.tx.nonce + 1);
+                }
                 (
-                    Transaction {
-                        sender: accounts[a].address(),
-                        nonce: nonces[a],
-                        payload: Payload::Transfer {
-                            to,
-                            amount: rng.gen_range(1..1_000),
-                        },
-                    }
-                    .sign(&accounts[a]),
+                    SubmitOutcome::Rejected(SubmitRejection::Mempool(AdmitError::Stale {
+                        expected,
+                        ..
+                    })),
                     Some(a),
-                )
+                ) => {
+                    nonces[*a] = expected;
+                }
+                (
+                    SubmitOutcome::Rejected(SubmitRejection::Mempool(AdmitError::Stale {
+                        expected,
+                        ..
+                    })),
+                    None,
+                ) => {
+                    pauper_nonce = expected;
+                }
+                _ => {}
             }
-        };
-        let Ok(tx) = tx else { continue };
-        let req = Request::ClientSubmit(tx);
-        stats.submitted.fetch_add(1, Ordering::Relaxed);
-        let outcome = match peer::call(&transport, target, &req, Duration::from_millis(500)).await {
-            Ok(Response::SubmitTransaction(o)) => o,
-            _ => continue,
-        };
-        match (outcome, account) {
-            (SubmitOutcome::Accepted { .. }, Some(a)) => {
-                stats.accepted.fetch_add(1, Ordering::Relaxed);
-                nonces[a] += 1;
-            }
-            (
-                SubmitOutcome::Rejected(SubmitRejection::Mempool(AdmitError::Stale {
-                    expected,
-                    ..
-                })),
-                Some(a),
-            ) => {
-                nonces[a] = expected;
-            }
-            (
-                SubmitOutcome::Rejected(SubmitRejection::Mempool(AdmitError::Stale {
-                    expected,
-                    ..
-                })),
-                None,
-            ) => {
-                pauper_nonce = expected;
-            }
-            _ => {}
         }
     }
 }

@@ -527,7 +527,47 @@ impl SimCluster {
                 ));
             }
         }
-        Ok(())
+        drop(obs);
+        self.check_canonized_signatures()
+    }
+
+    /// Every canonized transaction was signed by its sender. Followers trust the leader's
+    /// admission check, so this is where a transaction that skipped it would show; recovered
+    /// here directly from the transaction's hash, not through the engine's predicate.
+    fn check_canonized_signatures(&self) -> Result<(), String> {
+        let Some(node) = self
+            .up_nodes()
+            .into_iter()
+            .filter_map(|i| self.node(i))
+            .max_by_key(|n| n.chain().head().height)
+        else {
+            return Ok(());
+        };
+        let chain = node.chain();
+        let mut from = 1;
+        loop {
+            let blocks = chain
+                .blocks(from, 256, usize::MAX)
+                .map_err(|e| format!("reading canonized blocks from {from}: {e}"))?;
+            let Some(last) = blocks.last() else {
+                return Ok(());
+            };
+            from = last.header.height + 1;
+            for b in &blocks {
+                for (k, stx) in b.transactions.iter().enumerate() {
+                    let signer =
+                        stx.tx.hash().ok().and_then(|h| {
+                            canon_engine::keys::recover_address(&h, &stx.signature).ok()
+                        });
+                    if signer != Some(stx.tx.sender) {
+                        return Err(format!(
+                            "transaction {k} of canonized block {} names sender {} but was signed by {signer:?}",
+                            b.header.height, stx.tx.sender
+                        ));
+                    }
+                }
+            }
+        }
     }
 
     /// Canonical nonce of `addr` as the most advanced live node sees it (the client's oracle,
@@ -586,6 +626,7 @@ async fn run_node(parts: NodeParts) {
             node: i,
             observer: observer.clone(),
         }),
+        verifier: Arc::new(canon_engine::signatures::Sequential),
     };
     // A node that cannot start (its disk refuses writes while it re-applies the log) exits;
     // the host's supervisor starts it again a second later, as systemd would.

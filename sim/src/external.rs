@@ -281,6 +281,7 @@ async fn run_external(
             node: index,
             observer: observer.clone(),
         }),
+        verifier: Arc::new(canon_engine::signatures::Sequential),
     };
     let node = loop {
         match SimExternal::start(cfg.clone(), seams.clone()).await {

@@ -485,6 +485,7 @@ async fn run_member(
             node: index,
             observer: observer.clone(),
         }),
+        verifier: Arc::new(canon_engine::signatures::Sequential),
     };
     let node = loop {
         match SimMember::start(cfg.clone(), seams.clone()).await {

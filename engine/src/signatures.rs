@@ -1,0 +1,125 @@
+//! Who checks transaction signatures, and how many cores they use.
+//!
+//! A signature is recovered once per transaction per node: a consensus node checks it at
+//! admission (the leader's mempool holds only checked transactions, and a replica checks before
+//! forwarding), and Raft members trust each other's blocks the way they trust each other's
+//! votes (the crash-fault model: the block's proposer signature, checked on apply, shows which
+//! member built it). External nodes and standbys trust nobody: every signature of a downloaded
+//! block is checked, through a [`SignatureVerifier`] the host supplies (the production node
+//! spreads one block's transactions across cores; the engine itself never starts a thread).
+
+use crate::tx::SignedTransaction;
+
+pub trait SignatureVerifier: Send + Sync {
+    /// The index of the first transaction whose signature does not recover to its sender.
+    fn first_invalid(&self, txs: &[&SignedTransaction]) -> Option<usize>;
+
+    /// Whether each transaction's signature recovers to its sender (a batched submission).
+    fn each_valid(&self, txs: &[SignedTransaction]) -> Vec<bool> {
+        txs.iter().map(SignedTransaction::signature_valid).collect()
+    }
+}
+
+/// The first transaction of `blocks` whose signature is bad, as (block index, transaction
+/// index), checked in one call so a verifier can spread a whole downloaded range across cores
+/// even when each block is small.
+pub fn first_invalid_in(
+    verifier: &dyn SignatureVerifier,
+    blocks: &[crate::block::Block],
+) -> Option<(usize, usize)> {
+    let txs: Vec<&SignedTransaction> = blocks.iter().flat_map(|b| &b.transactions).collect();
+    let mut at = verifier.first_invalid(&txs)?;
+    for (i, b) in blocks.iter().enumerate() {
+        if at < b.transactions.len() {
+            return Some((i, at));
+        }
+        at -= b.transactions.len();
+    }
+    None
+}
+
+/// One transaction after another on the calling thread (the simulator, tests).
+pub struct Sequential;
+
+impl SignatureVerifier for Sequential {
+    fn first_invalid(&self, txs: &[&SignedTransaction]) -> Option<usize> {
+        txs.iter().position(|t| !t.signature_valid())
+    }
+}
+
+/// How [`crate::chain::verify_block`] treats the transactions' signatures.
+#[derive(Clone, Copy)]
+pub enum Signatures<'a> {
+    /// The block came through the Raft log from a member's leader, or from this node's own
+    /// store: its proposer checked every signature at admission.
+    Trusted,
+    /// A downloaded block: every signature is checked.
+    Check(&'a dyn SignatureVerifier),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::block::{Block, BlockHeader};
+    use crate::keys::derived_key;
+    use crate::tx::{Payload, Transaction};
+
+    #[test]
+    fn sequential_names_the_first_forgery() {
+        let k = derived_key("sigs", 0);
+        let txs: Vec<SignedTransaction> = (0..4)
+            .map(|nonce| {
+                Transaction {
+                    sender: k.address(),
+                    nonce,
+                    payload: Payload::Data(vec![]),
+                }
+                .sign(&k)
+                .unwrap()
+            })
+            .collect();
+        let refs: Vec<&SignedTransaction> = txs.iter().collect();
+        assert_eq!(Sequential.first_invalid(&refs), None);
+        let mut forged = txs.clone();
+        forged[2].tx.nonce = 9;
+        forged[3].tx.nonce = 10;
+        let refs: Vec<&SignedTransaction> = forged.iter().collect();
+        assert_eq!(Sequential.first_invalid(&refs), Some(2));
+    }
+
+    #[test]
+    fn a_range_names_the_block_and_index_of_the_first_forgery() {
+        let k = derived_key("sigs", 1);
+        let block = |nonces: std::ops::Range<u64>| {
+            let txs = nonces
+                .map(|nonce| {
+                    Transaction {
+                        sender: k.address(),
+                        nonce,
+                        payload: Payload::Data(vec![]),
+                    }
+                    .sign(&k)
+                    .unwrap()
+                })
+                .collect();
+            let header = BlockHeader {
+                height: 1,
+                parent_hash: Default::default(),
+                timestamp_ms: 0,
+                transactions_root: Default::default(),
+                state_root: Default::default(),
+                proposer: Default::default(),
+                term: 0,
+                slot: None,
+                seals_batch: false,
+            };
+            Block::seal(header, txs, &k).unwrap()
+        };
+        let mut blocks = vec![block(0..2), block(2..2), block(2..5)];
+        assert_eq!(first_invalid_in(&Sequential, &blocks), None);
+        blocks[2].transactions[1].tx.nonce = 99;
+        assert_eq!(first_invalid_in(&Sequential, &blocks), Some((2, 1)));
+        blocks[0].transactions[1].tx.nonce = 99;
+        assert_eq!(first_invalid_in(&Sequential, &blocks), Some((0, 1)));
+    }
+}

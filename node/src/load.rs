@@ -1,0 +1,576 @@
+//! `canon-node load`: a load generator a user points at any cluster's JSON-RPC.
+//!
+//! Transfers between the public dev accounts are signed before the clock starts (signing is
+//! the client's cost, not the cluster's), then sent in `canon_sendTransactions` batches to the
+//! given nodes in turn: at a fixed rate (open loop) or keeping a window of transactions in
+//! flight (closed loop). One tracker asks for every sender's account nonce in one JSON-RPC
+//! batch request every [`POLL_MS`]; a transaction counts as canonized when its sender's nonce
+//! passes it, and its latency runs from its first submission to that poll. A rejected
+//! transaction is counted by reason and sent again, since every later nonce of its sender
+//! waits for it.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy_primitives::Address;
+use canon_engine::codec;
+use canon_engine::tx::{Payload, Transaction};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use crate::client::{ClientError, NodeClient};
+use crate::genesis::{dev_account_key, DEV_ACCOUNTS};
+
+/// How often the tracker reads the senders' nonces: the latency figures' resolution.
+pub const POLL_MS: u64 = 20;
+/// How long after the run the tracker waits for transactions still in flight.
+const DRAIN_SECS: u64 = 10;
+
+#[derive(Clone, Copy, Debug)]
+pub enum Pace {
+    /// Transactions per second, sent on schedule whatever the cluster does.
+    Rate(u64),
+    /// At most this many transactions submitted and not yet canonized.
+    Window(u64),
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadConfig {
+    /// JSON-RPC addresses (`host:port`), sent to in turn.
+    pub rpc: Vec<String>,
+    /// Dev accounts that send (1..=64); each receives from the next.
+    pub accounts: usize,
+    pub duration_secs: u64,
+    pub pace: Pace,
+    /// Transactions per `canon_sendTransactions` call.
+    pub batch: usize,
+    /// Most transactions signed up front (bounds memory and the signing time).
+    pub max_txs: usize,
+    /// Threads sending batches.
+    pub senders: usize,
+    pub progress: bool,
+}
+
+impl LoadConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.rpc.is_empty() {
+            return Err("--rpc: name at least one node's JSON-RPC address".into());
+        }
+        if self.accounts == 0 || self.accounts > DEV_ACCOUNTS {
+            return Err(format!(
+                "--accounts {}: between 1 and {DEV_ACCOUNTS} (the funded dev accounts)",
+                self.accounts
+            ));
+        }
+        if self.batch == 0 || self.batch > canon_engine::wire::MAX_SUBMIT_BATCH {
+            return Err(format!(
+                "--batch {}: between 1 and {}",
+                self.batch,
+                canon_engine::wire::MAX_SUBMIT_BATCH
+            ));
+        }
+        if self.duration_secs == 0 {
+            return Err("--duration-secs: above 0".into());
+        }
+        if self.senders == 0 {
+            return Err("--senders: above 0".into());
+        }
+        match self.pace {
+            Pace::Rate(0) => Err("--rate: above 0".into()),
+            Pace::Window(0) => Err("--window: above 0".into()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct LoadReport {
+    pub signed: u64,
+    pub submitted: u64,
+    /// Canonized while the load ran (what `tx_per_sec` counts).
+    pub canonized_in_run: u64,
+    /// Canonized in all, the drain after the run included.
+    pub canonized: u64,
+    pub run_secs: f64,
+    pub tx_per_sec: f64,
+    pub latency_ms_p50: f64,
+    pub latency_ms_p99: f64,
+    pub latency_ms_max: f64,
+    /// Submissions refused, by the node's reason (each was sent again).
+    pub rejections: BTreeMap<String, u64>,
+    /// Submitted but not canonized by the end of the drain.
+    pub unconfirmed: u64,
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "load: secs={:.1} submitted={} canonized={} tx_per_sec={:.0} latency_ms p50={:.0} p99={:.0} max={:.0} unconfirmed={}",
+            self.run_secs,
+            self.submitted,
+            self.canonized_in_run,
+            self.tx_per_sec,
+            self.latency_ms_p50,
+            self.latency_ms_p99,
+            self.latency_ms_max,
+            self.unconfirmed
+        )?;
+        if self.rejections.is_empty() {
+            write!(f, "rejections: none")
+        } else {
+            write!(f, "rejections:")?;
+            for (reason, n) in &self.rejections {
+                write!(f, "\n  {n:>8}  {reason}")?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// One pre-signed transaction, ready to send.
+struct Prepared {
+    account: usize,
+    /// Position in its sender's sequence (nonce minus the starting nonce).
+    seq: usize,
+    raw: String,
+}
+
+/// Per sender: when each of its transactions was first submitted, and how many are canonized.
+struct Ledger {
+    first_sent: Vec<Vec<Option<Instant>>>,
+    canonized: Vec<usize>,
+    latencies_ms: Vec<f64>,
+    canonized_in_run: u64,
+}
+
+struct Shared {
+    prepared: Vec<Prepared>,
+    next: AtomicUsize,
+    retry: Mutex<VecDeque<usize>>,
+    submitted: AtomicU64,
+    canonized: AtomicU64,
+    stop: AtomicBool,
+    ledger: Mutex<Ledger>,
+    rejections: Mutex<BTreeMap<String, u64>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// A node's reason with the numbers taken out, so like refusals count together.
+fn reason_of(e: &ClientError) -> String {
+    let text = match e {
+        ClientError::Rpc { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    let mut out = String::new();
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(c);
+        }
+    }
+    out.chars().take(120).collect()
+}
+
+fn client(addr: &str) -> NodeClient {
+    NodeClient::new(addr, addr, Duration::from_secs(10))
+}
+
+/// Every sender's account nonce in one JSON-RPC batch request.
+fn nonces(c: &NodeClient, senders: &[Address]) -> Result<Vec<u64>, ClientError> {
+    let calls: Vec<(&str, Value)> = senders
+        .iter()
+        .map(|a| ("canon_getAccount", json!([a])))
+        .collect();
+    c.call_batch(&calls)?
+        .into_iter()
+        .map(|r| {
+            let v = r?;
+            v.get("nonce")
+                .and_then(Value::as_u64)
+                .ok_or_else(|| ClientError::Decode(format!("account without nonce: {v}")))
+        })
+        .collect()
+}
+
+/// Runs the load and returns what it measured.
+pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
+    cfg.validate()?;
+    let keys: Vec<_> = (0..cfg.accounts).map(dev_account_key).collect();
+    let senders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+    let tracker = client(&cfg.rpc[0]);
+    let start_nonces = nonces(&tracker, &senders)
+        .map_err(|e| format!("reading the senders' nonces from {}: {e}", cfg.rpc[0]))?;
+
+    let total = match cfg.pace {
+        Pace::Rate(r) => (r.saturating_mul(cfg.duration_secs) as usize).min(cfg.max_txs),
+        Pace::Window(_) => cfg.max_txs,
+    };
+    let per_account = total.div_ceil(cfg.accounts).max(1);
+    let signing = Instant::now();
+    // Round-robin over senders, each in nonce order, so every batch spreads over them.
+    let prepared: Vec<Prepared> = (0..per_account * cfg.accounts)
+        .into_par_iter()
+        .map(|i| {
+            let (seq, account) = (i / cfg.accounts, i % cfg.accounts);
+            let tx = Transaction {
+                sender: senders[account],
+                nonce: start_nonces[account] + seq as u64,
+                payload: Payload::Transfer {
+                    to: senders[(account + 1) % cfg.accounts],
+                    amount: 1,
+                },
+            }
+            .sign(&keys[account])
+            .and_then(|t| codec::encode(&t))
+            .map_err(|e| e.to_string())?;
+            Ok(Prepared {
+                account,
+                seq,
+                raw: format!("0x{}", hex::encode(tx)),
+            })
+        })
+        .collect::<Result<_, String>>()?;
+    if cfg.progress {
+        eprintln!(
+            "signed {} transfers from {} accounts in {:.1} s",
+            prepared.len(),
+            cfg.accounts,
+            signing.elapsed().as_secs_f64()
+        );
+    }
+    let signed = prepared.len() as u64;
+    let shared = Arc::new(Shared {
+        prepared,
+        next: AtomicUsize::new(0),
+        retry: Mutex::new(VecDeque::new()),
+        submitted: AtomicU64::new(0),
+        canonized: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        ledger: Mutex::new(Ledger {
+            first_sent: vec![vec![None; per_account]; cfg.accounts],
+            canonized: vec![0; cfg.accounts],
+            latencies_ms: Vec::new(),
+            canonized_in_run: 0,
+        }),
+        rejections: Mutex::new(BTreeMap::new()),
+    });
+
+    let started = Instant::now();
+    let run_for = Duration::from_secs(cfg.duration_secs);
+    let bar = progress_bar(cfg);
+    let sender_threads: Vec<_> = (0..cfg.senders)
+        .map(|t| {
+            let shared = shared.clone();
+            let cfg = cfg.clone();
+            std::thread::spawn(move || send_loop(t, &cfg, &shared, started, run_for))
+        })
+        .collect();
+
+    // The tracker runs on this thread: through the run, then a drain for what is in flight.
+    let mut last_report = Instant::now();
+    let mut poll_errors = 0u64;
+    loop {
+        std::thread::sleep(Duration::from_millis(POLL_MS));
+        let now = Instant::now();
+        let in_run = now.duration_since(started) <= run_for;
+        match nonces(&tracker, &senders) {
+            Ok(n) => track(&shared, &start_nonces, &n, now, in_run),
+            Err(e) => {
+                poll_errors += 1;
+                if poll_errors % 50 == 1 {
+                    eprintln!("warning: reading nonces from {}: {e}", cfg.rpc[0]);
+                }
+            }
+        }
+        let elapsed = now.duration_since(started);
+        if elapsed >= run_for {
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+        let submitted = shared.submitted.load(Ordering::Relaxed);
+        let canonized = shared.canonized.load(Ordering::Relaxed);
+        if now.duration_since(last_report) >= Duration::from_millis(500) {
+            last_report = now;
+            let msg = format!(
+                "submitted {submitted}, canonized {canonized} ({:.0} tx/s)",
+                canonized as f64 / elapsed.as_secs_f64().max(0.001)
+            );
+            match &bar {
+                Some(b) => {
+                    b.set_position(elapsed.as_secs().min(cfg.duration_secs));
+                    b.set_message(msg);
+                }
+                None if cfg.progress && elapsed.as_millis() % 5_000 < 500 => {
+                    eprintln!("progress: {:.0} s, {msg}", elapsed.as_secs_f64())
+                }
+                None => {}
+            }
+        }
+        let drained =
+            canonized >= submitted && lock(&shared.retry).is_empty() && elapsed >= run_for;
+        if drained || elapsed >= run_for + Duration::from_secs(DRAIN_SECS) {
+            break;
+        }
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+    for t in sender_threads {
+        let _ = t.join();
+    }
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let run_secs = run_for.as_secs_f64();
+    let mut ledger = lock(&shared.ledger);
+    ledger.latencies_ms.sort_by(|a, b| a.total_cmp(b));
+    let submitted = shared.submitted.load(Ordering::Relaxed);
+    let canonized = shared.canonized.load(Ordering::Relaxed);
+    let rejections = lock(&shared.rejections).clone();
+    Ok(LoadReport {
+        signed,
+        submitted,
+        canonized_in_run: ledger.canonized_in_run,
+        canonized,
+        run_secs,
+        tx_per_sec: ledger.canonized_in_run as f64 / run_secs,
+        latency_ms_p50: percentile(&ledger.latencies_ms, 0.50),
+        latency_ms_p99: percentile(&ledger.latencies_ms, 0.99),
+        latency_ms_max: ledger.latencies_ms.last().copied().unwrap_or(f64::NAN),
+        rejections,
+        unconfirmed: submitted.saturating_sub(canonized),
+    })
+}
+
+fn progress_bar(cfg: &LoadConfig) -> Option<ProgressBar> {
+    if !cfg.progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let bar = ProgressBar::new(cfg.duration_secs);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// Records what the nonces read at `now` show canonized.
+fn track(shared: &Shared, start: &[u64], read: &[u64], now: Instant, in_run: bool) {
+    let mut l = lock(&shared.ledger);
+    let mut newly = 0u64;
+    for (a, n) in read.iter().enumerate() {
+        let upto = (n.saturating_sub(start[a]) as usize).min(l.first_sent[a].len());
+        while l.canonized[a] < upto {
+            let seq = l.canonized[a];
+            if let Some(sent) = l.first_sent[a][seq] {
+                l.latencies_ms
+                    .push(now.duration_since(sent).as_secs_f64() * 1e3);
+            }
+            l.canonized[a] += 1;
+            newly += 1;
+        }
+    }
+    if in_run {
+        l.canonized_in_run += newly;
+    }
+    shared.canonized.fetch_add(newly, Ordering::Relaxed);
+}
+
+/// One sender thread: takes the next batch (resends first), waits for its turn, sends it to
+/// the next node, and files each entry's outcome.
+fn send_loop(t: usize, cfg: &LoadConfig, shared: &Shared, started: Instant, run_for: Duration) {
+    let clients: Vec<NodeClient> = cfg.rpc.iter().map(|a| client(a)).collect();
+    let mut turn = t;
+    while !shared.stop.load(Ordering::Relaxed) && started.elapsed() < run_for {
+        let mut batch: Vec<usize> = {
+            let mut retry = lock(&shared.retry);
+            let k = retry.len().min(cfg.batch);
+            retry.drain(..k).collect()
+        };
+        let fresh_from = batch.len();
+        if batch.len() < cfg.batch {
+            let want = cfg.batch - batch.len();
+            let from = shared.next.fetch_add(want, Ordering::Relaxed);
+            let to = (from + want).min(shared.prepared.len());
+            batch.extend(from..to.max(from));
+        }
+        if batch.is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        // Wait for this batch's turn.
+        let fresh = (batch.len() - fresh_from) as u64;
+        loop {
+            if shared.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            let ready = match cfg.pace {
+                Pace::Rate(rate) => {
+                    let first = batch.get(fresh_from).copied().unwrap_or(0) as f64;
+                    started + Duration::from_secs_f64(first / rate as f64) <= Instant::now()
+                }
+                Pace::Window(w) => {
+                    let in_flight = shared
+                        .submitted
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(shared.canonized.load(Ordering::Relaxed));
+                    in_flight + fresh <= w || fresh == 0
+                }
+            };
+            if ready {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let raws: Vec<&str> = batch
+            .iter()
+            .map(|i| shared.prepared[*i].raw.as_str())
+            .collect();
+        let sent_at = Instant::now();
+        {
+            let mut l = lock(&shared.ledger);
+            for i in &batch[fresh_from..] {
+                let p = &shared.prepared[*i];
+                l.first_sent[p.account][p.seq].get_or_insert(sent_at);
+            }
+        }
+        shared.submitted.fetch_add(fresh, Ordering::Relaxed);
+        let c = &clients[turn % clients.len()];
+        turn += 1;
+        let answer = c.call("canon_sendTransactions", json!([raws]));
+        let entries: Vec<Option<ClientError>> = match answer {
+            Ok(Value::Array(entries)) if entries.len() == batch.len() => entries
+                .iter()
+                .map(|e| {
+                    e.get("error").map(|err| ClientError::Rpc {
+                        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+                        message: err
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                    })
+                })
+                .collect(),
+            Ok(other) => {
+                let e = ClientError::Decode(format!("unexpected answer: {other}"));
+                batch.iter().map(|_| Some(e.clone())).collect()
+            }
+            Err(e) => batch.iter().map(|_| Some(e.clone())).collect(),
+        };
+        let mut resend = Vec::new();
+        {
+            let mut rejections = lock(&shared.rejections);
+            for (i, err) in batch.iter().zip(entries) {
+                let Some(err) = err else { continue };
+                let reason = reason_of(&err);
+                // A nonce the chain already used was canonized by an earlier send.
+                if !reason.contains("already used") {
+                    resend.push(*i);
+                }
+                *rejections.entry(reason).or_insert(0) += 1;
+            }
+        }
+        if !resend.is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+            lock(&shared.retry).extend(resend);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_group_refusals_whatever_their_numbers() {
+        let e = |m: &str| ClientError::Rpc {
+            code: -32000,
+            message: m.into(),
+        };
+        assert_eq!(
+            reason_of(&e(
+                "transaction rejected: mempool is full (100000 transactions)"
+            )),
+            reason_of(&e("transaction rejected: mempool is full (5 transactions)"))
+        );
+        assert_eq!(
+            reason_of(&e("nonce 7 already used (account nonce is 9)")),
+            "nonce N already used (account nonce is N)"
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let good = LoadConfig {
+            rpc: vec!["127.0.0.1:3050".into()],
+            accounts: 8,
+            duration_secs: 10,
+            pace: Pace::Rate(100),
+            batch: 100,
+            max_txs: 1000,
+            senders: 2,
+            progress: false,
+        };
+        assert!(good.validate().is_ok());
+        for (bad, named) in [
+            (
+                LoadConfig {
+                    accounts: 65,
+                    ..good.clone()
+                },
+                "--accounts",
+            ),
+            (
+                LoadConfig {
+                    batch: 0,
+                    ..good.clone()
+                },
+                "--batch",
+            ),
+            (
+                LoadConfig {
+                    rpc: vec![],
+                    ..good.clone()
+                },
+                "--rpc",
+            ),
+            (
+                LoadConfig {
+                    pace: Pace::Window(0),
+                    ..good.clone()
+                },
+                "--window",
+            ),
+            (
+                LoadConfig {
+                    duration_secs: 0,
+                    ..good.clone()
+                },
+                "--duration-secs",
+            ),
+        ] {
+            let e = bad.validate().unwrap_err();
+            assert!(e.contains(named), "{e}");
+        }
+    }
+}
