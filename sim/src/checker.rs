@@ -70,7 +70,8 @@ pub struct Checker {
     /// or `None` for a rejected or non-block entry.
     outcome_of_index: BTreeMap<u64, Option<B256>>,
     /// (external node, the source it dropped).
-    rejected_sources: Vec<(usize, NodeId)>,
+    /// (node, source, the rule the source's block broke), as the node reported it.
+    rejected_sources: Vec<(usize, NodeId, String)>,
     /// Single-sequencer mode: the block the identity signed at each height and each round.
     signed_heights: BTreeMap<u64, B256>,
     signed_rounds: BTreeMap<u64, B256>,
@@ -394,7 +395,7 @@ impl Checker {
     }
 
     /// Sources each external node dropped for serving a bad block.
-    pub fn rejected_sources(&self) -> &[(usize, NodeId)] {
+    pub fn rejected_sources(&self) -> &[(usize, NodeId, String)] {
         &self.rejected_sources
     }
 
@@ -787,8 +788,8 @@ impl Checker {
                 self.nodes[node].head = *height;
                 self.nodes[node].max_head = self.nodes[node].max_head.max(*height);
             }
-            Event::SourceRejected { source, .. } => {
-                self.rejected_sources.push((node, *source));
+            Event::SourceRejected { source, kind, .. } => {
+                self.rejected_sources.push((node, *source, kind.clone()));
             }
             Event::Signed {
                 height,

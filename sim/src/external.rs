@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{keccak256, B256};
+use canon_engine::block::transactions_root;
 use canon_engine::codec;
 use canon_engine::external::ExternalConfig;
 use canon_engine::keys::{derived_key, SecretKey};
@@ -16,6 +17,7 @@ use canon_engine::peer;
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::transport::BoxFuture;
+use canon_engine::tx::{Payload, Transaction};
 use canon_engine::wire::{Request, Response};
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
@@ -51,6 +53,11 @@ pub enum Tamper {
     StateRoot,
     /// A wrong parent hash, re-signed with the proposer's key.
     Parent,
+    /// A transaction whose signature is not its sender's (an existing one's amount raised, or
+    /// a forged one where the block had none), the transactions root recomputed and the
+    /// header re-signed with the proposer's key: only checking every transaction's signature
+    /// can tell, since consensus nodes trust their leader's admission check.
+    Transaction,
 }
 
 impl SimCluster {
@@ -322,6 +329,31 @@ impl Liar {
             }
             Tamper::Parent => {
                 block.header.parent_hash = B256::repeat_byte(0x11);
+                reseal(block, &self.keys);
+            }
+            Tamper::Transaction => {
+                match block.transactions.first_mut() {
+                    Some(stx) => match &mut stx.tx.payload {
+                        Payload::Transfer { amount, .. } => *amount = amount.saturating_add(1),
+                        Payload::Data(d) => d.push(0),
+                    },
+                    None => {
+                        // In the name of a funded account, signed by another key.
+                        let victim = crate::cluster::account_key(0);
+                        let forged = Transaction {
+                            sender: victim.address(),
+                            nonce: 0,
+                            payload: Payload::Data(b"forged by a source".to_vec()),
+                        }
+                        .sign(&crate::cluster::pauper_key());
+                        if let Ok(forged) = forged {
+                            block.transactions.push(forged);
+                        }
+                    }
+                }
+                if let Ok(root) = transactions_root(&block.transactions) {
+                    block.header.transactions_root = root;
+                }
                 reseal(block, &self.keys);
             }
         }

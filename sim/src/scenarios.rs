@@ -82,7 +82,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "lying-source",
-        description: "one source serves tampered blocks (bad signature, bad state root, or wrong parent): rejected, never applied; the node still reaches the head",
+        description: "one source serves tampered blocks (bad signature, bad state root, wrong parent, or a transaction not signed by its sender, each re-signed with the proposer's key): rejected by that rule, never applied; the node still reaches the head",
         body: lying_source,
         sim_time_limit: Duration::from_secs(180),
     },
@@ -723,8 +723,19 @@ fn lying_source(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let (mut c, _) = running_cluster(&ctx).await?;
         // Consecutive seeds cover every kind of lie.
-        let tamper =
-            [Tamper::Signature, Tamper::StateRoot, Tamper::Parent][(ctx.seed % 3) as usize];
+        let tamper = [
+            Tamper::Signature,
+            Tamper::StateRoot,
+            Tamper::Parent,
+            Tamper::Transaction,
+        ][(ctx.seed % 4) as usize];
+        // The rule each lie must be caught by.
+        let rule = match tamper {
+            Tamper::Signature => "signature",
+            Tamper::StateRoot => "state_root",
+            Tamper::Parent => "parent",
+            Tamper::Transaction => "transaction",
+        };
         let liar = c.add_liar(tamper);
         let mut sources = c.peers().to_vec();
         sources.push(liar);
@@ -744,7 +755,8 @@ fn lying_source(ctx: Ctx) -> ScenarioFuture {
                 .lock()
                 .checker
                 .rejected_sources()
-                .contains(&(index, liar))
+                .iter()
+                .any(|(n, source, _)| *n == index && *source == liar)
         };
         let start = std::time::Instant::now();
         while !caught(&c) {
@@ -755,6 +767,21 @@ fn lying_source(ctx: Ctx) -> ScenarioFuture {
                 ));
             }
             sleep_ms(50).await;
+        }
+        let kinds: Vec<String> = c
+            .observer
+            .lock()
+            .checker
+            .rejected_sources()
+            .iter()
+            .filter(|(n, source, _)| *n == index && *source == liar)
+            .map(|(_, _, kind)| kind.clone())
+            .collect();
+        if kinds.iter().any(|k| k != rule) {
+            return Err(at(
+                &c,
+                format!("the lying source ({tamper:?}) must be caught by the {rule} rule, was by {kinds:?}"),
+            ));
         }
         c.record("liar_rejected", 1.0);
         externals_converge(&mut c).await
