@@ -19,6 +19,20 @@ pub enum ClientError {
     Decode(String),
 }
 
+impl ClientError {
+    /// A JSON-RPC error object (`{"code", "message"}`) as an error.
+    pub fn from_rpc(err: &Value) -> ClientError {
+        ClientError::Rpc {
+            code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
+            message: err
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string(),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct NodeClient {
     agent: ureq::Agent,
@@ -72,14 +86,7 @@ impl NodeClient {
             .read_json()
             .map_err(|e| http(e.to_string()))?;
         if let Some(err) = v.get("error") {
-            return Err(ClientError::Rpc {
-                code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                message: err
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string(),
-            });
+            return Err(ClientError::from_rpc(err));
         }
         Ok(v.get("result").cloned().unwrap_or(Value::Null))
     }
@@ -121,14 +128,7 @@ impl NodeClient {
             .map(
                 |e| match (e.get("hash").and_then(Value::as_str), e.get("error")) {
                     (Some(h), _) => Ok(h.to_string()),
-                    (None, Some(err)) => Err(ClientError::Rpc {
-                        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                        message: err
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                    }),
+                    (None, Some(err)) => Err(ClientError::from_rpc(err)),
                     (None, None) => Err(ClientError::Decode(format!("entry without hash: {e}"))),
                 },
             )
@@ -169,14 +169,7 @@ impl NodeClient {
         for a in answers {
             let id = a.get("id").and_then(Value::as_u64).unwrap_or(u64::MAX) as usize;
             let entry = match a.get("error") {
-                Some(err) => Err(ClientError::Rpc {
-                    code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                    message: err
-                        .get("message")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string(),
-                }),
+                Some(err) => Err(ClientError::from_rpc(err)),
                 None => Ok(a.get("result").cloned().unwrap_or(Value::Null)),
             };
             if let Some(slot) = out.get_mut(id) {

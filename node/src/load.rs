@@ -460,16 +460,7 @@ fn send_loop(t: usize, cfg: &LoadConfig, shared: &Shared, started: Instant, run_
         let entries: Vec<Option<ClientError>> = match answer {
             Ok(Value::Array(entries)) if entries.len() == batch.len() => entries
                 .iter()
-                .map(|e| {
-                    e.get("error").map(|err| ClientError::Rpc {
-                        code: err.get("code").and_then(Value::as_i64).unwrap_or(0),
-                        message: err
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or("")
-                            .to_string(),
-                    })
-                })
+                .map(|e| e.get("error").map(ClientError::from_rpc))
                 .collect(),
             Ok(other) => {
                 let e = ClientError::Decode(format!("unexpected answer: {other}"));
