@@ -69,27 +69,45 @@ impl Mempool {
         self.by_sender.remove(&(tx.tx.sender, tx.tx.nonce));
     }
 
-    /// Each sender's consecutive nonces starting at its account nonce, senders in address order.
+    /// Each sender's consecutive nonces starting at its account nonce, taken round-robin
+    /// across senders (each one's next nonce in turn, senders in address order within a
+    /// round), up to `limit`. Taking whole runs sender by sender let the lowest addresses fill
+    /// every block while the rest waited for seconds under load.
     pub fn candidates(&self, ledger: &Ledger, limit: usize) -> Vec<SignedTransaction> {
-        let mut out = Vec::new();
+        let mut runs: Vec<Vec<&SignedTransaction>> = Vec::new();
         let mut sender: Option<(Address, u64)> = None;
         for ((addr, nonce), tx) in &self.by_sender {
-            if out.len() >= limit {
-                break;
-            }
             let next = match sender {
                 Some((a, n)) if a == *addr => n,
-                _ => ledger.account(addr).nonce,
+                _ => {
+                    runs.push(Vec::new());
+                    ledger.account(addr).nonce
+                }
             };
+            let run_full = runs.last().is_some_and(|r| r.len() >= limit);
             if *nonce < next {
                 // Already used on chain; `prune` will drop it.
                 sender = Some((*addr, next));
-            } else if *nonce == next {
-                out.push(tx.clone());
+            } else if *nonce == next && !run_full {
+                if let Some(run) = runs.last_mut() {
+                    run.push(tx);
+                }
                 sender = Some((*addr, next + 1));
             } else {
-                // A gap: nothing later from this sender can run yet.
+                // A gap (or enough from this sender): nothing later of it goes this time.
                 sender = Some((*addr, u64::MAX));
+            }
+        }
+        let mut out = Vec::new();
+        let longest = runs.iter().map(Vec::len).max().unwrap_or(0);
+        'rounds: for round in 0..longest {
+            for run in &runs {
+                if out.len() >= limit {
+                    break 'rounds;
+                }
+                if let Some(tx) = run.get(round) {
+                    out.push((*tx).clone());
+                }
             }
         }
         out
@@ -128,6 +146,48 @@ mod tests {
             .collect();
         assert_eq!(nonces, vec![0, 1]);
         assert_eq!(mp.candidates(&ledger, 1).len(), 1);
+    }
+
+    #[test]
+    fn candidates_take_turns_across_senders() {
+        let a = SecretKey::from_bytes([1; 32]).unwrap();
+        let b = SecretKey::from_bytes([2; 32]).unwrap();
+        let ledger = Ledger::default();
+        let mut mp = Mempool::new(100);
+        for n in 0..10 {
+            mp.admit(tx(&a, n), &ledger).unwrap();
+        }
+        for n in 0..2 {
+            mp.admit(tx(&b, n), &ledger).unwrap();
+        }
+        let (lo, hi) = if a.address() < b.address() {
+            (a.address(), b.address())
+        } else {
+            (b.address(), a.address())
+        };
+        let picked: Vec<(Address, u64)> = mp
+            .candidates(&ledger, 5)
+            .iter()
+            .map(|t| (t.tx.sender, t.tx.nonce))
+            .collect();
+        // Both senders get a turn every round, whoever has more pending.
+        let expect_b_in_first_four = picked[..4]
+            .iter()
+            .filter(|(s, _)| *s == b.address())
+            .count();
+        assert_eq!(expect_b_in_first_four, 2, "{picked:?}");
+        assert_eq!(picked[0].0, lo);
+        assert_eq!(picked[1].0, hi);
+        // Each sender's nonces stay in order.
+        for s in [a.address(), b.address()] {
+            let nonces: Vec<u64> = picked
+                .iter()
+                .filter(|(x, _)| *x == s)
+                .map(|(_, n)| *n)
+                .collect();
+            assert!(nonces.windows(2).all(|w| w[1] == w[0] + 1), "{nonces:?}");
+        }
+        assert_eq!(picked.len(), 5);
     }
 
     #[test]
