@@ -26,7 +26,7 @@ use crate::policy::fork_choice::{self, ForkBlock, Keep};
 use crate::replay::{answer_get_blocks, ReplayError, Replica};
 use crate::seams::{NodeError, Seams};
 use crate::tx::SignedTransaction;
-use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
+use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 
 #[derive(Clone, Debug)]
 pub struct ExternalConfig {
@@ -309,40 +309,22 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         codec::encode(&resp).unwrap_or_default()
     }
 
-    /// Passes a client's transaction to a consensus node (which forwards it to the leader).
+    /// Passes a client's transaction to a consensus node (which forwards it to the leader):
+    /// a batch of one.
     pub async fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
-        if !tx.signature_valid() {
-            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
-        }
-        let req = Request::ClientSubmit(tx);
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
-        let mut last = String::from("no consensus node among the sources");
-        for peer in self
-            .cfg
-            .sources
-            .iter()
-            .filter(|s| self.cfg.validators.contains(s))
-        {
-            match peer::call(&*self.seams.transport, *peer, &req, timeout).await {
-                Ok(Response::SubmitTransaction(SubmitOutcome::NotLeader { .. })) => {
-                    last = format!("{peer} knows no leader");
-                }
-                Ok(Response::SubmitTransaction(outcome)) => return outcome,
-                Ok(_) => last = peer::CallError::Unexpected { peer: *peer }.to_string(),
-                Err(e) => last = e.to_string(),
-            }
-        }
-        SubmitOutcome::Rejected(SubmitRejection::Forward(last))
+        self.submit_transactions(vec![tx])
+            .await
+            .pop()
+            .unwrap_or(SubmitOutcome::Rejected(SubmitRejection::Forward(
+                "no outcome came back".into(),
+            )))
     }
 
     /// Passes many client transactions to a consensus node in one request; a bad signature is
     /// refused here. One outcome per transaction, in order.
     pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
-        let n = txs.len();
-        if n > MAX_SUBMIT_BATCH {
-            let why =
-                format!("a batch of {n} transactions is over the limit of {MAX_SUBMIT_BATCH}");
-            return vec![SubmitOutcome::Rejected(SubmitRejection::TooMany(why)); n];
+        if let Some(refused) = refuse_over_limit(txs.len()) {
+            return refused;
         }
         let valid = self.seams.verifier.each_valid(&txs);
         let checked: Vec<SignedTransaction> = txs

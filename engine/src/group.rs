@@ -33,7 +33,7 @@ use crate::policy::redundancy::{
 use crate::seams::{NodeError, Seams};
 use crate::signing_guard::{SigningGuard, Watermark};
 use crate::tx::SignedTransaction;
-use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
+use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -310,12 +310,13 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             Ok(Request::ClientSubmit(tx)) => {
                 Response::SubmitTransaction(self.submit_transaction(tx))
             }
-            Ok(Request::ClientSubmitBatch(txs)) => Response::SubmitTransactions(
-                txs.into_iter()
-                    .take(MAX_SUBMIT_BATCH)
-                    .map(|tx| self.submit_transaction(tx))
-                    .collect(),
-            ),
+            Ok(Request::ClientSubmitBatch(txs)) => {
+                Response::SubmitTransactions(refuse_over_limit(txs.len()).unwrap_or_else(|| {
+                    txs.into_iter()
+                        .map(|tx| self.submit_transaction(tx))
+                        .collect()
+                }))
+            }
             Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
             Ok(Request::FencePrepare(b)) => self.on_fence_prepare(&b),
             Ok(Request::FenceAccept(b, block)) => self.on_fence_accept(&b, *block),

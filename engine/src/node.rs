@@ -32,7 +32,7 @@ use crate::raft::{ApplyOutcome, Canon, Command, LogId};
 pub use crate::seams::{NodeError, Seams};
 use crate::shared_elector::SharedElector;
 use crate::tx::SignedTransaction;
-use crate::wire::{Request, Response, SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
+use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use alloy_primitives::Address;
 
 #[derive(Clone, Debug)]
@@ -523,7 +523,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// go into the mempool under one lock or on to the leader in one request. One outcome
     /// per transaction, in order.
     pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
-        if let Some(refused) = over_limit(&txs) {
+        if let Some(refused) = refuse_over_limit(txs.len()) {
             return refused;
         }
         let valid = self.seams.verifier.each_valid(&txs);
@@ -573,7 +573,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         txs: Vec<SignedTransaction>,
         from_member: bool,
     ) -> Vec<SubmitOutcome> {
-        if let Some(refused) = over_limit(&txs) {
+        if let Some(refused) = refuse_over_limit(txs.len()) {
             return refused;
         }
         let valid = if from_member {
@@ -936,17 +936,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         *lock(&self.raft) = fresh;
         Ok(())
     }
-}
-
-/// A batched submission over [`MAX_SUBMIT_BATCH`] is refused whole, with the reason.
-fn over_limit(txs: &[SignedTransaction]) -> Option<Vec<SubmitOutcome>> {
-    (txs.len() > MAX_SUBMIT_BATCH).then(|| {
-        let why = format!(
-            "a batch of {} transactions is over the limit of {MAX_SUBMIT_BATCH}",
-            txs.len()
-        );
-        vec![SubmitOutcome::Rejected(SubmitRejection::TooMany(why)); txs.len()]
-    })
 }
 
 /// One outcome per transaction: a bad signature's rejection where `valid` is false, and the

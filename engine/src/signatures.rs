@@ -64,20 +64,24 @@ mod tests {
     use crate::keys::derived_key;
     use crate::tx::{Payload, Transaction};
 
-    #[test]
-    fn sequential_names_the_first_forgery() {
-        let k = derived_key("sigs", 0);
-        let txs: Vec<SignedTransaction> = (0..4)
+    /// `k`'s data transactions at `nonces`, validly signed.
+    fn signed(k: &crate::keys::SecretKey, nonces: std::ops::Range<u64>) -> Vec<SignedTransaction> {
+        nonces
             .map(|nonce| {
                 Transaction {
                     sender: k.address(),
                     nonce,
                     payload: Payload::Data(vec![]),
                 }
-                .sign(&k)
+                .sign(k)
                 .unwrap()
             })
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn sequential_names_the_first_forgery() {
+        let txs = signed(&derived_key("sigs", 0), 0..4);
         let refs: Vec<&SignedTransaction> = txs.iter().collect();
         assert_eq!(Sequential.first_invalid(&refs), None);
         let mut forged = txs.clone();
@@ -91,17 +95,7 @@ mod tests {
     fn a_range_names_the_block_and_index_of_the_first_forgery() {
         let k = derived_key("sigs", 1);
         let block = |nonces: std::ops::Range<u64>| {
-            let txs = nonces
-                .map(|nonce| {
-                    Transaction {
-                        sender: k.address(),
-                        nonce,
-                        payload: Payload::Data(vec![]),
-                    }
-                    .sign(&k)
-                    .unwrap()
-                })
-                .collect();
+            let txs = signed(&k, nonces);
             let header = BlockHeader {
                 height: 1,
                 parent_hash: Default::default(),

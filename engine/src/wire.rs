@@ -185,6 +185,15 @@ pub enum Request {
 /// Most transactions one batched submission carries.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
 
+/// A batched submission of `n` transactions over [`MAX_SUBMIT_BATCH`] is refused whole, with
+/// the reason, one outcome per transaction; `None` when it is within the limit.
+pub fn refuse_over_limit(n: usize) -> Option<Vec<SubmitOutcome>> {
+    (n > MAX_SUBMIT_BATCH).then(|| {
+        let why = format!("a batch of {n} transactions is over the limit of {MAX_SUBMIT_BATCH}");
+        vec![SubmitOutcome::Rejected(SubmitRejection::TooMany(why)); n]
+    })
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),

@@ -70,21 +70,23 @@ impl NodeClient {
             .map_err(|e| http(e.to_string()))
     }
 
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+    /// POSTs `body` to the JSON-RPC endpoint and reads the JSON answer.
+    fn post(&self, body: &Value) -> Result<Value, ClientError> {
         let http = |message: String| ClientError::Http {
             url: self.rpc_url.clone(),
             message,
         };
-        let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
         let mut resp = self
             .agent
             .post(&self.rpc_url)
-            .send_json(&body)
+            .send_json(body)
             .map_err(|e| http(e.to_string()))?;
-        let v: Value = resp
-            .body_mut()
-            .read_json()
-            .map_err(|e| http(e.to_string()))?;
+        resp.body_mut().read_json().map_err(|e| http(e.to_string()))
+    }
+
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, ClientError> {
+        let v =
+            self.post(&json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))?;
         if let Some(err) = v.get("error") {
             return Err(ClientError::from_rpc(err));
         }
@@ -141,10 +143,6 @@ impl NodeClient {
         &self,
         calls: &[(&str, Value)],
     ) -> Result<Vec<Result<Value, ClientError>>, ClientError> {
-        let http = |message: String| ClientError::Http {
-            url: self.rpc_url.clone(),
-            message,
-        };
         let body: Vec<Value> = calls
             .iter()
             .enumerate()
@@ -152,15 +150,7 @@ impl NodeClient {
                 json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params})
             })
             .collect();
-        let mut resp = self
-            .agent
-            .post(&self.rpc_url)
-            .send_json(&body)
-            .map_err(|e| http(e.to_string()))?;
-        let v: Value = resp
-            .body_mut()
-            .read_json()
-            .map_err(|e| http(e.to_string()))?;
+        let v = self.post(&Value::Array(body))?;
         let answers = v
             .as_array()
             .ok_or_else(|| ClientError::Decode(format!("a batch answer is an array: {v}")))?;
