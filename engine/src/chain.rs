@@ -7,7 +7,9 @@ use std::collections::BTreeSet;
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
+use crate::batch::BatchCursor;
 use crate::block::{transactions_root, Block, BlockHeader, Slot};
+use crate::chain_store::ChainState;
 use crate::codec::CodecError;
 use crate::ids::NodeId;
 use crate::keys::{self, SecretKey};
@@ -185,10 +187,45 @@ pub fn verify_block(
     })
 }
 
+/// What the sequencer builds a block on: a head, the ledger after it and where cutting L1
+/// batches stands. Either the applied state or the tip of the leader's proposals in flight.
+#[derive(Clone, Debug)]
+pub struct BuildBase {
+    pub head: Head,
+    pub ledger: Ledger,
+    pub batches: BatchCursor,
+}
+
+impl BuildBase {
+    /// The state a node applied.
+    pub fn of(state: &ChainState) -> BuildBase {
+        BuildBase {
+            head: state.head,
+            ledger: state.ledger.clone(),
+            batches: state.batches.clone(),
+        }
+    }
+
+    /// What `built`, proposed on this base, leads to once canonized: the head, the ledger and
+    /// the batch cursor exactly as applying it will make them.
+    pub fn after(&self, built: &Built, blocks_per_batch: u64) -> Result<BuildBase, CodecError> {
+        let head = Head::of(&built.block.header)?;
+        let mut batches = self.batches.clone();
+        batches.on_block(&built.block.header, head.hash, blocks_per_batch);
+        Ok(BuildBase {
+            head,
+            ledger: built.ledger.clone(),
+            batches,
+        })
+    }
+}
+
 /// A block the sequencer built, and the candidates it left out with the reason.
 pub struct Built {
     pub block: Block,
     pub excluded: Vec<(SignedTransaction, TxError)>,
+    /// The ledger after the block: what a pipelined next block builds on.
+    pub ledger: Ledger,
 }
 
 /// What the sequencer needs to build on top of `head`.
@@ -239,6 +276,7 @@ pub fn build_block(
     Ok(Built {
         block: Block::seal(header, included, p.key)?,
         excluded,
+        ledger,
     })
 }
 
@@ -501,5 +539,49 @@ mod tests {
         }
         let b = at(&genesis, Some(9));
         assert_eq!(Head::of(&b.header).unwrap().round, Some(9));
+    }
+
+    #[test]
+    fn a_pipelined_block_builds_on_exactly_what_applying_the_last_one_gives() {
+        let f = fixture();
+        let genesis = BuildBase {
+            head: Head::of(&f.spec.genesis_header().unwrap()).unwrap(),
+            ledger: f.spec.genesis_ledger(),
+            batches: BatchCursor::default(),
+        };
+        // (blocks per batch, seal mark) -> the cursor after one block
+        for (per_batch, seals) in [(10, false), (10, true), (1, false)] {
+            let mut base = genesis.clone();
+            for nonce in 0..3 {
+                let built = build_block(
+                    Proposal {
+                        head: &base.head,
+                        ledger: &base.ledger,
+                        key: &f.leader,
+                        term: 1,
+                        slot: None,
+                        seals_batch: seals,
+                        timestamp_ms: 5 + nonce,
+                        max_transactions: 10,
+                    },
+                    vec![pay(&f.alice, nonce, 10)],
+                )
+                .unwrap();
+                let tip = base.after(&built, per_batch).unwrap();
+                // What applying it does: verify, execute, cut batches.
+                let executed =
+                    verify_block(&base.head, &base.ledger, &f.peers, &built.block, CHECK).unwrap();
+                let mut cursor = base.batches.clone();
+                let hash = built.block.hash().unwrap();
+                cursor.on_block(&built.block.header, hash, per_batch);
+                assert_eq!(tip.head, Head::of(&built.block.header).unwrap());
+                assert_eq!(tip.head.hash, hash);
+                assert_eq!(tip.ledger.state_root(), executed.ledger.state_root());
+                assert_eq!(tip.batches, cursor, "per batch {per_batch}, seals {seals}");
+                base = tip;
+            }
+            assert_eq!(base.head.height, 3);
+            assert_eq!(base.ledger.account(&f.alice.address()).nonce, 3);
+        }
     }
 }

@@ -3,17 +3,17 @@
 //! carries out what `policy::election` decides (pre-vote, check-quorum).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
-use openraft::{AsyncRuntime, Raft, ServerState, SnapshotPolicy};
+use openraft::{AsyncRuntime, Instant as _, Raft, ServerState, SnapshotPolicy};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, ChainSpec};
-use crate::chain::{build_block, Head, Proposal};
+use crate::chain::{build_block, BuildBase, Head, Proposal};
 use crate::chain_store::ChainStore;
 use crate::codec;
 use crate::events::Event;
@@ -24,7 +24,9 @@ use crate::mempool::Mempool;
 use crate::peer;
 use crate::policy::admission::{self, Route};
 use crate::policy::election::{ElectionAction, ElectionConfig, Elector, LogPos, RaftView, Role};
-use crate::policy::sequencer::{ProposalOutcome, Sequencer, SequencerAction, SequencerConfig};
+use crate::policy::sequencer::{
+    BuildOn, ProposalOutcome, Sequencer, SequencerAction, SequencerConfig,
+};
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachine;
@@ -47,6 +49,9 @@ pub struct NodeConfig {
     pub heartbeat_interval_ms: u64,
     pub block_time_ms: u64,
     pub max_block_transactions: usize,
+    /// How many proposals the leader keeps waiting for canonization at once; each next block
+    /// builds on the last of them (1: every block waits for the one before).
+    pub max_blocks_in_flight: usize,
     pub mempool_capacity: usize,
     /// Deadline for a forwarded transaction.
     pub rpc_timeout_ms: u64,
@@ -84,6 +89,11 @@ impl NodeConfig {
         if self.block_time_ms == 0 {
             return Err(NodeError::Config(
                 "sequencer_block_time must be above 0 ms".into(),
+            ));
+        }
+        if self.max_blocks_in_flight == 0 {
+            return Err(NodeError::Config(
+                "sequencer_max_blocks_in_flight must be at least 1".into(),
             ));
         }
         Ok(())
@@ -140,6 +150,8 @@ pub struct NodeStatus {
     pub last_applied_index: Option<u64>,
     pub head: Head,
     pub mempool_len: usize,
+    /// The leader's proposals waiting for canonization (0 on a follower).
+    pub proposals_in_flight: usize,
     pub batches: BatchStatus,
 }
 
@@ -193,6 +205,8 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     mempool: Mutex<Mempool>,
     elector: Arc<SharedElector<RT::Instant>>,
     stopped: AtomicBool,
+    /// The sequencer's proposals waiting for canonization, for status.
+    proposals_in_flight: AtomicUsize,
     /// Set while this node runs the batcher.
     batcher: Mutex<Option<BatcherState>>,
 }
@@ -245,6 +259,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             raft: Mutex::new(raft),
             chain,
             stopped: AtomicBool::new(false),
+            proposals_in_flight: AtomicUsize::new(0),
             batcher: Mutex::new(None),
         });
         if node.cfg.bootstrap {
@@ -341,6 +356,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             last_applied_index: m.last_applied.map(|l| l.index),
             head,
             mempool_len: lock(&self.mempool).len(),
+            proposals_in_flight: self.proposals_in_flight.load(Ordering::Relaxed),
             batches,
         }
     }
@@ -656,16 +672,25 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    /// Builds and proposes one block per `block_time` while this node is a confirmed leader,
-    /// carrying out what `policy::sequencer` decides.
+    /// Proposes one block per `block_time` while this node leads, pipelined on its own
+    /// proposals in flight, carrying out what `policy::sequencer` decides.
     async fn sequencer(self: Arc<Self>) {
         let block_time = Duration::from_millis(self.cfg.block_time_ms);
         let mut policy = Sequencer::new(SequencerConfig {
             confirm_within_ms: self.cfg.election_timeout_ms_max,
             commit_within_ms: self.cfg.election_timeout_ms_max * 4,
+            max_in_flight: self.cfg.max_blocks_in_flight,
         });
+        // What the last proposal in flight leads to; a pipelined block builds on it.
+        let mut tip: Option<BuildBase> = None;
+        // Outcomes of proposals in flight, as their waiters learn them.
+        let outcomes: Arc<Mutex<Vec<(u64, ProposalOutcome)>>> = Arc::default();
+        let mut next_tick = RT::Instant::now() + block_time;
         loop {
-            RT::sleep(block_time).await;
+            RT::sleep_until(next_tick).await;
+            // A tick that ran late (a slow build, a long confirmation) is not made up for in a
+            // burst: the cadence restarts from now.
+            next_tick = (next_tick + block_time).max(RT::Instant::now());
             if self.stopped() {
                 return;
             }
@@ -673,65 +698,92 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 let chain = self.chain.state();
                 lock(&self.mempool).prune(&chain.ledger);
             }
-            let Some(SequencerAction::ConfirmLeadership { within_ms }) =
-                policy.on_tick(&self.raft_view())
-            else {
-                continue;
-            };
+            let resolved = std::mem::take(&mut *lock(&outcomes));
+            for (height, outcome) in resolved {
+                if let Some(SequencerAction::Dropped { height, reason }) =
+                    policy.on_outcome(height, outcome, self.now_ms())
+                {
+                    self.emit(Event::ProposalDropped { height, reason });
+                }
+            }
+            self.proposals_in_flight
+                .store(policy.in_flight(), Ordering::Relaxed);
             let raft = self.raft();
-            let confirmed = matches!(
-                RT::timeout(Duration::from_millis(within_ms), raft.ensure_linearizable()).await,
-                Ok(Ok(_))
-            );
-            let Some(SequencerAction::Propose { term, within_ms }) =
-                policy.on_confirmed(confirmed, &self.raft_view())
+            let action = match policy.on_tick(self.now_ms(), &self.raft_view()) {
+                Some(SequencerAction::ConfirmLeadership { within_ms }) => {
+                    let confirmed = matches!(
+                        RT::timeout(Duration::from_millis(within_ms), raft.ensure_linearizable())
+                            .await,
+                        Ok(Ok(_))
+                    );
+                    policy.on_confirmed(confirmed, self.now_ms(), &self.raft_view())
+                }
+                other => other,
+            };
+            let Some(SequencerAction::Propose {
+                term,
+                on,
+                within_ms,
+            }) = action
             else {
                 continue;
             };
-            let Some(block) = self.build_next(term) else {
+            let base = match (on, tip.take()) {
+                (BuildOn::Tip, Some(tip)) => tip,
+                _ => BuildBase::of(&self.chain.state()),
+            };
+            let Some((block, next)) = self.build_next(term, base) else {
                 continue;
             };
             let height = block.header.height;
             policy.on_proposed(height);
-            let deadline = Duration::from_millis(within_ms);
-            let outcome =
-                match RT::timeout(deadline, raft.client_write(Command::Block(block))).await {
-                    Ok(Ok(resp)) => match resp.data {
-                        ApplyOutcome::Applied { .. } | ApplyOutcome::Control => {
-                            ProposalOutcome::Canonized
-                        }
-                        ApplyOutcome::Rejected(e) => ProposalOutcome::Rejected(e.to_string()),
-                        ApplyOutcome::Claimed { .. } | ApplyOutcome::ClaimLost(_) => {
-                            ProposalOutcome::Failed("a block entry applied as a claim".into())
-                        }
-                    },
-                    Ok(Err(e)) => ProposalOutcome::Failed(e.to_string()),
-                    Err(_) => ProposalOutcome::TimedOut,
-                };
-            if let Some(SequencerAction::Dropped { height, reason }) =
-                policy.on_outcome(height, outcome)
-            {
-                self.seams
-                    .events
-                    .emit(&self.id, Event::ProposalDropped { height, reason });
+            self.proposals_in_flight
+                .store(policy.in_flight(), Ordering::Relaxed);
+            tip = Some(next);
+            match raft.client_write_ff(Command::Block(block)).await {
+                Err(e) => lock(&outcomes).push((height, ProposalOutcome::Failed(e.to_string()))),
+                Ok(canonized) => {
+                    let outcomes = outcomes.clone();
+                    let deadline = Duration::from_millis(within_ms);
+                    let _detached = RT::spawn(async move {
+                        let outcome = match RT::timeout(deadline, canonized).await {
+                            Ok(Ok(Ok(resp))) => match resp.data {
+                                ApplyOutcome::Applied { .. } | ApplyOutcome::Control => {
+                                    ProposalOutcome::Canonized
+                                }
+                                ApplyOutcome::Rejected(e) => {
+                                    ProposalOutcome::Rejected(e.to_string())
+                                }
+                                ApplyOutcome::Claimed { .. } | ApplyOutcome::ClaimLost(_) => {
+                                    ProposalOutcome::Failed(
+                                        "a block entry applied as a claim".into(),
+                                    )
+                                }
+                            },
+                            Ok(Ok(Err(e))) => ProposalOutcome::Failed(e.to_string()),
+                            Ok(Err(_)) => ProposalOutcome::Failed("Raft stopped".into()),
+                            Err(_) => ProposalOutcome::TimedOut,
+                        };
+                        lock(&outcomes).push((height, outcome));
+                    });
+                }
             }
         }
     }
 
-    /// Builds and signs the next block in `term` on the applied head from the mempool, and
-    /// drops from the mempool what can never be included.
-    fn build_next(&self, term: u64) -> Option<Block> {
+    /// Builds and signs the next block in `term` on `base` from the mempool, and drops from
+    /// the mempool what can never be included. Returns the block and what it leads to.
+    fn build_next(&self, term: u64, base: BuildBase) -> Option<(Block, BuildBase)> {
         // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
-        let (head, ledger, timestamp_ms, seals_batch) = {
-            let c = self.chain.state();
-            let t = self.seams.clock.now_ms().max(c.head.timestamp_ms);
-            let seal = c.batches.seal_due(t, self.cfg.batch_timeout_ms);
-            (c.head, c.ledger.clone(), t, seal)
-        };
-        let candidates = lock(&self.mempool).candidates(&ledger, self.cfg.max_block_transactions);
+        let timestamp_ms = self.seams.clock.now_ms().max(base.head.timestamp_ms);
+        let seals_batch = base
+            .batches
+            .seal_due(timestamp_ms, self.cfg.batch_timeout_ms);
+        let candidates =
+            lock(&self.mempool).candidates(&base.ledger, self.cfg.max_block_transactions);
         let proposal = Proposal {
-            head: &head,
-            ledger: &ledger,
+            head: &base.head,
+            ledger: &base.ledger,
             key: &self.cfg.key,
             term,
             slot: None,
@@ -739,7 +791,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             timestamp_ms,
             max_transactions: self.cfg.max_block_transactions,
         };
-        let built = match build_block(proposal, candidates) {
+        let built = build_block(proposal, candidates).and_then(|built| {
+            let next = base.after(&built, self.chain.blocks_per_batch())?;
+            Ok((built, next))
+        });
+        let (built, next) = match built {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!("cannot encode a block: {e}");
@@ -754,14 +810,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 }
             }
         }
-        self.seams.events.emit(
-            &self.id,
-            Event::Proposed {
-                height: built.block.header.height,
-                transactions: built.block.transactions.len(),
-            },
-        );
-        Some(built.block)
+        self.emit(Event::Proposed {
+            height: built.block.header.height,
+            transactions: built.block.transactions.len(),
+        });
+        Some((built.block, next))
     }
 
     /// What the election policy reads of Raft.

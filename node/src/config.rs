@@ -52,6 +52,9 @@ pub struct Settings {
     pub consensus_heartbeat_interval: u64,
     pub sequencer_block_time: u64,
     pub sequencer_max_block_transactions: usize,
+    /// How many of the leader's blocks may wait for canonization at once, each next one built
+    /// on the last (1: every block waits for the one before).
+    pub sequencer_max_blocks_in_flight: usize,
     pub batcher_enabled: bool,
     /// L1 batches close every this many blocks. A rule of the chain: every consensus node must
     /// use the same value, or their attestations never agree.
@@ -125,6 +128,7 @@ impl Default for Settings {
             consensus_heartbeat_interval: 100,
             sequencer_block_time: 250,
             sequencer_max_block_transactions: 1_000,
+            sequencer_max_blocks_in_flight: 4,
             batcher_enabled: true,
             batcher_blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
             batcher_batch_timeout_ms: 5_000,
@@ -590,6 +594,9 @@ impl Settings {
         .map_err(|e| err("genesis_alloc", e))?;
         if self.sequencer_max_block_transactions == 0 {
             return Err(err("sequencer_max_block_transactions", "must be above 0"));
+        }
+        if self.sequencer_max_blocks_in_flight == 0 {
+            return Err(err("sequencer_max_blocks_in_flight", "must be at least 1"));
         }
         let l1_settlement = match &self.l1_settlement_address {
             None => None,

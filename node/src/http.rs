@@ -37,6 +37,9 @@ pub struct StatusView {
     /// connection from this node.
     pub connected_peers: Vec<NodeId>,
     pub mempool_size: usize,
+    /// Consensus nodes: the leader's blocks proposed and not yet canonized (pipelined).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposals_in_flight: Option<usize>,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
     /// External nodes: blocks behind the best source.
@@ -86,6 +89,7 @@ impl NodeContext {
                     batcher_enabled: self.batcher_enabled,
                     connected_peers,
                     mempool_size: s.mempool_len,
+                    proposals_in_flight: Some(s.proposals_in_flight),
                     last_log_index: s.last_log_index,
                     last_applied_index: s.last_applied_index,
                     lag: None,
@@ -113,6 +117,7 @@ impl NodeContext {
                     batcher_enabled: false,
                     connected_peers,
                     mempool_size: 0,
+                    proposals_in_flight: None,
                     last_log_index: None,
                     last_applied_index: None,
                     lag: Some(s.lag),
@@ -142,6 +147,7 @@ impl NodeContext {
                     batcher_enabled: false,
                     connected_peers,
                     mempool_size: g.mempool_len,
+                    proposals_in_flight: None,
                     last_log_index: None,
                     last_applied_index: None,
                     lag: Some(sync.lag),

@@ -92,6 +92,7 @@ pub fn node_config(v: &Validated) -> NodeConfig {
         heartbeat_interval_ms: s.consensus_heartbeat_interval,
         block_time_ms: s.sequencer_block_time,
         max_block_transactions: s.sequencer_max_block_transactions,
+        max_blocks_in_flight: s.sequencer_max_blocks_in_flight,
         mempool_capacity: s.sequencer_mempool_capacity,
         rpc_timeout_ms: 2_000,
         batch_timeout_ms: s.batcher_batch_timeout_ms,

@@ -9,6 +9,7 @@ const CASES: &[(&str, u64)] = &[
     ("chaos", 1001),
     ("leader-failover", 5),
     ("asymmetric-partition", 2),
+    ("slow-links", 8),
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),

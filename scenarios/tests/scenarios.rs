@@ -92,6 +92,16 @@ fn asymmetric_partition() {
 }
 
 #[test]
+fn slow_links() {
+    let r = run_scenario("slow-links", 0..10, "slow_links");
+    assert_ran(&r);
+    // A commit takes longer than the 25 ms block time, and still a block per block time: the
+    // leader kept several proposals in flight (one at a time made 0.31 per block time).
+    assert_fact(&r, "blocks_per_block_time", 1, 0.85, 1.1);
+    assert_fact(&r, "max_proposals_in_flight", 1, 2.0, 8.0);
+}
+
+#[test]
 fn chaos() {
     assert_ran(&run_scenario("chaos", 0..100, "chaos"));
 }

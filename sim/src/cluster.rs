@@ -38,6 +38,8 @@ pub struct ClusterConfig {
     pub heartbeat_interval_ms: u64,
     pub block_time_ms: u64,
     pub max_block_transactions: usize,
+    /// The leader's proposals waiting for canonization at once.
+    pub max_blocks_in_flight: usize,
     /// Funded client accounts.
     pub accounts: usize,
     /// Each node's wall clock is off by up to this much, either way.
@@ -64,6 +66,7 @@ impl Default for ClusterConfig {
             heartbeat_interval_ms: 50,
             block_time_ms: 100,
             max_block_transactions: 256,
+            max_blocks_in_flight: 4,
             accounts: 8,
             clock_skew_ms_max: 500,
             blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
@@ -190,6 +193,7 @@ impl SimCluster {
                 heartbeat_interval_ms: cfg.heartbeat_interval_ms,
                 block_time_ms: cfg.block_time_ms,
                 max_block_transactions: cfg.max_block_transactions,
+                max_blocks_in_flight: cfg.max_blocks_in_flight,
                 mempool_capacity: 10_000,
                 rpc_timeout_ms: 500,
                 batch_timeout_ms: cfg.batch_timeout_ms,

@@ -51,6 +51,12 @@ pub static SCENARIOS: &[Scenario] = &[
         sim_time_limit: Duration::from_secs(180),
     },
     Scenario {
+        name: "slow-links",
+        description: "every link delays each message by 10-15 ms, so a commit takes longer than the 25 ms block time: the leader pipelines its proposals and still canonizes a block per block time; then it crashes with its pipeline full, another leads, and nothing canonized is lost",
+        body: slow_links,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
         name: "chaos",
         description: "60 simulated seconds of seeded crashes, restarts, partitions, loss, delay and failing disks; then heal and check liveness",
         body: chaos,
@@ -255,7 +261,15 @@ pub(crate) async fn sleep_ms(ms: u64) {
 
 /// A default cluster with client traffic, a leader, and a few canonized blocks.
 pub(crate) async fn running_cluster(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
-    let c = ctx.cluster(ClusterConfig::default());
+    running_cluster_with(ctx, ClusterConfig::default()).await
+}
+
+/// [`running_cluster`] with `cfg`.
+pub(crate) async fn running_cluster_with(
+    ctx: &Ctx,
+    cfg: ClusterConfig,
+) -> Result<(SimCluster, usize), String> {
+    let c = ctx.cluster(cfg);
     spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
     let all = c.up_nodes();
     let (leader, _) = c
@@ -338,6 +352,79 @@ fn leader_failover(ctx: Ctx) -> ScenarioFuture {
             ));
         }
         c.record("rejoined_as_follower", 1.0);
+        heal_and_check(&mut c).await
+    })
+}
+
+fn slow_links(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // A 25 ms block time: a commit takes longer than a block time, so a block per block
+        // time needs several in flight. openraft 0.9 keeps one AppendEntries out per follower,
+        // so an entry may wait a round trip for the one before it, then its own, then a tick
+        // for the sequencer to learn of it: up to about 100 ms, four block times; eight in
+        // flight leave room for a slow fsync.
+        let cfg = ClusterConfig {
+            block_time_ms: 25,
+            max_blocks_in_flight: 8,
+            ..ClusterConfig::default()
+        };
+        let (mut c, _) = running_cluster_with(&ctx, cfg).await?;
+        // openraft 0.9 gives an AppendEntries (and a leadership confirmation) one heartbeat
+        // interval to come back (50 ms here); at 18-20 ms each way the leader's requests began
+        // to time out and it lost its quorum every two seconds. 10-15 ms each way stays clear.
+        let one_way_ms = c.rng.gen_range(10..=13);
+        c.net.set_extra_delay_ms(one_way_ms, one_way_ms + 2);
+        c.note(format!(
+            "fault: every link delays {one_way_ms}-{} ms",
+            one_way_ms + 2
+        ));
+        // Let the cluster settle into the new round trip before measuring.
+        sleep_ms(2_000).await;
+        let window_ms: u64 = 10_000;
+        let start = c.canonical_height();
+        let mut max_in_flight = 0;
+        for _ in 0..window_ms / 20 {
+            sleep_ms(20).await;
+            let most = c
+                .up_nodes()
+                .into_iter()
+                .filter_map(|i| c.node(i).map(|n| n.status().proposals_in_flight))
+                .max()
+                .unwrap_or(0);
+            max_in_flight = max_in_flight.max(most);
+        }
+        let blocks = c.canonical_height() - start;
+        let per_block_time = blocks as f64 * c.cfg.block_time_ms as f64 / window_ms as f64;
+        c.record("blocks_per_block_time", per_block_time);
+        c.record("max_proposals_in_flight", max_in_flight as f64);
+        // One proposal at a time waits for its commit (over 30 ms) before the next tick
+        // proposes again: at most one block per two block times.
+        if per_block_time < 0.85 {
+            return Err(at(
+                &c,
+                format!(
+                    "{blocks} blocks in {window_ms} ms with a {one_way_ms} ms one-way delay: \
+                     {per_block_time:.2} per block time, expected at least 0.85"
+                ),
+            ));
+        }
+        if max_in_flight < 2 {
+            return Err(at(
+                &c,
+                format!("the leader never had two proposals in flight ({max_in_flight})"),
+            ));
+        }
+        // The leader dies with proposals in flight: whatever of them was canonized stays, the
+        // rest are gone with it, and the next leader goes on from the canonical head.
+        let leader = c.leader().ok_or("no leader to crash")?;
+        c.crash(leader);
+        let rest = c.up_nodes();
+        c.wait_for_leader(&rest, c.cfg.election_bound() * 2)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
         heal_and_check(&mut c).await
     })
 }
