@@ -47,6 +47,19 @@ fn bad_hex_in_peer_ids() {
 }
 
 #[test]
+fn no_block_in_flight() {
+    let (code, err) = run_with(&[
+        ("NETWORK_SECRET_KEY", SEED_KEY_1),
+        ("SEQUENCER_MAX_BLOCKS_IN_FLIGHT", "0"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("sequencer_max_blocks_in_flight") && err.contains("at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn local_id_not_in_peers() {
     let peers = format!(r#"["{SEED_PEER_2}"]"#);
     let (code, err) = run_with(&[
