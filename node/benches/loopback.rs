@@ -10,7 +10,8 @@
 //!
 //! `cargo bench -p canon-node --features production --bench loopback`
 //! Knobs (env): LOAD_SECS (20), LOAD_WINDOW (20000), LOAD_BATCH (500), LOAD_ACCOUNTS (64),
-//! LOAD_BLOCK_TIMES_MS ("100"), LOAD_MAX_BLOCK_TXS (5000), LOAD_MAX_TXS (200000, signed up front).
+//! LOAD_BLOCK_TIMES_MS ("100"), LOAD_MAX_BLOCK_TXS (5000), LOAD_MAX_TXS (200000, signed up front),
+//! LOAD_BLOCKS_IN_FLIGHT (4, the node's `sequencer_max_blocks_in_flight`; 1 for no pipelining).
 
 use std::time::{Duration, Instant};
 
@@ -84,6 +85,10 @@ fn line(what: &str, r: &LoadReport) {
     );
 }
 
+fn blocks_in_flight() -> u64 {
+    env_or("LOAD_BLOCKS_IN_FLIGHT", 4)
+}
+
 fn run_at(block_time_ms: u64, secs: u64, ceiling: f64) {
     let dir = tempfile::tempdir().expect("temp dir");
     let exe = std::path::Path::new(env!("CARGO_BIN_EXE_canon-node"));
@@ -100,6 +105,10 @@ fn run_at(block_time_ms: u64, secs: u64, ceiling: f64) {
                 env_or("LOAD_MAX_BLOCK_TXS", 5_000u64).to_string(),
             ),
             ("SEQUENCER_MEMPOOL_CAPACITY".into(), "200000".into()),
+            (
+                "SEQUENCER_MAX_BLOCKS_IN_FLIGHT".into(),
+                blocks_in_flight().to_string(),
+            ),
             ("RUST_LOG".into(), "warn".into()),
         ],
     )
@@ -114,7 +123,10 @@ fn run_at(block_time_ms: u64, secs: u64, ceiling: f64) {
         .iter()
         .map(|c| c.rpc_url.trim_start_matches("http://").to_string())
         .collect();
-    println!("block_time_ms={block_time_ms}");
+    println!(
+        "block_time_ms={block_time_ms} max_blocks_in_flight={}",
+        blocks_in_flight()
+    );
     let window: u64 = env_or("LOAD_WINDOW", 20_000);
     let peak = load::run(&load_cfg(rpc.clone(), Pace::Window(window), secs)).expect("peak load");
     line(&format!("peak (closed loop, window {window})"), &peak);
