@@ -231,6 +231,19 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         sync_cfg.follow_wait_ms = cfg.block_time_ms.min(u64::from(u32::MAX)) as u32;
         let sync = ExternalNode::<RT>::start_with(sync_cfg, seams.clone(), !cfg.members.is_empty())
             .await?;
+        if let Some(mark) = guard.watermark() {
+            let stored = sync
+                .replica()
+                .chain()
+                .block(mark.height)
+                .map_err(|e| NodeError::Storage(e.to_string()))?
+                .map(|b| b.hash())
+                .transpose()
+                .map_err(|e| NodeError::Storage(e.to_string()))?;
+            guard
+                .reconcile(stored)
+                .map_err(|e| NodeError::Storage(e.to_string()))?;
+        }
         let started_at_ms = seams.clock.now_ms();
         let last_signed = guard.watermark().map(|w| Signed {
             height: w.height,

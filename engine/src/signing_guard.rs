@@ -157,9 +157,28 @@ impl SigningGuard {
 
     /// The recorded block reached the chain: it is no longer pending. Without this, a block
     /// that later lost a fork would extend the rolled-back head again and be published twice.
-    /// Buffered: the synced writes that follow (the next record, a rollback) flush it, and until
-    /// then the chain holds the block, so nothing is pending anyway.
+    /// Buffered: the synced writes that follow (the next record, a rollback) flush it. A crash
+    /// may still keep the stored block and lose this note; [`Self::reconcile`] at start-up
+    /// restores it.
     pub fn published(&self, height: u64) -> Result<(), GuardError> {
+        self.mark_published(height, Durability::Buffered)
+    }
+
+    /// At start-up, with `stored` the hash of the block the chain holds at the watermark's
+    /// height: if that is the recorded block, it was published before the crash, which kept the
+    /// block but lost the buffered note that said so. It is pending no more, synced, so that a
+    /// rollback below it (the block lost a fork) can never bring it back for publishing.
+    pub fn reconcile(&self, stored: Option<B256>) -> Result<(), GuardError> {
+        let Some(mark) = self.watermark() else {
+            return Ok(());
+        };
+        if stored != Some(mark.block_hash) {
+            return Ok(());
+        }
+        self.mark_published(mark.height, Durability::Synced)
+    }
+
+    fn mark_published(&self, height: u64, durability: Durability) -> Result<(), GuardError> {
         let mut last = self.lock();
         let Some(r) = last
             .as_mut()
@@ -173,7 +192,7 @@ impl SigningGuard {
         };
         let mut batch = WriteBatch::default();
         batch.put(Column::Meta, key(&self.identity), codec::encode(&record)?);
-        self.storage.write(batch, Durability::Buffered)?;
+        self.storage.write(batch, durability)?;
         *r = record;
         Ok(())
     }
@@ -437,6 +456,32 @@ mod tests {
         disk.crash(0);
         let guard = open(&disk);
         assert_eq!(guard.watermark().map(|w| w.height), Some(5));
+    }
+
+    #[test]
+    fn a_block_the_chain_kept_is_published_after_a_crash() {
+        let a = block(5, 1);
+        let hash = a.hash().unwrap();
+        // (what the chain holds at height 5 after the crash) -> pending after reconciling
+        let table = [
+            (Some(hash), None),
+            (None, Some(a.clone())),
+            (Some(block(5, 2).hash().unwrap()), Some(a.clone())),
+        ];
+        for (stored, expect) in table {
+            let disk = MemDisk::new();
+            let guard = open(&disk);
+            guard.record(12, &a).unwrap();
+            // The crash lost the buffered note of publication (none was written here).
+            disk.crash(0);
+            let guard = open(&disk);
+            assert_eq!(guard.pending(4), Some(a.clone()));
+            guard.reconcile(stored).unwrap();
+            assert_eq!(guard.pending(4), expect, "{stored:?}");
+            // Reconciled is synced: a crash right after keeps it.
+            disk.crash(0);
+            assert_eq!(open(&disk).pending(4), expect, "{stored:?} after a crash");
+        }
     }
 
     proptest::proptest! {

@@ -75,6 +75,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         195,
         "the same republication under chaos: a second rollback of one fork",
     ),
+    (
+        "redundancy-chaos",
+        40032,
+        "a crash kept a standby's published block but lost the guard's buffered note that it was published; after the block lost a fork the standby published it again",
+    ),
+    (
+        "redundancy-chaos",
+        40064,
+        "the same lost note of publication, rolled back twenty blocks",
+    ),
 ];
 
 fn env_u64(name: &str) -> Option<u64> {
