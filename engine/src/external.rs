@@ -4,7 +4,7 @@
 //! serves its verified chain on. A source that serves a block failing verification is dropped
 //! and reported; once caught up, the node follows the head with long-polls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -143,7 +143,9 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     /// The losing block of every fork resolved, by height: a source still on that branch
     /// serves it as if it extended the head once this node rolled back, and must not be
     /// followed back onto it.
-    losers: Mutex<BTreeMap<u64, B256>>,
+    /// A height may hold several: the identity can sign more than two branches at one height
+    /// (main and two standbys), and each resolved fork adds its loser.
+    losers: Mutex<BTreeMap<u64, BTreeSet<B256>>>,
     stopped: AtomicBool,
     /// Whether the last download round found the sources at their head.
     caught_up: AtomicBool,
@@ -464,10 +466,11 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 break;
             }
             if h.slot.is_some() {
-                let lost = h
-                    .hash()
-                    .ok()
-                    .is_some_and(|hash| lock(&self.losers).get(&h.height) == Some(&hash));
+                let lost = h.hash().ok().is_some_and(|hash| {
+                    lock(&self.losers)
+                        .get(&h.height)
+                        .is_some_and(|lost| lost.contains(&hash))
+                });
                 if lost {
                     self.mark_losing(source);
                     return Applied::Blocks(applied);
@@ -654,7 +657,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 Keep::Ours => their_hash,
                 Keep::Theirs => our_hash,
             };
-            losers.insert(at, loser);
+            losers.entry(at).or_default().insert(loser);
             while losers.len() > LOSERS_KEPT {
                 losers.pop_first();
             }

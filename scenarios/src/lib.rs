@@ -85,6 +85,11 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         40064,
         "the same lost note of publication, rolled back twenty blocks",
     ),
+    (
+        "redundancy-chaos",
+        41124,
+        "the identity signed three branches at one height; the follower remembered one loser per height, forgot the first, and was led back onto it",
+    ),
 ];
 
 fn env_u64(name: &str) -> Option<u64> {
