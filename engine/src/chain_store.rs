@@ -7,7 +7,7 @@
 //! readers, so a woken reader always sees the block it was woken for.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
 use alloy_primitives::Address;
@@ -15,6 +15,7 @@ use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::backfill::Backfill;
 use crate::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::batcher_role::BatcherRole;
 use crate::block::{Block, ChainSpec};
@@ -26,6 +27,10 @@ use crate::raft::{LogId, Membership};
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
+/// The blocks a snapshot jumped over, while any are missing (see [`crate::backfill`]).
+const KEY_BACKFILL: &[u8] = b"sm/backfill";
+/// The last snapshot built: written synced, so everything applied before it is durable.
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
 /// Just past every account key (20-byte addresses).
 const ACCOUNTS_END: [u8; 21] = [0xff; 21];
 
@@ -160,28 +165,37 @@ pub fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), C
     Ok(())
 }
 
-/// Stages the replacement of the whole chain by `blocks` and `accounts` (a snapshot).
-pub fn stage_replacement(
+/// Stages the applied state of an installed snapshot: every account replaced by `accounts`,
+/// the applied position moved to `state`. Stored blocks stay: they are a prefix of the chain
+/// the snapshot's head ends (the gap between is backfilled).
+pub fn stage_snapshot_state(
     batch: &mut WriteBatch,
-    blocks: &[Block],
     accounts: &[(Address, Account)],
     state: &ChainState,
 ) -> Result<(), CodecError> {
-    batch.delete_range(Column::Block, block_key(0), [0xff; 9]);
     batch.delete_range(Column::Account, Vec::new(), ACCOUNTS_END);
-    batch.delete_range(Column::Batch, batch_key(0), [0xff; 9]);
-    batch.delete_range(Column::Attestation, batch_key(0), [0xff; 9]);
-    for block in blocks {
-        batch.put(
-            Column::Block,
-            block_key(block.header.height),
-            codec::encode(block)?,
-        );
-    }
     for (addr, acc) in accounts {
         batch.put(Column::Account, addr.as_slice(), codec::encode(acc)?);
     }
     stage_applied(batch, state)
+}
+
+/// Stages a backfilled block (verified by the hash chain; its accounts are in the snapshot).
+pub fn stage_backfilled_block(batch: &mut WriteBatch, block: &Block) -> Result<(), CodecError> {
+    batch.put(
+        Column::Block,
+        block_key(block.header.height),
+        codec::encode(block)?,
+    );
+    Ok(())
+}
+
+fn stage_backfill(batch: &mut WriteBatch, backfill: Option<&Backfill>) -> Result<(), CodecError> {
+    match backfill {
+        Some(b) => batch.put(Column::Meta, KEY_BACKFILL, codec::encode(b)?),
+        None => batch.delete(Column::Meta, KEY_BACKFILL),
+    }
+    Ok(())
 }
 
 /// Stages cutting the chain back to `height`: blocks above it deleted, every account rewritten
@@ -219,7 +233,12 @@ pub fn read_blocks(
     )?;
     let mut out = Vec::with_capacity(rows.len());
     let mut bytes = 0usize;
-    for (_, v) in rows {
+    for (expected, (k, v)) in (from..).zip(rows) {
+        // A snapshot leaves a gap until it is backfilled: an answer stops at the first
+        // missing height, so every reader gets a contiguous run.
+        if k.as_slice() != block_key(expected) {
+            break;
+        }
         if !out.is_empty() && bytes + v.len() > max_bytes {
             break;
         }
@@ -272,17 +291,32 @@ pub struct ChainStore {
     state: RwLock<ChainState>,
     /// Woken after each commit is published.
     published: Notify,
+    /// The gap a snapshot left, while any block of it is missing. Held across the write that
+    /// changes it: the state machine (installing) and the backfill task (filling) both do.
+    backfill: Mutex<Option<Backfill>>,
+    /// Signalled when a snapshot leaves a gap to fill.
+    backfill_due: Notify,
 }
 
 impl ChainStore {
     /// Opens the chain stored in `storage` (genesis for an empty store).
     pub fn open(storage: Arc<dyn Storage>, spec: &ChainSpec) -> Result<ChainStore, StoreError> {
         let state = load(&*storage, spec)?;
+        let backfill = storage
+            .get(Column::Meta, KEY_BACKFILL)?
+            .map(|bytes| codec::decode::<Backfill>(&bytes))
+            .transpose()?;
+        let backfill_due = Notify::new();
+        if backfill.is_some() {
+            backfill_due.notify_one();
+        }
         Ok(ChainStore {
             storage,
             blocks_per_batch: spec.blocks_per_batch,
             state: RwLock::new(state),
             published: Notify::new(),
+            backfill: Mutex::new(backfill),
+            backfill_due,
         })
     }
 
@@ -325,6 +359,69 @@ impl ChainStore {
             });
         }
         Ok(out)
+    }
+
+    fn backfill_guard(&self) -> MutexGuard<'_, Option<Backfill>> {
+        self.backfill.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The gap a snapshot left, while any block of it is missing or its batches are not cut.
+    pub fn backfill(&self) -> Option<Backfill> {
+        self.backfill_guard().clone()
+    }
+
+    /// Blocks below the head this node does not hold yet (a snapshot's gap).
+    pub fn blocks_missing(&self) -> u64 {
+        self.backfill_guard()
+            .as_ref()
+            .map_or(0, Backfill::missing_blocks)
+    }
+
+    /// Resolves once a gap may be waiting (at once if one was left before the last wait).
+    pub async fn backfill_due(&self) {
+        self.backfill_due.notified().await
+    }
+
+    /// Installs a snapshot's state: `batch` (which must stage `next`'s accounts and applied
+    /// position) is written synced along with the gap it leaves, `backfill`.
+    pub fn install(
+        &self,
+        mut batch: WriteBatch,
+        next: ChainState,
+        backfill: Option<Backfill>,
+    ) -> Result<(), StoreError> {
+        let mut gap = self.backfill_guard();
+        stage_backfill(&mut batch, backfill.as_ref())?;
+        self.commit(batch, next, Durability::Synced)?;
+        let due = backfill.is_some();
+        *gap = backfill;
+        drop(gap);
+        if due {
+            self.backfill_due.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Writes `batch` (backfilled blocks, re-cut batches) with the gap's record moved from
+    /// `expected` to `next`, unless a snapshot installed meanwhile changed it: then nothing is
+    /// written and `false` comes back (the work is redone against the new gap).
+    pub fn commit_backfill(
+        &self,
+        mut batch: WriteBatch,
+        expected: &Backfill,
+        next: Option<Backfill>,
+    ) -> Result<bool, StoreError> {
+        let mut gap = self.backfill_guard();
+        if gap.as_ref() != Some(expected) {
+            return Ok(false);
+        }
+        stage_backfill(&mut batch, next.as_ref())?;
+        // Buffered: a crash loses the blocks and the record's move together.
+        self.storage.write(batch, Durability::Buffered)?;
+        *gap = next;
+        drop(gap);
+        self.published.notify_waiters();
+        Ok(true)
     }
 
     /// The applied state; hold the guard briefly (writers wait for it).
@@ -377,7 +474,12 @@ impl ChainStore {
             // Registered before the head is read, so a commit in between is not missed.
             let published = self.published.notified();
             if from <= self.head().height || wait_ms == 0 {
-                return self.blocks(from, max, MAX_RESPONSE_BYTES);
+                let blocks = self.blocks(from, max, MAX_RESPONSE_BYTES)?;
+                // Empty below the head: `from` is in a snapshot's gap, which the wait may see
+                // filled.
+                if !blocks.is_empty() || wait_ms == 0 {
+                    return Ok(blocks);
+                }
             }
             let now = RT::Instant::now();
             if now >= deadline {

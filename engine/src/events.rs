@@ -37,6 +37,33 @@ pub enum Event {
         proposer: NodeId,
         transactions: usize,
     },
+    /// A Raft snapshot of the applied state was made durable; the log before it may be purged.
+    SnapshotBuilt { index: Option<u64>, height: u64 },
+    /// The node installed a leader's snapshot: its applied state jumped to the head at
+    /// `height`, and `missing_blocks` below it are to be backfilled.
+    SnapshotInstalled {
+        index: Option<u64>,
+        height: u64,
+        hash: B256,
+        state_root: B256,
+        missing_blocks: u64,
+    },
+    /// A block of a snapshot's gap was fetched, checked against the hash chain down from the
+    /// snapshot's head, and stored.
+    BlockBackfilled {
+        height: u64,
+        hash: B256,
+        parent_hash: B256,
+    },
+    /// A snapshot's gap is closed: blocks `from_height..=to_height` are stored and the batches
+    /// they hold were sealed and attested again.
+    BackfillDone {
+        from_height: u64,
+        to_height: u64,
+        batches_sealed: u64,
+    },
+    /// A peer's answer to a backfill request failed the checks, or the gap could not close.
+    BackfillRefused { source: NodeId, reason: String },
     /// A committed entry whose block no longer extends the chain (a deposed leader's proposal)
     /// or fails verification; every node rejects it identically.
     EntryRejected {

@@ -53,6 +53,12 @@ pub struct NodeConfig {
     /// builds on the last of them (1: every block waits for the one before).
     pub max_blocks_in_flight: usize,
     pub mempool_capacity: usize,
+    /// A Raft snapshot of the applied state is built after this many applied entries; the log
+    /// before it is then purged, all but `log_keep_entries`.
+    pub snapshot_interval_entries: u64,
+    /// Entries kept in the log behind the last snapshot: a follower lagging less catches up by
+    /// replication, one lagging more installs the snapshot and backfills the blocks.
+    pub log_keep_entries: u64,
     /// Deadline for a forwarded transaction.
     pub rpc_timeout_ms: u64,
     /// The leader marks a block as closing the open L1 batch once the batch is this old (0:
@@ -96,6 +102,11 @@ impl NodeConfig {
                 "sequencer_max_blocks_in_flight must be at least 1".into(),
             ));
         }
+        if self.snapshot_interval_entries == 0 {
+            return Err(NodeError::Config(
+                "consensus_snapshot_interval_entries must be at least 1".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -126,9 +137,11 @@ impl NodeConfig {
             // never made it, so a lagging follower never caught up and a leader without quorum
             // stepped down, again and again. A few blocks per request keep each one short.
             max_payload_entries: 4,
-            // Blocks are the chain: the log is kept whole, so followers catch up by replication
-            // and a restarted node re-applies from its own log.
-            snapshot_policy: SnapshotPolicy::Never,
+            // The chain store keeps the blocks; the log keeps only what some node may still
+            // need replicated. A snapshot is the applied state without blocks, so building
+            // one costs the state, not the chain (see `raft::state_machine`).
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval_entries),
+            max_in_snapshot_log_to_keep: self.log_keep_entries,
             // Elections are decided by `policy::election` and started by the node's driver.
             enable_elect: false,
             ..Default::default()
@@ -152,6 +165,12 @@ pub struct NodeStatus {
     pub mempool_len: usize,
     /// The leader's proposals waiting for canonization (0 on a follower).
     pub proposals_in_flight: usize,
+    /// Blocks below the head still to be fetched after installing a snapshot.
+    pub blocks_missing: u64,
+    /// Entries in the Raft log (the rest were compacted into a snapshot and purged).
+    pub log_entries: u64,
+    /// The last entry the latest Raft snapshot includes.
+    pub last_snapshot_index: Option<u64>,
     pub batches: BatchStatus,
 }
 
@@ -266,6 +285,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let _detached = RT::spawn(node.clone().bootstrap());
         }
         let _detached = RT::spawn(node.clone().sequencer());
+        let _detached = RT::spawn(node.clone().backfill());
         let _detached = RT::spawn(node.clone().elections());
         Ok(node)
     }
@@ -357,6 +377,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             head,
             mempool_len: lock(&self.mempool).len(),
             proposals_in_flight: self.proposals_in_flight.load(Ordering::Relaxed),
+            blocks_missing: self.chain.blocks_missing(),
+            log_entries: log_entries(m.last_log_index, m.purged.map(|p| p.index)),
+            last_snapshot_index: m.snapshot.map(|s| s.index),
             batches,
         }
     }
@@ -988,6 +1011,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let fresh = Self::open_raft(&self.cfg, &self.seams, &self.chain, &self.elector).await?;
         *lock(&self.raft) = fresh;
         Ok(())
+    }
+}
+
+/// Entries between the purge point (exclusive) and the last log index (inclusive).
+fn log_entries(last_log_index: Option<u64>, purged_index: Option<u64>) -> u64 {
+    match (last_log_index, purged_index) {
+        (Some(last), Some(purged)) => last.saturating_sub(purged),
+        // Nothing purged: indexes start at 0.
+        (Some(last), None) => last + 1,
+        (None, _) => 0,
     }
 }
 

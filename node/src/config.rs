@@ -50,6 +50,12 @@ pub struct Settings {
     pub consensus_election_timeout_min: u64,
     pub consensus_election_timeout_max: u64,
     pub consensus_heartbeat_interval: u64,
+    /// A Raft snapshot of the applied state (no blocks) is built every this many log entries,
+    /// and the log before it purged but for `consensus_log_keep_entries`.
+    pub consensus_snapshot_interval_entries: u64,
+    /// Log entries kept behind the last snapshot. A follower lagging by fewer catches up by
+    /// replication; one lagging by more installs the snapshot and downloads the blocks between.
+    pub consensus_log_keep_entries: u64,
     pub sequencer_block_time: u64,
     pub sequencer_max_block_transactions: usize,
     /// How many of the leader's blocks may wait for canonization at once, each next one built
@@ -126,6 +132,8 @@ impl Default for Settings {
             consensus_election_timeout_min: 500,
             consensus_election_timeout_max: 1_000,
             consensus_heartbeat_interval: 100,
+            consensus_snapshot_interval_entries: 1_024,
+            consensus_log_keep_entries: 256,
             sequencer_block_time: 250,
             sequencer_max_block_transactions: 1_000,
             sequencer_max_blocks_in_flight: 4,
@@ -597,6 +605,12 @@ impl Settings {
         }
         if self.sequencer_max_blocks_in_flight == 0 {
             return Err(err("sequencer_max_blocks_in_flight", "must be at least 1"));
+        }
+        if self.consensus_snapshot_interval_entries == 0 {
+            return Err(err(
+                "consensus_snapshot_interval_entries",
+                "must be at least 1",
+            ));
         }
         let l1_settlement = match &self.l1_settlement_address {
             None => None,

@@ -18,6 +18,17 @@ use canon_engine::group::GroupStatus;
 
 use crate::context::{NodeContext, Role};
 
+/// A consensus node's Raft log compaction, for `/status`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogView {
+    /// Entries in the Raft log: at most about a snapshot interval plus the entries kept.
+    pub entries: u64,
+    /// The last entry the latest snapshot includes.
+    pub last_snapshot_index: Option<u64>,
+    /// Blocks below the head not yet downloaded after installing a snapshot (0 normally).
+    pub blocks_missing: u64,
+}
+
 /// What `/status` and `canon_status` answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StatusView {
@@ -42,6 +53,9 @@ pub struct StatusView {
     pub proposals_in_flight: Option<usize>,
     pub last_log_index: Option<u64>,
     pub last_applied_index: Option<u64>,
+    /// Consensus nodes: Raft log compaction, and the blocks still to download after a snapshot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<LogView>,
     /// External nodes: blocks behind the best source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lag: Option<u64>,
@@ -74,6 +88,8 @@ impl NodeContext {
             Role::Consensus(node) => {
                 let s = node.status();
                 self.metrics.mempool_size.set(s.mempool_len as i64);
+                self.metrics.raft_log_entries.set(s.log_entries as i64);
+                self.metrics.blocks_missing.set(s.blocks_missing as i64);
                 let canonized = node.canonized_height();
                 self.metrics.canonized_height.set(canonized as i64);
                 StatusView {
@@ -92,6 +108,11 @@ impl NodeContext {
                     proposals_in_flight: Some(s.proposals_in_flight),
                     last_log_index: s.last_log_index,
                     last_applied_index: s.last_applied_index,
+                    log: Some(LogView {
+                        entries: s.log_entries,
+                        last_snapshot_index: s.last_snapshot_index,
+                        blocks_missing: s.blocks_missing,
+                    }),
                     lag: None,
                     best_source_height: None,
                     sources: None,
@@ -120,6 +141,7 @@ impl NodeContext {
                     proposals_in_flight: None,
                     last_log_index: None,
                     last_applied_index: None,
+                    log: None,
                     lag: Some(s.lag),
                     best_source_height: Some(s.best_source_height),
                     sources: Some(s.sources),
@@ -150,6 +172,7 @@ impl NodeContext {
                     proposals_in_flight: None,
                     last_log_index: None,
                     last_applied_index: None,
+                    log: None,
                     lag: Some(sync.lag),
                     best_source_height: Some(sync.best_source_height),
                     sources: Some(sync.sources),

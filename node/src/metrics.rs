@@ -37,6 +37,8 @@ pub struct Metrics {
     pub apply_latency_seconds: Histogram,
     pub connected_peers: Gauge,
     pub mempool_size: Gauge,
+    pub raft_log_entries: Gauge,
+    pub blocks_missing: Gauge,
     pub replay_rate_blocks_per_second: Gauge,
     pub replay_lag_blocks: Gauge,
     pub blocks_rejected: Family<RejectLabels, Counter>,
@@ -98,6 +100,8 @@ impl Metrics {
             ),
             connected_peers: Gauge::default(),
             mempool_size: Gauge::default(),
+            raft_log_entries: Gauge::default(),
+            blocks_missing: Gauge::default(),
             replay_rate_blocks_per_second: Gauge::default(),
             replay_lag_blocks: Gauge::default(),
             blocks_rejected: Family::default(),
@@ -187,6 +191,16 @@ impl Metrics {
             "mempool_size",
             "Transactions waiting in this node's mempool",
             m.mempool_size.clone(),
+        );
+        registry.register(
+            "raft_log_entries",
+            "Entries in this node's Raft log; older ones are compacted into a snapshot",
+            m.raft_log_entries.clone(),
+        );
+        registry.register(
+            "blocks_missing",
+            "Blocks below the head still to be downloaded after installing a Raft snapshot",
+            m.blocks_missing.clone(),
         );
         registry.register(
             "replay_rate_blocks_per_second",
@@ -589,6 +603,41 @@ impl EventSink for EventLog {
                     .get_or_create(&RejectLabels { reason: kind })
                     .inc();
                 tracing::warn!(%source, height, "source dropped: served a bad block: {reason}");
+            }
+            Event::SnapshotBuilt { index, height } => {
+                tracing::debug!(?index, height, "raft snapshot built; the log before it may be purged")
+            }
+            Event::SnapshotInstalled {
+                index,
+                height,
+                hash,
+                missing_blocks,
+                ..
+            } => {
+                m.applied_height.set(height as i64);
+                tracing::info!(
+                    ?index,
+                    height,
+                    %hash,
+                    missing_blocks,
+                    "installed the leader's snapshot; downloading the blocks below it"
+                );
+            }
+            Event::BlockBackfilled { height, hash, .. } => {
+                tracing::debug!(height, %hash, "backfilled block")
+            }
+            Event::BackfillDone {
+                from_height,
+                to_height,
+                batches_sealed,
+            } => tracing::info!(
+                from_height,
+                to_height,
+                batches_sealed,
+                "backfill done: every block below the head is stored"
+            ),
+            Event::BackfillRefused { source, reason } => {
+                tracing::warn!(%source, "backfill: {reason}")
             }
         }
     }

@@ -93,6 +93,8 @@ pub fn node_config(v: &Validated) -> NodeConfig {
         block_time_ms: s.sequencer_block_time,
         max_block_transactions: s.sequencer_max_block_transactions,
         max_blocks_in_flight: s.sequencer_max_blocks_in_flight,
+        snapshot_interval_entries: s.consensus_snapshot_interval_entries,
+        log_keep_entries: s.consensus_log_keep_entries,
         mempool_capacity: s.sequencer_mempool_capacity,
         rpc_timeout_ms: 2_000,
         batch_timeout_ms: s.batcher_batch_timeout_ms,

@@ -60,6 +60,19 @@ fn no_block_in_flight() {
 }
 
 #[test]
+fn no_snapshot_interval() {
+    let (code, err) = run_with(&[
+        ("NETWORK_SECRET_KEY", SEED_KEY_1),
+        ("CONSENSUS_SNAPSHOT_INTERVAL_ENTRIES", "0"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("consensus_snapshot_interval_entries") && err.contains("at least 1"),
+        "{err}"
+    );
+}
+
+#[test]
 fn local_id_not_in_peers() {
     let peers = format!(r#"["{SEED_PEER_2}"]"#);
     let (code, err) = run_with(&[

@@ -10,6 +10,7 @@ const CASES: &[(&str, u64)] = &[
     ("leader-failover", 5),
     ("asymmetric-partition", 2),
     ("slow-links", 8),
+    ("snapshot-catchup", 6),
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),

@@ -76,6 +76,17 @@ fn follower_restart() {
 }
 
 #[test]
+fn snapshot_catchup() {
+    let r = run_scenario("snapshot-catchup", 0..10, "snapshot_catchup");
+    assert_ran(&r);
+    // Every seed's follower fell behind the purge point: it installed a snapshot and
+    // downloaded the blocks below it (2 to 5 snapshot intervals of 40 entries).
+    assert_fact(&r, "snapshots_installed", 1, 1.0, 3.0);
+    assert_fact(&r, "blocks_backfilled", 1, 40.0, 400.0);
+    assert_fact(&r, "backfill_ms", 1, 0.0, HEAL_BOUND_MS);
+}
+
+#[test]
 fn asymmetric_partition() {
     let r = run_scenario("asymmetric-partition", 0..30, "asymmetric_partition");
     assert_ran(&r);

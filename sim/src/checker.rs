@@ -847,8 +847,90 @@ impl Checker {
             | Event::ProposalDropped { .. }
             | Event::SteppedDown { .. }
             | Event::StorageFailed { .. }
-            | Event::RaftReopened { .. } => {}
+            | Event::RaftReopened { .. }
+            | Event::SnapshotBuilt { .. }
+            | Event::BackfillDone { .. } => {}
+            Event::SnapshotInstalled {
+                index,
+                height,
+                hash,
+                state_root,
+                ..
+            } => self.snapshot_installed(node, at, *index, *height, *hash, *state_root),
+            Event::BlockBackfilled {
+                height,
+                hash,
+                parent_hash,
+            } => {
+                // A backfilled block was applied by the node that served it, so it is known;
+                // it must be the canonical one, on the canonical parent.
+                let ok = self
+                    .canonical
+                    .get(height)
+                    .is_some_and(|c| c.hash == *hash && c.parent == *parent_hash);
+                if !ok {
+                    let canonical = self.canonical_hash(*height);
+                    self.fail(
+                        "every node's chain is a prefix of the canonical chain",
+                        node,
+                        Some(*height),
+                        at,
+                        format!(
+                            "backfilled {hash} on parent {parent_hash}, canonical is {canonical:?}"
+                        ),
+                    );
+                }
+            }
+            Event::BackfillRefused { source, reason } => self.fail(
+                "a consensus node serves only canonical blocks, and a filled gap closes",
+                node,
+                None,
+                at,
+                format!("from {source}: {reason}"),
+            ),
         }
+    }
+
+    /// A node installed a snapshot: its applied state jumps to a head that some node applied,
+    /// ahead of its own, with the same state root; its applied index moves forward.
+    fn snapshot_installed(
+        &mut self,
+        node: usize,
+        at: Duration,
+        index: Option<u64>,
+        height: u64,
+        hash: B256,
+        state_root: B256,
+    ) {
+        const INV: &str = "a snapshot installs a canonical head ahead of the node's own";
+        match self.canonical.get(&height).copied() {
+            Some(c) if c.hash == hash && c.state_root == state_root => {}
+            other => self.fail(
+                INV,
+                node,
+                Some(height),
+                at,
+                format!(
+                    "snapshot head {hash} (state root {state_root}), canonical {:?}",
+                    other.map(|c| (c.hash, c.state_root))
+                ),
+            ),
+        }
+        let head = self.nodes[node].head;
+        if height < head {
+            self.fail(
+                INV,
+                node,
+                Some(height),
+                at,
+                format!("snapshot at height {height} below the applied head {head}"),
+            );
+        }
+        if let Some(i) = index {
+            self.monotonic_index(node, i, at);
+        }
+        self.nodes[node].head = height;
+        self.nodes[node].max_head = self.nodes[node].max_head.max(height);
     }
 }
 

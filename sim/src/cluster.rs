@@ -55,6 +55,11 @@ pub struct ClusterConfig {
     pub batcher_max_missed_rounds: u32,
     /// The simulated L1's block time (anvil `--block-time 0.25` in the seed).
     pub l1_block_time_ms: u64,
+    /// Raft snapshots every this many entries, and the entries kept behind one. Small by
+    /// default, so every scenario that stops a node for a few seconds makes it install a
+    /// snapshot and backfill blocks.
+    pub snapshot_interval_entries: u64,
+    pub log_keep_entries: u64,
 }
 
 impl Default for ClusterConfig {
@@ -74,6 +79,8 @@ impl Default for ClusterConfig {
             batchers: vec![(0, 0)],
             batcher_max_missed_rounds: 5,
             l1_block_time_ms: 250,
+            snapshot_interval_entries: 40,
+            log_keep_entries: 10,
         }
     }
 }
@@ -195,6 +202,8 @@ impl SimCluster {
                 max_block_transactions: cfg.max_block_transactions,
                 max_blocks_in_flight: cfg.max_blocks_in_flight,
                 mempool_capacity: 10_000,
+                snapshot_interval_entries: cfg.snapshot_interval_entries,
+                log_keep_entries: cfg.log_keep_entries,
                 rpc_timeout_ms: 500,
                 batch_timeout_ms: cfg.batch_timeout_ms,
                 chain: spec.clone(),
@@ -503,6 +512,98 @@ impl SimCluster {
     ) -> Result<Duration, String> {
         let target = self.canonical_height() + blocks;
         self.wait_for_height(&self.up_nodes(), target, bound).await
+    }
+
+    /// Waits until no node in `nodes` has a snapshot's gap left to fill.
+    pub async fn wait_for_backfill(&self, nodes: &[usize], bound: Duration) -> Result<(), String> {
+        let start = Instant::now();
+        loop {
+            let pending: Vec<String> = nodes
+                .iter()
+                .filter_map(|i| {
+                    let gap = self.node(*i)?.chain().backfill()?;
+                    Some(format!("n{i} misses {} blocks", gap.missing_blocks()))
+                })
+                .collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if start.elapsed() > bound {
+                return Err(format!(
+                    "liveness: a snapshot's gap is still open after {:.1}s ({})",
+                    bound.as_secs_f64(),
+                    pending.join(", ")
+                ));
+            }
+            madsim::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Every live node holds every block from 1 to its head, each the canonical one, and every
+    /// batch it counts as sealed, each as the checker saw it sealed, with its own attestation:
+    /// what a snapshot jumped over was backfilled and cut again.
+    pub fn check_complete_chains(&self) -> Result<(), String> {
+        let obs = self.observer.lock();
+        for i in self.up_nodes() {
+            let Some(node) = self.node(i) else { continue };
+            let chain = node.chain();
+            let state = chain.state().clone();
+            let mut from = 1;
+            while from <= state.head.height {
+                let blocks = chain
+                    .blocks(from, 256, usize::MAX)
+                    .map_err(|e| format!("n{i}: reading blocks from {from}: {e}"))?;
+                if blocks.is_empty() {
+                    return Err(format!(
+                        "n{i} lacks block {from} below its head {}",
+                        state.head.height
+                    ));
+                }
+                for b in &blocks {
+                    let h = b.header.height;
+                    let hash = b.hash().map_err(|e| e.to_string())?;
+                    if obs.checker.canonical_hash(h) != Some(hash) {
+                        return Err(format!("n{i} stores {hash} at height {h}, not canonical"));
+                    }
+                    from = h + 1;
+                }
+            }
+            let sealed = obs.checker.sealed_batches();
+            for n in 1..=state.batches.sealed_number {
+                let header = chain.batch(n).map_err(|e| e.to_string())?.ok_or_else(|| {
+                    format!(
+                        "n{i} lacks batch {n} of its {} sealed",
+                        state.batches.sealed_number
+                    )
+                })?;
+                if sealed.get(&n).map(|b| b.commitment) != Some(header.commitment()) {
+                    return Err(format!("n{i} holds batch {n} unlike the one sealed"));
+                }
+                let own = chain
+                    .attestations(n)
+                    .map_err(|e| e.to_string())?
+                    .iter()
+                    .any(|a| a.signer == node.id() && a.verify(&header));
+                if !own {
+                    return Err(format!("n{i} has no attestation of its own for batch {n}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every live node's Raft log holds at most `max` entries: compaction keeps up.
+    pub fn check_log_bounded(&self, max: u64) -> Result<(), String> {
+        for i in self.up_nodes() {
+            let Some(node) = self.node(i) else { continue };
+            let entries = node.status().log_entries;
+            if entries > max {
+                return Err(format!(
+                    "n{i}'s Raft log holds {entries} entries, compaction should keep it to {max}"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Every live node's head is canonical and the pauper account never had a transaction

@@ -30,6 +30,12 @@ pub struct Observer {
     pub batcher_claims: Vec<(usize, Duration, u64, u32)>,
     /// Nodes that reported another batcher at their own level.
     pub batcher_same_level: Vec<usize>,
+    /// Log compaction at work: snapshots installed, blocks backfilled, gaps closed.
+    pub snapshots_installed: u64,
+    /// The node of every snapshot installed, in order.
+    pub installed_on: Vec<usize>,
+    pub blocks_backfilled: u64,
+    pub backfills_done: u64,
     start: Instant,
 }
 
@@ -46,6 +52,10 @@ impl Observer {
             sign_refusals: Vec::new(),
             batcher_claims: Vec::new(),
             batcher_same_level: Vec::new(),
+            snapshots_installed: 0,
+            installed_on: Vec::new(),
+            blocks_backfilled: 0,
+            backfills_done: 0,
             start: Instant::now(),
         }
     }
@@ -71,6 +81,12 @@ impl Observer {
                 missed_rounds,
             } => self.batcher_claims.push((node, at, *epoch, *missed_rounds)),
             Event::BatcherSameLevel { .. } => self.batcher_same_level.push(node),
+            Event::SnapshotInstalled { .. } => {
+                self.snapshots_installed += 1;
+                self.installed_on.push(node);
+            }
+            Event::BlockBackfilled { .. } => self.blocks_backfilled += 1,
+            Event::BackfillDone { .. } => self.backfills_done += 1,
             _ => {}
         }
         self.checker.observe(node, at, event);

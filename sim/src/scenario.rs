@@ -154,12 +154,19 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
                 // The checker's verdict comes first: a liveness failure is often its symptom.
                 failure = Some(v.to_string());
             }
+            let mut facts = o.facts.clone();
+            // Every run reports how much log compaction it exercised.
+            if o.snapshots_installed > 0 {
+                facts.push(("snapshots_installed".into(), o.snapshots_installed as f64));
+                facts.push(("blocks_backfilled".into(), o.blocks_backfilled as f64));
+                facts.push(("backfills_done".into(), o.backfills_done as f64));
+            }
             (
                 o.trace.hash16(),
                 o.trace.lines(),
                 o.trace.recent(),
                 o.checker.canonical_height(),
-                o.facts.clone(),
+                facts,
             )
         }
         None => ("0000000000000000".into(), 0, Vec::new(), 0, Vec::new()),

@@ -45,6 +45,12 @@ pub static SCENARIOS: &[Scenario] = &[
         sim_time_limit: Duration::from_secs(120),
     },
     Scenario {
+        name: "snapshot-catchup",
+        description: "a follower is down while the leader compacts its log far past it: back, it installs a snapshot, downloads the blocks it lacks (sometimes crashing mid-download), cuts their batches again, and ends with every block and batch; every log stays bounded",
+        body: snapshot_catchup,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
         name: "asymmetric-partition",
         description: "the leader can send but not receive, then receive but not send: a leader again within the bound each time",
         body: asymmetric_partition,
@@ -304,6 +310,10 @@ pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
         .await
         .map_err(|e| at(c, e))?;
     c.check_final_state().map_err(|e| at(c, e))?;
+    c.wait_for_backfill(&c.up_nodes(), HEAL_BOUND)
+        .await
+        .map_err(|e| at(c, e))?;
+    c.check_complete_chains().map_err(|e| at(c, e))?;
     if !c.cfg.batchers.is_empty() {
         let took = c.wait_for_l1(L1_BOUND).await.map_err(|e| at(c, e))?;
         c.record("l1_catchup_ms", ms(took));
@@ -512,6 +522,53 @@ fn follower_restart(ctx: Ctx) -> ScenarioFuture {
             .await
             .map_err(|e| at(&c, e))?;
         c.record("catchup_ms", ms(took));
+        heal_and_check(&mut c).await
+    })
+}
+
+fn snapshot_catchup(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let (mut c, leader) = running_cluster(&ctx).await?;
+        let followers: Vec<usize> = c.up_nodes().into_iter().filter(|i| *i != leader).collect();
+        let f = followers[c.rng.gen_range(0..followers.len())];
+        let crash_mid_download = c.rng.gen_bool(0.5);
+        c.crash(f);
+        // Several snapshots' worth of entries: the leader's log no longer reaches n{f}'s.
+        let behind = c.cfg.snapshot_interval_entries * c.rng.gen_range(2..6);
+        let bound = Duration::from_millis(behind * c.cfg.block_time_ms * 2) + HEAL_BOUND;
+        c.wait_for_progress(behind, bound)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.restart(f);
+        let start = madsim::time::Instant::now();
+        while !c.observer.lock().installed_on.contains(&f) {
+            if start.elapsed() > HEAL_BOUND {
+                return Err(at(
+                    &c,
+                    format!("n{f} never installed a snapshot, {behind} blocks behind"),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        c.record("install_ms", ms(start.elapsed()));
+        if crash_mid_download {
+            sleep_ms(c.rng.gen_range(0..300)).await;
+            c.crash(f);
+            sleep_ms(500).await;
+            c.restart(f);
+        }
+        c.wait_for_backfill(&[f], HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.record("backfill_ms", ms(start.elapsed()));
+        let target = c.canonical_height();
+        c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.check_complete_chains().map_err(|e| at(&c, e))?;
+        // A snapshot every interval, `keep` entries behind it, and what is in flight.
+        let bound = c.cfg.snapshot_interval_entries + c.cfg.log_keep_entries + 32;
+        c.check_log_bounded(bound).map_err(|e| at(&c, e))?;
         heal_and_check(&mut c).await
     })
 }

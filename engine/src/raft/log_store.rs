@@ -263,8 +263,9 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
-        let bytes = codec::encode(&Some(log_id))
-            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        // Read back as a bare `LogId` (`get_log_state`, `last_log_id`).
+        let bytes =
+            codec::encode(&log_id).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
         let mut b = WriteBatch::default();
         b.put(Column::Meta, KEY_PURGED, bytes);
         b.delete_range(
@@ -273,5 +274,34 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
             index_key(log_id.index.saturating_add(1)),
         );
         self.write_synced(b, ErrorSubject::Logs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::NoEvents;
+    use crate::storage::MemDisk;
+
+    /// The purged id is read back by `get_log_state` and stands in for the last log id once
+    /// every entry is purged, across a reopen (what openraft reads at startup).
+    #[test]
+    fn a_purged_log_reports_its_purge_point() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let disk = MemDisk::new();
+            let node = crate::keys::derived_key("log-store-test", 0).node_id();
+            let mut log: LogStore<openraft::TokioRuntime> =
+                LogStore::new(Arc::new(disk.clone()), node, Arc::new(NoEvents));
+            let id = openraft::LogId::new(openraft::CommittedLeaderId::new(3, node), 41);
+            log.purge(id).await.expect("purge");
+            let mut again: LogStore<openraft::TokioRuntime> =
+                LogStore::new(Arc::new(disk), node, Arc::new(NoEvents));
+            let state = again.get_log_state().await.expect("log state");
+            assert_eq!(state.last_purged_log_id, Some(id));
+            assert_eq!(state.last_log_id, Some(id));
+        });
     }
 }

@@ -19,12 +19,13 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
-use crate::batch::{Attestation, BatchCursor, BatchHeader};
+use crate::backfill::Backfill;
+use crate::batch::{Attestation, BatchHeader};
 use crate::block::Block;
 use crate::chain::{self, BlockError};
 use crate::chain_store::{
-    block_key, stage_applied, stage_batch, stage_block, stage_replacement, AppliedMeta, ChainState,
-    ChainStore,
+    stage_applied, stage_batch, stage_block, stage_snapshot_state, AppliedMeta, ChainState,
+    ChainStore, KEY_SNAPSHOT,
 };
 use crate::codec;
 use crate::events::{Event, EventSink};
@@ -34,12 +35,14 @@ use crate::ledger::{Account, Ledger};
 use crate::signatures::Signatures;
 use crate::storage::{Column, Durability, WriteBatch};
 
-/// A full snapshot: every block, the ledger and the applied position.
+/// A snapshot is the applied state without the blocks: the head, every account, the batch
+/// cursor and the batcher role. A node that installs one fetches the blocks it lacks by the
+/// block-download protocol ([`crate::backfill`]), so a snapshot's size follows the state, not
+/// the chain.
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     meta: AppliedMeta,
     accounts: Vec<(Address, Account)>,
-    blocks: Vec<Block>,
 }
 
 pub struct StateMachine<RT> {
@@ -238,27 +241,11 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         Ok(())
     }
 
-    fn snapshot_now(&self) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
-        let state = self.chain.state().clone();
+    fn snapshot_of(state: &ChainState) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
         let err = |e: String| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
-        let mut blocks = Vec::new();
-        let rows = self
-            .chain
-            .storage()
-            .scan(
-                Column::Block,
-                &block_key(1),
-                &block_key(state.head.height + 1),
-                usize::MAX,
-            )
-            .map_err(|e| err(e.to_string()))?;
-        for (_, v) in rows {
-            blocks.push(codec::decode::<Block>(&v).map_err(|e| err(e.to_string()))?);
-        }
         let payload = SnapshotPayload {
-            meta: AppliedMeta::of(&state),
+            meta: AppliedMeta::of(state),
             accounts: state.ledger.accounts().map(|(a, acc)| (*a, *acc)).collect(),
-            blocks,
         };
         let data = codec::encode(&payload).map_err(|e| err(e.to_string()))?;
         let snapshot_id = match state.last_applied {
@@ -268,17 +255,50 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         Ok(Snapshot {
             meta: SnapshotMeta {
                 last_log_id: state.last_applied,
-                last_membership: state.membership,
+                last_membership: state.membership.clone(),
                 snapshot_id,
             },
             snapshot: Box::new(Cursor::new(data)),
         })
     }
+
+    /// A snapshot of the applied state, made durable first: openraft purges the log up to a
+    /// snapshot it built, and applied state is written buffered (the log was its write-ahead
+    /// log), so everything the snapshot includes must be on disk before that log goes.
+    fn build_durable(&self) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
+        let state = self.chain.state().clone();
+        let mut batch = WriteBatch::default();
+        let mark = codec::encode(&(state.last_applied, state.head.height))
+            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
+        batch.put(Column::Meta, KEY_SNAPSHOT, mark);
+        // A synced write flushes every buffered one before it, as fsync does.
+        self.chain
+            .storage()
+            .write(batch, Durability::Synced)
+            .map_err(|e| {
+                self.events.emit(
+                    &self.node,
+                    Event::StorageFailed {
+                        reason: e.to_string(),
+                    },
+                );
+                io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+            })?;
+        let snapshot = Self::snapshot_of(&state)?;
+        self.events.emit(
+            &self.node,
+            Event::SnapshotBuilt {
+                index: state.last_applied.map(|l| l.index),
+                height: state.head.height,
+            },
+        );
+        Ok(snapshot)
+    }
 }
 
 impl<RT: AsyncRuntime> RaftSnapshotBuilder<C<RT>> for StateMachine<RT> {
     async fn build_snapshot(&mut self) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
-        self.snapshot_now()
+        self.build_durable()
     }
 }
 
@@ -326,14 +346,6 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
         };
         let payload: SnapshotPayload =
             codec::decode(snapshot.get_ref()).map_err(|e| err(e.to_string()))?;
-        // The batches are cut again from the snapshot's blocks, by the same rule, and attested
-        // by this node: it vouches only for what it holds.
-        let mut batches = BatchCursor::default();
-        let mut sealed = Vec::new();
-        for block in &payload.blocks {
-            let hash = block.hash().map_err(|e| err(e.to_string()))?;
-            sealed.extend(batches.on_block(&block.header, hash, self.chain.blocks_per_batch()));
-        }
         let ledger = Ledger::from_accounts(payload.accounts.iter().copied());
         // The accounts must be the state the head commits to, whoever sent them.
         if ledger.state_root() != payload.meta.head.state_root {
@@ -344,29 +356,66 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
                 payload.meta.head.state_root
             )));
         }
+        let old = self.chain.state().clone();
+        let head = payload.meta.head;
+        // openraft installs only snapshots beyond what this node committed, and it applied
+        // no more than it committed: a snapshot below the applied head, or another block at
+        // the same height, is a chain this node never followed.
+        if head.height < old.head.height
+            || (head.height == old.head.height && head.hash != old.head.hash)
+        {
+            return Err(err(format!(
+                "snapshot head {} at height {} does not extend the applied head {} at height {}",
+                head.hash, head.height, old.head.hash, old.head.height
+            )));
+        }
+        let backfill = Backfill::after_snapshot(
+            self.chain.backfill().as_ref(),
+            &old.head,
+            &old.batches,
+            &head,
+            &payload.meta.batches,
+        );
+        let missing_blocks = backfill.as_ref().map_or(0, Backfill::missing_blocks);
         let state = ChainState {
-            head: payload.meta.head,
+            head,
             ledger,
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
-            batches,
+            batches: payload.meta.batches,
             batcher_role: payload.meta.batcher_role,
         };
         let mut batch = WriteBatch::default();
-        stage_replacement(&mut batch, &payload.blocks, &payload.accounts, &state)
+        stage_snapshot_state(&mut batch, &payload.accounts, &state)
             .map_err(|e| err(e.to_string()))?;
-        for b in &sealed {
-            stage_batch(&mut batch, b, &[Attestation::sign(b, &self.key)])
-                .map_err(|e| err(e.to_string()))?;
-        }
-        // A snapshot may stand in for purged log entries: it must be durable on its own.
-        self.commit(batch, state, Durability::Synced)?;
+        // A snapshot stands in for purged log entries: it is written synced.
+        self.chain.install(batch, state, backfill).map_err(|e| {
+            self.events.emit(
+                &self.node,
+                Event::StorageFailed {
+                    reason: e.to_string(),
+                },
+            );
+            err(e.to_string())
+        })?;
+        self.events.emit(
+            &self.node,
+            Event::SnapshotInstalled {
+                index: meta.last_log_id.map(|l| l.index),
+                height: head.height,
+                hash: head.hash,
+                state_root: head.state_root,
+                missing_blocks,
+            },
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<C<RT>>>, StorageError<NodeId>> {
-        self.snapshot_now().map(Some)
+        // Always the applied state as it stands: at least as new as the last one built.
+        let state = self.chain.state().clone();
+        Self::snapshot_of(&state).map(Some)
     }
 }
