@@ -149,7 +149,13 @@ pub fn verify_block(
             });
         }
     }
-    verify_signature(peers, block)?;
+    match signatures {
+        Signatures::Trusted if !peers.contains(&h.proposer) => {
+            return Err(BlockError::UnknownProposer(h.proposer));
+        }
+        Signatures::Trusted => {}
+        Signatures::TransactionsChecked | Signatures::Check(_) => verify_signature(peers, block)?,
+    }
     let computed = transactions_root(&block.transactions)?;
     if computed != h.transactions_root {
         return Err(BlockError::TransactionsRoot {
@@ -451,6 +457,24 @@ mod tests {
         ));
         // A Raft member's block is trusted: its leader checked the signature at admission.
         assert!(verify_block(&head, &ledger, &f.peers, &b, Signatures::Trusted).is_ok());
+        // So is its proposer's signature, but not a proposer outside the members.
+        let mut unsigned = b.clone();
+        unsigned.signature.0[0] ^= 1;
+        assert!(verify_block(&head, &ledger, &f.peers, &unsigned, Signatures::Trusted).is_ok());
+        assert!(matches!(
+            verify_block(
+                &head,
+                &ledger,
+                &f.peers,
+                &unsigned,
+                Signatures::TransactionsChecked
+            ),
+            Err(BlockError::Signature)
+        ));
+        assert!(matches!(
+            verify_block(&head, &ledger, &[], &b, Signatures::Trusted),
+            Err(BlockError::UnknownProposer(_))
+        ));
     }
 
     #[test]

@@ -72,7 +72,11 @@ impl Replica {
     /// nothing changes if it fails. Buffered: a crash may lose the newest blocks, never part
     /// of one; they are downloaded again from the head that survived.
     pub fn apply(&self, block: &Block) -> Result<Head, ReplayError> {
-        self.apply_with(block, Durability::Buffered, true)
+        self.apply_with(
+            block,
+            Durability::Buffered,
+            Signatures::Check(&*self.verifier),
+        )
     }
 
     /// The first bad transaction signature in a downloaded range, as (block index, transaction
@@ -84,28 +88,23 @@ impl Replica {
     /// [`Replica::apply`] for a block whose signatures [`Replica::first_bad_signature`] has
     /// just checked; everything else is verified as usual.
     pub fn apply_signatures_checked(&self, block: &Block) -> Result<Head, ReplayError> {
-        self.apply_with(block, Durability::Buffered, false)
+        self.apply_with(block, Durability::Buffered, Signatures::TransactionsChecked)
     }
 
     /// Stores a block this machine built and signed from transactions it admitted (their
     /// signatures already checked), synced: a signer never forgets what it signed.
     pub fn apply_own(&self, block: &Block) -> Result<Head, ReplayError> {
-        self.apply_with(block, Durability::Synced, false)
+        self.apply_with(block, Durability::Synced, Signatures::Trusted)
     }
 
     fn apply_with(
         &self,
         block: &Block,
         durability: Durability,
-        check_signatures: bool,
+        signatures: Signatures<'_>,
     ) -> Result<Head, ReplayError> {
         let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let mut next = self.chain.state().clone();
-        let signatures = if check_signatures {
-            Signatures::Check(&*self.verifier)
-        } else {
-            Signatures::Trusted
-        };
         let executed = chain::verify_block(
             &next.head,
             &next.ledger,

@@ -3,8 +3,8 @@
 //! A signature is recovered once per transaction per node: a consensus node checks it at
 //! admission (the leader's mempool holds only checked transactions, and a replica checks before
 //! forwarding), and Raft members trust each other's blocks the way they trust each other's
-//! votes (the crash-fault model: the block's proposer signature, checked on apply, shows which
-//! member built it). External nodes and standbys trust nobody: every signature of a downloaded
+//! votes (the crash-fault model): neither the proposer's signature nor the transactions' is
+//! recovered again on apply. External nodes and standbys trust nobody: every signature of a downloaded
 //! block is checked, through a [`SignatureVerifier`] the host supplies (the production node
 //! spreads one block's transactions across cores; the engine itself never starts a thread).
 
@@ -47,12 +47,18 @@ impl SignatureVerifier for Sequential {
     }
 }
 
-/// How [`crate::chain::verify_block`] treats the transactions' signatures.
+/// How [`crate::chain::verify_block`] treats the signatures of a block: its proposer's and its
+/// transactions'.
 #[derive(Clone, Copy)]
 pub enum Signatures<'a> {
     /// The block came through the Raft log from a member's leader, or from this node's own
-    /// store: its proposer checked every signature at admission.
+    /// store: the proposer signed it and checked every transaction at admission. Members
+    /// trust each other's blocks as they trust each other's votes (the crash-fault model);
+    /// only the proposer's membership is checked.
     Trusted,
+    /// A downloaded block whose transactions' signatures were just checked with the rest of
+    /// its range: the proposer's signature is checked.
+    TransactionsChecked,
     /// A downloaded block: every signature is checked.
     Check(&'a dyn SignatureVerifier),
 }
