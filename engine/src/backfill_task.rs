@@ -9,9 +9,8 @@ use std::time::Duration;
 use openraft::AsyncRuntime;
 
 use crate::backfill::{Backfill, BackfillError};
-use crate::batch::{Attestation, BatchHeader};
 use crate::chain_store::{
-    read_blocks, stage_backfilled_block, stage_batch, MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES,
+    read_blocks, stage_block_alone, stage_sealed_batch, MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES,
 };
 use crate::events::Event;
 use crate::ids::NodeId;
@@ -125,7 +124,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         };
         let mut batch = WriteBatch::default();
         for (block, _) in &accepted {
-            if stage_backfilled_block(&mut batch, block).is_err() {
+            if stage_block_alone(&mut batch, block).is_err() {
                 return Step::NextPeer;
             }
         }
@@ -157,7 +156,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let chain = self.chain();
         let per_batch = chain.blocks_per_batch();
         let mut cursor = gap.base_batches.clone();
-        let mut sealed: Vec<BatchHeader> = Vec::new();
+        let mut sealed: Vec<Event> = Vec::new();
         let mut batch = WriteBatch::default();
         let mut height = gap.base_height + 1;
         while height <= gap.top_height {
@@ -175,9 +174,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             for block in &blocks {
                 let hash = block.hash().map_err(|e| e.to_string())?;
                 if let Some(s) = cursor.on_block(&block.header, hash, per_batch) {
-                    stage_batch(&mut batch, &s, &[Attestation::sign(&s, &self.config().key)])
-                        .map_err(|e| e.to_string())?;
-                    sealed.push(s);
+                    sealed.push(
+                        stage_sealed_batch(&mut batch, &s, &self.config().key)
+                            .map_err(|e| e.to_string())?,
+                    );
                 }
                 height = block.header.height + 1;
             }
@@ -189,19 +189,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         {
             return Ok(());
         }
-        for s in &sealed {
-            self.emit(Event::BatchSealed {
-                number: s.number,
-                first_height: s.first_height,
-                last_height: s.last_height,
-                state_root: s.state_root,
-                commitment: s.commitment(),
-            });
+        let batches_sealed = sealed.len() as u64;
+        for event in sealed {
+            self.emit(event);
         }
         self.emit(Event::BackfillDone {
             from_height: gap.base_height + 1,
             to_height: gap.top_height,
-            batches_sealed: sealed.len() as u64,
+            batches_sealed,
         });
         Ok(())
     }

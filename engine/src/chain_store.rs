@@ -121,6 +121,23 @@ pub fn stage_batch(
     stage_attestations(batch, header.number, attestations)
 }
 
+/// Stages a batch this node sealed, with its own attestation (the same signature again if it
+/// seals the batch twice: signatures are deterministic), and returns the event that reports it.
+pub fn stage_sealed_batch(
+    batch: &mut WriteBatch,
+    header: &BatchHeader,
+    key: &crate::keys::SecretKey,
+) -> Result<crate::events::Event, CodecError> {
+    stage_batch(batch, header, &[Attestation::sign(header, key)])?;
+    Ok(crate::events::Event::BatchSealed {
+        number: header.number,
+        first_height: header.first_height,
+        last_height: header.last_height,
+        state_root: header.state_root,
+        commitment: header.commitment(),
+    })
+}
+
 /// Stages attestations of batch `number`.
 pub fn stage_attestations(
     batch: &mut WriteBatch,
@@ -147,11 +164,7 @@ pub fn stage_block(
     for (addr, acc) in executed.touched_accounts() {
         batch.put(Column::Account, addr.as_slice(), codec::encode(&acc)?);
     }
-    batch.put(
-        Column::Block,
-        block_key(block.header.height),
-        codec::encode(block)?,
-    );
+    stage_block_alone(batch, block)?;
     Head::of(&block.header)
 }
 
@@ -180,8 +193,9 @@ pub fn stage_snapshot_state(
     stage_applied(batch, state)
 }
 
-/// Stages a backfilled block (verified by the hash chain; its accounts are in the snapshot).
-pub fn stage_backfilled_block(batch: &mut WriteBatch, block: &Block) -> Result<(), CodecError> {
+/// Stages a block without the accounts it wrote: a backfilled one (checked by the hash chain;
+/// its accounts came with the snapshot), or as part of [`stage_block`].
+pub fn stage_block_alone(batch: &mut WriteBatch, block: &Block) -> Result<(), CodecError> {
     batch.put(
         Column::Block,
         block_key(block.header.height),
@@ -383,23 +397,33 @@ impl ChainStore {
     }
 
     /// Installs a snapshot's state: `batch` (which must stage `next`'s accounts and applied
-    /// position) is written synced along with the gap it leaves, `backfill`.
+    /// position) is written synced along with the gap it leaves between the applied head and
+    /// `next`'s, which it returns. The gap is worked out under the lock the backfill task
+    /// writes under, so a step it takes meanwhile is never overwritten.
     pub fn install(
         &self,
         mut batch: WriteBatch,
         next: ChainState,
-        backfill: Option<Backfill>,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Option<Backfill>, StoreError> {
         let mut gap = self.backfill_guard();
+        let backfill = {
+            let old = self.state();
+            Backfill::after_snapshot(
+                gap.as_ref(),
+                &old.head,
+                &old.batches,
+                &next.head,
+                &next.batches,
+            )
+        };
         stage_backfill(&mut batch, backfill.as_ref())?;
         self.commit(batch, next, Durability::Synced)?;
-        let due = backfill.is_some();
-        *gap = backfill;
+        *gap = backfill.clone();
         drop(gap);
-        if due {
+        if backfill.is_some() {
             self.backfill_due.notify_one();
         }
-        Ok(())
+        Ok(backfill)
     }
 
     /// Writes `batch` (backfilled blocks, re-cut batches) with the gap's record moved from

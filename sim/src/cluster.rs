@@ -548,26 +548,14 @@ impl SimCluster {
             let Some(node) = self.node(i) else { continue };
             let chain = node.chain();
             let state = chain.state().clone();
-            let mut from = 1;
-            while from <= state.head.height {
-                let blocks = chain
-                    .blocks(from, 256, usize::MAX)
-                    .map_err(|e| format!("n{i}: reading blocks from {from}: {e}"))?;
-                if blocks.is_empty() {
-                    return Err(format!(
-                        "n{i} lacks block {from} below its head {}",
-                        state.head.height
-                    ));
+            for_each_block(chain, |b| {
+                let (h, hash) = (b.header.height, b.hash().map_err(|e| e.to_string())?);
+                if obs.checker.canonical_hash(h) != Some(hash) {
+                    return Err(format!("stores {hash} at height {h}, not canonical"));
                 }
-                for b in &blocks {
-                    let h = b.header.height;
-                    let hash = b.hash().map_err(|e| e.to_string())?;
-                    if obs.checker.canonical_hash(h) != Some(hash) {
-                        return Err(format!("n{i} stores {hash} at height {h}, not canonical"));
-                    }
-                    from = h + 1;
-                }
-            }
+                Ok(())
+            })
+            .map_err(|e| format!("n{i}: {e}"))?;
             let sealed = obs.checker.sealed_batches();
             for n in 1..=state.batches.sealed_number {
                 let header = chain.batch(n).map_err(|e| e.to_string())?.ok_or_else(|| {
@@ -649,30 +637,22 @@ impl SimCluster {
             return Ok(());
         };
         let chain = node.chain();
-        let mut from = 1;
-        loop {
-            let blocks = chain
-                .blocks(from, 256, usize::MAX)
-                .map_err(|e| format!("reading canonized blocks from {from}: {e}"))?;
-            let Some(last) = blocks.last() else {
-                return Ok(());
-            };
-            from = last.header.height + 1;
-            for b in &blocks {
-                for (k, stx) in b.transactions.iter().enumerate() {
-                    let signer =
-                        stx.tx.hash().ok().and_then(|h| {
-                            canon_engine::keys::recover_address(&h, &stx.signature).ok()
-                        });
-                    if signer != Some(stx.tx.sender) {
-                        return Err(format!(
-                            "transaction {k} of canonized block {} names sender {} but was signed by {signer:?}",
-                            b.header.height, stx.tx.sender
-                        ));
-                    }
+        for_each_block(chain, |b| {
+            for (k, stx) in b.transactions.iter().enumerate() {
+                let signer = stx
+                    .tx
+                    .hash()
+                    .ok()
+                    .and_then(|h| canon_engine::keys::recover_address(&h, &stx.signature).ok());
+                if signer != Some(stx.tx.sender) {
+                    return Err(format!(
+                        "transaction {k} of canonized block {} names sender {} but was signed by {signer:?}",
+                        b.header.height, stx.tx.sender
+                    ));
                 }
             }
-        }
+            Ok(())
+        })
     }
 
     /// Canonical nonce of `addr` as the most advanced live node sees it (the client's oracle,
@@ -685,6 +665,28 @@ impl SimCluster {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// Calls `f` on every stored block from 1 to the head, in order; a missing one is an error.
+fn for_each_block(
+    chain: &canon_engine::chain_store::ChainStore,
+    mut f: impl FnMut(&canon_engine::block::Block) -> Result<(), String>,
+) -> Result<(), String> {
+    let head = chain.head().height;
+    let mut from = 1;
+    while from <= head {
+        let blocks = chain
+            .blocks(from, 256, usize::MAX)
+            .map_err(|e| format!("reading blocks from {from}: {e}"))?;
+        if blocks.is_empty() {
+            return Err(format!("block {from} below the head {head} is missing"));
+        }
+        for b in &blocks {
+            f(b)?;
+            from = b.header.height + 1;
+        }
+    }
+    Ok(())
 }
 
 /// What a consensus node's simulated machine runs with, at every (re)start.

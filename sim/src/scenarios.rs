@@ -309,10 +309,11 @@ pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
         .await
         .map_err(|e| at(c, e))?;
-    c.check_final_state().map_err(|e| at(c, e))?;
+    // Gaps closed first: the final checks read every block.
     c.wait_for_backfill(&c.up_nodes(), HEAL_BOUND)
         .await
         .map_err(|e| at(c, e))?;
+    c.check_final_state().map_err(|e| at(c, e))?;
     c.check_complete_chains().map_err(|e| at(c, e))?;
     if !c.cfg.batchers.is_empty() {
         let took = c.wait_for_l1(L1_BOUND).await.map_err(|e| at(c, e))?;

@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 
 use super::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
 use crate::backfill::Backfill;
-use crate::batch::{Attestation, BatchHeader};
+use crate::batch::BatchHeader;
 use crate::block::Block;
 use crate::chain::{self, BlockError};
 use crate::chain_store::{
-    stage_applied, stage_batch, stage_block, stage_snapshot_state, AppliedMeta, ChainState,
+    stage_applied, stage_block, stage_sealed_batch, stage_snapshot_state, AppliedMeta, ChainState,
     ChainStore, KEY_SNAPSHOT,
 };
 use crate::codec;
@@ -95,13 +95,11 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         durability: Durability,
     ) -> Result<(), StorageError<NodeId>> {
         self.chain.commit(batch, next, durability).map_err(|e| {
-            self.events.emit(
-                &self.node,
-                Event::StorageFailed {
-                    reason: e.to_string(),
-                },
-            );
-            io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e)
+            io_err(
+                ErrorSubject::StateMachine,
+                ErrorVerb::Write,
+                self.storage_failed(e),
+            )
         })
     }
 
@@ -227,18 +225,20 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
     /// batch's last block (the same signature again if a crash makes it apply the block twice:
     /// signatures are deterministic).
     fn seal(&self, batch: &mut WriteBatch, sealed: &BatchHeader) -> Result<(), codec::CodecError> {
-        stage_batch(batch, sealed, &[Attestation::sign(sealed, &self.key)])?;
+        let event = stage_sealed_batch(batch, sealed, &self.key)?;
+        self.events.emit(&self.node, event);
+        Ok(())
+    }
+
+    /// Reports a failed storage write (status and metrics count them) and passes it on.
+    fn storage_failed<E: std::fmt::Display>(&self, e: E) -> E {
         self.events.emit(
             &self.node,
-            Event::BatchSealed {
-                number: sealed.number,
-                first_height: sealed.first_height,
-                last_height: sealed.last_height,
-                state_root: sealed.state_root,
-                commitment: sealed.commitment(),
+            Event::StorageFailed {
+                reason: e.to_string(),
             },
         );
-        Ok(())
+        e
     }
 
     fn snapshot_of(state: &ChainState) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
@@ -276,13 +276,11 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             .storage()
             .write(batch, Durability::Synced)
             .map_err(|e| {
-                self.events.emit(
-                    &self.node,
-                    Event::StorageFailed {
-                        reason: e.to_string(),
-                    },
-                );
-                io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e)
+                io_err(
+                    ErrorSubject::Snapshot(None),
+                    ErrorVerb::Write,
+                    self.storage_failed(e),
+                )
             })?;
         let snapshot = Self::snapshot_of(&state)?;
         self.events.emit(
@@ -369,14 +367,6 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
                 head.hash, head.height, old.head.hash, old.head.height
             )));
         }
-        let backfill = Backfill::after_snapshot(
-            self.chain.backfill().as_ref(),
-            &old.head,
-            &old.batches,
-            &head,
-            &payload.meta.batches,
-        );
-        let missing_blocks = backfill.as_ref().map_or(0, Backfill::missing_blocks);
         let state = ChainState {
             head,
             ledger,
@@ -389,15 +379,11 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
         stage_snapshot_state(&mut batch, &payload.accounts, &state)
             .map_err(|e| err(e.to_string()))?;
         // A snapshot stands in for purged log entries: it is written synced.
-        self.chain.install(batch, state, backfill).map_err(|e| {
-            self.events.emit(
-                &self.node,
-                Event::StorageFailed {
-                    reason: e.to_string(),
-                },
-            );
-            err(e.to_string())
-        })?;
+        let backfill = self
+            .chain
+            .install(batch, state)
+            .map_err(|e| err(self.storage_failed(e).to_string()))?;
+        let missing_blocks = backfill.as_ref().map_or(0, Backfill::missing_blocks);
         self.events.emit(
             &self.node,
             Event::SnapshotInstalled {
