@@ -10,7 +10,8 @@ use openraft::AsyncRuntime;
 
 use crate::backfill::{Backfill, BackfillError};
 use crate::chain_store::{
-    read_blocks, stage_block_alone, stage_sealed_batch, MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES,
+    read_blocks, stage_block_alone, stage_sealed_batch, StoreError, MAX_BLOCKS_PER_RESPONSE,
+    MAX_RESPONSE_BYTES,
 };
 use crate::events::Event;
 use crate::ids::NodeId;
@@ -21,6 +22,21 @@ use crate::wire::{Request, Response};
 
 /// How long the task waits after every peer failed it, or a step could not be stored.
 const RETRY_MS: u64 = 200;
+
+/// Why a filled gap could not be closed.
+#[derive(Debug)]
+enum RecutError {
+    /// This node's storage failed (a disk fault): retried until it works again.
+    Storage(StoreError),
+    /// The stored gap does not cut again to the snapshot's batches: it never will.
+    Inconsistent(BackfillError),
+}
+
+impl From<StoreError> for RecutError {
+    fn from(e: StoreError) -> Self {
+        RecutError::Storage(e)
+    }
+}
 
 /// What one request for missing blocks came to.
 enum Step {
@@ -44,10 +60,17 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 continue;
             };
             let Some((from, count)) = gap.next_request(ask_for) else {
-                if let Err(reason) = self.recut(&gap) {
-                    self.emit(Event::BackfillRefused {
-                        source: self.id(),
-                        reason,
+                if let Err(e) = self.recut(&gap) {
+                    // This node's own failure, never a source's: no peer is blamed for it.
+                    self.emit(match e {
+                        RecutError::Storage(e) => Event::StorageFailed {
+                            reason: e.to_string(),
+                        },
+                        RecutError::Inconsistent(e) => Event::BackfillRecutFailed {
+                            from_height: gap.base_height + 1,
+                            to_height: gap.top_height,
+                            reason: e.to_string(),
+                        },
                     });
                     RT::sleep(Duration::from_millis(RETRY_MS * 10)).await;
                 }
@@ -152,7 +175,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// With the gap's blocks stored: cuts its batches again from the cursor at its base, by the
     /// chain's rule, attests them, and closes the gap if the cursor reached is the snapshot's.
-    fn recut(&self, gap: &Backfill) -> Result<(), String> {
+    fn recut(&self, gap: &Backfill) -> Result<(), RecutError> {
         let chain = self.chain();
         let per_batch = chain.blocks_per_batch();
         let mut cursor = gap.base_batches.clone();
@@ -166,27 +189,31 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 gap.top_height,
                 MAX_BLOCKS_PER_RESPONSE as usize,
                 MAX_RESPONSE_BYTES,
-            )
-            .map_err(|e| e.to_string())?;
+            )?;
             if blocks.is_empty() {
-                return Err(format!("block {height} of the filled gap is not stored"));
+                return Err(RecutError::Inconsistent(BackfillError::Short {
+                    wanted: height,
+                    got: height.checked_sub(1),
+                }));
             }
             for block in &blocks {
-                let hash = block.hash().map_err(|e| e.to_string())?;
+                let hash = block.hash().map_err(|e| {
+                    RecutError::Inconsistent(BackfillError::Unhashable {
+                        height: block.header.height,
+                        reason: e.to_string(),
+                    })
+                })?;
                 if let Some(s) = cursor.on_block(&block.header, hash, per_batch) {
                     sealed.push(
                         stage_sealed_batch(&mut batch, &s, &self.config().key)
-                            .map_err(|e| e.to_string())?,
+                            .map_err(StoreError::from)?,
                     );
                 }
                 height = block.header.height + 1;
             }
         }
-        gap.check_recut(&cursor).map_err(|e| e.to_string())?;
-        if !chain
-            .commit_backfill(batch, gap, None)
-            .map_err(|e| e.to_string())?
-        {
+        gap.check_recut(&cursor).map_err(RecutError::Inconsistent)?;
+        if !chain.commit_backfill(batch, gap, None)? {
             return Ok(());
         }
         let batches_sealed = sealed.len() as u64;

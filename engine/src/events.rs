@@ -62,8 +62,15 @@ pub enum Event {
         to_height: u64,
         batches_sealed: u64,
     },
-    /// A peer's answer to a backfill request failed the checks, or the gap could not close.
+    /// A peer's answer to a backfill request failed the checks.
     BackfillRefused { source: NodeId, reason: String },
+    /// The gap's blocks are stored but do not cut again to the snapshot's batches (or one is
+    /// missing): the gap cannot close. Never a disk fault (that is `StorageFailed`).
+    BackfillRecutFailed {
+        from_height: u64,
+        to_height: u64,
+        reason: String,
+    },
     /// A committed entry whose block no longer extends the chain (a deposed leader's proposal)
     /// or fails verification; every node rejects it identically.
     EntryRejected {

@@ -639,6 +639,15 @@ impl EventSink for EventLog {
             Event::BackfillRefused { source, reason } => {
                 tracing::warn!(%source, "backfill: {reason}")
             }
+            Event::BackfillRecutFailed {
+                from_height,
+                to_height,
+                reason,
+            } => tracing::error!(
+                from_height,
+                to_height,
+                "backfill cannot close its gap: {reason}"
+            ),
         }
     }
 }

@@ -90,6 +90,26 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         41124,
         "the identity signed three branches at one height; the follower remembered one loser per height, forgot the first, and was led back onto it",
     ),
+    (
+        "chaos",
+        70337,
+        "L1 losses set while L1 was down were never spent before the heal and fired after it, one 2 s backoff each: L1 lagged 30 s",
+    ),
+    (
+        "chaos",
+        70377,
+        "the same losses outliving the heal: twelve lost transactions in a row after it",
+    ),
+    (
+        "chaos",
+        71892,
+        "the same losses outliving the heal: eight lost transactions, then seven lost receipts",
+    ),
+    (
+        "chaos",
+        20190,
+        "a node restarted onto a failing disk could not store its backfill's recut, and reported its own disk fault as a source serving a bad block",
+    ),
 ];
 
 fn env_u64(name: &str) -> Option<u64> {

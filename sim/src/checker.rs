@@ -882,11 +882,22 @@ impl Checker {
                 }
             }
             Event::BackfillRefused { source, reason } => self.fail(
-                "a consensus node serves only canonical blocks, and a filled gap closes",
+                "a consensus node serves only canonical blocks",
                 node,
                 None,
                 at,
                 format!("from {source}: {reason}"),
+            ),
+            Event::BackfillRecutFailed {
+                from_height,
+                to_height,
+                reason,
+            } => self.fail(
+                "a filled gap cuts again to the snapshot's batches and closes",
+                node,
+                Some(*to_height),
+                at,
+                format!("gap {from_height}..={to_height}: {reason}"),
             ),
         }
     }

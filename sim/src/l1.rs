@@ -3,9 +3,11 @@
 //! the previous commitment, a continuous non-empty range, no epoch below the highest seen, and
 //! signatures over the commitment from a majority of the registered consensus nodes, in
 //! ascending address order. Deterministic: transactions land on the next multiple of
-//! `block_time_ms` (anvil's `--block-time`); faults are what the scenario sets: an outage,
-//! transactions lost before they land, receipts lost after they landed.
+//! `block_time_ms` (anvil's `--block-time`); faults are what the scenario sets, by the rules of
+//! [`crate::l1_weather`]: an outage, one node's path cut, transactions lost before they land,
+//! receipts lost after they landed, a sender's transactions held.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use canon_engine::l1::{L1Head, L1};
 use canon_engine::policy::batcher::SubmitOutcome;
 use canon_engine::transport::BoxFuture;
 
+use crate::l1_weather::{Forgotten, Sent, Weather};
 use crate::observer::SharedObserver;
 
 /// A batch as the simulated contract stored it.
@@ -36,20 +39,13 @@ struct State {
     validators: Vec<Address>,
     batches: Vec<L1Batch>,
     highest_epoch: u64,
-    up: bool,
-    /// Submissions to lose before they land (the client sees no receipt).
-    drop_next: u32,
-    /// Submissions that land but whose receipt is lost.
-    lose_receipts: u32,
+    weather: Weather,
     /// Every refusal: (sender, batch, reason) (the scenario reads them).
     refusals: Vec<(usize, u64, String)>,
-    /// Extra time a sender's transactions wait before they can land (a congested or
-    /// censoring path to L1), by sender.
-    held_ms: std::collections::BTreeMap<usize, u64>,
     /// Transactions that were held, by sender.
-    held: std::collections::BTreeMap<usize, u64>,
+    held: BTreeMap<usize, u64>,
     /// Transactions sent but not yet mined, by sender.
-    in_flight: std::collections::BTreeMap<usize, u64>,
+    in_flight: BTreeMap<usize, u64>,
 }
 
 #[derive(Clone)]
@@ -78,13 +74,10 @@ impl SimL1 {
                 validators,
                 batches: Vec::new(),
                 highest_epoch: 0,
-                up: true,
-                drop_next: 0,
-                lose_receipts: 0,
+                weather: Weather::default(),
                 refusals: Vec::new(),
-                held_ms: std::collections::BTreeMap::new(),
-                held: std::collections::BTreeMap::new(),
-                in_flight: std::collections::BTreeMap::new(),
+                held: BTreeMap::new(),
+                in_flight: BTreeMap::new(),
             })),
             sender: 0,
             observer,
@@ -106,25 +99,34 @@ impl SimL1 {
     }
 
     pub fn is_up(&self) -> bool {
-        self.lock().up
+        self.lock().weather.is_up()
     }
 
     pub fn set_up(&self, up: bool) {
-        self.lock().up = up;
+        self.lock().weather.set_up(up);
         self.observer
             .lock()
             .note(format!("fault: L1 {}", if up { "back" } else { "down" }));
     }
 
+    /// Cuts node `sender`'s path to L1 (`cut`), or restores it; L1 and every other path stay.
+    pub fn set_cut(&self, sender: usize, cut: bool) {
+        self.lock().weather.set_cut(sender, cut);
+        self.observer.lock().note(format!(
+            "fault: n{sender}'s path to L1 {}",
+            if cut { "cut" } else { "restored" }
+        ));
+    }
+
     pub fn drop_next(&self, n: u32) {
-        self.lock().drop_next += n;
+        self.lock().weather.lose_next(n);
         self.observer
             .lock()
             .note(format!("fault: L1 loses the next {n} transactions"));
     }
 
     pub fn lose_receipts(&self, n: u32) {
-        self.lock().lose_receipts += n;
+        self.lock().weather.lose_receipts(n);
         self.observer.lock().note(format!(
             "fault: L1 loses the receipts of the next {n} commits"
         ));
@@ -132,15 +134,47 @@ impl SimL1 {
 
     /// From now on, node `sender`'s transactions wait `ms` before they can land (0: no more).
     pub fn hold_sender(&self, sender: usize, ms: u64) {
-        self.lock().held_ms.insert(sender, ms);
+        self.lock().weather.hold(sender, ms);
         self.observer.lock().note(format!(
             "fault: L1 holds n{sender}'s transactions for {ms} ms"
         ));
     }
 
+    /// The faults stop: L1 up, every path open, nothing held, and losses not yet spent
+    /// forgotten (see [`crate::l1_weather`]). Notes only what it ended, so a run with nothing
+    /// pending keeps its trace.
+    pub fn heal(&self) {
+        let f = self.lock().weather.heal();
+        if f.was_down {
+            self.observer.lock().note("fault: L1 back");
+        }
+        let rest = Forgotten {
+            was_down: false,
+            ..f
+        };
+        if !rest.is_empty() {
+            self.observer.lock().note(format!(
+                "fault: L1 weather ends ({} cut paths, {} losses and {} receipt losses unspent, {} senders held)",
+                rest.cut_paths, rest.losses, rest.receipt_losses, rest.held_senders
+            ));
+        }
+    }
+
     /// How many of node `sender`'s transactions were held.
     pub fn held(&self, sender: usize) -> u64 {
         self.lock().held.get(&sender).copied().unwrap_or(0)
+    }
+
+    fn reachable(&self) -> bool {
+        self.lock().weather.reachable(self.sender)
+    }
+
+    fn unreachable_reason(&self) -> String {
+        if self.is_up() {
+            format!("connection refused (n{}'s path to L1 is cut)", self.sender)
+        } else {
+            "connection refused (simulated L1 outage)".into()
+        }
     }
 
     pub fn batches(&self) -> Vec<L1Batch> {
@@ -255,26 +289,27 @@ impl SimL1 {
         signatures: Vec<Sig65>,
         epoch: u64,
     ) -> Option<SubmitOutcome> {
-        let dropped = {
+        let sent = {
             let mut s = self.lock();
-            let d = s.drop_next > 0;
-            s.drop_next = s.drop_next.saturating_sub(1);
-            d
-        };
-        if dropped {
-            self.observer.lock().note(format!(
-                "L1: a transaction for batch {} is lost",
-                header.number
-            ));
-            return None;
-        }
-        let hold_ms = {
-            let mut s = self.lock();
-            let ms = s.held_ms.get(&self.sender).copied().unwrap_or(0);
-            if ms > 0 {
-                *s.held.entry(self.sender).or_insert(0) += 1;
+            let sent = s.weather.on_send(self.sender);
+            if let Sent::Lands { hold_ms } = sent {
+                if hold_ms > 0 {
+                    *s.held.entry(self.sender).or_insert(0) += 1;
+                }
             }
-            ms
+            sent
+        };
+        let hold_ms = match sent {
+            // `submit` checked the path a moment ago; it was cut since.
+            Sent::Unreachable => return None,
+            Sent::Lost => {
+                self.observer.lock().note(format!(
+                    "L1: a transaction for batch {} is lost",
+                    header.number
+                ));
+                return None;
+            }
+            Sent::Lands { hold_ms } => hold_ms,
         };
         if hold_ms > 0 {
             self.observer.lock().note(format!(
@@ -284,7 +319,7 @@ impl SimL1 {
             madsim::time::sleep(Duration::from_millis(hold_ms)).await;
         }
         self.next_block().await;
-        if !self.lock().up {
+        if !self.lock().weather.is_up() {
             return None;
         }
         let result = self.execute(&header, &signatures, epoch);
@@ -294,11 +329,7 @@ impl SimL1 {
                 s.refusals
                     .push((self.sender, header.number, reason.clone()));
             }
-            let lose = result.is_ok() && s.lose_receipts > 0;
-            if lose {
-                s.lose_receipts -= 1;
-            }
-            lose
+            !s.weather.receipt_arrives(self.sender, result.is_ok())
         };
         {
             let mut o = self.observer.lock();
@@ -365,8 +396,8 @@ impl L1 for SimL1 {
         Box::pin(async move {
             // One round trip on loopback.
             madsim::time::sleep(Duration::from_millis(2)).await;
-            if !self.lock().up {
-                return Err("connection refused (simulated L1 outage)".into());
+            if !self.reachable() {
+                return Err(self.unreachable_reason());
             }
             Ok(self.head_now())
         })
@@ -380,9 +411,9 @@ impl L1 for SimL1 {
     ) -> BoxFuture<'_, SubmitOutcome> {
         Box::pin(async move {
             madsim::time::sleep(Duration::from_millis(2)).await;
-            if !self.lock().up {
+            if !self.reachable() {
                 return SubmitOutcome::Unknown {
-                    reason: "connection refused (simulated L1 outage)".into(),
+                    reason: self.unreachable_reason(),
                 };
             }
             // The transaction is L1's now: it lands (or not) on L1's own machine, even if the

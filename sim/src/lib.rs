@@ -10,6 +10,7 @@ pub mod external;
 pub mod group;
 pub mod host;
 pub mod l1;
+pub mod l1_weather;
 pub mod net;
 pub mod observer;
 pub mod redundancy_scenarios;

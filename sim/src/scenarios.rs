@@ -293,9 +293,7 @@ pub(crate) async fn running_cluster_with(
 pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.net.heal();
     c.note("fault: heal network");
-    if !c.l1.is_up() {
-        c.l1.set_up(true);
-    }
+    c.l1.heal();
     c.heal_disks();
     for i in c.down_nodes() {
         c.restart(i);
