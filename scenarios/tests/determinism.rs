@@ -19,6 +19,7 @@ const CASES: &[(&str, u64)] = &[
     ("redundancy-chaos-fenced", 5),
     ("batcher-crash", 3),
     ("batcher-zombie", 6),
+    ("batcher-l1-partition", 2),
 ];
 
 fn trace_of(name: &str, seed: u64) -> String {

@@ -185,6 +185,32 @@ fn batcher_zombie() {
 }
 
 #[test]
+fn batcher_l1_partition() {
+    let r = run_scenario("batcher-l1-partition", 0..6, "batcher_l1_partition");
+    assert_ran(&r);
+    assert_claimed_after_n_rounds(&r);
+    let n_rounds = MAX_MISSED_ROUNDS * BATCH_ROUND_MS;
+    // Counted from when it reached L1 again: a baseline round, then N; not a round later than
+    // that plus the round it reads L1 in and the poll.
+    assert_fact(
+        &r,
+        "claim_after_l1_restored_ms",
+        1,
+        n_rounds,
+        n_rounds + 2.0 * BATCH_ROUND_MS,
+    );
+    // It had counted rounds before the cut, and they did not count after it.
+    assert_fact(
+        &r,
+        "missed_rounds_before_cut",
+        1,
+        2.0,
+        MAX_MISSED_ROUNDS - 1.0,
+    );
+    assert_fact(&r, "holder_batches_while_standby_cut", 1, 5.0, 1_000.0);
+}
+
+#[test]
 fn l1_weather() {
     let r = run_scenario("l1-weather", 0..10, "l1_weather");
     assert_ran(&r);

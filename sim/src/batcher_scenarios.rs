@@ -354,3 +354,110 @@ pub fn l1_weather(ctx: Ctx) -> ScenarioFuture {
         heal_and_check(&mut c).await
     })
 }
+
+/// A standby's count of missed rounds, as its status shows it (None: not a standby, or down).
+fn standby_missed_rounds(c: &SimCluster, i: usize) -> Option<u32> {
+    c.node(i).and_then(|n| n.status().batches.missed_rounds)
+}
+
+/// Fails if node `i` claimed the batcher role at or after `since`.
+fn no_claim_since(c: &SimCluster, i: usize, since: Duration, during: &str) -> Result<(), String> {
+    let claims: Vec<_> = c
+        .observer
+        .lock()
+        .batcher_claims
+        .iter()
+        .filter(|(n, at, _, _)| *n == i && *at >= since)
+        .map(|(_, at, epoch, missed)| (*at, *epoch, *missed))
+        .collect();
+    if claims.is_empty() {
+        Ok(())
+    } else {
+        Err(at(
+            c,
+            format!(
+                "n{i} claimed the batcher role {during}: (at, epoch, missed rounds) {claims:?}"
+            ),
+        ))
+    }
+}
+
+/// The standby's own path to L1 is cut while the holder and L1 are fine. It must not count
+/// rounds it cannot see: while cut it never claims, however long the holder's work takes it
+/// out of view; and when the holder dies during a cut, the standby claims only after it reaches
+/// L1 again and L x N rounds counted from there, even if it had counted rounds before the cut.
+pub fn batcher_l1_partition(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = ctx.cluster(main_and_standby());
+        crate::client::spawn_client(&c, ctx.seed, Duration::from_millis(25));
+        wait_for_l1_batches(&c, 2, L1_BOUND).await?;
+        let round_ms = c.cfg.batch_timeout_ms;
+        let threshold = u64::from(c.cfg.batcher_max_missed_rounds);
+        let standby = 1;
+
+        // 1. Cut, holder alive: L1 keeps moving and the standby never claims.
+        let rounds = c.rng.gen_range(2 * threshold..4 * threshold);
+        let cut_at = c.observer.lock().now();
+        let before = c.batch_progress().1;
+        c.l1.set_cut(standby, true);
+        sleep_ms(rounds * round_ms).await;
+        let after = c.batch_progress().1;
+        no_claim_since(&c, standby, cut_at, "while cut off from a live holder")?;
+        if after < before + rounds / 2 {
+            return Err(at(
+                &c,
+                format!(
+                    "the holder committed {} batches in {rounds} rounds while the standby was cut off",
+                    after - before
+                ),
+            ));
+        }
+        c.record("holder_batches_while_standby_cut", (after - before) as f64);
+        c.l1.set_cut(standby, false);
+        wait_for_l1_batches(&c, after + 2, L1_BOUND).await?;
+
+        // 2. The holder dies: the standby counts a few missed rounds, then is cut off.
+        c.crash(0);
+        let counted = c.rng.gen_range(2..threshold as u32);
+        poll_until(
+            &c,
+            Duration::from_millis(round_ms * (u64::from(counted) + 3)) + c.cfg.election_bound(),
+            || (standby_missed_rounds(&c, standby)? >= counted).then_some(()),
+            || format!("the standby never counted {counted} missed rounds"),
+        )
+        .await?;
+        let counted = standby_missed_rounds(&c, standby).unwrap_or(counted);
+        c.record("missed_rounds_before_cut", f64::from(counted));
+        let cut_at = c.observer.lock().now();
+        c.l1.set_cut(standby, true);
+        // Longer than the whole threshold: a standby that counted unseen rounds claims here.
+        sleep_ms((threshold + 3) * round_ms).await;
+        no_claim_since(&c, standby, cut_at, "while it could not reach L1")?;
+
+        // 3. Its path back: a baseline round, then L x N missed rounds.
+        let restored_at = c.observer.lock().now();
+        c.l1.set_cut(standby, false);
+        let (claim_at, missed) = wait_for_claim(&c, standby, 2).await?;
+        claimed_on_time(&c, claim_at, missed, 1)?;
+        let counted_from_restore = Duration::from_millis(round_ms * threshold);
+        if claim_at < restored_at + counted_from_restore {
+            return Err(at(
+                &c,
+                format!(
+                    "the standby claimed {:.3}s after reaching L1 again, before {threshold} rounds ({:.3}s) seen from there",
+                    (claim_at - restored_at).as_secs_f64(),
+                    counted_from_restore.as_secs_f64()
+                ),
+            ));
+        }
+        c.record(
+            "claim_after_l1_restored_ms",
+            (claim_at - restored_at).as_millis() as f64,
+        );
+        won(&c, standby, 2).await?;
+        let took = c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;
+        c.record("l1_catchup_after_claim_ms", took.as_millis() as f64);
+        nothing_sent_twice(&c)?;
+        heal_and_check(&mut c).await
+    })
+}

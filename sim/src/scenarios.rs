@@ -6,7 +6,8 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use crate::batcher_scenarios::{
-    batcher_crash, batcher_restart, batcher_zombie, l1_outage, l1_weather, two_batchers,
+    batcher_crash, batcher_l1_partition, batcher_restart, batcher_zombie, l1_outage, l1_weather,
+    two_batchers,
 };
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
@@ -211,6 +212,12 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "the main batcher's L1 transactions are held and it is cut off from the consensus while it still believes it is the batcher; the standby takes over at epoch 2, and every transaction of the old batcher that lands afterwards reverts; healed, the old batcher stands by until it restarts, then takes the role back",
         body: batcher_zombie,
         sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-l1-partition",
+        description: "the level-1 standby's own path to L1 is cut while the main and L1 are fine: it never claims while cut, the main keeps committing; the main then dies during a second cut, and the standby claims only after it reaches L1 again and 1 x N rounds counted from there",
+        body: batcher_l1_partition,
+        sim_time_limit: Duration::from_secs(240),
     },
 ];
 

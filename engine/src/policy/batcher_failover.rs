@@ -3,8 +3,11 @@
 //! advance while sealed batches waited. Each round the standby reads L1's head; a round counts
 //! as missed only when L1 is readable, has not moved since the last round, and holds less than
 //! this node sealed. Anything else (L1 moved, nothing waits) starts the count again, so a
-//! batcher that keeps L1 moving is never deposed, and a standby that cannot reach L1 never
-//! claims a role it could not serve.
+//! batcher that keeps L1 moving is never deposed. A round in which this node cannot read L1
+//! starts the count again too, and the next readable round is a new baseline: the L x N rounds
+//! are consecutive rounds this node saw. So a standby cut off from L1 (by an outage or by its
+//! own path) never claims a role it could not serve, and once it reaches L1 again it gives the
+//! holder L x N full rounds from then, instead of blaming it for rounds it did not see.
 //!
 //! Level 0 is the main batcher: it takes a vacant role at once, and takes the role back at once
 //! from a higher level when it returns from a restart (as a main signer resumes in seed 002).
@@ -133,7 +136,11 @@ impl Failover {
             self.missed = 0;
             self.last_l1 = None;
         }
-        let l1 = view.l1_batch?;
+        let Some(l1) = view.l1_batch else {
+            self.missed = 0;
+            self.last_l1 = None;
+            return None;
+        };
         let advanced = self.last_l1.is_some_and(|prev| l1 > prev);
         let waiting = view.sealed > l1;
         if self.last_l1.is_none() || advanced || !waiting {
@@ -228,8 +235,9 @@ mod tests {
             (view(role, Some(4), 7), 0), // baseline
             (view(role, Some(4), 7), 1),
             (view(role, Some(4), 7), 2),
-            (view(role, None, 7), 2), // L1 unreachable: no judgement
-            (view(role, Some(4), 7), 3),
+            (view(role, None, 7), 0), // L1 unreachable: the count starts again...
+            (view(role, Some(4), 7), 0), // ...from a new baseline
+            (view(role, Some(4), 7), 1),
             (view(role, Some(5), 7), 0), // L1 moved: the batcher is alive
             (view(role, Some(5), 8), 1),
             (view(role, Some(5), 5), 0), // nothing waits: nobody is to blame
@@ -327,5 +335,31 @@ mod tests {
         main.on_claim_failed(10);
         assert!(!main.round_due(259));
         assert!(main.round_due(260));
+    }
+
+    #[test]
+    fn a_standby_cut_off_from_l1_counts_from_when_it_sees_l1_again() {
+        let role = held(0, 0, 1);
+        let mut rounds = Vec::new();
+        // The holder commits a batch a round while the standby sees L1.
+        rounds.extend((3..6).map(|b| view(role, Some(b), b + 1)));
+        // Its path to L1 is cut for 20 rounds: the holder commits on, then dies, and batches
+        // wait; the standby sees none of it.
+        rounds.extend(std::iter::repeat_n(view(role, None, 12), 20));
+        // Its path back: L1 stands at 9 with 12 sealed, as it did for most of the cut.
+        rounds.extend(std::iter::repeat_n(view(role, Some(9), 12), 10));
+        let mut f = failover(1);
+        let (round, claim) = first_claim(&mut f, &rounds).unwrap();
+        // A baseline at round 24, then L x N = 5 missed rounds.
+        assert_eq!(round, 3 + 20 + 1 + 5);
+        assert_eq!(claim.missed_rounds, 5);
+        // Before the fix the count only paused while L1 was unreadable: two rounds stalled before
+        // the cut plus three after it made five: a claim at round 10, not 13.
+        let mut stalled_then_cut = vec![view(role, Some(4), 7); 3];
+        stalled_then_cut.extend(std::iter::repeat_n(view(role, None, 7), 4));
+        stalled_then_cut.extend(std::iter::repeat_n(view(role, Some(4), 7), 10));
+        let mut f = failover(1);
+        let (round, _) = first_claim(&mut f, &stalled_then_cut).unwrap();
+        assert_eq!(round, 3 + 4 + 1 + 5);
     }
 }
