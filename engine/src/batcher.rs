@@ -25,7 +25,7 @@ use crate::policy::batcher::{
     Batcher, BatcherAction, BatcherConfig, BatcherReport, BatcherView, HeadSeen, SubmitOutcome,
 };
 use crate::policy::batcher_failover::{Failover, FailoverConfig, RoundView};
-use crate::raft::{ApplyOutcome, Command};
+use crate::raft::types::{ApplyOutcome, Command};
 use crate::storage::{Durability, WriteBatch};
 use crate::wire::{Request, Response};
 

@@ -9,7 +9,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::batch::BatchCursor;
 use crate::block::{transactions_root, Block, BlockHeader, Slot};
-use crate::chain_store::ChainState;
 use crate::codec::CodecError;
 use crate::ids::NodeId;
 use crate::keys::{self, SecretKey};
@@ -203,15 +202,6 @@ pub struct BuildBase {
 }
 
 impl BuildBase {
-    /// The state a node applied.
-    pub fn of(state: &ChainState) -> BuildBase {
-        BuildBase {
-            head: state.head,
-            ledger: state.ledger.clone(),
-            batches: state.batches.clone(),
-        }
-    }
-
     /// What `built`, proposed on this base, leads to once canonized: the head, the ledger and
     /// the batch cursor exactly as applying it will make them.
     pub fn after(&self, built: &Built, blocks_per_batch: u64) -> Result<BuildBase, CodecError> {

@@ -19,11 +19,11 @@ use crate::backfill::Backfill;
 use crate::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::batcher_role::BatcherRole;
 use crate::block::{Block, ChainSpec};
-use crate::chain::Head;
+use crate::chain::{BuildBase, Head};
 use crate::codec::{self, CodecError};
 use crate::ids::NodeId;
 use crate::ledger::{Account, Executed, Ledger};
-use crate::raft::{LogId, Membership};
+use crate::raft::types::{LogId, Membership};
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
@@ -68,6 +68,17 @@ pub struct ChainState {
     pub batches: BatchCursor,
     /// Who holds the batcher role (consensus nodes only).
     pub batcher_role: BatcherRole,
+}
+
+impl ChainState {
+    /// What the sequencer builds on when nothing it proposed is in flight.
+    pub fn build_base(&self) -> BuildBase {
+        BuildBase {
+            head: self.head,
+            ledger: self.ledger.clone(),
+            batches: self.batches.clone(),
+        }
+    }
 }
 
 /// The applied position, stored next to the chain it describes.

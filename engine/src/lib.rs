@@ -6,6 +6,7 @@
 //! [`clock::Clock`], and everything observable leaves through [`events::EventSink`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
+pub mod announcement;
 pub mod backfill;
 mod backfill_task;
 pub mod batch;

@@ -30,7 +30,7 @@ use crate::policy::sequencer::{
 use crate::raft::log_store::LogStore;
 use crate::raft::network::NetworkFactory;
 use crate::raft::state_machine::StateMachine;
-use crate::raft::{ApplyOutcome, Canon, Command, LogId};
+use crate::raft::types::{ApplyOutcome, Canon, Command, LogId};
 pub use crate::seams::{NodeError, Seams};
 use crate::shared_elector::SharedElector;
 use crate::tx::SignedTransaction;
@@ -753,7 +753,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             };
             let base = match (on, tip.take()) {
                 (BuildOn::Tip, Some(tip)) => tip,
-                _ => BuildBase::of(&self.chain.state()),
+                _ => self.chain.state().build_base(),
             };
             let Some((block, next)) = self.build_next(term, base) else {
                 continue;

@@ -11,17 +11,17 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::announcement::SignedAnnouncement;
 use crate::batch::Attestation;
 use crate::batcher_role::BatcherClaim;
 use crate::block::Block;
 use crate::chain::Head;
 use crate::fenced::SignedBallot;
-use crate::group::SignedAnnouncement;
 use crate::ids::NodeId;
 use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
 use crate::policy::fence::Promise;
-use crate::raft::{ApplyOutcome, Canon, Command, LogId, Vote};
+use crate::raft::types::{ApplyOutcome, Canon, Command, LogId, Vote};
 use crate::tx::SignedTransaction;
 
 /// openraft's `AppendEntriesRequest` without its runtime parameter.

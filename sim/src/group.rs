@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canon_engine::group::{GroupConfig, GroupMember, GroupStatus, SignedAnnouncement};
+use canon_engine::announcement::SignedAnnouncement;
+use canon_engine::group::{GroupConfig, GroupMember, GroupStatus};
 use canon_engine::keys::{derived_key, SecretKey};
 use canon_engine::peer;
 use canon_engine::policy::redundancy::Announcement;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AsyncRuntime, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
 
-use super::{io_err, Canon, LogId, Vote};
+use super::types::{io_err, Canon, LogId, Vote};
 use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;

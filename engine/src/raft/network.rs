@@ -14,7 +14,7 @@ use openraft::raft::{
 };
 use openraft::{AsyncRuntime, EmptyNode};
 
-use super::Canon;
+use super::types::Canon;
 use crate::ids::NodeId;
 use crate::peer::{self, CallError};
 use crate::shared_elector::SharedElector;

@@ -18,7 +18,7 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
+use super::types::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
 use crate::backfill::Backfill;
 use crate::batch::BatchHeader;
 use crate::block::Block;
