@@ -2,7 +2,6 @@
 //! network and disk faults, an invariant checker that watches every event, and a trace whose
 //! hash is the run's fingerprint.
 
-pub mod batcher_scenarios;
 pub mod checker;
 pub mod client;
 pub mod cluster;
@@ -13,7 +12,6 @@ pub mod l1;
 pub mod l1_weather;
 pub mod net;
 pub mod observer;
-pub mod redundancy_scenarios;
 pub mod runtime;
 pub mod scenario;
 pub mod scenarios;

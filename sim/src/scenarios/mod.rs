@@ -1,0 +1,247 @@
+//! The named scenarios, by part: Raft consensus (`raft`), external nodes (`external`), the L1
+//! batcher (`batcher`), single-sequencer redundancy (`redundancy`); `common` holds what they
+//! share (bounds, the running cluster, the final heal and checks). Each scenario states its own
+//! liveness bound; the checker watches safety in all.
+
+mod batcher;
+mod common;
+mod external;
+mod raft;
+mod redundancy;
+
+use std::time::Duration;
+
+use crate::scenario::Scenario;
+use batcher::{
+    batcher_crash, batcher_l1_partition, batcher_restart, batcher_zombie, l1_outage, l1_weather,
+    two_batchers,
+};
+use external::{
+    external_catchup, external_chain, external_failover, external_partition, external_restart,
+    lying_source,
+};
+use raft::{
+    asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, quorum_loss,
+    sabotage_lying_disk, slow_links, snapshot_catchup,
+};
+use redundancy::{
+    redundancy_cascade, redundancy_chaos, redundancy_chaos_fenced, redundancy_clock_skew,
+    redundancy_crash_while_signing, redundancy_main_crash, redundancy_main_returns,
+    redundancy_never_sign, redundancy_partition, redundancy_partition_fenced,
+    redundancy_same_level, redundancy_spoofed_main,
+};
+
+pub static SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "leader-failover",
+        description: "3 nodes: stop the leader, another leads within the bound and blocks continue; the old leader restarts, rejoins as follower and catches up",
+        body: leader_failover,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "bootstrap-race",
+        description: "every node bootstraps at the same instant: one membership, one leader, blocks flow",
+        body: bootstrap_race,
+        sim_time_limit: Duration::from_secs(60),
+    },
+    Scenario {
+        name: "quorum-loss",
+        description: "2 of 3 nodes down: the head does not advance; both back: it does",
+        body: quorum_loss,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "follower-restart",
+        description: "a follower crashes (losing unsynced writes), misses blocks, restarts and catches up",
+        body: follower_restart,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "snapshot-catchup",
+        description: "a follower is down while the leader compacts its log far past it: back, it installs a snapshot, downloads the blocks it lacks (sometimes crashing mid-download), cuts their batches again, and ends with every block and batch; every log stays bounded",
+        body: snapshot_catchup,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "asymmetric-partition",
+        description: "the leader can send but not receive, then receive but not send: a leader again within the bound each time",
+        body: asymmetric_partition,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "slow-links",
+        description: "every link delays each message by 10-15 ms, so a commit takes longer than the 25 ms block time: the leader pipelines its proposals and still canonizes a block per block time; then it crashes with its pipeline full, another leads, and nothing canonized is lost",
+        body: slow_links,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "chaos",
+        description: "60 simulated seconds of seeded crashes, restarts, partitions, loss, delay and failing disks; then heal and check liveness",
+        body: chaos,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-catchup",
+        description: "an external node starts after 1,000 canonized blocks, downloads and replays them, then follows the head",
+        body: external_catchup,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-restart",
+        description: "an external node crashes mid-replay (only synced data survives), restarts and catches up with no gap and no duplicate",
+        body: external_restart,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-partition",
+        description: "an external node is cut off from every source for a while, then catches up",
+        body: external_partition,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "external-failover",
+        description: "the cluster loses its leader while an external node follows; it keeps following the new leader's blocks",
+        body: external_failover,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "lying-source",
+        description: "one source serves tampered blocks (bad signature, bad state root, wrong parent, or a transaction not signed by its sender, each re-signed with the proposer's key): rejected by that rule, never applied; the node still reaches the head",
+        body: lying_source,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "external-chain",
+        description: "an external node whose only source is another external node follows the head",
+        body: external_chain,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "redundancy-main-crash",
+        description: "single-sequencer mode, levels 0, 1, 2: the main crashes after round r; level 1 signs exactly round r+6, level 2 never",
+        body: redundancy_main_crash,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-cascade",
+        description: "levels 0, 1, 3 with 0 and 1 down: level 3 signs exactly round r+16",
+        body: redundancy_cascade,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-never-sign",
+        description: "levels -1 and 1,000,000 never sign, even alone for a hundred rounds; they follow the main when it returns",
+        body: redundancy_never_sign,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-main-returns",
+        description: "the main returns after level 1 took over: it syncs, announces, waits for the standby's last height; the standby reverts; no height or round signed twice; an external node follows throughout",
+        body: redundancy_main_returns,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-same-level",
+        description: "two members at level 1: both report it, the later-started one yields and never signs; the earlier one takes over at r+6",
+        body: redundancy_same_level,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-spoofed-main",
+        description: "a host claims the main's key with forged, missing and altered signatures: the standby still takes over at exactly r+6 and never reverts",
+        body: redundancy_spoofed_main,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-clock-skew",
+        description: "members' clocks off by up to a third of a round: level 1 still signs exactly r+6, and the main's return signs no round twice",
+        body: redundancy_clock_skew,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-crash-while-signing",
+        description: "the main crashes on its sign path (guard written but block not; block stored but never sent; anywhere in a round) and stays down 1-19 rounds: no round is ever signed twice, a height signed twice is resolved by the fork rule, and all end on one chain with the main signing",
+        body: redundancy_crash_while_signing,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-chaos",
+        description: "chaos's mix on a group of levels 0, 1, 2 and an external node for 30 s (crashes, restarts, isolation, one-way drops, loss, delay, clock jumps, disk faults): no machine signs two blocks for one height or round, every chain is the identity's, and after healing all end on one chain with the main signing",
+        body: redundancy_chaos,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "redundancy-partition",
+        description: "unfenced: a partition cuts the main off from levels 1, 2 and an external node; both sides sign (the run sees the double signature), followers report it, and after the heal all end on the main's branch by the fork rule, rolled back without a wipe",
+        body: redundancy_partition,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-partition-fenced",
+        description: "fenced: the same partition; the cut-off main cannot gather a majority and signs nothing, level 1 takes over with the majority's agreement, and after the heal the main catches up and signs again; no height or round is ever signed twice",
+        body: redundancy_partition_fenced,
+        sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "redundancy-chaos-fenced",
+        description: "redundancy-chaos on a fenced group: the identity never signs two blocks for one height or round, whatever crashes, partitions, clock jumps and disk faults hit it",
+        body: redundancy_chaos_fenced,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "l1-outage",
+        description: "L1 is down for 30 s: batches go on being sealed and attested and queue; when L1 returns they commit in order, nothing skipped or sent twice",
+        body: l1_outage,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-restart",
+        description: "the batcher's node is killed mid-submit three times (sometimes after its batch landed but before the receipt): each time it resumes from L1's head with no gap and nothing sent twice",
+        body: batcher_restart,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "two-batchers",
+        description: "misconfigured with batcher_enabled on two nodes at level 0: both claim the role, Raft's compare-and-set makes one winner, the other reports the conflict, and L1 gets one commit per batch number",
+        body: two_batchers,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "l1-weather",
+        description: "L1 outages, lost transactions and lost receipts, seeded: the batcher backs off, re-reads the head, and L1 ends holding every sealed batch once, in order",
+        body: l1_weather,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-crash",
+        description: "the main batcher (level 0) crashes; the level-1 standby claims the role through Raft after exactly 1 x N batch rounds of L1 standing still, commits what queued up with L1 contiguous, and the main takes the role back when it returns",
+        body: batcher_crash,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-zombie",
+        description: "the main batcher's L1 transactions are held and it is cut off from the consensus while it still believes it is the batcher; the standby takes over at epoch 2, and every transaction of the old batcher that lands afterwards reverts; healed, the old batcher stands by until it restarts, then takes the role back",
+        body: batcher_zombie,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "batcher-l1-partition",
+        description: "the level-1 standby's own path to L1 is cut while the main and L1 are fine: it never claims while cut, the main keeps committing; the main then dies during a second cut, and the standby claims only after it reaches L1 again and 1 x N rounds counted from there",
+        body: batcher_l1_partition,
+        sim_time_limit: Duration::from_secs(240),
+    },
+];
+
+/// Scenarios that break the model on purpose (a disk that loses synced data) to prove the
+/// checker catches it and the failure path reports it. They must fail; `list` hides them.
+pub static SABOTAGE: &[Scenario] = &[Scenario {
+    name: "sabotage-lying-disk",
+    description:
+        "a follower's disk loses synced data; the checker must report lost canonized blocks",
+    body: sabotage_lying_disk,
+    sim_time_limit: Duration::from_secs(60),
+}];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().chain(SABOTAGE).find(|s| s.name == name)
+}

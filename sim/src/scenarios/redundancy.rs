@@ -1,0 +1,837 @@
+//! Hot-standby redundancy scenarios (seed 002): one signing identity, members at levels, the
+//! takeover arithmetic to the round, and handovers that never sign a height or round twice
+//! (the checker's per-identity invariant watches every signature).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::B256;
+
+use rand::Rng;
+
+use super::common::{at, sleep_ms};
+use crate::cluster::{ClusterConfig, SimCluster};
+use crate::group::GroupSetup;
+use crate::scenario::{Ctx, ScenarioFuture};
+
+/// A member that just started needs its patience plus a sync; everything here is rounds of
+/// 200 ms, so 30 s covers any level used.
+const GROUP_BOUND: Duration = Duration::from_secs(30);
+
+/// A group of `levels` with every member started, the first blocks signed, and every member
+/// holding them.
+async fn running_group(ctx: &Ctx, levels: &[i64]) -> Result<SimCluster, String> {
+    running_group_with(ctx, levels, GroupSetup::default(), levels.len()).await
+}
+
+/// [`running_group`] with members `started..` set up but not started.
+async fn running_group_with(
+    ctx: &Ctx,
+    levels: &[i64],
+    setup: GroupSetup,
+    started: usize,
+) -> Result<SimCluster, String> {
+    let mut c = ctx.cluster(ClusterConfig {
+        nodes: 0,
+        ..ClusterConfig::default()
+    });
+    c.add_group(levels, setup);
+    for m in 0..started {
+        c.start_member(m);
+    }
+    c.wait_for_step_in(0, 0, GROUP_BOUND)
+        .await
+        .map_err(|e| at(&c, e))?;
+    let warmup: u64 = c.rng.gen_range(5..30);
+    c.wait_for_members(warmup, GROUP_BOUND)
+        .await
+        .map_err(|e| at(&c, e))?;
+    Ok(c)
+}
+
+/// Waits until every live member holds the identity's newest block, then returns at once: a
+/// crash now takes nothing unseen with it. (A crash with a signed block in flight is
+/// `redundancy-crash-while-signing`'s subject.)
+async fn quiet_moment(c: &SimCluster) -> Result<(), String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        let h = c.signed_height();
+        let all = c
+            .member_ids()
+            .iter()
+            .enumerate()
+            .filter_map(|(m, _)| c.member(m))
+            .all(|x| x.head().height == h);
+        if all {
+            return Ok(());
+        }
+        if start.elapsed() > GROUP_BOUND {
+            return Err(format!("members never all held height {h}"));
+        }
+        madsim::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// The round the main last signed, as the surviving members' chains show it.
+fn main_last_round(c: &SimCluster) -> Result<u64, String> {
+    c.last_round_of_level(0)
+        .ok_or_else(|| at(c, "no block of the main on any live member".into()))
+}
+
+fn expect_step_in(c: &SimCluster, m: usize, got: u64, want: u64, what: &str) -> Result<(), String> {
+    if got != want {
+        return Err(at(
+            c,
+            format!("m{m} signed first in round {got}; {what} says round {want}"),
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn redundancy_main_crash(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, 1, 2]).await?;
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        let before_2 = c.step_ins(2).len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 1, got, r + 6, "the main's last round + 1 x 5 + 1")?;
+        c.record("takeover_rounds", (got - r) as f64);
+        // Level 1 keeps signing; level 2 never steps in while it does.
+        let h = c.signed_height();
+        c.wait_for_members(h + 15, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        if c.step_ins(2).len() > before_2 {
+            return Err(at(&c, format!("level 2 stepped in at {:?}", c.step_ins(2))));
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_cascade(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // The seed's example: levels 0, 1 and 3; 0 and 1 down; level 3 signs r + 16.
+        let mut c = running_group(&ctx, &[0, 1, 3]).await?;
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_2 = c.step_ins(2).len();
+        c.crash_member(1);
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(2, before_2, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 2, got, r + 16, "the main's last round + 3 x 5 + 1")?;
+        c.record("takeover_rounds", (got - r) as f64);
+        let h = c.signed_height();
+        c.wait_for_members(h + 5, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))
+    })
+}
+
+pub(crate) fn redundancy_never_sign(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, -1, 1_000_000]).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        c.crash_member(0);
+        let h = c.signed_height();
+        // Alone, for a hundred rounds: they follow, and never sign.
+        sleep_ms(100 * c.block_time().as_millis() as u64).await;
+        for m in [1, 2] {
+            if !c.step_ins(m).is_empty() {
+                return Err(at(&c, format!("m{m} signed at {:?}", c.step_ins(m))));
+            }
+            let status = c
+                .member_status(m)
+                .ok_or_else(|| at(&c, format!("m{m} is down")))?;
+            if status.mode != "observer" || status.head.height != h {
+                return Err(at(&c, format!("m{m}: {status:?}")));
+            }
+        }
+        if c.signed_height() != h {
+            return Err(at(&c, format!("the chain grew past {h} with no signer")));
+        }
+        // The main comes back: they follow it again.
+        c.start_member(0);
+        c.wait_for_members(h + 5, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))
+    })
+}
+
+pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, 1]).await?;
+        // An external node follows the identity's chain through both handovers.
+        let x = c.add_external(c.member_ids());
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        c.crash_member(0);
+        c.wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        sleep_ms(c.rng.gen_range(0..5_000)).await;
+        let before = c.observer.lock().reverts.len();
+        let main_before = c.step_ins(0).len();
+        c.start_member(0);
+        let back = c.group_round();
+        // The main syncs, announces, waits for the standby's last height, then signs; the
+        // standby reverts. The checker holds both to one block per height and round.
+        let start = madsim::time::Instant::now();
+        loop {
+            let reverted = c.observer.lock().reverts.len() > before;
+            let main_signs = c.step_ins(0).len() > main_before;
+            if reverted && main_signs {
+                break;
+            }
+            if start.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!(
+                        "handover incomplete: reverted={reverted} main signs={main_signs} ({:?} / {:?})",
+                        c.member_status(0),
+                        c.member_status(1)
+                    ),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        let resumed = c.step_ins(0).last().copied().unwrap_or(back);
+        c.record("handover_rounds", resumed.saturating_sub(back) as f64);
+        let h = c.signed_height();
+        c.wait_for_members(h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let s1 = c
+            .member_status(1)
+            .ok_or_else(|| at(&c, "m1 is down".into()))?;
+        if s1.mode != "standing-by" {
+            return Err(at(&c, format!("m1 did not revert: {s1:?}")));
+        }
+        c.wait_for_external(x, h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.check_externals().map_err(|e| at(&c, e))
+    })
+}
+
+pub(crate) fn redundancy_same_level(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // m1 and m2 both at level 1; m2 starts later and must yield.
+        let mut c = running_group_with(&ctx, &[0, 1, 1], GroupSetup::default(), 2).await?;
+        sleep_ms(c.rng.gen_range(0..1_000)).await;
+        c.start_member(2);
+        // Two announcement periods: each has heard the other.
+        sleep_ms(12 * c.block_time().as_millis() as u64).await;
+        let seen: Vec<(usize, bool)> = c.observer.lock().same_levels.clone();
+        let base = crate::group::MEMBER_INDEX_BASE;
+        if !seen.contains(&(base + 2, true)) || !seen.contains(&(base + 1, false)) {
+            return Err(at(
+                &c,
+                format!("same level not detected both ways: {seen:?}"),
+            ));
+        }
+        let status = c
+            .member_status(2)
+            .ok_or_else(|| at(&c, "m2 is down".into()))?;
+        if status.mode != "yielding" || status.same_level.is_none() {
+            return Err(at(&c, format!("m2 does not show the conflict: {status:?}")));
+        }
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 1, got, r + 6, "the earlier-started level 1")?;
+        let h = c.signed_height();
+        c.wait_for_members(h + 15, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // m2 started after the group's cold start: it never signed at all.
+        if !c.step_ins(2).is_empty() {
+            return Err(at(
+                &c,
+                format!("the later level 1 signed at {:?}", c.step_ins(2)),
+            ));
+        }
+        c.record("same_level_detected", 1.0);
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_spoofed_main(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = running_group(&ctx, &[0, 1]).await?;
+        c.add_forger();
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        let reverts_before = c.observer.lock().reverts.len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        // The forger keeps claiming to be the main: the failover happens to the round anyway.
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(
+            &c,
+            1,
+            got,
+            r + 6,
+            "forged claims must not reset the counter",
+        )?;
+        c.record("takeover_rounds", (got - r) as f64);
+        let h = c.signed_height();
+        c.wait_for_members(h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        if c.observer.lock().reverts.len() > reverts_before {
+            return Err(at(&c, "a forged claim made the standby revert".into()));
+        }
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_clock_skew(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Every member's clock off by up to a third of a round, either way.
+        let setup = GroupSetup::default();
+        let setup = GroupSetup {
+            clock_skew_ms_max: setup.block_time_ms / 3,
+            ..setup
+        };
+        let mut c = running_group_with(&ctx, &[0, 1, 2], setup, 3).await?;
+        sleep_ms(c.rng.gen_range(0..2_000)).await;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let before_1 = c.step_ins(1).len();
+        let before_2 = c.step_ins(2).len();
+        c.crash_member(0);
+        let r = main_last_round(&c)?;
+        let got = c
+            .wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        expect_step_in(&c, 1, got, r + 6, "the arithmetic, whatever the skew")?;
+        c.record("takeover_rounds", (got - r) as f64);
+        // The main returns on its skewed clock: the handover still signs nothing twice.
+        sleep_ms(c.rng.gen_range(0..3_000)).await;
+        let before = c.observer.lock().reverts.len();
+        let main_before = c.step_ins(0).len();
+        c.start_member(0);
+        let start = madsim::time::Instant::now();
+        while !(c.observer.lock().reverts.len() > before && c.step_ins(0).len() > main_before) {
+            if start.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!("handover incomplete: {:?}", c.member_status(1)),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        let h = c.signed_height();
+        c.wait_for_members(h + 10, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        if c.step_ins(2).len() > before_2 {
+            return Err(at(&c, format!("level 2 stepped in at {:?}", c.step_ins(2))));
+        }
+        Ok(())
+    })
+}
+
+/// Every live node's block hash at each height up to the lowest head among them, by name.
+fn held_chains(c: &SimCluster) -> Vec<(String, Vec<B256>)> {
+    let mut chains: Vec<(String, Arc<canon_engine::chain_store::ChainStore>)> = Vec::new();
+    for m in 0..c.member_ids().len() {
+        if let Some(x) = c.member(m) {
+            chains.push((format!("m{m}"), x.sync().replica().chain().clone()));
+        }
+    }
+    for e in 0..c.externals_len() {
+        if let Some(x) = c.external(e) {
+            chains.push((format!("x{e}"), x.replica().chain().clone()));
+        }
+    }
+    let to = chains
+        .iter()
+        .map(|(_, ch)| ch.head().height)
+        .min()
+        .unwrap_or(0);
+    chains
+        .into_iter()
+        .map(|(name, ch)| {
+            let hashes = ch
+                .blocks(1, to as usize, usize::MAX)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|b| b.header.hash().ok())
+                .collect();
+            (name, hashes)
+        })
+        .collect()
+}
+
+/// Waits until every live node holds one chain at least `min_height` long.
+async fn converged(c: &SimCluster, nodes: usize, min_height: u64) -> Result<u128, String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        let chains = held_chains(c);
+        let low = chains
+            .iter()
+            .map(|(_, h)| h.len() as u64)
+            .min()
+            .unwrap_or(0);
+        let agree = chains.windows(2).all(|w| w[0].1 == w[1].1);
+        if agree && chains.len() == nodes && low >= min_height {
+            return Ok(start.elapsed().as_millis());
+        }
+        if start.elapsed() > GROUP_BOUND {
+            let heads: Vec<String> = chains
+                .iter()
+                .map(|(n, h)| format!("{n}: {} blocks, tip {:?}", h.len(), h.last()))
+                .collect();
+            return Err(format!("nodes did not converge: {heads:?}"));
+        }
+        sleep_ms(20).await;
+    }
+}
+
+fn expect_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
+    for (m, want) in modes.iter().enumerate() {
+        let mode = c.member_status(m).map(|s| s.mode);
+        if mode.as_deref() != Some(*want) {
+            let all: Vec<String> = (0..modes.len())
+                .map(|i| format!("m{i}: {:?}", c.member_status(i)))
+                .collect();
+            return Err(format!("m{m} is {mode:?}, not {want}; {}", all.join("; ")));
+        }
+    }
+    Ok(())
+}
+
+/// Waits for the members to settle in `modes` (a member barred by its guard until the chain
+/// passes its last signed height, or a main still handing over, gets there in rounds).
+async fn settle_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        match expect_modes(c, modes) {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() > GROUP_BOUND => return Err(e),
+            Err(_) => sleep_ms(20).await,
+        }
+    }
+}
+
+/// Levels 0, 1 and 2 running unfenced, where the identity may sign two branches (the checker in
+/// fork mode), plus an external node following them; returns the cluster and the external's
+/// index.
+async fn unfenced_group(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
+    group_with_external(ctx, false).await
+}
+
+/// Levels 0, 1 and 2 and an external node following them; fenced, the checker allows no double
+/// signature at all, unfenced it runs in fork mode.
+async fn group_with_external(ctx: &Ctx, fencing: bool) -> Result<(SimCluster, usize), String> {
+    let setup = GroupSetup {
+        expect_equivocation: !fencing,
+        fencing,
+        ..GroupSetup::default()
+    };
+    let mut c = running_group_with(ctx, &GROUP_LEVELS, setup, GROUP_LEVELS.len()).await?;
+    let x = c.add_external(c.member_ids());
+    Ok((c, x))
+}
+
+const GROUP_LEVELS: [i64; 3] = [0, 1, 2];
+
+pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // The main crashes somewhere on its sign / persist / send path and stays down for a
+        // random number of rounds. Heights may then be signed twice (a block nobody saw, and
+        // the standby's at that height): the checker runs in fork mode, but no round is ever
+        // signed twice, and everyone ends on one chain with the main signing.
+        let (mut c, x) = unfenced_group(&ctx).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        let point = c.rng.gen_range(0..3u32);
+        let bound = Duration::from_secs(5);
+        match point {
+            0 => {
+                // The guard's synced record reaches the disk; the block's write does not.
+                let before = c.observer.lock().sign_refusals.len();
+                c.fail_member_disk_after(0, 1);
+                let start = madsim::time::Instant::now();
+                while c.observer.lock().sign_refusals.len() == before {
+                    if start.elapsed() > bound {
+                        return Err(at(&c, "the main never hit the disk fault".into()));
+                    }
+                    sleep_ms(1).await;
+                }
+                c.crash_member(0);
+                c.heal_member_disk(0);
+            }
+            1 => {
+                // Signed and stored, never sent: nothing leaves the main, then it dies.
+                let main = c.member_net_index(0);
+                let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
+                others.push(c.external_member(x));
+                for o in &others {
+                    c.net.block(main, *o);
+                }
+                let h = c.signed_height();
+                let start = madsim::time::Instant::now();
+                while c.signed_height() == h {
+                    if start.elapsed() > bound {
+                        return Err(at(&c, "the main signed nothing".into()));
+                    }
+                    sleep_ms(1).await;
+                }
+                c.crash_member(0);
+                c.net.heal();
+            }
+            _ => {
+                // Anywhere in a round.
+                sleep_ms(c.rng.gen_range(0..c.block_time().as_millis() as u64)).await;
+                c.crash_member(0);
+            }
+        }
+        c.record("crash_point", f64::from(point));
+        let down_rounds: u64 = c.rng.gen_range(1..20);
+        c.record("down_rounds", down_rounds as f64);
+        sleep_ms(down_rounds * c.block_time().as_millis() as u64).await;
+        let main_before = c.step_ins(0).len();
+        c.start_member(0);
+        let start = madsim::time::Instant::now();
+        while c.step_ins(0).len() == main_before {
+            if start.elapsed() > GROUP_BOUND {
+                return Err(at(
+                    &c,
+                    format!(
+                        "the main never signed again: {:?} / {:?}",
+                        c.member_status(0),
+                        c.member_status(1)
+                    ),
+                ));
+            }
+            sleep_ms(10).await;
+        }
+        let now_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        let ms = converged(&c, 4, now_height + 5)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.record("converged_ms", ms as f64);
+        settle_modes(&c, &["active", "standing-by", "standing-by"])
+            .await
+            .map_err(|e| at(&c, e))?;
+        let (rounds, heights) = {
+            let obs = c.observer.lock();
+            let heights: std::collections::BTreeSet<u64> =
+                obs.checker.double_signed().iter().map(|d| d.0).collect();
+            (obs.checker.double_signed_rounds().to_vec(), heights)
+        };
+        if let Some((round, a, b)) = rounds.first() {
+            return Err(at(&c, format!("round {round} signed twice: {a} and {b}")));
+        }
+        c.record("double_signed_heights", heights.len() as f64);
+        Ok(())
+    })
+}
+
+pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Unfenced, the seed's semantics: a partition between the main and its standbys makes
+        // both sign. The checker expects it (fork mode) and the run must see it happen, every
+        // follower report it, and every node end on the main's branch by the fork rule.
+        let (mut c, x) = unfenced_group(&ctx).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        sleep_ms(c.rng.gen_range(0..1_000)).await;
+        let main = c.member_net_index(0);
+        let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
+        others.push(c.external_member(x));
+        for o in &others {
+            c.net.block(main, *o);
+            c.net.block(*o, main);
+        }
+        c.note("fault: partition {m0} | {m1, m2, x0}");
+        let before_1 = c.step_ins(1).len();
+        c.wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        let both_sign_rounds: u64 = c.rng.gen_range(3..30);
+        sleep_ms(both_sign_rounds * c.block_time().as_millis() as u64).await;
+        let double_signed: Vec<(u64, B256, B256)> =
+            c.observer.lock().checker.double_signed().to_vec();
+        if double_signed.is_empty() {
+            return Err(at(
+                &c,
+                "both sides signed, yet no double signature was seen".into(),
+            ));
+        }
+        let fork_height = double_signed.iter().map(|d| d.0).min().unwrap_or(0);
+        let heights: std::collections::BTreeSet<u64> = double_signed.iter().map(|d| d.0).collect();
+        c.record("double_signed_heights", heights.len() as f64);
+        let reverts_before = c.observer.lock().reverts.len();
+        c.net.heal();
+        c.note("fault: heal");
+        let healed_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        let ms = converged(&c, 4, healed_height + 5)
+            .await
+            .map_err(|e| at(&c, format!("after the heal: {e}")))?;
+        c.record("converged_ms", ms as f64);
+        // The main's branch won at the first double-signed height.
+        let kept = c
+            .member(0)
+            .and_then(|m| m.sync().replica().chain().block(fork_height).ok().flatten())
+            .and_then(|b| b.header.slot);
+        if kept.map(|s| s.level) != Some(0) {
+            return Err(at(
+                &c,
+                format!("height {fork_height} kept {kept:?}; the fork rule keeps the main's block"),
+            ));
+        }
+        let reported = c.observer.lock().checker.reported_equivocations().len();
+        if reported == 0 {
+            return Err(at(&c, "no follower reported the equivocation".into()));
+        }
+        c.record("followers_reporting", reported as f64);
+        // Level 1 stops signing: it reverts on the main's return, or its guard bars it once its
+        // branch is rolled back (then it stands by when the chain passes what it signed).
+        let barred_or_reverted = c.observer.lock().reverts.len() > reverts_before
+            || c.member_status(1).is_some_and(|s| s.mode != "active");
+        if !barred_or_reverted {
+            return Err(at(&c, "level 1 still signs after the heal".into()));
+        }
+        settle_modes(&c, &["active", "standing-by", "standing-by"])
+            .await
+            .map_err(|e| at(&c, e))
+    })
+}
+
+/// Waits for a block of `level` with a round after `round` in member 1's or 0's chain; returns
+/// the first such round.
+async fn first_round_of_level_after(c: &SimCluster, level: i64, round: u64) -> Result<u64, String> {
+    let start = madsim::time::Instant::now();
+    loop {
+        let found = [1, 0]
+            .into_iter()
+            .filter_map(|m| c.member(m))
+            .filter_map(|x| {
+                let chain = x.sync().replica().chain().clone();
+                (1..=chain.head().height)
+                    .filter_map(|h| chain.block(h).ok().flatten())
+                    .filter_map(|b| b.header.slot)
+                    .find(|s| s.level == level && s.round > round)
+                    .map(|s| s.round)
+            })
+            .min();
+        match found {
+            Some(r) => return Ok(r),
+            None if start.elapsed() > GROUP_BOUND => {
+                return Err(format!("no block of level {level} after round {round}"))
+            }
+            None => sleep_ms(20).await,
+        }
+    }
+}
+
+/// How long `redundancy-chaos` injects faults, in simulated seconds.
+pub const REDUNDANCY_CHAOS_SECS: u64 = 30;
+
+pub(crate) fn redundancy_chaos(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(group_chaos(ctx, false))
+}
+
+pub(crate) fn redundancy_chaos_fenced(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(group_chaos(ctx, true))
+}
+
+/// chaos's mix on a group: crashes and restarts of any member, isolations, one-way drops, loss,
+/// delay, clock jumps and disk faults, for 30 s. Unfenced partitions may make two members sign
+/// one round (fork mode); fenced, the identity never signs two blocks for one height or round.
+/// Either way no machine ever does, every follower chain is a chain of the identity's blocks,
+/// and once everything heals all end on one chain with the main signing.
+async fn group_chaos(ctx: Ctx, fencing: bool) -> Result<(), String> {
+    {
+        let levels = GROUP_LEVELS;
+        let (mut c, x) = group_with_external(&ctx, fencing).await?;
+        let mut nodes: Vec<usize> = (0..levels.len()).map(|m| c.member_net_index(m)).collect();
+        nodes.push(c.external_member(x));
+        let mut up = vec![true; levels.len()];
+        let start = madsim::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(REDUNDANCY_CHAOS_SECS) {
+            sleep_ms(c.rng.gen_range(200..2_000)).await;
+            let m = c.rng.gen_range(0..levels.len());
+            match c.rng.gen_range(0..11) {
+                0 | 1 if up[m] => {
+                    c.crash_member(m);
+                    up[m] = false;
+                }
+                2 | 3 if !up[m] => {
+                    c.start_member(m);
+                    up[m] = true;
+                }
+                4 => {
+                    let i = nodes[c.rng.gen_range(0..nodes.len())];
+                    c.net.isolate(i);
+                    c.note(format!("fault: isolate net node {i}"));
+                }
+                5 => {
+                    let from = c.rng.gen_range(0..nodes.len());
+                    let to = (from + c.rng.gen_range(1..nodes.len())) % nodes.len();
+                    c.net.block(nodes[from], nodes[to]);
+                    c.note(format!(
+                        "fault: drop net node {} -> {}",
+                        nodes[from], nodes[to]
+                    ));
+                }
+                6 => {
+                    let loss = c.rng.gen_range(0..300);
+                    c.net.set_loss_permille(loss);
+                    c.note(format!("fault: lose {loss}/1000 messages"));
+                }
+                7 => {
+                    let max = c.rng.gen_range(0..100);
+                    c.net.set_extra_delay_ms(0, max);
+                    c.note(format!("fault: delay messages up to {max} ms"));
+                }
+                8 => {
+                    // Within a third of a round either way, as redundancy-clock-skew allows.
+                    let third = c.block_time().as_millis() as i64 / 3;
+                    let jump = c.rng.gen_range(-third..=third) / 2;
+                    c.jump_member_clock(m, jump);
+                }
+                9 if up[m] => {
+                    let writes = c.rng.gen_range(0..3);
+                    c.fail_member_disk_after(m, writes);
+                    sleep_ms(c.rng.gen_range(0..600)).await;
+                    c.heal_member_disk(m);
+                }
+                _ => {
+                    c.net.heal();
+                    c.note("fault: heal network");
+                }
+            }
+        }
+        c.net.heal();
+        c.note("fault: heal everything");
+        for (m, is_up) in up.iter().enumerate() {
+            c.heal_member_disk(m);
+            if !is_up {
+                c.start_member(m);
+            }
+        }
+        let top = held_chains(&c)
+            .iter()
+            .map(|(_, h)| h.len() as u64)
+            .max()
+            .unwrap_or(0);
+        let ms = converged(&c, levels.len() + 1, top + 5)
+            .await
+            .map_err(|e| at(&c, format!("after chaos: {e}")))?;
+        c.record("converged_ms", ms as f64);
+        settle_modes(&c, &["active", "standing-by", "standing-by"])
+            .await
+            .map_err(|e| at(&c, format!("after chaos: {e}")))?;
+        let (heights, rounds, reported) = {
+            let obs = c.observer.lock();
+            let heights: std::collections::BTreeSet<u64> =
+                obs.checker.double_signed().iter().map(|d| d.0).collect();
+            (
+                heights.len(),
+                obs.checker.double_signed_rounds().len(),
+                obs.checker.reported_equivocations().len(),
+            )
+        };
+        c.record("double_signed_heights", heights as f64);
+        c.record("double_signed_rounds", rounds as f64);
+        c.record("equivocations_reported", reported as f64);
+        Ok(())
+    }
+}
+
+pub(crate) fn redundancy_partition_fenced(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        // Fenced: the same partition as redundancy-partition, main | {levels 1, 2, external}.
+        // The main cannot gather a majority and signs nothing; level 1 takes over with the
+        // majority's agreement; after the heal the main catches up and signs again. The checker
+        // allows no double signature: no height or round is ever signed twice.
+        let (mut c, x) = group_with_external(&ctx, true).await?;
+        quiet_moment(&c).await.map_err(|e| at(&c, e))?;
+        sleep_ms(c.rng.gen_range(0..1_000)).await;
+        let main = c.member_net_index(0);
+        let mut others: Vec<usize> = (1..3).map(|m| c.member_net_index(m)).collect();
+        others.push(c.external_member(x));
+        for o in &others {
+            c.net.block(main, *o);
+            c.net.block(*o, main);
+        }
+        c.note("fault: partition {m0} | {m1, m2, x0}");
+        let cut_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        let before_1 = c.step_ins(1).len();
+        c.wait_for_step_in(1, before_1, GROUP_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // Level 1's first block after the main's last one (its step-in may first re-sign a
+        // block the main had gotten accepted but not chosen: the main's, not level 1's).
+        let cut_round = c.last_round_of_level(0).unwrap_or(0);
+        let takeover = first_round_of_level_after(&c, 1, cut_round)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.record("takeover_rounds_after_main", (takeover - cut_round) as f64);
+        let partitioned_rounds: u64 = c.rng.gen_range(3..30);
+        sleep_ms(partitioned_rounds * c.block_time().as_millis() as u64).await;
+        // A block the majority chose just before the cut may still reach the main's chain.
+        let main_height = c.member(0).map(|m| m.head().height).unwrap_or(0);
+        if main_height > cut_height + 1 {
+            return Err(at(
+                &c,
+                format!("the cut-off main went from height {cut_height} to {main_height}"),
+            ));
+        }
+        c.net.heal();
+        c.note("fault: heal");
+        let healed_height = c.member(1).map(|m| m.head().height).unwrap_or(0);
+        let healed_round = c.group_round();
+        let ms = converged(&c, 4, healed_height + 5)
+            .await
+            .map_err(|e| at(&c, format!("after the heal: {e}")))?;
+        c.record("converged_ms", ms as f64);
+        settle_modes(&c, &["active", "standing-by", "standing-by"])
+            .await
+            .map_err(|e| at(&c, e))?;
+        let back = first_round_of_level_after(&c, 0, healed_round)
+            .await
+            .map_err(|e| at(&c, format!("after the heal: {e}")))?;
+        c.record("main_back_rounds_after_heal", (back - healed_round) as f64);
+        let (heights, rounds, reported) = {
+            let obs = c.observer.lock();
+            (
+                obs.checker.double_signed().len(),
+                obs.checker.double_signed_rounds().len(),
+                obs.checker.reported_equivocations().len(),
+            )
+        };
+        if heights + rounds + reported > 0 {
+            return Err(at(
+                &c,
+                format!(
+                    "fenced, yet {heights} heights and {rounds} rounds were signed twice \
+                     ({reported} reports)"
+                ),
+            ));
+        }
+        Ok(())
+    })
+}
