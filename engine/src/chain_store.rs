@@ -387,7 +387,7 @@ impl ChainStore {
     }
 
     fn backfill_guard(&self) -> MutexGuard<'_, Option<Backfill>> {
-        self.backfill.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.backfill)
     }
 
     /// The gap a snapshot left, while any block of it is missing or its batches are not cut.
@@ -592,7 +592,7 @@ mod tests {
     impl std::task::Wake for HeadAtWake {
         fn wake(self: Arc<Self>) {
             let h = self.store.head().height;
-            self.seen.lock().unwrap_or_else(|p| p.into_inner()).push(h);
+            crate::sync::lock(&self.seen).push(h);
         }
     }
 
@@ -645,7 +645,7 @@ mod tests {
                 tokio::task::spawn_blocking(move || commit_next(&s, &k))
                     .await
                     .expect("commit");
-                let seen = probe.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let seen = crate::sync::lock(&probe.seen).clone();
                 assert_eq!(
                     seen.first(),
                     Some(&height),

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::B256;
@@ -25,6 +25,7 @@ use crate::policy::download::{DownloadConfig, Downloader, Plan, RoundResult};
 use crate::policy::fork_choice::{self, ForkBlock, Keep};
 use crate::replay::{answer_get_blocks, ReplayError, Replica};
 use crate::seams::{NodeError, Seams};
+use crate::sync::lock;
 use crate::tx::SignedTransaction;
 use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 
@@ -150,10 +151,6 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     /// Whether the last download round found the sources at their head.
     caught_up: AtomicBool,
     _rt: std::marker::PhantomData<fn() -> RT>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One range request's result.

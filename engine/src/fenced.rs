@@ -132,7 +132,7 @@ impl FencedAcceptor {
     }
 
     fn lock(&self) -> MutexGuard<'_, Acceptor<Block>> {
-        self.acceptor.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.acceptor)
     }
 
     pub fn on_round(&self, round: u64) {

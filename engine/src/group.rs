@@ -8,7 +8,7 @@
 //! A member's network identity is its own key; the identity's key shows only in what it signs.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::future::join_all;
@@ -33,6 +33,7 @@ use crate::policy::redundancy::{
 };
 use crate::seams::{NodeError, Seams};
 use crate::signing_guard::{SigningGuard, Watermark};
+use crate::sync::lock;
 use crate::tx::SignedTransaction;
 use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 
@@ -120,10 +121,6 @@ pub struct GroupMember<RT: AsyncRuntime> {
     stopped: AtomicBool,
     /// Itself, for the tasks a request spawns.
     me: std::sync::Weak<GroupMember<RT>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<RT: AsyncRuntime> GroupMember<RT> {

@@ -36,6 +36,7 @@ pub mod shared_elector;
 pub mod signatures;
 pub mod signing_guard;
 pub mod storage;
+pub mod sync;
 pub mod transport;
 pub mod tx;
 pub mod wire;

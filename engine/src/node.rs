@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
@@ -33,6 +33,7 @@ use crate::raft::state_machine::StateMachine;
 use crate::raft::types::{ApplyOutcome, Canon, Command, LogId};
 pub use crate::seams::{NodeError, Seams};
 use crate::shared_elector::SharedElector;
+use crate::sync::lock;
 use crate::tx::SignedTransaction;
 use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use alloy_primitives::Address;
@@ -228,10 +229,6 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     proposals_in_flight: AtomicUsize,
     /// Set while this node runs the batcher.
     batcher: Mutex<Option<BatcherState>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {

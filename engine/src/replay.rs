@@ -103,7 +103,7 @@ impl Replica {
         durability: Durability,
         signatures: Signatures<'_>,
     ) -> Result<Head, ReplayError> {
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _writer = crate::sync::lock(&self.writer);
         let mut next = self.chain.state().clone();
         let executed = chain::verify_block(
             &next.head,
@@ -132,7 +132,7 @@ impl Replica {
     /// batch. A crash leaves either the old chain or the new one.
     pub fn rollback_to(&self, height: u64) -> Result<Head, ReplayError> {
         let storage = |e: String| ReplayError::Storage(e);
-        let _writer = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let _writer = crate::sync::lock(&self.writer);
         let current = self.chain.state().clone();
         if height >= current.head.height {
             return Ok(current.head);

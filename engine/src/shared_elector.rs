@@ -35,7 +35,7 @@ impl<I: Instant> SharedElector<I> {
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Elector> {
-        self.elector.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.elector)
     }
 
     /// A request from, or a response by, `peer` arrived.

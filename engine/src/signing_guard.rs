@@ -100,7 +100,7 @@ impl SigningGuard {
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<Record>> {
-        self.last.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.last)
     }
 
     pub fn identity(&self) -> NodeId {

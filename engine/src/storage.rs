@@ -150,8 +150,7 @@ impl MemDisk {
     }
 
     fn lock(&self) -> MutexGuard<'_, DiskState> {
-        // A panic while holding the lock leaves plain data behind; keep using it.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// Simulates power loss: the oldest `keep` buffered batches reach the platter, the rest are

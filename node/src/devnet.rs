@@ -809,7 +809,7 @@ pub async fn run(
             _ = tick.tick() => {
                 let net = net.clone();
                 let table = tokio::task::spawn_blocking(move || {
-                    net.lock().unwrap_or_else(|p| p.into_inner()).table()
+                    canon_engine::sync::lock(&net).table()
                 })
                 .await
                 .unwrap_or_default();
@@ -822,7 +822,7 @@ pub async fn run(
         }
     }
     eprintln!("devnet: stopping");
-    tokio::task::spawn_blocking(move || net.lock().unwrap_or_else(|p| p.into_inner()).stop_all())
+    tokio::task::spawn_blocking(move || canon_engine::sync::lock(&net).stop_all())
         .await
         .map_err(|e| e.to_string())?;
     eprintln!("devnet: stopped");

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
 use canon_engine::codec;
+use canon_engine::sync::lock;
 use canon_engine::tx::{Payload, Transaction};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -157,10 +158,6 @@ struct Shared {
     stop: AtomicBool,
     ledger: Mutex<Ledger>,
     rejections: Mutex<BTreeMap<String, u64>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {

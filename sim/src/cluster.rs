@@ -325,7 +325,7 @@ impl SimCluster {
         if !slot.up {
             return None;
         }
-        slot.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        canon_engine::sync::lock(&slot.live).clone()
     }
 
     pub fn is_up(&self, i: usize) -> bool {
@@ -355,7 +355,7 @@ impl SimCluster {
         };
         let lost = self.slots[i].disk.crash(keep);
         let slot = &mut self.slots[i];
-        *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *canon_engine::sync::lock(&slot.live) = None;
         slot.up = false;
         self.note(format!("fault: crash n{i} ({lost} unsynced batches lost)"));
     }
@@ -746,7 +746,7 @@ async fn run_node(parts: NodeParts) {
             }
         }
     };
-    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    *canon_engine::sync::lock(&live) = Some(node.clone());
     if let Some(setup) = batcher {
         node.start_batcher(setup);
     }

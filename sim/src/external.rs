@@ -134,7 +134,7 @@ impl SimCluster {
         if !slot.up {
             return None;
         }
-        slot.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        canon_engine::sync::lock(&slot.live).clone()
     }
 
     pub fn external_height(&self, e: usize) -> u64 {
@@ -155,7 +155,7 @@ impl SimCluster {
         };
         let lost = self.externals[e].disk.crash(keep);
         let slot = &mut self.externals[e];
-        *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *canon_engine::sync::lock(&slot.live) = None;
         slot.up = false;
         self.note(format!(
             "fault: crash external x{e} ({lost} unsynced batches lost)"
@@ -301,7 +301,7 @@ async fn run_external(
             }
         }
     };
-    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    *canon_engine::sync::lock(&live) = Some(node.clone());
     serve(member, node, endpoint, net).await;
 }
 

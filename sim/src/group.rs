@@ -255,7 +255,7 @@ impl SimCluster {
         };
         let slot = &mut self.group_mut().slots[m];
         let lost = slot.disk.crash(keep);
-        *slot.live.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *canon_engine::sync::lock(&slot.live) = None;
         slot.up = false;
         self.note(format!(
             "fault: crash member m{m} ({lost} unsynced batches lost)"
@@ -295,7 +295,7 @@ impl SimCluster {
         if !slot.up {
             return None;
         }
-        slot.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        canon_engine::sync::lock(&slot.live).clone()
     }
 
     pub fn member_status(&self, m: usize) -> Option<GroupStatus> {
@@ -499,6 +499,6 @@ async fn run_member(
             }
         }
     };
-    *live.lock().unwrap_or_else(|p| p.into_inner()) = Some(node.clone());
+    *canon_engine::sync::lock(&live) = Some(node.clone());
     serve(member, node, endpoint, net).await;
 }

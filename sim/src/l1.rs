@@ -95,7 +95,7 @@ impl SimL1 {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        canon_engine::sync::lock(&self.state)
     }
 
     pub fn is_up(&self) -> bool {

@@ -199,7 +199,7 @@ fn explore(
                         stop.store(true, Ordering::SeqCst);
                     }
                 }
-                reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
+                canon_engine::sync::lock(&reports).push(r);
             });
         }
     });

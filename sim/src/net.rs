@@ -61,7 +61,7 @@ impl SimNet {
     }
 
     fn lock(&self) -> MutexGuard<'_, NetState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        canon_engine::sync::lock(&self.state)
     }
 
     pub fn add_member(&self, id: NodeId, addr: SocketAddr) -> usize {

@@ -110,6 +110,6 @@ impl From<Observer> for SharedObserver {
 
 impl SharedObserver {
     pub fn lock(&self) -> MutexGuard<'_, Observer> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        canon_engine::sync::lock(&self.0)
     }
 }

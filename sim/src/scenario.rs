@@ -34,7 +34,7 @@ pub struct Ctx {
 impl Ctx {
     pub fn cluster(&self, cfg: ClusterConfig) -> SimCluster {
         let c = SimCluster::start(self.seed, cfg);
-        *self.observer.lock().unwrap_or_else(|p| p.into_inner()) = Some(c.observer.clone());
+        *canon_engine::sync::lock(&self.observer) = Some(c.observer.clone());
         c
     }
 }
@@ -142,7 +142,7 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
                 .map_err(|p| format!("simulation panicked: {}", panic_text(p)))
         });
     let wall_secs = wall.elapsed().as_secs_f64();
-    let observer = slot.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let observer = canon_engine::sync::lock(&slot).clone();
     let (mut failure, sim_secs) = match joined {
         Ok((result, sim)) => (result.err(), sim.as_secs_f64()),
         Err(e) => (Some(e), scenario.sim_time_limit.as_secs_f64()),

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canon_engine::keys::SecretKey;
+use canon_engine::sync::lock;
 use canon_engine::transport::{BoxFuture, Transport, TransportError};
 use canon_engine::NodeId;
 use futures::StreamExt;
@@ -26,10 +27,6 @@ const BACKOFF_MAX: Duration = Duration::from_secs(2);
 const OUTBOX_FRAMES: usize = 1024;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// An open, authenticated connection to one peer.
 struct Link {
