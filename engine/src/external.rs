@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use alloy_primitives::B256;
 use futures::future::join_all;
-use openraft::AsyncRuntime;
+use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 
 use crate::block::{Block, ChainSpec};
@@ -79,7 +79,8 @@ pub struct SourceState {
     pub failures: u32,
     pub blocks_applied: u64,
     /// When it was last found on the losing side of an equivocation (it is asked again a while
-    /// later: a follower leaves a losing branch once it sees the winner).
+    /// later: a follower leaves a losing branch once it sees the winner), in milliseconds on
+    /// this node's monotonic clock since it started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub losing_branch_since_ms: Option<u64>,
 }
@@ -150,7 +151,10 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     stopped: AtomicBool,
     /// Whether the last download round found the sources at their head.
     caught_up: AtomicBool,
-    _rt: std::marker::PhantomData<fn() -> RT>,
+    /// Start of the monotonic clock the fork probe and the losing-branch recheck are timed
+    /// on. The wall clock (`seams.clock`) can jump back (chaos draws jumps), and timed on it
+    /// they waited until it caught up again.
+    started: RT::Instant,
 }
 
 /// One range request's result.
@@ -225,7 +229,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             equivocations: Mutex::new(Vec::new()),
             losers: Mutex::new(BTreeMap::new()),
             stopped: AtomicBool::new(false),
-            _rt: std::marker::PhantomData,
+            started: RT::Instant::now(),
         });
         let _detached = RT::spawn(node.clone().follow());
         Ok(node)
@@ -364,25 +368,31 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             .iter()
             .filter(|s| self.cfg.validators.contains(s))
         {
-            match peer::call(&*self.seams.transport, *peer, &req, timeout).await {
-                Ok(Response::SubmitTransactions(o)) if o.len() == n => {
+            let answer = peer::ask(&*self.seams.transport, *peer, &req, timeout, |r| match r {
+                Response::SubmitTransactions(o) if o.len() == n => Some(o),
+                _ => None,
+            });
+            match answer.await {
+                Ok(o)
                     if o.iter()
-                        .all(|x| matches!(x, SubmitOutcome::NotLeader { .. }))
-                    {
-                        last = format!("{peer} knows no leader");
-                        continue;
-                    }
-                    return o;
+                        .all(|x| matches!(x, SubmitOutcome::NotLeader { .. })) =>
+                {
+                    last = format!("{peer} knows no leader");
                 }
-                Ok(_) => last = peer::CallError::Unexpected { peer: *peer }.to_string(),
+                Ok(o) => return o,
                 Err(e) => last = e.to_string(),
             }
         }
         vec![SubmitOutcome::Rejected(SubmitRejection::Forward(last)); n]
     }
 
+    /// Milliseconds since this node started, on the runtime's monotonic clock.
+    fn monotonic_ms(&self) -> u64 {
+        u64::try_from((RT::Instant::now() - self.started).as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn trusted_sources(&self) -> Vec<NodeId> {
-        let now = self.seams.clock.now_ms();
+        let now = self.monotonic_ms();
         lock(&self.sources)
             .values()
             .filter(|s| s.rejected.is_none())
@@ -402,11 +412,12 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     async fn fetch_max(&self, source: NodeId, from: u64, max: u32, wait_ms: u32) -> Fetched {
         let req = Request::GetBlocks { from, max, wait_ms };
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms + u64::from(wait_ms));
-        let blocks = match peer::call(&*self.seams.transport, source, &req, timeout).await {
-            Ok(Response::Blocks(b)) => Ok(b),
-            Ok(_) => Err(peer::CallError::Unexpected { peer: source }.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let blocks = peer::ask(&*self.seams.transport, source, &req, timeout, |r| match r {
+            Response::Blocks(b) => Some(b),
+            _ => None,
+        })
+        .await
+        .map_err(|e| e.to_string());
         Fetched { source, blocks }
     }
 
@@ -715,7 +726,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     }
 
     fn mark_losing(&self, source: NodeId) {
-        let now = self.seams.clock.now_ms();
+        let now = self.monotonic_ms();
         if let Some(s) = lock(&self.sources).get_mut(&source) {
             s.losing_branch_since_ms = Some(now);
         }
@@ -770,7 +781,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 self.resolve_fork(source, u64::MAX).await;
             }
             if downloader.caught_up() {
-                let now = self.seams.clock.now_ms();
+                let now = self.monotonic_ms();
                 if now.saturating_sub(last_probe_ms) >= FORK_PROBE_MS {
                     last_probe_ms = now;
                     self.probe_shorter_branches().await;
