@@ -120,9 +120,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             wait_ms: 0,
         };
         let timeout = Duration::from_millis(self.config().rpc_timeout_ms);
-        let blocks = match peer::call(&**self.transport(), source, &req, timeout).await {
-            Ok(Response::Blocks(b)) => b,
-            _ => return Step::NextPeer,
+        let answer = peer::ask(&**self.transport(), source, &req, timeout, |r| match r {
+            Response::Blocks(b) => Some(b),
+            _ => None,
+        });
+        let Ok(blocks) = answer.await else {
+            return Step::NextPeer;
         };
         let mut next = gap.clone();
         let accepted = match next.accept(&blocks) {

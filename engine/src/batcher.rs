@@ -16,7 +16,6 @@ use openraft::AsyncRuntime;
 use crate::batch::{ordered_signatures, Attestation, BatchHeader};
 use crate::batcher_role::{BatcherClaim, BatcherRole};
 use crate::chain_store::stage_attestations;
-use crate::codec;
 use crate::events::Event;
 use crate::l1::L1;
 use crate::node::ConsensusNode;
@@ -175,20 +174,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         match leader {
             Some(l) if l == self.id() => self.write_claim(claim).await,
             Some(l) => {
-                let req =
-                    codec::encode(&Request::ClaimBatcher(claim)).map_err(|e| e.to_string())?;
                 let timeout = Duration::from_millis(self.claim_timeout_ms());
-                let bytes = self
-                    .transport()
-                    .request(l, req, timeout)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                match codec::decode::<Response>(&bytes) {
-                    Ok(Response::Claim(r)) => r,
-                    Ok(Response::Refused(r)) => Err(r),
-                    Ok(other) => Err(format!("unexpected answer to a claim: {other:?}")),
-                    Err(e) => Err(e.to_string()),
-                }
+                let req = Request::ClaimBatcher(claim);
+                peer::ask(&**self.transport(), l, &req, timeout, |r| match r {
+                    Response::Claim(r) => Some(r),
+                    _ => None,
+                })
+                .await
+                .map_err(|e| e.to_string())?
             }
             None => Err("no leader known".into()),
         }
@@ -369,17 +362,18 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             .map(|peer| {
                 let req = &req;
                 async move {
-                    (
-                        *peer,
-                        peer::call(&**self.transport(), *peer, req, timeout).await,
-                    )
+                    let answer = peer::ask(&**self.transport(), *peer, req, timeout, |r| match r {
+                        Response::Attestations(atts) => Some(atts),
+                        _ => None,
+                    });
+                    (*peer, answer.await)
                 }
             })
             .collect();
         let quorum = self.attestation_quorum();
         let mut got: Vec<Attestation> = Vec::new();
         while let Some((peer, answer)) = asking.next().await {
-            if let Ok(Response::Attestations(atts)) = answer {
+            if let Ok(atts) = answer {
                 got.extend(
                     atts.into_iter()
                         .filter(|a| a.signer == peer && a.verify(&header))

@@ -596,11 +596,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
         let req = Request::ForwardedBatch(txs);
         let failed = |why: String| vec![SubmitOutcome::Rejected(SubmitRejection::Forward(why)); n];
-        match peer::call(&*self.seams.transport, leader, &req, timeout).await {
-            Ok(Response::SubmitTransactions(o)) if o.len() == n => o,
-            Ok(_) => failed(peer::CallError::Unexpected { peer: leader }.to_string()),
-            Err(e) => failed(e.to_string()),
-        }
+        peer::ask(&*self.seams.transport, leader, &req, timeout, |r| match r {
+            Response::SubmitTransactions(o) if o.len() == n => Some(o),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|e| failed(e.to_string()))
     }
 
     /// A batch a replica forwarded: like [`Self::admit_forwarded`] for each transaction.
@@ -648,13 +649,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     async fn forward(&self, leader: NodeId, tx: SignedTransaction) -> SubmitOutcome {
         let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
         let req = Request::Forwarded(tx);
-        match peer::call(&*self.seams.transport, leader, &req, timeout).await {
-            Ok(Response::SubmitTransaction(o)) => o,
-            Ok(_) => SubmitOutcome::Rejected(SubmitRejection::Forward(
-                peer::CallError::Unexpected { peer: leader }.to_string(),
-            )),
-            Err(e) => SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())),
-        }
+        peer::ask(&*self.seams.transport, leader, &req, timeout, |r| match r {
+            Response::SubmitTransaction(o) => Some(o),
+            _ => None,
+        })
+        .await
+        .unwrap_or_else(|e| SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())))
     }
 
     /// A transaction a replica forwarded: admitted if this node leads, never forwarded again.

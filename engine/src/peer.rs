@@ -22,6 +22,19 @@ pub enum CallError {
     Unexpected { peer: NodeId },
 }
 
+/// [`call`], expecting one kind of answer: `expect` takes what the caller wants out of the
+/// response, and anything else is [`CallError::Unexpected`], written here once.
+pub async fn ask<T>(
+    transport: &dyn Transport,
+    peer: NodeId,
+    req: &Request,
+    timeout: Duration,
+    expect: impl FnOnce(Response) -> Option<T>,
+) -> Result<T, CallError> {
+    let resp = call(transport, peer, req, timeout).await?;
+    expect(resp).ok_or(CallError::Unexpected { peer })
+}
+
 /// Sends `req` to `peer` and waits at most `timeout` for its answer.
 pub async fn call(
     transport: &dyn Transport,
