@@ -1,5 +1,6 @@
 //! `canon-sim`: list, run and explore the seeded scenarios.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -78,8 +79,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::List => {
             let width = SCENARIOS.iter().map(|s| s.name.len()).max().unwrap_or(0);
+            let mut out = std::io::stdout().lock();
             for s in SCENARIOS {
-                println!("{:width$}  {}", s.name, s.description);
+                // A reader that stops early (`| head`) closes the pipe: the listing ends there.
+                if writeln!(out, "{:width$}  {}", s.name, s.description).is_err() {
+                    break;
+                }
             }
             ExitCode::SUCCESS
         }

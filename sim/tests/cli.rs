@@ -37,6 +37,24 @@ fn list_names_every_scenario_with_a_description() {
 }
 
 #[test]
+fn list_into_a_reader_that_stops_early_exits_cleanly() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_canon-sim"))
+        .arg("list")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run canon-sim");
+    // The reader goes away before reading anything, as `| head` does once it has its lines:
+    // every write of the listing meets a closed pipe.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
 fn run_ends_with_the_ok_line_and_replays_identically() {
     let (code, first, _) = canon_sim(&["run", "leader-failover", "--seed", "3"]);
     assert_eq!(code, Some(0), "{first}");
