@@ -10,8 +10,7 @@ use openraft::AsyncRuntime;
 
 use crate::backfill::{Backfill, BackfillError};
 use crate::chain_store::{
-    read_blocks, stage_block_alone, stage_sealed_batch, StoreError, MAX_BLOCKS_PER_RESPONSE,
-    MAX_RESPONSE_BYTES,
+    stage_block_alone, stage_sealed_batch, StoreError, MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES,
 };
 use crate::events::Event;
 use crate::ids::NodeId;
@@ -186,8 +185,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let mut batch = WriteBatch::default();
         let mut height = gap.base_height + 1;
         while height <= gap.top_height {
-            let blocks = read_blocks(
-                &**chain.storage(),
+            let blocks = chain.blocks_between(
                 height,
                 gap.top_height,
                 MAX_BLOCKS_PER_RESPONSE as usize,

@@ -15,7 +15,6 @@ use openraft::AsyncRuntime;
 
 use crate::batch::{ordered_signatures, Attestation, BatchHeader};
 use crate::batcher_role::{BatcherClaim, BatcherRole};
-use crate::chain_store::stage_attestations;
 use crate::events::Event;
 use crate::l1::L1;
 use crate::node::ConsensusNode;
@@ -25,7 +24,6 @@ use crate::policy::batcher::{
 };
 use crate::policy::batcher_failover::{Failover, FailoverConfig, RoundView};
 use crate::raft::types::{ApplyOutcome, Command};
-use crate::storage::{Durability, WriteBatch};
 use crate::wire::{Request, Response};
 
 /// How a node runs its batcher.
@@ -387,10 +385,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         if got.is_empty() {
             return;
         }
-        let mut batch = WriteBatch::default();
-        if stage_attestations(&mut batch, number, &got).is_ok() {
-            // Collected attestations can be collected again: no sync needed.
-            let _ = self.chain().storage().write(batch, Durability::Buffered);
+        if let Err(e) = self.chain().add_attestations(number, &got) {
+            self.emit(Event::StorageFailed {
+                reason: e.to_string(),
+            });
         }
     }
 

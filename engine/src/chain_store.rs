@@ -30,7 +30,7 @@ const KEY_APPLIED: &[u8] = b"sm/applied";
 /// The blocks a snapshot jumped over, while any are missing (see [`crate::backfill`]).
 const KEY_BACKFILL: &[u8] = b"sm/backfill";
 /// The last snapshot built: written synced, so everything applied before it is durable.
-pub(crate) const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
+const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
 /// Just past every account key (20-byte addresses).
 const ACCOUNTS_END: [u8; 21] = [0xff; 21];
 
@@ -345,8 +345,47 @@ impl ChainStore {
         })
     }
 
-    pub fn storage(&self) -> &Arc<dyn Storage> {
-        &self.storage
+    /// Attestations of batch `number` collected from peers. Buffered: a crash loses them and
+    /// they are collected again.
+    pub fn add_attestations(
+        &self,
+        number: u64,
+        attestations: &[Attestation],
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        stage_attestations(&mut batch, number, attestations)?;
+        self.storage.write(batch, Durability::Buffered)?;
+        Ok(())
+    }
+
+    /// Records the snapshot about to be built (its last applied entry and height), synced. A
+    /// synced write flushes every buffered one before it, as fsync does, so everything applied
+    /// so far is durable before openraft purges the log that was its write-ahead log.
+    pub fn sync_for_snapshot(
+        &self,
+        last_applied: Option<LogId>,
+        height: u64,
+    ) -> Result<(), StoreError> {
+        let mut batch = WriteBatch::default();
+        batch.put(
+            Column::Meta,
+            KEY_SNAPSHOT,
+            codec::encode(&(last_applied, height))?,
+        );
+        self.storage.write(batch, Durability::Synced)?;
+        Ok(())
+    }
+
+    /// Stored blocks `from..=to`, at most `max` and about `max_bytes`, stopping at the first
+    /// missing height. Unlike [`ChainStore::blocks`] it may read below an open gap's top.
+    pub fn blocks_between(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+        max_bytes: usize,
+    ) -> Result<Vec<Block>, StoreError> {
+        read_blocks(&*self.storage, from.max(1), to, max, max_bytes)
     }
 
     /// The chain's rule for cutting L1 batches.

@@ -10,9 +10,7 @@ use openraft::AsyncRuntime;
 
 use crate::block::{Block, ChainSpec};
 use crate::chain::{self, BlockError, Head};
-use crate::chain_store::{
-    read_blocks, stage_applied, stage_block, stage_truncation, ChainState, ChainStore,
-};
+use crate::chain_store::{stage_applied, stage_block, stage_truncation, ChainState, ChainStore};
 use crate::ids::NodeId;
 use crate::signatures::{SignatureVerifier, Signatures};
 use crate::storage::{Durability, WriteBatch};
@@ -144,14 +142,10 @@ impl Replica {
         let mut head = Head::of(&genesis).map_err(|e| storage(e.to_string()))?;
         let mut ledger = self.spec.genesis_ledger();
         while head.height < height {
-            let blocks = read_blocks(
-                &**self.chain.storage(),
-                head.height + 1,
-                height,
-                ROLLBACK_READ_BLOCKS,
-                usize::MAX,
-            )
-            .map_err(|e| storage(e.to_string()))?;
+            let blocks = self
+                .chain
+                .blocks_between(head.height + 1, height, ROLLBACK_READ_BLOCKS, usize::MAX)
+                .map_err(|e| storage(e.to_string()))?;
             if blocks.is_empty() {
                 return Err(storage(format!(
                     "block {} is missing while rolling back to {height}",

@@ -25,7 +25,7 @@ use crate::block::Block;
 use crate::chain::{self, BlockError};
 use crate::chain_store::{
     stage_applied, stage_block, stage_sealed_batch, stage_snapshot_state, AppliedMeta, ChainState,
-    ChainStore, KEY_SNAPSHOT,
+    ChainStore,
 };
 use crate::codec;
 use crate::events::{Event, EventSink};
@@ -33,7 +33,7 @@ use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::ledger::{Account, Ledger};
 use crate::signatures::Signatures;
-use crate::storage::{Column, Durability, WriteBatch};
+use crate::storage::{Durability, WriteBatch};
 
 /// A snapshot is the applied state without the blocks: the head, every account, the batch
 /// cursor and the batcher role. A node that installs one fetches the blocks it lacks by the
@@ -267,14 +267,8 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
     /// log), so everything the snapshot includes must be on disk before that log goes.
     fn build_durable(&self) -> Result<Snapshot<C<RT>>, StorageError<NodeId>> {
         let state = self.chain.state().clone();
-        let mut batch = WriteBatch::default();
-        let mark = codec::encode(&(state.last_applied, state.head.height))
-            .map_err(|e| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Write, e))?;
-        batch.put(Column::Meta, KEY_SNAPSHOT, mark);
-        // A synced write flushes every buffered one before it, as fsync does.
         self.chain
-            .storage()
-            .write(batch, Durability::Synced)
+            .sync_for_snapshot(state.last_applied, state.head.height)
             .map_err(|e| {
                 io_err(
                     ErrorSubject::Snapshot(None),
