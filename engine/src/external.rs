@@ -93,8 +93,8 @@ pub struct EquivocationSeen {
     pub theirs: B256,
     pub our_level: i64,
     pub their_level: i64,
-    /// `ours` or `theirs`, by `policy::fork_choice`.
-    pub kept: String,
+    /// The branch followed, by `policy::fork_choice` (`"ours"` or `"theirs"` in JSON).
+    pub kept: Keep,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -628,7 +628,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             theirs: their_hash,
             our_level: our_slot.level,
             their_level: their_slot.level,
-            kept: keep.name().into(),
+            kept: keep,
         };
         let new = {
             let mut list = lock(&self.equivocations);

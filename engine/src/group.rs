@@ -27,8 +27,9 @@ use crate::keys::SecretKey;
 use crate::mempool::Mempool;
 use crate::peer;
 use crate::policy::fence::{self, Ballot, MIN_FENCED_GROUP};
+use crate::policy::fork_choice::Keep;
 use crate::policy::redundancy::{
-    round_at, round_start_ms, Ack, Announcement, Failover, Mode, RedundancyAction,
+    round_at, round_start_ms, Ack, Announcement, Failover, MemberMode, RedundancyAction,
     RedundancyConfig, Signed, StepIn,
 };
 use crate::seams::{NodeError, Seams};
@@ -64,8 +65,9 @@ pub struct GroupStatus {
     pub id: NodeId,
     pub identity: NodeId,
     pub level: i64,
-    /// `syncing`, `handing-over`, `standing-by`, `active`, `yielding`, `observer`, `barred`.
-    pub mode: String,
+    /// `syncing`, `handing-over`, `standing-by`, `active`, `yielding`, `observer`, `barred`
+    /// in JSON.
+    pub mode: MemberMode,
     pub head: Head,
     /// The level that signed the head block.
     pub active_signer_level: Option<i64>,
@@ -80,18 +82,6 @@ pub struct GroupStatus {
     pub mempool_len: usize,
     /// `redundancy_fencing`: blocks are signed only once a majority chose them.
     pub fenced: bool,
-}
-
-fn mode_name(m: &Mode) -> &'static str {
-    match m {
-        Mode::Syncing => "syncing",
-        Mode::HandingOver { .. } => "handing-over",
-        Mode::StandingBy => "standing-by",
-        Mode::Active => "active",
-        Mode::Yielding { .. } => "yielding",
-        Mode::Observer => "observer",
-        Mode::Barred { .. } => "barred",
-    }
 }
 
 struct MemberState {
@@ -236,7 +226,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             id: self.id,
             identity: self.identity,
             level: st.failover.level().value(),
-            mode: mode_name(st.failover.mode()).into(),
+            mode: st.failover.mode().kind(),
             head: self.sync.head(),
             active_signer_level: st.head_level,
             missed_rounds: st.round.map_or(0, |r| st.failover.missed_rounds(r)),
@@ -402,7 +392,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         st.round = Some(round);
         self.feed_blocks(&mut st);
         for e in self.sync.equivocations() {
-            if e.kept == "ours" {
+            if e.kept == Keep::Ours {
                 st.failover.on_fork_kept(e.height);
             }
         }

@@ -175,12 +175,36 @@ pub struct NodeStatus {
     pub batches: BatchStatus,
 }
 
+/// What a node does for L1 batches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchDuty {
+    /// Holds the batcher role and submits.
+    Batcher,
+    /// Runs a batcher that stands by while another holds the role.
+    Standby,
+    /// Runs no batcher: seals and attests only.
+    #[default]
+    Attester,
+}
+
+impl BatchDuty {
+    /// The name `/status` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchDuty::Batcher => "batcher",
+            BatchDuty::Standby => "standby",
+            BatchDuty::Attester => "attester",
+        }
+    }
+}
+
 /// Where L1 batches stand on this node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchStatus {
     /// `batcher` while this node holds the role and submits, `standby` while another does,
     /// `attester` when its batcher is not enabled.
-    pub role: String,
+    pub role: BatchDuty,
     /// This node's `batcher_redundancy_level` (batcher enabled only).
     pub level: Option<u32>,
     /// The role as Raft applied it: its epoch (0: never claimed), holder and holder's level.
@@ -341,11 +365,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let standby = run.as_ref().filter(|_| !holds);
         let batches = BatchStatus {
             role: match (&run, holds) {
-                (Some(_), true) => "batcher",
-                (Some(_), false) => "standby",
-                (None, _) => "attester",
-            }
-            .into(),
+                (Some(_), true) => BatchDuty::Batcher,
+                (Some(_), false) => BatchDuty::Standby,
+                (None, _) => BatchDuty::Attester,
+            },
             level: run.as_ref().map(|r| r.level),
             epoch: role.epoch,
             holder: role.holder,

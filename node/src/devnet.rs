@@ -612,7 +612,7 @@ impl Devnet {
                     let batcher = s
                         .batcher
                         .as_ref()
-                        .map(|b| match (b.role.as_str(), b.level) {
+                        .map(|b| match (b.role.name(), b.level) {
                             ("attester", _) => "-".to_string(),
                             (r, Some(l)) => format!("{r} L{l} e{}", b.epoch),
                             (r, None) => format!("{r} e{}", b.epoch),
@@ -675,7 +675,7 @@ impl Devnet {
             let dash = || "-".to_string();
             let (mode, level, signer, round, missed) = match &s.redundancy {
                 Some(g) => (
-                    g.mode.clone(),
+                    g.mode.name().to_string(),
                     g.level.to_string(),
                     g.active_signer_level.map_or_else(dash, |l| l.to_string()),
                     g.round.map_or_else(dash, |r| r.to_string()),

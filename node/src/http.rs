@@ -160,7 +160,7 @@ impl NodeContext {
                     node_id: g.id,
                     role: "single-sequencer".into(),
                     raft_state: "NotInRaft".into(),
-                    is_leader: g.mode == "active",
+                    is_leader: g.mode == canon_engine::policy::redundancy::MemberMode::Active,
                     current_leader: None,
                     term: 0,
                     last_canonized_height: g.head.height,

@@ -342,7 +342,9 @@ impl Metrics {
     /// The present state of a group member, refreshed when scraped.
     pub fn observe_group(&self, g: &canon_engine::group::GroupStatus) {
         self.redundancy_level.set(g.level);
-        self.redundancy_active.set(i64::from(g.mode == "active"));
+        self.redundancy_active.set(i64::from(
+            g.mode == canon_engine::policy::redundancy::MemberMode::Active,
+        ));
         self.redundancy_active_signer_level
             .set(g.active_signer_level.unwrap_or(-1));
         self.redundancy_missed_rounds

@@ -13,6 +13,7 @@ use std::time::Duration;
 use canon_engine::batch::address_of;
 use canon_engine::keys::SecretKey;
 use canon_engine::l1::L1Head;
+use canon_engine::node::BatchDuty;
 use canon_node::devnet::{node_key, Devnet};
 use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
 use common::*;
@@ -110,7 +111,7 @@ fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9()
                 .filter(|b| b.last_committed_l1.is_some_and(|n| n >= 3))
         },
     );
-    assert_eq!(b0.role, "batcher");
+    assert_eq!(b0.role, BatchDuty::Batcher);
     assert_eq!(b0.epoch, 1);
     assert_eq!(b0.level, Some(0));
     assert!(b0.last_committed_l1.is_some_and(|b| b >= 3), "{b0:?}");
@@ -119,7 +120,7 @@ fn a_cluster_commits_its_batches_to_anvil_and_the_batcher_resumes_after_kill_9()
         "{b0:?}"
     );
     let b1 = c.batcher(1).expect("n1 batcher status");
-    assert_eq!(b1.role, "attester");
+    assert_eq!(b1.role, BatchDuty::Attester);
     assert_eq!(b1.last_committed_l1, None);
 
     c.net.kill(0);
@@ -162,7 +163,7 @@ fn the_standby_batcher_takes_over_after_kill_9_and_the_main_takes_it_back() {
         c.head().filter(|h| h.batch_number >= 2 && h.epoch == 1)
     });
     let b1 = wait_for("n1 standing by", Duration::from_secs(10), || {
-        c.batcher(1).filter(|b| b.role == "standby")
+        c.batcher(1).filter(|b| b.role == BatchDuty::Standby)
     });
     assert_eq!((b1.level, b1.epoch, b1.holder_level), (Some(1), 1, Some(0)));
     assert_eq!(b1.holder, Some(node_key(0).node_id()));
@@ -170,7 +171,7 @@ fn the_standby_batcher_takes_over_after_kill_9_and_the_main_takes_it_back() {
     c.net.kill(0);
     let stalled = c.head().expect("head");
     let b1 = wait_for("n1 takes the role", Duration::from_secs(40), || {
-        c.batcher(1).filter(|b| b.role == "batcher")
+        c.batcher(1).filter(|b| b.role == BatchDuty::Batcher)
     });
     assert_eq!((b1.epoch, b1.holder_level), (2, Some(1)));
     let moved = wait_for("L1 moves at epoch 2", Duration::from_secs(60), || {
@@ -186,14 +187,16 @@ fn the_standby_batcher_takes_over_after_kill_9_and_the_main_takes_it_back() {
 
     c.net.start_node(0).expect("restart the main batcher");
     wait_for("n0 takes the role back", Duration::from_secs(60), || {
-        c.batcher(0).filter(|b| b.role == "batcher" && b.epoch == 3)
+        c.batcher(0)
+            .filter(|b| b.role == BatchDuty::Batcher && b.epoch == 3)
     });
     let back = wait_for("L1 moves at epoch 3", Duration::from_secs(60), || {
         c.head()
             .filter(|h| h.batch_number >= moved.batch_number + 2 && h.epoch == 3)
     });
     wait_for("n1 stands by again", Duration::from_secs(10), || {
-        c.batcher(1).filter(|b| b.role == "standby" && b.epoch == 3)
+        c.batcher(1)
+            .filter(|b| b.role == BatchDuty::Standby && b.epoch == 3)
     });
     c.assert_root_is_the_chains(&back);
     // A handover may leave the deposed batcher's last transaction to revert on L1 (that is
@@ -221,7 +224,8 @@ fn a_frozen_batcher_wakes_as_a_zombie_and_l1_never_takes_its_old_epoch_again() {
     });
     c.net.signal(0, Signal::SIGSTOP);
     wait_for("n1 takes the role", Duration::from_secs(40), || {
-        c.batcher(1).filter(|b| b.role == "batcher" && b.epoch == 2)
+        c.batcher(1)
+            .filter(|b| b.role == BatchDuty::Batcher && b.epoch == 2)
     });
     let moved = wait_for("L1 at epoch 2", Duration::from_secs(30), || {
         c.head().filter(|h| h.epoch == 2)
@@ -230,7 +234,8 @@ fn a_frozen_batcher_wakes_as_a_zombie_and_l1_never_takes_its_old_epoch_again() {
     // It learns of epoch 2 through Raft and stands by: deposed while it ran, it does not take
     // the role straight back (only a restarted main does).
     wait_for("the old batcher stands by", Duration::from_secs(30), || {
-        c.batcher(0).filter(|b| b.role == "standby" && b.epoch == 2)
+        c.batcher(0)
+            .filter(|b| b.role == BatchDuty::Standby && b.epoch == 2)
     });
     let last = wait_for("L1 moves on", Duration::from_secs(30), || {
         c.head()
@@ -253,7 +258,7 @@ fn a_frozen_batcher_wakes_as_a_zombie_and_l1_never_takes_its_old_epoch_again() {
     assert!(commits.len() as u64 >= last.batch_number, "{commits:?}");
     assert_eq!(highest_epoch, 2, "{commits:?}");
     let b0 = c.batcher(0).expect("n0 status");
-    assert_eq!((b0.role.as_str(), b0.epoch), ("standby", 2), "{b0:?}");
+    assert_eq!((b0.role, b0.epoch), (BatchDuty::Standby, 2), "{b0:?}");
     assert_same_chain(&c.net);
 }
 

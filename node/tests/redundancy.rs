@@ -8,6 +8,7 @@
 
 mod common;
 
+use canon_engine::policy::redundancy::MemberMode;
 use std::time::Duration;
 
 use canon_node::devnet::{identity_key, member_env, Devnet};
@@ -27,7 +28,7 @@ fn group(net: &Devnet, i: usize) -> Option<(StatusView, canon_engine::group::Gro
     Some((s, g))
 }
 
-fn mode(net: &Devnet, i: usize) -> Option<String> {
+fn mode(net: &Devnet, i: usize) -> Option<MemberMode> {
     group(net, i).map(|(_, g)| g.mode)
 }
 
@@ -68,10 +69,10 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         || {
             let (m0, g0) = group(&net, 0)?;
             let (h1, h2) = (height(&net, 1)?, height(&net, 2)?);
-            (g0.mode == "active"
+            (g0.mode == MemberMode::Active
                 && m0.last_applied_height >= 8
-                && mode(&net, 1)? == "standing-by"
-                && mode(&net, 2)? == "standing-by"
+                && mode(&net, 1)? == MemberMode::StandingBy
+                && mode(&net, 2)? == MemberMode::StandingBy
                 && h1 + 1 >= m0.last_applied_height
                 && h2 + 1 >= m0.last_applied_height)
                 .then_some(())
@@ -98,7 +99,7 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
     net.kill(0);
 
     wait_for("level 1 stepping in", Duration::from_secs(20), || {
-        (mode(&net, 1)? == "active").then_some(())
+        (mode(&net, 1)? == MemberMode::Active).then_some(())
     });
     let after_step_in = height(&net, 1).expect("m1 answers");
     wait_for(
@@ -139,7 +140,7 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
         "level 2 must not sign while level 1 does"
     );
     let (_, g2) = group(&net, 2).expect("m2 answers");
-    assert_eq!(g2.mode, "standing-by");
+    assert_eq!(g2.mode, MemberMode::StandingBy);
     assert!(
         g2.watermark.is_none(),
         "level 2's guard shows it never signed"
@@ -173,7 +174,10 @@ fn standby_takes_over_at_r_plus_6_and_reverts_when_the_main_returns() {
     wait_for(
         "the main signing again and level 1 back to standing by",
         Duration::from_secs(60),
-        || (mode(&net, 0)? == "active" && mode(&net, 1)? == "standing-by").then_some(()),
+        || {
+            (mode(&net, 0)? == MemberMode::Active && mode(&net, 1)? == MemberMode::StandingBy)
+                .then_some(())
+        },
     );
     let back = height(&net, 0).expect("m0 answers");
     wait_for(
@@ -311,10 +315,10 @@ fn fenced_standby_takes_over_with_a_majority_and_hands_back() {
         || {
             let (m0, g0) = group(&net, 0)?;
             let (h1, h2) = (height(&net, 1)?, height(&net, 2)?);
-            (g0.mode == "active"
+            (g0.mode == MemberMode::Active
                 && m0.last_applied_height >= 8
-                && mode(&net, 1)? == "standing-by"
-                && mode(&net, 2)? == "standing-by"
+                && mode(&net, 1)? == MemberMode::StandingBy
+                && mode(&net, 2)? == MemberMode::StandingBy
                 && h1 + 1 >= m0.last_applied_height
                 && h2 + 1 >= m0.last_applied_height)
                 .then_some(())
@@ -322,7 +326,7 @@ fn fenced_standby_takes_over_with_a_majority_and_hands_back() {
     );
     net.kill(0);
     wait_for("level 1 stepping in", Duration::from_secs(20), || {
-        (mode(&net, 1)? == "active").then_some(())
+        (mode(&net, 1)? == MemberMode::Active).then_some(())
     });
     let after_step_in = height(&net, 1).expect("m1 answers");
     wait_for(
@@ -357,7 +361,10 @@ fn fenced_standby_takes_over_with_a_majority_and_hands_back() {
     wait_for(
         "the main signing again and level 1 back to standing by",
         Duration::from_secs(60),
-        || (mode(&net, 0)? == "active" && mode(&net, 1)? == "standing-by").then_some(()),
+        || {
+            (mode(&net, 0)? == MemberMode::Active && mode(&net, 1)? == MemberMode::StandingBy)
+                .then_some(())
+        },
     );
     let back = height(&net, 0).expect("m0 answers");
     wait_for(

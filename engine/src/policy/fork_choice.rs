@@ -19,7 +19,8 @@ pub struct ForkBlock {
     pub hash: B256,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Keep {
     Ours,
     Theirs,

@@ -129,6 +129,48 @@ pub enum Mode {
     Barred { until_height: u64 },
 }
 
+/// What `/status` and the metrics show of a member's [`Mode`], without its data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MemberMode {
+    Syncing,
+    HandingOver,
+    StandingBy,
+    Active,
+    Yielding,
+    Observer,
+    Barred,
+}
+
+impl MemberMode {
+    /// The name `/status` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            MemberMode::Syncing => "syncing",
+            MemberMode::HandingOver => "handing-over",
+            MemberMode::StandingBy => "standing-by",
+            MemberMode::Active => "active",
+            MemberMode::Yielding => "yielding",
+            MemberMode::Observer => "observer",
+            MemberMode::Barred => "barred",
+        }
+    }
+}
+
+impl Mode {
+    pub fn kind(&self) -> MemberMode {
+        match self {
+            Mode::Syncing => MemberMode::Syncing,
+            Mode::HandingOver { .. } => MemberMode::HandingOver,
+            Mode::StandingBy => MemberMode::StandingBy,
+            Mode::Active => MemberMode::Active,
+            Mode::Yielding { .. } => MemberMode::Yielding,
+            Mode::Observer => MemberMode::Observer,
+            Mode::Barred { .. } => MemberMode::Barred,
+        }
+    }
+}
+
 /// Why a member signs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StepIn {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::B256;
+use canon_engine::policy::redundancy::MemberMode;
 
 use rand::Rng;
 
@@ -153,7 +154,7 @@ pub(crate) fn redundancy_never_sign(ctx: Ctx) -> ScenarioFuture {
             let status = c
                 .member_status(m)
                 .ok_or_else(|| at(&c, format!("m{m} is down")))?;
-            if status.mode != "observer" || status.head.height != h {
+            if status.mode != MemberMode::Observer || status.head.height != h {
                 return Err(at(&c, format!("m{m}: {status:?}")));
             }
         }
@@ -214,7 +215,7 @@ pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
         let s1 = c
             .member_status(1)
             .ok_or_else(|| at(&c, "m1 is down".into()))?;
-        if s1.mode != "standing-by" {
+        if s1.mode != MemberMode::StandingBy {
             return Err(at(&c, format!("m1 did not revert: {s1:?}")));
         }
         c.wait_for_external(x, h + 10, GROUP_BOUND)
@@ -243,7 +244,7 @@ pub(crate) fn redundancy_same_level(ctx: Ctx) -> ScenarioFuture {
         let status = c
             .member_status(2)
             .ok_or_else(|| at(&c, "m2 is down".into()))?;
-        if status.mode != "yielding" || status.same_level.is_none() {
+        if status.mode != MemberMode::Yielding || status.same_level.is_none() {
             return Err(at(&c, format!("m2 does not show the conflict: {status:?}")));
         }
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
@@ -409,14 +410,17 @@ async fn converged(c: &SimCluster, nodes: usize, min_height: u64) -> Result<u128
     }
 }
 
-fn expect_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
+fn expect_modes(c: &SimCluster, modes: &[MemberMode]) -> Result<(), String> {
     for (m, want) in modes.iter().enumerate() {
         let mode = c.member_status(m).map(|s| s.mode);
-        if mode.as_deref() != Some(*want) {
+        if mode != Some(*want) {
             let all: Vec<String> = (0..modes.len())
                 .map(|i| format!("m{i}: {:?}", c.member_status(i)))
                 .collect();
-            return Err(format!("m{m} is {mode:?}, not {want}; {}", all.join("; ")));
+            return Err(format!(
+                "m{m} is {mode:?}, not {want:?}; {}",
+                all.join("; ")
+            ));
         }
     }
     Ok(())
@@ -424,7 +428,7 @@ fn expect_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
 
 /// Waits for the members to settle in `modes` (a member barred by its guard until the chain
 /// passes its last signed height, or a main still handing over, gets there in rounds).
-async fn settle_modes(c: &SimCluster, modes: &[&str]) -> Result<(), String> {
+async fn settle_modes(c: &SimCluster, modes: &[MemberMode]) -> Result<(), String> {
     let start = madsim::time::Instant::now();
     loop {
         match expect_modes(c, modes) {
@@ -532,9 +536,16 @@ pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
             .await
             .map_err(|e| at(&c, e))?;
         c.record("converged_ms", ms as f64);
-        settle_modes(&c, &["active", "standing-by", "standing-by"])
-            .await
-            .map_err(|e| at(&c, e))?;
+        settle_modes(
+            &c,
+            &[
+                MemberMode::Active,
+                MemberMode::StandingBy,
+                MemberMode::StandingBy,
+            ],
+        )
+        .await
+        .map_err(|e| at(&c, e))?;
         let (rounds, heights) = {
             let obs = c.observer.lock();
             let heights: std::collections::BTreeSet<u64> =
@@ -609,13 +620,21 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
         // Level 1 stops signing: it reverts on the main's return, or its guard bars it once its
         // branch is rolled back (then it stands by when the chain passes what it signed).
         let barred_or_reverted = c.observer.lock().reverts.len() > reverts_before
-            || c.member_status(1).is_some_and(|s| s.mode != "active");
+            || c.member_status(1)
+                .is_some_and(|s| s.mode != MemberMode::Active);
         if !barred_or_reverted {
             return Err(at(&c, "level 1 still signs after the heal".into()));
         }
-        settle_modes(&c, &["active", "standing-by", "standing-by"])
-            .await
-            .map_err(|e| at(&c, e))
+        settle_modes(
+            &c,
+            &[
+                MemberMode::Active,
+                MemberMode::StandingBy,
+                MemberMode::StandingBy,
+            ],
+        )
+        .await
+        .map_err(|e| at(&c, e))
     })
 }
 
@@ -741,9 +760,16 @@ async fn group_chaos(ctx: Ctx, fencing: bool) -> Result<(), String> {
             .await
             .map_err(|e| at(&c, format!("after chaos: {e}")))?;
         c.record("converged_ms", ms as f64);
-        settle_modes(&c, &["active", "standing-by", "standing-by"])
-            .await
-            .map_err(|e| at(&c, format!("after chaos: {e}")))?;
+        settle_modes(
+            &c,
+            &[
+                MemberMode::Active,
+                MemberMode::StandingBy,
+                MemberMode::StandingBy,
+            ],
+        )
+        .await
+        .map_err(|e| at(&c, format!("after chaos: {e}")))?;
         let (heights, rounds, reported) = {
             let obs = c.observer.lock();
             let heights: std::collections::BTreeSet<u64> =
@@ -808,9 +834,16 @@ pub(crate) fn redundancy_partition_fenced(ctx: Ctx) -> ScenarioFuture {
             .await
             .map_err(|e| at(&c, format!("after the heal: {e}")))?;
         c.record("converged_ms", ms as f64);
-        settle_modes(&c, &["active", "standing-by", "standing-by"])
-            .await
-            .map_err(|e| at(&c, e))?;
+        settle_modes(
+            &c,
+            &[
+                MemberMode::Active,
+                MemberMode::StandingBy,
+                MemberMode::StandingBy,
+            ],
+        )
+        .await
+        .map_err(|e| at(&c, e))?;
         let back = first_round_of_level_after(&c, 0, healed_round)
             .await
             .map_err(|e| at(&c, format!("after the heal: {e}")))?;
