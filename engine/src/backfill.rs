@@ -66,6 +66,8 @@ pub enum BackfillError {
         parent: B256,
         stored: B256,
     },
+    #[error("block {height} of the filled gap is not stored")]
+    NotStored { height: u64 },
     #[error("cutting the gap's batches again ends at {got:?}, the snapshot holds {expected:?}")]
     BatchesDisagree {
         expected: Box<BatchCursor>,

@@ -192,9 +192,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 MAX_RESPONSE_BYTES,
             )?;
             if blocks.is_empty() {
-                return Err(RecutError::Inconsistent(BackfillError::Short {
-                    wanted: height,
-                    got: height.checked_sub(1),
+                return Err(RecutError::Inconsistent(BackfillError::NotStored {
+                    height,
                 }));
             }
             for block in &blocks {

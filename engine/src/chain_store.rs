@@ -529,8 +529,7 @@ impl ChainStore {
         max: usize,
         max_bytes: usize,
     ) -> Result<Vec<Block>, StoreError> {
-        let head = self.head().height;
-        read_blocks(&*self.storage, from.max(1), head, max, max_bytes)
+        self.blocks_between(from, self.head().height, max, max_bytes)
     }
 
     /// Blocks from `from` (a long-poll): at once if the head has reached `from`, else

@@ -19,7 +19,7 @@ use canon_engine::l1::{L1Head, L1};
 use canon_engine::policy::batcher::SubmitOutcome;
 use canon_engine::transport::BoxFuture;
 
-use crate::l1_weather::{Forgotten, Sent, Weather};
+use crate::l1_weather::{Sent, Weather};
 use crate::observer::SharedObserver;
 
 /// A batch as the simulated contract stored it.
@@ -148,14 +148,10 @@ impl SimL1 {
         if f.was_down {
             self.observer.lock().note("fault: L1 back");
         }
-        let rest = Forgotten {
-            was_down: false,
-            ..f
-        };
-        if !rest.is_empty() {
+        if f.cut_paths + f.held_senders > 0 || f.losses + f.receipt_losses > 0 {
             self.observer.lock().note(format!(
                 "fault: L1 weather ends ({} cut paths, {} losses and {} receipt losses unspent, {} senders held)",
-                rest.cut_paths, rest.losses, rest.receipt_losses, rest.held_senders
+                f.cut_paths, f.losses, f.receipt_losses, f.held_senders
             ));
         }
     }

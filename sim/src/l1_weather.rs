@@ -33,12 +33,6 @@ pub struct Forgotten {
     pub held_senders: usize,
 }
 
-impl Forgotten {
-    pub fn is_empty(&self) -> bool {
-        *self == Forgotten::default()
-    }
-}
-
 #[derive(Clone, Debug)]
 pub struct Weather {
     up: bool,
@@ -265,7 +259,7 @@ mod tests {
     #[test]
     fn heal_reports_what_it_forgot() {
         let mut w = Weather::default();
-        assert!(w.heal().is_empty());
+        assert_eq!(w.heal(), Forgotten::default());
         w.set_up(false);
         w.set_cut(1, true);
         w.lose_next(4);

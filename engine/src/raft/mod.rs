@@ -9,5 +9,3 @@ pub mod log_store;
 pub mod network;
 pub mod state_machine;
 pub mod types;
-
-pub use types::{ApplyOutcome, Canon, Command, LogId, Membership, Vote};
