@@ -1,9 +1,9 @@
 //! Engine hot paths: block verification (signatures + execution + state root) and the codec.
 
 use canon_benches::{block_of, fixture, transfers};
-use canon_engine::chain::verify_block;
+use canon_engine::chain::rules::verify_block;
+use canon_engine::chain::signatures::{Sequential, Signatures};
 use canon_engine::codec;
-use canon_engine::signatures::{Sequential, Signatures};
 use canon_node::verifier::ParallelVerifier;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 
@@ -89,7 +89,9 @@ fn codec_roundtrip(c: &mut Criterion) {
         b.iter(|| codec::encode(&built.block).map(|v| v.len()))
     });
     g.bench_function("decode", |b| {
-        b.iter(|| codec::decode::<canon_engine::block::Block>(&bytes).map(|b| b.transactions.len()))
+        b.iter(|| {
+            codec::decode::<canon_engine::chain::block::Block>(&bytes).map(|b| b.transactions.len())
+        })
     });
     g.finish();
 }
@@ -97,7 +99,9 @@ fn codec_roundtrip(c: &mut Criterion) {
 /// What one batch costs in attestation: each node signs its commitment once as it seals it;
 /// the batcher verifies every peer's signature and orders them for the contract.
 fn attestation(c: &mut Criterion) {
-    use canon_engine::batch::{block_hashes_hash, ordered_signatures, Attestation, BatchHeader};
+    use canon_engine::settlement::batch::{
+        block_hashes_hash, ordered_signatures, Attestation, BatchHeader,
+    };
     use canon_engine::B256;
     let keys: Vec<_> = (0..3)
         .map(|i| canon_engine::keys::derived_key("bench-attest", i))

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canon_benches::fixture;
-use canon_engine::chain::{build_block, Head, Proposal};
-use canon_engine::chain_store::{block_key, read_blocks};
+use canon_engine::chain::replica::Replica;
+use canon_engine::chain::rules::{build_block, Head, Proposal};
+use canon_engine::chain::signatures::{Sequential, SignatureVerifier};
+use canon_engine::chain::store::{block_key, read_blocks};
+use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
-use canon_engine::replay::Replica;
-use canon_engine::signatures::{Sequential, SignatureVerifier};
 use canon_engine::storage::{Column, Durability, MemDisk, Storage, WriteBatch};
-use canon_engine::tx::{Payload, Transaction};
 use canon_node::verifier::ParallelVerifier;
 
 fn env_or<T: std::str::FromStr>(k: &str, default: T) -> T {

@@ -1,10 +1,10 @@
 //! Fixtures shared by canon's benches: a funded ledger and signed transfer blocks.
 
 use alloy_primitives::Address;
-use canon_engine::block::ChainSpec;
-use canon_engine::chain::{build_block, Built, Head, Proposal};
+use canon_engine::chain::block::ChainSpec;
+use canon_engine::chain::rules::{build_block, Built, Head, Proposal};
+use canon_engine::chain::tx::{Payload, SignedTransaction, Transaction};
 use canon_engine::keys::SecretKey;
-use canon_engine::tx::{Payload, SignedTransaction, Transaction};
 
 pub fn key(i: u32) -> SecretKey {
     let mut b = [0u8; 32];
@@ -31,7 +31,7 @@ pub fn fixture(accounts: u32) -> Fixture {
                 .iter()
                 .map(|a| (a.address(), 1_000_000_000))
                 .collect(),
-            blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
+            blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         },
         accounts,
         leader: key(1_000_000),

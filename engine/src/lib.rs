@@ -6,40 +6,25 @@
 //! [`clock::Clock`], and everything observable leaves through [`events::EventSink`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
-pub mod announcement;
-pub mod backfill;
-mod backfill_task;
-pub mod batch;
-pub mod batcher;
-pub mod batcher_role;
-pub mod block;
+// The parts, each a folder: the chain and its rules, Raft consensus, hot-standby redundancy,
+// L1 settlement, external nodes, and the network's messages. `policy` holds every decision as a
+// pure state machine, beside the seams through which the host supplies storage, time and events.
 pub mod chain;
-pub mod chain_store;
+pub mod consensus;
+pub mod external;
+pub mod net;
+pub mod policy;
+pub mod redundancy;
+pub mod settlement;
+
 pub mod clock;
 pub mod codec;
 pub mod events;
-pub mod external;
-pub mod fenced;
-pub mod group;
 pub mod ids;
 pub mod keys;
-pub mod l1;
-pub mod ledger;
-pub mod mempool;
-pub mod node;
-pub mod peer;
-pub mod policy;
-pub mod raft;
-pub mod replay;
 pub mod seams;
-pub mod shared_elector;
-pub mod signatures;
-pub mod signing_guard;
 pub mod storage;
 pub mod sync;
-pub mod transport;
-pub mod tx;
-pub mod wire;
 
 pub use alloy_primitives::{Address, B256};
 pub use ids::NodeId;

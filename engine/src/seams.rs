@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::chain::signatures::SignatureVerifier;
 use crate::clock::Clock;
 use crate::events::EventSink;
-use crate::signatures::SignatureVerifier;
+use crate::net::transport::Transport;
 use crate::storage::Storage;
-use crate::transport::Transport;
 
 /// The host's side of the seam, handed to the engine at start.
 #[derive(Clone)]

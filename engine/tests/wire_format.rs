@@ -3,11 +3,11 @@
 //! it spans the codec and every type it carries (blocks, transactions, requests, answers).
 
 use alloy_primitives::{keccak256, Address, B256};
-use canon_engine::block::{Block, BlockHeader, ChainSpec};
+use canon_engine::chain::block::{Block, BlockHeader, ChainSpec};
+use canon_engine::chain::tx::{Payload, SignedTransaction, Transaction};
 use canon_engine::codec::{decode, encode, CodecError};
 use canon_engine::keys::SecretKey;
-use canon_engine::tx::{Payload, SignedTransaction, Transaction};
-use canon_engine::wire::{Request, Response};
+use canon_engine::net::wire::{Request, Response};
 use proptest::prelude::*;
 
 fn key(n: u8) -> SecretKey {
@@ -68,7 +68,7 @@ fn golden_block_encoding() {
     let spec = ChainSpec {
         chain_id: 7,
         genesis_alloc: vec![(Address::repeat_byte(0x33), 5)],
-        blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
+        blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
     };
     assert_eq!(
         spec.genesis_header().unwrap().hash().unwrap().to_string(),

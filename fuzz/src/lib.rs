@@ -2,10 +2,10 @@
 //! panic, whatever it is given. `tests/` drives them with proptest; a cargo-fuzz harness can
 //! call the same functions.
 
-use canon_engine::block::Block;
+use canon_engine::chain::block::Block;
+use canon_engine::chain::tx::SignedTransaction;
 use canon_engine::codec;
-use canon_engine::tx::SignedTransaction;
-use canon_engine::wire::{Request, Response};
+use canon_engine::net::wire::{Request, Response};
 
 /// Decodes `data` as every externally supplied message type. Returns how many decoded.
 pub fn decode_all(data: &[u8]) -> usize {

@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use canon_engine::batch::address_of;
 use canon_engine::keys::SecretKey;
+use canon_engine::settlement::batch::address_of;
 use canon_node::devnet::{node_key, Devnet};
 use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
 

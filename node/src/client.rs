@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
+use canon_engine::chain::tx::SignedTransaction;
 use canon_engine::codec;
-use canon_engine::tx::SignedTransaction;
 use serde_json::{json, Value};
 
 use crate::http::StatusView;

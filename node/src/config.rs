@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use canon_engine::block::ChainSpec;
+use canon_engine::chain::block::ChainSpec;
 use canon_engine::ids::parse_hex_fixed;
 use canon_engine::keys::SecretKey;
 use canon_engine::policy::fence::MIN_FENCED_GROUP;
@@ -138,7 +138,7 @@ impl Default for Settings {
             sequencer_max_block_transactions: 1_000,
             sequencer_max_blocks_in_flight: 4,
             batcher_enabled: true,
-            batcher_blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
+            batcher_blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
             batcher_batch_timeout_ms: 5_000,
             batcher_redundancy_level: 0,
             prover_api_enabled: true,

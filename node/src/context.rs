@@ -4,15 +4,15 @@
 use std::sync::Arc;
 
 use alloy_primitives::Address;
-use canon_engine::block::{Block, ChainSpec};
-use canon_engine::chain::Head;
-use canon_engine::chain_store::ChainStore;
-use canon_engine::external::ExternalNode;
-use canon_engine::group::GroupMember;
-use canon_engine::ledger::Account;
-use canon_engine::node::ConsensusNode;
-use canon_engine::tx::SignedTransaction;
-use canon_engine::wire::SubmitOutcome;
+use canon_engine::chain::block::{Block, ChainSpec};
+use canon_engine::chain::ledger::Account;
+use canon_engine::chain::rules::Head;
+use canon_engine::chain::store::ChainStore;
+use canon_engine::chain::tx::SignedTransaction;
+use canon_engine::consensus::node::ConsensusNode;
+use canon_engine::external::node::ExternalNode;
+use canon_engine::net::wire::SubmitOutcome;
+use canon_engine::redundancy::group::GroupMember;
 use openraft::TokioRuntime;
 
 use crate::metrics::Metrics;

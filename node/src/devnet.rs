@@ -741,7 +741,7 @@ async fn start_l1(
         )
     })?;
     let validators = (0..n)
-        .map(|i| canon_engine::batch::address_of(&node_key(i).node_id()))
+        .map(|i| canon_engine::settlement::batch::address_of(&node_key(i).node_id()))
         .collect();
     let address = l1.deploy(validators).await.map_err(|e| e.to_string())?;
     eprintln!(

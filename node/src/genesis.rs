@@ -3,7 +3,7 @@
 //! the load generator can sign transactions without any setup.
 
 use alloy_primitives::Address;
-use canon_engine::block::ChainSpec;
+use canon_engine::chain::block::ChainSpec;
 use canon_engine::keys::SecretKey;
 
 pub const DEV_CHAIN_ID: u64 = 270;

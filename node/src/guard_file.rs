@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use canon_engine::signing_guard::{Interchange, SigningGuard};
+use canon_engine::redundancy::signing_guard::{Interchange, SigningGuard};
 
 use crate::config::{db_path, Validated};
 use crate::storage::RocksStorage;

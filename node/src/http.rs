@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use canon_engine::external::{EquivocationSeen, SourceState};
-use canon_engine::group::GroupStatus;
+use canon_engine::external::node::{EquivocationSeen, SourceState};
+use canon_engine::redundancy::group::GroupStatus;
 
 use crate::context::{NodeContext, Role};
 
@@ -75,7 +75,7 @@ pub struct StatusView {
     /// Consensus nodes: L1 batches (role, epoch, last sealed and attested, last committed on
     /// L1 and the lag, the last L1 error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batcher: Option<canon_engine::node::BatchStatus>,
+    pub batcher: Option<canon_engine::consensus::status::BatchStatus>,
 }
 
 impl NodeContext {

@@ -9,9 +9,9 @@ use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, Bytes};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
-use canon_engine::batch::{ordered_signatures, Attestation, BatchHeader};
 use canon_engine::keys::SecretKey;
 use canon_engine::policy::batcher::SubmitOutcome;
+use canon_engine::settlement::batch::{ordered_signatures, Attestation, BatchHeader};
 
 // The generated call builders take one argument per contract parameter.
 #[allow(clippy::too_many_arguments)]
@@ -57,7 +57,7 @@ pub enum L1Error {
     Other(String),
 }
 
-pub use canon_engine::l1::L1Head;
+pub use canon_engine::settlement::l1::L1Head;
 
 /// A connection to L1 with a signing account.
 #[derive(Clone)]
@@ -257,8 +257,8 @@ pub struct SettlementL1 {
     pub address: Address,
 }
 
-impl canon_engine::l1::L1 for SettlementL1 {
-    fn head(&self) -> canon_engine::transport::BoxFuture<'_, Result<L1Head, String>> {
+impl canon_engine::settlement::l1::L1 for SettlementL1 {
+    fn head(&self) -> canon_engine::net::transport::BoxFuture<'_, Result<L1Head, String>> {
         Box::pin(async move { self.l1.head(self.address).await.map_err(|e| e.to_string()) })
     }
 
@@ -267,7 +267,7 @@ impl canon_engine::l1::L1 for SettlementL1 {
         header: BatchHeader,
         signatures: Vec<canon_engine::ids::Sig65>,
         epoch: u64,
-    ) -> canon_engine::transport::BoxFuture<'_, SubmitOutcome> {
+    ) -> canon_engine::net::transport::BoxFuture<'_, SubmitOutcome> {
         Box::pin(async move {
             let sigs = signatures
                 .into_iter()

@@ -15,9 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::Address;
+use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
 use canon_engine::sync::lock;
-use canon_engine::tx::{Payload, Transaction};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::{json, Value};
@@ -66,11 +66,11 @@ impl LoadConfig {
                 self.accounts
             ));
         }
-        if self.batch == 0 || self.batch > canon_engine::wire::MAX_SUBMIT_BATCH {
+        if self.batch == 0 || self.batch > canon_engine::net::wire::MAX_SUBMIT_BATCH {
             return Err(format!(
                 "--batch {}: between 1 and {}",
                 self.batch,
-                canon_engine::wire::MAX_SUBMIT_BATCH
+                canon_engine::net::wire::MAX_SUBMIT_BATCH
             ));
         }
         if self.duration_secs == 0 {

@@ -396,7 +396,7 @@ fn l1(action: L1Action) -> ExitCode {
 
 #[cfg(feature = "production")]
 async fn l1_command(action: L1Action) -> Result<(), String> {
-    use canon_engine::batch::address_of;
+    use canon_engine::settlement::batch::address_of;
     use canon_engine::NodeId;
     use canon_node::l1::{ANVIL_DEV_KEY, L1};
     use std::time::Duration;

@@ -340,7 +340,7 @@ impl Metrics {
     }
 
     /// The present state of a group member, refreshed when scraped.
-    pub fn observe_group(&self, g: &canon_engine::group::GroupStatus) {
+    pub fn observe_group(&self, g: &canon_engine::redundancy::group::GroupStatus) {
         self.redundancy_level.set(g.level);
         self.redundancy_active.set(i64::from(
             g.mode == canon_engine::policy::redundancy::MemberMode::Active,

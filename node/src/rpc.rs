@@ -6,10 +6,10 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
-use canon_engine::block::{Block, BlockHeader};
+use canon_engine::chain::block::{Block, BlockHeader};
+use canon_engine::chain::tx::{Payload, SignedTransaction};
 use canon_engine::codec;
-use canon_engine::tx::{Payload, SignedTransaction};
-use canon_engine::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
+use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 use jsonrpsee::server::{RpcModule, Server, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};

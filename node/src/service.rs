@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canon_engine::clock::Clock;
-use canon_engine::external::{ExternalConfig, ExternalNode};
-use canon_engine::group::{GroupConfig, GroupMember};
+use canon_engine::consensus::config::NodeConfig;
+use canon_engine::consensus::node::ConsensusNode;
+use canon_engine::external::node::{ExternalConfig, ExternalNode};
 use canon_engine::keys::SecretKey;
-use canon_engine::node::{ConsensusNode, NodeConfig};
+use canon_engine::net::transport::BoxFuture;
 use canon_engine::policy::redundancy::{Level, RedundancyConfig};
+use canon_engine::redundancy::group::{GroupConfig, GroupMember};
 use canon_engine::seams::Seams;
-use canon_engine::transport::BoxFuture;
 use canon_engine::NodeId;
 use openraft::TokioRuntime;
 use tokio::net::TcpListener;
@@ -325,11 +326,11 @@ fn start_batcher(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartE
         level = s.batcher_redundancy_level,
         "batcher started"
     );
-    node.start_batcher(canon_engine::batcher::BatcherSetup {
+    node.start_batcher(canon_engine::settlement::batcher::BatcherSetup {
         l1: Arc::new(crate::l1::SettlementL1 { l1, address }),
         level: s.batcher_redundancy_level,
         max_missed_rounds: u32::try_from(s.redundancy_max_missed_rounds).unwrap_or(u32::MAX),
-        round_ms: canon_engine::batcher::batch_round_ms(
+        round_ms: canon_engine::settlement::batcher::batch_round_ms(
             s.batcher_batch_timeout_ms,
             s.batcher_blocks_per_batch,
             s.sequencer_block_time,

@@ -2,8 +2,8 @@
 //! thread per core): an external node or a standby must recover each one, and recovery is
 //! what replay spends its time on.
 
-use canon_engine::signatures::{Sequential, SignatureVerifier};
-use canon_engine::tx::SignedTransaction;
+use canon_engine::chain::signatures::{Sequential, SignatureVerifier};
+use canon_engine::chain::tx::SignedTransaction;
 use rayon::prelude::*;
 
 /// Below this many transactions a block is checked on the calling thread: handing work to
@@ -33,8 +33,8 @@ impl SignatureVerifier for ParallelVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use canon_engine::chain::tx::{Payload, Transaction};
     use canon_engine::keys::derived_key;
-    use canon_engine::tx::{Payload, Transaction};
 
     #[test]
     fn finds_the_first_forgery_like_the_sequential_check() {

@@ -10,10 +10,10 @@ mod common;
 
 use std::time::Duration;
 
-use canon_engine::batch::address_of;
+use canon_engine::consensus::status::BatchDuty;
 use canon_engine::keys::SecretKey;
-use canon_engine::l1::L1Head;
-use canon_engine::node::BatchDuty;
+use canon_engine::settlement::batch::address_of;
+use canon_engine::settlement::l1::L1Head;
 use canon_node::devnet::{node_key, Devnet};
 use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
 use common::*;
@@ -64,7 +64,7 @@ impl WithL1 {
         self.rt.block_on(self.l1.head(self.address)).ok()
     }
 
-    fn batcher(&self, i: usize) -> Option<canon_engine::node::BatchStatus> {
+    fn batcher(&self, i: usize) -> Option<canon_engine::consensus::status::BatchStatus> {
         status(&self.net, i).and_then(|s| s.batcher)
     }
 

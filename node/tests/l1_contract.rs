@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use alloy::primitives::{Bytes, B256};
-use canon_engine::batch::{address_of, block_hashes_hash, Attestation, BatchHeader};
 use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::settlement::batch::{address_of, block_hashes_hash, Attestation, BatchHeader};
 use canon_node::l1::{AnvilProcess, L1Error, ANVIL_DEV_KEY, L1};
 
 fn validators() -> Vec<SecretKey> {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use canon_engine::codec;
 use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::wire::{Request, Response};
+use canon_engine::net::wire::{Request, Response};
 use canon_node::devnet::{node_key, Devnet, Ports};
 use canon_node::genesis::DEV_CHAIN_ID;
 use canon_node::p2p::frame::{recv, send, Frame};

@@ -22,7 +22,10 @@ const PORT_OFFSET: u16 = 21_600;
 const ROUND_MS: u64 = 250;
 const MAX_MISSED_ROUNDS: u64 = 5;
 
-fn group(net: &Devnet, i: usize) -> Option<(StatusView, canon_engine::group::GroupStatus)> {
+fn group(
+    net: &Devnet,
+    i: usize,
+) -> Option<(StatusView, canon_engine::redundancy::group::GroupStatus)> {
     let s = status(net, i)?;
     let g = s.redundancy.clone()?;
     Some((s, g))

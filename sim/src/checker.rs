@@ -1225,7 +1225,7 @@ mod tests {
 
     #[test]
     fn checks_sealed_batches_against_its_own_arithmetic() {
-        use canon_engine::batch::{block_hashes_hash, BatchHeader};
+        use canon_engine::settlement::batch::{block_hashes_hash, BatchHeader};
         let g = B256::repeat_byte(0);
         // Blocks 1..=4 with hashes 1..=4, every state root 0xee.
         let chain = |c: &mut Checker| {
@@ -1296,7 +1296,7 @@ mod tests {
 
     #[test]
     fn l1_commits_come_only_from_the_winner_of_their_epoch() {
-        use canon_engine::batch::{block_hashes_hash, BatchHeader};
+        use canon_engine::settlement::batch::{block_hashes_hash, BatchHeader};
         const FENCE: &str = "only the batcher that won an epoch's claim commits at that epoch, and L1's epoch never falls";
         let g = B256::repeat_byte(0);
         let ids = vec![NodeId([1; 64]), NodeId([2; 64])];

@@ -6,11 +6,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use canon_engine::chain::tx::{Payload, Transaction};
+use canon_engine::consensus::mempool::AdmitError;
 use canon_engine::keys::SecretKey;
-use canon_engine::mempool::AdmitError;
-use canon_engine::peer;
-use canon_engine::tx::{Payload, Transaction};
-use canon_engine::wire::{Request, Response, SubmitOutcome, SubmitRejection};
+use canon_engine::net::peer;
+use canon_engine::net::wire::{Request, Response, SubmitOutcome, SubmitRejection};
 use madsim::net::Endpoint;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

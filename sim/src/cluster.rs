@@ -2,16 +2,17 @@
 //! its own disk and clock, plus the fault controls scenarios drive.
 
 use crate::l1::SimL1;
-use canon_engine::batcher::BatcherSetup;
+use canon_engine::settlement::batcher::BatcherSetup;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{Address, B256};
-use canon_engine::block::ChainSpec;
+use canon_engine::chain::block::ChainSpec;
+use canon_engine::consensus::config::NodeConfig;
+use canon_engine::consensus::node::ConsensusNode;
 use canon_engine::keys::SecretKey;
-use canon_engine::node::{ConsensusNode, NodeConfig};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
@@ -74,7 +75,7 @@ impl Default for ClusterConfig {
             max_blocks_in_flight: 4,
             accounts: 8,
             clock_skew_ms_max: 500,
-            blocks_per_batch: canon_engine::block::DEFAULT_BLOCKS_PER_BATCH,
+            blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
             batch_timeout_ms: 1_500,
             batchers: vec![(0, 0)],
             batcher_max_missed_rounds: 5,
@@ -117,8 +118,8 @@ pub struct SimCluster {
     slots: Vec<Slot>,
     peers: Vec<NodeId>,
     pub(crate) externals: Vec<ExternalSlot>,
-    /// A redundancy group in single-sequencer mode, if the scenario runs one.
-    pub(crate) group: Option<crate::group::SimGroup>,
+    /// Who signs blocks when it is not the consensus peers: a redundancy group's identity.
+    pub(crate) block_signer_override: Option<NodeId>,
     /// The L1 the batchers commit to.
     pub l1: SimL1,
 }
@@ -222,7 +223,7 @@ impl SimCluster {
                 l1: Arc::new(l1.for_sender(i)),
                 level,
                 max_missed_rounds: cfg.batcher_max_missed_rounds,
-                round_ms: canon_engine::batcher::batch_round_ms(
+                round_ms: canon_engine::settlement::batcher::batch_round_ms(
                     cfg.batch_timeout_ms,
                     cfg.blocks_per_batch,
                     cfg.block_time_ms,
@@ -268,13 +269,21 @@ impl SimCluster {
             slots,
             peers,
             externals: Vec::new(),
-            group: None,
+            block_signer_override: None,
             l1,
         }
     }
 
     pub fn size(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Who may sign blocks: a redundancy group's identity, else the consensus peers.
+    pub fn block_signers(&self) -> Vec<NodeId> {
+        match self.block_signer_override {
+            Some(identity) => vec![identity],
+            None => self.peers().to_vec(),
+        }
     }
 
     pub fn peers(&self) -> &[NodeId] {
@@ -669,8 +678,8 @@ impl SimCluster {
 
 /// Calls `f` on every stored block from 1 to the head, in order; a missing one is an error.
 fn for_each_block(
-    chain: &canon_engine::chain_store::ChainStore,
-    mut f: impl FnMut(&canon_engine::block::Block) -> Result<(), String>,
+    chain: &canon_engine::chain::store::ChainStore,
+    mut f: impl FnMut(&canon_engine::chain::block::Block) -> Result<(), String>,
 ) -> Result<(), String> {
     let head = chain.head().height;
     let mut from = 1;
@@ -733,7 +742,7 @@ async fn run_node(parts: NodeParts) {
             node: i,
             observer: observer.clone(),
         }),
-        verifier: Arc::new(canon_engine::signatures::Sequential),
+        verifier: Arc::new(canon_engine::chain::signatures::Sequential),
     };
     // A node that cannot start (its disk refuses writes while it re-applies the log) exits;
     // the host's supervisor starts it again a second later, as systemd would.
@@ -758,7 +767,7 @@ impl Serves for SimNode {
         &self,
         from: NodeId,
         bytes: Vec<u8>,
-    ) -> canon_engine::transport::BoxFuture<'_, Vec<u8>> {
+    ) -> canon_engine::net::transport::BoxFuture<'_, Vec<u8>> {
         Box::pin(async move { self.handle_request(from, &bytes).await })
     }
 }
@@ -767,7 +776,7 @@ impl Serves for SimNode {
 mod tests {
     use super::*;
     use canon_engine::codec;
-    use canon_engine::wire::Response;
+    use canon_engine::net::wire::Response;
 
     /// A peer's garbage gets a refusal; a non-peer cannot drive Raft; the node keeps working.
     #[test]
@@ -793,7 +802,7 @@ mod tests {
                 ));
             }
             let stranger = account_key(77).node_id();
-            let vote: canon_engine::wire::Request = canon_engine::wire::Request::Vote(
+            let vote: canon_engine::net::wire::Request = canon_engine::net::wire::Request::Vote(
                 openraft::raft::VoteRequest::new(openraft::Vote::new(1_000, stranger), None),
             );
             let resp = node

@@ -9,16 +9,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::{keccak256, B256};
-use canon_engine::block::transactions_root;
+use canon_engine::chain::block::transactions_root;
+use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
-use canon_engine::external::ExternalConfig;
+use canon_engine::external::node::ExternalConfig;
 use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::peer;
+use canon_engine::net::peer;
+use canon_engine::net::transport::BoxFuture;
+use canon_engine::net::wire::{Request, Response};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
-use canon_engine::transport::BoxFuture;
-use canon_engine::tx::{Payload, Transaction};
-use canon_engine::wire::{Request, Response};
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
 use rand::Rng;
@@ -288,7 +288,7 @@ async fn run_external(
             node: index,
             observer: observer.clone(),
         }),
-        verifier: Arc::new(canon_engine::signatures::Sequential),
+        verifier: Arc::new(canon_engine::chain::signatures::Sequential),
     };
     let node = loop {
         match SimExternal::start(cfg.clone(), seams.clone()).await {
@@ -313,8 +313,8 @@ struct Liar {
 }
 
 impl Liar {
-    fn corrupt(&self, block: &mut canon_engine::block::Block) {
-        let reseal = |b: &mut canon_engine::block::Block, keys: &[SecretKey]| {
+    fn corrupt(&self, block: &mut canon_engine::chain::block::Block) {
+        let reseal = |b: &mut canon_engine::chain::block::Block, keys: &[SecretKey]| {
             if let Some(k) = keys.iter().find(|k| k.node_id() == b.header.proposer) {
                 if let Ok(h) = b.header.hash() {
                     b.signature = k.sign_hash(&h);

@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use canon_engine::announcement::SignedAnnouncement;
-use canon_engine::group::{GroupConfig, GroupMember, GroupStatus};
 use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::peer;
+use canon_engine::net::peer;
+use canon_engine::net::transport::BoxFuture;
+use canon_engine::net::wire::Request;
 use canon_engine::policy::redundancy::Announcement;
 use canon_engine::policy::redundancy::{Level, RedundancyConfig, DEFAULT_MAX_MISSED_ROUNDS};
+use canon_engine::redundancy::announcement::SignedAnnouncement;
+use canon_engine::redundancy::group::{GroupConfig, GroupMember, GroupStatus};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
-use canon_engine::transport::BoxFuture;
-use canon_engine::wire::Request;
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
 use madsim::runtime::NodeHandle;
@@ -75,11 +75,32 @@ struct MemberSlot {
     up: bool,
 }
 
-pub(crate) struct SimGroup {
+struct SimGroup {
     setup: GroupSetup,
     identity: SecretKey,
     genesis_ms: u64,
     slots: Vec<MemberSlot>,
+}
+
+/// A scenario's cluster with a redundancy group: the group is the scenario's, beside the
+/// cluster it runs on (the cluster knows nothing of groups, only who signs blocks). Reads as
+/// the cluster for everything else.
+pub struct GroupRun {
+    pub cluster: SimCluster,
+    group: SimGroup,
+}
+
+impl std::ops::Deref for GroupRun {
+    type Target = SimCluster;
+    fn deref(&self) -> &SimCluster {
+        &self.cluster
+    }
+}
+
+impl std::ops::DerefMut for GroupRun {
+    fn deref_mut(&mut self) -> &mut SimCluster {
+        &mut self.cluster
+    }
 }
 
 fn member_ip(m: usize) -> IpAddr {
@@ -93,19 +114,19 @@ fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-impl SimCluster {
-    /// Sets up a group of members at `levels` sharing one identity (none started yet): round 0
-    /// begins now. Start a cluster with `nodes: 0` for a pure single-sequencer run.
-    pub fn add_group(&mut self, levels: &[i64], setup: GroupSetup) {
+impl GroupRun {
+    /// Sets up a group of members at `levels` sharing one identity on cluster `c` (none started
+    /// yet): round 0 begins now. Start a cluster with `nodes: 0` for a pure single-sequencer run.
+    pub fn new(mut c: SimCluster, levels: &[i64], setup: GroupSetup) -> GroupRun {
         let identity = derived_key("canon-sim/identity", 0);
         let mut slots = Vec::new();
         for (m, level) in levels.iter().enumerate() {
             let key = derived_key("canon-sim/member", m);
-            self.net
+            c.net
                 .add_member(key.node_id(), SocketAddr::new(member_ip(m), PORT));
             let skew = setup.clock_skew_ms_max as i64;
             let skew_ms = Arc::new(AtomicI64::new(if skew > 0 {
-                self.rng.gen_range(-skew..=skew)
+                c.rng.gen_range(-skew..=skew)
             } else {
                 0
             }));
@@ -119,43 +140,34 @@ impl SimCluster {
                 up: false,
             });
         }
-        self.note(format!(
+        c.note(format!(
             "group of levels {levels:?}, identity {}{}",
             identity.node_id().short(),
             if setup.fencing { ", fenced" } else { "" }
         ));
         if setup.expect_equivocation {
-            self.observer.lock().checker.expect_equivocation();
-            self.note("checker: double signatures expected (fork mode)");
+            c.observer.lock().checker.expect_equivocation();
+            c.note("checker: double signatures expected (fork mode)");
         }
-        self.group = Some(SimGroup {
-            setup,
-            identity,
-            genesis_ms: wall_ms(),
-            slots,
-        });
+        // External nodes started on this cluster check blocks against the identity.
+        c.block_signer_override = Some(identity.node_id());
+        GroupRun {
+            cluster: c,
+            group: SimGroup {
+                setup,
+                identity,
+                genesis_ms: wall_ms(),
+                slots,
+            },
+        }
     }
 
     fn group(&self) -> &SimGroup {
-        match &self.group {
-            Some(g) => g,
-            None => panic!("the scenario has no redundancy group (add_group first)"),
-        }
+        &self.group
     }
 
     fn group_mut(&mut self) -> &mut SimGroup {
-        match &mut self.group {
-            Some(g) => g,
-            None => panic!("the scenario has no redundancy group (add_group first)"),
-        }
-    }
-
-    /// Who may sign blocks: the group's identity, else the consensus peers.
-    pub fn block_signers(&self) -> Vec<NodeId> {
-        match &self.group {
-            Some(g) => vec![g.identity.node_id()],
-            None => self.peers().to_vec(),
-        }
+        &mut self.group
     }
 
     pub fn member_ids(&self) -> Vec<NodeId> {
@@ -388,7 +400,7 @@ impl SimCluster {
     }
 }
 
-impl SimCluster {
+impl GroupRun {
     /// Starts a host that claims the identity without holding its key: every 50 ms it sends
     /// each member an announcement as level 0 for the current round, signed by the wrong key,
     /// with no signature, or altered after signing, in turn.
@@ -486,7 +498,7 @@ async fn run_member(
             node: index,
             observer: observer.clone(),
         }),
-        verifier: Arc::new(canon_engine::signatures::Sequential),
+        verifier: Arc::new(canon_engine::chain::signatures::Sequential),
     };
     let node = loop {
         match SimMember::start(cfg.clone(), seams.clone()).await {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use canon_engine::clock::Clock;
 use canon_engine::events::{Event, EventSink};
-use canon_engine::external::ExternalNode;
+use canon_engine::external::node::ExternalNode;
 use canon_engine::keys::SecretKey;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
@@ -66,7 +66,7 @@ pub trait Serves: Send + Sync + 'static {
         &self,
         from: NodeId,
         bytes: Vec<u8>,
-    ) -> canon_engine::transport::BoxFuture<'_, Vec<u8>>;
+    ) -> canon_engine::net::transport::BoxFuture<'_, Vec<u8>>;
 }
 
 /// Answers requests until the host is killed. Each request runs in its own task so a slow

@@ -12,12 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use alloy_primitives::{keccak256, Address, B256};
-use canon_engine::batch::BatchHeader;
 use canon_engine::ids::Sig65;
 use canon_engine::keys::recover_address;
-use canon_engine::l1::{L1Head, L1};
+use canon_engine::net::transport::BoxFuture;
 use canon_engine::policy::batcher::SubmitOutcome;
-use canon_engine::transport::BoxFuture;
+use canon_engine::settlement::batch::BatchHeader;
+use canon_engine::settlement::l1::{L1Head, L1};
 
 use crate::l1_weather::{Sent, Weather};
 use crate::observer::SharedObserver;

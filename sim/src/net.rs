@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use canon_engine::transport::{BoxFuture, Transport, TransportError};
+use canon_engine::net::transport::{BoxFuture, Transport, TransportError};
 use canon_engine::NodeId;
 use madsim::net::Endpoint;
 use rand::Rng;

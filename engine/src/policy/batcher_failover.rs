@@ -18,8 +18,8 @@
 //! it and waits like a level-1 standby.
 
 use super::Millis;
-use crate::batcher_role::BatcherRole;
 use crate::ids::NodeId;
+use crate::settlement::role::BatcherRole;
 
 /// The longest wait before a failed claim is retried.
 pub const CLAIM_RETRY_MS_MAX: u64 = 500;

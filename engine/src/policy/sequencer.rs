@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use super::election::{RaftView, Role};
-use crate::ledger::TxError;
+use crate::chain::ledger::TxError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequencerConfig {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use canon_engine::keys::SecretKey;
-use canon_engine::transport::BoxFuture;
+use canon_engine::net::transport::BoxFuture;
 use canon_engine::NodeId;
 use futures::StreamExt;
 use tokio::net::TcpListener;

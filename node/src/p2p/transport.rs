@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use canon_engine::keys::SecretKey;
+use canon_engine::net::transport::{BoxFuture, Transport, TransportError};
 use canon_engine::sync::lock;
-use canon_engine::transport::{BoxFuture, Transport, TransportError};
 use canon_engine::NodeId;
 use futures::StreamExt;
 use tokio::net::TcpStream;

@@ -11,8 +11,8 @@ use canon_engine::policy::redundancy::MemberMode;
 use rand::Rng;
 
 use super::common::{at, sleep_ms};
-use crate::cluster::{ClusterConfig, SimCluster};
-use crate::group::GroupSetup;
+use crate::cluster::ClusterConfig;
+use crate::group::{GroupRun, GroupSetup};
 use crate::scenario::{Ctx, ScenarioFuture};
 
 /// A member that just started needs its patience plus a sync; everything here is rounds of
@@ -21,7 +21,7 @@ const GROUP_BOUND: Duration = Duration::from_secs(30);
 
 /// A group of `levels` with every member started, the first blocks signed, and every member
 /// holding them.
-async fn running_group(ctx: &Ctx, levels: &[i64]) -> Result<SimCluster, String> {
+async fn running_group(ctx: &Ctx, levels: &[i64]) -> Result<GroupRun, String> {
     running_group_with(ctx, levels, GroupSetup::default(), levels.len()).await
 }
 
@@ -31,12 +31,12 @@ async fn running_group_with(
     levels: &[i64],
     setup: GroupSetup,
     started: usize,
-) -> Result<SimCluster, String> {
-    let mut c = ctx.cluster(ClusterConfig {
+) -> Result<GroupRun, String> {
+    let cluster = ctx.cluster(ClusterConfig {
         nodes: 0,
         ..ClusterConfig::default()
     });
-    c.add_group(levels, setup);
+    let mut c = GroupRun::new(cluster, levels, setup);
     for m in 0..started {
         c.start_member(m);
     }
@@ -53,7 +53,7 @@ async fn running_group_with(
 /// Waits until every live member holds the identity's newest block, then returns at once: a
 /// crash now takes nothing unseen with it. (A crash with a signed block in flight is
 /// `redundancy-crash-while-signing`'s subject.)
-async fn quiet_moment(c: &SimCluster) -> Result<(), String> {
+async fn quiet_moment(c: &GroupRun) -> Result<(), String> {
     let start = madsim::time::Instant::now();
     loop {
         let h = c.signed_height();
@@ -74,12 +74,12 @@ async fn quiet_moment(c: &SimCluster) -> Result<(), String> {
 }
 
 /// The round the main last signed, as the surviving members' chains show it.
-fn main_last_round(c: &SimCluster) -> Result<u64, String> {
+fn main_last_round(c: &GroupRun) -> Result<u64, String> {
     c.last_round_of_level(0)
         .ok_or_else(|| at(c, "no block of the main on any live member".into()))
 }
 
-fn expect_step_in(c: &SimCluster, m: usize, got: u64, want: u64, what: &str) -> Result<(), String> {
+fn expect_step_in(c: &GroupRun, m: usize, got: u64, want: u64, what: &str) -> Result<(), String> {
     if got != want {
         return Err(at(
             c,
@@ -173,7 +173,8 @@ pub(crate) fn redundancy_main_returns(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let mut c = running_group(&ctx, &[0, 1]).await?;
         // An external node follows the identity's chain through both handovers.
-        let x = c.add_external(c.member_ids());
+        let members = c.member_ids();
+        let x = c.add_external(members);
         quiet_moment(&c).await.map_err(|e| at(&c, e))?;
         let before_1 = c.step_ins(1).len();
         c.crash_member(0);
@@ -354,8 +355,8 @@ pub(crate) fn redundancy_clock_skew(ctx: Ctx) -> ScenarioFuture {
 }
 
 /// Every live node's block hash at each height up to the lowest head among them, by name.
-fn held_chains(c: &SimCluster) -> Vec<(String, Vec<B256>)> {
-    let mut chains: Vec<(String, Arc<canon_engine::chain_store::ChainStore>)> = Vec::new();
+fn held_chains(c: &GroupRun) -> Vec<(String, Vec<B256>)> {
+    let mut chains: Vec<(String, Arc<canon_engine::chain::store::ChainStore>)> = Vec::new();
     for m in 0..c.member_ids().len() {
         if let Some(x) = c.member(m) {
             chains.push((format!("m{m}"), x.sync().replica().chain().clone()));
@@ -386,7 +387,7 @@ fn held_chains(c: &SimCluster) -> Vec<(String, Vec<B256>)> {
 }
 
 /// Waits until every live node holds one chain at least `min_height` long.
-async fn converged(c: &SimCluster, nodes: usize, min_height: u64) -> Result<u128, String> {
+async fn converged(c: &GroupRun, nodes: usize, min_height: u64) -> Result<u128, String> {
     let start = madsim::time::Instant::now();
     loop {
         let chains = held_chains(c);
@@ -410,7 +411,7 @@ async fn converged(c: &SimCluster, nodes: usize, min_height: u64) -> Result<u128
     }
 }
 
-fn expect_modes(c: &SimCluster, modes: &[MemberMode]) -> Result<(), String> {
+fn expect_modes(c: &GroupRun, modes: &[MemberMode]) -> Result<(), String> {
     for (m, want) in modes.iter().enumerate() {
         let mode = c.member_status(m).map(|s| s.mode);
         if mode != Some(*want) {
@@ -428,7 +429,7 @@ fn expect_modes(c: &SimCluster, modes: &[MemberMode]) -> Result<(), String> {
 
 /// Waits for the members to settle in `modes` (a member barred by its guard until the chain
 /// passes its last signed height, or a main still handing over, gets there in rounds).
-async fn settle_modes(c: &SimCluster, modes: &[MemberMode]) -> Result<(), String> {
+async fn settle_modes(c: &GroupRun, modes: &[MemberMode]) -> Result<(), String> {
     let start = madsim::time::Instant::now();
     loop {
         match expect_modes(c, modes) {
@@ -442,20 +443,21 @@ async fn settle_modes(c: &SimCluster, modes: &[MemberMode]) -> Result<(), String
 /// Levels 0, 1 and 2 running unfenced, where the identity may sign two branches (the checker in
 /// fork mode), plus an external node following them; returns the cluster and the external's
 /// index.
-async fn unfenced_group(ctx: &Ctx) -> Result<(SimCluster, usize), String> {
+async fn unfenced_group(ctx: &Ctx) -> Result<(GroupRun, usize), String> {
     group_with_external(ctx, false).await
 }
 
 /// Levels 0, 1 and 2 and an external node following them; fenced, the checker allows no double
 /// signature at all, unfenced it runs in fork mode.
-async fn group_with_external(ctx: &Ctx, fencing: bool) -> Result<(SimCluster, usize), String> {
+async fn group_with_external(ctx: &Ctx, fencing: bool) -> Result<(GroupRun, usize), String> {
     let setup = GroupSetup {
         expect_equivocation: !fencing,
         fencing,
         ..GroupSetup::default()
     };
     let mut c = running_group_with(ctx, &GROUP_LEVELS, setup, GROUP_LEVELS.len()).await?;
-    let x = c.add_external(c.member_ids());
+    let members = c.member_ids();
+    let x = c.add_external(members);
     Ok((c, x))
 }
 
@@ -507,7 +509,8 @@ pub(crate) fn redundancy_crash_while_signing(ctx: Ctx) -> ScenarioFuture {
             }
             _ => {
                 // Anywhere in a round.
-                sleep_ms(c.rng.gen_range(0..c.block_time().as_millis() as u64)).await;
+                let round_ms = c.block_time().as_millis() as u64;
+                sleep_ms(c.rng.gen_range(0..round_ms)).await;
                 c.crash_member(0);
             }
         }
@@ -640,7 +643,7 @@ pub(crate) fn redundancy_partition(ctx: Ctx) -> ScenarioFuture {
 
 /// Waits for a block of `level` with a round after `round` in member 1's or 0's chain; returns
 /// the first such round.
-async fn first_round_of_level_after(c: &SimCluster, level: i64, round: u64) -> Result<u64, String> {
+async fn first_round_of_level_after(c: &GroupRun, level: i64, round: u64) -> Result<u64, String> {
     let start = madsim::time::Instant::now();
     loop {
         let found = [1, 0]

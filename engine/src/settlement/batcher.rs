@@ -13,18 +13,18 @@ use alloy_primitives::B256;
 use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::AsyncRuntime;
 
-use crate::batch::{ordered_signatures, Attestation, BatchHeader};
-use crate::batcher_role::{BatcherClaim, BatcherRole};
+use crate::consensus::node::ConsensusNode;
+use crate::consensus::raft::types::{ApplyOutcome, Command};
 use crate::events::Event;
-use crate::l1::L1;
-use crate::node::ConsensusNode;
-use crate::peer;
+use crate::net::peer;
+use crate::net::wire::{Request, Response};
 use crate::policy::batcher::{
     Batcher, BatcherAction, BatcherConfig, BatcherReport, BatcherView, HeadSeen, SubmitOutcome,
 };
 use crate::policy::batcher_failover::{Failover, FailoverConfig, RoundView};
-use crate::raft::types::{ApplyOutcome, Command};
-use crate::wire::{Request, Response};
+use crate::settlement::batch::{ordered_signatures, Attestation, BatchHeader};
+use crate::settlement::l1::L1;
+use crate::settlement::role::{BatcherClaim, BatcherRole};
 
 /// How a node runs its batcher.
 #[derive(Clone)]

@@ -8,237 +8,35 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
-use openraft::{AsyncRuntime, Instant as _, Raft, ServerState, SnapshotPolicy};
+use openraft::{AsyncRuntime, Instant as _, Raft, ServerState};
 use rand::Rng;
-use serde::{Deserialize, Serialize};
 
-use crate::block::{Block, ChainSpec};
-use crate::chain::{build_block, BuildBase, Head, Proposal};
-use crate::chain_store::ChainStore;
+use crate::chain::block::{Block, ChainSpec};
+use crate::chain::ledger::Account;
+use crate::chain::rules::{build_block, BuildBase, Head, Proposal};
+use crate::chain::store::ChainStore;
+use crate::chain::tx::SignedTransaction;
 use crate::codec;
+use crate::consensus::config::NodeConfig;
+use crate::consensus::mempool::Mempool;
+use crate::consensus::raft::log_store::LogStore;
+use crate::consensus::raft::network::NetworkFactory;
+use crate::consensus::raft::state_machine::StateMachine;
+use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId};
+use crate::consensus::shared_elector::SharedElector;
+use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, BatcherState, NodeStatus};
 use crate::events::Event;
 use crate::ids::NodeId;
-use crate::keys::SecretKey;
-use crate::ledger::Account;
-use crate::mempool::Mempool;
-use crate::peer;
+use crate::net::peer;
+use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use crate::policy::admission::{self, Route};
-use crate::policy::election::{ElectionAction, ElectionConfig, Elector, LogPos, RaftView, Role};
+use crate::policy::election::{ElectionAction, Elector, LogPos, RaftView, Role};
 use crate::policy::sequencer::{
     BuildOn, ProposalOutcome, Sequencer, SequencerAction, SequencerConfig,
 };
-use crate::raft::log_store::LogStore;
-use crate::raft::network::NetworkFactory;
-use crate::raft::state_machine::StateMachine;
-use crate::raft::types::{ApplyOutcome, Canon, Command, LogId};
 pub use crate::seams::{NodeError, Seams};
-use crate::shared_elector::SharedElector;
 use crate::sync::lock;
-use crate::tx::SignedTransaction;
-use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use alloy_primitives::Address;
-
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    pub key: SecretKey,
-    /// Every consensus node's id, this one's included.
-    pub peers: Vec<NodeId>,
-    /// May initialize the cluster's membership; safe on every node (the first one wins).
-    pub bootstrap: bool,
-    pub election_timeout_ms_min: u64,
-    pub election_timeout_ms_max: u64,
-    pub heartbeat_interval_ms: u64,
-    pub block_time_ms: u64,
-    pub max_block_transactions: usize,
-    /// How many proposals the leader keeps waiting for canonization at once; each next block
-    /// builds on the last of them (1: every block waits for the one before).
-    pub max_blocks_in_flight: usize,
-    pub mempool_capacity: usize,
-    /// A Raft snapshot of the applied state is built after this many applied entries; the log
-    /// before it is then purged, all but `log_keep_entries`.
-    pub snapshot_interval_entries: u64,
-    /// Entries kept in the log behind the last snapshot: a follower lagging less catches up by
-    /// replication, one lagging more installs the snapshot and backfills the blocks.
-    pub log_keep_entries: u64,
-    /// Deadline for a forwarded transaction.
-    pub rpc_timeout_ms: u64,
-    /// The leader marks a block as closing the open L1 batch once the batch is this old (0:
-    /// batches close only by count).
-    pub batch_timeout_ms: u64,
-    pub chain: ChainSpec,
-}
-
-impl NodeConfig {
-    pub fn id(&self) -> NodeId {
-        self.key.node_id()
-    }
-
-    /// The checks a config must pass before a node starts; messages name the setting.
-    pub fn validate(&self) -> Result<(), NodeError> {
-        let id = self.id();
-        if !self.peers.contains(&id) {
-            return Err(NodeError::Config(format!(
-                "consensus_peer_ids must contain this node's id {id} (derived from network_secret_key)"
-            )));
-        }
-        if self.election_timeout_ms_min >= self.election_timeout_ms_max {
-            return Err(NodeError::Config(format!(
-                "consensus_election_timeout_min ({} ms) must be below consensus_election_timeout_max ({} ms)",
-                self.election_timeout_ms_min, self.election_timeout_ms_max
-            )));
-        }
-        if self.heartbeat_interval_ms >= self.election_timeout_ms_min {
-            return Err(NodeError::Config(format!(
-                "consensus_heartbeat_interval ({} ms) must be below consensus_election_timeout_min ({} ms)",
-                self.heartbeat_interval_ms, self.election_timeout_ms_min
-            )));
-        }
-        if self.block_time_ms == 0 {
-            return Err(NodeError::Config(
-                "sequencer_block_time must be above 0 ms".into(),
-            ));
-        }
-        if self.max_blocks_in_flight == 0 {
-            return Err(NodeError::Config(
-                "sequencer_max_blocks_in_flight must be at least 1".into(),
-            ));
-        }
-        if self.snapshot_interval_entries == 0 {
-            return Err(NodeError::Config(
-                "consensus_snapshot_interval_entries must be at least 1".into(),
-            ));
-        }
-        Ok(())
-    }
-
-    pub fn election_config(&self) -> ElectionConfig {
-        ElectionConfig {
-            id: self.id(),
-            voters: self.peers.clone(),
-            election_timeout_ms_min: self.election_timeout_ms_min,
-            election_timeout_ms_max: self.election_timeout_ms_max,
-            heartbeat_interval_ms: self.heartbeat_interval_ms,
-        }
-    }
-
-    fn raft_config(&self) -> Result<openraft::Config, NodeError> {
-        openraft::Config {
-            cluster_name: "canon".into(),
-            // With `enable_elect` off, openraft reads its election timeouts only for its leader
-            // lease: it refuses votes for `election_timeout_max` after hearing a leader. The
-            // pre-vote refuses for `election_timeout_ms_min` (policy::election); the lease is
-            // set to the same window, so a pre-vote that passes is a vote openraft grants.
-            election_timeout_min: self.heartbeat_interval_ms + 1,
-            election_timeout_max: self
-                .election_timeout_ms_min
-                .max(self.heartbeat_interval_ms + 2),
-            heartbeat_interval: self.heartbeat_interval_ms,
-            // openraft 0.9 gives one AppendEntries `heartbeat_interval` to complete: with
-            // blocks of thousands of transactions, 64 entries (megabytes to decode and fsync)
-            // never made it, so a lagging follower never caught up and a leader without quorum
-            // stepped down, again and again. A few blocks per request keep each one short.
-            max_payload_entries: 4,
-            // The chain store keeps the blocks; the log keeps only what some node may still
-            // need replicated. A snapshot is the applied state without blocks, so building
-            // one costs the state, not the chain (see `raft::state_machine`).
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval_entries),
-            max_in_snapshot_log_to_keep: self.log_keep_entries,
-            // Elections are decided by `policy::election` and started by the node's driver.
-            enable_elect: false,
-            ..Default::default()
-        }
-        .validate()
-        .map_err(|e| NodeError::Config(e.to_string()))
-    }
-}
-
-/// A point-in-time view for status endpoints and tables.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct NodeStatus {
-    pub id: NodeId,
-    pub state: String,
-    pub is_leader: bool,
-    pub current_leader: Option<NodeId>,
-    pub term: u64,
-    pub last_log_index: Option<u64>,
-    pub last_applied_index: Option<u64>,
-    pub head: Head,
-    pub mempool_len: usize,
-    /// The leader's proposals waiting for canonization (0 on a follower).
-    pub proposals_in_flight: usize,
-    /// Blocks below the head still to be fetched after installing a snapshot.
-    pub blocks_missing: u64,
-    /// Entries in the Raft log (the rest were compacted into a snapshot and purged).
-    pub log_entries: u64,
-    /// The last entry the latest Raft snapshot includes.
-    pub last_snapshot_index: Option<u64>,
-    pub batches: BatchStatus,
-}
-
-/// What a node does for L1 batches.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BatchDuty {
-    /// Holds the batcher role and submits.
-    Batcher,
-    /// Runs a batcher that stands by while another holds the role.
-    Standby,
-    /// Runs no batcher: seals and attests only.
-    #[default]
-    Attester,
-}
-
-impl BatchDuty {
-    /// The name `/status` gives it.
-    pub fn name(self) -> &'static str {
-        match self {
-            BatchDuty::Batcher => "batcher",
-            BatchDuty::Standby => "standby",
-            BatchDuty::Attester => "attester",
-        }
-    }
-}
-
-/// Where L1 batches stand on this node.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchStatus {
-    /// `batcher` while this node holds the role and submits, `standby` while another does,
-    /// `attester` when its batcher is not enabled.
-    pub role: BatchDuty,
-    /// This node's `batcher_redundancy_level` (batcher enabled only).
-    pub level: Option<u32>,
-    /// The role as Raft applied it: its epoch (0: never claimed), holder and holder's level.
-    pub epoch: u64,
-    pub holder: Option<NodeId>,
-    pub holder_level: Option<u32>,
-    /// A standby's batch rounds in which L1 stood still while batches waited.
-    pub missed_rounds: Option<u32>,
-    /// Misconfiguration: the node holding the role has this node's level.
-    pub same_level_conflict: Option<NodeId>,
-    pub last_sealed: u64,
-    pub last_sealed_height: u64,
-    /// This node's own attestation is written with the batch it seals, so it is always the
-    /// last sealed one.
-    pub last_attested: u64,
-    /// The batcher or standby: the last batch and height it saw on L1 (read or committed).
-    pub last_committed_l1: Option<u64>,
-    pub last_committed_l1_height: Option<u64>,
-    /// The batcher: sealed batches not yet on L1.
-    pub l1_lag_batches: Option<u64>,
-    /// The batcher: the last L1 error (cleared by the next success).
-    pub last_l1_error: Option<String>,
-}
-
-/// What the batcher task publishes for status.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct BatcherState {
-    pub(crate) level: u32,
-    /// A standby's count of batch rounds in which L1 stood still while batches waited.
-    pub(crate) missed_rounds: u32,
-    pub(crate) l1_batch: Option<u64>,
-    pub(crate) l1_height: Option<u64>,
-    pub(crate) last_error: Option<String>,
-}
 
 pub struct ConsensusNode<RT: AsyncRuntime> {
     cfg: NodeConfig,
@@ -487,7 +285,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         &self.cfg
     }
 
-    pub(crate) fn transport(&self) -> &Arc<dyn crate::transport::Transport> {
+    pub(crate) fn transport(&self) -> &Arc<dyn crate::net::transport::Transport> {
         &self.seams.transport
     }
 
@@ -558,7 +356,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 claim.node
             )),
             Request::GetBlocks { from, max, wait_ms } => {
-                crate::replay::answer_get_blocks::<RT>(&self.chain, from, max, wait_ms).await
+                crate::chain::replica::answer_get_blocks::<RT>(&self.chain, from, max, wait_ms)
+                    .await
             }
             _ => Response::Refused(format!("{from} is not in consensus_peer_ids")),
         }
@@ -1031,16 +830,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let fresh = Self::open_raft(&self.cfg, &self.seams, &self.chain, &self.elector).await?;
         *lock(&self.raft) = fresh;
         Ok(())
-    }
-}
-
-/// Entries between the purge point (exclusive) and the last log index (inclusive).
-fn log_entries(last_log_index: Option<u64>, purged_index: Option<u64>) -> u64 {
-    match (last_log_index, purged_index) {
-        (Some(last), Some(purged)) => last.saturating_sub(purged),
-        // Nothing purged: indexes start at 0.
-        (Some(last), None) => last + 1,
-        (None, _) => 0,
     }
 }
 

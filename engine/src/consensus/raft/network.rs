@@ -15,11 +15,11 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode};
 
 use super::types::Canon;
+use crate::consensus::shared_elector::SharedElector;
 use crate::ids::NodeId;
-use crate::peer::{self, CallError};
-use crate::shared_elector::SharedElector;
-use crate::transport::{Transport, TransportError};
-use crate::wire::{Request, Response};
+use crate::net::peer::{self, CallError};
+use crate::net::transport::{Transport, TransportError};
+use crate::net::wire::{Request, Response};
 
 pub struct NetworkFactory<RT: AsyncRuntime> {
     transport: Arc<dyn Transport>,

@@ -20,9 +20,9 @@
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::BatchCursor;
-use crate::block::{transactions_root, Block};
-use crate::chain::Head;
+use crate::chain::block::{transactions_root, Block};
+use crate::chain::rules::Head;
+use crate::settlement::batch::BatchCursor;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Backfill {
@@ -206,8 +206,8 @@ impl Backfill {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::ChainSpec;
-    use crate::chain::{build_block, Proposal};
+    use crate::chain::block::ChainSpec;
+    use crate::chain::rules::{build_block, Proposal};
     use crate::keys::derived_key;
 
     /// A chain of `n` empty blocks (index 0 is height 1) and the genesis head.
@@ -284,10 +284,10 @@ mod tests {
     fn refuses_what_does_not_chain_to_the_snapshot_head() {
         let (_, blocks) = chain(12);
         let key = derived_key("backfill-test", 1);
-        let stray = crate::tx::Transaction {
+        let stray = crate::chain::tx::Transaction {
             sender: key.address(),
             nonce: 0,
-            payload: crate::tx::Payload::Data(vec![1]),
+            payload: crate::chain::tx::Payload::Data(vec![1]),
         }
         .sign(&key)
         .expect("sign");

@@ -9,7 +9,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use solana_lattice_hash::lt_hash::LtHash;
 
-use crate::tx::{Payload, SignedTransaction};
+use crate::chain::tx::{Payload, SignedTransaction};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -137,7 +137,7 @@ impl Ledger {
     }
 
     /// Applies one transaction whose signature has been checked (at admission, or by
-    /// [`crate::chain::verify_block`]). On error nothing changes. Returns the accounts it wrote.
+    /// [`crate::chain::rules::verify_block`]). On error nothing changes. Returns the accounts it wrote.
     pub fn apply(&mut self, stx: &SignedTransaction) -> Result<[Address; 2], TxError> {
         let tx = &stx.tx;
         let mut from = self.account(&tx.sender);
@@ -242,8 +242,8 @@ impl Executed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::tx::Transaction;
     use crate::keys::SecretKey;
-    use crate::tx::Transaction;
 
     fn key(n: u8) -> SecretKey {
         SecretKey::from_bytes([n; 32]).unwrap()

@@ -6,7 +6,7 @@
 use alloy_primitives::{keccak256, Address, B256};
 use serde::{Deserialize, Serialize};
 
-use crate::block::BlockHeader;
+use crate::chain::block::BlockHeader;
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{self, SecretKey};
 

@@ -12,10 +12,10 @@ use alloy_primitives::B256;
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
-use crate::batcher_role::{BatcherClaim, ClaimLost};
-use crate::block::Block;
-use crate::chain::BlockError;
+use crate::chain::block::Block;
+use crate::chain::rules::BlockError;
 use crate::ids::NodeId;
+use crate::settlement::role::{BatcherClaim, ClaimLost};
 
 /// What applying one committed entry produced; returned to the proposer by `client_write`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -43,7 +43,7 @@ pub enum ApplyOutcome {
 pub enum Command {
     /// A block the leader proposes for canonization.
     Block(Block),
-    /// A node's claim of the batcher role (see [`crate::batcher_role`]).
+    /// A node's claim of the batcher role (see [`crate::settlement::role`]).
     ClaimBatcher(BatcherClaim),
 }
 

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::block::Block;
+use crate::chain::block::Block;
 use crate::codec::{self, CodecError};
 use crate::ids::NodeId;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
@@ -364,7 +364,7 @@ impl Interchange {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::{BlockHeader, ChainSpec};
+    use crate::chain::block::{BlockHeader, ChainSpec};
     use crate::keys::derived_key;
     use crate::storage::MemDisk;
 
@@ -373,7 +373,7 @@ mod tests {
         let spec = ChainSpec {
             chain_id: 7,
             genesis_alloc: vec![],
-            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
+            blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         let mut header: BlockHeader = spec.genesis_header().unwrap();
         header.height = height;

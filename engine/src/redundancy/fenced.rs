@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::block::Block;
-use crate::chain_store::ChainStore;
+use crate::chain::block::Block;
+use crate::chain::store::ChainStore;
 use crate::codec::{self, CodecError};
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{self, SecretKey};

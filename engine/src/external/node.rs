@@ -14,20 +14,20 @@ use futures::future::join_all;
 use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 
-use crate::block::{Block, ChainSpec};
-use crate::chain::{verify_signature, Head};
+use crate::chain::block::{Block, ChainSpec};
+use crate::chain::replica::{answer_get_blocks, ReplayError, Replica};
+use crate::chain::rules::{verify_signature, Head};
+use crate::chain::tx::SignedTransaction;
 use crate::codec;
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
-use crate::peer;
+use crate::net::peer;
+use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use crate::policy::download::{DownloadConfig, Downloader, Plan, RoundResult};
 use crate::policy::fork_choice::{self, ForkBlock, Keep};
-use crate::replay::{answer_get_blocks, ReplayError, Replica};
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
-use crate::tx::SignedTransaction;
-use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 
 #[derive(Clone, Debug)]
 pub struct ExternalConfig {
@@ -421,7 +421,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Fetched { source, blocks }
     }
 
-    fn reject(&self, source: NodeId, height: u64, error: &crate::chain::BlockError) {
+    fn reject(&self, source: NodeId, height: u64, error: &crate::chain::rules::BlockError) {
         let reason = error.to_string();
         if let Some(s) = lock(&self.sources).get_mut(&source) {
             s.rejected = Some(format!("height {height}: {reason}"));

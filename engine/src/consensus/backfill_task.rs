@@ -1,23 +1,23 @@
 //! The backfill task on a consensus node: while an installed snapshot left a gap, it asks
 //! peers for the missing blocks, top first, keeps what [`Backfill::accept`] verifies, and once
 //! the gap is closed cuts the gap's L1 batches again and attests them. The rules are in
-//! [`crate::backfill`]; this task only carries them out.
+//! [`crate::chain::backfill`]; this task only carries them out.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::AsyncRuntime;
 
-use crate::backfill::{Backfill, BackfillError};
-use crate::chain_store::{
+use crate::chain::backfill::{Backfill, BackfillError};
+use crate::chain::store::{
     stage_block_alone, stage_sealed_batch, StoreError, MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES,
 };
+use crate::consensus::node::ConsensusNode;
 use crate::events::Event;
 use crate::ids::NodeId;
-use crate::node::ConsensusNode;
-use crate::peer;
+use crate::net::peer;
+use crate::net::wire::{Request, Response};
 use crate::storage::WriteBatch;
-use crate::wire::{Request, Response};
 
 /// How long the task waits after every peer failed it, or a step could not be stored.
 const RETRY_MS: u64 = 200;

@@ -15,19 +15,19 @@ use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::backfill::Backfill;
-use crate::batch::{Attestation, BatchCursor, BatchHeader};
-use crate::batcher_role::BatcherRole;
-use crate::block::{Block, ChainSpec};
-use crate::chain::{BuildBase, Head};
+use crate::chain::backfill::Backfill;
+use crate::chain::block::{Block, ChainSpec};
+use crate::chain::ledger::{Account, Executed, Ledger};
+use crate::chain::rules::{BuildBase, Head};
 use crate::codec::{self, CodecError};
+use crate::consensus::raft::types::{LogId, Membership};
 use crate::ids::NodeId;
-use crate::ledger::{Account, Executed, Ledger};
-use crate::raft::types::{LogId, Membership};
+use crate::settlement::batch::{Attestation, BatchCursor, BatchHeader};
+use crate::settlement::role::BatcherRole;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
-/// The blocks a snapshot jumped over, while any are missing (see [`crate::backfill`]).
+/// The blocks a snapshot jumped over, while any are missing (see [`crate::chain::backfill`]).
 const KEY_BACKFILL: &[u8] = b"sm/backfill";
 /// The last snapshot built: written synced, so everything applied before it is durable.
 const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
@@ -583,7 +583,7 @@ mod tests {
     use std::future::Future;
 
     use super::*;
-    use crate::chain::{build_block, verify_block, Proposal};
+    use crate::chain::rules::{build_block, verify_block, Proposal};
     use crate::keys::derived_key;
     use crate::storage::MemDisk;
 
@@ -609,7 +609,7 @@ mod tests {
             &next.ledger,
             &[key.node_id()],
             &built.block,
-            crate::signatures::Signatures::Trusted,
+            crate::chain::signatures::Signatures::Trusted,
         )
         .expect("verify");
         let mut batch = WriteBatch::default();
@@ -651,7 +651,7 @@ mod tests {
             let spec = ChainSpec {
                 chain_id: 7,
                 genesis_alloc: Vec::new(),
-                blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
+                blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
             };
             let store = Arc::new(ChainStore::open(Arc::new(MemDisk::new()), &spec).expect("open"));
             let key = derived_key("chain-store-test", 0);

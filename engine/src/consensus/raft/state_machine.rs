@@ -19,11 +19,12 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::types::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
-use crate::backfill::Backfill;
-use crate::batch::BatchHeader;
-use crate::block::Block;
-use crate::chain::{self, BlockError};
-use crate::chain_store::{
+use crate::chain::backfill::Backfill;
+use crate::chain::block::Block;
+use crate::chain::ledger::{Account, Ledger};
+use crate::chain::rules::{self, BlockError};
+use crate::chain::signatures::Signatures;
+use crate::chain::store::{
     stage_applied, stage_block, stage_sealed_batch, stage_snapshot_state, AppliedMeta, ChainState,
     ChainStore,
 };
@@ -31,13 +32,12 @@ use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
-use crate::ledger::{Account, Ledger};
-use crate::signatures::Signatures;
+use crate::settlement::batch::BatchHeader;
 use crate::storage::{Durability, WriteBatch};
 
 /// A snapshot is the applied state without the blocks: the head, every account, the batch
 /// cursor and the batcher role. A node that installs one fetches the blocks it lacks by the
-/// block-download protocol ([`crate::backfill`]), so a snapshot's size follows the state, not
+/// block-download protocol ([`crate::chain::backfill`]), so a snapshot's size follows the state, not
 /// the chain.
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
@@ -168,7 +168,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             })
         } else {
             // Signatures were checked by the leader at admission: members trust each other.
-            chain::verify_block(
+            rules::verify_block(
                 &next.head,
                 &next.ledger,
                 &self.peers,

@@ -8,7 +8,7 @@
 //! block is checked, through a [`SignatureVerifier`] the host supplies (the production node
 //! spreads one block's transactions across cores; the engine itself never starts a thread).
 
-use crate::tx::SignedTransaction;
+use crate::chain::tx::SignedTransaction;
 
 pub trait SignatureVerifier: Send + Sync {
     /// The index of the first transaction whose signature does not recover to its sender.
@@ -25,7 +25,7 @@ pub trait SignatureVerifier: Send + Sync {
 /// even when each block is small.
 pub fn first_invalid_in(
     verifier: &dyn SignatureVerifier,
-    blocks: &[crate::block::Block],
+    blocks: &[crate::chain::block::Block],
 ) -> Option<(usize, usize)> {
     let txs: Vec<&SignedTransaction> = blocks.iter().flat_map(|b| &b.transactions).collect();
     let mut at = verifier.first_invalid(&txs)?;
@@ -47,7 +47,7 @@ impl SignatureVerifier for Sequential {
     }
 }
 
-/// How [`crate::chain::verify_block`] treats the signatures of a block: its proposer's and its
+/// How [`crate::chain::rules::verify_block`] treats the signatures of a block: its proposer's and its
 /// transactions'.
 #[derive(Clone, Copy)]
 pub enum Signatures<'a> {
@@ -66,9 +66,9 @@ pub enum Signatures<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::{Block, BlockHeader};
+    use crate::chain::block::{Block, BlockHeader};
+    use crate::chain::tx::{Payload, Transaction};
     use crate::keys::derived_key;
-    use crate::tx::{Payload, Transaction};
 
     /// `k`'s data transactions at `nonces`, validly signed.
     fn signed(k: &crate::keys::SecretKey, nonces: std::ops::Range<u64>) -> Vec<SignedTransaction> {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 
-use crate::ledger::Ledger;
-use crate::tx::SignedTransaction;
+use crate::chain::ledger::Ledger;
+use crate::chain::tx::SignedTransaction;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AdmitError {
@@ -117,8 +117,8 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chain::tx::{Payload, Transaction};
     use crate::keys::SecretKey;
-    use crate::tx::{Payload, Transaction};
 
     fn tx(k: &SecretKey, nonce: u64) -> SignedTransaction {
         Transaction {

@@ -3,11 +3,11 @@
 use alloy_primitives::{keccak256, Address, B256};
 use serde::{Deserialize, Serialize};
 
+use crate::chain::ledger::Ledger;
+use crate::chain::tx::SignedTransaction;
 use crate::codec::{self, CodecError};
 use crate::ids::{NodeId, Sig65};
 use crate::keys::SecretKey;
-use crate::ledger::Ledger;
-use crate::tx::SignedTransaction;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlockHeader {

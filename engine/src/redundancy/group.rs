@@ -15,28 +15,28 @@ use futures::future::join_all;
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
-use crate::announcement::SignedAnnouncement;
-use crate::block::{Block, ChainSpec, Slot};
-use crate::chain::{build_block, Head, Proposal};
+use crate::chain::block::{Block, ChainSpec, Slot};
+use crate::chain::rules::{build_block, Head, Proposal};
+use crate::chain::tx::SignedTransaction;
 use crate::codec;
+use crate::consensus::mempool::Mempool;
 use crate::events::Event;
-use crate::external::{ExternalConfig, ExternalNode};
-use crate::fenced::{unsigned, FencedAcceptor, SignedBallot};
+use crate::external::node::{ExternalConfig, ExternalNode};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
-use crate::mempool::Mempool;
-use crate::peer;
+use crate::net::peer;
+use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use crate::policy::fence::{self, Ballot, MIN_FENCED_GROUP};
 use crate::policy::fork_choice::Keep;
 use crate::policy::redundancy::{
     round_at, round_start_ms, Ack, Announcement, Failover, MemberMode, RedundancyAction,
     RedundancyConfig, Signed, StepIn,
 };
+use crate::redundancy::announcement::SignedAnnouncement;
+use crate::redundancy::fenced::{unsigned, FencedAcceptor, SignedBallot};
+use crate::redundancy::signing_guard::{SigningGuard, Watermark};
 use crate::seams::{NodeError, Seams};
-use crate::signing_guard::{SigningGuard, Watermark};
 use crate::sync::lock;
-use crate::tx::SignedTransaction;
-use crate::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 
 #[derive(Clone, Debug)]
 pub struct GroupConfig {

@@ -7,14 +7,14 @@ use std::collections::BTreeSet;
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::batch::BatchCursor;
-use crate::block::{transactions_root, Block, BlockHeader, Slot};
+use crate::chain::block::{transactions_root, Block, BlockHeader, Slot};
+use crate::chain::ledger::{Executed, Ledger, TxError};
+use crate::chain::signatures::Signatures;
+use crate::chain::tx::SignedTransaction;
 use crate::codec::CodecError;
 use crate::ids::NodeId;
 use crate::keys::{self, SecretKey};
-use crate::ledger::{Executed, Ledger, TxError};
-use crate::signatures::Signatures;
-use crate::tx::SignedTransaction;
+use crate::settlement::batch::BatchCursor;
 
 /// The tip a node has applied: what the next block must extend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -279,9 +279,9 @@ pub fn build_block(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::ChainSpec;
-    use crate::signatures::Sequential;
-    use crate::tx::{Payload, Transaction};
+    use crate::chain::block::ChainSpec;
+    use crate::chain::signatures::Sequential;
+    use crate::chain::tx::{Payload, Transaction};
     use alloy_primitives::Address;
 
     const CHECK: Signatures<'static> = Signatures::Check(&Sequential);
@@ -304,7 +304,7 @@ mod tests {
             spec: ChainSpec {
                 chain_id: 1,
                 genesis_alloc: vec![(alice.address(), 1_000)],
-                blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
+                blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
             },
             peers: vec![leader.node_id(), key(2).node_id()],
             leader,

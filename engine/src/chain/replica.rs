@@ -8,13 +8,13 @@ use std::sync::Arc;
 
 use openraft::AsyncRuntime;
 
-use crate::block::{Block, ChainSpec};
-use crate::chain::{self, BlockError, Head};
-use crate::chain_store::{stage_applied, stage_block, stage_truncation, ChainState, ChainStore};
+use crate::chain::block::{Block, ChainSpec};
+use crate::chain::rules::{self, BlockError, Head};
+use crate::chain::signatures::{SignatureVerifier, Signatures};
+use crate::chain::store::{stage_applied, stage_block, stage_truncation, ChainState, ChainStore};
 use crate::ids::NodeId;
-use crate::signatures::{SignatureVerifier, Signatures};
+use crate::net::wire::Response;
 use crate::storage::{Durability, WriteBatch};
-use crate::wire::Response;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {
@@ -80,7 +80,7 @@ impl Replica {
     /// The first bad transaction signature in a downloaded range, as (block index, transaction
     /// index): the whole range is checked in one call, on every core the host's verifier uses.
     pub fn first_bad_signature(&self, blocks: &[Block]) -> Option<(usize, usize)> {
-        crate::signatures::first_invalid_in(&*self.verifier, blocks)
+        crate::chain::signatures::first_invalid_in(&*self.verifier, blocks)
     }
 
     /// [`Replica::apply`] for a block whose signatures [`Replica::first_bad_signature`] has
@@ -103,7 +103,7 @@ impl Replica {
     ) -> Result<Head, ReplayError> {
         let _writer = crate::sync::lock(&self.writer);
         let mut next = self.chain.state().clone();
-        let executed = chain::verify_block(
+        let executed = rules::verify_block(
             &next.head,
             &next.ledger,
             &self.validators,
@@ -154,7 +154,7 @@ impl Replica {
             }
             for block in &blocks {
                 // Blocks this store accepted before: their signatures were checked then.
-                let executed = chain::verify_block(
+                let executed = rules::verify_block(
                     &head,
                     &ledger,
                     &self.validators,
@@ -196,17 +196,17 @@ pub async fn answer_get_blocks<RT: AsyncRuntime>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::block::Slot;
-    use crate::chain::{build_block, Proposal};
+    use crate::chain::block::Slot;
+    use crate::chain::rules::{build_block, Proposal};
+    use crate::chain::tx::{Payload, Transaction};
     use crate::keys::{derived_key, SecretKey};
     use crate::storage::MemDisk;
-    use crate::tx::{Payload, Transaction};
 
     fn spec(funded: &SecretKey) -> ChainSpec {
         ChainSpec {
             chain_id: 9,
             genesis_alloc: vec![(funded.address(), 1_000)],
-            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
+            blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         }
     }
 
@@ -260,7 +260,7 @@ mod tests {
                 Arc::new(disk.clone()),
                 &spec(&payer),
                 vec![identity.node_id()],
-                Arc::new(crate::signatures::Sequential),
+                Arc::new(crate::chain::signatures::Sequential),
             )
             .unwrap()
         };

@@ -4,10 +4,10 @@
 
 use alloy_primitives::B256;
 
-use crate::batch::BatchHeader;
 use crate::ids::Sig65;
+use crate::net::transport::BoxFuture;
 use crate::policy::batcher::SubmitOutcome;
-use crate::transport::BoxFuture;
+use crate::settlement::batch::BatchHeader;
 
 /// What the settlement contract holds: where a (re)starting batcher resumes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

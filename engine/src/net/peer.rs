@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::codec;
 use crate::ids::NodeId;
-use crate::transport::{Transport, TransportError};
-use crate::wire::{Request, Response};
+use crate::net::transport::{Transport, TransportError};
+use crate::net::wire::{Request, Response};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {

@@ -11,18 +11,18 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
-use crate::announcement::SignedAnnouncement;
-use crate::batch::Attestation;
-use crate::batcher_role::BatcherClaim;
-use crate::block::Block;
-use crate::chain::Head;
-use crate::fenced::SignedBallot;
+use crate::chain::block::Block;
+use crate::chain::rules::Head;
+use crate::chain::tx::SignedTransaction;
+use crate::consensus::mempool::AdmitError;
+use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId, Vote};
 use crate::ids::NodeId;
-use crate::mempool::AdmitError;
 use crate::policy::election::LogPos;
 use crate::policy::fence::Promise;
-use crate::raft::types::{ApplyOutcome, Canon, Command, LogId, Vote};
-use crate::tx::SignedTransaction;
+use crate::redundancy::announcement::SignedAnnouncement;
+use crate::redundancy::fenced::SignedBallot;
+use crate::settlement::batch::Attestation;
+use crate::settlement::role::BatcherClaim;
 
 /// openraft's `AppendEntriesRequest` without its runtime parameter.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -260,8 +260,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::block::ChainSpec;
-    use crate::chain::{build_block, Proposal};
+    use crate::chain::block::ChainSpec;
+    use crate::chain::rules::{build_block, Proposal};
     use crate::codec;
     use crate::keys::derived_key;
 
@@ -276,7 +276,7 @@ mod tests {
         let spec = ChainSpec {
             chain_id: 7,
             genesis_alloc: Vec::new(),
-            blocks_per_batch: crate::block::DEFAULT_BLOCKS_PER_BATCH,
+            blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         let head = Head::of(&spec.genesis_header().unwrap()).unwrap();
         let block = build_block(

@@ -1,0 +1,11 @@
+//! The chain: blocks and transactions, the ledger they execute on, the rules every node checks
+//! (continuity, proposer signature, roots), the store a consensus node applies into, and the
+//! replica an external node replays into.
+pub mod backfill;
+pub mod block;
+pub mod ledger;
+pub mod replica;
+pub mod rules;
+pub mod signatures;
+pub mod store;
+pub mod tx;

@@ -1,0 +1,124 @@
+//! A consensus node's settings, the checks they must pass before it starts, and the openraft
+//! tuning derived from them.
+
+use openraft::SnapshotPolicy;
+
+use crate::chain::block::ChainSpec;
+use crate::ids::NodeId;
+use crate::keys::SecretKey;
+use crate::policy::election::ElectionConfig;
+use crate::seams::NodeError;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub key: SecretKey,
+    /// Every consensus node's id, this one's included.
+    pub peers: Vec<NodeId>,
+    /// May initialize the cluster's membership; safe on every node (the first one wins).
+    pub bootstrap: bool,
+    pub election_timeout_ms_min: u64,
+    pub election_timeout_ms_max: u64,
+    pub heartbeat_interval_ms: u64,
+    pub block_time_ms: u64,
+    pub max_block_transactions: usize,
+    /// How many proposals the leader keeps waiting for canonization at once; each next block
+    /// builds on the last of them (1: every block waits for the one before).
+    pub max_blocks_in_flight: usize,
+    pub mempool_capacity: usize,
+    /// A Raft snapshot of the applied state is built after this many applied entries; the log
+    /// before it is then purged, all but `log_keep_entries`.
+    pub snapshot_interval_entries: u64,
+    /// Entries kept in the log behind the last snapshot: a follower lagging less catches up by
+    /// replication, one lagging more installs the snapshot and backfills the blocks.
+    pub log_keep_entries: u64,
+    /// Deadline for a forwarded transaction.
+    pub rpc_timeout_ms: u64,
+    /// The leader marks a block as closing the open L1 batch once the batch is this old (0:
+    /// batches close only by count).
+    pub batch_timeout_ms: u64,
+    pub chain: ChainSpec,
+}
+
+impl NodeConfig {
+    pub fn id(&self) -> NodeId {
+        self.key.node_id()
+    }
+
+    /// The checks a config must pass before a node starts; messages name the setting.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        let id = self.id();
+        if !self.peers.contains(&id) {
+            return Err(NodeError::Config(format!(
+                "consensus_peer_ids must contain this node's id {id} (derived from network_secret_key)"
+            )));
+        }
+        if self.election_timeout_ms_min >= self.election_timeout_ms_max {
+            return Err(NodeError::Config(format!(
+                "consensus_election_timeout_min ({} ms) must be below consensus_election_timeout_max ({} ms)",
+                self.election_timeout_ms_min, self.election_timeout_ms_max
+            )));
+        }
+        if self.heartbeat_interval_ms >= self.election_timeout_ms_min {
+            return Err(NodeError::Config(format!(
+                "consensus_heartbeat_interval ({} ms) must be below consensus_election_timeout_min ({} ms)",
+                self.heartbeat_interval_ms, self.election_timeout_ms_min
+            )));
+        }
+        if self.block_time_ms == 0 {
+            return Err(NodeError::Config(
+                "sequencer_block_time must be above 0 ms".into(),
+            ));
+        }
+        if self.max_blocks_in_flight == 0 {
+            return Err(NodeError::Config(
+                "sequencer_max_blocks_in_flight must be at least 1".into(),
+            ));
+        }
+        if self.snapshot_interval_entries == 0 {
+            return Err(NodeError::Config(
+                "consensus_snapshot_interval_entries must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn election_config(&self) -> ElectionConfig {
+        ElectionConfig {
+            id: self.id(),
+            voters: self.peers.clone(),
+            election_timeout_ms_min: self.election_timeout_ms_min,
+            election_timeout_ms_max: self.election_timeout_ms_max,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+        }
+    }
+
+    pub(crate) fn raft_config(&self) -> Result<openraft::Config, NodeError> {
+        openraft::Config {
+            cluster_name: "canon".into(),
+            // With `enable_elect` off, openraft reads its election timeouts only for its leader
+            // lease: it refuses votes for `election_timeout_max` after hearing a leader. The
+            // pre-vote refuses for `election_timeout_ms_min` (policy::election); the lease is
+            // set to the same window, so a pre-vote that passes is a vote openraft grants.
+            election_timeout_min: self.heartbeat_interval_ms + 1,
+            election_timeout_max: self
+                .election_timeout_ms_min
+                .max(self.heartbeat_interval_ms + 2),
+            heartbeat_interval: self.heartbeat_interval_ms,
+            // openraft 0.9 gives one AppendEntries `heartbeat_interval` to complete: with
+            // blocks of thousands of transactions, 64 entries (megabytes to decode and fsync)
+            // never made it, so a lagging follower never caught up and a leader without quorum
+            // stepped down, again and again. A few blocks per request keep each one short.
+            max_payload_entries: 4,
+            // The chain store keeps the blocks; the log keeps only what some node may still
+            // need replicated. A snapshot is the applied state without blocks, so building
+            // one costs the state, not the chain (see `raft::state_machine`).
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(self.snapshot_interval_entries),
+            max_in_snapshot_log_to_keep: self.log_keep_entries,
+            // Elections are decided by `policy::election` and started by the node's driver.
+            enable_elect: false,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| NodeError::Config(e.to_string()))
+    }
+}

@@ -1,0 +1,9 @@
+//! Raft consensus among the consensus nodes: the node, its mempool and election state, the
+//! openraft storage and network adapters, and the backfill of blocks a snapshot jumped over.
+mod backfill_task;
+pub mod config;
+pub mod mempool;
+pub mod node;
+pub mod raft;
+pub mod shared_elector;
+pub mod status;

@@ -1,0 +1,2 @@
+//! External nodes: download canonized blocks from sources, replay them, choose between forks.
+pub mod node;
