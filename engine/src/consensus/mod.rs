@@ -2,8 +2,10 @@
 //! openraft storage and network adapters, and the backfill of blocks a snapshot jumped over.
 mod backfill_task;
 pub mod config;
+pub mod core;
+mod driver;
 pub mod mempool;
 pub mod node;
 pub mod raft;
-pub mod shared_elector;
+pub mod shared_core;
 pub mod status;

@@ -3,7 +3,7 @@
 //! carries out what `policy::election` decides (pre-vote, check-quorum).
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,27 +13,25 @@ use rand::Rng;
 
 use crate::chain::block::{Block, ChainSpec};
 use crate::chain::ledger::Account;
-use crate::chain::rules::{build_block, BuildBase, Head, Proposal};
+use crate::chain::rules::Head;
 use crate::chain::store::ChainStore;
 use crate::chain::tx::SignedTransaction;
 use crate::codec;
 use crate::consensus::config::NodeConfig;
-use crate::consensus::mempool::Mempool;
+use crate::consensus::core::NodeCore;
+use crate::consensus::driver::drive;
 use crate::consensus::raft::log_store::LogStore;
 use crate::consensus::raft::network::NetworkFactory;
 use crate::consensus::raft::state_machine::StateMachine;
-use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId};
-use crate::consensus::shared_elector::SharedElector;
+use crate::consensus::raft::types::{Canon, Command, LogId};
+use crate::consensus::shared_core::SharedCore;
 use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, BatcherState, NodeStatus};
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::net::peer;
 use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use crate::policy::admission::{self, Route};
-use crate::policy::election::{ElectionAction, Elector, LogPos, RaftView, Role};
-use crate::policy::sequencer::{
-    BuildOn, ProposalOutcome, Sequencer, SequencerAction, SequencerConfig,
-};
+use crate::policy::election::{LogPos, RaftView, Role};
 pub use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
 use alloy_primitives::Address;
@@ -43,12 +41,14 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     id: NodeId,
     seams: Seams,
     raft: Mutex<Raft<Canon<RT>>>,
+    /// The one handle through which this node reads its Raft log outside openraft (its last
+    /// position for pre-votes, the committed tail for status); openraft gets clones of it.
+    log: LogStore<RT>,
     chain: Arc<ChainStore>,
-    mempool: Mutex<Mempool>,
-    elector: Arc<SharedElector<RT::Instant>>,
+    /// What the node decides (sequencer, elections, mempool), shared with dispatch and the
+    /// Raft network; run by [`crate::consensus::driver`].
+    core: Arc<SharedCore<RT::Instant>>,
     stopped: AtomicBool,
-    /// The sequencer's proposals waiting for canonization, for status.
-    proposals_in_flight: AtomicUsize,
     /// Set while this node runs the batcher.
     batcher: Mutex<Option<BatcherState>>,
 }
@@ -83,40 +83,42 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 committed_index: committed.map(|c| c.index),
             },
         );
-        let elector = Arc::new(SharedElector::new(Elector::new(
-            cfg.election_config(),
+        let core = NodeCore::new(
+            cfg.clone(),
+            chain.clone(),
+            seams.clock.clone(),
             RT::thread_rng().gen(),
-        )));
-        let raft = Self::open_raft(&cfg, &seams, &chain, &elector).await?;
+            0,
+        );
+        let core = Arc::new(SharedCore::new(RT::Instant::now(), core));
+        let raft = Self::open_raft(&cfg, &seams, &log, &chain, &core).await?;
         let node = Arc::new(ConsensusNode {
-            elector,
-            mempool: Mutex::new(Mempool::new(cfg.mempool_capacity)),
+            core,
             cfg,
             id,
             seams,
             raft: Mutex::new(raft),
+            log,
             chain,
             stopped: AtomicBool::new(false),
-            proposals_in_flight: AtomicUsize::new(0),
             batcher: Mutex::new(None),
         });
         if node.cfg.bootstrap {
             let _detached = RT::spawn(node.clone().bootstrap());
         }
-        let _detached = RT::spawn(node.clone().sequencer());
+        let _detached = RT::spawn(drive(node.clone()));
         let _detached = RT::spawn(node.clone().backfill());
-        let _detached = RT::spawn(node.clone().elections());
         Ok(node)
     }
 
     async fn open_raft(
         cfg: &NodeConfig,
         seams: &Seams,
+        log: &LogStore<RT>,
         chain: &Arc<ChainStore>,
-        elector: &Arc<SharedElector<RT::Instant>>,
+        core: &Arc<SharedCore<RT::Instant>>,
     ) -> Result<Raft<Canon<RT>>, NodeError> {
         let id = cfg.id();
-        let log = LogStore::new(seams.storage.clone(), id, seams.events.clone());
         let sm = StateMachine::new(
             chain.clone(),
             cfg.key.clone(),
@@ -126,8 +128,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         Raft::new(
             id,
             Arc::new(cfg.raft_config()?),
-            NetworkFactory::new(seams.transport.clone(), elector.clone()),
-            log,
+            NetworkFactory::new(seams.transport.clone(), core.clone()),
+            log.clone(),
             sm,
         )
         .await
@@ -158,6 +160,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             (c.head, c.batches.clone(), c.batcher_role)
         };
         let run = lock(&self.batcher).clone();
+        let core = self.core.lock();
         // The role as Raft applied it decides what this node's batcher does.
         let holds = role.is_held_by(&self.id);
         let standby = run.as_ref().filter(|_| !holds);
@@ -193,8 +196,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             last_log_index: m.last_log_index,
             last_applied_index: m.last_applied.map(|l| l.index),
             head,
-            mempool_len: lock(&self.mempool).len(),
-            proposals_in_flight: self.proposals_in_flight.load(Ordering::Relaxed),
+            mempool_len: core.mempool().len(),
+            proposals_in_flight: core.proposals_in_flight(),
             blocks_missing: self.chain.blocks_missing(),
             log_entries: log_entries(m.last_log_index, m.purged.map(|p| p.index)),
             last_snapshot_index: m.snapshot.map(|s| s.index),
@@ -226,8 +229,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// Consensus peers (not this node) heard from within `window`.
     pub fn peers_heard_within(&self, window: Duration) -> usize {
-        let now = self.elector.now_ms();
-        self.elector
+        let now = self.core.now_ms();
+        self.core
             .lock()
             .peers_heard_within(now, window.as_millis() as u64)
     }
@@ -241,11 +244,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let chain = self.chain.state();
             (chain.head, chain.last_applied.map(|l| l.index))
         };
-        let log: LogStore<RT> = LogStore::new(
-            self.seams.storage.clone(),
-            self.id,
-            self.seams.events.clone(),
-        );
+        let log = &self.log;
         let Ok(Some(committed)) = log.stored_committed() else {
             return head.height;
         };
@@ -281,6 +280,15 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         self.stopped()
     }
 
+    pub(crate) fn core(&self) -> &SharedCore<RT::Instant> {
+        &self.core
+    }
+
+    /// Every consensus peer but this node.
+    pub(crate) fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.cfg.peers.iter().copied().filter(|p| *p != self.id)
+    }
+
     pub(crate) fn config(&self) -> &NodeConfig {
         &self.cfg
     }
@@ -295,7 +303,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// Monotonic milliseconds since the node started: what policies are fed.
     pub(crate) fn now_ms(&self) -> u64 {
-        self.elector.now_ms()
+        self.core.now_ms()
     }
 
     /// Answers one request from peer `from` (already authenticated by the transport).
@@ -311,12 +319,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     async fn dispatch(&self, from: NodeId, req: Request) -> Response {
         let is_peer = self.cfg.peers.contains(&from);
         if is_peer {
-            self.elector.heard(from);
+            self.core.heard(from);
         }
         match req {
             Request::Ping if is_peer => Response::Pong,
             Request::AppendEntries(r) if is_peer => {
-                self.elector.appended_by(from);
+                self.core.appended_by(from);
                 Response::AppendEntries(self.raft().append_entries(r.into()).await)
             }
             Request::Vote(r) if is_peer => Response::Vote(self.raft().vote(r).await),
@@ -453,14 +461,13 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// Admits the transactions whose signature checked out, under one lock of the mempool.
     fn admit_checked(&self, txs: Vec<SignedTransaction>, valid: &[bool]) -> Vec<SubmitOutcome> {
-        let chain = self.chain.state();
-        let mut mempool = lock(&self.mempool);
+        let mut core = self.core.lock();
         let mut txs = txs
             .into_iter()
             .zip(valid)
             .filter_map(|(tx, ok)| ok.then_some(tx));
         fill_checked(valid, || match txs.next() {
-            Some(tx) => match mempool.admit(tx, &chain.ledger) {
+            Some(tx) => match core.admit(tx) {
                 Ok(()) => SubmitOutcome::Accepted { leader: self.id },
                 Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
             },
@@ -495,8 +502,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {
-        let chain = self.chain.state();
-        match lock(&self.mempool).admit(tx, &chain.ledger) {
+        match self.core.lock().admit(tx) {
             Ok(()) => SubmitOutcome::Accepted { leader: self.id },
             Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
         }
@@ -514,153 +520,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    /// Proposes one block per `block_time` while this node leads, pipelined on its own
-    /// proposals in flight, carrying out what `policy::sequencer` decides.
-    async fn sequencer(self: Arc<Self>) {
-        let block_time = Duration::from_millis(self.cfg.block_time_ms);
-        let mut policy = Sequencer::new(SequencerConfig {
-            confirm_within_ms: self.cfg.election_timeout_ms_max,
-            commit_within_ms: self.cfg.election_timeout_ms_max * 4,
-            max_in_flight: self.cfg.max_blocks_in_flight,
-        });
-        // What the last proposal in flight leads to; a pipelined block builds on it.
-        let mut tip: Option<BuildBase> = None;
-        // Outcomes of proposals in flight, as their waiters learn them.
-        let outcomes: Arc<Mutex<Vec<(u64, ProposalOutcome)>>> = Arc::default();
-        let mut next_tick = RT::Instant::now() + block_time;
-        loop {
-            RT::sleep_until(next_tick).await;
-            // A tick that ran late (a slow build, a long confirmation) is not made up for in a
-            // burst: the cadence restarts from now.
-            next_tick = (next_tick + block_time).max(RT::Instant::now());
-            if self.stopped() {
-                return;
-            }
-            {
-                let chain = self.chain.state();
-                lock(&self.mempool).prune(&chain.ledger);
-            }
-            let resolved = std::mem::take(&mut *lock(&outcomes));
-            for (height, outcome) in resolved {
-                if let Some(SequencerAction::Dropped { height, reason }) =
-                    policy.on_outcome(height, outcome, self.now_ms())
-                {
-                    self.emit(Event::ProposalDropped { height, reason });
-                }
-            }
-            self.proposals_in_flight
-                .store(policy.in_flight(), Ordering::Relaxed);
-            let raft = self.raft();
-            let action = match policy.on_tick(self.now_ms(), &self.raft_view()) {
-                Some(SequencerAction::ConfirmLeadership { within_ms }) => {
-                    let confirmed = matches!(
-                        RT::timeout(Duration::from_millis(within_ms), raft.ensure_linearizable())
-                            .await,
-                        Ok(Ok(_))
-                    );
-                    policy.on_confirmed(confirmed, self.now_ms(), &self.raft_view())
-                }
-                other => other,
-            };
-            let Some(SequencerAction::Propose {
-                term,
-                on,
-                within_ms,
-            }) = action
-            else {
-                continue;
-            };
-            let base = match (on, tip.take()) {
-                (BuildOn::Tip, Some(tip)) => tip,
-                _ => self.chain.state().build_base(),
-            };
-            let Some((block, next)) = self.build_next(term, base) else {
-                continue;
-            };
-            let height = block.header.height;
-            policy.on_proposed(height);
-            self.proposals_in_flight
-                .store(policy.in_flight(), Ordering::Relaxed);
-            tip = Some(next);
-            match raft.client_write_ff(Command::Block(block)).await {
-                Err(e) => lock(&outcomes).push((height, ProposalOutcome::Failed(e.to_string()))),
-                Ok(canonized) => {
-                    let outcomes = outcomes.clone();
-                    let deadline = Duration::from_millis(within_ms);
-                    let _detached = RT::spawn(async move {
-                        let outcome = match RT::timeout(deadline, canonized).await {
-                            Ok(Ok(Ok(resp))) => match resp.data {
-                                ApplyOutcome::Applied { .. } | ApplyOutcome::Control => {
-                                    ProposalOutcome::Canonized
-                                }
-                                ApplyOutcome::Rejected(e) => {
-                                    ProposalOutcome::Rejected(e.to_string())
-                                }
-                                ApplyOutcome::Claimed { .. } | ApplyOutcome::ClaimLost(_) => {
-                                    ProposalOutcome::Failed(
-                                        "a block entry applied as a claim".into(),
-                                    )
-                                }
-                            },
-                            Ok(Ok(Err(e))) => ProposalOutcome::Failed(e.to_string()),
-                            Ok(Err(_)) => ProposalOutcome::Failed("Raft stopped".into()),
-                            Err(_) => ProposalOutcome::TimedOut,
-                        };
-                        lock(&outcomes).push((height, outcome));
-                    });
-                }
-            }
-        }
-    }
-
-    /// Builds and signs the next block in `term` on `base` from the mempool, and drops from
-    /// the mempool what can never be included. Returns the block and what it leads to.
-    fn build_next(&self, term: u64, base: BuildBase) -> Option<(Block, BuildBase)> {
-        // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
-        let timestamp_ms = self.seams.clock.now_ms().max(base.head.timestamp_ms);
-        let seals_batch = base
-            .batches
-            .seal_due(timestamp_ms, self.cfg.batch_timeout_ms);
-        let candidates =
-            lock(&self.mempool).candidates(&base.ledger, self.cfg.max_block_transactions);
-        let proposal = Proposal {
-            head: &base.head,
-            ledger: &base.ledger,
-            key: &self.cfg.key,
-            term,
-            slot: None,
-            seals_batch,
-            timestamp_ms,
-            max_transactions: self.cfg.max_block_transactions,
-        };
-        let built = build_block(proposal, candidates).and_then(|built| {
-            let next = base.after(&built, self.chain.blocks_per_batch())?;
-            Ok((built, next))
-        });
-        let (built, next) = match built {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::error!("cannot encode a block: {e}");
-                return None;
-            }
-        };
-        {
-            let mut mp = lock(&self.mempool);
-            for (tx, err) in &built.excluded {
-                if !Sequencer::keeps_excluded(err) {
-                    mp.remove(tx);
-                }
-            }
-        }
-        self.emit(Event::Proposed {
-            height: built.block.header.height,
-            transactions: built.block.transactions.len(),
-        });
-        Some((built.block, next))
-    }
-
     /// What the election policy reads of Raft.
-    fn raft_view(&self) -> RaftView {
+    pub(crate) fn raft_view(&self) -> RaftView {
         let m = self.raft().metrics().borrow().clone();
         RaftView {
             role: match m.state {
@@ -678,13 +539,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// This node's last log position, as a pre-vote compares it.
-    fn last_log_pos(&self) -> Result<Option<LogPos>, NodeError> {
-        let log: LogStore<RT> = LogStore::new(
-            self.seams.storage.clone(),
-            self.id,
-            self.seams.events.clone(),
-        );
-        let last: Option<LogId> = log
+    pub(crate) fn last_log_pos(&self) -> Result<Option<LogPos>, NodeError> {
+        let last: Option<LogId> = self
+            .log
             .last_log_id()
             .map_err(|e| NodeError::Storage(e.to_string()))?;
         Ok(last.map(|l| LogPos {
@@ -699,125 +556,22 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             return false;
         };
         let view = self.raft_view();
-        let now = self.elector.now_ms();
-        self.elector
+        let now = self.core.now_ms();
+        self.core
             .lock()
             .answer_pre_vote(now, from, candidate_last, own_last, &view)
-    }
-
-    /// The election driver: feeds the policy Raft's state at every deadline it names (at
-    /// least every heartbeat) and carries out what it decides.
-    async fn elections(self: Arc<Self>) {
-        loop {
-            let wait_ms = {
-                let view = self.raft_view();
-                let now = self.elector.now_ms();
-                self.elector.lock().next_tick(&view).saturating_sub(now)
-            };
-            RT::sleep(Duration::from_millis(wait_ms.max(1))).await;
-            if self.stopped() {
-                return;
-            }
-            let view = self.raft_view();
-            let now = self.elector.now_ms();
-            let actions = self.elector.lock().tick(now, &view);
-            for action in actions {
-                self.carry_out(action).await;
-            }
-        }
-    }
-
-    async fn carry_out(self: &Arc<Self>, action: ElectionAction) {
-        let emit = |e: Event| self.seams.events.emit(&self.id, e);
-        match action {
-            ElectionAction::RequestPreVotes { round } => self.request_pre_votes(round),
-            ElectionAction::Campaign { .. } => {
-                let _ = self.raft().trigger().elect().await;
-            }
-            ElectionAction::StepDown { silent_ms } => {
-                emit(Event::SteppedDown {
-                    millis_since_quorum_ack: silent_ms,
-                });
-                if let Err(e) = self.reopen_raft(true).await {
-                    tracing::error!(node = ?self.id, "could not restart raft after stepping down: {e}");
-                }
-            }
-            ElectionAction::Reopen { after } => {
-                if self.reopen_raft(false).await.is_ok() {
-                    emit(Event::RaftReopened { after });
-                }
-            }
-            ElectionAction::Probe => self.probe_peers(),
-            ElectionAction::BecameLeader { term } => emit(Event::BecameLeader { term }),
-            ElectionAction::LostLeadership { term } => emit(Event::LostLeadership { term }),
-        }
-    }
-
-    /// Asks every other voter for its pre-vote; each answer goes to the policy, and the first
-    /// that completes a quorum starts the election.
-    fn request_pre_votes(self: &Arc<Self>, round: u64) {
-        let last_log = match self.last_log_pos() {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(node = ?self.id, "no pre-vote: cannot read the log: {e}");
-                return;
-            }
-        };
-        let req = Request::PreVote { last_log };
-        let timeout = Duration::from_millis(self.cfg.election_timeout_ms_min);
-        for peer in self.cfg.peers.iter().copied().filter(|p| *p != self.id) {
-            let node = self.clone();
-            let req = req.clone();
-            let _detached = RT::spawn(async move {
-                let transport = &*node.seams.transport;
-                let Ok(Response::PreVote { granted }) =
-                    peer::call(transport, peer, &req, timeout).await
-                else {
-                    return;
-                };
-                let view = node.raft_view();
-                let now = node.elector.now_ms();
-                let campaign = node
-                    .elector
-                    .lock()
-                    .on_pre_vote_answer(now, round, peer, granted, &view);
-                if let Some(ElectionAction::Campaign { .. }) = campaign {
-                    let _ = node.raft().trigger().elect().await;
-                }
-            });
-        }
-    }
-
-    /// Pings every other peer; answers count as contact.
-    fn probe_peers(self: &Arc<Self>) {
-        let timeout = Duration::from_millis(self.cfg.heartbeat_interval_ms * 2);
-        for peer in self.cfg.peers.iter().copied().filter(|p| *p != self.id) {
-            let node = self.clone();
-            let _detached = RT::spawn(async move {
-                let transport = &*node.seams.transport;
-                if let Ok(Response::Pong) =
-                    peer::call(transport, peer, &Request::Ping, timeout).await
-                {
-                    node.elector.heard(peer);
-                }
-            });
-        }
     }
 
     /// Replaces the Raft instance with a fresh one over the same storage. Everything durable
     /// is kept. With `step_down` the fresh instance comes back a follower: the only way to
     /// leave leadership in openraft 0.9.
-    async fn reopen_raft(&self, step_down: bool) -> Result<(), NodeError> {
+    pub(crate) async fn reopen_raft(&self, step_down: bool) -> Result<(), NodeError> {
         let _ = self.raft().shutdown().await;
         if step_down {
             // openraft restores leadership from a committed vote of its own at startup. Moving
             // to the next term with an uncommitted vote for itself is what a candidate does, so
             // it is safe, and it makes the fresh instance start as a follower.
-            let mut log: LogStore<RT> = LogStore::new(
-                self.seams.storage.clone(),
-                self.id,
-                self.seams.events.clone(),
-            );
+            let mut log = self.log.clone();
             let term = log
                 .stored_vote()
                 .map_err(|e| NodeError::Storage(e.to_string()))?
@@ -827,7 +581,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 .await
                 .map_err(|e| NodeError::Storage(e.to_string()))?;
         }
-        let fresh = Self::open_raft(&self.cfg, &self.seams, &self.chain, &self.elector).await?;
+        let fresh =
+            Self::open_raft(&self.cfg, &self.seams, &self.log, &self.chain, &self.core).await?;
         *lock(&self.raft) = fresh;
         Ok(())
     }

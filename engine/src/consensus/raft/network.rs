@@ -15,7 +15,7 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode};
 
 use super::types::Canon;
-use crate::consensus::shared_elector::SharedElector;
+use crate::consensus::shared_core::SharedCore;
 use crate::ids::NodeId;
 use crate::net::peer::{self, CallError};
 use crate::net::transport::{Transport, TransportError};
@@ -23,15 +23,15 @@ use crate::net::wire::{Request, Response};
 
 pub struct NetworkFactory<RT: AsyncRuntime> {
     transport: Arc<dyn Transport>,
-    elector: Arc<SharedElector<RT::Instant>>,
+    core: Arc<SharedCore<RT::Instant>>,
     _rt: PhantomData<fn() -> RT>,
 }
 
 impl<RT: AsyncRuntime> NetworkFactory<RT> {
-    pub fn new(transport: Arc<dyn Transport>, elector: Arc<SharedElector<RT::Instant>>) -> Self {
+    pub fn new(transport: Arc<dyn Transport>, core: Arc<SharedCore<RT::Instant>>) -> Self {
         NetworkFactory {
             transport,
-            elector,
+            core,
             _rt: PhantomData,
         }
     }
@@ -40,7 +40,7 @@ impl<RT: AsyncRuntime> NetworkFactory<RT> {
 pub struct PeerClient<RT: AsyncRuntime> {
     target: NodeId,
     transport: Arc<dyn Transport>,
-    elector: Arc<SharedElector<RT::Instant>>,
+    core: Arc<SharedCore<RT::Instant>>,
     _rt: PhantomData<fn() -> RT>,
 }
 
@@ -51,7 +51,7 @@ impl<RT: AsyncRuntime> RaftNetworkFactory<Canon<RT>> for NetworkFactory<RT> {
         PeerClient {
             target,
             transport: self.transport.clone(),
-            elector: self.elector.clone(),
+            core: self.core.clone(),
             _rt: PhantomData,
         }
     }
@@ -77,7 +77,7 @@ impl<RT: AsyncRuntime> PeerClient<RT> {
         let resp = peer::call(&*self.transport, self.target, &req, ttl)
             .await
             .map_err(call_err)?;
-        self.elector.heard(self.target);
+        self.core.heard(self.target);
         Ok(resp)
     }
 

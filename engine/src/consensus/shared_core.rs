@@ -1,26 +1,27 @@
-//! The node's [`Elector`] shared by the tasks that feed it: the Raft network (every response
-//! is contact), request dispatch (AppendEntries, pre-votes) and the election driver. It turns
-//! the runtime's monotonic clock into the policy's [`Millis`]; the decisions stay in the
-//! policy.
+//! The node's [`NodeCore`] shared by what feeds it: the driver (deadlines and finished work),
+//! request dispatch (AppendEntries, pre-votes, admission) and the Raft network (every response
+//! is contact). It turns the runtime's monotonic clock into the policies' [`Millis`]; the
+//! decisions stay in the core.
 
 use std::sync::{Mutex, MutexGuard};
 
 use openraft::Instant;
 
+use crate::consensus::core::NodeCore;
 use crate::ids::NodeId;
-use crate::policy::election::Elector;
 use crate::policy::Millis;
 
-pub struct SharedElector<I> {
+pub struct SharedCore<I> {
     started: I,
-    elector: Mutex<Elector>,
+    core: Mutex<NodeCore>,
 }
 
-impl<I: Instant> SharedElector<I> {
-    pub fn new(elector: Elector) -> Self {
-        SharedElector {
-            started: I::now(),
-            elector: Mutex::new(elector),
+impl<I: Instant> SharedCore<I> {
+    /// Shares `core`, whose clock started at `started`.
+    pub fn new(started: I, core: NodeCore) -> Self {
+        SharedCore {
+            started,
+            core: Mutex::new(core),
         }
     }
 
@@ -34,8 +35,8 @@ impl<I: Instant> SharedElector<I> {
         }
     }
 
-    pub fn lock(&self) -> MutexGuard<'_, Elector> {
-        crate::sync::lock(&self.elector)
+    pub fn lock(&self) -> MutexGuard<'_, NodeCore> {
+        crate::sync::lock(&self.core)
     }
 
     /// A request from, or a response by, `peer` arrived.
