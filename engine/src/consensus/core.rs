@@ -11,20 +11,23 @@
 
 use std::sync::Arc;
 
+use crate::chain::backfill::Backfill;
 use crate::chain::block::Block;
 use crate::chain::rules::{build_block, BuildBase, Proposal};
-use crate::chain::store::ChainStore;
+use crate::chain::store::{ChainStore, MAX_BLOCKS_PER_RESPONSE};
 use crate::chain::tx::SignedTransaction;
 use crate::clock::Clock;
 use crate::consensus::config::NodeConfig;
 use crate::consensus::mempool::{AdmitError, Mempool};
 use crate::events::Event;
 use crate::ids::NodeId;
+use crate::policy::backfill_cursor::{BackfillAction, BackfillCursor, Gap, Step};
 use crate::policy::election::{ElectionAction, Elector, LogPos, RaftView};
 use crate::policy::sequencer::{
     BuildOn, ProposalOutcome, Sequencer, SequencerAction, SequencerConfig,
 };
 use crate::policy::Millis;
+use crate::settlement::batcher_core::{BatcherCore, BatcherEffect, BatcherInput, BatcherOut};
 
 /// What finished, or arrived, since the core last ran.
 #[derive(Debug)]
@@ -44,6 +47,14 @@ pub enum Input {
         peer: NodeId,
         granted: bool,
     },
+    /// The batcher's work (asked by [`Effect::Batcher`]) came back.
+    Batcher(BatcherInput),
+    /// A fetch of missing blocks (asked by [`Effect::FetchBlocks`]) came to this.
+    Backfilled(Step),
+    /// The recut (asked by [`Effect::Recut`]) closed the gap (or a snapshot moved it), or not.
+    Recut { closed: bool },
+    /// A snapshot may have left a gap: the backfill looks at once.
+    GapMayExist,
 }
 
 /// What the driver carries out, in order.
@@ -74,7 +85,31 @@ pub enum Effect {
     },
     /// Ping every other voter; answers count as contact.
     Probe,
+    /// The batcher's work: L1, attestations, a claim of the role.
+    Batcher(BatcherEffect),
+    /// Ask `source` for `count` missing blocks from `from` up, verify them against `gap` and
+    /// store them; answer with [`Input::Backfilled`].
+    FetchBlocks {
+        gap: Box<Backfill>,
+        source: NodeId,
+        from: u64,
+        count: u64,
+    },
+    /// Every block of `gap` is stored: cut its batches again and close it; answer with
+    /// [`Input::Recut`].
+    Recut {
+        gap: Box<Backfill>,
+    },
     Emit(Event),
+}
+
+impl From<BatcherOut> for Effect {
+    fn from(out: BatcherOut) -> Effect {
+        match out {
+            BatcherOut::Do(work) => Effect::Batcher(work),
+            BatcherOut::Emit(event) => Effect::Emit(event),
+        }
+    }
 }
 
 pub struct NodeCore {
@@ -94,6 +129,10 @@ pub struct NodeCore {
     confirming: bool,
     /// What the last proposal in flight leads to; a pipelined block builds on it.
     tip: Option<BuildBase>,
+    /// The batcher, on a node that runs one.
+    batcher: Option<BatcherCore>,
+    /// Where the backfill of a snapshot's gap asks next.
+    backfill: BackfillCursor,
 }
 
 impl NodeCore {
@@ -119,6 +158,8 @@ impl NodeCore {
             block_due_ms: now + cfg.block_time_ms,
             confirming: false,
             tip: None,
+            batcher: None,
+            backfill: BackfillCursor::new(u64::from(MAX_BLOCKS_PER_RESPONSE)),
             cfg,
             chain,
             clock,
@@ -154,6 +195,19 @@ impl NodeCore {
                     out.push(Effect::Campaign);
                 }
             }
+            Input::Backfilled(step) => {
+                let sources = self.cfg.peers.len().saturating_sub(1);
+                self.backfill.on_step(now, step, sources);
+            }
+            Input::Recut { closed } => self.backfill.on_recut(now, closed),
+            Input::GapMayExist => self.backfill.wake(now),
+            Input::Batcher(answer) => {
+                if let Some(b) = self.batcher.as_mut() {
+                    let mut said = Vec::new();
+                    b.on_input(now, &self.chain, answer, &mut said);
+                    out.extend(said.into_iter().map(Effect::from));
+                }
+            }
         }
         match self.elector_due_ms {
             Some(due) if now >= due => {
@@ -173,18 +227,79 @@ impl NodeCore {
             let action = self.sequencer.on_tick(now, view);
             self.carry_sequencer(action, &mut out);
         }
+        if let Some(b) = self.batcher.as_mut() {
+            let mut said = Vec::new();
+            b.step(now, &self.chain, &mut said);
+            out.extend(said.into_iter().map(Effect::from));
+        }
+        if self.backfill.next_deadline().is_some_and(|due| now >= due) {
+            self.poll_backfill(now, view, &mut out);
+        }
         out
+    }
+
+    fn poll_backfill(&mut self, now: Millis, view: &RaftView, out: &mut Vec<Effect>) {
+        let gap = self.chain.backfill();
+        let (state, next) = match &gap {
+            None => (Gap::None, None),
+            Some(g) => match g.next_request(self.backfill.ask_for()) {
+                Some(range) => (Gap::Missing, Some(range)),
+                None => (Gap::Filled, None),
+            },
+        };
+        // The leader first: it built the snapshot, so it holds its blocks.
+        let leader = view.leader.filter(|l| *l != self.id);
+        let mut sources: Vec<NodeId> = leader.into_iter().collect();
+        sources.extend(
+            self.cfg
+                .peers
+                .iter()
+                .filter(|p| **p != self.id && Some(**p) != leader),
+        );
+        let (Some(action), Some(gap)) = (self.backfill.poll(now, state, next, &sources), gap)
+        else {
+            return;
+        };
+        out.push(match action {
+            BackfillAction::Fetch {
+                source,
+                from,
+                count,
+            } => Effect::FetchBlocks {
+                gap: Box::new(gap),
+                source,
+                from,
+                count,
+            },
+            BackfillAction::Recut => Effect::Recut { gap: Box::new(gap) },
+        });
     }
 
     /// When the core next has something to do with no input.
     pub fn next_deadline(&self) -> Millis {
         // Before the first run the elector's deadline is unknown: run now.
         let elector = self.elector_due_ms.unwrap_or(0);
-        if self.confirming {
+        let own = if self.confirming {
             elector
         } else {
             elector.min(self.block_due_ms)
-        }
+        };
+        [
+            self.batcher.as_ref().and_then(BatcherCore::next_deadline),
+            self.backfill.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(own, Millis::min)
+    }
+
+    /// This node runs a batcher from now on.
+    pub fn start_batcher(&mut self, batcher: BatcherCore) {
+        self.batcher = Some(batcher);
+    }
+
+    pub fn batcher(&self) -> Option<&BatcherCore> {
+        self.batcher.as_ref()
     }
 
     fn carry_sequencer(&mut self, action: Option<SequencerAction>, out: &mut Vec<Effect>) {

@@ -5,11 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::future::{select, Either};
 use futures::StreamExt;
 use openraft::AsyncRuntime;
 
+use crate::consensus::backfill;
 use crate::consensus::core::{Effect, Input};
 use crate::consensus::node::ConsensusNode;
 use crate::consensus::raft::types::{ApplyOutcome, Command};
@@ -17,10 +18,14 @@ use crate::events::Event;
 use crate::net::peer;
 use crate::net::wire::{Request, Response};
 use crate::policy::sequencer::ProposalOutcome;
+use crate::settlement::batcher;
 
 /// Runs `node`'s core until the node stops.
-pub(crate) async fn drive<RT: AsyncRuntime>(node: Arc<ConsensusNode<RT>>) {
-    let (done, mut finished) = unbounded::<Input>();
+pub(crate) async fn drive<RT: AsyncRuntime>(
+    node: Arc<ConsensusNode<RT>>,
+    mut finished: UnboundedReceiver<Input>,
+) {
+    let done = node.wake().clone();
     let mut input = Input::Tick;
     loop {
         if node.is_stopped() {
@@ -51,10 +56,12 @@ async fn next_input<RT: AsyncRuntime>(
         return Input::Tick;
     }
     let sleep = Box::pin(RT::sleep(Duration::from_millis(wait_ms)));
-    match select(sleep, finished.next()).await {
+    let gap = Box::pin(node.chain().backfill_due());
+    match select(select(sleep, gap), finished.next()).await {
         Either::Right((Some(input), _)) => input,
-        // The sender lives in `drive`: the stream never ends while the loop runs.
-        Either::Left(_) | Either::Right((None, _)) => Input::Tick,
+        Either::Left((Either::Right(_), _)) => Input::GapMayExist,
+        // The node holds a sender: the stream never ends while the node lives.
+        Either::Left((Either::Left(_), _)) | Either::Right((None, _)) => Input::Tick,
     }
 }
 
@@ -114,6 +121,34 @@ async fn carry_out<RT: AsyncRuntime>(
             }
         }
         Effect::Probe => probe_peers(node),
+        Effect::FetchBlocks {
+            gap,
+            source,
+            from,
+            count,
+        } => {
+            let (node, done) = (node.clone(), done.clone());
+            let _detached = RT::spawn(async move {
+                let step = backfill::fetch(&*node, &gap, source, from, count).await;
+                let _ = done.unbounded_send(Input::Backfilled(step));
+            });
+        }
+        Effect::Recut { gap } => {
+            let key = &node.config().key;
+            let closed = backfill::recut_reported(node.chain(), key, &gap, &mut |e| node.emit(e));
+            let _ = done.unbounded_send(Input::Recut { closed });
+        }
+        Effect::Batcher(work) => {
+            let Some(l1) = node.l1().cloned() else {
+                tracing::error!(node = ?node.id(), "batcher work with no L1: {work:?}");
+                return;
+            };
+            let (node, done) = (node.clone(), done.clone());
+            let _detached = RT::spawn(async move {
+                let answer = batcher::carry_out(&*node, &*l1, work).await;
+                let _ = done.unbounded_send(Input::Batcher(answer));
+            });
+        }
     }
 }
 

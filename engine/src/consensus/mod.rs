@@ -1,6 +1,6 @@
 //! Raft consensus among the consensus nodes: the node, its mempool and election state, the
 //! openraft storage and network adapters, and the backfill of blocks a snapshot jumped over.
-mod backfill_task;
+pub mod backfill;
 pub mod config;
 pub mod core;
 mod driver;

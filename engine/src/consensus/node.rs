@@ -4,7 +4,9 @@
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use futures::channel::mpsc::{unbounded, UnboundedSender};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
@@ -18,14 +20,14 @@ use crate::chain::store::ChainStore;
 use crate::chain::tx::SignedTransaction;
 use crate::codec;
 use crate::consensus::config::NodeConfig;
-use crate::consensus::core::NodeCore;
+use crate::consensus::core::{Input, NodeCore};
 use crate::consensus::driver::drive;
 use crate::consensus::raft::log_store::LogStore;
 use crate::consensus::raft::network::NetworkFactory;
 use crate::consensus::raft::state_machine::StateMachine;
 use crate::consensus::raft::types::{Canon, Command, LogId};
 use crate::consensus::shared_core::SharedCore;
-use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, BatcherState, NodeStatus};
+use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, NodeStatus};
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::net::peer;
@@ -33,6 +35,9 @@ use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, Subm
 use crate::policy::admission::{self, Route};
 use crate::policy::election::{LogPos, RaftView, Role};
 pub use crate::seams::{NodeError, Seams};
+use crate::settlement::batcher::{self, BatcherSetup};
+use crate::settlement::batcher_core::BatcherCore;
+use crate::settlement::l1::L1;
 use crate::sync::lock;
 use alloy_primitives::Address;
 
@@ -49,8 +54,10 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     /// Raft network; run by [`crate::consensus::driver`].
     core: Arc<SharedCore<RT::Instant>>,
     stopped: AtomicBool,
-    /// Set while this node runs the batcher.
-    batcher: Mutex<Option<BatcherState>>,
+    /// The L1 this node's batcher submits to, once it runs one.
+    l1: OnceLock<Arc<dyn L1>>,
+    /// Wakes the driver (work finished, a batcher started).
+    wake: UnboundedSender<Input>,
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
@@ -92,6 +99,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         );
         let core = Arc::new(SharedCore::new(RT::Instant::now(), core));
         let raft = Self::open_raft(&cfg, &seams, &log, &chain, &core).await?;
+        let (wake, finished) = unbounded();
         let node = Arc::new(ConsensusNode {
             core,
             cfg,
@@ -101,13 +109,13 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             log,
             chain,
             stopped: AtomicBool::new(false),
-            batcher: Mutex::new(None),
+            l1: OnceLock::new(),
+            wake,
         });
         if node.cfg.bootstrap {
             let _detached = RT::spawn(node.clone().bootstrap());
         }
-        let _detached = RT::spawn(drive(node.clone()));
-        let _detached = RT::spawn(node.clone().backfill());
+        let _detached = RT::spawn(drive(node.clone(), finished));
         Ok(node)
     }
 
@@ -159,8 +167,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let c = self.chain.state();
             (c.head, c.batches.clone(), c.batcher_role)
         };
-        let run = lock(&self.batcher).clone();
         let core = self.core.lock();
+        let run = core.batcher().map(|b| b.published().clone());
         // The role as Raft applied it decides what this node's batcher does.
         let holds = role.is_held_by(&self.id);
         let standby = run.as_ref().filter(|_| !holds);
@@ -205,9 +213,27 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    /// The batcher task's published state.
-    pub(crate) fn update_batcher(&self, f: impl FnOnce(&mut BatcherState)) {
-        f(lock(&self.batcher).get_or_insert_with(BatcherState::default));
+    /// Starts the batcher: from now on the core runs it and the driver carries out its L1
+    /// work. Once per node; a second call is refused and says so.
+    pub fn start_batcher(&self, setup: BatcherSetup) {
+        if self.l1.set(setup.l1.clone()).is_err() {
+            tracing::error!(node = ?self.id, "the batcher runs already: not started twice");
+            return;
+        }
+        let now = self.core.now_ms();
+        let batcher = BatcherCore::new(self.id, self.cfg.peers.clone(), &setup, now);
+        self.core.lock().start_batcher(batcher);
+        let _ = self.wake.unbounded_send(Input::Tick);
+    }
+
+    /// The L1 the batcher submits to, once started.
+    pub(crate) fn l1(&self) -> Option<&Arc<dyn L1>> {
+        self.l1.get()
+    }
+
+    /// The sender through which finished work reaches the driver.
+    pub(crate) fn wake(&self) -> &UnboundedSender<Input> {
+        &self.wake
     }
 
     /// The canonized block at `height` as this node stored it; `None` above its head and for
@@ -301,11 +327,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         self.seams.events.emit(&self.id, event);
     }
 
-    /// Monotonic milliseconds since the node started: what policies are fed.
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.core.now_ms()
-    }
-
     /// Answers one request from peer `from` (already authenticated by the transport).
     /// Undecodable bytes get a refusal, never a panic.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
@@ -355,9 +376,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 }
             }
             Request::GetHead => Response::Head(self.chain.head()),
-            Request::GetAttestations { number } if is_peer => self.answer_attestations(number),
+            Request::GetAttestations { number } if is_peer => {
+                batcher::answer_attestations(self, number)
+            }
             Request::ClaimBatcher(claim) if is_peer && claim.node == from => {
-                Response::Claim(self.write_claim(claim).await)
+                Response::Claim(batcher::write_claim(self, claim).await)
             }
             Request::ClaimBatcher(claim) if is_peer => Response::Refused(format!(
                 "a batcher claim must name its sender {from}, not {}",

@@ -83,15 +83,15 @@ pub struct BatchStatus {
     pub last_l1_error: Option<String>,
 }
 
-/// What the batcher task publishes for status.
+/// What a running batcher publishes for status.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct BatcherState {
-    pub(crate) level: u32,
+pub struct BatcherState {
+    pub level: u32,
     /// A standby's count of batch rounds in which L1 stood still while batches waited.
-    pub(crate) missed_rounds: u32,
-    pub(crate) l1_batch: Option<u64>,
-    pub(crate) l1_height: Option<u64>,
-    pub(crate) last_error: Option<String>,
+    pub missed_rounds: u32,
+    pub l1_batch: Option<u64>,
+    pub l1_height: Option<u64>,
+    pub last_error: Option<String>,
 }
 
 /// Entries between the purge point (exclusive) and the last log index (inclusive).

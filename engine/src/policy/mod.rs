@@ -12,6 +12,7 @@
 //! then have one task feed it and execute what it returns.
 
 pub mod admission;
+pub mod backfill_cursor;
 pub mod batcher;
 pub mod batcher_failover;
 pub mod contact;

@@ -2,5 +2,6 @@
 //! batcher that submits them, and the L1 seam it submits through.
 pub mod batch;
 pub mod batcher;
+pub mod batcher_core;
 pub mod l1;
 pub mod role;

@@ -1,0 +1,412 @@
+//! The backfill's work on a consensus node, as its driver carries it out: while an installed
+//! snapshot left a gap, fetch missing blocks from a peer, keep what [`Backfill::accept`]
+//! verifies, and once every block is stored cut the gap's L1 batches again and attest them.
+//! The rules are in [`crate::chain::backfill`]; which peer to ask for what, and when, is the
+//! core's ([`crate::policy::backfill_cursor`]). Storing and recutting are synchronous over the
+//! chain store, so a test drives them without a runtime (and crashes between them).
+
+use std::time::Duration;
+
+use openraft::AsyncRuntime;
+
+use crate::chain::backfill::{Backfill, BackfillError};
+use crate::chain::block::Block;
+use crate::chain::store::{
+    stage_block_alone, stage_sealed_batch, ChainStore, StoreError, MAX_BLOCKS_PER_RESPONSE,
+    MAX_RESPONSE_BYTES,
+};
+use crate::consensus::node::ConsensusNode;
+use crate::events::Event;
+use crate::ids::NodeId;
+use crate::keys::SecretKey;
+use crate::net::peer;
+use crate::net::wire::{Request, Response};
+use crate::policy::backfill_cursor::Step;
+use crate::storage::WriteBatch;
+
+/// Why a filled gap could not be closed.
+#[derive(Debug)]
+pub enum RecutError {
+    /// This node's storage failed (a disk fault): retried until it works again.
+    Storage(StoreError),
+    /// The stored gap does not cut again to the snapshot's batches: it never will.
+    Inconsistent(BackfillError),
+}
+
+impl From<StoreError> for RecutError {
+    fn from(e: StoreError) -> Self {
+        RecutError::Storage(e)
+    }
+}
+
+/// Asks `source` for `count` blocks from `from` up and stores what verifies against `gap`.
+pub(crate) async fn fetch<RT: AsyncRuntime>(
+    node: &ConsensusNode<RT>,
+    gap: &Backfill,
+    source: NodeId,
+    from: u64,
+    count: u64,
+) -> Step {
+    let req = Request::GetBlocks {
+        from,
+        max: u32::try_from(count).unwrap_or(MAX_BLOCKS_PER_RESPONSE),
+        wait_ms: 0,
+    };
+    let timeout = Duration::from_millis(node.config().rpc_timeout_ms);
+    let answer = peer::ask(&**node.transport(), source, &req, timeout, |r| match r {
+        Response::Blocks(b) => Some(b),
+        _ => None,
+    });
+    match answer.await {
+        Ok(blocks) => store_fetched(node.chain(), gap, source, from, &blocks, &mut |e| {
+            node.emit(e)
+        }),
+        Err(_) => Step::NextPeer,
+    }
+}
+
+/// Verifies `blocks` (asked of `source` from `from` up) against `gap` and stores what
+/// verifies, moving the gap's record in the same write.
+pub fn store_fetched(
+    chain: &ChainStore,
+    gap: &Backfill,
+    source: NodeId,
+    from: u64,
+    blocks: &[Block],
+    emit: &mut dyn FnMut(Event),
+) -> Step {
+    let mut next = gap.clone();
+    let accepted = match next.accept(blocks) {
+        Ok(a) => a,
+        // A peer holds blocks only up to its own gap or head: nothing wrong with it.
+        Err(BackfillError::Short { .. }) if blocks.is_empty() => return Step::NextPeer,
+        Err(BackfillError::Short { .. })
+            if blocks.first().map(|b| b.header.height) == Some(from) =>
+        {
+            return Step::Short {
+                got: blocks.len() as u64,
+            }
+        }
+        Err(BackfillError::Short { .. }) => return Step::NextPeer,
+        Err(e) => {
+            emit(Event::BackfillRefused {
+                source,
+                reason: e.to_string(),
+            });
+            return Step::NextPeer;
+        }
+    };
+    let mut batch = WriteBatch::default();
+    for (block, _) in &accepted {
+        if stage_block_alone(&mut batch, block).is_err() {
+            return Step::NextPeer;
+        }
+    }
+    match chain.commit_backfill(batch, gap, Some(next)) {
+        Ok(true) => {
+            for (block, hash) in &accepted {
+                emit(Event::BlockBackfilled {
+                    height: block.header.height,
+                    hash: *hash,
+                    parent_hash: block.header.parent_hash,
+                });
+            }
+            Step::Progress
+        }
+        // A snapshot moved the gap meanwhile: the next request reads the new one.
+        Ok(false) => Step::Progress,
+        Err(e) => {
+            emit(Event::StorageFailed {
+                reason: e.to_string(),
+            });
+            Step::StorageFailed
+        }
+    }
+}
+
+/// With the gap's blocks stored: cuts its batches again from the cursor at its base, by the
+/// chain's rule, attests them with `key`, and closes the gap if the cursor reached is the
+/// snapshot's. `Ok` also when a snapshot moved the gap meanwhile (nothing was written).
+pub fn recut(
+    chain: &ChainStore,
+    key: &SecretKey,
+    gap: &Backfill,
+    emit: &mut dyn FnMut(Event),
+) -> Result<(), RecutError> {
+    let per_batch = chain.blocks_per_batch();
+    let mut cursor = gap.base_batches.clone();
+    let mut sealed: Vec<Event> = Vec::new();
+    let mut batch = WriteBatch::default();
+    let mut height = gap.base_height + 1;
+    while height <= gap.top_height {
+        let blocks = chain.blocks_between(
+            height,
+            gap.top_height,
+            MAX_BLOCKS_PER_RESPONSE as usize,
+            MAX_RESPONSE_BYTES,
+        )?;
+        if blocks.is_empty() {
+            return Err(RecutError::Inconsistent(BackfillError::NotStored {
+                height,
+            }));
+        }
+        for block in &blocks {
+            let hash = block.hash().map_err(|e| {
+                RecutError::Inconsistent(BackfillError::Unhashable {
+                    height: block.header.height,
+                    reason: e.to_string(),
+                })
+            })?;
+            if let Some(s) = cursor.on_block(&block.header, hash, per_batch) {
+                sealed.push(stage_sealed_batch(&mut batch, &s, key).map_err(StoreError::from)?);
+            }
+            height = block.header.height + 1;
+        }
+    }
+    gap.check_recut(&cursor).map_err(RecutError::Inconsistent)?;
+    if !chain.commit_backfill(batch, gap, None)? {
+        return Ok(());
+    }
+    let batches_sealed = sealed.len() as u64;
+    for event in sealed {
+        emit(event);
+    }
+    emit(Event::BackfillDone {
+        from_height: gap.base_height + 1,
+        to_height: gap.top_height,
+        batches_sealed,
+    });
+    Ok(())
+}
+
+/// [`recut`], reporting a failure: this node's own, never a source's, so no peer is blamed.
+/// Returns whether the gap is closed (or moved on).
+pub(crate) fn recut_reported(
+    chain: &ChainStore,
+    key: &SecretKey,
+    gap: &Backfill,
+    emit: &mut dyn FnMut(Event),
+) -> bool {
+    match recut(chain, key, gap, emit) {
+        Ok(()) => true,
+        Err(e) => {
+            emit(match e {
+                RecutError::Storage(e) => Event::StorageFailed {
+                    reason: e.to_string(),
+                },
+                RecutError::Inconsistent(e) => Event::BackfillRecutFailed {
+                    from_height: gap.base_height + 1,
+                    to_height: gap.top_height,
+                    reason: e.to_string(),
+                },
+            });
+            false
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A consensus node's backfill as its core and driver run it, with no runtime and no
+    //! network: the cursor decides, the fetch is answered from a source's store, and the node
+    //! crashes (losing its unsynced writes, or keeping them) after every step in turn.
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::chain::block::ChainSpec;
+    use crate::chain::rules::{build_block, verify_block, Proposal};
+    use crate::chain::signatures::Signatures;
+    use crate::chain::store::{stage_applied, stage_block, stage_snapshot_state};
+    use crate::keys::derived_key;
+    use crate::policy::backfill_cursor::{BackfillAction, BackfillCursor, Gap};
+    use crate::settlement::batch::BatchHeader;
+    use crate::storage::{Durability, MemDisk};
+
+    const BLOCKS: u64 = 30;
+    const OLD_HEAD: u64 = 6;
+    /// Small, so the gap takes several requests.
+    const PER_REQUEST: u64 = 7;
+
+    fn spec() -> ChainSpec {
+        ChainSpec {
+            chain_id: 7,
+            genesis_alloc: Vec::new(),
+            blocks_per_batch: 4,
+        }
+    }
+
+    fn key() -> SecretKey {
+        derived_key("backfill-test", 0)
+    }
+
+    /// Applies `block` as the state machine does: the block, its state, and the batch it seals.
+    fn apply(store: &ChainStore, block: &Block) {
+        let mut next = store.state().clone();
+        let executed = verify_block(
+            &next.head,
+            &next.ledger,
+            &[key().node_id()],
+            block,
+            Signatures::Trusted,
+        )
+        .unwrap();
+        let mut batch = WriteBatch::default();
+        next.head = stage_block(&mut batch, block, &executed).unwrap();
+        next.ledger = executed.ledger;
+        if let Some(sealed) =
+            next.batches
+                .on_block(&block.header, next.head.hash, store.blocks_per_batch())
+        {
+            stage_sealed_batch(&mut batch, &sealed, &key()).unwrap();
+        }
+        stage_applied(&mut batch, &next).unwrap();
+        store.commit(batch, next, Durability::Synced).unwrap();
+    }
+
+    /// The source: a chain of `BLOCKS` blocks, batches sealed every 4.
+    fn source() -> (ChainStore, Vec<Block>) {
+        let store = ChainStore::open(Arc::new(MemDisk::new()), &spec()).unwrap();
+        let mut blocks = Vec::new();
+        for _ in 0..BLOCKS {
+            let s = store.state().clone();
+            let proposal = Proposal {
+                head: &s.head,
+                ledger: &s.ledger,
+                key: &key(),
+                term: 1,
+                slot: None,
+                seals_batch: false,
+                timestamp_ms: s.head.timestamp_ms + 1,
+                max_transactions: 0,
+            };
+            let built = build_block(proposal, Vec::new()).unwrap();
+            apply(&store, &built.block);
+            blocks.push(built.block);
+        }
+        (store, blocks)
+    }
+
+    /// A node that applied blocks up to `OLD_HEAD`, then installed the source's snapshot.
+    fn node_after_snapshot(source: &ChainStore, blocks: &[Block]) -> MemDisk {
+        let disk = MemDisk::new();
+        let store = ChainStore::open(Arc::new(disk.clone()), &spec()).unwrap();
+        for block in &blocks[..OLD_HEAD as usize] {
+            apply(&store, block);
+        }
+        let state = source.state().clone();
+        let mut batch = WriteBatch::default();
+        stage_snapshot_state(&mut batch, &[], &state).unwrap();
+        let gap = store.install(batch, state).unwrap();
+        assert_eq!(gap.map(|g| g.missing_blocks()), Some(BLOCKS - OLD_HEAD));
+        disk
+    }
+
+    /// Runs the backfill on `store` for at most `steps` steps (fetch or recut); returns
+    /// the steps taken and whether it finished, and collects its events.
+    fn run(
+        store: &ChainStore,
+        source: &ChainStore,
+        steps: usize,
+        events: &mut Vec<Event>,
+    ) -> (usize, bool) {
+        let mut cursor = BackfillCursor::new(PER_REQUEST);
+        let peer = derived_key("backfill-test", 1).node_id();
+        for taken in 0..steps {
+            let Some(gap) = store.backfill() else {
+                return (taken, true);
+            };
+            let next = gap.next_request(cursor.ask_for());
+            let state = if next.is_some() {
+                Gap::Missing
+            } else {
+                Gap::Filled
+            };
+            // Time stands still: every answer makes the cursor due again at once.
+            match cursor.poll(0, state, next, &[peer]) {
+                Some(BackfillAction::Fetch { from, count, .. }) => {
+                    let to = (from + count - 1).min(BLOCKS);
+                    let answer = source
+                        .blocks_between(from, to, count as usize, usize::MAX)
+                        .unwrap();
+                    let step =
+                        store_fetched(store, &gap, peer, from, &answer, &mut |e| events.push(e));
+                    cursor.on_step(0, step, 1);
+                }
+                Some(BackfillAction::Recut) => {
+                    let closed = recut_reported(store, &key(), &gap, &mut |e| events.push(e));
+                    cursor.on_recut(0, closed);
+                }
+                None => panic!("the cursor asked for nothing with a gap left"),
+            }
+        }
+        (steps, store.backfill().is_none())
+    }
+
+    fn assert_whole(store: &ChainStore, source: &ChainStore, blocks: &[Block]) {
+        assert_eq!(store.backfill(), None);
+        for (i, block) in blocks.iter().enumerate() {
+            let height = i as u64 + 1;
+            assert_eq!(
+                store.block(height).unwrap().as_ref(),
+                Some(block),
+                "block {height}"
+            );
+        }
+        for number in 1..=BLOCKS / 4 {
+            let ours: Option<BatchHeader> = store.batch(number).unwrap();
+            assert_eq!(ours, source.batch(number).unwrap(), "batch {number}");
+            assert!(
+                !store.attestations(number).unwrap().is_empty(),
+                "batch {number} attested"
+            );
+        }
+    }
+
+    #[test]
+    fn backfill_without_a_crash_fills_downward_then_recuts_once() {
+        let (source, blocks) = source();
+        let disk = node_after_snapshot(&source, &blocks);
+        let store = ChainStore::open(Arc::new(disk), &spec()).unwrap();
+        let mut events = Vec::new();
+        let (steps, done) = run(&store, &source, 100, &mut events);
+        assert!(done);
+        // 24 missing blocks, 7 a request: four fetches, then the recut.
+        assert_eq!(steps, 5);
+        assert_whole(&store, &source, &blocks);
+        let done_events = events
+            .iter()
+            .filter(|e| matches!(e, Event::BackfillDone { .. }))
+            .count();
+        assert_eq!(done_events, 1);
+    }
+
+    #[test]
+    fn backfill_resumes_after_a_crash_at_each_step() {
+        let (source, blocks) = source();
+        for crash_after in 0..=5 {
+            for keep_unsynced in [false, true] {
+                let disk = node_after_snapshot(&source, &blocks);
+                let store = ChainStore::open(Arc::new(disk.clone()), &spec()).unwrap();
+                let mut events = Vec::new();
+                run(&store, &source, crash_after, &mut events);
+                drop(store);
+                disk.crash(if keep_unsynced { usize::MAX } else { 0 });
+                // Restarted: the gap as the disk kept it, a fresh cursor.
+                let store = ChainStore::open(Arc::new(disk.clone()), &spec()).unwrap();
+                let (_, done) = run(&store, &source, 100, &mut events);
+                let case =
+                    format!("crash after {crash_after} steps, unsynced kept: {keep_unsynced}");
+                assert!(done, "{case}");
+                assert_whole(&store, &source, &blocks);
+                // Its writes are buffered like every apply's: a crash now may undo them, and
+                // the restarted node redoes what was lost from the disk's record.
+                drop(store);
+                disk.crash(0);
+                let store = ChainStore::open(Arc::new(disk), &spec()).unwrap();
+                let (_, done) = run(&store, &source, 100, &mut events);
+                assert!(done, "{case}, then a crash after it finished");
+                assert_whole(&store, &source, &blocks);
+            }
+        }
+    }
+}
