@@ -326,11 +326,11 @@ fn start_batcher(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartE
         level = s.batcher_redundancy_level,
         "batcher started"
     );
-    node.start_batcher(canon_engine::settlement::batcher::BatcherSetup {
+    node.start_batcher(canon_engine::settlement::batcher_core::BatcherSetup {
         l1: Arc::new(crate::l1::SettlementL1 { l1, address }),
         level: s.batcher_redundancy_level,
         max_missed_rounds: u32::try_from(s.redundancy_max_missed_rounds).unwrap_or(u32::MAX),
-        round_ms: canon_engine::settlement::batcher::batch_round_ms(
+        round_ms: canon_engine::settlement::batcher_core::batch_round_ms(
             s.batcher_batch_timeout_ms,
             s.batcher_blocks_per_batch,
             s.sequencer_block_time,

@@ -2,7 +2,7 @@
 //! its own disk and clock, plus the fault controls scenarios drive.
 
 use crate::l1::SimL1;
-use canon_engine::settlement::batcher::BatcherSetup;
+use canon_engine::settlement::batcher_core::BatcherSetup;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -223,7 +223,7 @@ impl SimCluster {
                 l1: Arc::new(l1.for_sender(i)),
                 level,
                 max_missed_rounds: cfg.batcher_max_missed_rounds,
-                round_ms: canon_engine::settlement::batcher::batch_round_ms(
+                round_ms: canon_engine::settlement::batcher_core::batch_round_ms(
                     cfg.batch_timeout_ms,
                     cfg.blocks_per_batch,
                     cfg.block_time_ms,

@@ -11,6 +11,7 @@ use futures::StreamExt;
 use openraft::AsyncRuntime;
 
 use crate::consensus::backfill;
+use crate::consensus::config::NodeConfig;
 use crate::consensus::core::{Effect, Input};
 use crate::consensus::node::ConsensusNode;
 use crate::consensus::raft::types::{ApplyOutcome, Command};
@@ -18,10 +19,23 @@ use crate::events::Event;
 use crate::net::peer;
 use crate::net::wire::{Request, Response};
 use crate::policy::sequencer::ProposalOutcome;
+use crate::seams::{NodeError, Seams};
 use crate::settlement::batcher;
 
+impl<RT: AsyncRuntime> ConsensusNode<RT> {
+    /// Opens storage, starts Raft and the node's driver on the runtime.
+    pub async fn start(cfg: NodeConfig, seams: Seams) -> Result<Arc<Self>, NodeError> {
+        let (node, finished) = Self::open(cfg, seams).await?;
+        if node.config().bootstrap {
+            let _detached = RT::spawn(node.clone().bootstrap());
+        }
+        let _detached = RT::spawn(drive(node.clone(), finished));
+        Ok(node)
+    }
+}
+
 /// Runs `node`'s core until the node stops.
-pub(crate) async fn drive<RT: AsyncRuntime>(
+async fn drive<RT: AsyncRuntime>(
     node: Arc<ConsensusNode<RT>>,
     mut finished: UnboundedReceiver<Input>,
 ) {

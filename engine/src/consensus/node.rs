@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use futures::channel::mpsc::{unbounded, UnboundedSender};
+use futures::channel::mpsc::{unbounded, UnboundedReceiver, UnboundedSender};
 use std::time::Duration;
 
 use openraft::storage::RaftLogStorage;
@@ -21,11 +21,10 @@ use crate::chain::tx::SignedTransaction;
 use crate::codec;
 use crate::consensus::config::NodeConfig;
 use crate::consensus::core::{Input, NodeCore};
-use crate::consensus::driver::drive;
 use crate::consensus::raft::log_store::LogStore;
 use crate::consensus::raft::network::NetworkFactory;
 use crate::consensus::raft::state_machine::StateMachine;
-use crate::consensus::raft::types::{Canon, Command, LogId};
+use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId};
 use crate::consensus::shared_core::SharedCore;
 use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, NodeStatus};
 use crate::events::Event;
@@ -35,9 +34,9 @@ use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, Subm
 use crate::policy::admission::{self, Route};
 use crate::policy::election::{LogPos, RaftView, Role};
 pub use crate::seams::{NodeError, Seams};
-use crate::settlement::batcher::{self, BatcherSetup};
-use crate::settlement::batcher_core::BatcherCore;
+use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
 use crate::settlement::l1::L1;
+use crate::settlement::role::BatcherClaim;
 use crate::sync::lock;
 use alloy_primitives::Address;
 
@@ -61,8 +60,12 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
-    /// Opens storage, starts Raft and the node's background tasks on the runtime.
-    pub async fn start(cfg: NodeConfig, seams: Seams) -> Result<Arc<Self>, NodeError> {
+    /// Opens storage and starts Raft. The driver is started by `ConsensusNode::start`
+    /// (`consensus::driver`), which gets the receiving end of [`Self::wake`].
+    pub(crate) async fn open(
+        cfg: NodeConfig,
+        seams: Seams,
+    ) -> Result<(Arc<Self>, UnboundedReceiver<Input>), NodeError> {
         cfg.validate()?;
         let id = cfg.id();
         let chain = Arc::new(
@@ -112,11 +115,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             l1: OnceLock::new(),
             wake,
         });
-        if node.cfg.bootstrap {
-            let _detached = RT::spawn(node.clone().bootstrap());
-        }
-        let _detached = RT::spawn(drive(node.clone(), finished));
-        Ok(node)
+        Ok((node, finished))
     }
 
     async fn open_raft(
@@ -377,10 +376,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             }
             Request::GetHead => Response::Head(self.chain.head()),
             Request::GetAttestations { number } if is_peer => {
-                batcher::answer_attestations(self, number)
+                Response::Attestations(self.chain.attestations(number).unwrap_or_default())
             }
             Request::ClaimBatcher(claim) if is_peer && claim.node == from => {
-                Response::Claim(batcher::write_claim(self, claim).await)
+                Response::Claim(self.write_claim(claim).await)
             }
             Request::ClaimBatcher(claim) if is_peer => Response::Refused(format!(
                 "a batcher claim must name its sender {from}, not {}",
@@ -392,6 +391,26 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             }
             _ => Response::Refused(format!("{from} is not in consensus_peer_ids")),
         }
+    }
+
+    /// The leader's side of a batcher claim: one Raft entry, applied as a compare-and-set.
+    pub(crate) async fn write_claim(&self, claim: BatcherClaim) -> Result<ApplyOutcome, String> {
+        let within = Duration::from_millis(self.claim_timeout_ms());
+        match RT::timeout(
+            within,
+            self.raft().client_write(Command::ClaimBatcher(claim)),
+        )
+        .await
+        {
+            Ok(Ok(resp)) => Ok(resp.data),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("not committed within {} ms", within.as_millis())),
+        }
+    }
+
+    /// How long a batcher claim may take to be committed.
+    pub(crate) fn claim_timeout_ms(&self) -> u64 {
+        self.cfg.election_timeout_ms_max * 4
     }
 
     /// A client's transaction: admitted here when leader, else forwarded once to the leader
@@ -531,7 +550,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    async fn bootstrap(self: Arc<Self>) {
+    /// Initializes the cluster's membership unless Raft is initialized already.
+    pub(crate) async fn bootstrap(self: Arc<Self>) {
         let raft = self.raft();
         if !matches!(raft.is_initialized().await, Ok(false)) {
             return;

@@ -19,8 +19,10 @@ pub mod contact;
 pub mod download;
 pub mod election;
 pub mod fence;
+pub mod fence_proposer;
 pub mod fork_choice;
 pub mod redundancy;
+pub mod round_clock;
 pub mod sequencer;
 
 /// Monotonic milliseconds since the node started: the only time a policy sees.

@@ -15,8 +15,8 @@ use futures::future::join_all;
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::block::{Block, ChainSpec, Slot};
-use crate::chain::rules::{build_block, Head, Proposal};
+use crate::chain::block::ChainSpec;
+use crate::chain::rules::Head;
 use crate::chain::tx::SignedTransaction;
 use crate::codec;
 use crate::consensus::mempool::Mempool;
@@ -26,17 +26,20 @@ use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::net::peer;
 use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
-use crate::policy::fence::{self, Ballot, MIN_FENCED_GROUP};
+use crate::policy::fence::MIN_FENCED_GROUP;
 use crate::policy::fork_choice::Keep;
 use crate::policy::redundancy::{
-    round_at, round_start_ms, Ack, Announcement, Failover, MemberMode, RedundancyAction,
-    RedundancyConfig, Signed, StepIn,
+    round_at, Ack, Announcement, Failover, MemberMode, RedundancyAction, RedundancyConfig, Signed,
 };
+use crate::policy::round_clock::RoundClock;
 use crate::redundancy::announcement::SignedAnnouncement;
-use crate::redundancy::fenced::{unsigned, FencedAcceptor, SignedBallot};
+use crate::redundancy::fenced::FencedAcceptor;
 use crate::redundancy::signing_guard::{SigningGuard, Watermark};
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
+
+mod fencing;
+mod signing;
 
 #[derive(Clone, Debug)]
 pub struct GroupConfig {
@@ -364,25 +367,19 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         }
     }
 
-    /// One task: a decision at the start of every round by the local clock.
+    /// One task: a decision at the start of every round by the local clock
+    /// ([`RoundClock`] says which round, and when to look again).
     async fn rounds(self: Arc<Self>) {
-        let bt = self.cfg.block_time_ms;
-        let mut last: Option<u64> = None;
+        let mut clock = RoundClock::new(self.cfg.genesis_ms, self.cfg.block_time_ms);
         while !self.stopped.load(Ordering::SeqCst) {
-            let now = self.seams.clock.now_ms();
-            let next_start = match round_at(now, self.cfg.genesis_ms, bt) {
-                None => self.cfg.genesis_ms,
-                // A clock that stepped back re-enters rounds already decided: skip them.
-                Some(round) if last.is_some_and(|l| round <= l) => {
-                    round_start_ms(round + 1, self.cfg.genesis_ms, bt)
-                }
-                Some(round) => {
-                    last = Some(round);
-                    self.on_round(round);
-                    round_start_ms(round + 1, self.cfg.genesis_ms, bt)
-                }
-            };
-            let wait = next_start.saturating_sub(self.seams.clock.now_ms()).max(1);
+            let tick = clock.tick(self.seams.clock.now_ms());
+            if let Some(round) = tick.decide {
+                self.on_round(round);
+            }
+            let wait = tick
+                .next_ms
+                .saturating_sub(self.seams.clock.now_ms())
+                .max(1);
             RT::sleep(Duration::from_millis(wait)).await;
         }
     }
@@ -470,97 +467,6 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         lock(&self.state).failover.on_acks(&acks);
     }
 
-    /// The sign path, under the state lock (so an announcement's answer always covers what was
-    /// signed): publish a guarded block a crash left unsent, build the round's block, record it
-    /// in the guard (synced), then store and serve it.
-    fn sign(&self, st: &mut MemberState, round: u64, reason: StepIn) {
-        if self.publish_pending(st).is_err() {
-            return;
-        }
-        if let Some(block) = self.build(st, round) {
-            self.record_and_publish(st, &block, reason);
-        }
-    }
-
-    /// Publishes the block the guard recorded, if a crash left it unsent (that is no new
-    /// signature); an error when it does not extend the head.
-    fn publish_pending(&self, st: &mut MemberState) -> Result<(), ()> {
-        let pending = self.guard.pending(self.sync.head().height);
-        match pending.as_ref().and_then(|b| Some((b, b.header.slot?))) {
-            Some((block, slot)) => self.publish(st, block, slot),
-            None => Ok(()),
-        }
-    }
-
-    /// The block of `round` on top of the head, sealed with the identity's key in memory only;
-    /// `None` when the head is already of this round or later, or the block cannot be built.
-    fn build(&self, st: &mut MemberState, round: u64) -> Option<Block> {
-        let level = self.cfg.redundancy.level.value();
-        let (head, ledger) = {
-            let c = self.sync.replica().chain().state();
-            (c.head, c.ledger.clone())
-        };
-        if head.round.is_some_and(|r| r >= round) {
-            return None;
-        }
-        let candidates = st
-            .mempool
-            .candidates(&ledger, self.cfg.max_block_transactions);
-        let built = build_block(
-            Proposal {
-                head: &head,
-                ledger: &ledger,
-                key: &self.cfg.identity,
-                term: 0,
-                slot: Some(Slot { round, level }),
-                seals_batch: false,
-                timestamp_ms: self.seams.clock.now_ms(),
-                max_transactions: self.cfg.max_block_transactions,
-            },
-            candidates,
-        );
-        match built {
-            Ok(b) => Some(b.block),
-            Err(e) => {
-                self.emit(Event::SignRefused {
-                    round,
-                    reason: e.to_string(),
-                });
-                None
-            }
-        }
-    }
-
-    /// Records `block` in the guard (synced) before anything of it leaves, then publishes it.
-    fn record_and_publish(&self, st: &mut MemberState, block: &Block, reason: StepIn) {
-        let Some(slot) = block.header.slot else {
-            return;
-        };
-        if let Err(e) = self.guard.record(slot.round, block) {
-            self.emit(Event::SignRefused {
-                round: slot.round,
-                reason: e.to_string(),
-            });
-            return;
-        }
-        if st.step_in.is_none() {
-            let why = match reason {
-                StepIn::Main => "main".to_string(),
-                StepIn::LowerLevelsSilent { missed, last_seen } => format!(
-                    "{missed} rounds without a lower level (last seen in round {})",
-                    last_seen.map_or("none".into(), |r| r.to_string())
-                ),
-            };
-            self.emit(Event::SteppedIn {
-                round: slot.round,
-                level: self.cfg.redundancy.level.value(),
-                reason: why.clone(),
-            });
-            st.step_in = Some(why);
-        }
-        let _ = self.publish(st, block, slot);
-    }
-
     /// The round this member's clock is in now.
     fn clock_round(&self) -> u64 {
         round_at(
@@ -569,243 +475,5 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             self.cfg.block_time_ms,
         )
         .unwrap_or(0)
-    }
-
-    fn on_fence_prepare(&self, signed: &SignedBallot) -> Response {
-        let Some(fence) = &self.fence else {
-            return Response::Refused("this member is not fenced".into());
-        };
-        let ballot = match signed.verify(&self.identity) {
-            Ok(b) => b,
-            Err(why) => return Response::Refused(why),
-        };
-        match fence.prepare(&ballot, self.clock_round(), self.sync.replica().chain()) {
-            Ok(accepted) => Response::FencePromised(accepted),
-            Err(why) => Response::Refused(why),
-        }
-    }
-
-    fn on_fence_accept(&self, signed: &SignedBallot, block: Block) -> Response {
-        let Some(fence) = &self.fence else {
-            return Response::Refused("this member is not fenced".into());
-        };
-        let ballot = match signed.verify(&self.identity) {
-            Ok(b) => b,
-            Err(why) => return Response::Refused(why),
-        };
-        let chain = self.sync.replica().chain();
-        match fence.accept(&ballot, signed.block_hash, block, self.clock_round(), chain) {
-            Ok(()) => Response::FenceAccepted,
-            Err(why) => Response::Refused(why),
-        }
-    }
-
-    /// Fenced mode's sign path for `round` (see [`policy::fence`]): a majority promises the
-    /// round, a majority accepts the block (another's already accepted one if any promise
-    /// carried it), and only then is it signed, guarded and published.
-    async fn propose(self: Arc<Self>, round: u64, reason: StepIn) {
-        let outcome = self.run_proposal(round, reason).await;
-        self.proposing.store(false, Ordering::SeqCst);
-        if let Err(why) = outcome {
-            self.emit(Event::SignRefused {
-                round,
-                reason: format!("fenced: {why}"),
-            });
-        }
-    }
-
-    async fn run_proposal(&self, round: u64, reason: StepIn) -> Result<(), String> {
-        let Some(fence) = &self.fence else {
-            return Ok(());
-        };
-        let head = {
-            let mut st = lock(&self.state);
-            // A block chosen and guarded before a crash goes out first: no new signature.
-            self.publish_pending(&mut st)
-                .map_err(|()| "the guarded block does not extend the head".to_string())?;
-            self.sync.head()
-        };
-        if head.round.is_some_and(|r| r >= round) {
-            return Ok(());
-        }
-        let ballot = Ballot {
-            round,
-            level: self.cfg.redundancy.level.value(),
-            height: head.height + 1,
-        };
-        let need = fence::majority(self.cfg.members.len() + 1);
-        // Each step gets a third of the round: a later answer is as good as absent.
-        let timeout =
-            Duration::from_millis((self.cfg.block_time_ms / 3).min(self.cfg.request_timeout_ms));
-        let signed = SignedBallot::sign(self.id, &ballot, None, &self.cfg.identity)
-            .map_err(|e| e.to_string())?;
-        let mut promises = Vec::new();
-        let mut refusals = Vec::new();
-        match fence.prepare(&ballot, self.clock_round(), self.sync.replica().chain()) {
-            Ok(p) => promises.push(p),
-            Err(why) => refusals.push(why),
-        }
-        for r in self
-            .ask_members(Request::FencePrepare(signed), timeout)
-            .await
-        {
-            match r {
-                Ok(Response::FencePromised(p)) => promises.push(p),
-                Ok(Response::Refused(why)) => refusals.push(why),
-                Ok(_) => refusals.push("an unexpected answer".into()),
-                Err(e) => refusals.push(e),
-            }
-        }
-        if promises.len() < need {
-            return Err(format!(
-                "{} of {} members promised round {round}, {need} needed ({})",
-                promises.len(),
-                self.cfg.members.len() + 1,
-                refusals.join("; ")
-            ));
-        }
-        // The promises cover every height from the ballot's on (multi-Paxos): blocks others
-        // got accepted are finished first, then this member's own block of the round follows.
-        let mut height = ballot.height;
-        loop {
-            let head = self.sync.head();
-            if head.height + 1 != height {
-                return Err(format!("the head moved to {} meanwhile", head.height));
-            }
-            let adopted = fence::choose(height, &promises);
-            let own = adopted.is_none();
-            let block = match adopted {
-                Some(a) if a.value.header.parent_hash != head.hash => {
-                    return Err(format!(
-                        "the block accepted at height {height} does not extend this member's head"
-                    ))
-                }
-                // Another member's block, perhaps already chosen: the only one to sign here.
-                Some(a) => a.value,
-                None => {
-                    let mut st = lock(&self.state);
-                    match self.build(&mut st, round) {
-                        Some(b) => unsigned(&b),
-                        None => return Ok(()),
-                    }
-                }
-            };
-            let step = Ballot { height, ..ballot };
-            self.accept_everywhere(fence, &step, &block, need, timeout)
-                .await?;
-            // Chosen: sign it (deterministic, so whoever signs this block makes the same one).
-            let sealed = Block::seal(block.header, block.transactions, &self.cfg.identity)
-                .map_err(|e| e.to_string())?;
-            {
-                let mut st = lock(&self.state);
-                if self.sync.head().height >= height {
-                    // Downloaded meanwhile: the chosen block is the only one it can be.
-                    return Ok(());
-                }
-                self.record_and_publish(&mut st, &sealed, reason);
-            }
-            if own {
-                return Ok(());
-            }
-            height += 1;
-        }
-    }
-
-    /// Step 2 at this member and every other: `Ok` once a majority (`need`) accepted `block`.
-    async fn accept_everywhere(
-        &self,
-        fence: &FencedAcceptor,
-        ballot: &Ballot,
-        block: &Block,
-        need: usize,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let hash = block.hash().map_err(|e| e.to_string())?;
-        let signed = SignedBallot::sign(self.id, ballot, Some(hash), &self.cfg.identity)
-            .map_err(|e| e.to_string())?;
-        let mut accepted = 0;
-        let mut refusals = Vec::new();
-        match fence.accept(
-            ballot,
-            Some(hash),
-            block.clone(),
-            self.clock_round(),
-            self.sync.replica().chain(),
-        ) {
-            Ok(()) => accepted += 1,
-            Err(why) => refusals.push(why),
-        }
-        let req = Request::FenceAccept(signed, Box::new(block.clone()));
-        for r in self.ask_members(req, timeout).await {
-            match r {
-                Ok(Response::FenceAccepted) => accepted += 1,
-                Ok(Response::Refused(why)) => refusals.push(why),
-                Ok(_) => refusals.push("an unexpected answer".into()),
-                Err(e) => refusals.push(e),
-            }
-        }
-        if accepted < need {
-            return Err(format!(
-                "{accepted} of {} members accepted height {} in round {}, {need} needed ({})",
-                self.cfg.members.len() + 1,
-                ballot.height,
-                ballot.round,
-                refusals.join("; ")
-            ));
-        }
-        Ok(())
-    }
-
-    /// Sends `req` to every other member; their answers, in member order.
-    async fn ask_members(&self, req: Request, timeout: Duration) -> Vec<Result<Response, String>> {
-        let transport = &*self.seams.transport;
-        join_all(self.cfg.members.iter().map(|m| {
-            let req = &req;
-            async move {
-                peer::call(transport, *m, req, timeout)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        }))
-        .await
-    }
-
-    /// Stores a block this machine signed (synced: a signer never forgets what it signed) and
-    /// reports it; downloaders get it from the chain store.
-    fn publish(&self, st: &mut MemberState, block: &Block, slot: Slot) -> Result<(), ()> {
-        match self.sync.replica().apply_own(block) {
-            Ok(head) => {
-                if let Err(e) = self.guard.published(head.height) {
-                    self.emit(Event::StorageFailed {
-                        reason: e.to_string(),
-                    });
-                }
-                st.failover.on_signed(Signed {
-                    height: head.height,
-                    round: slot.round,
-                });
-                st.fed_height = st.fed_height.max(head.height);
-                st.head_level = Some(slot.level);
-                st.mempool
-                    .prune(&self.sync.replica().chain().state().ledger);
-                self.emit(Event::Signed {
-                    height: head.height,
-                    round: slot.round,
-                    level: slot.level,
-                    hash: head.hash,
-                    parent_hash: block.header.parent_hash,
-                    state_root: head.state_root,
-                    transactions: block.transactions.len(),
-                });
-                Ok(())
-            }
-            Err(e) => {
-                self.emit(Event::SignRefused {
-                    round: slot.round,
-                    reason: e.to_string(),
-                });
-                Err(())
-            }
-        }
     }
 }

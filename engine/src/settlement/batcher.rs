@@ -3,14 +3,13 @@
 //! answering peers' requests for attestations. What to do when is decided by the node's core
 //! ([`crate::settlement::batcher_core`]).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::AsyncRuntime;
 
 use crate::consensus::node::ConsensusNode;
-use crate::consensus::raft::types::{ApplyOutcome, Command};
+use crate::consensus::raft::types::ApplyOutcome;
 use crate::events::Event;
 use crate::net::peer;
 use crate::net::wire::{Request, Response};
@@ -18,32 +17,6 @@ use crate::settlement::batch::Attestation;
 use crate::settlement::batcher_core::{BatcherEffect, BatcherInput};
 use crate::settlement::l1::L1;
 use crate::settlement::role::BatcherClaim;
-
-/// How a node runs its batcher.
-#[derive(Clone)]
-pub struct BatcherSetup {
-    pub l1: Arc<dyn L1>,
-    /// `batcher_redundancy_level`: 0 for the main batcher, L > 0 for a standby that steps in
-    /// after L x `max_missed_rounds` batch rounds of L1 standing still.
-    pub level: u32,
-    pub max_missed_rounds: u32,
-    /// One batch round, as a standby counts them.
-    pub round_ms: u64,
-    /// How often it looks for work when idle.
-    pub poll_interval_ms: u64,
-    pub retry_ms_min: u64,
-    pub retry_ms_max: u64,
-}
-
-/// One batch round, as a standby batcher counts them: the longest a batch stays open
-/// (`batch_timeout_ms`), or, when batches close only by count, the time their blocks take.
-pub fn batch_round_ms(batch_timeout_ms: u64, blocks_per_batch: u64, block_time_ms: u64) -> u64 {
-    if batch_timeout_ms > 0 {
-        batch_timeout_ms
-    } else {
-        blocks_per_batch.saturating_mul(block_time_ms).max(1)
-    }
-}
 
 /// Carries out one piece of the batcher's work; its answer goes back to the core.
 pub(crate) async fn carry_out<RT: AsyncRuntime>(
@@ -76,9 +49,9 @@ async fn claim_batcher<RT: AsyncRuntime>(
 ) -> Result<ApplyOutcome, String> {
     let leader = node.raft().metrics().borrow().current_leader;
     match leader {
-        Some(l) if l == node.id() => write_claim(node, claim).await,
+        Some(l) if l == node.id() => node.write_claim(claim).await,
         Some(l) => {
-            let timeout = Duration::from_millis(claim_timeout_ms(node));
+            let timeout = Duration::from_millis(node.claim_timeout_ms());
             let req = Request::ClaimBatcher(claim);
             peer::ask(&**node.transport(), l, &req, timeout, |r| match r {
                 Response::Claim(r) => Some(r),
@@ -89,28 +62,6 @@ async fn claim_batcher<RT: AsyncRuntime>(
         }
         None => Err("no leader known".into()),
     }
-}
-
-/// The leader's side of a claim: one Raft entry, applied as a compare-and-set.
-pub(crate) async fn write_claim<RT: AsyncRuntime>(
-    node: &ConsensusNode<RT>,
-    claim: BatcherClaim,
-) -> Result<ApplyOutcome, String> {
-    let within = Duration::from_millis(claim_timeout_ms(node));
-    match RT::timeout(
-        within,
-        node.raft().client_write(Command::ClaimBatcher(claim)),
-    )
-    .await
-    {
-        Ok(Ok(resp)) => Ok(resp.data),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("not committed within {} ms", within.as_millis())),
-    }
-}
-
-fn claim_timeout_ms<RT: AsyncRuntime>(node: &ConsensusNode<RT>) -> u64 {
-    node.config().election_timeout_ms_max * 4
 }
 
 /// Asks the other consensus nodes for their attestations of batch `number`, all at once,
@@ -169,12 +120,4 @@ async fn collect_attestations<RT: AsyncRuntime>(node: &ConsensusNode<RT>, number
             reason: e.to_string(),
         });
     }
-}
-
-/// This node's answer to `GetAttestations`: what it holds for batch `number`.
-pub(crate) fn answer_attestations<RT: AsyncRuntime>(
-    node: &ConsensusNode<RT>,
-    number: u64,
-) -> Response {
-    Response::Attestations(node.chain().attestations(number).unwrap_or_default())
 }

@@ -10,6 +10,8 @@
 //! [`BatcherCore::on_input`], and until then the batcher waits. The node's driver does the L1
 //! calls and the peer requests (`settlement::batcher`).
 
+use std::sync::Arc;
+
 use alloy_primitives::B256;
 
 use crate::chain::store::ChainStore;
@@ -22,9 +24,34 @@ use crate::policy::batcher::{
 use crate::policy::batcher_failover::{Failover, FailoverConfig, RoundView};
 use crate::policy::Millis;
 use crate::settlement::batch::{ordered_signatures, Attestation, BatchHeader};
-use crate::settlement::batcher::BatcherSetup;
-use crate::settlement::l1::L1Head;
+use crate::settlement::l1::{L1Head, L1};
 use crate::settlement::role::{BatcherClaim, BatcherRole};
+
+/// How a node runs its batcher.
+#[derive(Clone)]
+pub struct BatcherSetup {
+    pub l1: Arc<dyn L1>,
+    /// `batcher_redundancy_level`: 0 for the main batcher, L > 0 for a standby that steps in
+    /// after L x `max_missed_rounds` batch rounds of L1 standing still.
+    pub level: u32,
+    pub max_missed_rounds: u32,
+    /// One batch round, as a standby counts them.
+    pub round_ms: u64,
+    /// How often it looks for work when idle.
+    pub poll_interval_ms: u64,
+    pub retry_ms_min: u64,
+    pub retry_ms_max: u64,
+}
+
+/// One batch round, as a standby batcher counts them: the longest a batch stays open
+/// (`batch_timeout_ms`), or, when batches close only by count, the time their blocks take.
+pub fn batch_round_ms(batch_timeout_ms: u64, blocks_per_batch: u64, block_time_ms: u64) -> u64 {
+    if batch_timeout_ms > 0 {
+        batch_timeout_ms
+    } else {
+        blocks_per_batch.saturating_mul(block_time_ms).max(1)
+    }
+}
 
 /// Work the batcher asks the driver for; each is answered by one [`BatcherInput`].
 #[derive(Clone, Debug, PartialEq)]
@@ -470,8 +497,6 @@ fn report_event(r: BatcherReport) -> Event {
 mod tests {
     //! The batcher on a node, as its core runs it: no runtime, no L1, no peers; each answer
     //! the driver would bring is handed in by the table.
-    use std::sync::Arc;
-
     use super::*;
     use crate::chain::block::{ChainSpec, DEFAULT_BLOCKS_PER_BATCH};
     use crate::chain::store::stage_applied;
