@@ -17,8 +17,6 @@ use crate::chain::block::{Block, ChainSpec};
 use crate::chain::ledger::Account;
 use crate::chain::rules::Head;
 use crate::chain::store::ChainStore;
-use crate::chain::tx::SignedTransaction;
-use crate::codec;
 use crate::consensus::config::NodeConfig;
 use crate::consensus::core::{Input, NodeCore};
 use crate::consensus::raft::log_store::LogStore;
@@ -30,10 +28,11 @@ use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, NodeStatus};
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::net::peer;
-use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
-use crate::policy::admission::{self, Route};
+use crate::net::wire::{Request, Response};
 use crate::policy::election::{LogPos, RaftView, Role};
 pub use crate::seams::{NodeError, Seams};
+
+mod admission;
 use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
 use crate::settlement::l1::L1;
 use crate::settlement::role::BatcherClaim;
@@ -329,14 +328,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// Answers one request from peer `from` (already authenticated by the transport).
     /// Undecodable bytes get a refusal, never a panic.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
-        let resp = match codec::decode::<Request>(bytes) {
-            Err(e) => Response::Refused(format!("undecodable request: {e}")),
-            Ok(req) => self.dispatch(from, req).await,
-        };
-        codec::encode(&resp).unwrap_or_default()
+        peer::serve(bytes, |req| self.answer(from, req)).await
     }
 
-    async fn dispatch(&self, from: NodeId, req: Request) -> Response {
+    /// This node's answer to `req` from `from`.
+    pub async fn answer(&self, from: NodeId, req: Request) -> Response {
         let is_peer = self.cfg.peers.contains(&from);
         if is_peer {
             self.core.heard(from);
@@ -411,143 +407,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// How long a batcher claim may take to be committed.
     pub(crate) fn claim_timeout_ms(&self) -> u64 {
         self.cfg.election_timeout_ms_max * 4
-    }
-
-    /// A client's transaction: admitted here when leader, else forwarded once to the leader
-    /// (`policy::admission`).
-    pub async fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
-        if !tx.signature_valid() {
-            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
-        }
-        match admission::route(self.id, &self.raft_view(), false) {
-            Route::Admit => self.admit(tx),
-            Route::Forward(leader) => self.forward(leader, tx).await,
-            Route::NotLeader { leader } => SubmitOutcome::NotLeader { leader },
-        }
-    }
-
-    /// Many client transactions at once (a batched RPC call): the signatures are checked
-    /// together (across cores in production), the route is decided once, and the valid ones
-    /// go into the mempool under one lock or on to the leader in one request. One outcome
-    /// per transaction, in order.
-    pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
-        if let Some(refused) = refuse_over_limit(txs.len()) {
-            return refused;
-        }
-        let valid = self.seams.verifier.each_valid(&txs);
-        match admission::route(self.id, &self.raft_view(), false) {
-            Route::Admit => self.admit_checked(txs, &valid),
-            Route::Forward(leader) => {
-                let forwarded: Vec<SignedTransaction> = txs
-                    .into_iter()
-                    .zip(&valid)
-                    .filter_map(|(tx, ok)| ok.then_some(tx))
-                    .collect();
-                let n = forwarded.len();
-                let mut answers = self.forward_batch(leader, forwarded).await.into_iter();
-                let lost = SubmitOutcome::Rejected(SubmitRejection::Forward(format!(
-                    "{leader} answered fewer than {n} outcomes"
-                )));
-                fill_checked(&valid, || answers.next().unwrap_or(lost.clone()))
-            }
-            Route::NotLeader { leader } => {
-                fill_checked(&valid, || SubmitOutcome::NotLeader { leader })
-            }
-        }
-    }
-
-    async fn forward_batch(
-        &self,
-        leader: NodeId,
-        txs: Vec<SignedTransaction>,
-    ) -> Vec<SubmitOutcome> {
-        let n = txs.len();
-        if n == 0 {
-            return Vec::new();
-        }
-        let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
-        let req = Request::ForwardedBatch(txs);
-        let failed = |why: String| vec![SubmitOutcome::Rejected(SubmitRejection::Forward(why)); n];
-        peer::ask(&*self.seams.transport, leader, &req, timeout, |r| match r {
-            Response::SubmitTransactions(o) if o.len() == n => Some(o),
-            _ => None,
-        })
-        .await
-        .unwrap_or_else(|e| failed(e.to_string()))
-    }
-
-    /// A batch a replica forwarded: like [`Self::admit_forwarded`] for each transaction.
-    fn admit_forwarded_batch(
-        &self,
-        txs: Vec<SignedTransaction>,
-        from_member: bool,
-    ) -> Vec<SubmitOutcome> {
-        if let Some(refused) = refuse_over_limit(txs.len()) {
-            return refused;
-        }
-        let valid = if from_member {
-            vec![true; txs.len()]
-        } else {
-            self.seams.verifier.each_valid(&txs)
-        };
-        match admission::route(self.id, &self.raft_view(), true) {
-            Route::Admit => self.admit_checked(txs, &valid),
-            Route::Forward(leader) => fill_checked(&valid, || SubmitOutcome::NotLeader {
-                leader: Some(leader),
-            }),
-            Route::NotLeader { leader } => {
-                fill_checked(&valid, || SubmitOutcome::NotLeader { leader })
-            }
-        }
-    }
-
-    /// Admits the transactions whose signature checked out, under one lock of the mempool.
-    fn admit_checked(&self, txs: Vec<SignedTransaction>, valid: &[bool]) -> Vec<SubmitOutcome> {
-        let mut core = self.core.lock();
-        let mut txs = txs
-            .into_iter()
-            .zip(valid)
-            .filter_map(|(tx, ok)| ok.then_some(tx));
-        fill_checked(valid, || match txs.next() {
-            Some(tx) => match core.admit(tx) {
-                Ok(()) => SubmitOutcome::Accepted { leader: self.id },
-                Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
-            },
-            None => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
-        })
-    }
-
-    async fn forward(&self, leader: NodeId, tx: SignedTransaction) -> SubmitOutcome {
-        let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
-        let req = Request::Forwarded(tx);
-        peer::ask(&*self.seams.transport, leader, &req, timeout, |r| match r {
-            Response::SubmitTransaction(o) => Some(o),
-            _ => None,
-        })
-        .await
-        .unwrap_or_else(|e| SubmitOutcome::Rejected(SubmitRejection::Forward(e.to_string())))
-    }
-
-    /// A transaction a replica forwarded: admitted if this node leads, never forwarded again.
-    /// A member checked its signature before forwarding it; anyone else's is checked here.
-    fn admit_forwarded(&self, tx: SignedTransaction, from_member: bool) -> SubmitOutcome {
-        if !from_member && !tx.signature_valid() {
-            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
-        }
-        match admission::route(self.id, &self.raft_view(), true) {
-            Route::Admit => self.admit(tx),
-            Route::Forward(leader) => SubmitOutcome::NotLeader {
-                leader: Some(leader),
-            },
-            Route::NotLeader { leader } => SubmitOutcome::NotLeader { leader },
-        }
-    }
-
-    fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {
-        match self.core.lock().admit(tx) {
-            Ok(()) => SubmitOutcome::Accepted { leader: self.id },
-            Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
-        }
     }
 
     /// Initializes the cluster's membership unless Raft is initialized already.
@@ -629,16 +488,4 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         *lock(&self.raft) = fresh;
         Ok(())
     }
-}
-
-/// One outcome per transaction: a bad signature's rejection where `valid` is false, and the
-/// next of `outcome` (called once per valid transaction, in order) everywhere else.
-fn fill_checked(valid: &[bool], mut outcome: impl FnMut() -> SubmitOutcome) -> Vec<SubmitOutcome> {
-    valid
-        .iter()
-        .map(|ok| match ok {
-            true => outcome(),
-            false => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
-        })
-        .collect()
 }

@@ -18,16 +18,18 @@ use crate::chain::block::{Block, ChainSpec};
 use crate::chain::replica::{answer_get_blocks, ReplayError, Replica};
 use crate::chain::rules::{verify_signature, Head};
 use crate::chain::tx::SignedTransaction;
-use crate::codec;
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::net::peer;
 use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
 use crate::policy::download::{DownloadConfig, Downloader, Plan, RoundResult};
-use crate::policy::fork_choice::{self, ForkBlock, Keep};
+use crate::policy::fork_choice::Keep;
+use crate::policy::fork_search::ProbeSchedule;
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
+
+mod fork;
 
 #[derive(Clone, Debug)]
 pub struct ExternalConfig {
@@ -284,13 +286,17 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     /// Answers a request from anyone: the verified chain, accounts, and transactions (which go
     /// on to a consensus source). Raft requests are refused: this node is not in Raft.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
-        let resp = match codec::decode::<Request>(bytes) {
-            Err(e) => Response::Refused(format!("undecodable request: {e}")),
-            Ok(Request::GetHead) => Response::Head(self.head()),
-            Ok(Request::GetBlocks { from, max, wait_ms }) => {
+        peer::serve(bytes, |req| self.answer(from, req)).await
+    }
+
+    /// This node's answer to `req` from `from`.
+    pub async fn answer(&self, from: NodeId, req: Request) -> Response {
+        match req {
+            Request::GetHead => Response::Head(self.head()),
+            Request::GetBlocks { from, max, wait_ms } => {
                 answer_get_blocks::<RT>(self.replica.chain(), from, max, wait_ms).await
             }
-            Ok(Request::Account(addr)) => {
+            Request::Account(addr) => {
                 let (acc, height) = self.replica.chain().account(&addr);
                 Response::Account {
                     balance: acc.balance,
@@ -298,18 +304,17 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                     height,
                 }
             }
-            Ok(Request::ClientSubmit(tx)) => {
+            Request::ClientSubmit(tx) => {
                 Response::SubmitTransaction(self.submit_transaction(tx).await)
             }
-            Ok(Request::ClientSubmitBatch(txs)) => {
+            Request::ClientSubmitBatch(txs) => {
                 Response::SubmitTransactions(self.submit_transactions(txs).await)
             }
-            Ok(_) => Response::Refused(format!(
+            _ => Response::Refused(format!(
                 "{} is an external node and takes no part in Raft (asked by {from})",
                 self.id
             )),
-        };
-        codec::encode(&resp).unwrap_or_default()
+        }
     }
 
     /// Passes a client's transaction to a consensus node (which forwards it to the leader):
@@ -530,208 +535,6 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Applied::Blocks(applied)
     }
 
-    /// `source` serves a branch the identity also signed: finds where the branches part,
-    /// reports the equivocation, and keeps the branch `policy::fork_choice` picks, rolling this
-    /// chain back to the shared block if that is theirs.
-    async fn resolve_fork(&self, source: NodeId, from_height: u64) {
-        let head = self.replica.head();
-        let mut theirs: BTreeMap<u64, Block> = BTreeMap::new();
-        let mut hi = from_height.min(head.height);
-        if hi == 0 {
-            return;
-        }
-        let ancestor = loop {
-            let lo = hi.saturating_sub(FORK_WINDOW - 1).max(1);
-            let fetched = self.fetch_max(source, lo, (hi - lo + 1) as u32, 0).await;
-            let Ok(blocks) = fetched.blocks else {
-                return; // Unreachable now: the next round finds the fork again.
-            };
-            if blocks.is_empty() {
-                return;
-            }
-            for b in &blocks {
-                if let Err(e) = verify_signature(&self.cfg.validators, b) {
-                    self.reject(source, b.header.height, &e);
-                    return;
-                }
-            }
-            let ours = match self
-                .replica
-                .chain()
-                .blocks(lo, (hi - lo + 1) as usize, usize::MAX)
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    self.seams.events.emit(
-                        &self.id,
-                        Event::StorageFailed {
-                            reason: e.to_string(),
-                        },
-                    );
-                    return;
-                }
-            };
-            let hashes = |bs: &[Block]| -> Vec<(u64, B256)> {
-                bs.iter()
-                    .filter_map(|b| Some((b.header.height, b.header.hash().ok()?)))
-                    .collect()
-            };
-            let found = fork_choice::common_ancestor(&hashes(&ours), &hashes(&blocks));
-            for b in blocks {
-                theirs.insert(b.header.height, b);
-            }
-            if let Some(a) = found {
-                break a;
-            }
-            if lo == 1 {
-                break 0;
-            }
-            if head.height - lo >= MAX_FORK_DEPTH {
-                return;
-            }
-            hi = lo - 1;
-        };
-        if ancestor >= head.height {
-            return; // The branches met again meanwhile: nothing to resolve.
-        }
-        let at = ancestor + 1;
-        let ours = match self.replica.chain().block(at) {
-            Ok(Some(b)) => b,
-            _ => return,
-        };
-        let Some(theirs) = theirs.remove(&at) else {
-            return;
-        };
-        let (Some(our_slot), Some(their_slot), Ok(our_hash), Ok(their_hash)) = (
-            ours.header.slot,
-            theirs.header.slot,
-            ours.header.hash(),
-            theirs.header.hash(),
-        ) else {
-            return;
-        };
-        let keep = fork_choice::choose(
-            &ForkBlock {
-                level: our_slot.level,
-                round: our_slot.round,
-                hash: our_hash,
-            },
-            &ForkBlock {
-                level: their_slot.level,
-                round: their_slot.round,
-                hash: their_hash,
-            },
-        );
-        let seen = EquivocationSeen {
-            height: at,
-            ours: our_hash,
-            theirs: their_hash,
-            our_level: our_slot.level,
-            their_level: their_slot.level,
-            kept: keep,
-        };
-        let new = {
-            let mut list = lock(&self.equivocations);
-            let known = list.iter().any(|e| {
-                e.height == at
-                    && ((e.ours, e.theirs) == (our_hash, their_hash)
-                        || (e.ours, e.theirs) == (their_hash, our_hash))
-            });
-            if !known {
-                if list.len() == EQUIVOCATIONS_KEPT {
-                    list.remove(0);
-                }
-                list.push(seen);
-            }
-            !known
-        };
-        if new {
-            self.seams.events.emit(
-                &self.id,
-                Event::Equivocation {
-                    height: at,
-                    ours: our_hash,
-                    theirs: their_hash,
-                    our_level: our_slot.level,
-                    their_level: their_slot.level,
-                    source,
-                    kept: keep.name(),
-                },
-            );
-        }
-        {
-            let mut losers = lock(&self.losers);
-            let loser = match keep {
-                Keep::Ours => their_hash,
-                Keep::Theirs => our_hash,
-            };
-            losers.entry(at).or_default().insert(loser);
-            while losers.len() > LOSERS_KEPT {
-                losers.pop_first();
-            }
-        }
-        match keep {
-            Keep::Theirs => match self.replica.rollback_to(ancestor) {
-                Ok(_) => self.seams.events.emit(
-                    &self.id,
-                    Event::RolledBack {
-                        from_height: head.height,
-                        to_height: ancestor,
-                    },
-                ),
-                Err(e) => self.seams.events.emit(
-                    &self.id,
-                    Event::StorageFailed {
-                        reason: e.to_string(),
-                    },
-                ),
-            },
-            Keep::Ours => self.mark_losing(source),
-        }
-    }
-
-    /// A source on another branch that is not longer than this chain never serves a block
-    /// above its head, so downloading alone never finds the fork: compare heads instead. Only
-    /// single-sequencer chains (blocks with rounds) can fork this way.
-    async fn probe_shorter_branches(&self) {
-        let head = self.replica.head();
-        if head.round.is_none() {
-            return;
-        }
-        let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
-        let transport = &*self.seams.transport;
-        let sources = self.trusted_sources();
-        let answers = join_all(sources.iter().map(|s| async move {
-            (
-                *s,
-                peer::call(transport, *s, &Request::GetHead, timeout).await,
-            )
-        }))
-        .await;
-        for (source, answer) in answers {
-            let Ok(Response::Head(theirs)) = answer else {
-                continue;
-            };
-            if theirs.height == 0 || theirs.height > head.height {
-                continue;
-            }
-            let ours = match self.replica.chain().block(theirs.height) {
-                Ok(Some(b)) => b.header.hash().ok(),
-                _ => None,
-            };
-            if ours.is_some_and(|h| h != theirs.hash) {
-                self.resolve_fork(source, theirs.height).await;
-            }
-        }
-    }
-
-    fn mark_losing(&self, source: NodeId) {
-        let now = self.monotonic_ms();
-        if let Some(s) = lock(&self.sources).get_mut(&source) {
-            s.losing_branch_since_ms = Some(now);
-        }
-    }
-
     /// The download loop: plans each round with `policy::download`, fetches, applies.
     async fn follow(self: Arc<Self>) {
         let mut downloader = Downloader::new(DownloadConfig {
@@ -739,7 +542,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             pipeline_depth: self.cfg.pipeline_depth,
             follow_wait_ms: self.cfg.follow_wait_ms,
         });
-        let mut last_probe_ms = 0;
+        let mut probes = ProbeSchedule::new(FORK_PROBE_MS);
         while !self.stopped.load(Ordering::SeqCst) {
             let planned = match downloader.plan(self.replica.head().height, &self.trusted_sources())
             {
@@ -780,12 +583,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             for source in forks {
                 self.resolve_fork(source, u64::MAX).await;
             }
-            if downloader.caught_up() {
-                let now = self.monotonic_ms();
-                if now.saturating_sub(last_probe_ms) >= FORK_PROBE_MS {
-                    last_probe_ms = now;
-                    self.probe_shorter_branches().await;
-                }
+            if probes.due(self.monotonic_ms(), downloader.caught_up()) {
+                self.probe_shorter_branches().await;
             }
             let pause_ms = downloader.after(&planned, round);
             self.caught_up

@@ -53,3 +53,17 @@ pub async fn call(
         }),
     }
 }
+/// Serves one request from a peer: decodes it, lets `answer` answer it, encodes the answer.
+/// Undecodable bytes get a refusal that says why, never a panic. Every role's
+/// `handle_request` is this with its own `answer`.
+pub async fn serve<F, Fut>(bytes: &[u8], answer: F) -> Vec<u8>
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
+    let resp = match codec::decode::<Request>(bytes) {
+        Err(e) => Response::Refused(format!("undecodable request: {e}")),
+        Ok(req) => answer(req).await,
+    };
+    codec::encode(&resp).unwrap_or_default()
+}

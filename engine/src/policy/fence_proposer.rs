@@ -150,7 +150,8 @@ mod tests {
 
     #[test]
     fn step_one_needs_a_majority_of_the_group() {
-        let table: [(usize, Vec<Result<Promise<&str>, String>>, bool); 4] = [
+        type Answers = Vec<Result<Promise<&'static str>, String>>;
+        let table: [(usize, Answers, bool); 4] = [
             (3, vec![promised(&[]), promised(&[])], true),
             (
                 3,

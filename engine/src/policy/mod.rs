@@ -21,6 +21,7 @@ pub mod election;
 pub mod fence;
 pub mod fence_proposer;
 pub mod fork_choice;
+pub mod fork_search;
 pub mod redundancy;
 pub mod round_clock;
 pub mod sequencer;

@@ -18,7 +18,6 @@ use serde::{Deserialize, Serialize};
 use crate::chain::block::ChainSpec;
 use crate::chain::rules::Head;
 use crate::chain::tx::SignedTransaction;
-use crate::codec;
 use crate::consensus::mempool::Mempool;
 use crate::events::Event;
 use crate::external::node::{ExternalConfig, ExternalNode};
@@ -248,24 +247,27 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
 
     /// Answers the group's announcements and transactions; everything else is the sync node's.
     pub async fn handle_request(&self, from: NodeId, bytes: &[u8]) -> Vec<u8> {
-        let resp = match codec::decode::<Request>(bytes) {
-            Ok(Request::Announce(signed)) => self.on_announcement(&signed),
-            Ok(Request::ClientSubmit(tx)) => {
-                Response::SubmitTransaction(self.submit_transaction(tx))
-            }
-            Ok(Request::ClientSubmitBatch(txs)) => {
+        peer::serve(bytes, |req| self.answer(from, req)).await
+    }
+
+    /// This member's answer to `req` from `from`: the group's announcements, ballots and
+    /// transactions; everything else is the sync node's.
+    pub async fn answer(&self, from: NodeId, req: Request) -> Response {
+        match req {
+            Request::Announce(signed) => self.on_announcement(&signed),
+            Request::ClientSubmit(tx) => Response::SubmitTransaction(self.submit_transaction(tx)),
+            Request::ClientSubmitBatch(txs) => {
                 Response::SubmitTransactions(refuse_over_limit(txs.len()).unwrap_or_else(|| {
                     txs.into_iter()
                         .map(|tx| self.submit_transaction(tx))
                         .collect()
                 }))
             }
-            Ok(Request::Forwarded(tx)) => Response::SubmitTransaction(self.admit(tx)),
-            Ok(Request::FencePrepare(b)) => self.on_fence_prepare(&b),
-            Ok(Request::FenceAccept(b, block)) => self.on_fence_accept(&b, *block),
-            _ => return self.sync.handle_request(from, bytes).await,
-        };
-        codec::encode(&resp).unwrap_or_default()
+            Request::Forwarded(tx) => Response::SubmitTransaction(self.admit(tx)),
+            Request::FencePrepare(b) => self.on_fence_prepare(&b),
+            Request::FenceAccept(b, block) => self.on_fence_accept(&b, *block),
+            other => self.sync.answer(from, other).await,
+        }
     }
 
     /// A client's transaction: admitted here and passed to every other member, since whichever
