@@ -9,7 +9,7 @@ use serde::{de::DeserializeOwned, Serialize};
 /// before anything is allocated.
 pub const MAX_DECODE_BYTES: usize = 64 * 1024 * 1024;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
     #[error("encode: {0}")]
     Encode(String),

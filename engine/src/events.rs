@@ -4,6 +4,7 @@
 use alloy_primitives::B256;
 
 use crate::ids::NodeId;
+use crate::policy::fork_choice::Keep;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
@@ -140,7 +141,7 @@ pub enum Event {
     SteppedDown { millis_since_quorum_ack: u64 },
     /// A follower saw the single-sequencer identity sign two different blocks at `height`
     /// (its own, and the one `source` serves) and kept one branch by the fork rule
-    /// (`policy::fork_choice`): `kept` is `ours` or `theirs`.
+    /// (`policy::fork_choice`).
     Equivocation {
         height: u64,
         ours: B256,
@@ -148,7 +149,7 @@ pub enum Event {
         our_level: i64,
         their_level: i64,
         source: NodeId,
-        kept: &'static str,
+        kept: Keep,
     },
     /// The follower left a losing branch: its chain now ends at `to_height` (the last block both
     /// branches share), `from_height` was its head.

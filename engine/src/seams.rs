@@ -4,10 +4,14 @@
 
 use std::sync::Arc;
 
+use crate::chain::replica::ReplayError;
 use crate::chain::signatures::SignatureVerifier;
+use crate::chain::store::StoreError;
 use crate::clock::Clock;
 use crate::events::EventSink;
+use crate::ids::NodeId;
 use crate::net::transport::Transport;
+use crate::redundancy::signing_guard::GuardError;
 use crate::storage::Storage;
 
 /// The host's side of the seam, handed to the engine at start.
@@ -21,12 +25,28 @@ pub struct Seams {
     pub verifier: Arc<dyn SignatureVerifier>,
 }
 
+/// Why a node could not start (or restart Raft).
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    /// A setting is invalid; the message names it.
     #[error("config: {0}")]
     Config(String),
+    /// The chain store could not be opened or read.
     #[error("storage: {0}")]
-    Storage(String),
+    Store(#[from] StoreError),
+    /// The chain store could not read block `height` at start.
+    #[error("storage: block {height}: {source}")]
+    Block { height: u64, source: StoreError },
+    /// The Raft log or vote could not be read or written.
+    #[error("storage: {0}")]
+    RaftLog(#[from] openraft::StorageError<NodeId>),
+    /// The signing guard's record could not be opened or reconciled with the chain.
+    #[error("storage: {0}")]
+    Guard(#[from] GuardError),
+    /// The replica (an external node's chain) could not be opened.
+    #[error("{0}")]
+    Replica(#[from] ReplayError),
+    /// openraft could not start.
     #[error("raft: {0}")]
-    Raft(String),
+    Raft(#[from] openraft::error::Fatal<NodeId>),
 }

@@ -12,7 +12,7 @@ use canon_engine::keys::{derived_key, SecretKey, SEED_SECRET_KEYS};
 use canon_engine::NodeId;
 
 use crate::client::NodeClient;
-use crate::http::StatusView;
+use crate::http::{NodeKind, StatusView};
 
 pub const MAX_NODES: usize = 10;
 
@@ -590,10 +590,10 @@ impl Devnet {
                         .map(|l| self.name(l))
                         .unwrap_or_else(|| "-".into());
                     let head = s.head_hash.to_string();
-                    let role = if s.role == "external" {
+                    let role = if s.role == NodeKind::External {
                         "external".to_string()
                     } else {
-                        s.raft_state.to_lowercase()
+                        s.raft_state.name().to_lowercase()
                     };
                     let lag = s.lag.map(|l| l.to_string()).unwrap_or_else(|| "-".into());
                     // L1 batches: sealed here, and (the batcher) on L1.
@@ -681,7 +681,7 @@ impl Devnet {
                     g.round.map_or_else(dash, |r| r.to_string()),
                     g.missed_rounds.to_string(),
                 ),
-                None => (s.role.clone(), dash(), dash(), dash(), dash()),
+                None => (s.role.name().to_string(), dash(), dash(), dash(), dash()),
             };
             let _ = writeln!(
                 out,

@@ -8,6 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
+use canon_engine::consensus::status::RaftState;
 use canon_engine::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
@@ -29,14 +30,36 @@ pub struct LogView {
     pub blocks_missing: u64,
 }
 
+/// What kind of node answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum NodeKind {
+    /// A consensus node.
+    Main,
+    External,
+    /// A member of a hot-standby group.
+    SingleSequencer,
+}
+
+impl NodeKind {
+    /// The name `/status` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeKind::Main => "main",
+            NodeKind::External => "external",
+            NodeKind::SingleSequencer => "single-sequencer",
+        }
+    }
+}
+
 /// What `/status` and `canon_status` answer.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct StatusView {
     pub node_id: NodeId,
     /// `main` (consensus), `external`, or `single-sequencer` (a member of a hot-standby group).
-    pub role: String,
-    /// Raft's view of this node: Leader, Follower, Candidate, Learner or Shutdown.
-    pub raft_state: String,
+    pub role: NodeKind,
+    /// Raft's view of this node: Leader, Follower, Candidate, Learner, Shutdown, or NotInRaft.
+    pub raft_state: RaftState,
     pub is_leader: bool,
     pub current_leader: Option<NodeId>,
     pub term: u64,
@@ -94,7 +117,7 @@ impl NodeContext {
                 self.metrics.canonized_height.set(canonized as i64);
                 StatusView {
                     node_id: s.id,
-                    role: "main".into(),
+                    role: NodeKind::Main,
                     raft_state: s.state,
                     is_leader: s.is_leader,
                     current_leader: s.current_leader,
@@ -127,8 +150,8 @@ impl NodeContext {
                 self.metrics.canonized_height.set(s.head.height as i64);
                 StatusView {
                     node_id: s.id,
-                    role: "external".into(),
-                    raft_state: "NotInRaft".into(),
+                    role: NodeKind::External,
+                    raft_state: RaftState::NotInRaft,
                     is_leader: false,
                     current_leader: None,
                     term: 0,
@@ -158,8 +181,8 @@ impl NodeContext {
                 self.metrics.canonized_height.set(g.head.height as i64);
                 StatusView {
                     node_id: g.id,
-                    role: "single-sequencer".into(),
-                    raft_state: "NotInRaft".into(),
+                    role: NodeKind::SingleSequencer,
+                    raft_state: RaftState::NotInRaft,
                     is_leader: g.mode == canon_engine::policy::redundancy::MemberMode::Active,
                     current_leader: None,
                     term: 0,

@@ -574,7 +574,7 @@ impl EventSink for EventLog {
             } => {
                 m.equivocations.inc();
                 tracing::error!(
-                    height, %ours, %theirs, our_level, their_level, %source, kept,
+                    height, %ours, %theirs, our_level, their_level, %source, kept = kept.name(),
                     "equivocation: the identity signed two blocks at one height"
                 );
             }

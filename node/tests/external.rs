@@ -66,7 +66,7 @@ fn external_node_follows_the_cluster_through_a_leader_kill() {
         || height(&net, x).filter(|h| *h >= target),
     );
     let s = status(&net, x).expect("external status");
-    assert_eq!(s.role, "external");
+    assert_eq!(s.role, canon_node::http::NodeKind::External);
     assert!(!s.is_leader);
     let sources = s.sources.expect("an external node lists its sources");
     assert_eq!(sources.len(), 3);

@@ -89,7 +89,7 @@ fn seed_failover_with_kill_9() {
         || {
             let s = status(&net, leader)?;
             let ok = !s.is_leader
-                && s.raft_state == "Follower"
+                && s.raft_state == canon_engine::consensus::status::RaftState::Follower
                 && s.current_leader.and_then(|l| net.index_of(&l)) == Some(new_leader)
                 && s.last_applied_height >= target;
             ok.then_some(())

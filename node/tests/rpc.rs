@@ -190,7 +190,7 @@ fn rpc_status_and_metrics_of_a_single_node_chain() {
 
     // Status and metrics.
     let s = c.status().expect("status");
-    assert!(s.is_leader && s.role == "main" && s.batcher_enabled);
+    assert!(s.is_leader && s.role == canon_node::http::NodeKind::Main && s.batcher_enabled);
     assert!(s.last_canonized_height >= s.last_applied_height.min(n));
     let status_rpc = c.call("canon_status", json!([])).expect("canon_status");
     assert_eq!(status_rpc["node_id"], json!(s.node_id));

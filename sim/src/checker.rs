@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use alloy_primitives::{keccak256, B256};
 use canon_engine::events::Event;
+use canon_engine::policy::fork_choice::Keep;
 use canon_engine::NodeId;
 
 #[derive(Clone, Debug)]
@@ -816,7 +817,7 @@ impl Checker {
                         format!("a follower found {ours} and {theirs} signed at this height"),
                     );
                 }
-                if *kept == "theirs" {
+                if *kept == Keep::Theirs {
                     self.nodes[node].may_roll_back = true;
                 }
             }

@@ -11,7 +11,9 @@ use openraft::AsyncRuntime;
 use crate::chain::block::{Block, ChainSpec};
 use crate::chain::rules::{self, BlockError, Head};
 use crate::chain::signatures::{SignatureVerifier, Signatures};
-use crate::chain::store::{stage_applied, stage_block, stage_truncation, ChainState, ChainStore};
+use crate::chain::store::{
+    stage_applied, stage_block, stage_truncation, ChainState, ChainStore, StoreError,
+};
 use crate::ids::NodeId;
 use crate::net::wire::Response;
 use crate::storage::{Durability, WriteBatch};
@@ -22,7 +24,10 @@ pub enum ReplayError {
     #[error("rejected: {0}")]
     Rejected(#[from] BlockError),
     #[error("storage: {0}")]
-    Storage(String),
+    Storage(#[from] StoreError),
+    /// A block this store holds below its head is gone (a disk that lost it).
+    #[error("storage: block {height} is missing while rolling back to {rolling_back_to}")]
+    Missing { height: u64, rolling_back_to: u64 },
 }
 
 pub struct Replica {
@@ -47,8 +52,7 @@ impl Replica {
         validators: Vec<NodeId>,
         verifier: Arc<dyn SignatureVerifier>,
     ) -> Result<Replica, ReplayError> {
-        let chain =
-            ChainStore::open(storage, spec).map_err(|e| ReplayError::Storage(e.to_string()))?;
+        let chain = ChainStore::open(storage, spec)?;
         Ok(Replica {
             validators,
             verifier,
@@ -111,14 +115,13 @@ impl Replica {
             signatures,
         )?;
         let mut batch = WriteBatch::default();
-        let head = stage_block(&mut batch, block, &executed)
-            .map_err(|e| ReplayError::Storage(e.to_string()))?;
+        let head = stage_block(&mut batch, block, &executed).map_err(StoreError::from)?;
         next.head = head;
         next.ledger = executed.ledger;
-        stage_applied(&mut batch, &next).map_err(|e| ReplayError::Storage(e.to_string()))?;
+        stage_applied(&mut batch, &next).map_err(StoreError::from)?;
         self.chain
             .commit(batch, next, durability)
-            .map_err(|e| ReplayError::Storage(e.to_string()))?;
+            .map_err(StoreError::from)?;
         Ok(head)
     }
 }
@@ -129,28 +132,26 @@ impl Replica {
     /// `height`, then blocks above it are deleted and the accounts rewritten in one synced
     /// batch. A crash leaves either the old chain or the new one.
     pub fn rollback_to(&self, height: u64) -> Result<Head, ReplayError> {
-        let storage = |e: String| ReplayError::Storage(e);
         let _writer = crate::sync::lock(&self.writer);
         let current = self.chain.state().clone();
         if height >= current.head.height {
             return Ok(current.head);
         }
-        let genesis = self
-            .spec
-            .genesis_header()
-            .map_err(|e| storage(e.to_string()))?;
-        let mut head = Head::of(&genesis).map_err(|e| storage(e.to_string()))?;
+        let genesis = self.spec.genesis_header().map_err(StoreError::from)?;
+        let mut head = Head::of(&genesis).map_err(StoreError::from)?;
         let mut ledger = self.spec.genesis_ledger();
         while head.height < height {
-            let blocks = self
-                .chain
-                .blocks_between(head.height + 1, height, ROLLBACK_READ_BLOCKS, usize::MAX)
-                .map_err(|e| storage(e.to_string()))?;
+            let blocks = self.chain.blocks_between(
+                head.height + 1,
+                height,
+                ROLLBACK_READ_BLOCKS,
+                usize::MAX,
+            )?;
             if blocks.is_empty() {
-                return Err(storage(format!(
-                    "block {} is missing while rolling back to {height}",
-                    head.height + 1
-                )));
+                return Err(ReplayError::Missing {
+                    height: head.height + 1,
+                    rolling_back_to: height,
+                });
             }
             for block in &blocks {
                 // Blocks this store accepted before: their signatures were checked then.
@@ -161,7 +162,7 @@ impl Replica {
                     block,
                     Signatures::Trusted,
                 )?;
-                head = Head::of(&block.header).map_err(|e| storage(e.to_string()))?;
+                head = Head::of(&block.header).map_err(StoreError::from)?;
                 ledger = executed.ledger;
             }
         }
@@ -171,10 +172,10 @@ impl Replica {
             ..current
         };
         let mut batch = WriteBatch::default();
-        stage_truncation(&mut batch, height, &next).map_err(|e| storage(e.to_string()))?;
+        stage_truncation(&mut batch, height, &next).map_err(StoreError::from)?;
         self.chain
             .commit(batch, next, Durability::Synced)
-            .map_err(|e| storage(e.to_string()))?;
+            .map_err(StoreError::from)?;
         Ok(head)
     }
 }

@@ -41,19 +41,16 @@ pub const MAX_RESPONSE_BYTES: usize = 8 * 1024 * 1024;
 pub const MAX_WAIT_MS: u32 = 5_000;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("chain store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<StorageError> for StoreError {
-    fn from(e: StorageError) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
-impl From<CodecError> for StoreError {
-    fn from(e: CodecError) -> Self {
-        StoreError(e.to_string())
-    }
+pub enum StoreError {
+    /// The disk failed the read or write.
+    #[error("chain store: {0}")]
+    Storage(#[from] StorageError),
+    /// A stored value does not decode, or one to store does not encode.
+    #[error("chain store: {0}")]
+    Codec(#[from] CodecError),
+    /// A stored key has the wrong length for what it indexes.
+    #[error("chain store: {what} key of {len} bytes")]
+    CorruptKey { what: &'static str, len: usize },
 }
 
 /// What a node has applied.
@@ -297,7 +294,10 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
         .map(|(a, acc)| (*a, *acc))
         .collect();
     for (k, v) in storage.scan(Column::Account, &[], &ACCOUNTS_END, usize::MAX)? {
-        let addr = Address::try_from(k.as_slice()).map_err(|e| StoreError(e.to_string()))?;
+        let addr = Address::try_from(k.as_slice()).map_err(|_| StoreError::CorruptKey {
+            what: "account",
+            len: k.len(),
+        })?;
         accounts.insert(addr, codec::decode::<Account>(&v)?);
     }
     Ok(ChainState {
@@ -413,10 +413,13 @@ impl ChainStore {
         )?;
         let mut out = Vec::with_capacity(rows.len());
         for (k, v) in rows {
-            let id: [u8; 64] = k
-                .get(8..)
-                .and_then(|s| s.try_into().ok())
-                .ok_or_else(|| StoreError(format!("attestation key of {} bytes", k.len())))?;
+            let id: [u8; 64] =
+                k.get(8..)
+                    .and_then(|s| s.try_into().ok())
+                    .ok_or(StoreError::CorruptKey {
+                        what: "attestation",
+                        len: k.len(),
+                    })?;
             out.push(Attestation {
                 signer: NodeId(id),
                 signature: codec::decode(&v)?,

@@ -67,21 +67,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     ) -> Result<(Arc<Self>, UnboundedReceiver<Input>), NodeError> {
         cfg.validate()?;
         let id = cfg.id();
-        let chain = Arc::new(
-            ChainStore::open(seams.storage.clone(), &cfg.chain)
-                .map_err(|e| NodeError::Storage(e.to_string()))?,
-        );
+        let chain = Arc::new(ChainStore::open(seams.storage.clone(), &cfg.chain)?);
         let (head, last_applied) = {
             let s = chain.state();
             (s.head, s.last_applied)
         };
         let log: LogStore<RT> = LogStore::new(seams.storage.clone(), id, seams.events.clone());
-        let vote = log
-            .stored_vote()
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
-        let committed = log
-            .stored_committed()
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let vote = log.stored_vote()?;
+        let committed = log.stored_committed()?;
         seams.events.emit(
             &id,
             Event::Started {
@@ -139,7 +132,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             sm,
         )
         .await
-        .map_err(|e| NodeError::Raft(e.to_string()))
+        .map_err(NodeError::from)
     }
 
     pub fn id(&self) -> NodeId {
@@ -195,7 +188,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         };
         NodeStatus {
             id: self.id,
-            state: format!("{:?}", m.state),
+            state: m.state.into(),
             is_leader: m.state == ServerState::Leader,
             current_leader: m.current_leader,
             term: m.current_term,
@@ -239,7 +232,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     pub fn block(&self, height: u64) -> Result<Option<Block>, NodeError> {
         self.chain
             .block(height)
-            .map_err(|e| NodeError::Storage(format!("block {height}: {e}")))
+            .map_err(|source| NodeError::Block { height, source })
     }
 
     pub fn chain_spec(&self) -> &ChainSpec {
@@ -442,10 +435,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// This node's last log position, as a pre-vote compares it.
     pub(crate) fn last_log_pos(&self) -> Result<Option<LogPos>, NodeError> {
-        let last: Option<LogId> = self
-            .log
-            .last_log_id()
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let last: Option<LogId> = self.log.last_log_id()?;
         Ok(last.map(|l| LogPos {
             term: l.leader_id.term,
             index: l.index,
@@ -474,14 +464,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             // to the next term with an uncommitted vote for itself is what a candidate does, so
             // it is safe, and it makes the fresh instance start as a follower.
             let mut log = self.log.clone();
-            let term = log
-                .stored_vote()
-                .map_err(|e| NodeError::Storage(e.to_string()))?
-                .map(|v| v.leader_id().term)
-                .unwrap_or(0);
+            let term = log.stored_vote()?.map(|v| v.leader_id().term).unwrap_or(0);
             log.save_vote(&openraft::Vote::new(term + 1, self.id))
-                .await
-                .map_err(|e| NodeError::Storage(e.to_string()))?;
+                .await?;
         }
         let fresh =
             Self::open_raft(&self.cfg, &self.seams, &self.log, &self.chain, &self.core).await?;

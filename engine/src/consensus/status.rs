@@ -10,7 +10,7 @@ use crate::ids::NodeId;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct NodeStatus {
     pub id: NodeId,
-    pub state: String,
+    pub state: RaftState,
     pub is_leader: bool,
     pub current_leader: Option<NodeId>,
     pub term: u64,
@@ -27,6 +27,44 @@ pub struct NodeStatus {
     /// The last entry the latest Raft snapshot includes.
     pub last_snapshot_index: Option<u64>,
     pub batches: BatchStatus,
+}
+
+/// A node's place in Raft, as status shows it (openraft's server state, or none at all).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RaftState {
+    Leader,
+    Follower,
+    Candidate,
+    Learner,
+    Shutdown,
+    /// External nodes and group members take no part in Raft.
+    NotInRaft,
+}
+
+impl RaftState {
+    /// The name `/status` gives it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RaftState::Leader => "Leader",
+            RaftState::Follower => "Follower",
+            RaftState::Candidate => "Candidate",
+            RaftState::Learner => "Learner",
+            RaftState::Shutdown => "Shutdown",
+            RaftState::NotInRaft => "NotInRaft",
+        }
+    }
+}
+
+impl From<openraft::ServerState> for RaftState {
+    fn from(s: openraft::ServerState) -> RaftState {
+        match s {
+            openraft::ServerState::Leader => RaftState::Leader,
+            openraft::ServerState::Follower => RaftState::Follower,
+            openraft::ServerState::Candidate => RaftState::Candidate,
+            openraft::ServerState::Learner => RaftState::Learner,
+            openraft::ServerState::Shutdown => RaftState::Shutdown,
+        }
+    }
 }
 
 /// What a node does for L1 batches.

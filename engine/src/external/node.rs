@@ -193,8 +193,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             &cfg.chain,
             cfg.validators.clone(),
             seams.verifier.clone(),
-        )
-        .map_err(|e| NodeError::Storage(e.to_string()))?;
+        )?;
         let head = replica.head();
         seams.events.emit(
             &id,
@@ -524,10 +523,14 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                     self.reject(source, h.height, &e);
                     return Applied::Blocks(applied);
                 }
-                Err(ReplayError::Storage(e)) => {
+                Err(e @ (ReplayError::Storage(_) | ReplayError::Missing { .. })) => {
+                    let reason = match e {
+                        ReplayError::Storage(e) => e.to_string(),
+                        other => other.to_string(),
+                    };
                     self.seams
                         .events
-                        .emit(&self.id, Event::StorageFailed { reason: e });
+                        .emit(&self.id, Event::StorageFailed { reason });
                     return Applied::StorageFailed;
                 }
             }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::block::Block;
 use crate::chain::store::ChainStore;
+use crate::chain::store::StoreError;
 use crate::codec::{self, CodecError};
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{self, SecretKey};
@@ -114,15 +115,13 @@ impl FencedAcceptor {
         storage: Arc<dyn Storage>,
         identity: NodeId,
         max_missed_rounds: u64,
-    ) -> Result<FencedAcceptor, String> {
+    ) -> Result<FencedAcceptor, StoreError> {
         let mut key = KEY_PREFIX.to_vec();
         key.extend_from_slice(&identity.0);
         let record = storage
-            .get(Column::Meta, &key)
-            .map_err(|e| e.to_string())?
+            .get(Column::Meta, &key)?
             .map(|b| codec::decode::<AcceptorRecord<Block>>(&b))
-            .transpose()
-            .map_err(|e| format!("fence acceptor record: {e}"))?
+            .transpose()?
             .unwrap_or_default();
         Ok(FencedAcceptor {
             storage,

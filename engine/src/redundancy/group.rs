@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::chain::block::ChainSpec;
 use crate::chain::rules::Head;
+use crate::chain::store::StoreError;
 use crate::chain::tx::SignedTransaction;
 use crate::consensus::mempool::Mempool;
 use crate::events::Event;
@@ -135,17 +136,13 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 cfg.members.len()
             )));
         }
-        let guard = SigningGuard::open(seams.storage.clone(), identity)
-            .map_err(|e| NodeError::Storage(e.to_string()))?;
+        let guard = SigningGuard::open(seams.storage.clone(), identity)?;
         let fence = if cfg.fencing {
-            Some(
-                FencedAcceptor::open(
-                    seams.storage.clone(),
-                    identity,
-                    cfg.redundancy.max_missed_rounds,
-                )
-                .map_err(NodeError::Storage)?,
-            )
+            Some(FencedAcceptor::open(
+                seams.storage.clone(),
+                identity,
+                cfg.redundancy.max_missed_rounds,
+            )?)
         } else {
             None
         };
@@ -165,13 +162,14 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 .replica()
                 .chain()
                 .block(mark.height)
-                .map_err(|e| NodeError::Storage(e.to_string()))?
+                .map_err(|source| NodeError::Block {
+                    height: mark.height,
+                    source,
+                })?
                 .map(|b| b.hash())
                 .transpose()
-                .map_err(|e| NodeError::Storage(e.to_string()))?;
-            guard
-                .reconcile(stored)
-                .map_err(|e| NodeError::Storage(e.to_string()))?;
+                .map_err(StoreError::from)?;
+            guard.reconcile(stored)?;
         }
         let started_at_ms = seams.clock.now_ms();
         let last_signed = guard.watermark().map(|w| Signed {

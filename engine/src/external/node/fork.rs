@@ -146,7 +146,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                     our_level: our_slot.level,
                     their_level: their_slot.level,
                     source,
-                    kept: keep.name(),
+                    kept: keep,
                 },
             );
         }
