@@ -39,7 +39,7 @@ pub enum NodeError {
     Block { height: u64, source: StoreError },
     /// The Raft log or vote could not be read or written.
     #[error("storage: {0}")]
-    RaftLog(#[from] openraft::StorageError<NodeId>),
+    RaftLog(Box<openraft::StorageError<NodeId>>),
     /// The signing guard's record could not be opened or reconciled with the chain.
     #[error("storage: {0}")]
     Guard(#[from] GuardError),
@@ -48,5 +48,19 @@ pub enum NodeError {
     Replica(#[from] ReplayError),
     /// openraft could not start.
     #[error("raft: {0}")]
-    Raft(#[from] openraft::error::Fatal<NodeId>),
+    Raft(Box<openraft::error::Fatal<NodeId>>),
+}
+
+// Boxed: openraft's errors are hundreds of bytes, and every `Result` carrying a `NodeError`
+// would be that big.
+impl From<openraft::StorageError<NodeId>> for NodeError {
+    fn from(e: openraft::StorageError<NodeId>) -> Self {
+        NodeError::RaftLog(Box::new(e))
+    }
+}
+
+impl From<openraft::error::Fatal<NodeId>> for NodeError {
+    fn from(e: openraft::error::Fatal<NodeId>) -> Self {
+        NodeError::Raft(Box::new(e))
+    }
 }

@@ -29,11 +29,12 @@ use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, Subm
 use crate::policy::fence::MIN_FENCED_GROUP;
 use crate::policy::fork_choice::Keep;
 use crate::policy::redundancy::{
-    round_at, Ack, Announcement, Failover, MemberMode, RedundancyAction, RedundancyConfig, Signed,
+    round_at, Ack, Announcement, Failover, MemberMode, RedundancyConfig, Signed,
 };
 use crate::policy::round_clock::RoundClock;
 use crate::redundancy::announcement::SignedAnnouncement;
 use crate::redundancy::fenced::FencedAcceptor;
+use crate::redundancy::member_core::{MemberCore, MemberEffect, RoundView};
 use crate::redundancy::signing_guard::{SigningGuard, Watermark};
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
@@ -87,15 +88,11 @@ pub struct GroupStatus {
     pub fenced: bool,
 }
 
+/// What the member's lock guards: its core and its mempool, so signing and answering an
+/// announcement never interleave.
 struct MemberState {
-    failover: Failover,
+    core: MemberCore,
     mempool: Mempool,
-    /// The height up to which the chain's blocks were fed to the policy.
-    fed_height: u64,
-    round: Option<u64>,
-    step_in: Option<String>,
-    same_level: Option<NodeId>,
-    head_level: Option<i64>,
 }
 
 pub struct GroupMember<RT: AsyncRuntime> {
@@ -108,8 +105,6 @@ pub struct GroupMember<RT: AsyncRuntime> {
     guard: SigningGuard,
     /// Fenced mode: this member's acceptor.
     fence: Option<FencedAcceptor>,
-    /// Fenced mode: a proposal is under way (one at a time).
-    proposing: AtomicBool,
     state: Mutex<MemberState>,
     stopped: AtomicBool,
     /// Itself, for the tasks a request spawns.
@@ -184,15 +179,9 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             started_at_ms,
             guard,
             fence,
-            proposing: AtomicBool::new(false),
             state: Mutex::new(MemberState {
-                failover,
+                core: MemberCore::new(failover, cfg.fencing),
                 mempool: Mempool::new(cfg.mempool_capacity),
-                fed_height: 0,
-                round: None,
-                step_in: None,
-                same_level: None,
-                head_level: None,
             }),
             cfg,
             seams,
@@ -222,18 +211,19 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
 
     pub fn status(&self) -> GroupStatus {
         let st = lock(&self.state);
+        let core = &st.core;
         GroupStatus {
             id: self.id,
             identity: self.identity,
-            level: st.failover.level().value(),
-            mode: st.failover.mode().kind(),
+            level: core.level(),
+            mode: core.mode(),
             head: self.sync.head(),
-            active_signer_level: st.head_level,
-            missed_rounds: st.round.map_or(0, |r| st.failover.missed_rounds(r)),
-            round: st.round,
-            step_in: st.step_in.clone(),
+            active_signer_level: core.head_level(),
+            missed_rounds: core.missed_rounds(),
+            round: core.round(),
+            step_in: core.step_in().map(str::to_string),
             watermark: self.guard.watermark(),
-            same_level: st.same_level,
+            same_level: core.same_level(),
             mempool_len: st.mempool.len(),
             fenced: self.fence.is_some(),
         }
@@ -313,56 +303,56 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             f.observe(a.level, a.round);
         }
         let mut st = lock(&self.state);
-        let actions = st.failover.on_announcement(&a);
-        self.carry_out_reports(&mut st, actions);
+        let (effects, last_signed) = st.core.on_announcement(&a, self.sync.head().height);
+        self.carry_out(&mut st, effects);
         Response::Announced {
-            last_signed: st
-                .failover
-                .ack(self.sync.head().height)
-                .map(|s| (s.height, s.round)),
+            last_signed: last_signed.map(|s| (s.height, s.round)),
         }
     }
 
-    /// Revert and same-level reports; signing only ever happens in `on_round`.
-    fn carry_out_reports(&self, st: &mut MemberState, actions: Vec<RedundancyAction>) {
-        for action in actions {
-            match action {
-                RedundancyAction::Revert { by_level, round } => {
-                    st.step_in = None;
-                    self.emit(Event::Reverted { by_level, round });
+    /// Carries out what the core decided, under the state lock.
+    fn carry_out(&self, st: &mut MemberState, effects: Vec<MemberEffect>) {
+        for effect in effects {
+            match effect {
+                MemberEffect::Emit(event) => self.emit(event),
+                MemberEffect::FenceRound { round, head_height } => {
+                    if let Some(f) = &self.fence {
+                        f.on_round(round);
+                        f.prune(head_height);
+                    }
                 }
-                RedundancyAction::SameLevel { other, yields } => {
-                    st.same_level = Some(other);
-                    self.emit(Event::SameLevel { other, yields });
+                MemberEffect::Sign { round, reason } => self.sign(st, round, reason),
+                MemberEffect::Announce { round } => {
+                    if let Some(me) = self.me.upgrade() {
+                        let _detached = RT::spawn(me.announce(round));
+                    }
                 }
-                RedundancyAction::Announce | RedundancyAction::Sign { .. } => {}
+                MemberEffect::Propose { round, reason } => {
+                    if let Some(me) = self.me.upgrade() {
+                        let _detached = RT::spawn(me.propose(round, reason));
+                    }
+                }
             }
         }
     }
 
-    /// Feeds the blocks that reached the chain since last time to the policy.
+    /// Feeds the blocks that reached the chain since last time to the core (and their slots
+    /// to the fenced acceptor).
     fn feed_blocks(&self, st: &mut MemberState) {
         let head = self.sync.head().height;
-        if head < st.fed_height {
-            // The replica lost buffered blocks in a crash: they are fetched and fed again.
-            st.fed_height = head;
-        }
-        while st.fed_height < head {
-            let from = st.fed_height + 1;
-            let blocks = match self.sync.replica().chain().blocks(from, 256, usize::MAX) {
+        let mut fed = st.core.feed_from(head);
+        while fed < head {
+            let blocks = match self.sync.replica().chain().blocks(fed + 1, 256, usize::MAX) {
                 Ok(b) if !b.is_empty() => b,
                 _ => return,
             };
             for b in blocks {
-                st.fed_height = b.header.height;
-                if let Some(slot) = b.header.slot {
-                    if let Some(f) = &self.fence {
-                        f.observe(slot.level, slot.round);
-                    }
-                    st.head_level = Some(slot.level);
-                    let actions = st.failover.on_block(slot.level, slot.round);
-                    self.carry_out_reports(st, actions);
+                fed = b.header.height;
+                if let (Some(slot), Some(f)) = (b.header.slot, &self.fence) {
+                    f.observe(slot.level, slot.round);
                 }
+                let effects = st.core.on_block(fed, b.header.slot);
+                self.carry_out(st, effects);
             }
         }
     }
@@ -384,38 +374,24 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         }
     }
 
-    fn on_round(self: &Arc<Self>, round: u64) {
+    fn on_round(&self, round: u64) {
         let mut st = lock(&self.state);
-        st.round = Some(round);
         self.feed_blocks(&mut st);
-        for e in self.sync.equivocations() {
-            if e.kept == Keep::Ours {
-                st.failover.on_fork_kept(e.height);
-            }
-        }
         let head = self.sync.head();
-        if let Some(f) = &self.fence {
-            f.on_round(round);
-            f.prune(head.height);
-        }
-        st.failover.set_barred(self.barred_until(&head));
-        let actions = st
-            .failover
-            .on_round(round, head.height, self.sync.caught_up());
-        for action in actions {
-            match action {
-                RedundancyAction::Announce => {
-                    let _detached = RT::spawn(self.clone().announce(round));
-                }
-                RedundancyAction::Sign { round, reason } if self.fence.is_some() => {
-                    if !self.proposing.swap(true, Ordering::SeqCst) {
-                        let _detached = RT::spawn(self.clone().propose(round, reason));
-                    }
-                }
-                RedundancyAction::Sign { round, reason } => self.sign(&mut st, round, reason),
-                other => self.carry_out_reports(&mut st, vec![other]),
-            }
-        }
+        let view = RoundView {
+            head_height: head.height,
+            caught_up: self.sync.caught_up(),
+            kept_ours: self
+                .sync
+                .equivocations()
+                .iter()
+                .filter(|e| e.kept == Keep::Ours)
+                .map(|e| e.height)
+                .collect(),
+            barred_until: self.barred_until(&head),
+        };
+        let effects = st.core.on_round(round, &view);
+        self.carry_out(&mut st, effects);
     }
 
     /// The guard's height, if it is above the chain and no block a crash left unpublished
@@ -464,7 +440,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 _ => None,
             })
             .collect();
-        lock(&self.state).failover.on_acks(&acks);
+        lock(&self.state).core.on_acks(&acks);
     }
 
     /// The round this member's clock is in now.

@@ -4,4 +4,5 @@
 pub mod announcement;
 pub mod fenced;
 pub mod group;
+pub mod member_core;
 pub mod signing_guard;

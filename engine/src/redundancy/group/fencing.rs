@@ -4,7 +4,6 @@
 //! [`policy::fence_proposer`](crate::policy::fence_proposer) decides, carrying out the two
 //! steps over the network.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -57,7 +56,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
     /// carried it), and only then is it signed, guarded and published.
     pub(super) async fn propose(self: Arc<Self>, round: u64, reason: StepIn) {
         let outcome = self.run_proposal(round, reason).await;
-        self.proposing.store(false, Ordering::SeqCst);
+        lock(&self.state).core.on_proposal_done();
         if let Err(why) = outcome {
             self.emit(Event::SignRefused {
                 round,

@@ -10,7 +10,7 @@ use super::{GroupMember, MemberState};
 use crate::chain::block::{Block, Slot};
 use crate::chain::rules::{build_block, Proposal};
 use crate::events::Event;
-use crate::policy::redundancy::{Signed, StepIn};
+use crate::policy::redundancy::StepIn;
 
 impl<RT: AsyncRuntime> GroupMember<RT> {
     /// The sign path, under the state lock (so an announcement's answer always covers what was
@@ -86,20 +86,9 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             });
             return;
         }
-        if st.step_in.is_none() {
-            let why = match reason {
-                StepIn::Main => "main".to_string(),
-                StepIn::LowerLevelsSilent { missed, last_seen } => format!(
-                    "{missed} rounds without a lower level (last seen in round {})",
-                    last_seen.map_or("none".into(), |r| r.to_string())
-                ),
-            };
-            self.emit(Event::SteppedIn {
-                round: slot.round,
-                level: self.cfg.redundancy.level.value(),
-                reason: why.clone(),
-            });
-            st.step_in = Some(why);
+        let level = self.cfg.redundancy.level.value();
+        if let Some(stepped_in) = st.core.on_guarded(slot.round, level, reason) {
+            self.emit(stepped_in);
         }
         let _ = self.publish(st, block, slot);
     }
@@ -114,12 +103,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                         reason: e.to_string(),
                     });
                 }
-                st.failover.on_signed(Signed {
-                    height: head.height,
-                    round: slot.round,
-                });
-                st.fed_height = st.fed_height.max(head.height);
-                st.head_level = Some(slot.level);
+                st.core.on_published(&head, slot);
                 st.mempool
                     .prune(&self.sync.replica().chain().state().ledger);
                 self.emit(Event::Signed {
