@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use canon_engine::external::node::{EquivocationSeen, SourceState};
+use canon_engine::external::core::{EquivocationSeen, SourceState};
 use canon_engine::redundancy::group::GroupStatus;
 
 use crate::context::{NodeContext, Role};

@@ -4,12 +4,10 @@
 //! serves its verified chain on. A source that serves a block failing verification is dropped
 //! and reported; once caught up, the node follows the head with long-polls.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use alloy_primitives::B256;
 use futures::future::join_all;
 use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
@@ -19,13 +17,12 @@ use crate::chain::replica::{answer_get_blocks, ReplayError, Replica};
 use crate::chain::rules::{verify_signature, Head};
 use crate::chain::tx::SignedTransaction;
 use crate::events::Event;
+use crate::external::core::{EquivocationSeen, ExternalCore, SourceState};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::net::peer;
 use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
-use crate::policy::download::{DownloadConfig, Downloader, Plan, RoundResult};
-use crate::policy::fork_choice::Keep;
-use crate::policy::fork_search::ProbeSchedule;
+use crate::policy::download::{DownloadConfig, Plan, RoundResult};
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
 
@@ -69,36 +66,6 @@ impl ExternalConfig {
     }
 }
 
-/// What the node knows of one source.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct SourceState {
-    pub id: NodeId,
-    /// Its head height when last asked.
-    pub head_height: Option<u64>,
-    /// Why it was dropped; `None` while trusted.
-    pub rejected: Option<String>,
-    /// Requests that failed in a row (unreachable, timed out).
-    pub failures: u32,
-    pub blocks_applied: u64,
-    /// When it was last found on the losing side of an equivocation (it is asked again a while
-    /// later: a follower leaves a losing branch once it sees the winner), in milliseconds on
-    /// this node's monotonic clock since it started.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub losing_branch_since_ms: Option<u64>,
-}
-
-/// One equivocation this node saw: the identity signed `ours` and `theirs` at `height`.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct EquivocationSeen {
-    pub height: u64,
-    pub ours: B256,
-    pub theirs: B256,
-    pub our_level: i64,
-    pub their_level: i64,
-    /// The branch followed, by `policy::fork_choice` (`"ours"` or `"theirs"` in JSON).
-    pub kept: Keep,
-}
-
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ExternalStatus {
     pub id: NodeId,
@@ -117,14 +84,6 @@ pub struct ExternalStatus {
 const FORK_WINDOW: u64 = 64;
 /// The deepest fork a follower resolves; a deeper one is reported and left alone.
 const MAX_FORK_DEPTH: u64 = 100_000;
-/// How often a caught-up follower compares its chain with its sources' heads.
-const FORK_PROBE_MS: u64 = 1_000;
-/// How long a source on a losing branch is left alone before it is asked again.
-const LOSING_BRANCH_RECHECK_MS: u64 = 2_000;
-/// Equivocations kept for `/status`.
-const EQUIVOCATIONS_KEPT: usize = 16;
-/// Losing blocks remembered, newest heights kept.
-const LOSERS_KEPT: usize = 64;
 
 /// What applying a fetched range did.
 enum Applied {
@@ -142,17 +101,9 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     id: NodeId,
     seams: Seams,
     replica: Replica,
-    sources: Mutex<BTreeMap<NodeId, SourceState>>,
-    equivocations: Mutex<Vec<EquivocationSeen>>,
-    /// The losing block of every fork resolved, by height: a source still on that branch
-    /// serves it as if it extended the head once this node rolled back, and must not be
-    /// followed back onto it.
-    /// A height may hold several: the identity can sign more than two branches at one height
-    /// (main and two standbys), and each resolved fork adds its loser.
-    losers: Mutex<BTreeMap<u64, BTreeSet<B256>>>,
+    /// Sources, forks and download rounds: what the node decides with.
+    core: Mutex<ExternalCore>,
     stopped: AtomicBool,
-    /// Whether the last download round found the sources at their head.
-    caught_up: AtomicBool,
     /// Start of the monotonic clock the fork probe and the losing-branch recheck are timed
     /// on. The wall clock (`seams.clock`) can jump back (chaos draws jumps), and timed on it
     /// they waited until it caught up again.
@@ -205,30 +156,18 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 committed_index: None,
             },
         );
-        let sources = cfg
-            .sources
-            .iter()
-            .filter(|s| **s != id)
-            .map(|s| {
-                (
-                    *s,
-                    SourceState {
-                        id: *s,
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
-        let no_sources = cfg.sources.iter().all(|s| *s == id);
+        let download = DownloadConfig {
+            batch_blocks: cfg.batch_blocks,
+            pipeline_depth: cfg.pipeline_depth,
+            follow_wait_ms: cfg.follow_wait_ms,
+        };
+        let core = ExternalCore::new(id, &cfg.sources, download);
         let node = Arc::new(ExternalNode {
             cfg,
             id,
             seams,
             replica,
-            caught_up: AtomicBool::new(no_sources),
-            sources: Mutex::new(sources),
-            equivocations: Mutex::new(Vec::new()),
-            losers: Mutex::new(BTreeMap::new()),
+            core: Mutex::new(core),
             stopped: AtomicBool::new(false),
             started: RT::Instant::now(),
         });
@@ -250,7 +189,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     /// The equivocations this node found (the newest few).
     pub fn equivocations(&self) -> Vec<EquivocationSeen> {
-        lock(&self.equivocations).clone()
+        lock(&self.core).equivocations().to_vec()
     }
 
     pub fn shutdown(&self) {
@@ -259,12 +198,15 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     /// Whether its last download round found every answering source at its head.
     pub fn caught_up(&self) -> bool {
-        self.caught_up.load(Ordering::SeqCst)
+        lock(&self.core).caught_up()
     }
 
     pub fn status(&self) -> ExternalStatus {
         let head = self.head();
-        let sources: Vec<SourceState> = lock(&self.sources).values().cloned().collect();
+        let (sources, equivocations) = {
+            let core = lock(&self.core);
+            (core.sources(), core.equivocations().to_vec())
+        };
         let best = sources
             .iter()
             .filter(|s| s.rejected.is_none())
@@ -278,7 +220,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             best_source_height: best,
             lag: best - head.height,
             sources,
-            equivocations: lock(&self.equivocations).clone(),
+            equivocations,
         }
     }
 
@@ -396,16 +338,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     }
 
     fn trusted_sources(&self) -> Vec<NodeId> {
-        let now = self.monotonic_ms();
-        lock(&self.sources)
-            .values()
-            .filter(|s| s.rejected.is_none())
-            .filter(|s| {
-                s.losing_branch_since_ms
-                    .is_none_or(|t| now.saturating_sub(t) >= LOSING_BRANCH_RECHECK_MS)
-            })
-            .map(|s| s.id)
-            .collect()
+        lock(&self.core).trusted(self.monotonic_ms())
     }
 
     async fn fetch(&self, source: NodeId, from: u64, wait_ms: u32) -> Fetched {
@@ -426,41 +359,16 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     }
 
     fn reject(&self, source: NodeId, height: u64, error: &crate::chain::rules::BlockError) {
-        let reason = error.to_string();
-        if let Some(s) = lock(&self.sources).get_mut(&source) {
-            s.rejected = Some(format!("height {height}: {reason}"));
-        }
-        self.seams.events.emit(
-            &self.id,
-            Event::SourceRejected {
-                source,
-                height,
-                kind: error.kind().to_string(),
-                reason,
-            },
-        );
+        let event = lock(&self.core).reject(source, height, error);
+        self.seams.events.emit(&self.id, event);
     }
 
     /// Applies what `fetched` holds that extends the head, in order.
     fn apply_fetched(&self, fetched: Fetched) -> Applied {
         let source = fetched.source;
-        let blocks = match fetched.blocks {
-            Ok(b) => {
-                if let Some(s) = lock(&self.sources).get_mut(&source) {
-                    s.failures = 0;
-                    if let Some(last) = b.last() {
-                        let h = last.header.height;
-                        s.head_height = Some(s.head_height.map_or(h, |x| x.max(h)));
-                    }
-                }
-                b
-            }
-            Err(_) => {
-                if let Some(s) = lock(&self.sources).get_mut(&source) {
-                    s.failures = s.failures.saturating_add(1);
-                }
-                return Applied::Blocks(0);
-            }
+        lock(&self.core).on_answer(source, &fetched.blocks);
+        let Ok(blocks) = fetched.blocks else {
+            return Applied::Blocks(0);
         };
         // Every signature of the range at once (spread across cores by the host's verifier);
         // a block from the first bad one on is checked again by itself, so it is rejected
@@ -478,11 +386,10 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 break;
             }
             if h.slot.is_some() {
-                let lost = h.hash().ok().is_some_and(|hash| {
-                    lock(&self.losers)
-                        .get(&h.height)
-                        .is_some_and(|lost| lost.contains(&hash))
-                });
+                let lost = h
+                    .hash()
+                    .ok()
+                    .is_some_and(|hash| lock(&self.core).is_loser(h.height, &hash));
                 if lost {
                     self.mark_losing(source);
                     return Applied::Blocks(applied);
@@ -505,9 +412,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             match result {
                 Ok(new_head) => {
                     applied += 1;
-                    if let Some(s) = lock(&self.sources).get_mut(&source) {
-                        s.blocks_applied += 1;
-                    }
+                    lock(&self.core).on_applied(source);
                     self.seams.events.emit(
                         &self.id,
                         Event::Replayed {
@@ -538,17 +443,11 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Applied::Blocks(applied)
     }
 
-    /// The download loop: plans each round with `policy::download`, fetches, applies.
+    /// The download loop: the core plans each round, the node fetches and applies.
     async fn follow(self: Arc<Self>) {
-        let mut downloader = Downloader::new(DownloadConfig {
-            batch_blocks: self.cfg.batch_blocks,
-            pipeline_depth: self.cfg.pipeline_depth,
-            follow_wait_ms: self.cfg.follow_wait_ms,
-        });
-        let mut probes = ProbeSchedule::new(FORK_PROBE_MS);
         while !self.stopped.load(Ordering::SeqCst) {
-            let planned = match downloader.plan(self.replica.head().height, &self.trusted_sources())
-            {
+            let plan = lock(&self.core).plan(self.monotonic_ms(), self.replica.head().height);
+            let planned = match plan {
                 Plan::Fetch(f) => f,
                 Plan::Pause { ms } => {
                     RT::sleep(Duration::from_millis(ms)).await;
@@ -586,12 +485,11 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             for source in forks {
                 self.resolve_fork(source, u64::MAX).await;
             }
-            if probes.due(self.monotonic_ms(), downloader.caught_up()) {
+            let probe = lock(&self.core).probe_due(self.monotonic_ms());
+            if probe {
                 self.probe_shorter_branches().await;
             }
-            let pause_ms = downloader.after(&planned, round);
-            self.caught_up
-                .store(downloader.caught_up(), Ordering::SeqCst);
+            let pause_ms = lock(&self.core).after_round(&planned, round);
             if pause_ms > 0 {
                 RT::sleep(Duration::from_millis(pause_ms)).await;
             }

@@ -10,12 +10,11 @@ use alloy_primitives::B256;
 use futures::future::join_all;
 use openraft::AsyncRuntime;
 
-use super::{
-    EquivocationSeen, ExternalNode, EQUIVOCATIONS_KEPT, FORK_WINDOW, LOSERS_KEPT, MAX_FORK_DEPTH,
-};
+use super::{ExternalNode, FORK_WINDOW, MAX_FORK_DEPTH};
 use crate::chain::block::Block;
 use crate::chain::rules::verify_signature;
 use crate::events::Event;
+use crate::external::core::EquivocationSeen;
 use crate::ids::NodeId;
 use crate::net::peer;
 use crate::net::wire::{Request, Response};
@@ -121,21 +120,11 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             their_level: their_slot.level,
             kept: keep,
         };
-        let new = {
-            let mut list = lock(&self.equivocations);
-            let known = list.iter().any(|e| {
-                e.height == at
-                    && ((e.ours, e.theirs) == (our_hash, their_hash)
-                        || (e.ours, e.theirs) == (their_hash, our_hash))
-            });
-            if !known {
-                if list.len() == EQUIVOCATIONS_KEPT {
-                    list.remove(0);
-                }
-                list.push(seen);
-            }
-            !known
+        let loser = match keep {
+            Keep::Ours => their_hash,
+            Keep::Theirs => our_hash,
         };
+        let new = lock(&self.core).on_fork(seen, loser);
         if new {
             self.seams.events.emit(
                 &self.id,
@@ -149,17 +138,6 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                     kept: keep,
                 },
             );
-        }
-        {
-            let mut losers = lock(&self.losers);
-            let loser = match keep {
-                Keep::Ours => their_hash,
-                Keep::Theirs => our_hash,
-            };
-            losers.entry(at).or_default().insert(loser);
-            while losers.len() > LOSERS_KEPT {
-                losers.pop_first();
-            }
         }
         match keep {
             Keep::Theirs => match self.replica.rollback_to(ancestor) {
@@ -218,8 +196,6 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     pub(super) fn mark_losing(&self, source: NodeId) {
         let now = self.monotonic_ms();
-        if let Some(s) = lock(&self.sources).get_mut(&source) {
-            s.losing_branch_since_ms = Some(now);
-        }
+        lock(&self.core).mark_losing(source, now);
     }
 }
