@@ -116,7 +116,7 @@ fn attestation_key(number: u64, signer: &NodeId) -> Vec<u8> {
 
 /// Stages a sealed batch's header, and attestations of it (this node's own as it seals it,
 /// or peers' as the batcher collects them).
-pub fn stage_batch(
+pub(crate) fn stage_batch(
     batch: &mut WriteBatch,
     header: &BatchHeader,
     attestations: &[Attestation],
@@ -131,7 +131,7 @@ pub fn stage_batch(
 
 /// Stages a batch this node sealed, with its own attestation (the same signature again if it
 /// seals the batch twice: signatures are deterministic), and returns the event that reports it.
-pub fn stage_sealed_batch(
+pub(crate) fn stage_sealed_batch(
     batch: &mut WriteBatch,
     header: &BatchHeader,
     key: &crate::keys::SecretKey,
@@ -147,7 +147,7 @@ pub fn stage_sealed_batch(
 }
 
 /// Stages attestations of batch `number`.
-pub fn stage_attestations(
+pub(crate) fn stage_attestations(
     batch: &mut WriteBatch,
     number: u64,
     attestations: &[Attestation],
@@ -164,7 +164,7 @@ pub fn stage_attestations(
 
 /// Stages a verified block's writes (touched accounts, the block) and returns its head. One
 /// function for consensus apply and external replay, so both store a block identically.
-pub fn stage_block(
+pub(crate) fn stage_block(
     batch: &mut WriteBatch,
     block: &Block,
     executed: &Executed,
@@ -177,7 +177,7 @@ pub fn stage_block(
 }
 
 /// Stages the applied position of `state`, to be written in the same batch as its blocks.
-pub fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), CodecError> {
+pub(crate) fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), CodecError> {
     batch.put(
         Column::Meta,
         KEY_APPLIED,
@@ -189,7 +189,7 @@ pub fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Result<(), C
 /// Stages the applied state of an installed snapshot: every account replaced by `accounts`,
 /// the applied position moved to `state`. Stored blocks stay: they are a prefix of the chain
 /// the snapshot's head ends (the gap between is backfilled).
-pub fn stage_snapshot_state(
+pub(crate) fn stage_snapshot_state(
     batch: &mut WriteBatch,
     accounts: &[(Address, Account)],
     state: &ChainState,
@@ -203,7 +203,7 @@ pub fn stage_snapshot_state(
 
 /// Stages a block without the accounts it wrote: a backfilled one (checked by the hash chain;
 /// its accounts came with the snapshot), or as part of [`stage_block`].
-pub fn stage_block_alone(batch: &mut WriteBatch, block: &Block) -> Result<(), CodecError> {
+pub(crate) fn stage_block_alone(batch: &mut WriteBatch, block: &Block) -> Result<(), CodecError> {
     batch.put(
         Column::Block,
         block_key(block.header.height),
@@ -222,7 +222,7 @@ fn stage_backfill(batch: &mut WriteBatch, backfill: Option<&Backfill>) -> Result
 
 /// Stages cutting the chain back to `height`: blocks above it deleted, every account rewritten
 /// as `state`'s ledger holds it, the applied position moved to `state`'s head.
-pub fn stage_truncation(
+pub(crate) fn stage_truncation(
     batch: &mut WriteBatch,
     height: u64,
     state: &ChainState,
@@ -453,7 +453,7 @@ impl ChainStore {
     /// position) is written synced along with the gap it leaves between the applied head and
     /// `next`'s, which it returns. The gap is worked out under the lock the backfill task
     /// writes under, so a step it takes meanwhile is never overwritten.
-    pub fn install(
+    pub(crate) fn install(
         &self,
         mut batch: WriteBatch,
         next: ChainState,
@@ -482,7 +482,7 @@ impl ChainStore {
     /// Writes `batch` (backfilled blocks, re-cut batches) with the gap's record moved from
     /// `expected` to `next`, unless a snapshot installed meanwhile changed it: then nothing is
     /// written and `false` comes back (the work is redone against the new gap).
-    pub fn commit_backfill(
+    pub(crate) fn commit_backfill(
         &self,
         mut batch: WriteBatch,
         expected: &Backfill,
@@ -568,7 +568,7 @@ impl ChainStore {
     /// Writes `batch` (which must stage `next`'s applied position along with its blocks),
     /// makes `next` the state every reader sees, then wakes long-polling readers. Nothing
     /// changes in memory if the write fails.
-    pub fn commit(
+    pub(crate) fn commit(
         &self,
         batch: WriteBatch,
         next: ChainState,
