@@ -1,22 +1,22 @@
-//! The p2p handshake and Raft admission on a real node: a peer must prove its key, an id outside
-//! `consensus_peer_ids` cannot drive Raft, and a malformed frame closes only its connection.
+//! The p2p channel and Raft admission on a real node: a peer must prove its key in the Noise
+//! handshake, an id outside `consensus_peer_ids` cannot drive Raft, and bytes that are not an
+//! authentic frame close only their connection.
 #![cfg(feature = "production")]
 
 mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use canon_engine::codec;
 use canon_engine::keys::{derived_key, SecretKey};
 use canon_engine::net::wire::{Request, Response};
 use canon_node::devnet::{node_key, Devnet, Ports};
 use canon_node::genesis::DEV_CHAIN_ID;
-use canon_node::p2p::frame::{recv, send, Frame};
+use canon_node::p2p::frame::Frame;
 use canon_node::p2p::handshake::{dial, Conn, HandshakeError};
 use common::*;
-use futures::SinkExt;
 use openraft::Vote;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const PORT_OFFSET: u16 = 21_200;
@@ -32,16 +32,13 @@ async fn connect(key: &SecretKey, expected: canon_engine::NodeId) -> Result<Conn
 }
 
 async fn ask(conn: &mut Conn, id: u64, req: &Request) -> Response {
-    send(
-        conn,
-        &Frame::Request {
-            id,
-            body: codec::encode(req).expect("encode"),
-        },
-    )
+    conn.send(&Frame::Request {
+        id,
+        body: codec::encode(req).expect("encode"),
+    })
     .await
     .expect("send");
-    match tokio::time::timeout(Duration::from_secs(5), recv(conn)).await {
+    match tokio::time::timeout(Duration::from_secs(5), conn.recv()).await {
         Ok(Ok(Frame::Response { id: got, body })) => {
             assert_eq!(got, id);
             codec::decode(&body).expect("response decodes")
@@ -81,35 +78,27 @@ fn unauthenticated_peers_cannot_drive_raft() {
             _ => panic!("a vote request from a non-peer must be refused"),
         }
 
-        // 2. Claiming a peer's id without its key fails the handshake.
-        let impostor = derived_key("test/impostor", 0);
+        // 2. A client of the old, unencrypted protocol (or anything that is not a Noise
+        //    handshake) is closed without an answer. (Claiming another node's id with one's
+        //    own key is refused inside the handshake: `p2p::handshake`'s unit tests.)
         let peer1 = node_key(1).node_id();
         let port = Ports::of(0, PORT_OFFSET).p2p;
-        let stream = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
-        let mut forged =
-            tokio_util::codec::Framed::new(stream, canon_node::p2p::frame::length_codec());
-        send(
-            &mut forged,
-            &Frame::Hello {
-                protocol: canon_node::p2p::frame::PROTOCOL_VERSION,
-                chain_id: DEV_CHAIN_ID,
-                id: peer1,
-                nonce: [7; 32],
-            },
-        )
-        .await
-        .expect("hello");
-        let Ok(Frame::Welcome { .. }) = recv(&mut forged).await else {
-            panic!("expected Welcome");
-        };
-        let proof = impostor.sign_hash(&alloy_primitives::B256::repeat_byte(1));
-        send(&mut forged, &Frame::Prove { proof })
+        let mut plain = TcpStream::connect(("127.0.0.1", port)).await.expect("tcp");
+        plain
+            .write_all(b"\x00\x00\x00\x05hello")
             .await
-            .expect("prove");
-        match recv(&mut forged).await {
-            Ok(Frame::Refuse { reason }) => assert!(reason.contains("did not prove"), "{reason}"),
-            other => panic!("a forged proof must be refused, got {other:?}"),
-        }
+            .expect("write");
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::io::AsyncReadExt::read_to_end(&mut plain, &mut answer),
+        )
+        .await;
+        assert!(
+            matches!(read, Ok(Ok(_)) | Ok(Err(_))) && answer.len() < 100,
+            "a non-Noise client must be closed, got {read:?} after {} bytes",
+            answer.len()
+        );
         let wrong_node = dial(
             TcpStream::connect(("127.0.0.1", port)).await.expect("tcp"),
             &stranger,
@@ -133,22 +122,22 @@ fn unauthenticated_peers_cannot_drive_raft() {
         .expect("dial by address");
         assert_eq!(learned, node);
 
-        // 3. A malformed frame closes that connection only.
+        // 3. Bytes that are not an authentic piece (here: a well-formed length, then
+        //    garbage where the ciphertext belongs) close that connection only.
         let mut bad = connect(&stranger, node).await.expect("connect");
-        bad.send(Bytes::from_static(b"\xff\xff\xffnot a frame"))
+        bad.get_mut()
+            .write_all(b"\x00\x00\x00\x20not a frame, not authenticated..")
             .await
             .expect("send garbage");
-        let closed = tokio::time::timeout(Duration::from_secs(5), recv(&mut bad)).await;
+        let closed = tokio::time::timeout(Duration::from_secs(5), bad.recv()).await;
         assert!(
             matches!(closed, Ok(Err(_))),
             "the malformed connection must be closed, got {closed:?}"
         );
         // An absurd length prefix (4 GiB) after a valid handshake: closed, nothing allocated.
         let mut huge = connect(&stranger, node).await.expect("connect");
-        tokio::io::AsyncWriteExt::write_all(huge.get_mut(), &[0xff; 4])
-            .await
-            .expect("write");
-        let closed = tokio::time::timeout(Duration::from_secs(5), recv(&mut huge)).await;
+        huge.get_mut().write_all(&[0xff; 4]).await.expect("write");
+        let closed = tokio::time::timeout(Duration::from_secs(5), huge.recv()).await;
         assert!(
             matches!(closed, Ok(Err(_))),
             "the oversized frame must close its connection, got {closed:?}"

@@ -1,72 +1,137 @@
-//! Mutual proof of key possession. Each side signs the other's fresh 32-byte challenge together
-//! with both ids and the chain id; the signature must recover to the id the signer claims
-//! (a node id is its public key). A replayed proof fails: the challenge is new per connection.
+//! The p2p channel: Noise XX (`Noise_XX_25519_ChaChaPoly_BLAKE2s`, from the `snow` crate) with
+//! each side's node key bound to its Noise static key, the way libp2p's Noise handshake binds
+//! identity keys.
+//!
+//! Each process draws a fresh X25519 static key. In the handshake each side sends, encrypted,
+//! an [`IdentityProof`]: its node id and its secp256k1 signature over the chain id and its own
+//! Noise static key. The other side checks that the signature recovers to the claimed id and
+//! covers the static key Noise authenticated. A proof is useless to anyone without that static
+//! key's secret, which never leaves the process, so replaying a recorded handshake fails.
+//!
+//! Three messages (one and a half round trips); after them every frame is encrypted and
+//! authenticated with ChaCha20-Poly1305 under per-direction counters ([`super::channel`]), so a
+//! flipped, replayed, reordered, truncated or spliced frame fails to decrypt and closes the
+//! connection.
 
 use alloy_primitives::{keccak256, B256};
+use canon_engine::codec;
+use canon_engine::ids::Sig65;
 use canon_engine::keys::{recover_node_id, SecretKey};
 use canon_engine::NodeId;
-use rand::RngCore;
+use futures::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio_util::codec::Framed;
-use tokio_util::codec::LengthDelimitedCodec;
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
-use super::frame::{length_codec, recv, send, Frame, FrameError, PROTOCOL_VERSION};
+use super::channel::{wire_codec, Channel, NOISE_MAX_MESSAGE};
+use super::frame::PROTOCOL_VERSION;
 
-pub type Conn = Framed<TcpStream, LengthDelimitedCodec>;
+/// The Noise protocol every canon node speaks.
+pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
+
+/// An authenticated, encrypted connection over TCP.
+pub type Conn = Channel<TcpStream>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
-    #[error(transparent)]
-    Frame(#[from] FrameError),
-    #[error("peer refused: {0}")]
-    Refused(String),
+    #[error("connection closed during the handshake")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("noise: {0}")]
+    Noise(#[from] snow::Error),
     #[error("protocol violation: {0}")]
     Protocol(String),
 }
 
-fn challenge_hash(chain_id: u64, nonce: &[u8; 32], prover: &NodeId, verifier: &NodeId) -> B256 {
-    let mut buf = Vec::with_capacity(16 + 8 + 32 + 128);
-    buf.extend_from_slice(b"canon/p2p/v1");
+/// What each side proves inside the handshake.
+#[derive(Debug, Serialize, Deserialize)]
+struct IdentityProof {
+    protocol: u32,
+    chain_id: u64,
+    id: NodeId,
+    /// The node key's signature over [`binding_hash`] of the sender's Noise static key.
+    signature: Sig65,
+}
+
+fn binding_hash(chain_id: u64, noise_static: &[u8]) -> B256 {
+    let mut buf = Vec::with_capacity(32 + 8 + noise_static.len());
+    buf.extend_from_slice(b"canon/p2p/noise-static-key/v2");
     buf.extend_from_slice(&chain_id.to_be_bytes());
-    buf.extend_from_slice(nonce);
-    buf.extend_from_slice(&prover.0);
-    buf.extend_from_slice(&verifier.0);
+    buf.extend_from_slice(noise_static);
     keccak256(&buf)
 }
 
-fn fresh_nonce() -> [u8; 32] {
-    let mut n = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut n);
-    n
+fn builder() -> Result<snow::Builder<'static>, HandshakeError> {
+    let params = NOISE_PARAMS
+        .parse()
+        .map_err(|e| HandshakeError::Protocol(format!("noise parameters: {e}")))?;
+    Ok(snow::Builder::new(params))
 }
 
-fn proves(
+/// This process's Noise static key pair, and the proof that `key` holds it.
+fn identity(key: &SecretKey, chain_id: u64) -> Result<(snow::Keypair, Vec<u8>), HandshakeError> {
+    let keypair = builder()?.generate_keypair()?;
+    let proof = IdentityProof {
+        protocol: PROTOCOL_VERSION,
+        chain_id,
+        id: key.node_id(),
+        signature: key.sign_hash(&binding_hash(chain_id, &keypair.public)),
+    };
+    let bytes = codec::encode(&proof).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+    Ok((keypair, bytes))
+}
+
+/// Checks the peer's proof against the static key Noise authenticated for it; its node id.
+fn verify(
+    payload: &[u8],
+    remote_static: Option<&[u8]>,
     chain_id: u64,
-    nonce: &[u8; 32],
-    prover: &NodeId,
-    verifier: &NodeId,
-    proof: &canon_engine::ids::Sig65,
-) -> bool {
-    let h = challenge_hash(chain_id, nonce, prover, verifier);
-    matches!(recover_node_id(&h, proof), Ok(id) if id == *prover)
+) -> Result<NodeId, HandshakeError> {
+    let proof: IdentityProof = codec::decode(payload)
+        .map_err(|e| HandshakeError::Protocol(format!("identity proof: {e}")))?;
+    if proof.protocol != PROTOCOL_VERSION {
+        return Err(HandshakeError::Protocol(format!(
+            "protocol {}, expected {PROTOCOL_VERSION}",
+            proof.protocol
+        )));
+    }
+    if proof.chain_id != chain_id {
+        return Err(HandshakeError::Protocol(format!(
+            "chain id {}, this node runs {chain_id}",
+            proof.chain_id
+        )));
+    }
+    let remote_static = remote_static
+        .ok_or_else(|| HandshakeError::Protocol("no static key after the handshake".into()))?;
+    let hash = binding_hash(chain_id, remote_static);
+    match recover_node_id(&hash, &proof.signature) {
+        Ok(id) if id == proof.id => Ok(proof.id),
+        _ => Err(HandshakeError::Protocol(format!(
+            "{} did not prove its key",
+            proof.id
+        ))),
+    }
 }
 
-async fn refuse(conn: &mut Conn, reason: String) -> HandshakeError {
-    // Best effort: the peer learns why; the connection closes either way.
-    let _ = send(
-        conn,
-        &Frame::Refuse {
-            reason: reason.clone(),
-        },
-    )
-    .await;
-    HandshakeError::Protocol(reason)
+async fn read_message<S>(
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+) -> Result<Vec<u8>, HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    match framed.next().await {
+        None => Err(HandshakeError::Closed),
+        Some(Err(e)) => Err(HandshakeError::Io(e)),
+        Some(Ok(bytes)) => Ok(bytes.to_vec()),
+    }
 }
 
-/// Dials side: authenticates the peer (as `expected`, when the dialer knows its id) and proves
-/// this node's key. Without `expected` any id that proves its key is accepted: a group member's
-/// network identity is new at every start, and what the group trusts is signed by the shared
-/// identity, not by the connection.
+/// Dialing side (the Noise initiator): authenticates the peer (as `expected`, when the dialer
+/// knows its id) and proves this node's key. Without `expected` any id that proves its key is
+/// accepted: a group member's network identity is new at every start, and what the group
+/// trusts is signed by the shared identity, not by the connection.
 pub async fn dial(
     stream: TcpStream,
     key: &SecretKey,
@@ -74,120 +139,203 @@ pub async fn dial(
     chain_id: u64,
 ) -> Result<(NodeId, Conn), HandshakeError> {
     let _ = stream.set_nodelay(true);
-    let mut conn = Framed::new(stream, length_codec());
-    let me = key.node_id();
-    let nonce = fresh_nonce();
-    send(
-        &mut conn,
-        &Frame::Hello {
-            protocol: PROTOCOL_VERSION,
-            chain_id,
-            id: me,
-            nonce,
-        },
-    )
-    .await?;
-    let (their_nonce, id) = match recv(&mut conn).await? {
-        Frame::Welcome {
-            protocol,
-            id,
-            nonce: their_nonce,
-            proof,
-        } => {
-            if protocol != PROTOCOL_VERSION {
-                return Err(refuse(
-                    &mut conn,
-                    format!("protocol {protocol}, expected {PROTOCOL_VERSION}"),
-                )
-                .await);
-            }
-            if let Some(expected) = expected.filter(|e| *e != id) {
-                return Err(
-                    refuse(&mut conn, format!("answered as {id}, dialed {expected}")).await,
-                );
-            }
-            if !proves(chain_id, &nonce, &id, &me, &proof) {
-                return Err(refuse(&mut conn, format!("{id} did not prove its key")).await);
-            }
-            (their_nonce, id)
-        }
-        Frame::Refuse { reason } => return Err(HandshakeError::Refused(reason)),
-        other => {
-            return Err(HandshakeError::Protocol(format!(
-                "expected Welcome, got {other:?}"
-            )))
-        }
-    };
-    let proof = key.sign_hash(&challenge_hash(chain_id, &their_nonce, &me, &id));
-    send(&mut conn, &Frame::Prove { proof }).await?;
-    match recv(&mut conn).await? {
-        Frame::Ready => Ok((id, conn)),
-        Frame::Refuse { reason } => Err(HandshakeError::Refused(reason)),
-        other => Err(HandshakeError::Protocol(format!(
-            "expected Ready, got {other:?}"
-        ))),
-    }
+    dial_over(stream, key, expected, chain_id).await
 }
 
-/// Accepting side: returns the dialer's proven id.
+/// [`dial`] over any byte stream.
+pub async fn dial_over<S>(
+    stream: S,
+    key: &SecretKey,
+    expected: Option<NodeId>,
+    chain_id: u64,
+) -> Result<(NodeId, Channel<S>), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (keypair, proof) = identity(key, chain_id)?;
+    let mut noise = builder()?
+        .local_private_key(&keypair.private)?
+        .build_initiator()?;
+    let mut framed = Framed::new(stream, wire_codec());
+    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
+    // -> e
+    let n = noise.write_message(&[], &mut buf)?;
+    framed
+        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+        .await?;
+    // <- e, ee, s, es (+ the responder's proof)
+    let msg = read_message(&mut framed).await?;
+    let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
+    let n = noise.read_message(&msg, &mut payload)?;
+    let id = verify(&payload[..n], noise.get_remote_static(), chain_id)?;
+    if let Some(expected) = expected.filter(|e| *e != id) {
+        return Err(HandshakeError::Protocol(format!(
+            "answered as {id}, dialed {expected}"
+        )));
+    }
+    // -> s, se (+ this node's proof)
+    let n = noise.write_message(&proof, &mut buf)?;
+    framed
+        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+        .await?;
+    let transport = noise.into_transport_mode()?;
+    Ok((id, Channel::new(framed, transport)))
+}
+
+/// Accepting side (the Noise responder): the dialer's proven id.
 pub async fn accept(
     stream: TcpStream,
     key: &SecretKey,
     chain_id: u64,
 ) -> Result<(NodeId, Conn), HandshakeError> {
     let _ = stream.set_nodelay(true);
-    let mut conn = Framed::new(stream, length_codec());
-    let me = key.node_id();
-    let (id, their_nonce) = match recv(&mut conn).await? {
-        Frame::Hello {
-            protocol,
-            chain_id: theirs,
-            id,
-            nonce,
-        } => {
-            if protocol != PROTOCOL_VERSION {
-                return Err(refuse(
-                    &mut conn,
-                    format!("protocol {protocol}, expected {PROTOCOL_VERSION}"),
-                )
-                .await);
-            }
-            if theirs != chain_id {
-                return Err(refuse(
-                    &mut conn,
-                    format!("chain id {theirs}, this node runs {chain_id}"),
-                )
-                .await);
-            }
-            (id, nonce)
+    accept_over(stream, key, chain_id).await
+}
+
+/// [`accept`] over any byte stream.
+pub async fn accept_over<S>(
+    stream: S,
+    key: &SecretKey,
+    chain_id: u64,
+) -> Result<(NodeId, Channel<S>), HandshakeError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (keypair, proof) = identity(key, chain_id)?;
+    let mut noise = builder()?
+        .local_private_key(&keypair.private)?
+        .build_responder()?;
+    let mut framed = Framed::new(stream, wire_codec());
+    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
+    let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
+    // -> e
+    let msg = read_message(&mut framed).await?;
+    noise.read_message(&msg, &mut payload)?;
+    // <- e, ee, s, es (+ this node's proof)
+    let n = noise.write_message(&proof, &mut buf)?;
+    framed
+        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+        .await?;
+    // -> s, se (+ the dialer's proof)
+    let msg = read_message(&mut framed).await?;
+    let n = noise.read_message(&msg, &mut payload)?;
+    let id = verify(&payload[..n], noise.get_remote_static(), chain_id)?;
+    let transport = noise.into_transport_mode()?;
+    Ok((id, Channel::new(framed, transport)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::p2p::frame::Frame;
+    use canon_engine::keys::derived_key;
+
+    const CHAIN: u64 = 7;
+
+    async fn pair(
+        dialer: SecretKey,
+        acceptor: SecretKey,
+        expected: Option<NodeId>,
+        chain_ids: (u64, u64),
+    ) -> (
+        Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
+        Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
+    ) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let d = tokio::spawn(async move { dial_over(a, &dialer, expected, chain_ids.0).await });
+        let s = tokio::spawn(async move { accept_over(b, &acceptor, chain_ids.1).await });
+        (d.await.unwrap(), s.await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn both_sides_learn_the_others_proven_id_and_frames_flow() {
+        let (k0, k1) = (derived_key("hs", 0), derived_key("hs", 1));
+        let (d, s) = pair(k0.clone(), k1.clone(), Some(k1.node_id()), (CHAIN, CHAIN)).await;
+        let (id_d, mut cd) = d.unwrap();
+        let (id_s, mut cs) = s.unwrap();
+        assert_eq!((id_d, id_s), (k1.node_id(), k0.node_id()));
+        let body = vec![9u8; 200_000];
+        cd.send(&Frame::Request {
+            id: 3,
+            body: body.clone(),
+        })
+        .await
+        .unwrap();
+        match cs.recv().await.unwrap() {
+            Frame::Request { id: 3, body: got } => assert_eq!(got, body),
+            other => panic!("got {other:?}"),
         }
-        other => {
-            return Err(HandshakeError::Protocol(format!(
-                "expected Hello, got {other:?}"
-            )))
-        }
-    };
-    let nonce = fresh_nonce();
-    let proof = key.sign_hash(&challenge_hash(chain_id, &their_nonce, &me, &id));
-    send(
-        &mut conn,
-        &Frame::Welcome {
-            protocol: PROTOCOL_VERSION,
-            id: me,
-            nonce,
-            proof,
-        },
-    )
-    .await?;
-    match recv(&mut conn).await? {
-        Frame::Prove { proof } if proves(chain_id, &nonce, &id, &me, &proof) => {
-            send(&mut conn, &Frame::Ready).await?;
-            Ok((id, conn))
-        }
-        Frame::Prove { .. } => Err(refuse(&mut conn, format!("{id} did not prove its key")).await),
-        Frame::Refuse { reason } => Err(HandshakeError::Refused(reason)),
-        other => Err(HandshakeError::Protocol(format!(
-            "expected Prove, got {other:?}"
-        ))),
+    }
+
+    #[tokio::test]
+    async fn a_frame_sent_with_the_last_handshake_message_is_not_lost() {
+        let (k0, k1) = (derived_key("hs", 0), derived_key("hs", 1));
+        let (a, b) = tokio::io::duplex(1 << 20);
+        // The dialer's first frame goes out at once behind its last handshake message; the
+        // acceptor reads both in one go and must keep the frame it buffered.
+        let d = tokio::spawn(async move {
+            let (_, mut conn) = dial_over(a, &k0, None, CHAIN).await.unwrap();
+            conn.send(&Frame::Request {
+                id: 1,
+                body: vec![1; 10],
+            })
+            .await
+            .unwrap();
+            conn
+        });
+        tokio::task::yield_now().await;
+        let (_, mut acceptor) = accept_over(b, &k1, CHAIN).await.unwrap();
+        let _dialer = d.await.unwrap();
+        assert!(matches!(
+            acceptor.recv().await,
+            Ok(Frame::Request { id: 1, .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_expected_id_or_chain_fails_the_handshake() {
+        let (k0, k1, k2) = (
+            derived_key("hs", 0),
+            derived_key("hs", 1),
+            derived_key("hs", 2),
+        );
+        let (d, _) = pair(k0.clone(), k1.clone(), Some(k2.node_id()), (CHAIN, CHAIN)).await;
+        let err = d
+            .err()
+            .expect("dialing n1 while expecting n2 must fail")
+            .to_string();
+        assert!(err.contains("dialed"), "{err}");
+        let (d, s) = pair(k0, k1, None, (CHAIN, CHAIN + 1)).await;
+        assert!(
+            d.is_err() || s.is_err(),
+            "different chains must not connect"
+        );
+    }
+
+    #[test]
+    fn a_proof_must_cover_the_static_key_and_recover_to_the_claimed_id() {
+        let (k0, k1) = (derived_key("hs", 0), derived_key("hs", 1));
+        let static_key = [5u8; 32];
+        let proof = |claimed: NodeId, signer: &SecretKey, over: &[u8]| {
+            codec::encode(&IdentityProof {
+                protocol: PROTOCOL_VERSION,
+                chain_id: CHAIN,
+                id: claimed,
+                signature: signer.sign_hash(&binding_hash(CHAIN, over)),
+            })
+            .unwrap()
+        };
+        let good = proof(k0.node_id(), &k0, &static_key);
+        assert_eq!(
+            verify(&good, Some(&static_key), CHAIN).unwrap(),
+            k0.node_id()
+        );
+        // Claiming another node's id with one's own key.
+        let impostor = proof(k0.node_id(), &k1, &static_key);
+        assert!(verify(&impostor, Some(&static_key), CHAIN).is_err());
+        // A real proof replayed over another static key (a recorded handshake).
+        assert!(verify(&good, Some(&[6u8; 32]), CHAIN).is_err());
+        assert!(verify(&good, Some(&static_key), CHAIN + 1).is_err());
+        assert!(verify(b"garbage", Some(&static_key), CHAIN).is_err());
     }
 }

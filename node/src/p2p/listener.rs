@@ -7,12 +7,11 @@ use std::time::Duration;
 use canon_engine::keys::SecretKey;
 use canon_engine::net::transport::BoxFuture;
 use canon_engine::NodeId;
-use futures::StreamExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use super::frame::{recv, send, Frame, FrameError};
+use super::frame::{Frame, FrameError};
 use super::handshake::accept;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -76,14 +75,14 @@ async fn answer(peer: NodeId, conn: super::handshake::Conn, handler: Arc<dyn Han
     let (outbox, mut rx) = mpsc::channel::<Frame>(IN_FLIGHT_PER_CONNECTION);
     let writer = tokio::spawn(async move {
         while let Some(frame) = rx.recv().await {
-            if send(&mut sink, &frame).await.is_err() {
+            if sink.send(&frame).await.is_err() {
                 break;
             }
         }
     });
     let slots = Arc::new(Semaphore::new(IN_FLIGHT_PER_CONNECTION));
     let reason = loop {
-        match recv(&mut stream).await {
+        match stream.recv().await {
             Ok(Frame::Request { id, body }) => {
                 let Ok(permit) = slots.clone().acquire_owned().await else {
                     break "shutting down".to_string();
@@ -100,7 +99,7 @@ async fn answer(peer: NodeId, conn: super::handshake::Conn, handler: Arc<dyn Han
                 break "unexpected frame".to_string();
             }
             Err(FrameError::Closed) => break "closed by peer".to_string(),
-            Err(e @ FrameError::Malformed(_)) => {
+            Err(e @ (FrameError::Malformed(_) | FrameError::Unauthentic(_))) => {
                 tracing::warn!(%peer, "closing connection: {e}");
                 break e.to_string();
             }

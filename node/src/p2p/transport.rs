@@ -11,14 +11,13 @@ use canon_engine::keys::SecretKey;
 use canon_engine::net::transport::{BoxFuture, Transport, TransportError};
 use canon_engine::sync::lock;
 use canon_engine::NodeId;
-use futures::StreamExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 pub use crate::config::address_label;
 
-use super::frame::{recv, send, Frame, FrameError};
+use super::frame::{Frame, FrameError};
 use super::handshake::{dial, Conn};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -44,7 +43,7 @@ impl Link {
         let (p, c) = (pending.clone(), closed.clone());
         tokio::spawn(async move {
             loop {
-                match recv(&mut stream).await {
+                match stream.recv().await {
                     Ok(Frame::Response { id, body }) => {
                         if let Some(tx) = lock(&p).remove(&id) {
                             let _ = tx.send(body);
@@ -55,6 +54,10 @@ impl Link {
                         break;
                     }
                     Err(FrameError::Closed) => break,
+                    Err(e @ FrameError::Unauthentic(_)) => {
+                        tracing::warn!(%peer, "closing link: {e}");
+                        break;
+                    }
                     Err(e) => {
                         tracing::debug!(%peer, "closing link: {e}");
                         break;
@@ -68,7 +71,7 @@ impl Link {
         let c = closed.clone();
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
-                if send(&mut sink, &frame).await.is_err() {
+                if sink.send(&frame).await.is_err() {
                     break;
                 }
             }

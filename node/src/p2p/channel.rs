@@ -1,0 +1,313 @@
+//! Frames over an established Noise session. A frame is encoded, cut into pieces that fit one
+//! Noise transport message, and each piece goes on the wire as a 4-byte length and its
+//! ciphertext (ChaCha20-Poly1305, a 16-byte tag, the nonce a counter per direction that both
+//! sides keep). A piece's first plaintext byte says whether more of the frame follows.
+//!
+//! So a piece that was altered, replayed, reordered or taken from another connection fails to
+//! decrypt, and the connection closes; a frame cut short never completes (the connection's end
+//! or the peer's next frame, which fails the counter, closes it). Nothing reaches the engine
+//! before a whole frame authenticated.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use canon_engine::codec;
+use canon_engine::sync::lock;
+use futures::stream::{SplitSink, SplitStream};
+use futures::{SinkExt, StreamExt};
+use snow::TransportState;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
+
+use super::frame::{Frame, FrameError, MAX_FRAME_BYTES};
+
+/// The largest Noise message (the Noise specification's limit).
+pub const NOISE_MAX_MESSAGE: usize = 65_535;
+/// Poly1305's tag on every transport message.
+const TAG_BYTES: usize = 16;
+/// Frame bytes per piece: a Noise message less the tag and the piece's "more follows" byte.
+const PIECE_BYTES: usize = NOISE_MAX_MESSAGE - TAG_BYTES - 1;
+const MORE: u8 = 1;
+const LAST: u8 = 0;
+
+pub(crate) type Wire<S> = Framed<S, LengthDelimitedCodec>;
+type Noise = Arc<Mutex<TransportState>>;
+
+/// Length-delimited messages of at most one Noise message: the handshake's and the pieces'.
+pub(crate) fn wire_codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .max_frame_length(NOISE_MAX_MESSAGE)
+        .new_codec()
+}
+
+/// An authenticated, encrypted connection to one peer.
+pub struct Channel<S> {
+    wire: Wire<S>,
+    noise: Noise,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
+    /// Continues on `wire`, the framing the handshake ran on: bytes it already buffered
+    /// (the peer's first frame may arrive with its last handshake message) stay in it.
+    pub(crate) fn new(wire: Wire<S>, noise: TransportState) -> Self {
+        Channel {
+            wire,
+            noise: Arc::new(Mutex::new(noise)),
+        }
+    }
+
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), FrameError> {
+        for piece in seal(&self.noise, frame)? {
+            self.wire.send(piece).await?;
+        }
+        Ok(())
+    }
+
+    pub async fn recv(&mut self) -> Result<Frame, FrameError> {
+        open_next(&mut self.wire, &self.noise).await
+    }
+
+    /// A sending half and a receiving half, for a writer and a reader task.
+    pub fn split(self) -> (ChannelSink<S>, ChannelStream<S>) {
+        let (sink, stream) = self.wire.split();
+        (
+            ChannelSink {
+                sink,
+                noise: self.noise.clone(),
+            },
+            ChannelStream {
+                stream,
+                noise: self.noise,
+            },
+        )
+    }
+
+    /// The byte stream underneath, for tests that misbehave on purpose.
+    pub fn get_mut(&mut self) -> &mut S {
+        self.wire.get_mut()
+    }
+}
+
+pub struct ChannelSink<S> {
+    sink: SplitSink<Wire<S>, Bytes>,
+    noise: Noise,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ChannelSink<S> {
+    pub async fn send(&mut self, frame: &Frame) -> Result<(), FrameError> {
+        for piece in seal(&self.noise, frame)? {
+            self.sink.send(piece).await?;
+        }
+        Ok(())
+    }
+}
+
+pub struct ChannelStream<S> {
+    stream: SplitStream<Wire<S>>,
+    noise: Noise,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> ChannelStream<S> {
+    pub async fn recv(&mut self) -> Result<Frame, FrameError> {
+        open_next(&mut self.stream, &self.noise).await
+    }
+}
+
+/// `frame`'s pieces, encrypted in order under the session's sending counter.
+fn seal(noise: &Noise, frame: &Frame) -> Result<Vec<Bytes>, FrameError> {
+    let bytes = codec::encode(frame).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if bytes.len() > MAX_FRAME_BYTES {
+        return Err(FrameError::Malformed(format!(
+            "a frame of {} bytes is above the {MAX_FRAME_BYTES}-byte limit",
+            bytes.len()
+        )));
+    }
+    let chunks: Vec<&[u8]> = if bytes.is_empty() {
+        vec![&[][..]]
+    } else {
+        bytes.chunks(PIECE_BYTES).collect()
+    };
+    let last = chunks.len() - 1;
+    let mut noise = lock(noise);
+    let mut out = Vec::with_capacity(chunks.len());
+    let mut plain = Vec::with_capacity(PIECE_BYTES + 1);
+    let mut cipher = vec![0u8; NOISE_MAX_MESSAGE];
+    for (i, chunk) in chunks.into_iter().enumerate() {
+        plain.clear();
+        plain.push(if i == last { LAST } else { MORE });
+        plain.extend_from_slice(chunk);
+        let n = noise
+            .write_message(&plain, &mut cipher)
+            .map_err(|e| FrameError::Malformed(format!("encrypt: {e}")))?;
+        out.push(Bytes::copy_from_slice(&cipher[..n]));
+    }
+    Ok(out)
+}
+
+/// Reads pieces until a whole frame authenticated, then decodes it.
+async fn open_next<R>(stream: &mut R, noise: &Noise) -> Result<Frame, FrameError>
+where
+    R: futures::Stream<Item = Result<bytes::BytesMut, std::io::Error>> + Unpin,
+{
+    let mut frame = Vec::new();
+    let mut plain = vec![0u8; NOISE_MAX_MESSAGE];
+    loop {
+        let piece = match stream.next().await {
+            None => return Err(FrameError::Closed),
+            // A length prefix above a Noise message surfaces here as InvalidData.
+            Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(FrameError::Malformed(e.to_string()))
+            }
+            Some(Err(e)) => return Err(FrameError::Io(e)),
+            Some(Ok(piece)) => piece,
+        };
+        let n = lock(noise)
+            .read_message(&piece, &mut plain)
+            .map_err(|e| FrameError::Unauthentic(e.to_string()))?;
+        let Some((&flag, data)) = plain[..n].split_first() else {
+            return Err(FrameError::Malformed("an empty piece".into()));
+        };
+        if frame.len() + data.len() > MAX_FRAME_BYTES {
+            return Err(FrameError::Malformed(format!(
+                "a frame above the {MAX_FRAME_BYTES}-byte limit"
+            )));
+        }
+        frame.extend_from_slice(data);
+        match flag {
+            LAST => break,
+            MORE => continue,
+            other => return Err(FrameError::Malformed(format!("piece flag {other}"))),
+        }
+    }
+    codec::decode::<Frame>(&frame).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The channel against an attacker on the path: every piece is authentic, in order, of
+    //! this connection, or the connection closes with nothing delivered.
+    use canon_engine::keys::derived_key;
+    use tokio::io::{AsyncWriteExt, DuplexStream};
+
+    use super::*;
+    use crate::p2p::handshake::{accept_over, dial_over};
+
+    type Pair = (Channel<DuplexStream>, Channel<DuplexStream>);
+
+    async fn pair() -> Pair {
+        let (a, b) = tokio::io::duplex(1 << 22);
+        let (k0, k1) = (derived_key("ch", 0), derived_key("ch", 1));
+        let d = tokio::spawn(async move { dial_over(a, &k0, None, 7).await });
+        let s = tokio::spawn(async move { accept_over(b, &k1, 7).await });
+        let (_, dialer) = d.await.unwrap().unwrap();
+        let (_, acceptor) = s.await.unwrap().unwrap();
+        (dialer, acceptor)
+    }
+
+    fn frame(id: u64, len: usize) -> Frame {
+        Frame::Request {
+            id,
+            body: vec![id as u8; len],
+        }
+    }
+
+    /// Writes `pieces` onto `sender`'s stream as the wire carries them, bypassing its sealing.
+    async fn write_raw(sender: &mut Channel<DuplexStream>, pieces: &[Bytes]) {
+        for p in pieces {
+            let len = (p.len() as u32).to_be_bytes();
+            sender.get_mut().write_all(&len).await.unwrap();
+            sender.get_mut().write_all(p).await.unwrap();
+        }
+    }
+
+    fn unauthentic(r: Result<Frame, FrameError>) -> bool {
+        matches!(r, Err(FrameError::Unauthentic(_)))
+    }
+
+    #[tokio::test]
+    async fn frames_of_every_size_arrive_whole_and_in_order() {
+        let (mut d, mut s) = pair().await;
+        for (id, len) in [
+            (1, 0),
+            (2, 1),
+            (3, PIECE_BYTES - 20),
+            (4, PIECE_BYTES * 3 + 7),
+        ] {
+            d.send(&frame(id, len)).await.unwrap();
+        }
+        for (id, len) in [
+            (1, 0),
+            (2, 1),
+            (3, PIECE_BYTES - 20),
+            (4, PIECE_BYTES * 3 + 7),
+        ] {
+            match s.recv().await.unwrap() {
+                Frame::Request { id: got, body } => assert_eq!((got, body.len()), (id, len)),
+                other => panic!("got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_closes_the_connection() {
+        let (mut d, mut s) = pair().await;
+        let mut pieces = seal(&d.noise, &frame(1, 100)).unwrap();
+        let mut altered = pieces[0].to_vec();
+        altered[10] ^= 1;
+        pieces[0] = Bytes::from(altered);
+        write_raw(&mut d, &pieces).await;
+        assert!(unauthentic(s.recv().await));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_frame_closes_the_connection() {
+        let (mut d, mut s) = pair().await;
+        let pieces = seal(&d.noise, &frame(1, 100)).unwrap();
+        write_raw(&mut d, &pieces).await;
+        assert!(s.recv().await.is_ok());
+        write_raw(&mut d, &pieces).await;
+        assert!(unauthentic(s.recv().await));
+    }
+
+    #[tokio::test]
+    async fn reordered_frames_close_the_connection() {
+        let (mut d, mut s) = pair().await;
+        let first = seal(&d.noise, &frame(1, 100)).unwrap();
+        let second = seal(&d.noise, &frame(2, 100)).unwrap();
+        write_raw(&mut d, &second).await;
+        write_raw(&mut d, &first).await;
+        assert!(unauthentic(s.recv().await));
+    }
+
+    #[tokio::test]
+    async fn a_frame_from_another_connection_closes_the_connection() {
+        let (mut d, mut s) = pair().await;
+        let (other, _other_peer) = pair().await;
+        let foreign = seal(&other.noise, &frame(1, 100)).unwrap();
+        write_raw(&mut d, &foreign).await;
+        assert!(unauthentic(s.recv().await));
+    }
+
+    #[tokio::test]
+    async fn a_frame_cut_short_is_never_delivered() {
+        let (mut d, mut s) = pair().await;
+        let pieces = seal(&d.noise, &frame(1, PIECE_BYTES * 2)).unwrap();
+        assert_eq!(pieces.len(), 3);
+        write_raw(&mut d, &pieces[..2]).await;
+        // The rest never comes: the connection ends.
+        drop(d);
+        assert!(matches!(s.recv().await, Err(FrameError::Closed)));
+    }
+
+    #[tokio::test]
+    async fn a_frame_announcing_more_than_the_limit_is_refused_before_it_is_read() {
+        let (mut d, mut s) = pair().await;
+        d.get_mut().write_all(&[0xff; 4]).await.unwrap();
+        assert!(matches!(s.recv().await, Err(FrameError::Malformed(_))));
+        let too_big = frame(1, MAX_FRAME_BYTES + 1);
+        assert!(matches!(
+            d.send(&too_big).await,
+            Err(FrameError::Malformed(_))
+        ));
+    }
+}
