@@ -128,6 +128,60 @@ where
     }
 }
 
+/// A handshake about to start on `stream`: the Noise state (initiator or responder) with a
+/// fresh static key, this node's proof over it, and the framing the channel continues on.
+struct Start<S> {
+    noise: snow::HandshakeState,
+    proof: Vec<u8>,
+    framed: Framed<S, LengthDelimitedCodec>,
+}
+
+fn start<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    key: &SecretKey,
+    chain_id: u64,
+    initiator: bool,
+) -> Result<Start<S>, HandshakeError> {
+    let (keypair, proof) = identity(key, chain_id)?;
+    let builder = builder()?.local_private_key(&keypair.private)?;
+    let noise = if initiator {
+        builder.build_initiator()?
+    } else {
+        builder.build_responder()?
+    };
+    Ok(Start {
+        noise,
+        proof,
+        framed: Framed::new(stream, wire_codec()),
+    })
+}
+
+/// Writes the next handshake message, carrying `payload`.
+async fn write_message<S: AsyncRead + AsyncWrite + Unpin>(
+    noise: &mut snow::HandshakeState,
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+    payload: &[u8],
+) -> Result<(), HandshakeError> {
+    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
+    let n = noise.write_message(payload, &mut buf)?;
+    framed
+        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
+        .await?;
+    Ok(())
+}
+
+/// Reads the next handshake message; its payload.
+async fn read_payload<S: AsyncRead + AsyncWrite + Unpin>(
+    noise: &mut snow::HandshakeState,
+    framed: &mut Framed<S, LengthDelimitedCodec>,
+) -> Result<Vec<u8>, HandshakeError> {
+    let msg = read_message(framed).await?;
+    let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
+    let n = noise.read_message(&msg, &mut payload)?;
+    payload.truncate(n);
+    Ok(payload)
+}
+
 /// Dialing side (the Noise initiator): authenticates the peer (as `expected`, when the dialer
 /// knows its id) and proves this node's key. Without `expected` any id that proves its key is
 /// accepted: a group member's network identity is new at every start, and what the group
@@ -152,32 +206,23 @@ pub async fn dial_over<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (keypair, proof) = identity(key, chain_id)?;
-    let mut noise = builder()?
-        .local_private_key(&keypair.private)?
-        .build_initiator()?;
-    let mut framed = Framed::new(stream, wire_codec());
-    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
+    let Start {
+        mut noise,
+        proof,
+        mut framed,
+    } = start(stream, key, chain_id, true)?;
     // -> e
-    let n = noise.write_message(&[], &mut buf)?;
-    framed
-        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-        .await?;
+    write_message(&mut noise, &mut framed, &[]).await?;
     // <- e, ee, s, es (+ the responder's proof)
-    let msg = read_message(&mut framed).await?;
-    let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
-    let n = noise.read_message(&msg, &mut payload)?;
-    let id = verify(&payload[..n], noise.get_remote_static(), chain_id)?;
+    let payload = read_payload(&mut noise, &mut framed).await?;
+    let id = verify(&payload, noise.get_remote_static(), chain_id)?;
     if let Some(expected) = expected.filter(|e| *e != id) {
         return Err(HandshakeError::Protocol(format!(
             "answered as {id}, dialed {expected}"
         )));
     }
     // -> s, se (+ this node's proof)
-    let n = noise.write_message(&proof, &mut buf)?;
-    framed
-        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-        .await?;
+    write_message(&mut noise, &mut framed, &proof).await?;
     let transport = noise.into_transport_mode()?;
     Ok((id, Channel::new(framed, transport)))
 }
@@ -201,25 +246,18 @@ pub async fn accept_over<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let (keypair, proof) = identity(key, chain_id)?;
-    let mut noise = builder()?
-        .local_private_key(&keypair.private)?
-        .build_responder()?;
-    let mut framed = Framed::new(stream, wire_codec());
-    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
-    let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
+    let Start {
+        mut noise,
+        proof,
+        mut framed,
+    } = start(stream, key, chain_id, false)?;
     // -> e
-    let msg = read_message(&mut framed).await?;
-    noise.read_message(&msg, &mut payload)?;
+    read_payload(&mut noise, &mut framed).await?;
     // <- e, ee, s, es (+ this node's proof)
-    let n = noise.write_message(&proof, &mut buf)?;
-    framed
-        .send(bytes::Bytes::copy_from_slice(&buf[..n]))
-        .await?;
+    write_message(&mut noise, &mut framed, &proof).await?;
     // -> s, se (+ the dialer's proof)
-    let msg = read_message(&mut framed).await?;
-    let n = noise.read_message(&msg, &mut payload)?;
-    let id = verify(&payload[..n], noise.get_remote_static(), chain_id)?;
+    let payload = read_payload(&mut noise, &mut framed).await?;
+    let id = verify(&payload, noise.get_remote_static(), chain_id)?;
     let transport = noise.into_transport_mode()?;
     Ok((id, Channel::new(framed, transport)))
 }
