@@ -63,6 +63,15 @@ pub enum Event {
         to_height: u64,
         batches_sealed: u64,
     },
+    /// A p2p connection failed authentication, broke the protocol or went over a limit, and
+    /// was closed: nothing it carried from then on reached the engine. `peer` is the proven (or
+    /// dialed) id where one is known; `remote` the address.
+    ConnectionRefused {
+        peer: Option<NodeId>,
+        remote: String,
+        fault: crate::net::p2p::ConnectionFault,
+        detail: String,
+    },
     /// A peer's answer to a backfill request failed the checks.
     BackfillRefused { source: NodeId, reason: String },
     /// The gap's blocks are stored but do not cut again to the snapshot's batches (or one is

@@ -385,18 +385,7 @@ pub struct GroupSettings {
     pub fencing: bool,
 }
 
-/// The id under which the engine addresses a peer known only by its address (a group member,
-/// whose network identity is new at every start). Derived from the address by hashing, it is no
-/// public key anyone holds, so it can never be confused with a real peer's id.
-pub fn address_label(address: &str) -> NodeId {
-    let mut out = [0u8; 64];
-    out[..32]
-        .copy_from_slice(&alloy_primitives::keccak256(format!("canon/p2p/address/{address}")).0);
-    out[32..].copy_from_slice(
-        &alloy_primitives::keccak256(format!("canon/p2p/address-tail/{address}")).0,
-    );
-    NodeId(out)
-}
+pub use canon_engine::net::p2p::address_label;
 
 /// A boot node: `enode://<128 hex id>@host:port`, or `host:port` alone for a peer whose network
 /// identity is new at every start (a member of a single-sequencer group); the latter is named by

@@ -42,6 +42,7 @@ pub struct Metrics {
     pub replay_rate_blocks_per_second: Gauge,
     pub replay_lag_blocks: Gauge,
     pub blocks_rejected: Family<RejectLabels, Counter>,
+    pub p2p_connections_refused: Family<ConnectionFaultLabels, Counter>,
     pub redundancy_level: Gauge,
     pub redundancy_active: Gauge,
     pub redundancy_active_signer_level: Gauge,
@@ -72,6 +73,12 @@ pub struct Metrics {
 pub struct RejectLabels {
     /// The chain rule the block broke: signature, state_root, parent, ...
     pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionFaultLabels {
+    /// What the connection did: handshake, wrong_peer, unauthentic, malformed, too_slow, ...
+    pub fault: String,
 }
 
 impl Default for Metrics {
@@ -105,6 +112,7 @@ impl Metrics {
             replay_rate_blocks_per_second: Gauge::default(),
             replay_lag_blocks: Gauge::default(),
             blocks_rejected: Family::default(),
+            p2p_connections_refused: Family::default(),
             redundancy_level: Gauge::default(),
             redundancy_active: Gauge::default(),
             redundancy_active_signer_level: Gauge::default(),
@@ -325,6 +333,11 @@ impl Metrics {
             "batcher_superseded",
             "Times L1 showed this node's batcher that another took over at a higher epoch (its transactions revert)",
             m.batcher_superseded.clone(),
+        );
+        registry.register(
+            "p2p_connections_refused",
+            "p2p connections closed because the peer failed authentication, broke the protocol or went over a limit, by fault",
+            m.p2p_connections_refused.clone(),
         );
         registry.register(
             "l1_errors",
@@ -605,6 +618,20 @@ impl EventSink for EventLog {
                     .get_or_create(&RejectLabels { reason: kind })
                     .inc();
                 tracing::warn!(%source, height, "source dropped: served a bad block: {reason}");
+            }
+            Event::ConnectionRefused {
+                peer,
+                remote,
+                fault,
+                detail,
+            } => {
+                m.p2p_connections_refused
+                    .get_or_create(&ConnectionFaultLabels {
+                        fault: fault.as_str().to_string(),
+                    })
+                    .inc();
+                // The listener and the dialer log it where it happens, naming the peer.
+                tracing::debug!(?peer, %remote, ?fault, "p2p connection refused: {detail}");
             }
             Event::SnapshotBuilt { index, height } => {
                 tracing::debug!(?index, height, "raft snapshot built; the log before it may be purged")

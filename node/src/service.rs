@@ -22,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{NodeRole, Validated};
 pub use crate::context::{NodeContext, ProductionExternal, ProductionNode, Role};
 use crate::metrics::{now_ms, EventLog, Metrics};
-use crate::p2p::{self, Handler, TcpTransport};
+use crate::p2p::{Delivery, Handler, Local, TcpAcceptor, TcpDialer, TcpTransport};
 use crate::storage::RocksStorage;
 
 struct SystemClock;
@@ -34,9 +34,10 @@ impl Clock for SystemClock {
 }
 
 impl Handler for Role {
-    fn handle(&self, from: NodeId, body: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
+    fn handle(self: Arc<Self>, delivery: Delivery, body: Vec<u8>) -> BoxFuture<'static, Vec<u8>> {
+        let from = delivery.from;
         Box::pin(async move {
-            match self {
+            match &*self {
                 Role::Consensus(n) => n.handle_request(from, &body).await,
                 Role::External(x) => x.handle_request(from, &body).await,
                 Role::Group(m) => m.handle_request(from, &body).await,
@@ -152,18 +153,24 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     };
     let storage = Arc::new(RocksStorage::open(&db_path, owner).map_err(|e| fail("storage", e))?);
     let metrics = Arc::new(Metrics::new());
+    let events: Arc<dyn canon_engine::events::EventSink> = Arc::new(EventLog {
+        metrics: metrics.clone(),
+    });
+    let local = Local {
+        key: network_key.clone(),
+        chain_id: v.chain.chain_id,
+        events: events.clone(),
+        watch: None,
+    };
     let transport = Arc::new(TcpTransport::new(
-        network_key.clone(),
-        v.chain.chain_id,
-        &v.boot_nodes,
+        local.clone(),
+        TcpDialer::new(&v.boot_nodes),
     ));
     let seams = Seams {
         storage: storage.clone(),
         transport: transport.clone(),
         clock: Arc::new(SystemClock),
-        events: Arc::new(EventLog {
-            metrics: metrics.clone(),
-        }),
+        events: events.clone(),
         verifier: Arc::new(crate::verifier::ParallelVerifier),
     };
     let role = if let Some(g) = &v.group {
@@ -233,13 +240,15 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     });
     let servers = stop.child_token();
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(p2p::serve(
-        p2p_listener,
-        network_key.clone(),
-        v.chain.chain_id,
-        Arc::new(role.clone()),
-        servers.clone(),
-    )));
+    tasks.push(tokio::spawn(
+        canon_engine::net::p2p::serve::<TokioRuntime, _>(
+            TcpAcceptor::new(p2p_listener),
+            local,
+            Arc::new(role.clone()),
+            canon_engine::net::p2p::InboundLimits::default(),
+            servers.clone(),
+        ),
+    ));
     if let Some(l) = status_listener {
         tasks.push(tokio::spawn(crate::http::serve_status(
             l,

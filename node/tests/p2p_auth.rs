@@ -9,17 +9,29 @@ use std::time::Duration;
 
 use canon_engine::codec;
 use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::net::p2p::channel::Channel;
 use canon_engine::net::wire::{Request, Response};
 use canon_node::devnet::{node_key, Devnet, Ports};
 use canon_node::genesis::DEV_CHAIN_ID;
 use canon_node::p2p::frame::Frame;
-use canon_node::p2p::handshake::{dial, Conn, HandshakeError};
+use canon_node::p2p::handshake::{dial_over, HandshakeError};
 use common::*;
 use openraft::Vote;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 const PORT_OFFSET: u16 = 21_200;
+
+type Conn = Channel<TcpStream>;
+
+async fn dial(
+    stream: TcpStream,
+    key: &SecretKey,
+    expected: Option<canon_engine::NodeId>,
+    chain_id: u64,
+) -> Result<(canon_engine::NodeId, Conn), HandshakeError> {
+    dial_over(stream, key, expected, chain_id, rand::random()).await
+}
 
 async fn connect(key: &SecretKey, expected: canon_engine::NodeId) -> Result<Conn, HandshakeError> {
     let port = Ports::of(0, PORT_OFFSET).p2p;

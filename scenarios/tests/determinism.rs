@@ -7,6 +7,7 @@ canon_scenarios::seed_probe!();
 const CASES: &[(&str, u64)] = &[
     ("chaos", 3),
     ("chaos", 1001),
+    ("hostile-network", 3),
     ("leader-failover", 5),
     ("asymmetric-partition", 2),
     ("slow-links", 8),

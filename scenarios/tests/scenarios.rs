@@ -117,6 +117,15 @@ fn chaos() {
     assert_ran(&run_scenario("chaos", 0..100, "chaos"));
 }
 
+/// Seven attacks (four on the path, three from a host), each closed and reported by the node
+/// it targeted; the checker saw nothing an attacker touched reach an engine.
+#[test]
+fn hostile_network() {
+    let r = run_scenario("hostile-network", 0..10, "hostile-network");
+    assert_ran(&r);
+    assert_fact(&r, "attacks", 1, 7.0, 7.0);
+}
+
 /// Once L1 and the batcher are back: a backoff of at most 2 s, then one batch per 250 ms L1
 /// block for what queued (the simulator's `L1_BOUND`).
 const L1_BOUND_MS: f64 = 30_000.0;

@@ -841,7 +841,8 @@ impl Checker {
             Event::SteppedIn { .. }
             | Event::Reverted { .. }
             | Event::SameLevel { .. }
-            | Event::SignRefused { .. } => {}
+            | Event::SignRefused { .. }
+            | Event::ConnectionRefused { .. } => {}
             Event::BecameLeader { .. }
             | Event::LostLeadership { .. }
             | Event::Proposed { .. }

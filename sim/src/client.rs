@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::consensus::mempool::AdmitError;
+use canon_engine::events::NoEvents;
 use canon_engine::keys::SecretKey;
 use canon_engine::net::peer;
 use canon_engine::net::wire::{Request, Response, SubmitOutcome, SubmitRejection};
-use madsim::net::Endpoint;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -42,16 +42,7 @@ pub fn spawn_client(cluster: &SimCluster, seed: u64, interval: Duration) -> Arc<
         .ip(ip)
         .build()
         .spawn(async move {
-            let endpoint = match Endpoint::bind(SocketAddr::new(ip, PORT)).await {
-                Ok(ep) => Arc::new(ep),
-                Err(_) => return,
-            };
-            let transport = SimTransport {
-                me,
-                id: client_key.node_id(),
-                endpoint,
-                net,
-            };
+            let transport = net.transport(me, &client_key, Arc::new(NoEvents), None);
             run(transport, accounts, peers, seed, interval, st).await;
         });
     stats

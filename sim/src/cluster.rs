@@ -16,14 +16,13 @@ use canon_engine::keys::SecretKey;
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
-use madsim::net::Endpoint;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checker::Checker;
-use crate::host::{serve, ExternalSlot, Serves, SimClock, SimEvents};
-use crate::net::{SimNet, SimTransport, PORT};
+use crate::host::{ExternalSlot, NetHost, Serves, SimClock};
+use crate::net::{SimNet, CHAIN_ID, PORT};
 pub use crate::observer::{Observer, SharedObserver};
 use crate::runtime::MadsimRuntime;
 
@@ -146,7 +145,7 @@ pub fn pauper_key() -> SecretKey {
 
 pub const GENESIS_BALANCE: u64 = 1_000_000_000;
 
-fn node_ip(i: usize) -> IpAddr {
+pub(crate) fn node_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 0, (i + 1) as u8))
 }
 
@@ -158,7 +157,7 @@ impl SimCluster {
         let peers: Vec<NodeId> = keys.iter().map(|k| k.node_id()).collect();
         let accounts: Vec<SecretKey> = (0..cfg.accounts).map(account_key).collect();
         let spec = ChainSpec {
-            chain_id: 7,
+            chain_id: CHAIN_ID,
             genesis_alloc: accounts
                 .iter()
                 .map(|a| (a.address(), GENESIS_BALANCE))
@@ -355,6 +354,12 @@ impl SimCluster {
         if !self.is_up(i) {
             return;
         }
+        // Half the crashes are power losses: the host's connections vanish without a word
+        // and its peers stay half-open until they give up on them or it comes back.
+        let power_loss = self.rng.gen_bool(0.5);
+        if power_loss {
+            self.net.set_powered(i, false);
+        }
         self.handle.kill(self.slots[i].handle.id());
         let pending = self.slots[i].disk.pending_batches();
         let keep = if pending == 0 {
@@ -366,7 +371,10 @@ impl SimCluster {
         let slot = &mut self.slots[i];
         *canon_engine::sync::lock(&slot.live) = None;
         slot.up = false;
-        self.note(format!("fault: crash n{i} ({lost} unsynced batches lost)"));
+        let how = if power_loss { "power loss" } else { "process" };
+        self.note(format!(
+            "fault: crash n{i} ({how}; {lost} unsynced batches lost)"
+        ));
     }
 
     /// Node `i`'s wall clock jumps by `delta_ms` (NTP step, VM pause, operator error).
@@ -400,6 +408,7 @@ impl SimCluster {
         if self.is_up(i) {
             return;
         }
+        self.net.set_powered(i, true);
         self.handle.restart(self.slots[i].handle.id());
         self.slots[i].up = true;
         self.note(format!("fault: restart n{i}"));
@@ -721,27 +730,19 @@ async fn run_node(parts: NodeParts) {
         live,
         batcher,
     } = parts;
-    let id = cfg.id();
-    let endpoint = match Endpoint::bind(SocketAddr::new(node_ip(i), PORT)).await {
-        Ok(ep) => Arc::new(ep),
-        Err(e) => {
-            observer.lock().note(format!("n{i} cannot bind: {e}"));
-            return;
-        }
+    let host = NetHost {
+        me: i,
+        key: cfg.key.clone(),
+        net,
+        observer: observer.clone(),
+        node: Some(i),
     };
+    let listener = host.listen();
     let seams = Seams {
         storage: Arc::new(disk),
-        transport: Arc::new(SimTransport {
-            me: i,
-            id,
-            endpoint: endpoint.clone(),
-            net: net.clone(),
-        }),
+        transport: host.transport(),
         clock: Arc::new(SimClock { skew_ms }),
-        events: Arc::new(SimEvents {
-            node: i,
-            observer: observer.clone(),
-        }),
+        events: host.events(),
         verifier: Arc::new(canon_engine::chain::signatures::Sequential),
     };
     // A node that cannot start (its disk refuses writes while it re-applies the log) exits;
@@ -759,7 +760,7 @@ async fn run_node(parts: NodeParts) {
     if let Some(setup) = batcher {
         node.start_batcher(setup);
     }
-    serve(i, node, endpoint, net).await;
+    host.serve(listener, node).await;
 }
 
 impl Serves for SimNode {

@@ -20,12 +20,11 @@ use canon_engine::net::wire::{Request, Response};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
-use madsim::net::Endpoint;
 use rand::Rng;
 
 use crate::cluster::{node_key, SimCluster};
 pub use crate::host::SimExternal;
-use crate::host::{serve, ExternalSlot, LiveExternal, Serves, SimClock, SimEvents};
+use crate::host::{ExternalSlot, LiveExternal, NetHost, Serves, SimClock};
 use crate::net::{SimNet, SimTransport, PORT};
 use crate::observer::SharedObserver;
 
@@ -95,7 +94,6 @@ impl SimCluster {
                 run_external(
                     index,
                     member,
-                    ip,
                     cfg.clone(),
                     d.clone(),
                     n.clone(),
@@ -220,30 +218,29 @@ impl SimCluster {
             .net
             .add_member(key.node_id(), SocketAddr::new(ip, PORT));
         let keys: Vec<SecretKey> = (0..self.size()).map(node_key).collect();
-        let (net, id) = (self.net.clone(), key.node_id());
+        let (net, id, observer) = (self.net.clone(), key.node_id(), self.observer.clone());
         self.handle
             .create_node()
             .name("liar")
             .ip(ip)
             .init(move || {
                 let (net, keys) = (net.clone(), keys.clone());
+                let (observer, key) = (observer.clone(), key.clone());
                 async move {
-                    let Ok(endpoint) = Endpoint::bind(SocketAddr::new(ip, PORT)).await else {
-                        return;
-                    };
-                    let endpoint = Arc::new(endpoint);
-                    let transport = SimTransport {
+                    let host = NetHost {
                         me: member,
-                        id,
-                        endpoint: endpoint.clone(),
-                        net: net.clone(),
+                        key: key.clone(),
+                        net,
+                        observer: observer.clone(),
+                        node: None,
                     };
+                    let listener = host.listen();
                     let liar = Arc::new(Liar {
-                        transport,
+                        transport: host.transport(),
                         keys,
                         tamper,
                     });
-                    serve(member, liar, endpoint, net).await;
+                    host.serve(listener, liar).await;
                 }
             })
             .build();
@@ -256,38 +253,28 @@ impl SimCluster {
 async fn run_external(
     index: usize,
     member: usize,
-    ip: IpAddr,
     cfg: ExternalConfig,
     disk: MemDisk,
     net: SimNet,
     observer: SharedObserver,
     live: LiveExternal,
 ) {
-    let endpoint = match Endpoint::bind(SocketAddr::new(ip, PORT)).await {
-        Ok(ep) => Arc::new(ep),
-        Err(e) => {
-            observer
-                .lock()
-                .note(format!("external {index} cannot bind: {e}"));
-            return;
-        }
+    let host = NetHost {
+        me: member,
+        key: cfg.key.clone(),
+        net,
+        observer: observer.clone(),
+        node: Some(index),
     };
+    let listener = host.listen();
     let seams = Seams {
         storage: Arc::new(disk),
-        transport: Arc::new(SimTransport {
-            me: member,
-            id: cfg.key.node_id(),
-            endpoint: endpoint.clone(),
-            net: net.clone(),
-        }),
+        transport: host.transport(),
         // External nodes stamp nothing; the clock is never read.
         clock: Arc::new(SimClock {
             skew_ms: Arc::new(AtomicI64::new(0)),
         }),
-        events: Arc::new(SimEvents {
-            node: index,
-            observer: observer.clone(),
-        }),
+        events: host.events(),
         verifier: Arc::new(canon_engine::chain::signatures::Sequential),
     };
     let node = loop {
@@ -302,12 +289,12 @@ async fn run_external(
         }
     };
     *canon_engine::sync::lock(&live) = Some(node.clone());
-    serve(member, node, endpoint, net).await;
+    host.serve(listener, node).await;
 }
 
 /// Relays `GetHead`/`GetBlocks` to the consensus nodes and corrupts every block it hands out.
 struct Liar {
-    transport: SimTransport,
+    transport: Arc<SimTransport>,
     keys: Vec<SecretKey>,
     tamper: Tamper,
 }
@@ -368,7 +355,7 @@ impl Serves for Liar {
                     let mut answer = Response::Refused("no source reachable".into());
                     for k in &self.keys {
                         let wait = Duration::from_secs(3);
-                        if let Ok(r) = peer::call(&self.transport, k.node_id(), &req, wait).await {
+                        if let Ok(r) = peer::call(&*self.transport, k.node_id(), &req, wait).await {
                             answer = r;
                             break;
                         }

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use canon_engine::events::NoEvents;
 use canon_engine::keys::{derived_key, SecretKey};
 use canon_engine::net::peer;
 use canon_engine::net::transport::BoxFuture;
@@ -18,13 +19,12 @@ use canon_engine::redundancy::group::{GroupConfig, GroupMember, GroupStatus};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
-use madsim::net::Endpoint;
 use madsim::runtime::NodeHandle;
 use rand::Rng;
 
 use crate::cluster::SimCluster;
-use crate::host::{serve, Serves, SimClock, SimEvents};
-use crate::net::{SimNet, SimTransport, PORT};
+use crate::host::{NetHost, Serves, SimClock};
+use crate::net::{SimNet, PORT};
 use crate::observer::SharedObserver;
 use crate::runtime::MadsimRuntime;
 
@@ -421,15 +421,7 @@ impl GroupRun {
             .init(move || {
                 let (net, key, targets) = (net.clone(), key.clone(), targets.clone());
                 async move {
-                    let Ok(endpoint) = Endpoint::bind(SocketAddr::new(ip, PORT)).await else {
-                        return;
-                    };
-                    let transport = SimTransport {
-                        me,
-                        id: key.node_id(),
-                        endpoint: Arc::new(endpoint),
-                        net,
-                    };
+                    let transport = net.transport(me, &key, Arc::new(NoEvents), None);
                     for n in 0u64.. {
                         let round = wall_ms().saturating_sub(genesis_ms) / block_time_ms.max(1);
                         let claim = Announcement {
@@ -475,29 +467,19 @@ async fn run_member(
     skew_ms: Arc<AtomicI64>,
     live: LiveMember,
 ) {
-    let ip = member_ip(m);
-    let endpoint = match Endpoint::bind(SocketAddr::new(ip, PORT)).await {
-        Ok(ep) => Arc::new(ep),
-        Err(e) => {
-            observer
-                .lock()
-                .note(format!("member m{m} cannot bind: {e}"));
-            return;
-        }
+    let host = NetHost {
+        me: member,
+        key: cfg.network_key.clone(),
+        net,
+        observer: observer.clone(),
+        node: Some(index),
     };
+    let listener = host.listen();
     let seams = Seams {
         storage: Arc::new(disk),
-        transport: Arc::new(SimTransport {
-            me: member,
-            id: cfg.network_key.node_id(),
-            endpoint: endpoint.clone(),
-            net: net.clone(),
-        }),
+        transport: host.transport(),
         clock: Arc::new(SimClock { skew_ms }),
-        events: Arc::new(SimEvents {
-            node: index,
-            observer: observer.clone(),
-        }),
+        events: host.events(),
         verifier: Arc::new(canon_engine::chain::signatures::Sequential),
     };
     let node = loop {
@@ -512,5 +494,5 @@ async fn run_member(
         }
     };
     *canon_engine::sync::lock(&live) = Some(node.clone());
-    serve(member, node, endpoint, net).await;
+    host.serve(listener, node).await;
 }

@@ -5,6 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use canon_engine::events::Event;
+use canon_engine::net::p2p::ConnectionFault;
 
 use crate::checker::Checker;
 use crate::trace::Trace;
@@ -36,6 +37,8 @@ pub struct Observer {
     pub installed_on: Vec<usize>,
     pub blocks_backfilled: u64,
     pub backfills_done: u64,
+    /// (node, fault) of every p2p connection a node closed against the peer's will.
+    pub connections_refused: Vec<(usize, ConnectionFault)>,
     start: Instant,
 }
 
@@ -56,6 +59,7 @@ impl Observer {
             installed_on: Vec::new(),
             blocks_backfilled: 0,
             backfills_done: 0,
+            connections_refused: Vec::new(),
             start: Instant::now(),
         }
     }
@@ -73,6 +77,7 @@ impl Observer {
                 self.leadership_ends.push((node, at));
             }
             Event::SteppedIn { round, level, .. } => self.step_ins.push((node, *round, *level)),
+            Event::ConnectionRefused { fault, .. } => self.connections_refused.push((node, *fault)),
             Event::Reverted { round, .. } => self.reverts.push((node, *round)),
             Event::SameLevel { yields, .. } => self.same_levels.push((node, *yields)),
             Event::SignRefused { round, .. } => self.sign_refusals.push((node, *round)),

@@ -1,4 +1,6 @@
-//! The network as the engine sees it: the transport seam, the wire messages and typed calls.
+//! The network as the engine sees it: the transport seam, the wire messages and typed calls,
+//! and the p2p layer (authenticated, encrypted links over any byte stream) that carries them.
+pub mod p2p;
 pub mod peer;
 pub mod transport;
 pub mod wire;

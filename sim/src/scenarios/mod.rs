@@ -6,6 +6,7 @@
 mod batcher;
 mod common;
 mod external;
+mod network;
 mod raft;
 mod redundancy;
 
@@ -20,6 +21,7 @@ use external::{
     external_catchup, external_chain, external_failover, external_partition, external_restart,
     lying_source,
 };
+use network::hostile_network;
 use raft::{
     asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, quorum_loss,
     sabotage_lying_disk, slow_links, snapshot_catchup,
@@ -76,9 +78,15 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "chaos",
-        description: "60 simulated seconds of seeded crashes, restarts, partitions, loss, delay and failing disks; then heal and check liveness",
+        description: "60 simulated seconds of seeded crashes (process exits and power losses), restarts, partitions, loss, delay, failing disks and stream faults (resets, half-open connections, stalled readers, an attacker on the path); then heal and check liveness",
         body: chaos,
         sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "hostile-network",
+        description: "an attacker on the path flips a bit, replays, drops and splices segments of live connections between consensus nodes; an attacker host replays a recorded handshake, sends garbage and opens silent connections: each connection is closed and reported by the node, nothing it carried reaches an engine, and the cluster keeps canonizing",
+        body: hostile_network,
+        sim_time_limit: Duration::from_secs(180),
     },
     Scenario {
         name: "external-catchup",

@@ -10,6 +10,7 @@ use super::common::{
     at, heal_and_check, ms, running_cluster, running_cluster_with, sleep_ms, CLIENT_INTERVAL,
     HEAL_BOUND, PROGRESS_BLOCKS,
 };
+use super::network::stream_fault;
 use crate::client::spawn_client;
 use crate::cluster::ClusterConfig;
 use crate::scenario::{Ctx, ScenarioFuture};
@@ -338,7 +339,7 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
         while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
             let pause = c.rng.gen_range(200..2_000);
             sleep_ms(pause).await;
-            match c.rng.gen_range(0..14) {
+            match c.rng.gen_range(0..16) {
                 0 | 1 => {
                     let up = c.up_nodes();
                     if let Some(&i) = up.choose(&mut c.rng) {
@@ -389,6 +390,7 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
                         c.heal_disks();
                     }
                 }
+                14 | 15 => stream_fault(&mut c),
                 12 => match c.rng.gen_range(0..4) {
                     0 => c.l1.set_up(false),
                     1 => c.l1.set_up(true),

@@ -1,7 +1,7 @@
 //! What travels over an authenticated channel ([`super::channel`]): requests and their
 //! responses, multiplexed by id, each one bincode-encoded [`Frame`].
 
-use canon_engine::chain::store::MAX_RESPONSE_BYTES;
+use crate::chain::store::MAX_RESPONSE_BYTES;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on any incompatible change to frames or the handshake (2: the Noise channel).
@@ -10,7 +10,8 @@ pub const PROTOCOL_VERSION: u32 = 2;
 /// The largest frame either side accepts, sized from what the protocol sends: the largest
 /// message is a block download (`MAX_RESPONSE_BYTES` of blocks) or an InstallSnapshot chunk
 /// (openraft's default 3 MiB), plus the envelope. A peer announcing more is cut off before
-/// anything is allocated for it; one sending it slowly is cut off by the reader's idle timeout.
+/// anything is allocated for it; one sending it slowly is cut off when the frame's deadline passes
+/// ([`super::inbound::FRAME_DEADLINE`]).
 pub const MAX_FRAME_BYTES: usize = MAX_RESPONSE_BYTES * 2;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -30,4 +31,7 @@ pub enum FrameError {
     Unauthentic(String),
     #[error("malformed frame: {0}")]
     Malformed(String),
+    /// A frame began but did not complete within its deadline: a peer trickling bytes.
+    #[error("a frame did not complete within its deadline")]
+    TooSlow,
 }

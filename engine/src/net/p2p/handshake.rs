@@ -2,7 +2,7 @@
 //! each side's node key bound to its Noise static key, the way libp2p's Noise handshake binds
 //! identity keys.
 //!
-//! Each process draws a fresh X25519 static key. In the handshake each side sends, encrypted,
+//! Each connection draws a fresh X25519 static key. In the handshake each side sends, encrypted,
 //! an [`IdentityProof`]: its node id and its secp256k1 signature over the chain id and its own
 //! Noise static key. The other side checks that the signature recovers to the claimed id and
 //! covers the static key Noise authenticated. A proof is useless to anyone without that static
@@ -12,16 +12,24 @@
 //! authenticated with ChaCha20-Poly1305 under per-direction counters ([`super::channel`]), so a
 //! flipped, replayed, reordered, truncated or spliced frame fails to decrypt and closes the
 //! connection.
+//!
+//! Randomness (the static and ephemeral keys) comes from a ChaCha20 generator over a 32-byte
+//! seed the caller draws: from the OS-seeded thread generator in production, from the run's
+//! seed in the simulator, so a simulated run draws the same keys every time.
 
 use alloy_primitives::{keccak256, B256};
-use canon_engine::codec;
-use canon_engine::ids::Sig65;
-use canon_engine::keys::{recover_node_id, SecretKey};
-use canon_engine::NodeId;
+use rand::{RngCore, SeedableRng};
+use rand_chacha::ChaCha20Rng;
+use snow::params::{CipherChoice, DHChoice, HashChoice};
+use snow::resolvers::{CryptoResolver, DefaultResolver, FallbackResolver};
+use snow::types::{Cipher, Dh, Hash, Random};
+
+use crate::codec;
+use crate::ids::{NodeId, Sig65};
+use crate::keys::{recover_node_id, SecretKey};
 use futures::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 
 use super::channel::{wire_codec, Channel, NOISE_MAX_MESSAGE};
@@ -31,8 +39,6 @@ use super::frame::PROTOCOL_VERSION;
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 
 /// An authenticated, encrypted connection over TCP.
-pub type Conn = Channel<TcpStream>;
-
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("connection closed during the handshake")]
@@ -43,9 +49,18 @@ pub enum HandshakeError {
     Noise(#[from] snow::Error),
     #[error("protocol violation: {0}")]
     Protocol(String),
+    #[error("answered as {}, dialed {}", .0.proven, .0.expected)]
+    WrongPeer(Box<WrongPeer>),
 }
 
 /// What each side proves inside the handshake.
+/// Whom a dialer expected and who answered.
+#[derive(Debug)]
+pub struct WrongPeer {
+    pub expected: NodeId,
+    pub proven: NodeId,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct IdentityProof {
     protocol: u32,
@@ -63,16 +78,56 @@ fn binding_hash(chain_id: u64, noise_static: &[u8]) -> B256 {
     keccak256(&buf)
 }
 
-fn builder() -> Result<snow::Builder<'static>, HandshakeError> {
+/// Randomness for one builder: a ChaCha20 stream from a 32-byte seed.
+struct SeededRandom(ChaCha20Rng);
+
+impl Random for SeededRandom {
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), snow::Error> {
+        self.0.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+/// snow's own primitives, with randomness from a seed instead of the OS.
+struct SeededResolver(std::sync::Mutex<Option<[u8; 32]>>);
+
+impl CryptoResolver for SeededResolver {
+    fn resolve_rng(&self) -> Option<Box<dyn Random>> {
+        let seed = crate::sync::lock(&self.0).take()?;
+        Some(Box::new(SeededRandom(ChaCha20Rng::from_seed(seed))))
+    }
+    fn resolve_dh(&self, _: &DHChoice) -> Option<Box<dyn Dh>> {
+        None
+    }
+    fn resolve_hash(&self, _: &HashChoice) -> Option<Box<dyn Hash>> {
+        None
+    }
+    fn resolve_cipher(&self, _: &CipherChoice) -> Option<Box<dyn Cipher>> {
+        None
+    }
+}
+
+/// A builder whose randomness is `rng`'s next 32 bytes; each builder gets its own seed, so the
+/// static key and the ephemeral key never share a stream.
+fn builder(rng: &mut dyn RngCore) -> Result<snow::Builder<'static>, HandshakeError> {
     let params = NOISE_PARAMS
         .parse()
         .map_err(|e| HandshakeError::Protocol(format!("noise parameters: {e}")))?;
-    Ok(snow::Builder::new(params))
+    let mut seed = [0u8; 32];
+    rng.fill_bytes(&mut seed);
+    let resolver = FallbackResolver::new(
+        Box::new(SeededResolver(std::sync::Mutex::new(Some(seed)))),
+        Box::new(DefaultResolver),
+    );
+    Ok(snow::Builder::with_resolver(params, Box::new(resolver)))
 }
 
-/// This process's Noise static key pair, and the proof that `key` holds it.
-fn identity(key: &SecretKey, chain_id: u64) -> Result<(snow::Keypair, Vec<u8>), HandshakeError> {
-    let keypair = builder()?.generate_keypair()?;
+fn identity(
+    key: &SecretKey,
+    chain_id: u64,
+    rng: &mut dyn RngCore,
+) -> Result<(snow::Keypair, Vec<u8>), HandshakeError> {
+    let keypair = builder(rng)?.generate_keypair()?;
     let proof = IdentityProof {
         protocol: PROTOCOL_VERSION,
         chain_id,
@@ -83,7 +138,6 @@ fn identity(key: &SecretKey, chain_id: u64) -> Result<(snow::Keypair, Vec<u8>), 
     Ok((keypair, bytes))
 }
 
-/// Checks the peer's proof against the static key Noise authenticated for it; its node id.
 fn verify(
     payload: &[u8],
     remote_static: Option<&[u8]>,
@@ -123,6 +177,10 @@ where
 {
     match framed.next().await {
         None => Err(HandshakeError::Closed),
+        // A length prefix above a Noise message: not a handshake at all.
+        Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => Err(
+            HandshakeError::Protocol(format!("malformed handshake message: {e}")),
+        ),
         Some(Err(e)) => Err(HandshakeError::Io(e)),
         Some(Ok(bytes)) => Ok(bytes.to_vec()),
     }
@@ -141,9 +199,11 @@ fn start<S: AsyncRead + AsyncWrite + Unpin>(
     key: &SecretKey,
     chain_id: u64,
     initiator: bool,
+    seed: [u8; 32],
 ) -> Result<Start<S>, HandshakeError> {
-    let (keypair, proof) = identity(key, chain_id)?;
-    let builder = builder()?.local_private_key(&keypair.private)?;
+    let rng = &mut ChaCha20Rng::from_seed(seed);
+    let (keypair, proof) = identity(key, chain_id, rng)?;
+    let builder = builder(rng)?.local_private_key(&keypair.private)?;
     let noise = if initiator {
         builder.build_initiator()?
     } else {
@@ -186,22 +246,14 @@ async fn read_payload<S: AsyncRead + AsyncWrite + Unpin>(
 /// knows its id) and proves this node's key. Without `expected` any id that proves its key is
 /// accepted: a group member's network identity is new at every start, and what the group
 /// trusts is signed by the shared identity, not by the connection.
-pub async fn dial(
-    stream: TcpStream,
-    key: &SecretKey,
-    expected: Option<NodeId>,
-    chain_id: u64,
-) -> Result<(NodeId, Conn), HandshakeError> {
-    let _ = stream.set_nodelay(true);
-    dial_over(stream, key, expected, chain_id).await
-}
-
-/// [`dial`] over any byte stream.
+/// The dialing side: proves `key`, learns the peer's proven id, and checks it is `expected`
+/// where the dialer knows whom it called.
 pub async fn dial_over<S>(
     stream: S,
     key: &SecretKey,
     expected: Option<NodeId>,
     chain_id: u64,
+    seed: [u8; 32],
 ) -> Result<(NodeId, Channel<S>), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -210,16 +262,17 @@ where
         mut noise,
         proof,
         mut framed,
-    } = start(stream, key, chain_id, true)?;
+    } = start(stream, key, chain_id, true, seed)?;
     // -> e
     write_message(&mut noise, &mut framed, &[]).await?;
     // <- e, ee, s, es (+ the responder's proof)
     let payload = read_payload(&mut noise, &mut framed).await?;
     let id = verify(&payload, noise.get_remote_static(), chain_id)?;
     if let Some(expected) = expected.filter(|e| *e != id) {
-        return Err(HandshakeError::Protocol(format!(
-            "answered as {id}, dialed {expected}"
-        )));
+        return Err(HandshakeError::WrongPeer(Box::new(WrongPeer {
+            expected,
+            proven: id,
+        })));
     }
     // -> s, se (+ this node's proof)
     write_message(&mut noise, &mut framed, &proof).await?;
@@ -228,20 +281,12 @@ where
 }
 
 /// Accepting side (the Noise responder): the dialer's proven id.
-pub async fn accept(
-    stream: TcpStream,
-    key: &SecretKey,
-    chain_id: u64,
-) -> Result<(NodeId, Conn), HandshakeError> {
-    let _ = stream.set_nodelay(true);
-    accept_over(stream, key, chain_id).await
-}
-
-/// [`accept`] over any byte stream.
+/// The accepting side: proves `key` and learns the dialer's proven id.
 pub async fn accept_over<S>(
     stream: S,
     key: &SecretKey,
     chain_id: u64,
+    seed: [u8; 32],
 ) -> Result<(NodeId, Channel<S>), HandshakeError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -250,7 +295,7 @@ where
         mut noise,
         proof,
         mut framed,
-    } = start(stream, key, chain_id, false)?;
+    } = start(stream, key, chain_id, false, seed)?;
     // -> e
     read_payload(&mut noise, &mut framed).await?;
     // <- e, ee, s, es (+ this node's proof)
@@ -265,8 +310,8 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::p2p::frame::Frame;
-    use canon_engine::keys::derived_key;
+    use crate::keys::derived_key;
+    use crate::net::p2p::frame::Frame;
 
     const CHAIN: u64 = 7;
 
@@ -280,8 +325,10 @@ mod tests {
         Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
     ) {
         let (a, b) = tokio::io::duplex(1 << 20);
-        let d = tokio::spawn(async move { dial_over(a, &dialer, expected, chain_ids.0).await });
-        let s = tokio::spawn(async move { accept_over(b, &acceptor, chain_ids.1).await });
+        let d = tokio::spawn(
+            async move { dial_over(a, &dialer, expected, chain_ids.0, [1; 32]).await },
+        );
+        let s = tokio::spawn(async move { accept_over(b, &acceptor, chain_ids.1, [2; 32]).await });
         (d.await.unwrap(), s.await.unwrap())
     }
 
@@ -312,7 +359,7 @@ mod tests {
         // The dialer's first frame goes out at once behind its last handshake message; the
         // acceptor reads both in one go and must keep the frame it buffered.
         let d = tokio::spawn(async move {
-            let (_, mut conn) = dial_over(a, &k0, None, CHAIN).await.unwrap();
+            let (_, mut conn) = dial_over(a, &k0, None, CHAIN, [1; 32]).await.unwrap();
             conn.send(&Frame::Request {
                 id: 1,
                 body: vec![1; 10],
@@ -322,7 +369,7 @@ mod tests {
             conn
         });
         tokio::task::yield_now().await;
-        let (_, mut acceptor) = accept_over(b, &k1, CHAIN).await.unwrap();
+        let (_, mut acceptor) = accept_over(b, &k1, CHAIN, [2; 32]).await.unwrap();
         let _dialer = d.await.unwrap();
         assert!(matches!(
             acceptor.recv().await,

@@ -8,11 +8,14 @@
 //! or the peer's next frame, which fails the counter, closes it). Nothing reaches the engine
 //! before a whole frame authenticated.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use crate::codec;
+use crate::sync::lock;
 use bytes::Bytes;
-use canon_engine::codec;
-use canon_engine::sync::lock;
+use futures::future::{self, Either};
 use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use snow::TransportState;
@@ -64,7 +67,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
     }
 
     pub async fn recv(&mut self) -> Result<Frame, FrameError> {
-        open_next(&mut self.wire, &self.noise).await
+        open_next(&mut self.wire, &self.noise, NO_DEADLINE).await
     }
 
     /// A sending half and a receiving half, for a writer and a reader task.
@@ -109,7 +112,16 @@ pub struct ChannelStream<S> {
 
 impl<S: AsyncRead + AsyncWrite + Unpin> ChannelStream<S> {
     pub async fn recv(&mut self) -> Result<Frame, FrameError> {
-        open_next(&mut self.stream, &self.noise).await
+        open_next(&mut self.stream, &self.noise, NO_DEADLINE).await
+    }
+
+    /// Waits as long as it takes for a frame to begin, then at most until `deadline` (started
+    /// by the frame's first piece) for the rest: a peer that trickles a frame in is cut off.
+    pub async fn recv_bounded<F: Future<Output = ()>>(
+        &mut self,
+        deadline: impl FnOnce() -> F,
+    ) -> Result<Frame, FrameError> {
+        open_next(&mut self.stream, &self.noise, Some(deadline)).await
     }
 }
 
@@ -144,15 +156,33 @@ fn seal(noise: &Noise, frame: &Frame) -> Result<Vec<Bytes>, FrameError> {
     Ok(out)
 }
 
-/// Reads pieces until a whole frame authenticated, then decodes it.
-async fn open_next<R>(stream: &mut R, noise: &Noise) -> Result<Frame, FrameError>
+type NoDeadline = fn() -> std::future::Pending<()>;
+const NO_DEADLINE: Option<NoDeadline> = None;
+
+/// Reads pieces until a whole frame authenticated, then decodes it. `deadline`, if any, starts
+/// when the first piece arrives and bounds the rest.
+async fn open_next<R, D, F>(
+    stream: &mut R,
+    noise: &Noise,
+    mut deadline: Option<D>,
+) -> Result<Frame, FrameError>
 where
     R: futures::Stream<Item = Result<bytes::BytesMut, std::io::Error>> + Unpin,
+    D: FnOnce() -> F,
+    F: Future<Output = ()>,
 {
     let mut frame = Vec::new();
     let mut plain = vec![0u8; NOISE_MAX_MESSAGE];
+    let mut timer: Option<Pin<Box<F>>> = None;
     loop {
-        let piece = match stream.next().await {
+        let next = match timer.as_mut() {
+            None => stream.next().await,
+            Some(t) => match future::select(stream.next(), t.as_mut()).await {
+                Either::Left((next, _)) => next,
+                Either::Right(_) => return Err(FrameError::TooSlow),
+            },
+        };
+        let piece = match next {
             None => return Err(FrameError::Closed),
             // A length prefix above a Noise message surfaces here as InvalidData.
             Some(Err(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
@@ -161,6 +191,9 @@ where
             Some(Err(e)) => return Err(FrameError::Io(e)),
             Some(Ok(piece)) => piece,
         };
+        if timer.is_none() {
+            timer = deadline.take().map(|d| Box::pin(d()));
+        }
         let n = lock(noise)
             .read_message(&piece, &mut plain)
             .map_err(|e| FrameError::Unauthentic(e.to_string()))?;
@@ -186,19 +219,23 @@ where
 mod tests {
     //! The channel against an attacker on the path: every piece is authentic, in order, of
     //! this connection, or the connection closes with nothing delivered.
-    use canon_engine::keys::derived_key;
+    use crate::keys::derived_key;
     use tokio::io::{AsyncWriteExt, DuplexStream};
 
     use super::*;
-    use crate::p2p::handshake::{accept_over, dial_over};
+    use crate::net::p2p::handshake::{accept_over, dial_over};
 
     type Pair = (Channel<DuplexStream>, Channel<DuplexStream>);
 
+    /// Every pair draws its own keys: two connections never share a session.
     async fn pair() -> Pair {
+        static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+        let n = NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
+        let seeds = ([n; 32], [n + 1; 32]);
         let (a, b) = tokio::io::duplex(1 << 22);
         let (k0, k1) = (derived_key("ch", 0), derived_key("ch", 1));
-        let d = tokio::spawn(async move { dial_over(a, &k0, None, 7).await });
-        let s = tokio::spawn(async move { accept_over(b, &k1, 7).await });
+        let d = tokio::spawn(async move { dial_over(a, &k0, None, 7, seeds.0).await });
+        let s = tokio::spawn(async move { accept_over(b, &k1, 7, seeds.1).await });
         let (_, dialer) = d.await.unwrap().unwrap();
         let (_, acceptor) = s.await.unwrap().unwrap();
         (dialer, acceptor)
