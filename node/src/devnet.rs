@@ -263,6 +263,9 @@ pub struct Devnet {
     pub fenced: bool,
     /// Raft mode: nodes 1..=this run standby batchers.
     pub batcher_standbys: usize,
+    /// (from, to) -> port: node `from` dials node `to` at this loopback port instead of `to`'s
+    /// own (a test's proxy on that link). Read when a node starts.
+    pub routes: std::collections::BTreeMap<(usize, usize), u16>,
     ids: Vec<NodeId>,
     exe: PathBuf,
 }
@@ -414,6 +417,7 @@ impl Devnet {
             extra_env,
             fenced: mode == Mode::FencedGroup,
             batcher_standbys,
+            routes: Default::default(),
             dir,
             offset,
             exe: exe.to_path_buf(),
@@ -472,6 +476,7 @@ impl Devnet {
             }
             (Some(_), false) => group_external_env(i - n, n, self.offset, dir),
         };
+        let env = self.routed(i, env);
         let child = Command::new(&self.exe)
             .envs(env)
             .env(
@@ -486,6 +491,23 @@ impl Devnet {
             .map_err(|e| format!("cannot start {}: {e}", self.exe.display()))?;
         self.children[i] = Some(child);
         Ok(())
+    }
+
+    /// `env` with node `i`'s boot nodes sent through [`Devnet::routes`].
+    fn routed(&self, i: usize, mut env: Vec<(String, String)>) -> Vec<(String, String)> {
+        for (_, v) in env.iter_mut().filter(|(k, _)| k == "NETWORK_BOOT_NODES") {
+            for (&(from, to), &port) in &self.routes {
+                if from == i {
+                    let direct = format!("@127.0.0.1:{},", Ports::of(to, self.offset).p2p);
+                    let routed = format!("@127.0.0.1:{port},");
+                    *v = format!("{v},")
+                        .replace(&direct, &routed)
+                        .trim_end_matches(',')
+                        .to_string();
+                }
+            }
+        }
+        env
     }
 
     /// `kill -9`: no shutdown, no flush.
