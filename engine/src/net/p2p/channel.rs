@@ -337,6 +337,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_frame_trickled_in_past_its_deadline_is_cut_off() {
+        let (mut d, s) = pair().await;
+        let (_sink, mut stream) = s.split();
+        let pieces = seal(&d.noise, &frame(1, PIECE_BYTES * 2)).unwrap();
+        // The first piece comes; the rest never does. Without a deadline the reader would
+        // wait forever; with one, it gives up once the frame began.
+        write_raw(&mut d, &pieces[..1]).await;
+        let bounded =
+            stream.recv_bounded(|| tokio::time::sleep(std::time::Duration::from_millis(50)));
+        let got = tokio::time::timeout(std::time::Duration::from_secs(5), bounded)
+            .await
+            .expect("the deadline must end the wait");
+        assert!(matches!(got, Err(FrameError::TooSlow)), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn an_idle_connection_waits_for_a_frame_to_begin() {
+        let (mut d, s) = pair().await;
+        let (_sink, mut stream) = s.split();
+        let late = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            d.send(&frame(7, 10)).await.unwrap();
+            d
+        });
+        let got = stream
+            .recv_bounded(|| tokio::time::sleep(std::time::Duration::from_millis(50)))
+            .await;
+        assert!(matches!(got, Ok(Frame::Request { id: 7, .. })), "{got:?}");
+        drop(late.await);
+    }
+
+    #[tokio::test]
     async fn a_frame_announcing_more_than_the_limit_is_refused_before_it_is_read() {
         let (mut d, mut s) = pair().await;
         d.get_mut().write_all(&[0xff; 4]).await.unwrap();

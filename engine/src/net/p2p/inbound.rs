@@ -352,3 +352,64 @@ async fn answer<R: AsyncRuntime, S: Stream>(
     drop(outbox);
     writer_done.cancel();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: u8) -> NodeId {
+        NodeId([n; 64])
+    }
+
+    #[test]
+    fn a_peers_newest_connection_closes_its_oldest_and_the_total_is_a_cap() {
+        let limits = InboundLimits {
+            connections: 3,
+            per_peer: 2,
+            ..InboundLimits::default()
+        };
+        let mut c = Connections::default();
+        let first = c.admit(id(1), 1, &limits).expect("room");
+        let second = c.admit(id(1), 2, &limits).expect("room");
+        let third = c.admit(id(1), 3, &limits).expect("room");
+        assert!(
+            first.is_cancelled(),
+            "the oldest of the peer's three closes"
+        );
+        assert!(!second.is_cancelled() && !third.is_cancelled());
+        assert_eq!(c.total, 2);
+        c.admit(id(2), 4, &limits).expect("room for another peer");
+        assert!(c.admit(id(3), 5, &limits).is_none(), "the total is full");
+        c.remove(id(1), 2);
+        c.remove(id(1), 1); // already closed and gone: no double count
+        assert_eq!(c.total, 2);
+        assert!(c.admit(id(3), 6, &limits).is_some());
+    }
+
+    #[test]
+    fn handshakes_per_address_are_counted_by_host_and_given_back() {
+        let counts = Arc::default();
+        let a: Vec<_> = (0..2)
+            .filter_map(|p| AddressSlot::take(&counts, &format!("10.0.0.1:{p}"), 2))
+            .collect();
+        assert_eq!(a.len(), 2);
+        assert!(
+            AddressSlot::take(&counts, "10.0.0.1:9", 2).is_none(),
+            "same host, other port"
+        );
+        assert!(
+            AddressSlot::take(&counts, "10.0.0.2:9", 2).is_some(),
+            "another host"
+        );
+        drop(a);
+        assert!(
+            AddressSlot::take(&counts, "10.0.0.1:9", 2).is_some(),
+            "given back"
+        );
+        assert!(
+            lock(&counts).is_empty(),
+            "every slot given back: {:?}",
+            lock(&counts)
+        );
+    }
+}
