@@ -2,7 +2,9 @@
 //!
 //! Nothing in this crate touches sockets, files, the wall clock or OS randomness. Time and
 //! task spawning come from openraft's `AsyncRuntime` (supplied by the host), storage through
-//! [`storage::Storage`], the network through [`transport::Transport`], block timestamps through
+//! [`storage::Storage`], the network through [`net::transport::Transport`] (whose production and
+//! simulated implementation is the p2p layer in [`net::p2p`], generic over the byte stream the
+//! host dials and accepts), block timestamps through
 //! [`clock::Clock`], and everything observable leaves through [`events::EventSink`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 

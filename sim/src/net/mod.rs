@@ -229,11 +229,7 @@ impl SimNet {
         let conns = self.connections_between(reader, writer);
         for c in &conns {
             let mut c = stream::lock(c);
-            let side = if c.hosts[DIALER] == reader {
-                DIALER
-            } else {
-                ACCEPTOR
-            };
+            let side = c.side_of(reader);
             c.stall(side, until);
         }
         conns.len()
@@ -262,11 +258,7 @@ impl SimNet {
         };
         for c in &conns {
             let mut c = stream::lock(c);
-            let side = if c.hosts[DIALER] == from {
-                DIALER
-            } else {
-                ACCEPTOR
-            };
+            let side = c.side_of(from);
             c.tamper(side, attack, foreign.clone());
         }
         conns.len()

@@ -134,6 +134,15 @@ impl ConnState {
         }
     }
 
+    /// Which side `host` is on (the acceptor's, unless it dialed).
+    pub(crate) fn side_of(&self, host: usize) -> usize {
+        if self.hosts[DIALER] == host {
+            DIALER
+        } else {
+            ACCEPTOR
+        }
+    }
+
     pub(crate) fn is_open(&self) -> bool {
         let both_closed = self.pipes.iter().all(|p| p.write_closed);
         let both_gone = self.vanished.iter().all(|v| *v);

@@ -38,7 +38,7 @@ use super::frame::PROTOCOL_VERSION;
 /// The Noise protocol every canon node speaks.
 pub const NOISE_PARAMS: &str = "Noise_XX_25519_ChaChaPoly_BLAKE2s";
 
-/// An authenticated, encrypted connection over TCP.
+/// Why a handshake failed.
 #[derive(Debug, thiserror::Error)]
 pub enum HandshakeError {
     #[error("connection closed during the handshake")]
@@ -53,7 +53,6 @@ pub enum HandshakeError {
     WrongPeer(Box<WrongPeer>),
 }
 
-/// What each side proves inside the handshake.
 /// Whom a dialer expected and who answered.
 #[derive(Debug)]
 pub struct WrongPeer {
@@ -61,6 +60,7 @@ pub struct WrongPeer {
     pub proven: NodeId,
 }
 
+/// What each side proves inside the handshake.
 #[derive(Debug, Serialize, Deserialize)]
 struct IdentityProof {
     protocol: u32,
@@ -246,8 +246,6 @@ async fn read_payload<S: AsyncRead + AsyncWrite + Unpin>(
 /// knows its id) and proves this node's key. Without `expected` any id that proves its key is
 /// accepted: a group member's network identity is new at every start, and what the group
 /// trusts is signed by the shared identity, not by the connection.
-/// The dialing side: proves `key`, learns the peer's proven id, and checks it is `expected`
-/// where the dialer knows whom it called.
 pub async fn dial_over<S>(
     stream: S,
     key: &SecretKey,
@@ -280,8 +278,7 @@ where
     Ok((id, Channel::new(framed, transport)))
 }
 
-/// Accepting side (the Noise responder): the dialer's proven id.
-/// The accepting side: proves `key` and learns the dialer's proven id.
+/// The accepting side (the Noise responder): proves `key` and learns the dialer's proven id.
 pub async fn accept_over<S>(
     stream: S,
     key: &SecretKey,
