@@ -6,7 +6,25 @@ proptest! {
     #[test]
     fn decoders_never_panic(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
         let decoded = canon_fuzz::decode_all(&data);
-        prop_assert!(decoded <= 4);
+        prop_assert!(decoded <= 5);
         let _ = canon_fuzz::verify_untrusted_block(&data);
+    }
+
+    #[test]
+    fn a_strangers_bytes_never_complete_a_handshake(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        prop_assert!(canon_fuzz::p2p_accept(&data));
+    }
+
+    /// Bytes shaped like the wire (a length prefix, then that many bytes) reach Noise itself.
+    #[test]
+    fn framed_garbage_never_completes_a_handshake(
+        pieces in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..200), 1..4)
+    ) {
+        let mut data = Vec::new();
+        for p in &pieces {
+            data.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            data.extend_from_slice(p);
+        }
+        prop_assert!(canon_fuzz::p2p_accept(&data));
     }
 }
