@@ -110,6 +110,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         20190,
         "a node restarted onto a failing disk could not store its backfill's recut, and reported its own disk fault as a source serving a bad block",
     ),
+    (
+        "hostile-network",
+        950039,
+        "the replayed handshake was taken off a connection still in its handshake: one message, so the victim timed out instead of refusing it",
+    ),
+    (
+        "hostile-network",
+        950164,
+        "the same: a handshake recorded before it finished, replayed",
+    ),
 ];
 
 fn env_u64(name: &str) -> Option<u64> {

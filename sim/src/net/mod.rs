@@ -264,8 +264,9 @@ impl SimNet {
         conns.len()
     }
 
-    /// The first segments `from` sent on its most recent connection to `to`: a recorded
-    /// handshake, for an attacker to replay.
+    /// The first segments `from` sent on its most recent connection to `to` that got past the
+    /// handshake (both of the dialer's messages and more): a recorded handshake, for an
+    /// attacker to replay.
     pub fn recorded_dial(&self, from: usize, to: usize) -> Vec<Vec<u8>> {
         let s = self.lock();
         s.conns
@@ -274,7 +275,8 @@ impl SimNet {
             .filter_map(Weak::upgrade)
             .find_map(|c| {
                 let c = stream::lock(&c);
-                (c.hosts == [from, to]).then(|| c.recorded(DIALER))
+                let recorded = c.recorded(DIALER);
+                (c.hosts == [from, to] && recorded.len() > 2).then_some(recorded)
             })
             .unwrap_or_default()
     }

@@ -146,7 +146,21 @@ pub(crate) fn hostile_network(ctx: Ctx) -> ScenarioFuture {
             let target = c.rng.gen_range(0..n);
             let victim_of_replay = (target + 1) % n;
             let before = refused_at(&c, target).len();
-            let recorded = c.net.recorded_dial(victim_of_replay, target);
+            // A live connection whose handshake the path recorded (one may be redialing).
+            let mut recorded = c.net.recorded_dial(victim_of_replay, target);
+            for _ in 0..100 {
+                if !recorded.is_empty() || !matches!(dial, Dial::ReplayedHandshake) {
+                    break;
+                }
+                sleep_ms(20).await;
+                recorded = c.net.recorded_dial(victim_of_replay, target);
+            }
+            if recorded.is_empty() && matches!(dial, Dial::ReplayedHandshake) {
+                return Err(at(
+                    &c,
+                    format!("no handshake of n{victim_of_replay} to n{target} recorded to replay"),
+                ));
+            }
             let net = c.net.clone();
             let address = SocketAddr::new(crate::cluster::node_ip(target), PORT).to_string();
             let garbage: Vec<u8> = (0..64).map(|_| c.rng.gen()).collect();
