@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use canon_engine::events::NoEvents;
 use canon_engine::keys::{derived_key, SecretKey};
+use canon_engine::net::p2p::address_label;
 use canon_engine::net::peer;
 use canon_engine::net::transport::BoxFuture;
 use canon_engine::net::wire::Request;
@@ -67,7 +68,9 @@ impl Default for GroupSetup {
 
 struct MemberSlot {
     level: i64,
-    key: SecretKey,
+    /// How the others know it, as in production: by address, whose [`address_label`] stands in
+    /// for an id, since its network key is new at every start.
+    address: SocketAddr,
     disk: MemDisk,
     skew_ms: Arc<AtomicI64>,
     handle: Option<NodeHandle>,
@@ -121,9 +124,9 @@ impl GroupRun {
         let identity = derived_key("canon-sim/identity", 0);
         let mut slots = Vec::new();
         for (m, level) in levels.iter().enumerate() {
-            let key = derived_key("canon-sim/member", m);
+            let address = SocketAddr::new(member_ip(m), PORT);
             c.net
-                .add_member(key.node_id(), SocketAddr::new(member_ip(m), PORT));
+                .add_member(address_label(&address.to_string()), address);
             let skew = setup.clock_skew_ms_max as i64;
             let skew_ms = Arc::new(AtomicI64::new(if skew > 0 {
                 c.rng.gen_range(-skew..=skew)
@@ -132,7 +135,7 @@ impl GroupRun {
             }));
             slots.push(MemberSlot {
                 level: *level,
-                key,
+                address,
                 disk: MemDisk::new(),
                 skew_ms,
                 handle: None,
@@ -170,8 +173,13 @@ impl GroupRun {
         &mut self.group
     }
 
+    /// The members as their peers address them: the labels of their addresses.
     pub fn member_ids(&self) -> Vec<NodeId> {
-        self.group().slots.iter().map(|s| s.key.node_id()).collect()
+        self.group()
+            .slots
+            .iter()
+            .map(|s| address_label(&s.address.to_string()))
+            .collect()
     }
 
     pub fn block_time(&self) -> Duration {
@@ -188,18 +196,16 @@ impl GroupRun {
         if slot.up {
             return;
         }
+        let own = address_label(&slot.address.to_string());
         let cfg = GroupConfig {
             identity: g.identity.clone(),
-            network_key: slot.key.clone(),
+            // Replaced by a fresh key at every start (`run_member`).
+            network_key: g.identity.clone(),
             redundancy: RedundancyConfig {
                 level: Level::from_config(slot.level),
                 max_missed_rounds: g.setup.max_missed_rounds,
             },
-            members: ids
-                .iter()
-                .copied()
-                .filter(|i| *i != slot.key.node_id())
-                .collect(),
+            members: ids.iter().copied().filter(|i| *i != own).collect(),
             chain: self.spec.clone(),
             genesis_ms: g.genesis_ms,
             block_time_ms: g.setup.block_time_ms,
@@ -215,10 +221,7 @@ impl GroupRun {
             }
             None => {
                 let (d, l, k) = (slot.disk.clone(), slot.live.clone(), slot.skew_ms.clone());
-                let member = net
-                    .lookup(&slot.key.node_id())
-                    .map(|(i, _)| i)
-                    .unwrap_or_default();
+                let member = net.lookup(&own).map(|(i, _)| i).unwrap_or_default();
                 Some(
                     self.handle
                         .create_node()
@@ -298,7 +301,7 @@ impl GroupRun {
 
     /// Member `m`'s index in the simulated network, for partitions.
     pub fn member_net_index(&self, m: usize) -> usize {
-        let id = self.group().slots[m].key.node_id();
+        let id = address_label(&self.group().slots[m].address.to_string());
         self.net.lookup(&id).map(|(i, _)| i).unwrap_or_default()
     }
 
@@ -455,6 +458,16 @@ impl GroupRun {
     }
 }
 
+/// A secp256k1 key from the simulator's seeded randomness.
+fn fresh_key() -> SecretKey {
+    loop {
+        let bytes: [u8; 32] = madsim::rand::random();
+        if let Ok(key) = SecretKey::from_bytes(bytes) {
+            return key;
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_member(
     index: usize,
@@ -467,6 +480,10 @@ async fn run_member(
     skew_ms: Arc<AtomicI64>,
     live: LiveMember,
 ) {
+    // A network identity new at every start, drawn from the seed, as production draws one
+    // from the OS: the others know this member by its address only.
+    let mut cfg = cfg;
+    cfg.network_key = fresh_key();
     let host = NetHost {
         me: member,
         key: cfg.network_key.clone(),

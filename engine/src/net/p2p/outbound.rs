@@ -45,8 +45,11 @@ struct Link<I> {
 }
 
 impl<I: Instant> Link<I> {
+    /// `peer`: whom the engine asked for (an address's label for a peer dialed by address);
+    /// `proven`: the id the peer proved in the handshake, which every response comes from.
     fn spawn<R, S>(
         peer: NodeId,
+        proven: NodeId,
         remote: String,
         connection: u64,
         conn: Channel<S>,
@@ -80,7 +83,7 @@ impl<I: Instant> Link<I> {
                     Ok(Frame::Response { id, body }) => {
                         *lock(&reader.heard) = I::now();
                         local.delivered(Delivery {
-                            from: peer,
+                            from: proven,
                             connection,
                         });
                         if let Some(tx) = lock(&reader.pending).remove(&id) {
@@ -286,6 +289,7 @@ impl<R: AsyncRuntime, D: Dialer> P2pTransport<R, D> {
                 st.retry_at = None;
                 let link = Link::spawn::<R, _>(
                     to,
+                    proven,
                     peer.address.clone(),
                     connection,
                     conn,
