@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use canon_engine::events::NoEvents;
 use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::net::p2p::address_label;
 use canon_engine::net::peer;
 use canon_engine::net::transport::BoxFuture;
 use canon_engine::net::wire::Request;
@@ -68,9 +67,7 @@ impl Default for GroupSetup {
 
 struct MemberSlot {
     level: i64,
-    /// How the others know it, as in production: by address, whose [`address_label`] stands in
-    /// for an id, since its network key is new at every start.
-    address: SocketAddr,
+    key: SecretKey,
     disk: MemDisk,
     skew_ms: Arc<AtomicI64>,
     handle: Option<NodeHandle>,
@@ -124,9 +121,9 @@ impl GroupRun {
         let identity = derived_key("canon-sim/identity", 0);
         let mut slots = Vec::new();
         for (m, level) in levels.iter().enumerate() {
-            let address = SocketAddr::new(member_ip(m), PORT);
+            let key = derived_key("canon-sim/member", m);
             c.net
-                .add_member(address_label(&address.to_string()), address);
+                .add_member(key.node_id(), SocketAddr::new(member_ip(m), PORT));
             let skew = setup.clock_skew_ms_max as i64;
             let skew_ms = Arc::new(AtomicI64::new(if skew > 0 {
                 c.rng.gen_range(-skew..=skew)
@@ -135,7 +132,7 @@ impl GroupRun {
             }));
             slots.push(MemberSlot {
                 level: *level,
-                address,
+                key,
                 disk: MemDisk::new(),
                 skew_ms,
                 handle: None,
@@ -173,13 +170,8 @@ impl GroupRun {
         &mut self.group
     }
 
-    /// The members as their peers address them: the labels of their addresses.
     pub fn member_ids(&self) -> Vec<NodeId> {
-        self.group()
-            .slots
-            .iter()
-            .map(|s| address_label(&s.address.to_string()))
-            .collect()
+        self.group().slots.iter().map(|s| s.key.node_id()).collect()
     }
 
     pub fn block_time(&self) -> Duration {
@@ -196,16 +188,18 @@ impl GroupRun {
         if slot.up {
             return;
         }
-        let own = address_label(&slot.address.to_string());
         let cfg = GroupConfig {
             identity: g.identity.clone(),
-            // Replaced by a fresh key at every start (`run_member`).
-            network_key: g.identity.clone(),
+            network_key: slot.key.clone(),
             redundancy: RedundancyConfig {
                 level: Level::from_config(slot.level),
                 max_missed_rounds: g.setup.max_missed_rounds,
             },
-            members: ids.iter().copied().filter(|i| *i != own).collect(),
+            members: ids
+                .iter()
+                .copied()
+                .filter(|i| *i != slot.key.node_id())
+                .collect(),
             chain: self.spec.clone(),
             genesis_ms: g.genesis_ms,
             block_time_ms: g.setup.block_time_ms,
@@ -221,7 +215,10 @@ impl GroupRun {
             }
             None => {
                 let (d, l, k) = (slot.disk.clone(), slot.live.clone(), slot.skew_ms.clone());
-                let member = net.lookup(&own).map(|(i, _)| i).unwrap_or_default();
+                let member = net
+                    .lookup(&slot.key.node_id())
+                    .map(|(i, _)| i)
+                    .unwrap_or_default();
                 Some(
                     self.handle
                         .create_node()
@@ -301,7 +298,7 @@ impl GroupRun {
 
     /// Member `m`'s index in the simulated network, for partitions.
     pub fn member_net_index(&self, m: usize) -> usize {
-        let id = address_label(&self.group().slots[m].address.to_string());
+        let id = self.group().slots[m].key.node_id();
         self.net.lookup(&id).map(|(i, _)| i).unwrap_or_default()
     }
 
@@ -458,16 +455,6 @@ impl GroupRun {
     }
 }
 
-/// A secp256k1 key from the simulator's seeded randomness.
-fn fresh_key() -> SecretKey {
-    loop {
-        let bytes: [u8; 32] = madsim::rand::random();
-        if let Ok(key) = SecretKey::from_bytes(bytes) {
-            return key;
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn run_member(
     index: usize,
@@ -480,10 +467,6 @@ async fn run_member(
     skew_ms: Arc<AtomicI64>,
     live: LiveMember,
 ) {
-    // A network identity new at every start, drawn from the seed, as production draws one
-    // from the OS: the others know this member by its address only.
-    let mut cfg = cfg;
-    cfg.network_key = fresh_key();
     let host = NetHost {
         me: member,
         key: cfg.network_key.clone(),
