@@ -1,8 +1,10 @@
 //! The chain: blocks and transactions, the ledger they execute on, the rules every node checks
-//! (continuity, proposer signature, roots), the store a consensus node applies into, and the
-//! replica an external node replays into.
+//! (continuity, proposer signature, roots), the store a consensus node applies into, the
+//! replica an external node replays into, and the certificates that prove a majority applied a
+//! block.
 pub mod backfill;
 pub mod block;
+pub mod certificate;
 pub mod ledger;
 pub mod replica;
 pub mod rules;

@@ -98,7 +98,7 @@ async fn collect_attestations<RT: AsyncRuntime>(node: &ConsensusNode<RT>, number
             }
         })
         .collect();
-    let quorum = node.config().peers.len() / 2 + 1;
+    let quorum = crate::chain::certificate::majority(node.config().peers.len());
     let mut got: Vec<Attestation> = Vec::new();
     while let Some((peer, answer)) = asking.next().await {
         if let Ok(atts) = answer {

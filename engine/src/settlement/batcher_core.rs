@@ -167,7 +167,7 @@ impl BatcherCore {
 
     /// Attestations a batch needs: a majority of the consensus nodes.
     pub fn quorum(&self) -> usize {
-        self.peers.len() / 2 + 1
+        crate::chain::certificate::majority(self.peers.len())
     }
 
     /// Runs one step if one is due at `now`, reading the role and batches `chain` applied.

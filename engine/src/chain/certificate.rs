@@ -1,0 +1,221 @@
+//! Commit certificates: a majority of `consensus_peer_ids` signed that they applied one block.
+//!
+//! Raft gives no proof that an entry was committed: a deposed leader's signed proposal that
+//! lost verifies like one that won. After applying a block each consensus node signs (chain
+//! id, height, block hash) with its node key; a majority of those signatures is a
+//! [`Certificate`]. An external node applies a block only with one, so a source can serve it
+//! only what a majority applied. The majority is the batcher's attestation quorum
+//! ([`majority`]), shared.
+
+use alloy_primitives::{keccak256, B256};
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{NodeId, Sig65};
+use crate::keys::{recover_node_id, SecretKey};
+
+/// Signatures a majority of `peers` consensus peers makes: what commits a Raft entry, attests
+/// an L1 batch, and certifies a block.
+pub fn majority(peers: usize) -> usize {
+    peers / 2 + 1
+}
+
+/// What a consensus node signs once it applied the block `block_hash` at `height`.
+pub fn commit_hash(chain_id: u64, height: u64, block_hash: &B256) -> B256 {
+    let mut buf = Vec::with_capacity(27 + 8 + 8 + 32);
+    buf.extend_from_slice(b"canon/commit-certificate/v1");
+    buf.extend_from_slice(&chain_id.to_be_bytes());
+    buf.extend_from_slice(&height.to_be_bytes());
+    buf.extend_from_slice(block_hash.as_slice());
+    keccak256(&buf)
+}
+
+/// One consensus node's signature that it applied a block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitVote {
+    pub signer: NodeId,
+    pub signature: Sig65,
+}
+
+impl CommitVote {
+    pub fn sign(chain_id: u64, height: u64, block_hash: &B256, key: &SecretKey) -> CommitVote {
+        CommitVote {
+            signer: key.node_id(),
+            signature: key.sign_hash(&commit_hash(chain_id, height, block_hash)),
+        }
+    }
+}
+
+/// A majority's votes for the block `block_hash` at `height`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Certificate {
+    pub height: u64,
+    pub block_hash: B256,
+    pub votes: Vec<CommitVote>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CertificateError {
+    #[error("a certificate for height {certified} offered with the block at {block}")]
+    OtherHeight { certified: u64, block: u64 },
+    #[error("a certificate for block {certified} offered with block {block}")]
+    OtherBlock { certified: B256, block: B256 },
+    #[error("{0} signed the certificate twice")]
+    Duplicate(NodeId),
+    #[error("{0} is not one of consensus_peer_ids")]
+    UnknownSigner(NodeId),
+    #[error("{0}'s signature does not cover this chain, height and block")]
+    BadSignature(NodeId),
+    #[error("{have} distinct signatures; a majority of {peers} peers is {need}")]
+    TooFew {
+        have: usize,
+        need: usize,
+        peers: usize,
+    },
+}
+
+impl Certificate {
+    /// Checks that a majority of `peers` signed that they applied the block `block_hash` at
+    /// `height` of chain `chain_id`. Every vote must verify (a bad one refuses the whole
+    /// certificate: whoever assembled it passed on what it should have checked).
+    pub fn verify(
+        &self,
+        chain_id: u64,
+        peers: &[NodeId],
+        height: u64,
+        block_hash: &B256,
+    ) -> Result<(), CertificateError> {
+        if self.height != height {
+            return Err(CertificateError::OtherHeight {
+                certified: self.height,
+                block: height,
+            });
+        }
+        if self.block_hash != *block_hash {
+            return Err(CertificateError::OtherBlock {
+                certified: self.block_hash,
+                block: *block_hash,
+            });
+        }
+        let hash = commit_hash(chain_id, height, block_hash);
+        let mut seen: Vec<NodeId> = Vec::with_capacity(self.votes.len());
+        for vote in &self.votes {
+            if seen.contains(&vote.signer) {
+                return Err(CertificateError::Duplicate(vote.signer));
+            }
+            if !peers.contains(&vote.signer) {
+                return Err(CertificateError::UnknownSigner(vote.signer));
+            }
+            match recover_node_id(&hash, &vote.signature) {
+                Ok(id) if id == vote.signer => seen.push(vote.signer),
+                _ => return Err(CertificateError::BadSignature(vote.signer)),
+            }
+        }
+        let need = majority(peers.len());
+        if seen.len() < need {
+            return Err(CertificateError::TooFew {
+                have: seen.len(),
+                need,
+                peers: peers.len(),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::derived_key;
+
+    const CHAIN: u64 = 7;
+
+    fn keys() -> Vec<SecretKey> {
+        (0..5).map(|i| derived_key("cert", i)).collect()
+    }
+
+    fn peers(keys: &[SecretKey]) -> Vec<NodeId> {
+        keys.iter().map(|k| k.node_id()).collect()
+    }
+
+    fn cert(signers: &[SecretKey], height: u64, hash: B256) -> Certificate {
+        Certificate {
+            height,
+            block_hash: hash,
+            votes: signers
+                .iter()
+                .map(|k| CommitVote::sign(CHAIN, height, &hash, k))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_majority_is_more_than_half() {
+        // Restated: the smallest count strictly above half.
+        for (peers, need) in [(1, 1), (2, 2), (3, 2), (4, 3), (5, 3), (7, 4)] {
+            assert_eq!(majority(peers), need, "{peers} peers");
+        }
+    }
+
+    #[test]
+    fn a_majority_of_peers_certifies_and_nothing_less_or_else_does() {
+        let k = keys();
+        let p = peers(&k);
+        let hash = B256::repeat_byte(1);
+        assert_eq!(cert(&k[..3], 10, hash).verify(CHAIN, &p, 10, &hash), Ok(()));
+        assert_eq!(
+            cert(&k[..2], 10, hash).verify(CHAIN, &p, 10, &hash),
+            Err(CertificateError::TooFew {
+                have: 2,
+                need: 3,
+                peers: 5
+            })
+        );
+        // The same signer twice is one signer.
+        let mut twice = cert(&k[..2], 10, hash);
+        twice.votes.push(twice.votes[0].clone());
+        assert_eq!(
+            twice.verify(CHAIN, &p, 10, &hash),
+            Err(CertificateError::Duplicate(k[0].node_id()))
+        );
+        // A stranger's vote.
+        let stranger = derived_key("cert/stranger", 0);
+        let mut foreign = cert(&k[..3], 10, hash);
+        foreign
+            .votes
+            .push(CommitVote::sign(CHAIN, 10, &hash, &stranger));
+        assert_eq!(
+            foreign.verify(CHAIN, &p, 10, &hash),
+            Err(CertificateError::UnknownSigner(stranger.node_id()))
+        );
+        // Votes over another chain, height or block do not count.
+        let mut other_chain = cert(&k[..3], 10, hash);
+        other_chain.votes[1] = CommitVote::sign(CHAIN + 1, 10, &hash, &k[1]);
+        assert_eq!(
+            other_chain.verify(CHAIN, &p, 10, &hash),
+            Err(CertificateError::BadSignature(k[1].node_id()))
+        );
+        let mut other_height = cert(&k[..3], 10, hash);
+        other_height.votes[2] = CommitVote::sign(CHAIN, 11, &hash, &k[2]);
+        assert_eq!(
+            other_height.verify(CHAIN, &p, 10, &hash),
+            Err(CertificateError::BadSignature(k[2].node_id()))
+        );
+        // A vote claiming another signer than the key that made it.
+        let mut claimed = cert(&k[..3], 10, hash);
+        claimed.votes[0].signer = k[4].node_id();
+        assert_eq!(
+            claimed.verify(CHAIN, &p, 10, &hash),
+            Err(CertificateError::BadSignature(k[4].node_id()))
+        );
+        // A good certificate offered with another block or height.
+        let other = B256::repeat_byte(2);
+        assert!(matches!(
+            cert(&k[..3], 10, hash).verify(CHAIN, &p, 10, &other),
+            Err(CertificateError::OtherBlock { .. })
+        ));
+        assert!(matches!(
+            cert(&k[..3], 10, hash).verify(CHAIN, &p, 11, &hash),
+            Err(CertificateError::OtherHeight { .. })
+        ));
+    }
+}
