@@ -139,17 +139,24 @@ fn main() {
         rates.push((tps, bps));
     }
     let (tps, bps) = rates[rates.len() - 1];
-    let cluster_tps: f64 = env_or("CLUSTER_TPS", 1163.0);
-    let cluster_bps: f64 = env_or("CLUSTER_BLOCKS_PER_SEC", 10.0);
-    println!(
-        "against production: {:.1}x the cluster's tx/s ({cluster_tps}) and {:.0}x its blocks/s ({cluster_bps})",
-        tps / cluster_tps,
-        bps / cluster_bps
-    );
-    if !smoke {
-        assert!(
-            tps > cluster_tps && bps > cluster_bps,
-            "replay must outrun production"
-        );
+    // A ratio only from a cluster figure measured the same day on this machine: the loopback
+    // bench's peak, passed in. A constant from an old run made a ratio that meant nothing.
+    let cluster = std::env::var("CLUSTER_TPS")
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|v| *v > 0.0);
+    match cluster {
+        Some(cluster_tps) => {
+            println!(
+                "against the cluster: {:.2}x its peak canonized tx/s ({cluster_tps:.0}, as given in CLUSTER_TPS)",
+                tps / cluster_tps
+            );
+            if !smoke {
+                assert!(tps > cluster_tps, "replay must outrun the cluster it follows");
+            }
+        }
+        None => println!(
+            "no ratio: set CLUSTER_TPS to the loopback bench's peak measured on this machine ({bps:.0} blocks/s replayed)"
+        ),
     }
 }
