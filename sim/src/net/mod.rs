@@ -159,8 +159,9 @@ impl SimNet {
         self.lock().waiting.push(waker);
     }
 
-    /// How long the next segment from `from` to `to` takes, drawn with the simulator's RNG.
-    pub(crate) fn segment_delay(&self, _from: usize, _to: usize) -> Duration {
+    /// How long the next segment takes on any link (faults are network-wide; a partition is
+    /// held at the reader), drawn with the simulator's RNG.
+    pub(crate) fn segment_delay(&self) -> Duration {
         let (loss, (lo, hi)) = {
             let s = self.lock();
             (s.faults.loss_permille, s.faults.extra_delay_ms)
@@ -303,7 +304,7 @@ impl SimNet {
         while self.blocked(me, target) || self.blocked(target, me) || !self.is_powered(target) {
             madsim::time::sleep(Duration::from_millis(100)).await;
         }
-        let rtt = self.segment_delay(me, target) + self.segment_delay(target, me);
+        let rtt = self.segment_delay() + self.segment_delay();
         madsim::time::sleep(rtt).await;
         let conn = {
             let mut s = self.lock();

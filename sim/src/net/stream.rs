@@ -359,12 +359,9 @@ impl AsyncWrite for SimStream {
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let (from_host, to_host) = {
-            let c = lock(&self.conn);
-            (c.hosts[self.side], c.hosts[1 - self.side])
-        };
-        let peer_up = self.net.is_powered(to_host);
-        let delay = self.net.segment_delay(from_host, to_host);
+        let peer = lock(&self.conn).hosts[1 - self.side];
+        let peer_up = self.net.is_powered(peer);
+        let delay = self.net.segment_delay();
         let side = self.side;
         let mut guard = lock(&self.conn);
         let c = &mut *guard;
@@ -394,11 +391,7 @@ impl AsyncWrite for SimStream {
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let (from_host, to_host) = {
-            let c = lock(&self.conn);
-            (c.hosts[self.side], c.hosts[1 - self.side])
-        };
-        let delay = self.net.segment_delay(from_host, to_host);
+        let delay = self.net.segment_delay();
         let mut c = lock(&self.conn);
         if !c.pipes[self.side].write_closed {
             c.pipes[self.side].write_closed = true;
@@ -413,8 +406,7 @@ impl Drop for SimStream {
         let host = lock(&self.conn).hosts[self.side];
         let powered = self.net.is_powered(host);
         let delay = if powered {
-            let to = lock(&self.conn).hosts[1 - self.side];
-            self.net.segment_delay(host, to)
+            self.net.segment_delay()
         } else {
             Duration::ZERO
         };

@@ -20,7 +20,9 @@ use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use snow::TransportState;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
 
 use super::frame::{Frame, FrameError, MAX_FRAME_BYTES};
 
@@ -102,6 +104,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ChannelSink<S> {
             self.sink.send(piece).await?;
         }
         Ok(())
+    }
+
+    /// A connection's writer: sends what `outbox` queues until it ends, a send fails or
+    /// `closed` is cancelled, then cancels `closed` (a writer that stops closes its side).
+    pub async fn drain(mut self, mut outbox: mpsc::Receiver<Frame>, closed: CancellationToken) {
+        loop {
+            let next =
+                match future::select(Box::pin(outbox.recv()), Box::pin(closed.cancelled())).await {
+                    Either::Left((Some(frame), _)) => frame,
+                    _ => break,
+                };
+            let sent =
+                future::select(Box::pin(self.send(&next)), Box::pin(closed.cancelled())).await;
+            if !matches!(sent, Either::Left((Ok(()), _))) {
+                break;
+            }
+        }
+        closed.cancel();
     }
 }
 

@@ -4,7 +4,6 @@
 //! peer, or anyone who can connect, may cost is bounded ([`InboundLimits`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::marker::PhantomData;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -154,7 +153,7 @@ impl Drop for AddressSlot {
     }
 }
 
-struct Shared<R> {
+struct Shared {
     local: Local,
     handler: Arc<dyn Handler>,
     limits: InboundLimits,
@@ -162,7 +161,6 @@ struct Shared<R> {
     /// Handshakes under way by remote address.
     handshaking_from: Arc<Mutex<BTreeMap<String, usize>>>,
     connections: Mutex<Connections>,
-    _runtime: PhantomData<R>,
 }
 
 /// Accepts until `stop` is cancelled.
@@ -173,14 +171,13 @@ pub async fn serve<R: AsyncRuntime, L: Listener>(
     limits: InboundLimits,
     stop: CancellationToken,
 ) {
-    let shared = Arc::new(Shared::<R> {
+    let shared = Arc::new(Shared {
         local,
         handler,
         limits,
         handshaking: Arc::new(Semaphore::new(limits.handshaking)),
         handshaking_from: Arc::default(),
         connections: Mutex::default(),
-        _runtime: PhantomData,
     });
     loop {
         let accepted = match future::select(Box::pin(stop.cancelled()), listener.accept()).await {
@@ -289,28 +286,16 @@ pub async fn serve<R: AsyncRuntime, L: Listener>(
 
 /// Reads requests until the connection ends or breaks, answering each in a task of its own.
 async fn answer<R: AsyncRuntime, S: Stream>(
-    shared: &Shared<R>,
+    shared: &Shared,
     delivery: Delivery,
     remote: &str,
     conn: Channel<S>,
 ) {
     let peer = delivery.from;
-    let (mut sink, mut stream) = conn.split();
-    let (outbox, mut rx) = mpsc::channel::<Frame>(shared.limits.in_flight);
+    let (sink, mut stream) = conn.split();
+    let (outbox, rx) = mpsc::channel::<Frame>(shared.limits.in_flight);
     let writer_done = CancellationToken::new();
-    let done = writer_done.clone();
-    let _detached = R::spawn(async move {
-        loop {
-            let next = match future::select(Box::pin(rx.recv()), Box::pin(done.cancelled())).await {
-                Either::Left((Some(frame), _)) => frame,
-                _ => break,
-            };
-            let sent = future::select(Box::pin(sink.send(&next)), Box::pin(done.cancelled())).await;
-            if !matches!(sent, Either::Left((Ok(()), _))) {
-                break;
-            }
-        }
-    });
+    let _detached = R::spawn(sink.drain(rx, writer_done.clone()));
     let slots = Arc::new(Semaphore::new(shared.limits.in_flight));
     let deadline = shared.limits.frame_deadline;
     loop {

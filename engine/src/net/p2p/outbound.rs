@@ -59,8 +59,8 @@ impl<I: Instant> Link<I> {
         R: AsyncRuntime<Instant = I>,
         S: super::Stream,
     {
-        let (mut sink, mut stream) = conn.split();
-        let (outbox, mut rx) = mpsc::channel::<Frame>(OUTBOX_FRAMES);
+        let (sink, mut stream) = conn.split();
+        let (outbox, rx) = mpsc::channel::<Frame>(OUTBOX_FRAMES);
         let link = Arc::new(Link {
             outbox,
             pending: Arc::default(),
@@ -113,27 +113,7 @@ impl<I: Instant> Link<I> {
             // Dropping the senders fails every request still waiting on this link.
             lock(&reader.pending).clear();
         });
-        let writer = link.clone();
-        let _detached = R::spawn(async move {
-            loop {
-                let next =
-                    match future::select(Box::pin(rx.recv()), Box::pin(writer.closed.cancelled()))
-                        .await
-                    {
-                        Either::Left((Some(frame), _)) => frame,
-                        _ => break,
-                    };
-                let sent = future::select(
-                    Box::pin(sink.send(&next)),
-                    Box::pin(writer.closed.cancelled()),
-                )
-                .await;
-                if !matches!(sent, Either::Left((Ok(()), _))) {
-                    break;
-                }
-            }
-            writer.closed.cancel();
-        });
+        let _detached = R::spawn(sink.drain(rx, link.closed.clone()));
         link
     }
 
