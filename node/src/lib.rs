@@ -11,6 +11,8 @@ pub mod context;
 #[cfg(feature = "production")]
 pub mod devnet;
 #[cfg(feature = "production")]
+pub mod event_log;
+#[cfg(feature = "production")]
 pub mod guard_file;
 #[cfg(feature = "production")]
 pub mod http;

@@ -21,7 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{NodeRole, Validated};
 pub use crate::context::{NodeContext, ProductionExternal, ProductionNode, Role};
-use crate::metrics::{now_ms, EventLog, Metrics};
+use crate::event_log::EventLog;
+use crate::metrics::{now_ms, Metrics};
 use crate::p2p::{Delivery, Handler, Local, TcpAcceptor, TcpDialer, TcpTransport};
 use crate::storage::RocksStorage;
 

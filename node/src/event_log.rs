@@ -1,0 +1,297 @@
+//! What the engine reports, logged and counted: every [`Event`] becomes a log line at its
+//! level and moves the Prometheus metrics it concerns ([`Metrics`]).
+
+use std::sync::Arc;
+
+use canon_engine::events::{Event, EventSink};
+use canon_engine::NodeId;
+
+use crate::metrics::{now_ms, ConnectionFaultLabels, Metrics, RejectLabels};
+
+/// Logs and counts what the engine reports.
+pub struct EventLog {
+    pub metrics: Arc<Metrics>,
+}
+
+impl EventSink for EventLog {
+    fn emit(&self, _node: &NodeId, event: Event) {
+        let m = &self.metrics;
+        match event {
+            Event::Started {
+                head_height,
+                head_hash,
+                applied_index,
+                term,
+                committed_index,
+            } => {
+                m.applied_height.set(head_height as i64);
+                m.set_term(term);
+                tracing::info!(
+                    head_height, %head_hash, ?applied_index, term, ?committed_index,
+                    "storage opened"
+                );
+            }
+            Event::VoteSaved { term, .. } => m.set_term(term),
+            Event::Committed { .. } | Event::EntryApplied { .. } => {}
+            Event::L1HeadRead {
+                batch_number,
+                epoch,
+            } => tracing::debug!(batch_number, epoch, "L1 head read"),
+            Event::L1Unavailable { reason } => {
+                m.l1_errors.inc();
+                tracing::warn!("L1 unavailable: {reason}");
+            }
+            Event::BatchCommitted { number, epoch } => {
+                m.batches_committed.inc();
+                m.batch_last_committed
+                    .set(i64::try_from(number).unwrap_or(i64::MAX));
+                tracing::info!(number, epoch, "batch committed to L1");
+            }
+            Event::BatchNotCommitted {
+                number,
+                reason,
+                reverted,
+            } => {
+                m.batch_submit_failures.inc();
+                if reverted {
+                    m.batch_reverts.inc();
+                }
+                tracing::warn!(number, "batch not committed: {reason}");
+            }
+            Event::BatchCommittedElsewhere { number } => tracing::warn!(
+                number,
+                "batch was already on L1, committed by another batcher (is batcher_enabled set on two nodes?) or by an earlier transaction of ours"
+            ),
+            Event::BatcherSuperseded { l1_epoch, ours } => {
+                m.batcher_superseded.inc();
+                tracing::warn!(l1_epoch, ours, "another batcher took over at a higher epoch")
+            }
+            Event::BatcherClaimApplied {
+                epoch,
+                claimant,
+                level,
+                won,
+                ..
+            } => {
+                if won {
+                    m.batcher_epoch.set(i64::try_from(epoch).unwrap_or(i64::MAX));
+                }
+                tracing::info!(epoch, %claimant, level, won, "batcher claim applied");
+            }
+            Event::BatcherClaiming {
+                epoch,
+                missed_rounds,
+            } => {
+                m.batcher_claims.inc();
+                tracing::warn!(epoch, missed_rounds, "claiming the batcher role");
+            }
+            Event::BatcherActive { epoch } => {
+                m.batcher_active.set(1);
+                tracing::info!(epoch, "this node is the batcher");
+            }
+            Event::BatcherStandingBy { epoch, holder } => {
+                m.batcher_active.set(0);
+                tracing::info!(epoch, holder = ?holder, "batcher standing by");
+            }
+            Event::BatcherSameLevel { holder, level } => tracing::error!(
+                %holder,
+                level,
+                "another node holds the batcher role at this node's batcher_redundancy_level: give each batcher its own level"
+            ),
+            Event::BatcherStopped { reason } => tracing::error!("batcher stopped: {reason}"),
+            Event::BatchSealed {
+                number,
+                first_height,
+                last_height,
+                commitment,
+                ..
+            } => {
+                m.batch_last_sealed
+                    .set(i64::try_from(number).unwrap_or(i64::MAX));
+                m.batch_last_sealed_height
+                    .set(i64::try_from(last_height).unwrap_or(i64::MAX));
+                tracing::debug!(number, first_height, last_height, %commitment, "batch sealed and attested");
+            }
+            Event::BlockApplied {
+                height,
+                hash,
+                timestamp_ms,
+                transactions,
+                ..
+            } => {
+                m.blocks_applied.inc();
+                m.transactions_applied.inc_by(transactions as u64);
+                m.applied_height.set(height as i64);
+                let age_ms = now_ms().saturating_sub(timestamp_ms);
+                m.apply_latency_seconds.observe(age_ms as f64 / 1000.0);
+                tracing::debug!(height, %hash, transactions, "block applied");
+            }
+            Event::EntryRejected {
+                index,
+                height,
+                reason,
+            } => {
+                m.entries_rejected.inc();
+                tracing::info!(index, height, "committed entry rejected: {reason}");
+            }
+            Event::BecameLeader { term } => {
+                m.set_term(term);
+                tracing::info!(term, "became leader");
+            }
+            Event::LostLeadership { term } => tracing::info!(term, "lost leadership"),
+            Event::Proposed {
+                height,
+                transactions,
+            } => {
+                m.blocks_proposed.inc();
+                tracing::debug!(height, transactions, "proposed block");
+            }
+            Event::ProposalDropped { height, reason } => {
+                m.proposals_dropped.inc();
+                tracing::info!(height, "proposal dropped: {reason}");
+            }
+            Event::SteppedDown {
+                millis_since_quorum_ack,
+            } => tracing::warn!(millis_since_quorum_ack, "stepped down: no quorum heard"),
+            Event::StorageFailed { reason } => {
+                m.storage_failures.inc();
+                tracing::error!("storage write failed: {reason}");
+            }
+            Event::RaftReopened { after } => tracing::warn!("raft reopened after: {after}"),
+            Event::Signed {
+                height,
+                round,
+                level,
+                hash,
+                transactions,
+                ..
+            } => {
+                m.blocks_applied.inc();
+                m.transactions_applied.inc_by(transactions as u64);
+                m.applied_height.set(height as i64);
+                tracing::debug!(height, round, level, %hash, transactions, "signed block");
+            }
+            Event::SteppedIn {
+                round,
+                level,
+                reason,
+            } => {
+                m.redundancy_step_ins.inc();
+                tracing::warn!(round, level, "stepped in as signer: {reason}")
+            }
+            Event::Reverted { by_level, round } => {
+                m.redundancy_reverts.inc();
+                tracing::warn!(by_level, round, "reverted to standby: a lower level signed")
+            }
+            Event::SameLevel { other, yields } => tracing::error!(
+                %other, yields,
+                "another member of the group runs at this redundancy level"
+            ),
+            Event::SignRefused { round, reason } => {
+                m.signs_refused.inc();
+                tracing::error!(round, "did not sign: {reason}")
+            }
+            Event::Equivocation {
+                height,
+                ours,
+                theirs,
+                our_level,
+                their_level,
+                source,
+                kept,
+            } => {
+                m.equivocations.inc();
+                tracing::error!(
+                    height, %ours, %theirs, our_level, their_level, %source, kept = kept.name(),
+                    "equivocation: the identity signed two blocks at one height"
+                );
+            }
+            Event::RolledBack {
+                from_height,
+                to_height,
+            } => {
+                m.rollbacks.inc();
+                m.applied_height.set(to_height as i64);
+                tracing::warn!(
+                    from_height,
+                    to_height,
+                    "left the losing branch of an equivocation"
+                );
+            }
+            Event::Replayed { height, hash, .. } => {
+                m.blocks_applied.inc();
+                m.applied_height.set(height as i64);
+                tracing::debug!(height, %hash, "block replayed");
+            }
+            Event::SourceRejected {
+                source,
+                height,
+                kind,
+                reason,
+            } => {
+                m.blocks_rejected
+                    .get_or_create(&RejectLabels { reason: kind })
+                    .inc();
+                tracing::warn!(%source, height, "source dropped: served a bad block: {reason}");
+            }
+            Event::ConnectionRefused {
+                peer,
+                remote,
+                fault,
+                detail,
+            } => {
+                m.p2p_connections_refused
+                    .get_or_create(&ConnectionFaultLabels {
+                        fault: fault.as_str().to_string(),
+                    })
+                    .inc();
+                // The listener and the dialer log it where it happens, naming the peer.
+                tracing::debug!(?peer, %remote, ?fault, "p2p connection refused: {detail}");
+            }
+            Event::SnapshotBuilt { index, height } => {
+                tracing::debug!(?index, height, "raft snapshot built; the log before it may be purged")
+            }
+            Event::SnapshotInstalled {
+                index,
+                height,
+                hash,
+                missing_blocks,
+                ..
+            } => {
+                m.applied_height.set(height as i64);
+                tracing::info!(
+                    ?index,
+                    height,
+                    %hash,
+                    missing_blocks,
+                    "installed the leader's snapshot; downloading the blocks below it"
+                );
+            }
+            Event::BlockBackfilled { height, hash, .. } => {
+                tracing::debug!(height, %hash, "backfilled block")
+            }
+            Event::BackfillDone {
+                from_height,
+                to_height,
+                batches_sealed,
+            } => tracing::info!(
+                from_height,
+                to_height,
+                batches_sealed,
+                "backfill done: every block below the head is stored"
+            ),
+            Event::BackfillRefused { source, reason } => {
+                tracing::warn!(%source, "backfill: {reason}")
+            }
+            Event::BackfillRecutFailed {
+                from_height,
+                to_height,
+                reason,
+            } => tracing::error!(
+                from_height,
+                to_height,
+                "backfill cannot close its gap: {reason}"
+            ),
+        }
+    }
+}
