@@ -174,7 +174,13 @@ pub enum Event {
         parent_hash: B256,
         state_root: B256,
         source: NodeId,
+        /// Signatures in the commit certificate it was applied with (0 on a redundancy
+        /// group's chain, which has none).
+        certified_by: usize,
     },
+    /// A consensus node stored commit certificates: every block it holds up to `through`
+    /// (outside a snapshot's gap) now has one.
+    Certified { through: u64 },
     /// An external node dropped a source that served a block failing verification; nothing
     /// it served was applied.
     SourceRejected {

@@ -22,16 +22,19 @@ pub enum Column {
     Batch,
     /// Batch attestations by batch number (big-endian u64) then signer id.
     Attestation,
+    /// Commit certificates by block height (big-endian u64).
+    Certificate,
 }
 
 impl Column {
-    pub const ALL: [Column; 6] = [
+    pub const ALL: [Column; 7] = [
         Column::Log,
         Column::Meta,
         Column::Block,
         Column::Account,
         Column::Batch,
         Column::Attestation,
+        Column::Certificate,
     ];
 
     pub fn name(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Column {
             Column::Account => "account",
             Column::Batch => "batch",
             Column::Attestation => "attestation",
+            Column::Certificate => "certificate",
         }
     }
 }

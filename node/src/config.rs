@@ -81,6 +81,11 @@ pub struct Settings {
     pub observability_prometheus_port: u16,
     pub general_rocks_db_path: PathBuf,
     pub general_node_role: NodeRole,
+    /// An external node recovers every transaction's signature of every block it downloads,
+    /// instead of trusting the majority that certified the block (see the README's trust
+    /// model): for an operator who trusts no majority of the consensus nodes. Slower: replay
+    /// is then bound by signature recovery.
+    pub external_verify_every_signature: bool,
     pub general_main_node_rpc_url: Option<String>,
     pub general_l1_rpc_url: String,
     /// The settlement contract (`canon-node l1 deploy` prints it). The batcher commits
@@ -148,6 +153,7 @@ impl Default for Settings {
             observability_prometheus_port: 3312,
             general_rocks_db_path: PathBuf::from("./db/node"),
             general_node_role: NodeRole::Main,
+            external_verify_every_signature: false,
             general_main_node_rpc_url: None,
             general_l1_rpc_url: "http://localhost:8545".into(),
             l1_settlement_address: None,

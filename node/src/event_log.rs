@@ -218,10 +218,20 @@ impl EventSink for EventLog {
                     "left the losing branch of an equivocation"
                 );
             }
-            Event::Replayed { height, hash, .. } => {
+            Event::Replayed {
+                height,
+                hash,
+                certified_by,
+                ..
+            } => {
                 m.blocks_applied.inc();
                 m.applied_height.set(height as i64);
-                tracing::debug!(height, %hash, "block replayed");
+                m.certified_height.set(height as i64);
+                tracing::debug!(height, %hash, certified_by, "block replayed");
+            }
+            Event::Certified { through } => {
+                m.certified_height.set(i64::try_from(through).unwrap_or(i64::MAX));
+                tracing::trace!(through, "blocks certified");
             }
             Event::SourceRejected {
                 source,

@@ -30,3 +30,5 @@ pub mod rpc;
 pub mod service;
 #[cfg(feature = "production")]
 pub mod storage;
+#[cfg(feature = "production")]
+pub mod verify_block;

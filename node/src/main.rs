@@ -205,6 +205,27 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         senders: usize,
     },
+    /// Check one block a node serves, trusting only the chain id and the consensus peer ids,
+    /// never the node: its commit certificate (a majority of the peers signed its hash for that
+    /// height of that chain), its transactions root and its proposer's signature. A light
+    /// proof: no node runs here, nothing is downloaded but the block.
+    VerifyBlock {
+        /// The height to check.
+        height: u64,
+        /// The node's JSON-RPC address.
+        #[arg(long, default_value = "127.0.0.1:3050")]
+        rpc: String,
+        /// YAML config: consensus_peer_ids and genesis_chain_id come from it (and the
+        /// environment) unless given here.
+        #[arg(long = "config")]
+        configs: Vec<PathBuf>,
+        /// A consensus peer id (repeat); the config's consensus_peer_ids if none.
+        #[arg(long = "peer-id")]
+        peer_ids: Vec<String>,
+        /// The chain id; the config's genesis_chain_id if omitted.
+        #[arg(long)]
+        chain_id: Option<u64>,
+    },
     /// Print the public dev accounts the default genesis funds (address and secret key).
     DevAccounts {
         #[arg(long, default_value_t = 4)]
@@ -291,6 +312,22 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Some(Command::VerifyBlock {
+            height,
+            rpc,
+            configs,
+            peer_ids,
+            chain_id,
+        }) => match verify_block(height, &rpc, &configs, peer_ids, chain_id) {
+            Ok(report) => {
+                println!("{report}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Some(Command::DevAccounts { count }) => {
             for i in 0..count.min(canon_node::genesis::DEV_ACCOUNTS) {
                 let k = canon_node::genesis::dev_account_key(i);
@@ -377,6 +414,40 @@ fn guard(_action: GuardAction) -> ExitCode {
 #[cfg(not(feature = "production"))]
 fn l1(_action: L1Action) -> ExitCode {
     run_node(&[], None)
+}
+
+#[cfg(feature = "production")]
+fn verify_block(
+    height: u64,
+    rpc: &str,
+    configs: &[PathBuf],
+    peer_ids: Vec<String>,
+    chain_id: Option<u64>,
+) -> Result<String, String> {
+    use canon_engine::NodeId;
+    let settings =
+        canon_node::config::load(configs, std::env::vars()).map_err(|e| format!("config: {e}"))?;
+    let (ids, origin) = if peer_ids.is_empty() {
+        (settings.consensus_peer_ids, "consensus_peer_ids")
+    } else {
+        (peer_ids, "--peer-id")
+    };
+    if ids.is_empty() {
+        return Err("no consensus peer ids: give --peer-id (repeat) or --config".into());
+    }
+    let peers = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| {
+            id.parse()
+                .map_err(|e| format!("{origin} {i} ({id:?}): {e}"))
+        })
+        .collect::<Result<Vec<NodeId>, String>>()?;
+    let chain_id = chain_id.unwrap_or(settings.genesis_chain_id);
+    let client = canon_node::client::NodeClient::new(rpc, rpc, std::time::Duration::from_secs(10));
+    let verified = canon_node::verify_block::verify_block(&client, height, chain_id, &peers)
+        .map_err(|e| e.to_string())?;
+    Ok(canon_node::verify_block::report(&verified, peers.len()))
 }
 
 #[cfg(feature = "production")]

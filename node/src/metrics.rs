@@ -24,6 +24,7 @@ pub struct Metrics {
     registry: Registry,
     pub canonized_height: Gauge,
     pub applied_height: Gauge,
+    pub certified_height: Gauge,
     pub term: Gauge,
     pub leader_changes: Counter,
     pub blocks_proposed: Counter,
@@ -91,6 +92,7 @@ impl Metrics {
         let m = Metrics {
             canonized_height: Gauge::default(),
             applied_height: Gauge::default(),
+            certified_height: Gauge::default(),
             term: Gauge::default(),
             leader_changes: Counter::default(),
             blocks_proposed: Counter::default(),
@@ -146,6 +148,11 @@ impl Metrics {
             "applied_height",
             "Height of the newest block this node has applied",
             m.applied_height.clone(),
+        );
+        registry.register(
+            "certified_height",
+            "Every block this node holds up to this height has a commit certificate",
+            m.certified_height.clone(),
         );
         registry.register("term", "Current Raft term", m.term.clone());
         registry.register(

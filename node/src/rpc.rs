@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
 use canon_engine::chain::block::{Block, BlockHeader};
+use canon_engine::chain::certificate::Certificate;
 use canon_engine::chain::tx::{Payload, SignedTransaction};
 use canon_engine::codec;
 use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
@@ -84,6 +85,19 @@ pub fn block_json(b: &Block) -> Value {
     v["signature"] = json!(b.signature);
     v["transactions"] = Value::Array(b.transactions.iter().map(tx_json).collect());
     v
+}
+
+/// A commit certificate as JSON: the height and block hash a majority of consensus peers
+/// signed, and each signature with its signer's node id (see the README's light proof).
+pub fn certificate_json(c: &Certificate) -> Value {
+    json!({
+        "height": c.height,
+        "blockHash": c.block_hash,
+        "votes": c.votes.iter().map(|v| json!({
+            "signer": v.signer.to_string(),
+            "signature": format!("0x{}", hex::encode(v.signature.0)),
+        })).collect::<Vec<_>>(),
+    })
 }
 
 fn decode_transaction(raw: &str) -> Result<(SignedTransaction, B256), ErrorObjectOwned> {
@@ -194,11 +208,22 @@ fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObject
         v["transactions"] = json!([]);
         return Ok(v);
     }
-    match ctx.block(height) {
-        Ok(Some(b)) => Ok(block_json(&b)),
-        Ok(None) => Ok(Value::Null),
-        Err(e) => Err(ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>)),
-    }
+    let internal = |e: String| ErrorObjectOwned::owned(INTERNAL, e, None::<()>);
+    let Some(block) = ctx.block(height).map_err(internal)? else {
+        return Ok(Value::Null);
+    };
+    let certificate = ctx
+        .chain()
+        .certificate(height)
+        .map_err(|e| internal(e.to_string()))?;
+    let raw = codec::encode(&block).map_err(|e| internal(e.to_string()))?;
+    let mut v = block_json(&block);
+    // The certificate (null until a majority signed, and always on a redundancy group's
+    // chain) and the block's canonical bytes: with the consensus peer ids, enough to check
+    // the block without running a node (`canon-node verify-block`).
+    v["certificate"] = certificate.as_ref().map_or(Value::Null, certificate_json);
+    v["raw"] = json!(format!("0x{}", hex::encode(raw)));
+    Ok(v)
 }
 
 fn get_account(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use canon_engine::clock::Clock;
 use canon_engine::consensus::config::NodeConfig;
 use canon_engine::consensus::node::ConsensusNode;
-use canon_engine::external::node::{ExternalConfig, ExternalNode};
+use canon_engine::external::node::{ExternalConfig, ExternalNode, Trust};
 use canon_engine::keys::SecretKey;
 use canon_engine::net::transport::BoxFuture;
 use canon_engine::policy::redundancy::{Level, RedundancyConfig};
@@ -204,6 +204,9 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             v.chain.clone(),
         );
         cfg.request_timeout_ms = 5_000;
+        cfg.trust = Trust::Certificates {
+            verify_every_signature: v.settings.external_verify_every_signature,
+        };
         Role::External(
             ExternalNode::<TokioRuntime>::start(cfg, seams)
                 .await

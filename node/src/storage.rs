@@ -23,8 +23,9 @@ const MEMTABLE_BYTES: usize = 8 << 20;
 const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
 /// Bumped whenever the on-disk layout changes incompatibly (5: state roots are the ledger's
-/// lattice-hash checksum, so a chain stored by 4 would not verify).
-pub const FORMAT_VERSION: u32 = 5;
+/// lattice-hash checksum, so a chain stored by 4 would not verify; 6: blocks are served only
+/// with commit certificates, which a chain stored by 5 has none of).
+pub const FORMAT_VERSION: u32 = 6;
 const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 

@@ -1,7 +1,9 @@
-//! Checks a downloaded block's transaction signatures on every core (rayon's global pool, one
-//! thread per core): an external node or a standby must recover each one, and recovery is
-//! what replay spends its time on.
+//! Checks a downloaded range's signatures on every core (rayon's global pool, one thread per
+//! core): its commit certificates, and every transaction's where the node verifies everything
+//! (a standby, or an external node set to trust no majority). Recovery is what replay spends
+//! its time on.
 
+use canon_engine::chain::certificate::{CertificateCheck, CertificateError};
 use canon_engine::chain::signatures::{Sequential, SignatureVerifier};
 use canon_engine::chain::tx::SignedTransaction;
 use rayon::prelude::*;
@@ -27,6 +29,20 @@ impl SignatureVerifier for ParallelVerifier {
         txs.par_iter()
             .map(SignedTransaction::signature_valid)
             .collect()
+    }
+
+    /// Every certificate of the range at once, one per task (each is a majority of
+    /// recoveries, so even a short range is worth spreading).
+    fn first_bad_certificate(
+        &self,
+        checks: &[CertificateCheck<'_>],
+    ) -> Option<(usize, CertificateError)> {
+        let results: Vec<Result<(), CertificateError>> =
+            checks.par_iter().map(CertificateCheck::run).collect();
+        results
+            .into_iter()
+            .enumerate()
+            .find_map(|(i, r)| r.err().map(|e| (i, e)))
     }
 }
 

@@ -82,5 +82,61 @@ fn external_node_follows_the_cluster_through_a_leader_kill() {
     });
     let checked = assert_same_chain(&net);
     assert!(checked >= top);
+    light_proofs(&net, x, top);
     net.stop_all();
+}
+
+/// Every block up to `top` checks out by its certificate from the external node's RPC (it
+/// passes on the certificates it applied with) and from a consensus node's, trusting only the
+/// peer ids and the chain id; with another chain id or a minority's ids it does not. And the
+/// command a user runs says so.
+fn light_proofs(net: &Devnet, x: usize, top: u64) {
+    use canon_node::verify_block::{verify_block, VerifyError};
+    let peers: Vec<canon_engine::NodeId> = (0..3)
+        .map(|i| canon_node::devnet::node_key(i).node_id())
+        .collect();
+    let chain = canon_node::genesis::DEV_CHAIN_ID;
+    for height in 1..=top {
+        for node in [x, 0] {
+            let v = verify_block(&net.clients[node], height, chain, &peers)
+                .unwrap_or_else(|e| panic!("block {height} from node {node}: {e}"));
+            assert!(v.signers.len() >= 2, "block {height}: {v:?}");
+        }
+    }
+    assert!(matches!(
+        verify_block(&net.clients[x], top, chain + 1, &peers),
+        Err(VerifyError::Certificate { .. })
+    ));
+    assert!(matches!(
+        verify_block(&net.clients[x], top, chain, &peers[..1]),
+        Err(VerifyError::Certificate { .. })
+    ));
+    let rpc = net.clients[x]
+        .rpc_url
+        .trim_start_matches("http://")
+        .to_string();
+    let mut cmd = std::process::Command::new(exe());
+    cmd.args([
+        "verify-block",
+        &top.to_string(),
+        "--rpc",
+        &rpc,
+        "--chain-id",
+        &chain.to_string(),
+    ]);
+    for p in &peers {
+        cmd.args(["--peer-id", &p.to_string()]);
+    }
+    let out = cmd.output().expect("run verify-block");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains(&format!("block {top} ")), "{stdout}");
+    assert!(
+        stdout.contains("consensus peers (a majority is 2)"),
+        "{stdout}"
+    );
 }

@@ -257,8 +257,11 @@ fn external_failover() {
 
 #[test]
 fn lying_source() {
-    // Seeds cycle through the three kinds of lie (signature, state root, parent).
-    let r = run_scenario("lying-source", 0..12, "lying_source");
+    // Seeds cycle through the ten lies (`canon_sim::liar::Lie::ALL`): a tampered block with its
+    // real certificate (signature, state root, parent, transaction), no certificate, a
+    // minority's, a stranger's signature in it, another height's, a deposed leader's real
+    // proposal, and a Byzantine majority's (refused by verifying every signature).
+    let r = run_scenario("lying-source", 0..10, "lying_source");
     assert_ran(&r);
     assert_fact(&r, "liar_rejected", 1, 1.0, 1.0);
 }

@@ -414,6 +414,11 @@ impl SimCluster {
         self.note(format!("fault: restart n{i}"));
     }
 
+    /// Node `i`'s disk, as it holds data now.
+    pub(crate) fn disk(&self, i: usize) -> &MemDisk {
+        &self.slots[i].disk
+    }
+
     pub fn node_id(&self, i: usize) -> NodeId {
         self.slots[i].key.node_id()
     }

@@ -1,4 +1,4 @@
-//! External nodes and lying block sources on simulated hosts. An external node has its own
+//! External nodes on simulated hosts. An external node has its own
 //! disk (crashes keep synced data and a prefix of buffered batches), its own network address
 //! (partitions apply to it like to any node), and reports to the checker under index
 //! `consensus nodes + e`.
@@ -8,24 +8,18 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use alloy_primitives::{keccak256, B256};
-use canon_engine::chain::block::transactions_root;
-use canon_engine::chain::tx::{Payload, Transaction};
-use canon_engine::codec;
-use canon_engine::external::node::ExternalConfig;
-use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::net::peer;
+use canon_engine::external::node::{ExternalConfig, Trust};
+use canon_engine::keys::derived_key;
 use canon_engine::net::transport::BoxFuture;
-use canon_engine::net::wire::{Request, Response};
 use canon_engine::seams::Seams;
 use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
 use rand::Rng;
 
-use crate::cluster::{node_key, SimCluster};
+use crate::cluster::SimCluster;
 pub use crate::host::SimExternal;
 use crate::host::{ExternalSlot, LiveExternal, NetHost, Serves, SimClock};
-use crate::net::{SimNet, SimTransport, PORT};
+use crate::net::{SimNet, PORT};
 use crate::observer::SharedObserver;
 
 impl Serves for SimExternal {
@@ -38,30 +32,21 @@ fn external_ip(e: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(10, 0, 2, (e + 1) as u8))
 }
 
-fn liar_ip(k: usize) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(10, 0, 3, (k + 1) as u8))
-}
-
-/// How a lying source corrupts what it relays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tamper {
-    /// A flipped signature byte.
-    Signature,
-    /// A wrong state root, re-signed with the proposer's (stolen) key: only re-execution
-    /// can tell.
-    StateRoot,
-    /// A wrong parent hash, re-signed with the proposer's key.
-    Parent,
-    /// A transaction whose signature is not its sender's (an existing one's amount raised, or
-    /// a forged one where the block had none), the transactions root recomputed and the
-    /// header re-signed with the proposer's key: only checking every transaction's signature
-    /// can tell, since consensus nodes trust their leader's admission check.
-    Transaction,
-}
-
 impl SimCluster {
     /// Starts external node `e` (returned) downloading from `sources`.
     pub fn add_external(&mut self, sources: Vec<NodeId>) -> usize {
+        // A redundancy group's chain has no certificates: its identity's signature makes it.
+        let trust = match self.block_signer_override {
+            Some(_) => Trust::Signer,
+            None => Trust::Certificates {
+                verify_every_signature: false,
+            },
+        };
+        self.add_external_trusting(sources, trust)
+    }
+
+    /// [`SimCluster::add_external`] with what makes a block canonical to it.
+    pub fn add_external_trusting(&mut self, sources: Vec<NodeId>, trust: Trust) -> usize {
         let e = self.externals.len();
         let key = derived_key("canon-sim/external", e);
         let ip = external_ip(e);
@@ -76,6 +61,7 @@ impl SimCluster {
         );
         cfg.batch_blocks = 64;
         cfg.request_timeout_ms = 1_000;
+        cfg.trust = trust;
         let disk = MemDisk::new();
         let live: LiveExternal = Arc::new(Mutex::new(None));
         let index = self.size() + e;
@@ -207,46 +193,6 @@ impl SimCluster {
         }
         Ok(())
     }
-
-    /// Starts a lying source: it relays consensus nodes' blocks, corrupted by `tamper`.
-    /// Returns its id, to be listed among an external node's sources.
-    pub fn add_liar(&mut self, tamper: Tamper) -> NodeId {
-        let k = 0;
-        let key = derived_key("canon-sim/liar", k);
-        let ip = liar_ip(k);
-        let member = self
-            .net
-            .add_member(key.node_id(), SocketAddr::new(ip, PORT));
-        let keys: Vec<SecretKey> = (0..self.size()).map(node_key).collect();
-        let (net, id, observer) = (self.net.clone(), key.node_id(), self.observer.clone());
-        self.handle
-            .create_node()
-            .name("liar")
-            .ip(ip)
-            .init(move || {
-                let (net, keys) = (net.clone(), keys.clone());
-                let (observer, key) = (observer.clone(), key.clone());
-                async move {
-                    let host = NetHost {
-                        me: member,
-                        key: key.clone(),
-                        net,
-                        observer: observer.clone(),
-                        node: None,
-                    };
-                    let listener = host.listen();
-                    let liar = Arc::new(Liar {
-                        transport: host.transport(),
-                        keys,
-                        tamper,
-                    });
-                    host.serve(listener, liar).await;
-                }
-            })
-            .build();
-        self.note(format!("start lying source ({tamper:?})"));
-        id
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -290,86 +236,4 @@ async fn run_external(
     };
     *canon_engine::sync::lock(&live) = Some(node.clone());
     host.serve(listener, node).await;
-}
-
-/// Relays `GetHead`/`GetBlocks` to the consensus nodes and corrupts every block it hands out.
-struct Liar {
-    transport: Arc<SimTransport>,
-    keys: Vec<SecretKey>,
-    tamper: Tamper,
-}
-
-impl Liar {
-    fn corrupt(&self, block: &mut canon_engine::chain::block::Block) {
-        let reseal = |b: &mut canon_engine::chain::block::Block, keys: &[SecretKey]| {
-            if let Some(k) = keys.iter().find(|k| k.node_id() == b.header.proposer) {
-                if let Ok(h) = b.header.hash() {
-                    b.signature = k.sign_hash(&h);
-                }
-            }
-        };
-        match self.tamper {
-            Tamper::Signature => block.signature.0[5] ^= 0x40,
-            Tamper::StateRoot => {
-                block.header.state_root = keccak256(block.header.state_root);
-                reseal(block, &self.keys);
-            }
-            Tamper::Parent => {
-                block.header.parent_hash = B256::repeat_byte(0x11);
-                reseal(block, &self.keys);
-            }
-            Tamper::Transaction => {
-                match block.transactions.first_mut() {
-                    Some(stx) => match &mut stx.tx.payload {
-                        Payload::Transfer { amount, .. } => *amount = amount.saturating_add(1),
-                        Payload::Data(d) => d.push(0),
-                    },
-                    None => {
-                        // In the name of a funded account, signed by another key.
-                        let victim = crate::cluster::account_key(0);
-                        let forged = Transaction {
-                            sender: victim.address(),
-                            nonce: 0,
-                            payload: Payload::Data(b"forged by a source".to_vec()),
-                        }
-                        .sign(&crate::cluster::pauper_key());
-                        if let Ok(forged) = forged {
-                            block.transactions.push(forged);
-                        }
-                    }
-                }
-                if let Ok(root) = transactions_root(&block.transactions) {
-                    block.header.transactions_root = root;
-                }
-                reseal(block, &self.keys);
-            }
-        }
-    }
-}
-
-impl Serves for Liar {
-    fn answer(&self, _from: NodeId, bytes: Vec<u8>) -> BoxFuture<'_, Vec<u8>> {
-        Box::pin(async move {
-            let resp = match codec::decode::<Request>(&bytes) {
-                Ok(req @ (Request::GetHead | Request::GetBlocks { .. })) => {
-                    let mut answer = Response::Refused("no source reachable".into());
-                    for k in &self.keys {
-                        let wait = Duration::from_secs(3);
-                        if let Ok(r) = peer::call(&*self.transport, k.node_id(), &req, wait).await {
-                            answer = r;
-                            break;
-                        }
-                    }
-                    if let Response::Blocks(ref mut blocks) = answer {
-                        for b in blocks.iter_mut() {
-                            self.corrupt(b);
-                        }
-                    }
-                    answer
-                }
-                _ => Response::Refused("not served".into()),
-            };
-            codec::encode(&resp).unwrap_or_default()
-        })
-    }
 }

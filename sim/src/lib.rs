@@ -10,6 +10,7 @@ pub mod group;
 pub mod host;
 pub mod l1;
 pub mod l1_weather;
+pub mod liar;
 pub mod net;
 pub mod observer;
 pub mod runtime;

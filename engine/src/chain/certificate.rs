@@ -10,6 +10,7 @@
 use alloy_primitives::{keccak256, B256};
 use serde::{Deserialize, Serialize};
 
+use crate::chain::block::Block;
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{recover_node_id, SecretKey};
 
@@ -43,6 +44,148 @@ impl CommitVote {
             signature: key.sign_hash(&commit_hash(chain_id, height, block_hash)),
         }
     }
+
+    /// Whether the vote's signature over (chain, height, block) recovers to its signer.
+    pub fn verifies(&self, chain_id: u64, height: u64, block_hash: &B256) -> bool {
+        recover_node_id(&commit_hash(chain_id, height, block_hash), &self.signature)
+            .is_ok_and(|id| id == self.signer)
+    }
+}
+
+/// One certificate to check, as a range of downloaded blocks is checked: in one call, so a
+/// verifier can spread the recoveries across cores
+/// ([`crate::chain::signatures::SignatureVerifier::first_bad_certificate`]).
+pub struct CertificateCheck<'a> {
+    pub chain_id: u64,
+    pub peers: &'a [NodeId],
+    pub height: u64,
+    pub block_hash: B256,
+    pub certificate: &'a Certificate,
+}
+
+impl CertificateCheck<'_> {
+    pub fn run(&self) -> Result<(), CertificateError> {
+        self.certificate
+            .verify(self.chain_id, self.peers, self.height, &self.block_hash)
+    }
+}
+
+/// A block as a source serves it: with the certificate that shows a majority applied it
+/// (`None` only on a redundancy group's chain, which needs none).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedBlock {
+    pub block: Block,
+    pub certificate: Option<Certificate>,
+}
+
+/// What a consensus peer answers for one height of a `GetCommitVotes` range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum VoteAnswer {
+    /// The height is certified already.
+    Certified(Certificate),
+    /// The peer's own vote: it applied `block_hash` at `height`.
+    Vote {
+        height: u64,
+        block_hash: B256,
+        vote: CommitVote,
+    },
+}
+
+/// One gathering round's votes, for the blocks this node holds: each vote counts only if it
+/// is by a peer, for this node's block at that height, and verifies; a certificate offered
+/// whole counts if it verifies against this node's block.
+pub struct Tally<'a> {
+    chain_id: u64,
+    peers: &'a [NodeId],
+    /// Per height this node holds: its block hash and the distinct votes for it so far.
+    heights: std::collections::BTreeMap<u64, (B256, Vec<CommitVote>)>,
+    /// Certificates complete (offered whole, or reached a majority), by height.
+    done: std::collections::BTreeMap<u64, Certificate>,
+}
+
+impl<'a> Tally<'a> {
+    /// A round over `held` (height, block hash) pairs, with this node's own `votes`.
+    pub fn new(
+        chain_id: u64,
+        peers: &'a [NodeId],
+        held: &[(u64, B256)],
+        own: impl Fn(u64, &B256) -> CommitVote,
+    ) -> Tally<'a> {
+        let mut tally = Tally {
+            chain_id,
+            peers,
+            heights: held
+                .iter()
+                .map(|(h, hash)| (*h, (*hash, Vec::new())))
+                .collect(),
+            done: std::collections::BTreeMap::new(),
+        };
+        for (h, hash) in held {
+            let vote = own(*h, hash);
+            tally.add_vote(*h, hash, vote);
+        }
+        tally
+    }
+
+    fn add_vote(&mut self, height: u64, block_hash: &B256, vote: CommitVote) {
+        if self.done.contains_key(&height) || !self.peers.contains(&vote.signer) {
+            return;
+        }
+        let Some((hash, votes)) = self.heights.get_mut(&height) else {
+            return;
+        };
+        if hash != block_hash
+            || votes.iter().any(|v| v.signer == vote.signer)
+            || !vote.verifies(self.chain_id, height, hash)
+        {
+            return;
+        }
+        votes.push(vote);
+        if votes.len() >= majority(self.peers.len()) {
+            // Signers in the order of `consensus_peer_ids`: the same certificate whoever
+            // gathers the same votes.
+            let mut votes = std::mem::take(votes);
+            votes.sort_by_key(|v| self.peers.iter().position(|p| *p == v.signer));
+            let certificate = Certificate {
+                height,
+                block_hash: *hash,
+                votes,
+            };
+            self.done.insert(height, certificate);
+        }
+    }
+
+    /// Takes one peer's answer; what does not hold for this node's blocks is ignored (a peer
+    /// that has not applied a height yet has nothing to say about it).
+    pub fn offer(&mut self, answer: VoteAnswer) {
+        match answer {
+            VoteAnswer::Vote {
+                height,
+                block_hash,
+                vote,
+            } => self.add_vote(height, &block_hash, vote),
+            VoteAnswer::Certified(c) => {
+                let Some((hash, _)) = self.heights.get(&c.height) else {
+                    return;
+                };
+                if !self.done.contains_key(&c.height)
+                    && c.verify(self.chain_id, self.peers, c.height, hash).is_ok()
+                {
+                    self.done.insert(c.height, c);
+                }
+            }
+        }
+    }
+
+    /// Whether every height of the round is certified: answers still out cannot add anything.
+    pub fn complete(&self) -> bool {
+        self.done.len() == self.heights.len()
+    }
+
+    /// The certificates complete after the answers offered, lowest height first.
+    pub fn certificates(self) -> Vec<Certificate> {
+        self.done.into_values().collect()
+    }
 }
 
 /// A majority's votes for the block `block_hash` at `height`.
@@ -53,7 +196,7 @@ pub struct Certificate {
     pub votes: Vec<CommitVote>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum CertificateError {
     #[error("a certificate for height {certified} offered with the block at {block}")]
     OtherHeight { certified: u64, block: u64 },
@@ -71,6 +214,20 @@ pub enum CertificateError {
         need: usize,
         peers: usize,
     },
+}
+
+impl CertificateError {
+    /// A short label for metrics and reports: which rule the certificate broke.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CertificateError::OtherHeight { .. } => "certificate_other_height",
+            CertificateError::OtherBlock { .. } => "certificate_other_block",
+            CertificateError::Duplicate(_) => "certificate_duplicate",
+            CertificateError::UnknownSigner(_) => "certificate_unknown_signer",
+            CertificateError::BadSignature(_) => "certificate_bad_signature",
+            CertificateError::TooFew { .. } => "certificate_too_few",
+        }
+    }
 }
 
 impl Certificate {
@@ -217,5 +374,47 @@ mod tests {
             cert(&k[..3], 10, hash).verify(CHAIN, &p, 11, &hash),
             Err(CertificateError::OtherHeight { .. })
         ));
+    }
+
+    #[test]
+    fn a_tally_counts_only_distinct_peer_votes_for_the_blocks_held() {
+        let k = keys();
+        let p = peers(&k[..3]);
+        let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
+        let held = [(5, a), (6, b)];
+        let own = |h: u64, hash: &B256| CommitVote::sign(CHAIN, h, hash, &k[0]);
+        let vote = |i: usize, h: u64, hash: B256| VoteAnswer::Vote {
+            height: h,
+            block_hash: hash,
+            vote: CommitVote::sign(CHAIN, h, &hash, &k[i]),
+        };
+        let mut t = Tally::new(CHAIN, &p, &held, own);
+        // Each of these adds nothing: a vote for another block at 5, a height not held, a
+        // non-member, our own vote again, a vote claiming another signer.
+        t.offer(vote(1, 5, b));
+        t.offer(vote(1, 7, a));
+        t.offer(vote(3, 5, a));
+        t.offer(vote(0, 5, a));
+        let mut claimed = CommitVote::sign(CHAIN, 5, &a, &k[3]);
+        claimed.signer = k[2].node_id();
+        t.offer(VoteAnswer::Vote {
+            height: 5,
+            block_hash: a,
+            vote: claimed,
+        });
+        assert!(!t.complete());
+        // A real peer's vote completes 5 (2 of 3), in the peers' order whoever came first.
+        t.offer(vote(2, 5, a));
+        assert!(!t.complete(), "6 is not certified yet");
+        // A certificate offered whole completes 6 if it verifies against our block.
+        t.offer(VoteAnswer::Certified(cert(&k[1..3], 6, a)));
+        assert!(!t.complete(), "a certificate of another block at 6");
+        t.offer(VoteAnswer::Certified(cert(&k[1..3], 6, b)));
+        assert!(t.complete());
+        let certs = t.certificates();
+        assert_eq!(certs.len(), 2);
+        assert_eq!(certs[0], cert(&[k[0].clone(), k[2].clone()], 5, a));
+        assert_eq!(certs[0].verify(CHAIN, &p, 5, &a), Ok(()));
+        assert_eq!(certs[1].verify(CHAIN, &p, 6, &b), Ok(()));
     }
 }

@@ -9,10 +9,12 @@ use std::sync::Arc;
 use openraft::AsyncRuntime;
 
 use crate::chain::block::{Block, ChainSpec};
+use crate::chain::certificate::{Certificate, CertificateCheck, ServedBlock};
 use crate::chain::rules::{self, BlockError, Head};
 use crate::chain::signatures::{SignatureVerifier, Signatures};
 use crate::chain::store::{
-    stage_applied, stage_block, stage_truncation, ChainState, ChainStore, StoreError,
+    stage_applied, stage_block, stage_certificate, stage_truncation, ChainState, ChainStore, Serve,
+    StoreError,
 };
 use crate::ids::NodeId;
 use crate::net::wire::Response;
@@ -78,25 +80,84 @@ impl Replica {
             block,
             Durability::Buffered,
             Signatures::Check(&*self.verifier),
+            None,
         )
     }
 
     /// The first bad transaction signature in a downloaded range, as (block index, transaction
     /// index): the whole range is checked in one call, on every core the host's verifier uses.
-    pub fn first_bad_signature(&self, blocks: &[Block]) -> Option<(usize, usize)> {
+    pub fn first_bad_signature<'a>(
+        &self,
+        blocks: impl IntoIterator<Item = &'a Block> + Clone,
+    ) -> Option<(usize, usize)> {
         crate::chain::signatures::first_invalid_in(&*self.verifier, blocks)
     }
 
     /// [`Replica::apply`] for a block whose signatures [`Replica::first_bad_signature`] has
     /// just checked; everything else is verified as usual.
     pub fn apply_signatures_checked(&self, block: &Block) -> Result<Head, ReplayError> {
-        self.apply_with(block, Durability::Buffered, Signatures::TransactionsChecked)
+        self.apply_with(
+            block,
+            Durability::Buffered,
+            Signatures::TransactionsChecked,
+            None,
+        )
     }
 
     /// Stores a block this machine built and signed from transactions it admitted (their
     /// signatures already checked), synced: a signer never forgets what it signed.
     pub fn apply_own(&self, block: &Block) -> Result<Head, ReplayError> {
-        self.apply_with(block, Durability::Synced, Signatures::Trusted)
+        self.apply_with(block, Durability::Synced, Signatures::Trusted, None)
+    }
+
+    /// The certificates of a downloaded range checked at once (on every core the host's
+    /// verifier uses): the first that fails, by index, with why. A block without one fails.
+    pub fn first_bad_certificate(&self, served: &[ServedBlock]) -> Option<(usize, BlockError)> {
+        let mut checks = Vec::with_capacity(served.len());
+        for (i, s) in served.iter().enumerate() {
+            let hash = match s.block.hash() {
+                Ok(h) => h,
+                Err(e) => return Some((i, BlockError::from(e))),
+            };
+            let Some(certificate) = &s.certificate else {
+                return self
+                    .first_bad_in(&checks)
+                    .or(Some((i, BlockError::Uncertified)));
+            };
+            checks.push(CertificateCheck {
+                chain_id: self.spec.chain_id,
+                peers: &self.validators,
+                height: s.block.header.height,
+                block_hash: hash,
+                certificate,
+            });
+        }
+        self.first_bad_in(&checks)
+    }
+
+    fn first_bad_in(&self, checks: &[CertificateCheck<'_>]) -> Option<(usize, BlockError)> {
+        self.verifier
+            .first_bad_certificate(checks)
+            .map(|(i, e)| (i, BlockError::Certificate(e)))
+    }
+
+    /// Stores a downloaded block whose `certificate` [`Replica::first_bad_certificate`] has
+    /// just checked, with the certificate, so it is served on. The block's signatures are not
+    /// recovered (a majority applied it) unless `signatures_checked` says the range's
+    /// transactions were checked anyway (a node set to verify everything): then the proposer's
+    /// is checked too.
+    pub fn apply_certified(
+        &self,
+        block: &Block,
+        certificate: &Certificate,
+        signatures_checked: bool,
+    ) -> Result<Head, ReplayError> {
+        let signatures = if signatures_checked {
+            Signatures::TransactionsChecked
+        } else {
+            Signatures::Certified
+        };
+        self.apply_with(block, Durability::Buffered, signatures, Some(certificate))
     }
 
     fn apply_with(
@@ -104,6 +165,7 @@ impl Replica {
         block: &Block,
         durability: Durability,
         signatures: Signatures<'_>,
+        certificate: Option<&Certificate>,
     ) -> Result<Head, ReplayError> {
         let _writer = crate::sync::lock(&self.writer);
         let mut next = self.chain.state().clone();
@@ -116,6 +178,9 @@ impl Replica {
         )?;
         let mut batch = WriteBatch::default();
         let head = stage_block(&mut batch, block, &executed).map_err(StoreError::from)?;
+        if let Some(c) = certificate {
+            stage_certificate(&mut batch, c).map_err(StoreError::from)?;
+        }
         next.head = head;
         next.ledger = executed.ledger;
         stage_applied(&mut batch, &next).map_err(StoreError::from)?;
@@ -180,15 +245,16 @@ impl Replica {
     }
 }
 
-/// Answers `GetBlocks` from a chain: blocks from `from` up to the head, or, if there are none
-/// yet, waits up to `wait_ms` for one.
+/// Answers `GetBlocks` from a chain: blocks from `from` up to the head (with their
+/// certificates, as `serve` says), or, if there are none yet, waits up to `wait_ms` for one.
 pub async fn answer_get_blocks<RT: AsyncRuntime>(
     chain: &ChainStore,
     from: u64,
     max: u32,
     wait_ms: u32,
+    serve: Serve,
 ) -> Response {
-    match chain.wait_for_blocks::<RT>(from, max, wait_ms).await {
+    match chain.wait_for_served::<RT>(from, max, wait_ms, serve).await {
         Ok(blocks) => Response::Blocks(blocks),
         Err(e) => Response::Refused(format!("cannot read blocks: {e}")),
     }

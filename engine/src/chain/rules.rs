@@ -69,6 +69,11 @@ pub enum BlockError {
     },
     #[error("encoding: {0}")]
     Codec(String),
+    /// Served without the certificate that shows a majority of consensus peers applied it.
+    #[error("served without a commit certificate")]
+    Uncertified,
+    #[error("commit certificate: {0}")]
+    Certificate(#[from] crate::chain::certificate::CertificateError),
 }
 
 impl BlockError {
@@ -86,6 +91,8 @@ impl BlockError {
             BlockError::StateRoot { .. } => "state_root",
             BlockError::WrongLeader { .. } => "wrong_leader",
             BlockError::Codec(_) => "codec",
+            BlockError::Uncertified => "uncertified",
+            BlockError::Certificate(e) => e.kind(),
         }
     }
 }
@@ -153,7 +160,9 @@ pub fn verify_block(
             return Err(BlockError::UnknownProposer(h.proposer));
         }
         Signatures::Trusted => {}
-        Signatures::TransactionsChecked | Signatures::Check(_) => verify_signature(peers, block)?,
+        Signatures::Certified | Signatures::TransactionsChecked | Signatures::Check(_) => {
+            verify_signature(peers, block)?
+        }
     }
     let computed = transactions_root(&block.transactions)?;
     if computed != h.transactions_root {

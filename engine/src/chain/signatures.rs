@@ -8,6 +8,7 @@
 //! block is checked, through a [`SignatureVerifier`] the host supplies (the production node
 //! spreads one block's transactions across cores; the engine itself never starts a thread).
 
+use crate::chain::certificate::{CertificateCheck, CertificateError};
 use crate::chain::tx::SignedTransaction;
 
 pub trait SignatureVerifier: Send + Sync {
@@ -18,18 +19,34 @@ pub trait SignatureVerifier: Send + Sync {
     fn each_valid(&self, txs: &[SignedTransaction]) -> Vec<bool> {
         txs.iter().map(SignedTransaction::signature_valid).collect()
     }
+
+    /// The first of `checks` whose certificate does not verify, and why: a downloaded range's
+    /// certificates in one call, so a verifier can spread them across cores.
+    fn first_bad_certificate(
+        &self,
+        checks: &[CertificateCheck<'_>],
+    ) -> Option<(usize, CertificateError)> {
+        checks
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| c.run().err().map(|e| (i, e)))
+    }
 }
 
 /// The first transaction of `blocks` whose signature is bad, as (block index, transaction
 /// index), checked in one call so a verifier can spread a whole downloaded range across cores
 /// even when each block is small.
-pub fn first_invalid_in(
+pub fn first_invalid_in<'a>(
     verifier: &dyn SignatureVerifier,
-    blocks: &[crate::chain::block::Block],
+    blocks: impl IntoIterator<Item = &'a crate::chain::block::Block> + Clone,
 ) -> Option<(usize, usize)> {
-    let txs: Vec<&SignedTransaction> = blocks.iter().flat_map(|b| &b.transactions).collect();
+    let txs: Vec<&SignedTransaction> = blocks
+        .clone()
+        .into_iter()
+        .flat_map(|b| &b.transactions)
+        .collect();
     let mut at = verifier.first_invalid(&txs)?;
-    for (i, b) in blocks.iter().enumerate() {
+    for (i, b) in blocks.into_iter().enumerate() {
         if at < b.transactions.len() {
             return Some((i, at));
         }
@@ -59,6 +76,12 @@ pub enum Signatures<'a> {
     /// A downloaded block whose transactions' signatures were just checked with the rest of
     /// its range: the proposer's signature is checked.
     TransactionsChecked,
+    /// A downloaded block with a verified commit certificate: a majority of consensus peers
+    /// applied it, having trusted the leader that built it as members do (see `Trusted`), so
+    /// its transactions' signatures are not recovered again. The proposer's is (one recovery
+    /// a block): the certificate covers the header's hash, which the signature is not part
+    /// of, and a node must not store and serve on a signature that does not verify.
+    Certified,
     /// A downloaded block: every signature is checked.
     Check(&'a dyn SignatureVerifier),
 }

@@ -8,10 +8,8 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use std::time::Duration;
 
 use alloy_primitives::Address;
-use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -25,6 +23,10 @@ use crate::ids::NodeId;
 use crate::settlement::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::settlement::role::BatcherRole;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
+
+mod certified;
+pub(crate) use certified::stage_certificate;
+pub use certified::{certificate_key, Serve};
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
 /// The blocks a snapshot jumped over, while any are missing (see [`crate::chain::backfill`]).
@@ -321,6 +323,8 @@ pub struct ChainStore {
     backfill: Mutex<Option<Backfill>>,
     /// Signalled when a snapshot leaves a gap to fill.
     backfill_due: Notify,
+    /// See [`ChainStore::certified_through`].
+    certified: Mutex<u64>,
 }
 
 impl ChainStore {
@@ -335,7 +339,9 @@ impl ChainStore {
         if backfill.is_some() {
             backfill_due.notify_one();
         }
+        let certified = Mutex::new(ChainStore::load_certified(&*storage)?);
         Ok(ChainStore {
+            certified,
             storage,
             blocks_per_batch: spec.blocks_per_batch,
             state: RwLock::new(state),
@@ -535,36 +541,6 @@ impl ChainStore {
         self.blocks_between(from, self.head().height, max, max_bytes)
     }
 
-    /// Blocks from `from` (a long-poll): at once if the head has reached `from`, else
-    /// the first ones applied within `wait_ms` (capped at [`MAX_WAIT_MS`]), else none.
-    pub async fn wait_for_blocks<RT: AsyncRuntime>(
-        &self,
-        from: u64,
-        max: u32,
-        wait_ms: u32,
-    ) -> Result<Vec<Block>, StoreError> {
-        let max = max.clamp(1, MAX_BLOCKS_PER_RESPONSE) as usize;
-        let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_WAIT_MS)));
-        let deadline = RT::Instant::now() + wait;
-        loop {
-            // Registered before the head is read, so a commit in between is not missed.
-            let published = self.published.notified();
-            if from <= self.head().height || wait_ms == 0 {
-                let blocks = self.blocks(from, max, MAX_RESPONSE_BYTES)?;
-                // Empty below the head: `from` is in a snapshot's gap, which the wait may see
-                // filled.
-                if !blocks.is_empty() || wait_ms == 0 {
-                    return Ok(blocks);
-                }
-            }
-            let now = RT::Instant::now();
-            if now >= deadline {
-                return Ok(Vec::new());
-            }
-            let _ = RT::timeout(deadline - now, published).await;
-        }
-    }
-
     /// Writes `batch` (which must stage `next`'s applied position along with its blocks),
     /// makes `next` the state every reader sees, then wakes long-polling readers. Nothing
     /// changes in memory if the write fails.
@@ -584,6 +560,7 @@ impl ChainStore {
 #[cfg(test)]
 mod tests {
     use std::future::Future;
+    use std::time::Duration;
 
     use super::*;
     use crate::chain::rules::{build_block, verify_block, Proposal};
@@ -665,8 +642,12 @@ mod tests {
                 });
                 let waker = std::task::Waker::from(probe.clone());
                 let mut cx = std::task::Context::from_waker(&waker);
-                let mut polled =
-                    Box::pin(store.wait_for_blocks::<openraft::TokioRuntime>(height, 1, 1_000));
+                let mut polled = Box::pin(store.wait_for_served::<openraft::TokioRuntime>(
+                    height,
+                    1,
+                    1_000,
+                    Serve::All,
+                ));
                 assert!(polled.as_mut().poll(&mut cx).is_pending());
                 // Real readers parked on other workers, as block downloads are.
                 let readers: Vec<_> = (0..4)
@@ -674,7 +655,12 @@ mod tests {
                         let store = store.clone();
                         tokio::spawn(async move {
                             store
-                                .wait_for_blocks::<openraft::TokioRuntime>(height, 1, 1_000)
+                                .wait_for_served::<openraft::TokioRuntime>(
+                                    height,
+                                    1,
+                                    1_000,
+                                    Serve::All,
+                                )
                                 .await
                                 .expect("read")
                                 .len()

@@ -11,9 +11,10 @@ use openraft::AsyncRuntime;
 
 use crate::chain::backfill::{Backfill, BackfillError};
 use crate::chain::block::Block;
+use crate::chain::certificate::ServedBlock;
 use crate::chain::store::{
-    stage_block_alone, stage_sealed_batch, ChainStore, StoreError, MAX_BLOCKS_PER_RESPONSE,
-    MAX_RESPONSE_BYTES,
+    stage_block_alone, stage_certificate, stage_sealed_batch, ChainStore, StoreError,
+    MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES,
 };
 use crate::consensus::node::ConsensusNode;
 use crate::events::Event;
@@ -57,26 +58,58 @@ pub(crate) async fn fetch<RT: AsyncRuntime>(
         Response::Blocks(b) => Some(b),
         _ => None,
     });
+    let cfg = node.config();
+    let certified = Certifiers {
+        chain_id: cfg.chain.chain_id,
+        peers: &cfg.peers,
+    };
     match answer.await {
-        Ok(blocks) => store_fetched(node.chain(), gap, source, from, &blocks, &mut |e| {
-            node.emit(e)
-        }),
+        Ok(served) => store_fetched(
+            node.chain(),
+            gap,
+            Fetched {
+                source,
+                from,
+                served: &served,
+            },
+            &certified,
+            &mut |e| node.emit(e),
+        ),
         Err(_) => Step::NextPeer,
     }
 }
 
-/// Verifies `blocks` (asked of `source` from `from` up) against `gap` and stores what
-/// verifies, moving the gap's record in the same write.
+/// Whose certificates a backfilled block must come with: it is stored with its certificate,
+/// so this node serves it on as it serves what it applied.
+pub struct Certifiers<'a> {
+    pub chain_id: u64,
+    pub peers: &'a [NodeId],
+}
+
+/// What `source` answered when asked for blocks from `from` up.
+pub struct Fetched<'a> {
+    pub source: NodeId,
+    pub from: u64,
+    pub served: &'a [ServedBlock],
+}
+
+/// Verifies what was `fetched` against `gap` (each block with a certificate by
+/// `certifiers`) and stores what verifies, moving the gap's record in the same write.
 pub fn store_fetched(
     chain: &ChainStore,
     gap: &Backfill,
-    source: NodeId,
-    from: u64,
-    blocks: &[Block],
+    fetched: Fetched<'_>,
+    certifiers: &Certifiers<'_>,
     emit: &mut dyn FnMut(Event),
 ) -> Step {
+    let Fetched {
+        source,
+        from,
+        served,
+    } = fetched;
+    let blocks: Vec<Block> = served.iter().map(|s| s.block.clone()).collect();
     let mut next = gap.clone();
-    let accepted = match next.accept(blocks) {
+    let accepted = match next.accept(&blocks) {
         Ok(a) => a,
         // A peer holds blocks only up to its own gap or head: nothing wrong with it.
         Err(BackfillError::Short { .. }) if blocks.is_empty() => return Step::NextPeer,
@@ -97,8 +130,31 @@ pub fn store_fetched(
         }
     };
     let mut batch = WriteBatch::default();
-    for (block, _) in &accepted {
-        if stage_block_alone(&mut batch, block).is_err() {
+    for (block, hash) in &accepted {
+        let height = block.header.height;
+        // The hash chain proved the block canonical; its certificate must be for it too, or
+        // this node would serve on what does not verify.
+        let certificate = served
+            .iter()
+            .find(|s| s.block.header.height == height)
+            .and_then(|s| s.certificate.as_ref());
+        let checked = match certificate {
+            None => Err(format!("block {height} came without a commit certificate")),
+            Some(c) => c
+                .verify(certifiers.chain_id, certifiers.peers, height, hash)
+                .map(|()| c)
+                .map_err(|e| format!("block {height}'s commit certificate: {e}")),
+        };
+        let certificate = match checked {
+            Ok(c) => c,
+            Err(reason) => {
+                emit(Event::BackfillRefused { source, reason });
+                return Step::NextPeer;
+            }
+        };
+        if stage_block_alone(&mut batch, block).is_err()
+            || stage_certificate(&mut batch, certificate).is_err()
+        {
             return Step::NextPeer;
         }
     }
@@ -286,6 +342,22 @@ mod tests {
         (store, blocks)
     }
 
+    /// `block` with its certificate: the only consensus peer's vote.
+    fn certified(block: Block) -> ServedBlock {
+        let hash = block.hash().unwrap();
+        let height = block.header.height;
+        let vote =
+            crate::chain::certificate::CommitVote::sign(spec().chain_id, height, &hash, &key());
+        ServedBlock {
+            block,
+            certificate: Some(crate::chain::certificate::Certificate {
+                height,
+                block_hash: hash,
+                votes: vec![vote],
+            }),
+        }
+    }
+
     /// A node that applied blocks up to `OLD_HEAD`, then installed the source's snapshot.
     fn node_after_snapshot(source: &ChainStore, blocks: &[Block]) -> MemDisk {
         let disk = MemDisk::new();
@@ -325,11 +397,24 @@ mod tests {
             match cursor.poll(0, state, next, &[peer]) {
                 Some(BackfillAction::Fetch { from, count, .. }) => {
                     let to = (from + count - 1).min(BLOCKS);
-                    let answer = source
+                    let served: Vec<ServedBlock> = source
                         .blocks_between(from, to, count as usize, usize::MAX)
-                        .unwrap();
+                        .unwrap()
+                        .into_iter()
+                        .map(certified)
+                        .collect();
+                    let fetched = Fetched {
+                        source: peer,
+                        from,
+                        served: &served,
+                    };
+                    let peers = [key().node_id()];
+                    let certifiers = Certifiers {
+                        chain_id: spec().chain_id,
+                        peers: &peers,
+                    };
                     let step =
-                        store_fetched(store, &gap, peer, from, &answer, &mut |e| events.push(e));
+                        store_fetched(store, &gap, fetched, &certifiers, &mut |e| events.push(e));
                     cursor.on_step(0, step, 1);
                 }
                 Some(BackfillAction::Recut) => {
@@ -351,6 +436,14 @@ mod tests {
                 Some(block),
                 "block {height}"
             );
+            // Stored with its certificate, so it is served on.
+            if height > OLD_HEAD {
+                assert_eq!(
+                    store.certificate(height).unwrap(),
+                    certified(block.clone()).certificate,
+                    "certificate {height}"
+                );
+            }
         }
         for number in 1..=BLOCKS / 4 {
             let ours: Option<BatchHeader> = store.batch(number).unwrap();
@@ -407,6 +500,65 @@ mod tests {
                 assert!(done, "{case}, then a crash after it finished");
                 assert_whole(&store, &source, &blocks);
             }
+        }
+    }
+
+    #[test]
+    fn a_backfilled_block_without_its_certificate_is_refused_and_nothing_stored() {
+        let (source, blocks) = source();
+        let disk = node_after_snapshot(&source, &blocks);
+        let store = ChainStore::open(Arc::new(disk), &spec()).unwrap();
+        let gap = store.backfill().unwrap();
+        let (from, count) = gap.next_request(PER_REQUEST).unwrap();
+        let honest: Vec<ServedBlock> = blocks[(from - 1) as usize..(from - 1 + count) as usize]
+            .iter()
+            .cloned()
+            .map(certified)
+            .collect();
+        let stranger = derived_key("backfill-test/stranger", 0);
+        let peers = [key().node_id()];
+        let certifiers = Certifiers {
+            chain_id: spec().chain_id,
+            peers: &peers,
+        };
+        // (what the lying source does to one block of the range, the reason it is refused)
+        type Lie = fn(&mut ServedBlock, &SecretKey);
+        let lies: [(Lie, &str); 3] = [
+            (|s, _| s.certificate = None, "without a commit certificate"),
+            (
+                |s, k| {
+                    let c = s.certificate.as_mut().unwrap();
+                    c.votes = vec![crate::chain::certificate::CommitVote::sign(
+                        spec().chain_id,
+                        c.height,
+                        &c.block_hash,
+                        k,
+                    )];
+                },
+                "is not one of consensus_peer_ids",
+            ),
+            (
+                |s, _| s.certificate.as_mut().unwrap().height += 1,
+                "for height",
+            ),
+        ];
+        for (lie, reason) in lies {
+            let mut served = honest.clone();
+            lie(&mut served[1], &stranger);
+            let mut events = Vec::new();
+            let fetched = Fetched {
+                source: stranger.node_id(),
+                from,
+                served: &served,
+            };
+            let step = store_fetched(&store, &gap, fetched, &certifiers, &mut |e| events.push(e));
+            assert_eq!(step, Step::NextPeer, "{reason}");
+            assert!(
+                matches!(&events[..], [Event::BackfillRefused { reason: r, .. }] if r.contains(reason)),
+                "{reason}: {events:?}"
+            );
+            assert_eq!(store.backfill().as_ref(), Some(&gap), "nothing stored");
+            assert_eq!(store.block(from).unwrap(), None);
         }
     }
 }

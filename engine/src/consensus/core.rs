@@ -22,6 +22,7 @@ use crate::consensus::mempool::{AdmitError, Mempool};
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::policy::backfill_cursor::{BackfillAction, BackfillCursor, Gap, Step};
+use crate::policy::certifier::{Certifier, Round};
 use crate::policy::election::{ElectionAction, Elector, LogPos, RaftView};
 use crate::policy::sequencer::{
     BuildOn, ProposalOutcome, Sequencer, SequencerAction, SequencerConfig,
@@ -55,6 +56,9 @@ pub enum Input {
     Recut { closed: bool },
     /// A snapshot may have left a gap: the backfill looks at once.
     GapMayExist,
+    /// The certifying round (asked by [`Effect::Certify`]) came back; `progressed` if it
+    /// moved the certified cursor.
+    Certified { progressed: bool },
 }
 
 /// What the driver carries out, in order.
@@ -100,6 +104,9 @@ pub enum Effect {
     Recut {
         gap: Box<Backfill>,
     },
+    /// Gather the peers' commit votes on the blocks at `round`'s heights, store the
+    /// certificates a majority completes; answer with [`Input::Certified`].
+    Certify(Round),
     Emit(Event),
 }
 
@@ -133,6 +140,8 @@ pub struct NodeCore {
     batcher: Option<BatcherCore>,
     /// Where the backfill of a snapshot's gap asks next.
     backfill: BackfillCursor,
+    /// When to gather commit votes.
+    certifier: Certifier,
 }
 
 impl NodeCore {
@@ -160,6 +169,7 @@ impl NodeCore {
             tip: None,
             batcher: None,
             backfill: BackfillCursor::new(u64::from(MAX_BLOCKS_PER_RESPONSE)),
+            certifier: Certifier::new(now),
             cfg,
             chain,
             clock,
@@ -201,6 +211,7 @@ impl NodeCore {
             }
             Input::Recut { closed } => self.backfill.on_recut(now, closed),
             Input::GapMayExist => self.backfill.wake(now),
+            Input::Certified { progressed } => self.certifier.on_round(now, progressed),
             Input::Batcher(answer) => {
                 if let Some(b) = self.batcher.as_mut() {
                     let mut said = Vec::new();
@@ -234,6 +245,10 @@ impl NodeCore {
         }
         if self.backfill.next_deadline().is_some_and(|due| now >= due) {
             self.poll_backfill(now, view, &mut out);
+        }
+        let (certified, head) = (self.chain.certified_through(), self.chain.head().height);
+        if let Some(round) = self.certifier.poll(now, certified, head) {
+            out.push(Effect::Certify(round));
         }
         out
     }
@@ -287,6 +302,7 @@ impl NodeCore {
         [
             self.batcher.as_ref().and_then(BatcherCore::next_deadline),
             self.backfill.next_deadline(),
+            self.certifier.next_deadline(),
         ]
         .into_iter()
         .flatten()

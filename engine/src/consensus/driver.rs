@@ -10,11 +10,11 @@ use futures::future::{select, Either};
 use futures::StreamExt;
 use openraft::AsyncRuntime;
 
-use crate::consensus::backfill;
 use crate::consensus::config::NodeConfig;
 use crate::consensus::core::{Effect, Input};
 use crate::consensus::node::ConsensusNode;
 use crate::consensus::raft::types::{ApplyOutcome, Command};
+use crate::consensus::{backfill, certify};
 use crate::events::Event;
 use crate::net::peer;
 use crate::net::wire::{Request, Response};
@@ -145,6 +145,13 @@ async fn carry_out<RT: AsyncRuntime>(
             let _detached = RT::spawn(async move {
                 let step = backfill::fetch(&*node, &gap, source, from, count).await;
                 let _ = done.unbounded_send(Input::Backfilled(step));
+            });
+        }
+        Effect::Certify(round) => {
+            let (node, done) = (node.clone(), done.clone());
+            let _detached = RT::spawn(async move {
+                let progressed = certify::round(&*node, round).await;
+                let _ = done.unbounded_send(Input::Certified { progressed });
             });
         }
         Effect::Recut { gap } => {

@@ -375,8 +375,19 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 claim.node
             )),
             Request::GetBlocks { from, max, wait_ms } => {
-                crate::chain::replica::answer_get_blocks::<RT>(&self.chain, from, max, wait_ms)
-                    .await
+                // Only blocks with their certificates: without one, a downloader cannot tell a
+                // committed block from a deposed leader's proposal that lost.
+                crate::chain::replica::answer_get_blocks::<RT>(
+                    &self.chain,
+                    from,
+                    max,
+                    wait_ms,
+                    crate::chain::store::Serve::Certified,
+                )
+                .await
+            }
+            Request::GetCommitVotes { from, to } if is_peer => {
+                crate::consensus::certify::answer(self, from, to)
             }
             _ => Response::Refused(format!("{from} is not in consensus_peer_ids")),
         }

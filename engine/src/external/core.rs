@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::block::Block;
+use crate::chain::certificate::ServedBlock;
 use crate::chain::rules::BlockError;
 use crate::events::Event;
 use crate::ids::NodeId;
@@ -117,7 +117,7 @@ impl ExternalCore {
     }
 
     /// `source` answered a range request (or did not).
-    pub fn on_answer(&mut self, source: NodeId, answer: &Result<Vec<Block>, String>) {
+    pub fn on_answer(&mut self, source: NodeId, answer: &Result<Vec<ServedBlock>, String>) {
         let Some(s) = self.sources.get_mut(&source) else {
             return;
         };
@@ -125,7 +125,7 @@ impl ExternalCore {
             Ok(blocks) => {
                 s.failures = 0;
                 if let Some(last) = blocks.last() {
-                    let h = last.header.height;
+                    let h = last.block.header.height;
                     s.head_height = Some(s.head_height.map_or(h, |x| x.max(h)));
                 }
             }

@@ -13,8 +13,10 @@ use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::block::{Block, ChainSpec};
+use crate::chain::certificate::ServedBlock;
 use crate::chain::replica::{answer_get_blocks, ReplayError, Replica};
-use crate::chain::rules::{verify_signature, Head};
+use crate::chain::rules::{verify_signature, BlockError, Head};
+use crate::chain::store::Serve;
 use crate::chain::tx::SignedTransaction;
 use crate::events::Event;
 use crate::external::core::{EquivocationSeen, ExternalCore, SourceState};
@@ -28,14 +30,29 @@ use crate::sync::lock;
 
 mod fork;
 
+/// What makes a downloaded block canonical to this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// A chain committed through Raft: a block is applied only with a commit certificate of
+    /// a majority of `validators`. Its transactions' signatures are recovered only with
+    /// `verify_every_signature` (an operator who trusts no majority); otherwise the majority
+    /// that applied it vouches for its leader's admission check, as members trust each other.
+    Certificates { verify_every_signature: bool },
+    /// A redundancy group's chain: its identity's signature on each block, and every
+    /// transaction's signature checked (a group has no majority to vouch).
+    Signer,
+}
+
 #[derive(Clone, Debug)]
 pub struct ExternalConfig {
     /// The p2p identity only: an external node signs nothing else.
     pub key: SecretKey,
     /// Where blocks come from: consensus nodes and/or other external nodes.
     pub sources: Vec<NodeId>,
-    /// Who may propose (`consensus_peer_ids`): a block signed by anyone else is rejected.
+    /// Who may propose and certify (`consensus_peer_ids`): a block signed or certified by
+    /// anyone else is rejected.
     pub validators: Vec<NodeId>,
+    pub trust: Trust,
     pub chain: ChainSpec,
     /// Blocks asked for per request.
     pub batch_blocks: u32,
@@ -57,6 +74,9 @@ impl ExternalConfig {
             key,
             sources,
             validators,
+            trust: Trust::Certificates {
+                verify_every_signature: false,
+            },
             chain,
             batch_blocks: 128,
             pipeline_depth: 4,
@@ -110,10 +130,58 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     started: RT::Instant,
 }
 
+enum ForkCheck {
+    Loser,
+    Fork,
+}
+
+/// What checking a fetched range at once found.
+enum RangeChecks {
+    /// A certified chain: the first block (by index) whose certificate, or with
+    /// `signatures_checked` whose transaction signatures, fail, and why.
+    Certified {
+        bad: Option<(usize, BlockError)>,
+        signatures_checked: bool,
+    },
+    /// A group's chain: the first block with a bad transaction signature.
+    Signed { first_bad_signature: Option<usize> },
+}
+
+/// How the block at one index of a checked range is applied.
+enum Verdict {
+    Refused(BlockError),
+    Certified { signatures_checked: bool },
+    SignaturesChecked,
+    CheckAlone,
+}
+
+impl RangeChecks {
+    fn verdict(&self, i: usize) -> Verdict {
+        match self {
+            RangeChecks::Certified {
+                bad: Some((b, e)), ..
+            } if *b == i => Verdict::Refused(e.clone()),
+            // Past the first bad block nothing is applied (the source is dropped there).
+            RangeChecks::Certified {
+                bad: Some((b, _)), ..
+            } if *b < i => Verdict::Refused(BlockError::Uncertified),
+            RangeChecks::Certified {
+                signatures_checked, ..
+            } => Verdict::Certified {
+                signatures_checked: *signatures_checked,
+            },
+            RangeChecks::Signed {
+                first_bad_signature: Some(b),
+            } if *b <= i => Verdict::CheckAlone,
+            RangeChecks::Signed { .. } => Verdict::SignaturesChecked,
+        }
+    }
+}
+
 /// One range request's result.
 struct Fetched {
     source: NodeId,
-    blocks: Result<Vec<Block>, String>,
+    blocks: Result<Vec<ServedBlock>, String>,
 }
 
 impl<RT: AsyncRuntime> ExternalNode<RT> {
@@ -235,7 +303,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         match req {
             Request::GetHead => Response::Head(self.head()),
             Request::GetBlocks { from, max, wait_ms } => {
-                answer_get_blocks::<RT>(self.replica.chain(), from, max, wait_ms).await
+                answer_get_blocks::<RT>(self.replica.chain(), from, max, wait_ms, self.serves())
+                    .await
             }
             Request::Account(addr) => {
                 let (acc, height) = self.replica.chain().account(&addr);
@@ -332,6 +401,15 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         vec![SubmitOutcome::Rejected(SubmitRejection::Forward(last)); n]
     }
 
+    /// What this node serves: on a certified chain only what it stored with a certificate
+    /// (which is all it applies).
+    fn serves(&self) -> Serve {
+        match self.cfg.trust {
+            Trust::Certificates { .. } => Serve::Certified,
+            Trust::Signer => Serve::All,
+        }
+    }
+
     /// Milliseconds since this node started, on the runtime's monotonic clock.
     fn monotonic_ms(&self) -> u64 {
         u64::try_from((RT::Instant::now() - self.started).as_millis()).unwrap_or(u64::MAX)
@@ -358,7 +436,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Fetched { source, blocks }
     }
 
-    fn reject(&self, source: NodeId, height: u64, error: &crate::chain::rules::BlockError) {
+    fn reject(&self, source: NodeId, height: u64, error: &BlockError) {
         let event = lock(&self.core).reject(source, height, error);
         self.seams.events.emit(&self.id, event);
     }
@@ -367,15 +445,13 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
     fn apply_fetched(&self, fetched: Fetched) -> Applied {
         let source = fetched.source;
         lock(&self.core).on_answer(source, &fetched.blocks);
-        let Ok(blocks) = fetched.blocks else {
+        let Ok(served) = fetched.blocks else {
             return Applied::Blocks(0);
         };
-        // Every signature of the range at once (spread across cores by the host's verifier);
-        // a block from the first bad one on is checked again by itself, so it is rejected
-        // with the reason its own verification gives.
-        let first_bad = self.replica.first_bad_signature(&blocks).map(|(b, _)| b);
+        let checks = self.check_range(&served);
         let mut applied = 0;
-        for (i, block) in blocks.iter().enumerate() {
+        for (i, s) in served.iter().enumerate() {
+            let block = &s.block;
             let head = self.replica.head();
             let h = &block.header;
             if h.height <= head.height {
@@ -385,29 +461,22 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 // An earlier range came back short; this one is fetched again next round.
                 break;
             }
-            if h.slot.is_some() {
-                let lost = h
-                    .hash()
-                    .ok()
-                    .is_some_and(|hash| lock(&self.core).is_loser(h.height, &hash));
-                if lost {
-                    self.mark_losing(source);
-                    return Applied::Blocks(applied);
+            if self.cfg.trust == Trust::Signer {
+                if let Some(stop) = self.fork_or_loser(source, block, &head) {
+                    return match stop {
+                        ForkCheck::Loser => Applied::Blocks(applied),
+                        ForkCheck::Fork => Applied::Fork { source, applied },
+                    };
                 }
             }
-            // A single-sequencer block the identity did sign, on another parent: the identity
-            // signed two branches. That is an equivocation to resolve, not a lying source.
-            if head.height > 0
-                && h.parent_hash != head.hash
-                && h.slot.is_some()
-                && verify_signature(&self.cfg.validators, block).is_ok()
-            {
-                return Applied::Fork { source, applied };
-            }
-            let result = if first_bad.is_some_and(|b| b <= i) {
-                self.replica.apply(block)
-            } else {
-                self.replica.apply_signatures_checked(block)
+            let result = match checks.verdict(i) {
+                Verdict::Refused(e) => Err(ReplayError::Rejected(e)),
+                Verdict::Certified { signatures_checked } => match &s.certificate {
+                    Some(c) => self.replica.apply_certified(block, c, signatures_checked),
+                    None => Err(ReplayError::Rejected(BlockError::Uncertified)),
+                },
+                Verdict::SignaturesChecked => self.replica.apply_signatures_checked(block),
+                Verdict::CheckAlone => self.replica.apply(block),
             };
             match result {
                 Ok(new_head) => {
@@ -421,6 +490,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                             parent_hash: h.parent_hash,
                             state_root: h.state_root,
                             source,
+                            certified_by: s.certificate.as_ref().map_or(0, |c| c.votes.len()),
                         },
                     );
                 }
@@ -441,6 +511,68 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             }
         }
         Applied::Blocks(applied)
+    }
+
+    /// Checks a fetched range at once, on every core the host's verifier uses: its
+    /// certificates (a certified chain), and its transactions' signatures unless the
+    /// certificates vouch for them.
+    fn check_range(&self, served: &[ServedBlock]) -> RangeChecks {
+        let blocks = served.iter().map(|s| &s.block);
+        let Trust::Certificates {
+            verify_every_signature,
+        } = self.cfg.trust
+        else {
+            return RangeChecks::Signed {
+                first_bad_signature: self.replica.first_bad_signature(blocks).map(|(b, _)| b),
+            };
+        };
+        let bad_certificate = self.replica.first_bad_certificate(served);
+        if !verify_every_signature {
+            return RangeChecks::Certified {
+                bad: bad_certificate,
+                signatures_checked: false,
+            };
+        }
+        // A bad transaction signature refuses its block like a bad certificate: whichever
+        // block comes first is where the source is dropped.
+        let bad_signature = self.replica.first_bad_signature(blocks).map(|(b, index)| {
+            let error = crate::chain::ledger::TxError::BadSignature;
+            (b, BlockError::Transaction { index, error })
+        });
+        let bad = match (bad_certificate, bad_signature) {
+            (Some(c), Some(t)) => Some(if c.0 <= t.0 { c } else { t }),
+            (c, t) => c.or(t),
+        };
+        RangeChecks::Certified {
+            bad,
+            signatures_checked: true,
+        }
+    }
+
+    /// On a group's chain: whether `block` is one this node resolved as a loser (the source
+    /// is on a losing branch), or a block the identity signed on another parent (a fork).
+    fn fork_or_loser(&self, source: NodeId, block: &Block, head: &Head) -> Option<ForkCheck> {
+        let h = &block.header;
+        if h.slot.is_some() {
+            let lost = h
+                .hash()
+                .ok()
+                .is_some_and(|hash| lock(&self.core).is_loser(h.height, &hash));
+            if lost {
+                self.mark_losing(source);
+                return Some(ForkCheck::Loser);
+            }
+        }
+        // A single-sequencer block the identity did sign, on another parent: the identity
+        // signed two branches. That is an equivocation to resolve, not a lying source.
+        if head.height > 0
+            && h.parent_hash != head.hash
+            && h.slot.is_some()
+            && verify_signature(&self.cfg.validators, block).is_ok()
+        {
+            return Some(ForkCheck::Fork);
+        }
+        None
     }
 
     /// The download loop: the core plans each round, the node fetches and applies.

@@ -12,6 +12,7 @@ use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::block::Block;
+use crate::chain::certificate::{ServedBlock, VoteAnswer};
 use crate::chain::rules::Head;
 use crate::chain::tx::SignedTransaction;
 use crate::consensus::mempool::AdmitError;
@@ -180,6 +181,13 @@ pub enum Request {
     ClientSubmitBatch(Vec<SignedTransaction>),
     /// Many transactions a replica forwarded at once, each treated as `Forwarded`.
     ForwardedBatch(Vec<SignedTransaction>),
+    /// The receiver's commit votes (or certificates) for the blocks it applied at heights
+    /// `from..=to` (at most [`crate::chain::store::MAX_BLOCKS_PER_RESPONSE`]). Consensus
+    /// peers only: each gathers a majority to certify what it holds.
+    GetCommitVotes {
+        from: u64,
+        to: u64,
+    },
 }
 
 /// Most transactions one batched submission carries.
@@ -209,7 +217,8 @@ pub enum Response {
     },
     Pong,
     Head(Head),
-    Blocks(Vec<Block>),
+    /// Blocks from the height asked, each with its commit certificate.
+    Blocks(Vec<ServedBlock>),
     /// The request was refused before reaching Raft (undecodable, or from a non-peer).
     Refused(String),
     PreVote {
@@ -227,6 +236,8 @@ pub enum Response {
     Claim(Result<ApplyOutcome, String>),
     /// What became of each transaction of a batched submission, in order.
     SubmitTransactions(Vec<SubmitOutcome>),
+    /// One answer per height asked that the peer applied, lowest first.
+    CommitVotes(Vec<VoteAnswer>),
 }
 
 /// What became of a submitted transaction.

@@ -15,6 +15,7 @@ pub mod admission;
 pub mod backfill_cursor;
 pub mod batcher;
 pub mod batcher_failover;
+pub mod certifier;
 pub mod contact;
 pub mod download;
 pub mod election;

@@ -21,7 +21,7 @@ use crate::chain::store::StoreError;
 use crate::chain::tx::SignedTransaction;
 use crate::consensus::mempool::Mempool;
 use crate::events::Event;
-use crate::external::node::{ExternalConfig, ExternalNode};
+use crate::external::node::{ExternalConfig, ExternalNode, Trust};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::net::peer;
@@ -148,6 +148,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             cfg.chain.clone(),
         );
         sync_cfg.request_timeout_ms = cfg.request_timeout_ms;
+        sync_cfg.trust = Trust::Signer;
         // A follower's long-poll returns within a round, so the policy sees blocks in time.
         sync_cfg.follow_wait_ms = cfg.block_time_ms.min(u64::from(u32::MAX)) as u32;
         let sync = ExternalNode::<RT>::start_with(sync_cfg, seams.clone(), !cfg.members.is_empty())

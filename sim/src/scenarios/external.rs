@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use canon_engine::chain::block::Block;
+use canon_engine::external::node::Trust;
 use rand::Rng;
 
 use super::common::{
@@ -10,7 +12,7 @@ use super::common::{
 };
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
-use crate::external::Tamper;
+use crate::liar::Lie;
 use crate::scenario::{Ctx, ScenarioFuture};
 
 /// How long an external node may take to reach a height once it can: download, verify and
@@ -160,70 +162,129 @@ pub(crate) fn external_failover(ctx: Ctx) -> ScenarioFuture {
 pub(crate) fn lying_source(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let (mut c, _) = running_cluster(&ctx).await?;
-        // Consecutive seeds cover every kind of lie.
-        let tamper = [
-            Tamper::Signature,
-            Tamper::StateRoot,
-            Tamper::Parent,
-            Tamper::Transaction,
-        ][(ctx.seed % 4) as usize];
-        // The rule each lie must be caught by.
-        let rule = match tamper {
-            Tamper::Signature => "signature",
-            Tamper::StateRoot => "state_root",
-            Tamper::Parent => "parent",
-            Tamper::Transaction => "transaction",
-        };
-        let liar = c.add_liar(tamper);
+        // Consecutive seeds cover every lie.
+        let lie = Lie::ALL[(ctx.seed % Lie::ALL.len() as u64) as usize];
+        let liar = c.add_liar(lie);
+        let deposed = lie == Lie::DeposedProposal;
+        if deposed {
+            let lost = deposed_proposals(&mut c).await?;
+            liar.serve_deposed(lost);
+        }
         let mut sources = c.peers().to_vec();
-        sources.push(liar);
-        let x = c.add_external(sources);
+        sources.push(liar.id);
+        let trust = Trust::Certificates {
+            verify_every_signature: lie == Lie::ByzantineMajority,
+        };
+        let x = c.add_external_trusting(sources, trust);
+        if deposed {
+            // The liar is its only reachable source until it lies: a deposed proposal lies at
+            // one height, which an honest source could otherwise serve first.
+            let member = c.external_member(x);
+            for i in 0..c.size() {
+                c.net.block(member, i);
+                c.net.block(i, member);
+            }
+            c.note(format!("fault: x{x} reaches only the liar"));
+        }
         c.wait_for_progress(20, HEAL_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
-        let target = c.canonical_height();
-        c.wait_for_external(x, target, EXTERNAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
-        // The liar is caught as soon as it is asked for the next block; keep following until
-        // it has been (bounded: it is asked at least once every few rounds).
+        // The liar is caught as soon as it serves a lie the node gets to (bounded: it is asked
+        // at least once every few rounds).
         let index = c.size() + x;
-        let caught = |c: &SimCluster| {
+        let liar_id = liar.id;
+        let caught = |c: &SimCluster| -> Vec<String> {
             c.observer
                 .lock()
                 .checker
                 .rejected_sources()
                 .iter()
-                .any(|(n, source, _)| *n == index && *source == liar)
+                .filter(|(n, source, _)| *n == index && *source == liar_id)
+                .map(|(_, _, kind)| kind.clone())
+                .collect()
         };
         let start = std::time::Instant::now();
-        while !caught(&c) {
+        while caught(&c).is_empty() {
             if start.elapsed() > EXTERNAL_BOUND {
                 return Err(at(
                     &c,
-                    format!("the lying source ({tamper:?}) was never rejected"),
+                    format!("the lying source ({lie:?}) was never rejected"),
                 ));
             }
             sleep_ms(50).await;
         }
-        let kinds: Vec<String> = c
-            .observer
-            .lock()
-            .checker
-            .rejected_sources()
-            .iter()
-            .filter(|(n, source, _)| *n == index && *source == liar)
-            .map(|(_, _, kind)| kind.clone())
-            .collect();
-        if kinds.iter().any(|k| k != rule) {
+        let kinds = caught(&c);
+        if kinds.iter().any(|k| k != lie.rule()) {
             return Err(at(
                 &c,
-                format!("the lying source ({tamper:?}) must be caught by the {rule} rule, was by {kinds:?}"),
+                format!(
+                    "the lying source ({lie:?}) must be caught by the {} rule, was by {kinds:?}",
+                    lie.rule()
+                ),
             ));
         }
         c.record("liar_rejected", 1.0);
         externals_converge(&mut c).await
     })
+}
+
+/// A deposed leader's real proposals that were never committed. The leader is cut off (it
+/// can receive, not send) while its leadership is still proven, so it goes on proposing into
+/// its own log what no one else gets; the others elect a new leader and canonize other blocks
+/// at those heights. Read from its disk before the heal truncates them.
+async fn deposed_proposals(c: &mut SimCluster) -> Result<Vec<Block>, String> {
+    const ATTEMPTS: usize = 5;
+    for _ in 0..ATTEMPTS {
+        let all = c.up_nodes();
+        let (leader, _) = c
+            .wait_for_leader(&all, HEAL_BOUND)
+            .await
+            .map_err(|e| at(c, e))?;
+        c.wait_for_progress(PROGRESS_BLOCKS, HEAL_BOUND)
+            .await
+            .map_err(|e| at(c, e))?;
+        let rest: Vec<usize> = all.iter().copied().filter(|o| *o != leader).collect();
+        for other in &rest {
+            c.net.block(leader, *other);
+        }
+        c.note(format!(
+            "fault: n{leader} cut off mid-proposal (it can receive only)"
+        ));
+        let bound =
+            c.cfg.election_bound() + Duration::from_millis(c.cfg.election_timeout_ms_max * 2);
+        c.wait_for_leader(&rest, bound)
+            .await
+            .map_err(|e| at(c, e))?;
+        // The others canonize past what the cut-off leader proposed.
+        let target = c.canonical_height() + PROGRESS_BLOCKS;
+        c.wait_for_height(&rest, target, HEAL_BOUND)
+            .await
+            .map_err(|e| at(c, e))?;
+        let lost: Vec<Block> = {
+            let obs = c.observer.lock();
+            c.logged_blocks(leader)
+                .into_iter()
+                .filter(|b| {
+                    let canonical = obs.checker.canonical_hash(b.header.height);
+                    canonical.is_some() && canonical != b.hash().ok()
+                })
+                .collect()
+        };
+        c.net.heal();
+        c.note("fault: heal");
+        if let Some(first) = lost.first() {
+            c.note(format!(
+                "n{leader} holds {} proposals that lost, from height {}",
+                lost.len(),
+                first.header.height
+            ));
+            return Ok(lost);
+        }
+    }
+    Err(at(
+        c,
+        format!("no leader proposal was left uncommitted in {ATTEMPTS} cut-offs"),
+    ))
 }
 
 pub(crate) fn external_chain(ctx: Ctx) -> ScenarioFuture {

@@ -114,7 +114,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "lying-source",
-        description: "one source serves tampered blocks (bad signature, bad state root, wrong parent, or a transaction not signed by its sender, each re-signed with the proposer's key): rejected by that rule, never applied; the node still reaches the head",
+        description: "one source lies (by seed): a tampered block with its real certificate (bad signature; bad state root, wrong parent or a forged transaction, re-signed with the proposer's key), no certificate, a minority's, one with a stranger's signature, another height's, a deposed leader's real proposal that was never committed, or a Byzantine majority's (refused by verifying every signature): refused by that rule, never applied; the node still reaches the head",
         body: lying_source,
         sim_time_limit: Duration::from_secs(180),
     },

@@ -42,9 +42,10 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 SearchStep::GiveUp => return,
             };
             let fetched = self.fetch_max(source, lo, (hi - lo + 1) as u32, 0).await;
-            let Ok(blocks) = fetched.blocks else {
+            let Ok(served) = fetched.blocks else {
                 return; // Unreachable now: the next round finds the fork again.
             };
+            let blocks: Vec<Block> = served.into_iter().map(|s| s.block).collect();
             if blocks.is_empty() {
                 return;
             }

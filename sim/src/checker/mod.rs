@@ -11,6 +11,13 @@ use canon_engine::events::Event;
 use canon_engine::policy::fork_choice::Keep;
 use canon_engine::NodeId;
 
+mod certified;
+use certified::Holders;
+
+/// The rule commit certificates keep (see [`certified`]).
+const MAJORITY_HOLDS: &str =
+    "an external node replays only blocks a majority of consensus nodes hold";
+
 #[derive(Clone, Debug)]
 pub struct Violation {
     pub invariant: &'static str,
@@ -73,6 +80,8 @@ pub struct Checker {
     /// (external node, the source it dropped).
     /// (node, source, the rule the source's block broke), as the node reported it.
     rejected_sources: Vec<(usize, NodeId, String)>,
+    /// Which consensus nodes hold which block: what a commit certificate attests.
+    holders: Holders,
     /// Single-sequencer mode: the block the identity signed at each height and each round.
     signed_heights: BTreeMap<u64, B256>,
     signed_rounds: BTreeMap<u64, B256>,
@@ -122,6 +131,7 @@ impl Checker {
             leader_of_term: BTreeMap::new(),
             outcome_of_index: BTreeMap::new(),
             rejected_sources: Vec::new(),
+            holders: Holders::new(nodes),
             signed_heights: BTreeMap::new(),
             signed_rounds: BTreeMap::new(),
             fork_mode: false,
@@ -651,7 +661,8 @@ impl Checker {
             | Event::BatcherClaiming { .. }
             | Event::BatcherActive { .. }
             | Event::BatcherStandingBy { .. }
-            | Event::BatcherSameLevel { .. } => {}
+            | Event::BatcherSameLevel { .. }
+            | Event::Certified { .. } => {}
             Event::EntryApplied { index } | Event::EntryRejected { index, .. } => {
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, None, at);
@@ -680,6 +691,7 @@ impl Checker {
                 }
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, Some(*hash), at);
+                self.holders.hold(node, *height, *hash);
                 let head = self.nodes[node].head;
                 if *height != head + 1 {
                     self.fail(
@@ -740,6 +752,7 @@ impl Checker {
                 parent_hash,
                 state_root,
                 source,
+                ..
             } => {
                 let head = self.nodes[node].head;
                 if *height != head + 1 {
@@ -756,6 +769,15 @@ impl Checker {
                     self.nodes[node].head = *height;
                     self.nodes[node].max_head = self.nodes[node].max_head.max(*height);
                     return;
+                }
+                if let Some(why) = self.holders.replay_refused(*height, hash) {
+                    self.fail(
+                        MAJORITY_HOLDS,
+                        node,
+                        Some(*height),
+                        at,
+                        format!("{why} (from {source:?})"),
+                    );
                 }
                 // Only canonized blocks are served, and a consensus node applied each before
                 // serving it: the canonical block is known here.
@@ -864,6 +886,7 @@ impl Checker {
                 hash,
                 parent_hash,
             } => {
+                self.holders.hold(node, *height, *hash);
                 // A backfilled block was applied by the node that served it, so it is known;
                 // it must be the canonical one, on the canonical parent.
                 let ok = self
@@ -1169,6 +1192,7 @@ mod tests {
             parent_hash: parent,
             state_root: B256::repeat_byte(root),
             source: NodeId::default(),
+            certified_by: 2,
         }
     }
 
@@ -1187,10 +1211,12 @@ mod tests {
         bad.observe(0, at(), &applied(2, 2, 2, B256::repeat_byte(1)));
         bad.observe(1, at(), &replayed(1, 1, g, 0xee));
         bad.observe(1, at(), &replayed(2, 9, B256::repeat_byte(1), 0xee));
-        assert_eq!(
-            bad.violations()[0].invariant,
+        let broke = |c: &Checker, rule: &str| c.violations().iter().any(|v| v.invariant == rule);
+        assert!(broke(
+            &bad,
             "every external chain is a prefix of the canonical chain"
-        );
+        ));
+        assert!(broke(&bad, MAJORITY_HOLDS));
         // The right block with a different state root.
         let mut root = Checker::new(1, g);
         root.observe(0, at(), &applied(1, 1, 1, g));
@@ -1219,10 +1245,22 @@ mod tests {
         // A block no consensus node applied.
         let mut unknown = Checker::new(1, g);
         unknown.observe(1, at(), &replayed(1, 1, g, 0xee));
-        assert_eq!(
-            unknown.violations()[0].invariant,
+        assert!(broke(
+            &unknown,
             "every external chain is a prefix of the canonical chain"
-        );
+        ));
+        // The canonical block, but replayed while only one of three consensus nodes held it:
+        // no certificate could have existed yet.
+        let mut early = Checker::new(3, g);
+        early.observe(0, at(), &applied(1, 1, 1, g));
+        early.observe(3, at(), &replayed(1, 1, g, 0xee));
+        let rules: Vec<&str> = early.violations().iter().map(|v| v.invariant).collect();
+        assert_eq!(rules, vec![MAJORITY_HOLDS]);
+        let mut late = Checker::new(3, g);
+        late.observe(0, at(), &applied(1, 1, 1, g));
+        late.observe(2, at(), &applied(1, 1, 1, g));
+        late.observe(3, at(), &replayed(1, 1, g, 0xee));
+        assert!(late.violations().is_empty(), "{:?}", late.violations());
     }
 
     #[test]

@@ -1,0 +1,352 @@
+//! Commit certificates in the chain store: stored by height beside the blocks they certify,
+//! the certified cursor the certifier works from, and blocks served with their certificates.
+//!
+//! A consensus node serves a block only once it holds its certificate, so whoever downloads
+//! from it (an external node, a peer filling a snapshot's gap) gets only what a majority
+//! applied. An external node stores each block together with the certificate it checked, in
+//! one write, and serves both on.
+
+use alloy_primitives::B256;
+use openraft::{AsyncRuntime, Instant as _};
+use std::time::Duration;
+
+use super::{ChainStore, StoreError, MAX_BLOCKS_PER_RESPONSE, MAX_RESPONSE_BYTES};
+use crate::chain::certificate::{Certificate, ServedBlock};
+use crate::codec::{self, CodecError};
+use crate::storage::{Column, Durability, WriteBatch};
+
+/// Every block this node holds at or below the stored height has its certificate (heights in
+/// a snapshot's gap excepted: their blocks come with certificates when they are backfilled).
+const KEY_CERTIFIED: &[u8] = b"sm/certified";
+
+pub fn certificate_key(height: u64) -> [u8; 8] {
+    height.to_be_bytes()
+}
+
+/// Stages `certificate` beside the block it certifies.
+pub(crate) fn stage_certificate(
+    batch: &mut WriteBatch,
+    certificate: &Certificate,
+) -> Result<(), CodecError> {
+    batch.put(
+        Column::Certificate,
+        certificate_key(certificate.height),
+        codec::encode(certificate)?,
+    );
+    Ok(())
+}
+
+/// Which blocks a store serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Serve {
+    /// Only blocks it holds a certificate for (a chain committed through Raft): an answer
+    /// stops at the first block without one.
+    Certified,
+    /// Every stored block, with a certificate where one is stored (a redundancy group's
+    /// chain, which its identity's signature alone makes canonical).
+    All,
+}
+
+impl ChainStore {
+    /// The stored certificate of the block at `height`.
+    pub fn certificate(&self, height: u64) -> Result<Option<Certificate>, StoreError> {
+        Ok(self
+            .storage
+            .get(Column::Certificate, &certificate_key(height))?
+            .map(|v| codec::decode::<Certificate>(&v))
+            .transpose()?)
+    }
+
+    /// The stored certificates of heights `from..=to`, one per height (`None` where missing).
+    fn certificates_between(
+        &self,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<Option<Certificate>>, StoreError> {
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let rows = self.storage.scan(
+            Column::Certificate,
+            &certificate_key(from),
+            &certificate_key(to.saturating_add(1)),
+            usize::try_from(to - from + 1).unwrap_or(usize::MAX),
+        )?;
+        let mut out: Vec<Option<Certificate>> = vec![None; (to - from + 1) as usize];
+        for (k, v) in rows {
+            let height = <[u8; 8]>::try_from(k.as_slice())
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError::CorruptKey {
+                    what: "certificate",
+                    len: k.len(),
+                })?;
+            if let Some(slot) = out.get_mut((height - from) as usize) {
+                *slot = Some(codec::decode::<Certificate>(&v)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every held block at or below this height has its certificate (see [`KEY_CERTIFIED`]).
+    pub fn certified_through(&self) -> u64 {
+        *crate::sync::lock(&self.certified)
+    }
+
+    /// Stores certificates this node gathered or received (each already verified against
+    /// the block it holds at that height), moves the certified cursor over them, and wakes
+    /// long-polling readers. Buffered: a crash loses them and they are gathered again.
+    pub fn add_certificates(&self, certificates: &[Certificate]) -> Result<u64, StoreError> {
+        let mut cursor = crate::sync::lock(&self.certified);
+        let mut batch = WriteBatch::default();
+        for c in certificates {
+            stage_certificate(&mut batch, c)?;
+        }
+        let have = |h: u64| -> Result<bool, StoreError> {
+            Ok(certificates.iter().any(|c| c.height == h)
+                || self
+                    .storage
+                    .get(Column::Certificate, &certificate_key(h))?
+                    .is_some())
+        };
+        let next = self.advance(*cursor, have)?;
+        if next != *cursor {
+            batch.put(Column::Meta, KEY_CERTIFIED, codec::encode(&next)?);
+        }
+        self.storage.write(batch, Durability::Buffered)?;
+        *cursor = next;
+        drop(cursor);
+        self.published.notify_waiters();
+        Ok(next)
+    }
+
+    /// Moves the cursor past every height that holds a certificate or lies in the gap a
+    /// snapshot left.
+    fn advance(
+        &self,
+        mut cursor: u64,
+        have: impl Fn(u64) -> Result<bool, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let head = self.head().height;
+        let gap = self.backfill().and_then(|b| b.missing());
+        while cursor < head {
+            let next = cursor + 1;
+            match gap {
+                Some((lo, hi)) if (lo..=hi).contains(&next) => cursor = hi,
+                _ if have(next)? => cursor = next,
+                _ => break,
+            }
+        }
+        Ok(cursor)
+    }
+
+    /// The cursor as a store opened with `storage` left it.
+    pub(crate) fn load_certified(storage: &dyn crate::storage::Storage) -> Result<u64, StoreError> {
+        Ok(storage
+            .get(Column::Meta, KEY_CERTIFIED)?
+            .map(|v| codec::decode::<u64>(&v))
+            .transpose()?
+            .unwrap_or(0))
+    }
+
+    /// The hashes of the blocks this node holds from `from` up to `to` (at most `max`), for
+    /// the certifier to vote on: a contiguous run, stopping at a snapshot's gap.
+    pub fn held_hashes(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, B256)>, StoreError> {
+        let blocks = self.blocks_between(from, to.min(self.head().height), max, usize::MAX)?;
+        blocks
+            .iter()
+            .map(|b| Ok((b.header.height, b.hash()?)))
+            .collect()
+    }
+
+    /// Stored blocks from `from` up to the head, at most `max` and about `max_bytes`, each with
+    /// its certificate; by [`Serve::Certified`], stopping at the first without one.
+    pub fn served_blocks(
+        &self,
+        from: u64,
+        max: usize,
+        max_bytes: usize,
+        serve: Serve,
+    ) -> Result<Vec<ServedBlock>, StoreError> {
+        let blocks = self.blocks(from, max, max_bytes)?;
+        let Some(last) = blocks.last().map(|b| b.header.height) else {
+            return Ok(Vec::new());
+        };
+        let certificates = self.certificates_between(from.max(1), last)?;
+        let mut out = Vec::with_capacity(blocks.len());
+        for (block, certificate) in blocks.into_iter().zip(certificates) {
+            if certificate.is_none() && serve == Serve::Certified {
+                break;
+            }
+            out.push(ServedBlock { block, certificate });
+        }
+        Ok(out)
+    }
+
+    /// [`ChainStore::served_blocks`] as a long-poll: at once if there are any, else the first
+    /// ones within `wait_ms` (capped at [`crate::chain::store::MAX_WAIT_MS`]), else none.
+    pub async fn wait_for_served<RT: AsyncRuntime>(
+        &self,
+        from: u64,
+        max: u32,
+        wait_ms: u32,
+        serve: Serve,
+    ) -> Result<Vec<ServedBlock>, StoreError> {
+        let max = max.clamp(1, MAX_BLOCKS_PER_RESPONSE) as usize;
+        let wait = Duration::from_millis(u64::from(wait_ms.min(super::MAX_WAIT_MS)));
+        let deadline = RT::Instant::now() + wait;
+        loop {
+            // Registered before the store is read, so a commit in between is not missed.
+            let published = self.published.notified();
+            if from <= self.head().height || wait_ms == 0 {
+                let served = self.served_blocks(from, max, MAX_RESPONSE_BYTES, serve)?;
+                // Empty below the head: `from` is in a snapshot's gap or not yet certified,
+                // which the wait may see change.
+                if !served.is_empty() || wait_ms == 0 {
+                    return Ok(served);
+                }
+            }
+            let now = RT::Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            let _ = RT::timeout(deadline - now, published).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::chain::block::{Block, ChainSpec};
+    use crate::chain::certificate::CommitVote;
+    use crate::chain::rules::{build_block, verify_block, Proposal};
+    use crate::chain::signatures::Signatures;
+    use crate::chain::store::{stage_applied, stage_block, stage_snapshot_state};
+    use crate::keys::{derived_key, SecretKey};
+    use crate::storage::MemDisk;
+
+    fn spec() -> ChainSpec {
+        ChainSpec {
+            chain_id: 7,
+            genesis_alloc: Vec::new(),
+            blocks_per_batch: 1_000,
+        }
+    }
+
+    fn key() -> SecretKey {
+        derived_key("certified-store", 0)
+    }
+
+    fn store() -> ChainStore {
+        ChainStore::open(Arc::new(MemDisk::new()), &spec()).unwrap()
+    }
+
+    /// Builds the next (empty) block on `store`'s head and applies it.
+    fn grow(store: &ChainStore) -> Block {
+        let s = store.state().clone();
+        let proposal = Proposal {
+            head: &s.head,
+            ledger: &s.ledger,
+            key: &key(),
+            term: 1,
+            slot: None,
+            seals_batch: false,
+            timestamp_ms: s.head.timestamp_ms + 1,
+            max_transactions: 0,
+        };
+        let block = build_block(proposal, Vec::new()).unwrap().block;
+        apply(store, &block);
+        block
+    }
+
+    fn apply(store: &ChainStore, block: &Block) {
+        let mut next = store.state().clone();
+        let executed = verify_block(
+            &next.head,
+            &next.ledger,
+            &[key().node_id()],
+            block,
+            Signatures::Trusted,
+        )
+        .unwrap();
+        let mut batch = WriteBatch::default();
+        next.head = stage_block(&mut batch, block, &executed).unwrap();
+        next.ledger = executed.ledger;
+        stage_applied(&mut batch, &next).unwrap();
+        store.commit(batch, next, Durability::Buffered).unwrap();
+    }
+
+    /// `block`'s certificate by the only consensus peer.
+    fn certificate(block: &Block) -> Certificate {
+        let (height, hash) = (block.header.height, block.hash().unwrap());
+        Certificate {
+            height,
+            block_hash: hash,
+            votes: vec![CommitVote::sign(spec().chain_id, height, &hash, &key())],
+        }
+    }
+
+    fn heights(served: &[ServedBlock]) -> Vec<u64> {
+        served.iter().map(|s| s.block.header.height).collect()
+    }
+
+    #[test]
+    fn only_certified_blocks_are_served_and_the_cursor_stops_at_the_first_gap() {
+        let s = store();
+        let blocks: Vec<Block> = (0..5).map(|_| grow(&s)).collect();
+        let served = |from| {
+            s.served_blocks(from, 100, usize::MAX, Serve::Certified)
+                .unwrap()
+        };
+        assert!(served(1).is_empty(), "nothing certified yet");
+        let all = s.served_blocks(1, 100, usize::MAX, Serve::All).unwrap();
+        assert_eq!(heights(&all), vec![1, 2, 3, 4, 5]);
+        assert!(all.iter().all(|b| b.certificate.is_none()));
+        // Certificates for 1, 2 and 4: served up to 2, the cursor at 2.
+        let some: Vec<Certificate> = [0, 1, 3].iter().map(|i| certificate(&blocks[*i])).collect();
+        assert_eq!(s.add_certificates(&some).unwrap(), 2);
+        assert_eq!(heights(&served(1)), vec![1, 2]);
+        assert_eq!(served(1)[1].certificate.as_ref(), Some(&some[1]));
+        assert!(served(3).is_empty());
+        assert_eq!(heights(&served(4)), vec![4]);
+        // 3 arrives: the cursor moves over it and the 4 already stored.
+        assert_eq!(s.add_certificates(&[certificate(&blocks[2])]).unwrap(), 4);
+        assert_eq!(heights(&served(1)), vec![1, 2, 3, 4]);
+        assert_eq!(s.certified_through(), 4);
+        // The cursor survives a restart.
+        let reopened = ChainStore::open(s.storage.clone(), &spec()).unwrap();
+        assert_eq!(reopened.certified_through(), 4);
+    }
+
+    #[test]
+    fn the_cursor_moves_over_a_snapshots_gap_but_not_over_an_uncertified_block_below_it() {
+        let source = store();
+        let blocks: Vec<Block> = (0..10).map(|_| grow(&source)).collect();
+        let node = store();
+        for b in &blocks[..3] {
+            apply(&node, b);
+        }
+        assert_eq!(
+            node.add_certificates(&[certificate(&blocks[0])]).unwrap(),
+            1
+        );
+        // A snapshot at 10 leaves 4..=10 missing; 2 and 3 stay uncertified.
+        let state = source.state().clone();
+        let mut batch = WriteBatch::default();
+        stage_snapshot_state(&mut batch, &[], &state).unwrap();
+        node.install(batch, state).unwrap();
+        let next = grow(&source);
+        apply(&node, &next);
+        assert_eq!(node.add_certificates(&[certificate(&next)]).unwrap(), 1);
+        // 2 and 3 certified: the cursor crosses the gap to the certified 11.
+        let low: Vec<Certificate> = blocks[1..3].iter().map(certificate).collect();
+        assert_eq!(node.add_certificates(&low).unwrap(), 11);
+    }
+}

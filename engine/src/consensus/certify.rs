@@ -1,0 +1,112 @@
+//! Commit certificates on a consensus node, as its driver carries them out: a round asks every
+//! peer for its votes on the blocks this node applied past its certified cursor and stores the
+//! certificates a majority completes; and a peer's answer to that question. When a round runs
+//! is the core's ([`crate::policy::certifier`]); what counts is [`Tally`]'s.
+//!
+//! A node signs a vote only for a block it holds: one it applied, or one it backfilled below a
+//! snapshot along the hash chain down from the snapshot's head (committed either way). Votes
+//! are signed when asked, not stored: signatures are deterministic, so a vote asked twice is
+//! the same vote, and a restarted node loses nothing it cannot sign again.
+
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use openraft::AsyncRuntime;
+
+use crate::chain::certificate::{CommitVote, Tally, VoteAnswer};
+use crate::chain::store::StoreError;
+use crate::consensus::node::ConsensusNode;
+use crate::events::Event;
+use crate::net::peer;
+use crate::net::wire::{Request, Response};
+use crate::policy::certifier::{Round, ROUND_HEIGHTS};
+
+/// Runs one gathering round over `round`'s heights; whether it moved the certified cursor.
+pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Round) -> bool {
+    let chain = node.chain();
+    let before = chain.certified_through();
+    let cfg = node.config();
+    let chain_id = cfg.chain.chain_id;
+    let held = match chain.held_hashes(round.from, round.to, ROUND_HEIGHTS as usize) {
+        Ok(h) => h,
+        Err(e) => return storage_failed(node, e),
+    };
+    let mut tally = Tally::new(chain_id, &cfg.peers, &held, |height, hash| {
+        CommitVote::sign(chain_id, height, hash, &cfg.key)
+    });
+    if let Some((to, _)) = held.last() {
+        let req = Request::GetCommitVotes {
+            from: round.from,
+            to: *to,
+        };
+        let timeout = Duration::from_millis(cfg.rpc_timeout_ms);
+        let mut asked: FuturesUnordered<_> = node
+            .other_peers()
+            .map(|p| {
+                peer::ask(&**node.transport(), p, &req, timeout, |r| match r {
+                    Response::CommitVotes(v) => Some(v),
+                    _ => None,
+                })
+            })
+            .collect();
+        // Answers as they come: a round ends once every height is certified, so a peer that
+        // is cut off (its answer held until the timeout) does not hold up the majority's.
+        while let Some(answer) = asked.next().await {
+            for vote in answer.into_iter().flatten() {
+                tally.offer(vote);
+            }
+            if tally.complete() {
+                break;
+            }
+        }
+    }
+    // Stored even when empty: the cursor also moves over a snapshot's gap.
+    match chain.add_certificates(&tally.certificates()) {
+        Ok(after) if after > before => {
+            node.emit(Event::Certified { through: after });
+            true
+        }
+        Ok(_) => false,
+        Err(e) => storage_failed(node, e),
+    }
+}
+
+fn storage_failed<RT: AsyncRuntime>(node: &ConsensusNode<RT>, e: StoreError) -> bool {
+    node.emit(Event::StorageFailed {
+        reason: e.to_string(),
+    });
+    false
+}
+
+/// This node's answer to a peer's `GetCommitVotes`: for each block it holds at heights
+/// `from..=to` (at most [`ROUND_HEIGHTS`]), its certificate if stored, else this node's vote.
+pub(crate) fn answer<RT: AsyncRuntime>(node: &ConsensusNode<RT>, from: u64, to: u64) -> Response {
+    let chain = node.chain();
+    let cfg = node.config();
+    let to = to.min(from.saturating_add(ROUND_HEIGHTS - 1));
+    let answered = chain
+        .held_hashes(from, to, ROUND_HEIGHTS as usize)
+        .and_then(|held| {
+            held.into_iter()
+                .map(|(height, block_hash)| {
+                    Ok(match chain.certificate(height)? {
+                        Some(c) if c.block_hash == block_hash => VoteAnswer::Certified(c),
+                        _ => VoteAnswer::Vote {
+                            height,
+                            block_hash,
+                            vote: CommitVote::sign(
+                                cfg.chain.chain_id,
+                                height,
+                                &block_hash,
+                                &cfg.key,
+                            ),
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()
+        });
+    match answered {
+        Ok(votes) => Response::CommitVotes(votes),
+        Err(e) => Response::Refused(format!("cannot read blocks: {e}")),
+    }
+}
