@@ -1,22 +1,28 @@
-//! Replay throughput: an external node's work, on one core and on all. A stored chain of canonized blocks
-//! (default 100,000 blocks of 4 transfers) is read back in 128-block ranges, decoded, verified
-//! (continuity, proposer signature, transactions root, re-execution and state root) and stored
-//! by a `Replica`, exactly as an external node does after download.
+//! Replay throughput: an external node's work, on one core and on all. A stored chain of
+//! canonized, certified blocks (default 100,000 blocks of 4 transfers among 64 accounts, each
+//! block certified by 2 of 3 consensus keys) is read back in 128-block ranges and replayed by a
+//! `Replica` exactly as an external node does after download: the range's certificates checked
+//! in one call, then each block's continuity, proposer signature, transactions root and state
+//! root by re-execution, stored with its certificate. Then the same with every transaction's
+//! signature recovered too (`external_verify_every_signature`), the cost certificates save.
 //!
 //! `cargo bench -p canon-benches --bench replay`
-//! Knobs (env): REPLAY_BLOCKS (100000), REPLAY_TXS_PER_BLOCK (4); CLUSTER_TPS and
-//! CLUSTER_BLOCKS_PER_SEC: the production rate to compare with (from the loopback bench).
+//! Knobs (env): REPLAY_BLOCKS (100000), REPLAY_TXS_PER_BLOCK (4); CLUSTER_TPS: the loopback
+//! bench's peak measured the same day, for a ratio (the loopback bench itself measures an
+//! external node catching up on the cluster's own chain, in the same run as its peak).
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use canon_benches::fixture;
+use canon_engine::chain::certificate::{majority, Certificate, CommitVote, ServedBlock};
 use canon_engine::chain::replica::Replica;
 use canon_engine::chain::rules::{build_block, Head, Proposal};
 use canon_engine::chain::signatures::{Sequential, SignatureVerifier};
 use canon_engine::chain::store::{block_key, read_blocks};
 use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
+use canon_engine::keys::{derived_key, SecretKey};
 use canon_engine::storage::{Column, Durability, MemDisk, Storage, WriteBatch};
 use canon_node::verifier::ParallelVerifier;
 
@@ -38,6 +44,13 @@ fn main() {
     let per_block: usize = env_or("REPLAY_TXS_PER_BLOCK", 4);
     let f = fixture(64);
     let source = MemDisk::new();
+    // Three consensus nodes, the fixture's leader among them; a majority certifies each block.
+    let consensus: Vec<SecretKey> = std::iter::once(f.leader.clone())
+        .chain((1..3).map(|i| derived_key("replay-bench/consensus", i)))
+        .collect();
+    let peers: Vec<_> = consensus.iter().map(|k| k.node_id()).collect();
+    let signers = &consensus[..majority(consensus.len())];
+    let mut certificates: Vec<Certificate> = Vec::with_capacity(blocks as usize);
 
     // The stored chain, built as a leader would.
     let started = Instant::now();
@@ -85,6 +98,14 @@ fn main() {
             ledger.apply(tx).expect("apply");
         }
         head = Head::of(&built.block.header).expect("head");
+        certificates.push(Certificate {
+            height: h,
+            block_hash: head.hash,
+            votes: signers
+                .iter()
+                .map(|k| CommitVote::sign(f.spec.chain_id, h, &head.hash, k))
+                .collect(),
+        });
         let mut batch = WriteBatch::default();
         batch.put(
             Column::Block,
@@ -95,33 +116,47 @@ fn main() {
     }
     let generated = started.elapsed().as_secs_f64();
 
-    // Replay as an external node does: each downloaded range's signatures checked in one call
-    // (on one thread, then spread over every core), then each block verified and stored.
+    // Replay as an external node does: each downloaded range's certificates checked in one
+    // call (on one thread, then spread over every core), then each block verified and stored
+    // with its certificate; last, with every transaction signature recovered as well.
     let mut rates = Vec::new();
-    for (name, verifier) in [
+    let modes: [(&str, Arc<dyn SignatureVerifier>, bool); 3] = [
+        ("certified, one core", Arc::new(Sequential), false),
+        ("certified, all cores", Arc::new(ParallelVerifier), false),
         (
-            "one core",
-            Arc::new(Sequential) as Arc<dyn SignatureVerifier>,
+            "every signature, all cores",
+            Arc::new(ParallelVerifier),
+            true,
         ),
-        (
-            "all cores",
-            Arc::new(ParallelVerifier) as Arc<dyn SignatureVerifier>,
-        ),
-    ] {
+    ];
+    for (name, verifier, every_signature) in modes {
         let target: Arc<dyn Storage> = Arc::new(MemDisk::new());
-        let replica =
-            Replica::open(target, &f.spec, vec![f.leader.node_id()], verifier).expect("replica");
+        let replica = Replica::open(target, &f.spec, peers.clone(), verifier).expect("replica");
         let started = Instant::now();
         let mut txs = 0u64;
         let mut from = 1;
         while from <= blocks {
-            let range = read_blocks(&source, from, blocks, 128, 8 << 20).expect("read");
-            assert_eq!(replica.first_bad_signature(&range), None);
-            for b in &range {
+            let range: Vec<ServedBlock> = read_blocks(&source, from, blocks, 128, 8 << 20)
+                .expect("read")
+                .into_iter()
+                .map(|block| {
+                    let certificate = Some(certificates[block.header.height as usize - 1].clone());
+                    ServedBlock { block, certificate }
+                })
+                .collect();
+            assert!(replica.first_bad_certificate(&range).is_none());
+            if every_signature {
+                assert_eq!(
+                    replica.first_bad_signature(range.iter().map(|s| &s.block)),
+                    None
+                );
+            }
+            for s in &range {
+                let certificate = s.certificate.as_ref().expect("certified");
                 replica
-                    .apply_signatures_checked(b)
+                    .apply_certified(&s.block, certificate, every_signature)
                     .expect("every stored block verifies");
-                txs += b.transactions.len() as u64;
+                txs += s.block.transactions.len() as u64;
             }
             from += range.len() as u64;
         }
@@ -138,7 +173,13 @@ fn main() {
         );
         rates.push((tps, bps));
     }
-    let (tps, bps) = rates[rates.len() - 1];
+    let bytes = codec::encode(&certificates[0]).expect("encode").len();
+    println!(
+        "certificate: {bytes} bytes a block ({} signatures of {} consensus keys)",
+        certificates[0].votes.len(),
+        consensus.len()
+    );
+    let (tps, bps) = rates[1];
     // A ratio only from a cluster figure measured the same day on this machine: the loopback
     // bench's peak, passed in. A constant from an old run made a ratio that meant nothing.
     let cluster = std::env::var("CLUSTER_TPS")

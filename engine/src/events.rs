@@ -72,8 +72,12 @@ pub enum Event {
         fault: crate::net::p2p::ConnectionFault,
         detail: String,
     },
-    /// A peer's answer to a backfill request failed the checks.
-    BackfillRefused { source: NodeId, reason: String },
+    /// A peer's answer to a backfill request failed the checks; `kind` names the rule.
+    BackfillRefused {
+        source: NodeId,
+        kind: String,
+        reason: String,
+    },
     /// The gap's blocks are stored but do not cut again to the snapshot's batches (or one is
     /// missing): the gap cannot close. Never a disk fault (that is `StorageFailed`).
     BackfillRecutFailed {

@@ -290,8 +290,12 @@ impl EventSink for EventLog {
                 batches_sealed,
                 "backfill done: every block below the head is stored"
             ),
-            Event::BackfillRefused { source, reason } => {
-                tracing::warn!(%source, "backfill: {reason}")
+            Event::BackfillRefused {
+                source,
+                kind,
+                reason,
+            } => {
+                tracing::warn!(%source, kind, "backfill refused a peer's answer: {reason}")
             }
             Event::BackfillRecutFailed {
                 from_height,

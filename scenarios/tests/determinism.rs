@@ -12,6 +12,8 @@ const CASES: &[(&str, u64)] = &[
     ("asymmetric-partition", 2),
     ("slow-links", 8),
     ("snapshot-catchup", 6),
+    ("lying-backfill", 2),
+    ("lying-source", 8),
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),

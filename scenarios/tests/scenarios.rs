@@ -87,6 +87,18 @@ fn snapshot_catchup() {
 }
 
 #[test]
+fn lying_backfill() {
+    // Seeds cycle through the four lies (`canon_sim::liar::ServingLie::ALL`); every seed's
+    // node refused the lying leader's answer at least once by that lie's rule (the scenario
+    // checks the rule) and filled its gap from the honest follower.
+    let r = run_scenario("lying-backfill", 0..8, "lying_backfill");
+    assert_ran(&r);
+    assert_fact(&r, "lies_refused", 1, 1.0, 100.0);
+    assert_fact(&r, "snapshots_installed", 1, 1.0, 3.0);
+    assert_fact(&r, "blocks_backfilled", 1, 40.0, 400.0);
+}
+
+#[test]
 fn asymmetric_partition() {
     let r = run_scenario("asymmetric-partition", 0..30, "asymmetric_partition");
     assert_ran(&r);

@@ -22,6 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checker::Checker;
 use crate::host::{ExternalSlot, NetHost, Serves, SimClock};
+use crate::liar::{LyingPeer, ServingLie, ServingLieSlot};
 use crate::net::{SimNet, CHAIN_ID, PORT};
 pub use crate::observer::{Observer, SharedObserver};
 use crate::runtime::MadsimRuntime;
@@ -98,6 +99,8 @@ type LiveSlot = Arc<Mutex<Option<Arc<SimNode>>>>;
 struct Slot {
     key: SecretKey,
     skew_ms: Arc<AtomicI64>,
+    /// How the node lies when it serves blocks, if it is made to (see `liar.rs`).
+    serving_lie: ServingLieSlot,
     disk: MemDisk,
     handle: NodeHandle,
     live: LiveSlot,
@@ -210,12 +213,14 @@ impl SimCluster {
             };
             let disk = MemDisk::new();
             let live: LiveSlot = Arc::new(Mutex::new(None));
-            let (d, l, n, o, k) = (
+            let serving_lie = ServingLieSlot::default();
+            let (d, l, n, o, k, lie) = (
                 disk.clone(),
                 live.clone(),
                 net.clone(),
                 observer.clone(),
                 skew.clone(),
+                serving_lie.clone(),
             );
             let level = cfg.batchers.iter().find(|(n, _)| *n == i).map(|(_, l)| *l);
             let batcher = level.map(|level| BatcherSetup {
@@ -245,12 +250,14 @@ impl SimCluster {
                         skew_ms: k.clone(),
                         live: l.clone(),
                         batcher: batcher.clone(),
+                        serving_lie: lie.clone(),
                     })
                 })
                 .build();
             slots.push(Slot {
                 key,
                 skew_ms: skew,
+                serving_lie,
                 disk,
                 handle: node,
                 live,
@@ -412,6 +419,16 @@ impl SimCluster {
         self.handle.restart(self.slots[i].handle.id());
         self.slots[i].up = true;
         self.note(format!("fault: restart n{i}"));
+    }
+
+    /// From now on node `i` tells `lie` in every block range it serves (`None`: it stops).
+    pub fn lie_when_serving(&mut self, i: usize, lie: Option<ServingLie>) {
+        *canon_engine::sync::lock(&self.slots[i].serving_lie) = lie;
+        self.observer
+            .lock()
+            .checker
+            .expect_serving_lies_from(self.slots[i].key.node_id());
+        self.note(format!("fault: n{i} serves blocks with a lie: {lie:?}"));
     }
 
     /// Node `i`'s disk, as it holds data now.
@@ -722,6 +739,7 @@ struct NodeParts {
     skew_ms: Arc<AtomicI64>,
     live: LiveSlot,
     batcher: Option<BatcherSetup>,
+    serving_lie: ServingLieSlot,
 }
 
 async fn run_node(parts: NodeParts) {
@@ -734,6 +752,7 @@ async fn run_node(parts: NodeParts) {
         skew_ms,
         live,
         batcher,
+        serving_lie,
     } = parts;
     let host = NetHost {
         me: i,
@@ -765,7 +784,11 @@ async fn run_node(parts: NodeParts) {
     if let Some(setup) = batcher {
         node.start_batcher(setup);
     }
-    host.serve(listener, node).await;
+    let serving = Arc::new(LyingPeer {
+        node,
+        lie: serving_lie,
+    });
+    host.serve(listener, serving).await;
 }
 
 impl Serves for SimNode {

@@ -75,6 +75,22 @@ pub enum BackfillError {
     },
 }
 
+impl BackfillError {
+    /// A short label for reports: which rule the answer broke.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackfillError::Short { .. } => "short",
+            BackfillError::NotContiguous { .. } => "not_contiguous",
+            BackfillError::WrongHash { .. } => "wrong_hash",
+            BackfillError::WrongBody { .. } => "wrong_body",
+            BackfillError::Unhashable { .. } => "unhashable",
+            BackfillError::Disjoint { .. } => "disjoint",
+            BackfillError::NotStored { .. } => "not_stored",
+            BackfillError::BatchesDisagree { .. } => "batches_disagree",
+        }
+    }
+}
+
 impl Backfill {
     /// What is missing after installing a snapshot whose head is `snapshot` (with batch cursor
     /// `snapshot_batches`) over a node whose applied head was `old` (cursor `old_batches`), with

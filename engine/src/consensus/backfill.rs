@@ -124,6 +124,7 @@ pub fn store_fetched(
         Err(e) => {
             emit(Event::BackfillRefused {
                 source,
+                kind: e.kind().to_string(),
                 reason: e.to_string(),
             });
             return Step::NextPeer;
@@ -139,16 +140,29 @@ pub fn store_fetched(
             .find(|s| s.block.header.height == height)
             .and_then(|s| s.certificate.as_ref());
         let checked = match certificate {
-            None => Err(format!("block {height} came without a commit certificate")),
+            None => Err((
+                "uncertified",
+                format!("block {height} came without a commit certificate"),
+            )),
             Some(c) => c
                 .verify(certifiers.chain_id, certifiers.peers, height, hash)
                 .map(|()| c)
-                .map_err(|e| format!("block {height}'s commit certificate: {e}")),
+                .map_err(|e| {
+                    (
+                        e.kind(),
+                        format!("block {height}'s commit certificate: {e}"),
+                    )
+                }),
         };
         let certificate = match checked {
             Ok(c) => c,
-            Err(reason) => {
-                emit(Event::BackfillRefused { source, reason });
+            Err((kind, reason)) => {
+                let kind = kind.to_string();
+                emit(Event::BackfillRefused {
+                    source,
+                    kind,
+                    reason,
+                });
                 return Step::NextPeer;
             }
         };

@@ -82,6 +82,11 @@ pub struct Checker {
     rejected_sources: Vec<(usize, NodeId, String)>,
     /// Which consensus nodes hold which block: what a commit certificate attests.
     holders: Holders,
+    /// Consensus nodes a scenario made lie when they serve blocks: a refusal of their answer
+    /// is the node doing its job, recorded, not a violation.
+    serving_liars: Vec<NodeId>,
+    /// (node, source, the rule its answer broke) of every backfill answer refused from them.
+    refused_backfills: Vec<(usize, NodeId, String)>,
     /// Single-sequencer mode: the block the identity signed at each height and each round.
     signed_heights: BTreeMap<u64, B256>,
     signed_rounds: BTreeMap<u64, B256>,
@@ -132,6 +137,8 @@ impl Checker {
             outcome_of_index: BTreeMap::new(),
             rejected_sources: Vec::new(),
             holders: Holders::new(nodes),
+            serving_liars: Vec::new(),
+            refused_backfills: Vec::new(),
             signed_heights: BTreeMap::new(),
             signed_rounds: BTreeMap::new(),
             fork_mode: false,
@@ -406,6 +413,18 @@ impl Checker {
     }
 
     /// Sources each external node dropped for serving a bad block.
+    /// `id` was made to lie when it serves blocks: refusals of its answers are expected.
+    pub fn expect_serving_lies_from(&mut self, id: NodeId) {
+        if !self.serving_liars.contains(&id) {
+            self.serving_liars.push(id);
+        }
+    }
+
+    /// (node, lying source, the rule its backfill answer broke), as the node reported it.
+    pub fn refused_backfills(&self) -> &[(usize, NodeId, String)] {
+        &self.refused_backfills
+    }
+
     pub fn rejected_sources(&self) -> &[(usize, NodeId, String)] {
         &self.rejected_sources
     }
@@ -906,13 +925,23 @@ impl Checker {
                     );
                 }
             }
-            Event::BackfillRefused { source, reason } => self.fail(
-                "a consensus node serves only canonical blocks",
-                node,
-                None,
-                at,
-                format!("from {source}: {reason}"),
-            ),
+            Event::BackfillRefused {
+                source,
+                kind,
+                reason,
+            } => {
+                if self.serving_liars.contains(source) {
+                    self.refused_backfills.push((node, *source, kind.clone()));
+                } else {
+                    self.fail(
+                        "a consensus node serves only canonical blocks",
+                        node,
+                        None,
+                        at,
+                        format!("from {source}: {kind}: {reason}"),
+                    )
+                }
+            }
             Event::BackfillRecutFailed {
                 from_height,
                 to_height,

@@ -23,8 +23,8 @@ use external::{
 };
 use network::hostile_network;
 use raft::{
-    asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, quorum_loss,
-    sabotage_lying_disk, slow_links, snapshot_catchup,
+    asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, lying_backfill,
+    quorum_loss, sabotage_lying_disk, slow_links, snapshot_catchup,
 };
 use redundancy::{
     redundancy_cascade, redundancy_chaos, redundancy_chaos_fenced, redundancy_clock_skew,
@@ -62,6 +62,12 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "snapshot-catchup",
         description: "a follower is down while the leader compacts its log far past it: back, it installs a snapshot, downloads the blocks it lacks (sometimes crashing mid-download), cuts their batches again, and ends with every block and batch; every log stays bounded",
         body: snapshot_catchup,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "lying-backfill",
+        description: "snapshot-catchup with the leader (the first peer asked) lying in every block range it serves, by seed: a tampered transaction, two blocks swapped, another chain's block, another height's certificate; each refused by its rule, the gap filled from an honest peer",
+        body: lying_backfill,
         sim_time_limit: Duration::from_secs(180),
     },
     Scenario {

@@ -13,6 +13,7 @@ use super::common::{
 use super::network::stream_fault;
 use crate::client::spawn_client;
 use crate::cluster::ClusterConfig;
+use crate::liar::ServingLie;
 use crate::scenario::{Ctx, ScenarioFuture};
 
 pub(crate) fn leader_failover(ctx: Ctx) -> ScenarioFuture {
@@ -215,11 +216,26 @@ pub(crate) fn follower_restart(ctx: Ctx) -> ScenarioFuture {
 }
 
 pub(crate) fn snapshot_catchup(ctx: Ctx) -> ScenarioFuture {
+    snapshot_catchup_with(ctx, false)
+}
+
+/// `snapshot-catchup` with the leader, the peer a node backfills from first, lying in every
+/// block range it serves (how, by seed): each lie is refused by its rule, and the node fills
+/// its gap from an honest peer.
+pub(crate) fn lying_backfill(ctx: Ctx) -> ScenarioFuture {
+    snapshot_catchup_with(ctx, true)
+}
+
+fn snapshot_catchup_with(ctx: Ctx, lying: bool) -> ScenarioFuture {
     Box::pin(async move {
         let (mut c, leader) = running_cluster(&ctx).await?;
         let followers: Vec<usize> = c.up_nodes().into_iter().filter(|i| *i != leader).collect();
         let f = followers[c.rng.gen_range(0..followers.len())];
         let crash_mid_download = c.rng.gen_bool(0.5);
+        let lie = ServingLie::ALL[(ctx.seed % ServingLie::ALL.len() as u64) as usize];
+        if lying {
+            c.lie_when_serving(leader, Some(lie));
+        }
         c.crash(f);
         // Several snapshots' worth of entries: the leader's log no longer reaches n{f}'s.
         let behind = c.cfg.snapshot_interval_entries * c.rng.gen_range(2..6);
@@ -249,6 +265,29 @@ pub(crate) fn snapshot_catchup(ctx: Ctx) -> ScenarioFuture {
             .await
             .map_err(|e| at(&c, e))?;
         c.record("backfill_ms", ms(start.elapsed()));
+        if lying {
+            let liar = c.node_id(leader);
+            let kinds: Vec<String> = c
+                .observer
+                .lock()
+                .checker
+                .refused_backfills()
+                .iter()
+                .filter(|(n, source, _)| *n == f && *source == liar)
+                .map(|(_, _, kind)| kind.clone())
+                .collect();
+            if kinds.is_empty() || kinds.iter().any(|k| k != lie.rule()) {
+                return Err(at(
+                    &c,
+                    format!(
+                        "n{f} must refuse n{leader}'s {lie:?} by the {} rule, refused {kinds:?}",
+                        lie.rule()
+                    ),
+                ));
+            }
+            c.record("lies_refused", kinds.len() as f64);
+            c.lie_when_serving(leader, None);
+        }
         let target = c.canonical_height();
         c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
             .await
