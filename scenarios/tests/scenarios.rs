@@ -88,7 +88,7 @@ fn snapshot_catchup() {
 
 #[test]
 fn lying_backfill() {
-    // Seeds cycle through the four lies (`canon_sim::liar::ServingLie::ALL`); every seed's
+    // Seeds cycle through the four lies (`canon_sim::lying_peer::ServingLie::ALL`); every seed's
     // node refused the lying leader's answer at least once by that lie's rule (the scenario
     // checks the rule) and filled its gap from the honest follower.
     let r = run_scenario("lying-backfill", 0..8, "lying_backfill");

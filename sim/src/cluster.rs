@@ -22,7 +22,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::checker::Checker;
 use crate::host::{ExternalSlot, NetHost, Serves, SimClock};
-use crate::liar::{LyingPeer, ServingLie, ServingLieSlot};
+use crate::lying_peer::{LyingPeer, ServingLie, ServingLieSlot};
 use crate::net::{SimNet, CHAIN_ID, PORT};
 pub use crate::observer::{Observer, SharedObserver};
 use crate::runtime::MadsimRuntime;

@@ -11,6 +11,7 @@ pub mod host;
 pub mod l1;
 pub mod l1_weather;
 pub mod liar;
+pub mod lying_peer;
 pub mod net;
 pub mod observer;
 pub mod runtime;

@@ -13,7 +13,7 @@ use super::common::{
 use super::network::stream_fault;
 use crate::client::spawn_client;
 use crate::cluster::ClusterConfig;
-use crate::liar::ServingLie;
+use crate::lying_peer::ServingLie;
 use crate::scenario::{Ctx, ScenarioFuture};
 
 pub(crate) fn leader_failover(ctx: Ctx) -> ScenarioFuture {
