@@ -116,6 +116,19 @@ impl ExternalCore {
         self.downloader.plan(head_height, &trusted)
     }
 
+    /// The round after one still being applied, planned from `leads_to`, the head that one
+    /// reaches if it all applies: only while catching up (a caught-up node long-polls one
+    /// round at a time).
+    pub fn plan_ahead(&mut self, now: Millis, leads_to: u64) -> Option<Vec<Fetch>> {
+        if self.downloader.caught_up() {
+            return None;
+        }
+        match self.plan(now, leads_to) {
+            Plan::Fetch(f) => Some(f),
+            Plan::Pause { .. } => None,
+        }
+    }
+
     /// `source` answered a range request (or did not).
     pub fn on_answer(&mut self, source: NodeId, answer: &Result<Vec<ServedBlock>, String>) {
         let Some(s) = self.sources.get_mut(&source) else {
@@ -308,5 +321,25 @@ mod tests {
         let c = core(&[id(0)]);
         assert!(c.caught_up());
         assert!(c.trusted(0).is_empty());
+    }
+
+    #[test]
+    fn a_round_is_planned_ahead_only_while_catching_up() {
+        let mut c = core(&[id(1), id(2)]);
+        // Catching up: the next round starts where the one being applied leads.
+        let ahead = c.plan_ahead(0, 640).expect("a round ahead");
+        assert_eq!(ahead.first().map(|f| f.from), Some(641));
+        assert!(ahead.iter().all(|f| f.wait_ms == 0));
+        // A round that found the sources at their head: long-polls follow, one at a time.
+        let planned = ahead.clone();
+        let round = RoundResult {
+            any_answered: true,
+            received: 3,
+            applied: 3,
+            storage_failed: false,
+        };
+        c.after_round(&planned, round);
+        assert!(c.caught_up());
+        assert_eq!(c.plan_ahead(0, 700), None);
     }
 }

@@ -24,11 +24,14 @@ use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::net::peer;
 use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
-use crate::policy::download::{DownloadConfig, Plan, RoundResult};
+use crate::policy::download::{DownloadConfig, Fetch, Plan, RoundResult};
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
 
 mod fork;
+mod range;
+
+use range::{contiguous_head, RangeChecks, Verdict};
 
 /// What makes a downloaded block canonical to this node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,53 +138,16 @@ enum ForkCheck {
     Fork,
 }
 
-/// What checking a fetched range at once found.
-enum RangeChecks {
-    /// A certified chain: the first block (by index) whose certificate, or with
-    /// `signatures_checked` whose transaction signatures, fail, and why.
-    Certified {
-        bad: Option<(usize, BlockError)>,
-        signatures_checked: bool,
-    },
-    /// A group's chain: the first block with a bad transaction signature.
-    Signed { first_bad_signature: Option<usize> },
-}
-
-/// How the block at one index of a checked range is applied.
-enum Verdict {
-    Refused(BlockError),
-    Certified { signatures_checked: bool },
-    SignaturesChecked,
-    CheckAlone,
-}
-
-impl RangeChecks {
-    fn verdict(&self, i: usize) -> Verdict {
-        match self {
-            RangeChecks::Certified {
-                bad: Some((b, e)), ..
-            } if *b == i => Verdict::Refused(e.clone()),
-            // Past the first bad block nothing is applied (the source is dropped there).
-            RangeChecks::Certified {
-                bad: Some((b, _)), ..
-            } if *b < i => Verdict::Refused(BlockError::Uncertified),
-            RangeChecks::Certified {
-                signatures_checked, ..
-            } => Verdict::Certified {
-                signatures_checked: *signatures_checked,
-            },
-            RangeChecks::Signed {
-                first_bad_signature: Some(b),
-            } if *b <= i => Verdict::CheckAlone,
-            RangeChecks::Signed { .. } => Verdict::SignaturesChecked,
-        }
-    }
-}
+/// The next download round, planned and fetching in its own task while one is applied.
+type Ahead<RT> = (Vec<Fetch>, <RT as AsyncRuntime>::JoinHandle<Vec<Fetched>>);
 
 /// One range request's result.
 struct Fetched {
     source: NodeId,
     blocks: Result<Vec<ServedBlock>, String>,
+    /// The range checked at once, where the fetch did it (a download round's ranges are
+    /// checked as they arrive, while the round before is applied).
+    checks: Option<RangeChecks>,
 }
 
 impl<RT: AsyncRuntime> ExternalNode<RT> {
@@ -433,7 +399,30 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         })
         .await
         .map_err(|e| e.to_string());
-        Fetched { source, blocks }
+        Fetched {
+            source,
+            blocks,
+            checks: None,
+        }
+    }
+
+    /// Fetches a range and checks it (certificates, signatures as the trust says).
+    async fn fetch_checked(&self, source: NodeId, from: u64, wait_ms: u32) -> Fetched {
+        let mut fetched = self.fetch(source, from, wait_ms).await;
+        if let Ok(served) = &fetched.blocks {
+            fetched.checks = Some(self.check_range(served));
+        }
+        fetched
+    }
+
+    /// One download round: every planned range at once, each checked as it arrives.
+    async fn fetch_round(&self, planned: &[Fetch]) -> Vec<Fetched> {
+        join_all(
+            planned
+                .iter()
+                .map(|f| self.fetch_checked(f.source, f.from, f.wait_ms)),
+        )
+        .await
     }
 
     fn reject(&self, source: NodeId, height: u64, error: &BlockError) {
@@ -448,7 +437,10 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         let Ok(served) = fetched.blocks else {
             return Applied::Blocks(0);
         };
-        let checks = self.check_range(&served);
+        let checks = match fetched.checks {
+            Some(c) => c,
+            None => self.check_range(&served),
+        };
         let mut applied = 0;
         for (i, s) in served.iter().enumerate() {
             let block = &s.block;
@@ -513,42 +505,6 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         Applied::Blocks(applied)
     }
 
-    /// Checks a fetched range at once, on every core the host's verifier uses: its
-    /// certificates (a certified chain), and its transactions' signatures unless the
-    /// certificates vouch for them.
-    fn check_range(&self, served: &[ServedBlock]) -> RangeChecks {
-        let blocks = served.iter().map(|s| &s.block);
-        let Trust::Certificates {
-            verify_every_signature,
-        } = self.cfg.trust
-        else {
-            return RangeChecks::Signed {
-                first_bad_signature: self.replica.first_bad_signature(blocks).map(|(b, _)| b),
-            };
-        };
-        let bad_certificate = self.replica.first_bad_certificate(served);
-        if !verify_every_signature {
-            return RangeChecks::Certified {
-                bad: bad_certificate,
-                signatures_checked: false,
-            };
-        }
-        // A bad transaction signature refuses its block like a bad certificate: whichever
-        // block comes first is where the source is dropped.
-        let bad_signature = self.replica.first_bad_signature(blocks).map(|(b, index)| {
-            let error = crate::chain::ledger::TxError::BadSignature;
-            (b, BlockError::Transaction { index, error })
-        });
-        let bad = match (bad_certificate, bad_signature) {
-            (Some(c), Some(t)) => Some(if c.0 <= t.0 { c } else { t }),
-            (c, t) => c.or(t),
-        };
-        RangeChecks::Certified {
-            bad,
-            signatures_checked: true,
-        }
-    }
-
     /// On a group's chain: whether `block` is one this node resolved as a loser (the source
     /// is on a losing branch), or a block the identity signed on another parent (a fork).
     fn fork_or_loser(&self, source: NodeId, block: &Block, head: &Head) -> Option<ForkCheck> {
@@ -575,23 +531,44 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         None
     }
 
-    /// The download loop: the core plans each round, the node fetches and applies.
+    /// The download loop: the core plans each round, the node fetches and applies. While
+    /// catching up it is a pipeline: as soon as a round's ranges are in, the next round
+    /// (planned from where they lead) is downloaded and checked in its own task while this one
+    /// is applied, so the network, the certificate checks (on every core the verifier uses)
+    /// and re-execution overlap.
     async fn follow(self: Arc<Self>) {
+        let mut ahead: Option<Ahead<RT>> = None;
         while !self.stopped.load(Ordering::SeqCst) {
-            let plan = lock(&self.core).plan(self.monotonic_ms(), self.replica.head().height);
-            let planned = match plan {
-                Plan::Fetch(f) => f,
-                Plan::Pause { ms } => {
-                    RT::sleep(Duration::from_millis(ms)).await;
-                    continue;
+            let (planned, results) = match ahead.take() {
+                Some((planned, next)) => match next.await {
+                    Ok(results) => (planned, results),
+                    Err(_) => continue,
+                },
+                None => {
+                    let plan =
+                        lock(&self.core).plan(self.monotonic_ms(), self.replica.head().height);
+                    let planned = match plan {
+                        Plan::Fetch(f) => f,
+                        Plan::Pause { ms } => {
+                            RT::sleep(Duration::from_millis(ms)).await;
+                            continue;
+                        }
+                    };
+                    let results = self.fetch_round(&planned).await;
+                    (planned, results)
                 }
             };
-            let results = join_all(
-                planned
-                    .iter()
-                    .map(|f| self.fetch(f.source, f.from, f.wait_ms)),
-            )
-            .await;
+            let head = self.replica.head().height;
+            let leads_to = contiguous_head(head, &results);
+            if leads_to > head {
+                let next = lock(&self.core).plan_ahead(self.monotonic_ms(), leads_to);
+                if let Some(next) = next {
+                    let node = self.clone();
+                    let fetches = next.clone();
+                    let task = RT::spawn(async move { node.fetch_round(&fetches).await });
+                    ahead = Some((next, task));
+                }
+            }
             let mut round = RoundResult {
                 any_answered: results.iter().any(|f| f.blocks.is_ok()),
                 received: results
