@@ -66,7 +66,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "lying-backfill",
-        description: "snapshot-catchup with the leader (the first peer asked) lying in every block range it serves, by seed: a tampered transaction, two blocks swapped, another chain's block, another height's certificate; each refused by its rule, the gap filled from an honest peer",
+        description: "snapshot-catchup with the node's peers lying in every block range they serve until it refuses one, then only that one, by seed: a tampered transaction, two blocks swapped, another chain's block, another height's certificate; each refused by its rule, the gap filled from the honest peer",
         body: lying_backfill,
         sim_time_limit: Duration::from_secs(180),
     },

@@ -219,9 +219,9 @@ pub(crate) fn snapshot_catchup(ctx: Ctx) -> ScenarioFuture {
     snapshot_catchup_with(ctx, false)
 }
 
-/// `snapshot-catchup` with the leader, the peer a node backfills from first, lying in every
-/// block range it serves (how, by seed): each lie is refused by its rule, and the node fills
-/// its gap from an honest peer.
+/// `snapshot-catchup` with the node's peers lying in every block range they serve (how, by
+/// seed) until it refuses one of them, then only that one: each lie is refused by its rule,
+/// and the node fills its gap from the honest peer.
 pub(crate) fn lying_backfill(ctx: Ctx) -> ScenarioFuture {
     snapshot_catchup_with(ctx, true)
 }
@@ -233,8 +233,13 @@ fn snapshot_catchup_with(ctx: Ctx, lying: bool) -> ScenarioFuture {
         let f = followers[c.rng.gen_range(0..followers.len())];
         let crash_mid_download = c.rng.gen_bool(0.5);
         let lie = ServingLie::ALL[(ctx.seed % ServingLie::ALL.len() as u64) as usize];
+        // Every peer lies until the node has refused one of them: which it asks first depends
+        // on whether it knows the leader yet. Then all but the refused one turn honest.
+        let peers: Vec<usize> = c.up_nodes().into_iter().filter(|i| *i != f).collect();
         if lying {
-            c.lie_when_serving(leader, Some(lie));
+            for p in &peers {
+                c.lie_when_serving(*p, Some(lie));
+            }
         }
         c.crash(f);
         // Several snapshots' worth of entries: the leader's log no longer reaches n{f}'s.
@@ -255,6 +260,33 @@ fn snapshot_catchup_with(ctx: Ctx, lying: bool) -> ScenarioFuture {
             sleep_ms(10).await;
         }
         c.record("install_ms", ms(start.elapsed()));
+        if lying {
+            let refused = loop {
+                let first = c
+                    .observer
+                    .lock()
+                    .checker
+                    .refused_backfills()
+                    .iter()
+                    .find(|(n, _, _)| *n == f)
+                    .map(|(_, source, _)| *source);
+                if let Some(source) = first {
+                    break source;
+                }
+                if start.elapsed() > HEAL_BOUND {
+                    return Err(at(&c, format!("n{f} never refused a lying peer's blocks")));
+                }
+                sleep_ms(10).await;
+            };
+            let honest: Vec<usize> = peers
+                .iter()
+                .copied()
+                .filter(|p| c.node_id(*p) != refused)
+                .collect();
+            for p in honest {
+                c.lie_when_serving(p, None);
+            }
+        }
         if crash_mid_download {
             sleep_ms(c.rng.gen_range(0..300)).await;
             c.crash(f);
@@ -266,33 +298,45 @@ fn snapshot_catchup_with(ctx: Ctx, lying: bool) -> ScenarioFuture {
             .map_err(|e| at(&c, e))?;
         c.record("backfill_ms", ms(start.elapsed()));
         if lying {
-            let liar = c.node_id(leader);
             let kinds: Vec<String> = c
                 .observer
                 .lock()
                 .checker
                 .refused_backfills()
                 .iter()
-                .filter(|(n, source, _)| *n == f && *source == liar)
+                .filter(|(n, _, _)| *n == f)
                 .map(|(_, _, kind)| kind.clone())
                 .collect();
-            if kinds.is_empty() || kinds.iter().any(|k| k != lie.rule()) {
+            if kinds.iter().any(|k| k != lie.rule()) {
                 return Err(at(
                     &c,
                     format!(
-                        "n{f} must refuse n{leader}'s {lie:?} by the {} rule, refused {kinds:?}",
+                        "n{f} must refuse the {lie:?} lie by the {} rule, refused {kinds:?}",
                         lie.rule()
                     ),
                 ));
             }
             c.record("lies_refused", kinds.len() as f64);
-            c.lie_when_serving(leader, None);
+            for p in &peers {
+                c.lie_when_serving(*p, None);
+            }
         }
         let target = c.canonical_height();
         c.wait_for_height(&c.up_nodes(), target, HEAL_BOUND)
             .await
             .map_err(|e| at(&c, e))?;
+        // Catching up to the head may have taken a second snapshot (the first one sent can be
+        // an older one than the leader's latest), which leaves a gap of its own to fill.
+        c.wait_for_backfill(&[f], HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
         c.check_complete_chains().map_err(|e| at(&c, e))?;
+        // It serves what it backfilled with the certificates that came with it: an external
+        // node whose only source it is replays the whole chain.
+        let x = c.add_external(vec![c.node_id(f)]);
+        c.wait_for_external(x, target, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
         // A snapshot every interval, `keep` entries behind it, and what is in flight.
         let bound = c.cfg.snapshot_interval_entries + c.cfg.log_keep_entries + 32;
         c.check_log_bounded(bound).map_err(|e| at(&c, e))?;
