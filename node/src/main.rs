@@ -301,16 +301,7 @@ fn main() -> ExitCode {
                 senders,
                 progress: true,
             };
-            match canon_node::load::run(&cfg) {
-                Ok(report) => {
-                    println!("{report}");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            print_outcome(canon_node::load::run(&cfg).map(|r| r.to_string()))
         }
         Some(Command::VerifyBlock {
             height,
@@ -318,16 +309,7 @@ fn main() -> ExitCode {
             configs,
             peer_ids,
             chain_id,
-        }) => match verify_block(height, &rpc, &configs, peer_ids, chain_id) {
-            Ok(report) => {
-                println!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::from(2)
-            }
-        },
+        }) => print_outcome(verify_block(height, &rpc, &configs, peer_ids, chain_id)),
         Some(Command::DevAccounts { count }) => {
             for i in 0..count.min(canon_node::genesis::DEV_ACCOUNTS) {
                 let k = canon_node::genesis::dev_account_key(i);
@@ -414,6 +396,21 @@ fn guard(_action: GuardAction) -> ExitCode {
 #[cfg(not(feature = "production"))]
 fn l1(_action: L1Action) -> ExitCode {
     run_node(&[], None)
+}
+
+/// A command's report on standard output, or its error on standard error with exit code 2.
+#[cfg(feature = "production")]
+fn print_outcome(outcome: Result<String, impl std::fmt::Display>) -> ExitCode {
+    match outcome {
+        Ok(report) => {
+            println!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 #[cfg(feature = "production")]

@@ -25,6 +25,8 @@ use crate::settlement::role::BatcherRole;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
 mod certified;
+#[cfg(test)]
+pub(crate) mod testing;
 pub(crate) use certified::stage_certificate;
 pub use certified::{certificate_key, Serve};
 
@@ -563,43 +565,9 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::chain::rules::{build_block, verify_block, Proposal};
+    use super::testing::grow;
     use crate::keys::derived_key;
     use crate::storage::MemDisk;
-
-    /// Commits the next (empty) block on top of `store`'s head.
-    fn commit_next(store: &ChainStore, key: &crate::keys::SecretKey) {
-        let mut next = store.state().clone();
-        let built = build_block(
-            Proposal {
-                head: &next.head,
-                ledger: &next.ledger,
-                key,
-                term: 1,
-                slot: None,
-                seals_batch: false,
-                timestamp_ms: next.head.timestamp_ms + 1,
-                max_transactions: 0,
-            },
-            Vec::new(),
-        )
-        .expect("build");
-        let executed = verify_block(
-            &next.head,
-            &next.ledger,
-            &[key.node_id()],
-            &built.block,
-            crate::chain::signatures::Signatures::Trusted,
-        )
-        .expect("verify");
-        let mut batch = WriteBatch::default();
-        next.head = stage_block(&mut batch, &built.block, &executed).expect("stage");
-        next.ledger = executed.ledger;
-        stage_applied(&mut batch, &next).expect("stage");
-        store
-            .commit(batch, next, Durability::Buffered)
-            .expect("commit");
-    }
 
     /// A waker that reads the store's head at the moment it is woken.
     struct HeadAtWake {
@@ -669,7 +637,7 @@ mod tests {
                     .collect();
                 tokio::time::sleep(Duration::from_millis(2)).await;
                 let (s, k) = (store.clone(), key.clone());
-                tokio::task::spawn_blocking(move || commit_next(&s, &k))
+                tokio::task::spawn_blocking(move || grow(&s, &k))
                     .await
                     .expect("commit");
                 let seen = crate::sync::lock(&probe.seen).clone();

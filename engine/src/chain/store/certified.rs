@@ -226,9 +226,7 @@ mod tests {
     use super::*;
     use crate::chain::block::{Block, ChainSpec};
     use crate::chain::certificate::CommitVote;
-    use crate::chain::rules::{build_block, verify_block, Proposal};
-    use crate::chain::signatures::Signatures;
-    use crate::chain::store::{stage_applied, stage_block, stage_snapshot_state};
+    use crate::chain::store::{stage_snapshot_state, testing};
     use crate::keys::{derived_key, SecretKey};
     use crate::storage::MemDisk;
 
@@ -248,39 +246,12 @@ mod tests {
         ChainStore::open(Arc::new(MemDisk::new()), &spec()).unwrap()
     }
 
-    /// Builds the next (empty) block on `store`'s head and applies it.
     fn grow(store: &ChainStore) -> Block {
-        let s = store.state().clone();
-        let proposal = Proposal {
-            head: &s.head,
-            ledger: &s.ledger,
-            key: &key(),
-            term: 1,
-            slot: None,
-            seals_batch: false,
-            timestamp_ms: s.head.timestamp_ms + 1,
-            max_transactions: 0,
-        };
-        let block = build_block(proposal, Vec::new()).unwrap().block;
-        apply(store, &block);
-        block
+        testing::grow(store, &key())
     }
 
     fn apply(store: &ChainStore, block: &Block) {
-        let mut next = store.state().clone();
-        let executed = verify_block(
-            &next.head,
-            &next.ledger,
-            &[key().node_id()],
-            block,
-            Signatures::Trusted,
-        )
-        .unwrap();
-        let mut batch = WriteBatch::default();
-        next.head = stage_block(&mut batch, block, &executed).unwrap();
-        next.ledger = executed.ledger;
-        stage_applied(&mut batch, &next).unwrap();
-        store.commit(batch, next, Durability::Buffered).unwrap();
+        testing::apply_trusted(store, block, &key());
     }
 
     /// `block`'s certificate by the only consensus peer.
