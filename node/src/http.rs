@@ -65,6 +65,10 @@ pub struct StatusView {
     pub term: u64,
     pub last_canonized_height: u64,
     pub last_applied_height: u64,
+    /// Consensus nodes: every block held up to this height has a commit certificate (what
+    /// the node serves); external nodes apply only certified blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certified_height: Option<u64>,
     pub head_hash: B256,
     pub batcher_enabled: bool,
     /// Peers (consensus nodes, or an external node's sources) with an open authenticated
@@ -124,6 +128,7 @@ impl NodeContext {
                     term: s.term,
                     last_canonized_height: canonized,
                     last_applied_height: s.head.height,
+                    certified_height: Some(node.chain().certified_through()),
                     head_hash: s.head.hash,
                     batcher_enabled: self.batcher_enabled,
                     connected_peers,
@@ -157,6 +162,7 @@ impl NodeContext {
                     term: 0,
                     last_canonized_height: s.head.height,
                     last_applied_height: s.head.height,
+                    certified_height: Some(s.head.height),
                     head_hash: s.head.hash,
                     batcher_enabled: false,
                     connected_peers,
@@ -188,6 +194,7 @@ impl NodeContext {
                     term: 0,
                     last_canonized_height: g.head.height,
                     last_applied_height: g.head.height,
+                    certified_height: None,
                     head_hash: g.head.hash,
                     batcher_enabled: false,
                     connected_peers,
