@@ -418,6 +418,10 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
         let mut c = ctx.cluster(cfg);
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
         let n = c.size();
+        // An external node follows throughout, checking every block's certificate while its
+        // sources crash, lose power, split and lose their disks; it draws nothing from the
+        // fault plan, so a seed's faults stay what they were.
+        let x = c.add_external(c.peers().to_vec());
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
             let pause = c.rng.gen_range(200..2_000);
@@ -487,7 +491,12 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
                 }
             }
         }
-        heal_and_check(&mut c).await
+        heal_and_check(&mut c).await?;
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, HEAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        c.check_externals().map_err(|e| at(&c, e))
     })
 }
 
