@@ -85,6 +85,12 @@ fn line(what: &str, r: &LoadReport) {
         r.unconfirmed,
         r.rejections
     );
+    if let Some(secs) = r.ran_out_after_secs {
+        println!(
+            "    (all {} pre-signed transactions canonized after {secs:.1} s: the rate is over that span; raise LOAD_MAX_TXS to load all of LOAD_SECS)",
+            r.signed
+        );
+    }
 }
 
 fn blocks_in_flight() -> u64 {

@@ -105,6 +105,10 @@ pub struct LoadReport {
     pub rejections: BTreeMap<String, u64>,
     /// Submitted but not canonized by the end of the drain.
     pub unconfirmed: u64,
+    /// A closed loop whose pre-signed transactions were all canonized before the duration
+    /// ended: when, in seconds from the start. The rate is measured over that span, not over
+    /// a duration in which nothing was left to send.
+    pub ran_out_after_secs: Option<f64>,
 }
 
 impl std::fmt::Display for LoadReport {
@@ -121,6 +125,13 @@ impl std::fmt::Display for LoadReport {
             self.latency_ms_max,
             self.unconfirmed
         )?;
+        if let Some(secs) = self.ran_out_after_secs {
+            writeln!(
+                f,
+                "all {} pre-signed transactions were canonized after {secs:.1} s: measured over that (raise --max-txs to load the whole duration)",
+                self.signed
+            )?;
+        }
         if self.rejections.is_empty() {
             write!(f, "rejections: none")
         } else {
@@ -288,6 +299,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     // The tracker runs on this thread: through the run, then a drain for what is in flight.
     let mut last_report = Instant::now();
     let mut poll_errors = 0u64;
+    let mut ran_out: Option<Duration> = None;
     loop {
         std::thread::sleep(Duration::from_millis(POLL_MS));
         let now = Instant::now();
@@ -307,6 +319,11 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         }
         let submitted = shared.submitted.load(Ordering::Relaxed);
         let canonized = shared.canonized.load(Ordering::Relaxed);
+        if canonized >= signed && ran_out.is_none() && elapsed < run_for {
+            // Nothing left to send: the rest of the duration would only dilute the rate.
+            ran_out = Some(elapsed);
+            break;
+        }
         if now.duration_since(last_report) >= Duration::from_millis(500) {
             last_report = now;
             let msg = format!(
@@ -337,7 +354,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let run_secs = run_for.as_secs_f64();
+    let run_secs = ran_out.unwrap_or(run_for).as_secs_f64();
     let mut ledger = lock(&shared.ledger);
     ledger.latencies_ms.sort_by(|a, b| a.total_cmp(b));
     let submitted = shared.submitted.load(Ordering::Relaxed);
@@ -355,6 +372,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         latency_ms_max: ledger.latencies_ms.last().copied().unwrap_or(f64::NAN),
         rejections,
         unconfirmed: submitted.saturating_sub(canonized),
+        ran_out_after_secs: ran_out.map(|d| d.as_secs_f64()),
     })
 }
 

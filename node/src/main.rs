@@ -198,7 +198,8 @@ enum Command {
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Most transactions signed before the run starts (signing takes about 100 µs each
-        /// per core; a closed loop stops sending when they run out).
+        /// per core). A closed loop that runs out ends there, and its rate is measured over
+        /// the time it had work, which the report says.
         #[arg(long, default_value_t = 200_000)]
         max_txs: usize,
         /// Threads sending batches.

@@ -564,8 +564,8 @@ mod tests {
     use std::future::Future;
     use std::time::Duration;
 
-    use super::*;
     use super::testing::grow;
+    use super::*;
     use crate::keys::derived_key;
     use crate::storage::MemDisk;
 
