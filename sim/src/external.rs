@@ -127,6 +127,14 @@ impl SimCluster {
 
     /// Crashes external `e`: synced data and a random prefix of buffered batches survive.
     pub fn crash_external(&mut self, e: usize) {
+        let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
+        self.crash_external_drawing(e, &mut rng);
+        self.rng = rng;
+    }
+
+    /// [`SimCluster::crash_external`], drawing how much survives from `rng` (a scenario that
+    /// keeps the external node's faults out of its own fault plan).
+    pub fn crash_external_drawing(&mut self, e: usize, rng: &mut impl Rng) {
         if !self.externals[e].up {
             return;
         }
@@ -135,7 +143,7 @@ impl SimCluster {
         let keep = if pending == 0 {
             0
         } else {
-            self.rng.gen_range(0..=pending)
+            rng.gen_range(0..=pending)
         };
         let lost = self.externals[e].disk.crash(keep);
         let slot = &mut self.externals[e];

@@ -12,6 +12,9 @@ pub(crate) const PROGRESS_BLOCKS: u64 = 3;
 /// Liveness bound once faults stop: election, catch-up and three blocks.
 pub(crate) const HEAL_BOUND: Duration = Duration::from_secs(20);
 pub(crate) const CLIENT_INTERVAL: Duration = Duration::from_millis(25);
+/// How long an external node may take to reach a height once it can: download, verify and
+/// replay, plus a long-poll round.
+pub(crate) const EXTERNAL_BOUND: Duration = Duration::from_secs(30);
 
 pub(crate) fn ms(d: Duration) -> f64 {
     d.as_millis() as f64
@@ -71,6 +74,17 @@ pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
     c.wait_for_backfill(&c.up_nodes(), HEAL_BOUND)
         .await
         .map_err(|e| at(c, e))?;
+    // External nodes reach the head too before every node is compared with its past (one
+    // that crashed lost what it had not synced and downloads it again).
+    for e in 0..c.externals_len() {
+        c.restart_external(e);
+    }
+    let target = c.canonical_height();
+    for e in 0..c.externals_len() {
+        c.wait_for_external(e, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|m| at(c, m))?;
+    }
     c.check_final_state().map_err(|e| at(c, e))?;
     c.check_complete_chains().map_err(|e| at(c, e))?;
     if !c.cfg.batchers.is_empty() {

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
-use rand::Rng;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 use super::common::{
     at, heal_and_check, ms, running_cluster, running_cluster_with, sleep_ms, CLIENT_INTERVAL,
@@ -408,6 +409,9 @@ pub(crate) fn asymmetric_partition(ctx: Ctx) -> ScenarioFuture {
 
 const CHAOS_SECS: u64 = 60;
 
+/// Mixed into a chaos seed for the external node's own faults.
+const EXTERNAL_FAULTS: u64 = 0x6578_7465_726e_616c;
+
 pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         // The main batcher and a level-1 standby, both hit by crashes like every node.
@@ -419,13 +423,20 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
         let n = c.size();
         // An external node follows throughout, checking every block's certificate while its
-        // sources crash, lose power, split and lose their disks; it draws nothing from the
-        // fault plan, so a seed's faults stay what they were.
+        // sources crash, lose power, split and lose their disks, and crashes itself now and
+        // then. Its faults come from an RNG of their own, so the cluster's fault plan of a
+        // seed stays what it was.
         let x = c.add_external(c.peers().to_vec());
+        let mut external_faults = ChaCha8Rng::seed_from_u64(ctx.seed ^ EXTERNAL_FAULTS);
         let start = std::time::Instant::now();
         while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
             let pause = c.rng.gen_range(200..2_000);
             sleep_ms(pause).await;
+            match external_faults.gen_range(0..12) {
+                0 => c.crash_external_drawing(x, &mut external_faults),
+                1 | 2 => c.restart_external(x),
+                _ => {}
+            }
             match c.rng.gen_range(0..16) {
                 0 | 1 => {
                     let up = c.up_nodes();
@@ -491,11 +502,8 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
                 }
             }
         }
+        // The external node is restarted and waited for by the heal.
         heal_and_check(&mut c).await?;
-        let target = c.canonical_height();
-        c.wait_for_external(x, target, HEAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
         c.check_externals().map_err(|e| at(&c, e))
     })
 }
