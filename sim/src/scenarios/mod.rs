@@ -84,7 +84,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "chaos",
-        description: "60 simulated seconds of seeded crashes (process exits and power losses), restarts, partitions, loss, delay, failing disks and stream faults (resets, half-open connections, stalled readers, an attacker on the path); then heal and check liveness",
+        description: "60 simulated seconds of seeded crashes (process exits and power losses), restarts, partitions, loss, delay, failing disks and stream faults (resets, half-open connections, stalled readers, an attacker on the path), with an external node following (and crashing) throughout; then heal and check liveness",
         body: chaos,
         sim_time_limit: Duration::from_secs(300),
     },
