@@ -126,6 +126,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "catching up took a second snapshot after the first gap was filled; its gap was still open when the scenario checked the chain",
     ),
     (
+        "chaos",
+        974529,
+        "two nodes had jumped over blocks with snapshots: the third held them but no majority did, so none could certify them, and peers served each other only certified blocks: the gaps never filled",
+    ),
+    (
+        "chaos",
+        976544,
+        "the same, 108 and 145 blocks missing",
+    ),
+    (
         "lying-backfill",
         972074,
         "only the leader lied, and the node, not knowing the leader yet, backfilled from the honest follower: no lie was ever told it",

@@ -133,20 +133,18 @@ pub fn store_fetched(
     let mut batch = WriteBatch::default();
     for (block, hash) in &accepted {
         let height = block.header.height;
-        // The hash chain proved the block canonical; its certificate must be for it too, or
-        // this node would serve on what does not verify.
+        // The hash chain proved the block canonical. A certificate that came with it must be
+        // for it too, or this node would serve on what does not verify; one that did not come
+        // is gathered later, this node voting for the block it now holds.
         let certificate = served
             .iter()
             .find(|s| s.block.header.height == height)
             .and_then(|s| s.certificate.as_ref());
         let checked = match certificate {
-            None => Err((
-                "uncertified",
-                format!("block {height} came without a commit certificate"),
-            )),
+            None => Ok(None),
             Some(c) => c
                 .verify(certifiers.chain_id, certifiers.peers, height, hash)
-                .map(|()| c)
+                .map(|()| Some(c))
                 .map_err(|e| {
                     (
                         e.kind(),
@@ -166,9 +164,9 @@ pub fn store_fetched(
                 return Step::NextPeer;
             }
         };
-        if stage_block_alone(&mut batch, block).is_err()
-            || stage_certificate(&mut batch, certificate).is_err()
-        {
+        let staged = stage_block_alone(&mut batch, block)
+            .and_then(|()| certificate.map_or(Ok(()), |c| stage_certificate(&mut batch, c)));
+        if staged.is_err() {
             return Step::NextPeer;
         }
     }
@@ -518,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn a_backfilled_block_without_its_certificate_is_refused_and_nothing_stored() {
+    fn a_backfilled_block_with_a_bad_certificate_is_refused_and_one_without_is_kept_without() {
         let (source, blocks) = source();
         let disk = node_after_snapshot(&source, &blocks);
         let store = ChainStore::open(Arc::new(disk), &spec()).unwrap();
@@ -537,8 +535,7 @@ mod tests {
         };
         // (what the lying source does to one block of the range, the reason it is refused)
         type Lie = fn(&mut ServedBlock, &SecretKey);
-        let lies: [(Lie, &str); 3] = [
-            (|s, _| s.certificate = None, "without a commit certificate"),
+        let lies: [(Lie, &str); 2] = [
             (
                 |s, k| {
                     let c = s.certificate.as_mut().unwrap();
@@ -574,5 +571,22 @@ mod tests {
             assert_eq!(store.backfill().as_ref(), Some(&gap), "nothing stored");
             assert_eq!(store.block(from).unwrap(), None);
         }
+        // A peer that holds a block no majority certified yet serves it without: it is kept,
+        // without a certificate (this node votes for it once it holds it).
+        let mut served = honest.clone();
+        served[1].certificate = None;
+        let fetched = Fetched {
+            source: stranger.node_id(),
+            from,
+            served: &served,
+        };
+        let step = store_fetched(&store, &gap, fetched, &certifiers, &mut |_| {});
+        assert_eq!(step, Step::Progress);
+        assert_eq!(
+            store.block(from + 1).unwrap().as_ref(),
+            Some(&served[1].block)
+        );
+        assert_eq!(store.certificate(from + 1).unwrap(), None);
+        assert_eq!(store.certificate(from).unwrap(), served[0].certificate);
     }
 }

@@ -375,14 +375,23 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 claim.node
             )),
             Request::GetBlocks { from, max, wait_ms } => {
-                // Only blocks with their certificates: without one, a downloader cannot tell a
-                // committed block from a deposed leader's proposal that lost.
+                // To anyone else only blocks with their certificates: without one, a downloader
+                // cannot tell a committed block from a deposed leader's proposal that lost. A
+                // peer filling a snapshot's gap gets every block held, a certificate where
+                // there is one: it checks them against the hash chain down from its Raft
+                // snapshot, and it must be able to hold blocks no majority can certify until
+                // it does (a majority of nodes may have jumped over them with snapshots).
+                let serve = if is_peer {
+                    crate::chain::store::Serve::All
+                } else {
+                    crate::chain::store::Serve::Certified
+                };
                 crate::chain::replica::answer_get_blocks::<RT>(
                     &self.chain,
                     from,
                     max,
                     wait_ms,
-                    crate::chain::store::Serve::Certified,
+                    serve,
                 )
                 .await
             }
