@@ -127,9 +127,11 @@ impl SimCluster {
 
     /// Crashes external `e`: synced data and a random prefix of buffered batches survive.
     pub fn crash_external(&mut self, e: usize) {
-        let mut rng = std::mem::replace(&mut self.rng, rand::SeedableRng::seed_from_u64(0));
-        self.crash_external_drawing(e, &mut rng);
-        self.rng = rng;
+        if !self.externals[e].up {
+            return;
+        }
+        let keep = surviving_batches(&mut self.rng, self.externals[e].disk.pending_batches());
+        self.crash_external_keeping(e, keep);
     }
 
     /// [`SimCluster::crash_external`], drawing how much survives from `rng` (a scenario that
@@ -138,13 +140,12 @@ impl SimCluster {
         if !self.externals[e].up {
             return;
         }
+        let keep = surviving_batches(rng, self.externals[e].disk.pending_batches());
+        self.crash_external_keeping(e, keep);
+    }
+
+    fn crash_external_keeping(&mut self, e: usize, keep: usize) {
         self.handle.kill(self.externals[e].handle.id());
-        let pending = self.externals[e].disk.pending_batches();
-        let keep = if pending == 0 {
-            0
-        } else {
-            rng.gen_range(0..=pending)
-        };
         let lost = self.externals[e].disk.crash(keep);
         let slot = &mut self.externals[e];
         *canon_engine::sync::lock(&slot.live) = None;
@@ -200,6 +201,15 @@ impl SimCluster {
             }
         }
         Ok(())
+    }
+}
+
+/// How many of `pending` buffered batches a crash keeps: a random prefix.
+fn surviving_batches(rng: &mut impl Rng, pending: usize) -> usize {
+    if pending == 0 {
+        0
+    } else {
+        rng.gen_range(0..=pending)
     }
 }
 

@@ -12,10 +12,10 @@ use futures::future::join_all;
 use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::block::{Block, ChainSpec};
+use crate::chain::block::ChainSpec;
 use crate::chain::certificate::ServedBlock;
 use crate::chain::replica::{answer_get_blocks, ReplayError, Replica};
-use crate::chain::rules::{verify_signature, BlockError, Head};
+use crate::chain::rules::{BlockError, Head};
 use crate::chain::store::Serve;
 use crate::chain::tx::SignedTransaction;
 use crate::events::Event;
@@ -29,6 +29,7 @@ use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
 
 mod fork;
+use fork::ForkCheck;
 mod range;
 
 use range::{contiguous_head, RangeChecks, Verdict};
@@ -131,11 +132,6 @@ pub struct ExternalNode<RT: AsyncRuntime> {
     /// on. The wall clock (`seams.clock`) can jump back (chaos draws jumps), and timed on it
     /// they waited until it caught up again.
     started: RT::Instant,
-}
-
-enum ForkCheck {
-    Loser,
-    Fork,
 }
 
 /// The next download round, planned and fetching in its own task while one is applied.
@@ -503,32 +499,6 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             }
         }
         Applied::Blocks(applied)
-    }
-
-    /// On a group's chain: whether `block` is one this node resolved as a loser (the source
-    /// is on a losing branch), or a block the identity signed on another parent (a fork).
-    fn fork_or_loser(&self, source: NodeId, block: &Block, head: &Head) -> Option<ForkCheck> {
-        let h = &block.header;
-        if h.slot.is_some() {
-            let lost = h
-                .hash()
-                .ok()
-                .is_some_and(|hash| lock(&self.core).is_loser(h.height, &hash));
-            if lost {
-                self.mark_losing(source);
-                return Some(ForkCheck::Loser);
-            }
-        }
-        // A single-sequencer block the identity did sign, on another parent: the identity
-        // signed two branches. That is an equivocation to resolve, not a lying source.
-        if head.height > 0
-            && h.parent_hash != head.hash
-            && h.slot.is_some()
-            && verify_signature(&self.cfg.validators, block).is_ok()
-        {
-            return Some(ForkCheck::Fork);
-        }
-        None
     }
 
     /// The download loop: the core plans each round, the node fetches and applies. While

@@ -12,7 +12,7 @@ use openraft::AsyncRuntime;
 
 use super::{ExternalNode, FORK_WINDOW, MAX_FORK_DEPTH};
 use crate::chain::block::Block;
-use crate::chain::rules::verify_signature;
+use crate::chain::rules::{verify_signature, Head};
 use crate::events::Event;
 use crate::external::core::EquivocationSeen;
 use crate::ids::NodeId;
@@ -22,7 +22,44 @@ use crate::policy::fork_choice::{self, ForkBlock, Keep};
 use crate::policy::fork_search::{AncestorSearch, SearchStep};
 use crate::sync::lock;
 
+/// What a block of a group's chain means for the download (see `fork_or_loser`).
+pub(super) enum ForkCheck {
+    Loser,
+    Fork,
+}
+
 impl<RT: AsyncRuntime> ExternalNode<RT> {
+    /// On a group's chain: whether `block` is one this node resolved as a loser (the source
+    /// is on a losing branch), or a block the identity signed on another parent (a fork).
+    pub(super) fn fork_or_loser(
+        &self,
+        source: NodeId,
+        block: &Block,
+        head: &Head,
+    ) -> Option<ForkCheck> {
+        let h = &block.header;
+        if h.slot.is_some() {
+            let lost = h
+                .hash()
+                .ok()
+                .is_some_and(|hash| lock(&self.core).is_loser(h.height, &hash));
+            if lost {
+                self.mark_losing(source);
+                return Some(ForkCheck::Loser);
+            }
+        }
+        // A single-sequencer block the identity did sign, on another parent: the identity
+        // signed two branches. That is an equivocation to resolve, not a lying source.
+        if head.height > 0
+            && h.parent_hash != head.hash
+            && h.slot.is_some()
+            && verify_signature(&self.cfg.validators, block).is_ok()
+        {
+            return Some(ForkCheck::Fork);
+        }
+        None
+    }
+
     /// `source` serves a branch the identity also signed: finds where the branches part,
     /// reports the equivocation, and keeps the branch `policy::fork_choice` picks, rolling this
     /// chain back to the shared block if that is theirs.
