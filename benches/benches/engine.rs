@@ -26,15 +26,15 @@ fn verify(c: &mut Criterion) {
             let f = fixture(64);
             let (head, built) = block_of(&f, transfers(&f, txs));
             let peers = vec![f.leader.node_id()];
-            let ledger = f.spec.genesis_ledger();
+            let state = f.spec.genesis_state();
             g.throughput(Throughput::Elements(txs.max(1) as u64));
             g.bench_with_input(
                 BenchmarkId::from_parameter(txs),
                 &built.block,
                 |b, block| {
                     b.iter(|| {
-                        verify_block(&head, &ledger, &peers, block, signatures)
-                            .map(|e| e.touched.len())
+                        verify_block(&head, &state, &peers, block, signatures)
+                            .map(|e| e.writes.len())
                     })
                 },
             );
@@ -52,15 +52,15 @@ fn state_cost(c: &mut Criterion) {
         let f = canon_benches::fixture_with_bystanders(64, accounts);
         let (head, built) = block_of(&f, transfers(&f, 1000));
         let peers = vec![f.leader.node_id()];
-        let ledger = f.spec.genesis_ledger();
+        let state = f.spec.genesis_state();
         g.throughput(Throughput::Elements(1000));
         g.bench_with_input(
             BenchmarkId::from_parameter(accounts),
             &built.block,
             |b, block| {
                 b.iter(|| {
-                    verify_block(&head, &ledger, &peers, block, Signatures::Trusted)
-                        .map(|e| e.touched.len())
+                    verify_block(&head, &state, &peers, block, Signatures::Trusted)
+                        .map(|e| e.writes.len())
                 })
             },
         );
@@ -73,9 +73,18 @@ fn state_cost(c: &mut Criterion) {
 fn recover(c: &mut Criterion) {
     let f = fixture(1);
     let txs = transfers(&f, 1);
+    let signed = match canon_engine::app::ledger::SignedTransaction::from_tx(&txs[0]) {
+        Ok(s) => s,
+        Err(e) => panic!("fixture transaction: {e}"),
+    };
     let mut g = c.benchmark_group("recover_one_signature");
     g.throughput(Throughput::Elements(1));
-    g.bench_function("libsecp256k1", |b| b.iter(|| txs[0].signature_valid()));
+    g.bench_function("libsecp256k1", |b| b.iter(|| signed.signature_valid()));
+    // What admission pays per transaction through the application seam: decoding, the
+    // canonical-encoding check and the recovery.
+    g.bench_function("ledger_app_verify", |b| {
+        b.iter(|| f.spec.app.verify(&txs[0]).is_ok())
+    });
     g.finish();
 }
 

@@ -15,12 +15,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use canon_benches::fixture;
+use canon_engine::app::ledger::{Payload, Transaction};
 use canon_engine::chain::certificate::{majority, Certificate, CommitVote, ServedBlock};
 use canon_engine::chain::replica::Replica;
 use canon_engine::chain::rules::{build_block, Head, Proposal};
-use canon_engine::chain::signatures::{Sequential, SignatureVerifier};
+use canon_engine::chain::signatures::{Sequential, TxVerifier};
 use canon_engine::chain::store::{block_key, read_blocks};
-use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
 use canon_engine::keys::{derived_key, SecretKey};
 use canon_engine::storage::{Column, Durability, MemDisk, Storage, WriteBatch};
@@ -55,7 +55,7 @@ fn main() {
     // The stored chain, built as a leader would.
     let started = Instant::now();
     let mut head = Head::of(&f.spec.genesis_header().expect("genesis")).expect("head");
-    let mut ledger = f.spec.genesis_ledger();
+    let mut state = f.spec.genesis_state();
     let mut nonces = vec![0u64; f.accounts.len()];
     let mut next_sender = 0usize;
     for h in 1..=blocks {
@@ -73,13 +73,13 @@ fn main() {
                     },
                 };
                 nonces[s] += 1;
-                tx.sign(key).expect("sign")
+                tx.sign(key).expect("sign").to_tx().expect("encode")
             })
             .collect();
         let built = build_block(
             Proposal {
                 head: &head,
-                ledger: &ledger,
+                state: &state,
                 key: &f.leader,
                 term: 1,
                 slot: None,
@@ -94,9 +94,7 @@ fn main() {
             built.excluded.is_empty(),
             "every generated transfer is valid"
         );
-        for tx in &built.block.transactions {
-            ledger.apply(tx).expect("apply");
-        }
+        state = built.state.clone();
         head = Head::of(&built.block.header).expect("head");
         certificates.push(Certificate {
             height: h,
@@ -120,7 +118,7 @@ fn main() {
     // call (on one thread, then spread over every core), then each block verified and stored
     // with its certificate; last, with every transaction signature recovered as well.
     let mut rates = Vec::new();
-    let modes: [(&str, Arc<dyn SignatureVerifier>, bool); 3] = [
+    let modes: [(&str, Arc<dyn TxVerifier>, bool); 3] = [
         ("certified, one core", Arc::new(Sequential), false),
         ("certified, all cores", Arc::new(ParallelVerifier), false),
         (

@@ -1,9 +1,10 @@
 //! Fixtures shared by canon's benches: a funded ledger and signed transfer blocks.
 
 use alloy_primitives::Address;
+use canon_engine::app::ledger::{LedgerApp, Payload, Transaction};
+use canon_engine::app::{App, Tx};
 use canon_engine::chain::block::ChainSpec;
 use canon_engine::chain::rules::{build_block, Built, Head, Proposal};
-use canon_engine::chain::tx::{Payload, SignedTransaction, Transaction};
 use canon_engine::keys::SecretKey;
 
 pub fn key(i: u32) -> SecretKey {
@@ -18,40 +19,49 @@ pub fn key(i: u32) -> SecretKey {
 
 pub struct Fixture {
     pub spec: ChainSpec,
+    /// The ledger's genesis allocation (what `spec`'s application was made from).
+    pub alloc: Vec<(Address, u64)>,
     pub accounts: Vec<SecretKey>,
     pub leader: SecretKey,
 }
 
 pub fn fixture(accounts: u32) -> Fixture {
     let accounts: Vec<SecretKey> = (0..accounts).map(key).collect();
+    let alloc: Vec<(Address, u64)> = accounts
+        .iter()
+        .map(|a| (a.address(), 1_000_000_000))
+        .collect();
     Fixture {
-        spec: ChainSpec {
-            chain_id: 1,
-            genesis_alloc: accounts
-                .iter()
-                .map(|a| (a.address(), 1_000_000_000))
-                .collect(),
-            blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
-        },
+        spec: spec_of(alloc.clone()),
+        alloc,
         accounts,
         leader: key(1_000_000),
+    }
+}
+
+fn spec_of(alloc: Vec<(Address, u64)>) -> ChainSpec {
+    ChainSpec {
+        chain_id: 1,
+        app: App::new(LedgerApp::new(alloc)),
+        blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
     }
 }
 
 /// [`fixture`] plus `bystanders` funded accounts no transaction touches (ledger size).
 pub fn fixture_with_bystanders(accounts: u32, bystanders: u32) -> Fixture {
     let mut f = fixture(accounts);
-    f.spec.genesis_alloc.extend((0..bystanders).map(|i| {
+    f.alloc.extend((0..bystanders).map(|i| {
         let mut a = [0u8; 20];
         a[0] = 0xbb;
         a[16..].copy_from_slice(&i.to_be_bytes());
         (Address::from(a), 1)
     }));
+    f.spec = spec_of(f.alloc.clone());
     f
 }
 
 /// `n` transfers, one per account (round robin), all valid on genesis.
-pub fn transfers(f: &Fixture, n: usize) -> Vec<SignedTransaction> {
+pub fn transfers(f: &Fixture, n: usize) -> Vec<Tx> {
     (0..n)
         .map(|i| {
             let from = &f.accounts[i % f.accounts.len()];
@@ -63,7 +73,7 @@ pub fn transfers(f: &Fixture, n: usize) -> Vec<SignedTransaction> {
                     amount: 1,
                 },
             };
-            match tx.sign(from) {
+            match tx.sign(from).and_then(|t| t.to_tx()) {
                 Ok(t) => t,
                 Err(e) => panic!("fixture tx: {e}"),
             }
@@ -71,16 +81,16 @@ pub fn transfers(f: &Fixture, n: usize) -> Vec<SignedTransaction> {
         .collect()
 }
 
-pub fn block_of(f: &Fixture, txs: Vec<SignedTransaction>) -> (Head, Built) {
+pub fn block_of(f: &Fixture, txs: Vec<Tx>) -> (Head, Built) {
     let head = match f.spec.genesis_header().and_then(|h| Head::of(&h)) {
         Ok(h) => h,
         Err(e) => panic!("genesis: {e}"),
     };
-    let ledger = f.spec.genesis_ledger();
+    let state = f.spec.genesis_state();
     let built = build_block(
         Proposal {
             head: &head,
-            ledger: &ledger,
+            state: &state,
             key: &f.leader,
             term: 1,
             slot: None,

@@ -8,9 +8,11 @@
 //! [`clock::Clock`], and everything observable leaves through [`events::EventSink`].
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::panic))]
 
-// The parts, each a folder: the chain and its rules, Raft consensus, hot-standby redundancy,
+// The parts, each a folder: the application seam (and the ledger and key-value applications),
+// the chain and its rules, Raft consensus, hot-standby redundancy,
 // L1 settlement, external nodes, and the network's messages. `policy` holds every decision as a
 // pure state machine, beside the seams through which the host supplies storage, time and events.
+pub mod app;
 pub mod chain;
 pub mod consensus;
 pub mod external;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::chain::replica::ReplayError;
-use crate::chain::signatures::SignatureVerifier;
+use crate::chain::signatures::TxVerifier;
 use crate::chain::store::StoreError;
 use crate::clock::Clock;
 use crate::events::EventSink;
@@ -22,7 +22,7 @@ pub struct Seams {
     pub clock: Arc<dyn Clock>,
     pub events: Arc<dyn EventSink>,
     /// Checks downloaded blocks' transaction signatures (on every core the host gives it).
-    pub verifier: Arc<dyn SignatureVerifier>,
+    pub verifier: Arc<dyn TxVerifier>,
 }
 
 /// Why a node could not start (or restart Raft).

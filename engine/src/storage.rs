@@ -16,8 +16,8 @@ pub enum Column {
     Meta,
     /// Canonized blocks by height (big-endian u64).
     Block,
-    /// Ledger accounts by address.
-    Account,
+    /// The application's state: its keys, each under a one-byte prefix.
+    State,
     /// Sealed L1 batch headers by number (big-endian u64).
     Batch,
     /// Batch attestations by batch number (big-endian u64) then signer id.
@@ -31,7 +31,7 @@ impl Column {
         Column::Log,
         Column::Meta,
         Column::Block,
-        Column::Account,
+        Column::State,
         Column::Batch,
         Column::Attestation,
         Column::Certificate,
@@ -42,7 +42,7 @@ impl Column {
             Column::Log => "log",
             Column::Meta => "meta",
             Column::Block => "block",
-            Column::Account => "account",
+            Column::State => "state",
             Column::Batch => "batch",
             Column::Attestation => "attestation",
             Column::Certificate => "certificate",

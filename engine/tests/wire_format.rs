@@ -3,8 +3,9 @@
 //! it spans the codec and every type it carries (blocks, transactions, requests, answers).
 
 use alloy_primitives::{keccak256, Address, B256};
+use canon_engine::app::ledger::{LedgerApp, Payload, SignedTransaction, Transaction};
+use canon_engine::app::App;
 use canon_engine::chain::block::{Block, BlockHeader, ChainSpec};
-use canon_engine::chain::tx::{Payload, SignedTransaction, Transaction};
 use canon_engine::codec::{decode, encode, CodecError};
 use canon_engine::keys::SecretKey;
 use canon_engine::net::wire::{Request, Response};
@@ -39,7 +40,7 @@ fn sample_block() -> Block {
         slot: None,
         seals_batch: false,
     };
-    Block::seal(header, vec![sample_tx()], &key(3)).unwrap()
+    Block::seal(header, vec![sample_tx().to_tx().unwrap()], &key(3)).unwrap()
 }
 
 /// Golden vectors: these change only when the wire or storage format changes on purpose.
@@ -67,7 +68,7 @@ fn golden_block_encoding() {
     );
     let spec = ChainSpec {
         chain_id: 7,
-        genesis_alloc: vec![(Address::repeat_byte(0x33), 5)],
+        app: App::new(LedgerApp::new(vec![(Address::repeat_byte(0x33), 5)])),
         blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
     };
     assert_eq!(
@@ -79,7 +80,7 @@ fn golden_block_encoding() {
 const GOLDEN_SIGNED_TX_HASH: &str =
     "0x96da2f907a3f6ce5d6b04528c90d182a53954e4bc6eb83a7d1b571c45605020f";
 const GOLDEN_BLOCK_HASH: &str =
-    "0x221928b9e68cdaeb849a3da4839bcdd1995dfea984022c710b13cfb5b88ebe1e";
+    "0xe6b779c5a41d87e5c027452853fd9fec33f4249f3c5ff7157ba94d0a67ca79fa";
 const GOLDEN_GENESIS_HASH: &str =
     "0x5e3057bea7d803e5164cedbc1bb4b23b17701c28c7a55f44d09172f5e462c998";
 

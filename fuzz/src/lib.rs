@@ -2,8 +2,8 @@
 //! panic, whatever it is given. `tests/` drives them with proptest; a cargo-fuzz harness can
 //! call the same functions.
 
+use canon_engine::app::ledger::SignedTransaction;
 use canon_engine::chain::block::Block;
-use canon_engine::chain::tx::SignedTransaction;
 use canon_engine::codec;
 use canon_engine::net::p2p::frame::Frame;
 use canon_engine::net::wire::{Request, Response};
@@ -28,7 +28,8 @@ pub fn verify_untrusted_block(data: &[u8]) -> bool {
     let Ok(block) = codec::decode::<Block>(data) else {
         return false;
     };
-    block.transactions.iter().all(|t| t.signature_valid())
+    let app = canon_engine::app::App::new(canon_engine::app::ledger::LedgerApp::default());
+    block.transactions.iter().all(|t| app.verify(t).is_ok())
         && canon_engine::keys::recover_node_id(
             &block.header.hash().unwrap_or_default(),
             &block.signature,

@@ -17,7 +17,7 @@
 
 use std::time::{Duration, Instant};
 
-use canon_engine::chain::tx::{Payload, Transaction};
+use canon_engine::app::ledger::{Payload, Transaction};
 use canon_node::devnet::Devnet;
 use canon_node::genesis::dev_account_key;
 use canon_node::load::{self, LoadConfig, LoadReport, Pace};

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use canon_engine::chain::tx::SignedTransaction;
+use canon_engine::app::ledger::SignedTransaction;
 use canon_engine::codec;
 use serde_json::{json, Value};
 

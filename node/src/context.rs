@@ -3,12 +3,10 @@
 
 use std::sync::Arc;
 
-use alloy_primitives::Address;
+use canon_engine::app::{Rejection, Tx};
 use canon_engine::chain::block::{Block, ChainSpec};
-use canon_engine::chain::ledger::Account;
 use canon_engine::chain::rules::Head;
 use canon_engine::chain::store::ChainStore;
-use canon_engine::chain::tx::SignedTransaction;
 use canon_engine::consensus::node::ConsensusNode;
 use canon_engine::external::node::ExternalNode;
 use canon_engine::net::wire::SubmitOutcome;
@@ -59,13 +57,14 @@ impl NodeContext {
         self.chain().block(height).map_err(|e| e.to_string())
     }
 
-    pub fn account(&self, address: &Address) -> (Account, u64) {
-        self.chain().account(address)
+    /// The application's answer to `query` from the applied state, with the height read.
+    pub fn query(&self, query: &[u8]) -> (Result<Vec<u8>, Rejection>, u64) {
+        self.chain().query(query)
     }
 
     /// A client's transaction: consensus nodes admit or forward it to the leader; external
     /// nodes pass it to a consensus node; a group member admits it and passes it to the group.
-    pub async fn submit(&self, tx: SignedTransaction) -> SubmitOutcome {
+    pub async fn submit(&self, tx: Tx) -> SubmitOutcome {
         match &self.role {
             Role::Consensus(n) => n.submit_transaction(tx).await,
             Role::External(x) => x.submit_transaction(tx).await,
@@ -74,7 +73,7 @@ impl NodeContext {
     }
 
     /// Many client transactions in one call (`canon_sendTransactions`), one outcome each.
-    pub async fn submit_many(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+    pub async fn submit_many(&self, txs: Vec<Tx>) -> Vec<SubmitOutcome> {
         match &self.role {
             Role::Consensus(n) => n.submit_transactions(txs).await,
             Role::External(x) => x.submit_transactions(txs).await,

@@ -3,6 +3,8 @@
 //! the load generator can sign transactions without any setup.
 
 use alloy_primitives::Address;
+use canon_engine::app::ledger::LedgerApp;
+use canon_engine::app::App;
 use canon_engine::chain::block::ChainSpec;
 use canon_engine::keys::SecretKey;
 
@@ -47,7 +49,7 @@ pub fn chain_spec(
     }
     Ok(ChainSpec {
         chain_id,
-        genesis_alloc,
+        app: App::new(LedgerApp::new(genesis_alloc)),
         blocks_per_batch,
     })
 }
@@ -59,9 +61,10 @@ mod tests {
     #[test]
     fn dev_alloc_round_trips_through_the_parser() {
         let spec = chain_spec(DEV_CHAIN_ID, &dev_alloc(), 10).expect("dev alloc parses");
-        assert_eq!(spec.genesis_alloc.len(), DEV_ACCOUNTS);
-        assert_eq!(spec.genesis_alloc[3].0, dev_account_key(3).address());
-        assert_eq!(spec.genesis_alloc[3].1, DEV_BALANCE);
+        let alloc = &spec.app.downcast_ref::<LedgerApp>().unwrap().genesis_alloc;
+        assert_eq!(alloc.len(), DEV_ACCOUNTS);
+        assert_eq!(alloc[3].0, dev_account_key(3).address());
+        assert_eq!(alloc[3].1, DEV_BALANCE);
     }
 
     #[test]

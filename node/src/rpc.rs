@@ -6,9 +6,10 @@
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
+use canon_engine::app::ledger::{account_query, decode_account, Payload, SignedTransaction};
+use canon_engine::app::{Tx, RULE_ENCODING};
 use canon_engine::chain::block::{Block, BlockHeader};
 use canon_engine::chain::certificate::Certificate;
-use canon_engine::chain::tx::{Payload, SignedTransaction};
 use canon_engine::codec;
 use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 use jsonrpsee::server::{RpcModule, Server, ServerHandle};
@@ -47,13 +48,17 @@ pub fn parse_height(v: &Value, latest: u64) -> Result<u64, String> {
     }
 }
 
-fn tx_json(tx: &SignedTransaction) -> Value {
-    let hash = tx.hash().map(|h| h.to_string()).unwrap_or_default();
+/// A transaction as JSON: its id and bytes, and, for a ledger transaction, what it says.
+fn tx_json(raw: &Tx) -> Value {
     let mut v = json!({
-        "hash": hash,
-        "from": tx.tx.sender,
-        "nonce": tx.tx.nonce,
+        "hash": raw.hash(),
+        "raw": format!("0x{}", hex::encode(raw.as_bytes())),
     });
+    let Ok(tx) = SignedTransaction::from_tx(raw) else {
+        return v;
+    };
+    v["from"] = json!(tx.tx.sender);
+    v["nonce"] = json!(tx.tx.nonce);
     match &tx.tx.payload {
         Payload::Transfer { to, amount } => {
             v["to"] = json!(to);
@@ -100,14 +105,12 @@ pub fn certificate_json(c: &Certificate) -> Value {
     })
 }
 
-fn decode_transaction(raw: &str) -> Result<(SignedTransaction, B256), ErrorObjectOwned> {
+/// A submitted transaction's bytes (what they mean is the application's to check) and its id.
+fn decode_transaction(raw: &str) -> Result<(Tx, B256), ErrorObjectOwned> {
     let bytes = hex::decode(raw.trim_start_matches("0x"))
         .map_err(|e| invalid(format!("transaction is not hex: {e}")))?;
-    let tx: SignedTransaction =
-        codec::decode(&bytes).map_err(|e| invalid(format!("transaction does not decode: {e}")))?;
-    let hash = tx
-        .hash()
-        .map_err(|e| invalid(format!("transaction does not encode: {e}")))?;
+    let tx = Tx::new(bytes);
+    let hash = tx.hash();
     Ok((tx, hash))
 }
 
@@ -121,8 +124,11 @@ fn outcome_result(outcome: SubmitOutcome, hash: B256) -> Result<Value, ErrorObje
             None::<()>,
         )),
         SubmitOutcome::Rejected(r) => {
-            let code = match r {
+            let code = match &r {
                 SubmitRejection::Forward(_) => NO_LEADER,
+                // Bytes the application cannot read are a malformed parameter, as before the
+                // application seam, not a transaction it weighed and refused.
+                SubmitRejection::Invalid(why) if why.rule == RULE_ENCODING => INVALID_PARAMS,
                 _ => TX_REJECTED,
             };
             Err(ErrorObjectOwned::owned(
@@ -166,9 +172,9 @@ async fn send_transactions(
             raws.len()
         )));
     }
-    let decoded: Vec<Result<(SignedTransaction, B256), ErrorObjectOwned>> =
+    let decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>> =
         raws.iter().map(|r| decode_transaction(r)).collect();
-    let txs: Vec<SignedTransaction> = decoded
+    let txs: Vec<Tx> = decoded
         .iter()
         .filter_map(|d| d.as_ref().ok().map(|(tx, _)| tx.clone()))
         .collect();
@@ -233,7 +239,13 @@ fn get_account(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObje
     let addr: Address = addr
         .parse()
         .map_err(|e| invalid(format!("address {addr:?}: {e}")))?;
-    let (acc, height) = ctx.account(&addr);
+    let (answer, height) = ctx.query(&account_query(&addr));
+    let acc = answer.and_then(|a| decode_account(&a)).map_err(|e| {
+        invalid(format!(
+            "canon_getAccount reads the ledger application; this chain runs {}: {e}",
+            ctx.spec.app.kind()
+        ))
+    })?;
     Ok(json!({ "balance": acc.balance, "nonce": acc.nonce, "height": height }))
 }
 

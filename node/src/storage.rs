@@ -24,8 +24,10 @@ const BLOCK_CACHE_BYTES: usize = 16 << 20;
 
 /// Bumped whenever the on-disk layout changes incompatibly (5: state roots are the ledger's
 /// lattice-hash checksum, so a chain stored by 4 would not verify; 6: blocks are served only
-/// with commit certificates, which a chain stored by 5 has none of).
-pub const FORMAT_VERSION: u32 = 6;
+/// with commit certificates, which a chain stored by 5 has none of; 7: blocks carry an
+/// application's opaque transactions, each length-prefixed, and the application's state lives
+/// in the `state` column, not `account`).
+pub const FORMAT_VERSION: u32 = 7;
 const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 

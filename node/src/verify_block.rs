@@ -143,8 +143,7 @@ pub fn check(
     certificate
         .verify(chain_id, peers, height, &hash)
         .map_err(|error| VerifyError::Certificate { hash, error })?;
-    let computed = transactions_root(&block.transactions)
-        .map_err(|e| VerifyError::Body(BlockError::from(e)))?;
+    let computed = transactions_root(&block.transactions);
     if computed != block.header.transactions_root {
         return Err(VerifyError::Body(BlockError::TransactionsRoot {
             got: block.header.transactions_root,
@@ -196,7 +195,7 @@ mod tests {
             height: 5,
             parent_hash: B256::repeat_byte(4),
             timestamp_ms: 1,
-            transactions_root: transactions_root(&[]).unwrap(),
+            transactions_root: transactions_root(&[]),
             state_root: B256::repeat_byte(9),
             proposer: keys[0].node_id(),
             term: 1,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use canon_engine::chain::tx::{Payload, Transaction};
+use canon_engine::app::ledger::{Payload, Transaction};
 use canon_node::client::NodeClient;
 use canon_node::devnet::Devnet;
 use canon_node::genesis::dev_account_key;

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use canon_engine::chain::tx::{Payload, Transaction};
+use canon_engine::app::ledger::{Payload, Transaction};
 use canon_node::devnet::Devnet;
 use canon_node::genesis::dev_account_key;
 use common::*;

@@ -157,11 +157,13 @@ fn unauthenticated_peers_cannot_drive_raft() {
         match ask(
             &mut conn,
             2,
-            &Request::Account(alloy_primitives::Address::ZERO),
+            &Request::Query(canon_engine::app::ledger::account_query(
+                &alloy_primitives::Address::ZERO,
+            )),
         )
         .await
         {
-            Response::Account { .. } => {}
+            Response::Query { answer: Ok(_), .. } => {}
             _ => panic!("the other connection must keep working"),
         }
     });

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use canon_engine::chain::tx::{Payload, Transaction};
+use canon_engine::app::ledger::{Payload, Transaction};
 use canon_node::client::ClientError;
 use canon_node::devnet::{Devnet, Ports};
 use canon_node::genesis::dev_account_key;

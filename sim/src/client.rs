@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use canon_engine::chain::tx::{Payload, Transaction};
+use canon_engine::app::ledger::{Payload, Transaction};
 use canon_engine::consensus::mempool::AdmitError;
 use canon_engine::events::NoEvents;
 use canon_engine::keys::SecretKey;
@@ -145,13 +145,19 @@ async fn run(
             .submitted
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let outcomes = if batch.len() == 1 {
-            let req = Request::ClientSubmit(batch[0].0.clone());
+            let Ok(tx) = batch[0].0.to_tx() else {
+                continue;
+            };
+            let req = Request::ClientSubmit(tx);
             match peer::call(&transport, target, &req, Duration::from_millis(500)).await {
                 Ok(Response::SubmitTransaction(o)) => vec![o],
                 _ => continue,
             }
         } else {
-            let req = Request::ClientSubmitBatch(batch.iter().map(|(t, _)| t.clone()).collect());
+            let Ok(txs) = batch.iter().map(|(t, _)| t.to_tx()).collect() else {
+                continue;
+            };
+            let req = Request::ClientSubmitBatch(txs);
             match peer::call(&transport, target, &req, Duration::from_millis(500)).await {
                 Ok(Response::SubmitTransactions(o)) if o.len() == batch.len() => o,
                 _ => continue,
@@ -192,9 +198,13 @@ async fn query_nonce(
     target: canon_engine::NodeId,
     address: alloy_primitives::Address,
 ) -> Option<u64> {
-    let req = Request::Account(address);
+    let req = Request::Query(canon_engine::app::ledger::account_query(&address));
     match peer::call(transport, target, &req, Duration::from_millis(500)).await {
-        Ok(Response::Account { nonce, .. }) => Some(nonce),
+        Ok(Response::Query {
+            answer: Ok(answer), ..
+        }) => canon_engine::app::ledger::decode_account(&answer)
+            .ok()
+            .map(|a| a.nonce),
         _ => None,
     }
 }

@@ -2,6 +2,7 @@
 //! its own disk and clock, plus the fault controls scenarios drive.
 
 use crate::l1::SimL1;
+use canon_engine::app::ledger::{account_in, SignedTransaction};
 use canon_engine::settlement::batcher_core::BatcherSetup;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -161,10 +162,12 @@ impl SimCluster {
         let accounts: Vec<SecretKey> = (0..cfg.accounts).map(account_key).collect();
         let spec = ChainSpec {
             chain_id: CHAIN_ID,
-            genesis_alloc: accounts
-                .iter()
-                .map(|a| (a.address(), GENESIS_BALANCE))
-                .collect(),
+            app: canon_engine::app::App::new(canon_engine::app::ledger::LedgerApp::new(
+                accounts
+                    .iter()
+                    .map(|a| (a.address(), GENESIS_BALANCE))
+                    .collect(),
+            )),
             blocks_per_batch: cfg.blocks_per_batch,
         };
         let genesis_hash = spec
@@ -654,7 +657,7 @@ impl SimCluster {
                     chain.head.hash, chain.head.height
                 ));
             }
-            if chain.ledger.account(&pauper).nonce != 0 {
+            if account_in(&chain.state, &pauper).unwrap_or_default().nonce != 0 {
                 return Err(format!(
                     "n{i}: an invalid (unfunded) transaction was canonized"
                 ));
@@ -678,7 +681,13 @@ impl SimCluster {
         };
         let chain = node.chain();
         for_each_block(chain, |b| {
-            for (k, stx) in b.transactions.iter().enumerate() {
+            for (k, raw) in b.transactions.iter().enumerate() {
+                let stx = SignedTransaction::from_tx(raw).map_err(|e| {
+                    format!(
+                        "transaction {k} of canonized block {} is not a ledger transaction: {e}",
+                        b.header.height
+                    )
+                })?;
                 let signer = stx
                     .tx
                     .hash()
@@ -701,7 +710,11 @@ impl SimCluster {
         self.up_nodes()
             .into_iter()
             .filter_map(|i| self.node(i))
-            .map(|n| n.chain().account(addr).0.nonce)
+            .map(|n| {
+                account_in(&n.chain().state().state, addr)
+                    .unwrap_or_default()
+                    .nonce
+            })
             .max()
             .unwrap_or(0)
     }

@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use alloy_primitives::{keccak256, B256};
+use canon_engine::app::ledger::{Payload, SignedTransaction, Transaction};
 use canon_engine::chain::block::{transactions_root, Block};
 use canon_engine::chain::certificate::{majority, Certificate, CommitVote, ServedBlock};
-use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
 use canon_engine::consensus::raft::types::Command;
 use canon_engine::keys::{derived_key, SecretKey};
@@ -209,11 +209,20 @@ impl Liar {
     }
 
     fn forged_transaction(&self, b: &mut Block) {
-        match b.transactions.first_mut() {
-            Some(stx) => match &mut stx.tx.payload {
-                Payload::Transfer { amount, .. } => *amount = amount.saturating_add(1),
-                Payload::Data(d) => d.push(0),
-            },
+        let first = b
+            .transactions
+            .first()
+            .and_then(|raw| SignedTransaction::from_tx(raw).ok());
+        match first {
+            Some(mut stx) => {
+                match &mut stx.tx.payload {
+                    Payload::Transfer { amount, .. } => *amount = amount.saturating_add(1),
+                    Payload::Data(d) => d.push(0),
+                }
+                if let Ok(raw) = stx.to_tx() {
+                    b.transactions[0] = raw;
+                }
+            }
             None => {
                 // In the name of a funded account, signed by another key.
                 let victim = crate::cluster::account_key(0);
@@ -222,15 +231,14 @@ impl Liar {
                     nonce: 0,
                     payload: Payload::Data(b"forged by a source".to_vec()),
                 }
-                .sign(&crate::cluster::pauper_key());
+                .sign(&crate::cluster::pauper_key())
+                .and_then(|f| f.to_tx());
                 if let Ok(forged) = forged {
                     b.transactions.push(forged);
                 }
             }
         }
-        if let Ok(root) = transactions_root(&b.transactions) {
-            b.header.transactions_root = root;
-        }
+        b.header.transactions_root = transactions_root(&b.transactions);
         self.reseal(b);
     }
 

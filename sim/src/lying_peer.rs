@@ -5,8 +5,8 @@
 use std::sync::{Arc, Mutex};
 
 use alloy_primitives::keccak256;
+use canon_engine::app::ledger::{Payload, SignedTransaction, Transaction};
 use canon_engine::chain::certificate::{Certificate, CommitVote, ServedBlock};
-use canon_engine::chain::tx::{Payload, Transaction};
 use canon_engine::codec;
 use canon_engine::consensus::node::ConsensusNode;
 use canon_engine::keys::{derived_key, SecretKey};
@@ -58,8 +58,18 @@ impl ServingLie {
             return; // Too short to lie about this way: served as it is.
         }
         match self {
-            ServingLie::Tampered => match served[1].block.transactions.first_mut() {
-                Some(stx) => stx.tx.nonce = stx.tx.nonce.wrapping_add(1),
+            ServingLie::Tampered => match served[1]
+                .block
+                .transactions
+                .first()
+                .and_then(|raw| SignedTransaction::from_tx(raw).ok())
+            {
+                Some(mut stx) => {
+                    stx.tx.nonce = stx.tx.nonce.wrapping_add(1);
+                    if let Ok(raw) = stx.to_tx() {
+                        served[1].block.transactions[0] = raw;
+                    }
+                }
                 None => {
                     let k = derived_key("canon-sim/lying-peer", 0);
                     let tx = Transaction {
@@ -67,7 +77,7 @@ impl ServingLie {
                         nonce: 0,
                         payload: Payload::Data(b"slipped in".to_vec()),
                     };
-                    if let Ok(tx) = tx.sign(&k) {
+                    if let Ok(tx) = tx.sign(&k).and_then(|t| t.to_tx()) {
                         served[1].block.transactions.push(tx);
                     }
                 }

@@ -182,11 +182,7 @@ impl Backfill {
                     got: hash,
                 });
             }
-            let root =
-                transactions_root(&block.transactions).map_err(|e| BackfillError::Unhashable {
-                    height,
-                    reason: e.to_string(),
-                })?;
+            let root = transactions_root(&block.transactions);
             if root != block.header.transactions_root {
                 return Err(BackfillError::WrongBody { height });
             }
@@ -230,11 +226,11 @@ mod tests {
     fn chain(n: u64) -> (Head, Vec<Block>) {
         let spec = ChainSpec {
             chain_id: 3,
-            genesis_alloc: Vec::new(),
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
             blocks_per_batch: 4,
         };
         let genesis = Head::of(&spec.genesis_header().expect("genesis")).expect("head");
-        let ledger = spec.genesis_ledger();
+        let ledger = spec.genesis_state();
         let key = derived_key("backfill-test", 0);
         let mut head = genesis;
         let mut blocks = Vec::new();
@@ -242,7 +238,7 @@ mod tests {
             let built = build_block(
                 Proposal {
                     head: &head,
-                    ledger: &ledger,
+                    state: &ledger,
                     key: &key,
                     term: 1,
                     slot: None,
@@ -300,13 +296,15 @@ mod tests {
     fn refuses_what_does_not_chain_to_the_snapshot_head() {
         let (_, blocks) = chain(12);
         let key = derived_key("backfill-test", 1);
-        let stray = crate::chain::tx::Transaction {
+        let stray = crate::app::ledger::Transaction {
             sender: key.address(),
             nonce: 0,
-            payload: crate::chain::tx::Payload::Data(vec![1]),
+            payload: crate::app::ledger::Payload::Data(vec![1]),
         }
         .sign(&key)
-        .expect("sign");
+        .expect("sign")
+        .to_tx()
+        .expect("encode");
         type Expected = fn(&BackfillError) -> bool;
         let table: Vec<(&str, Vec<Block>, Expected)> = vec![
             ("short of the top", range(&blocks, 6, 9), |e| {

@@ -1,10 +1,9 @@
 //! Blocks: a signed header plus the transactions it orders. A Raft log entry carries a whole block.
 
-use alloy_primitives::{keccak256, Address, B256};
+use alloy_primitives::{keccak256, B256};
 use serde::{Deserialize, Serialize};
 
-use crate::chain::ledger::Ledger;
-use crate::chain::tx::SignedTransaction;
+use crate::app::{App, AppState, Tx};
 use crate::codec::{self, CodecError};
 use crate::ids::{NodeId, Sig65};
 use crate::keys::SecretKey;
@@ -15,7 +14,7 @@ pub struct BlockHeader {
     pub parent_hash: B256,
     pub timestamp_ms: u64,
     pub transactions_root: B256,
-    /// The ledger's state root after executing this block: the output hash replayers check.
+    /// The application's state root after executing this block: the output hash replayers check.
     pub state_root: B256,
     pub proposer: NodeId,
     /// The Raft term of the leader that proposed the block (0 in single-sequencer mode).
@@ -47,7 +46,7 @@ pub struct Block {
     pub header: BlockHeader,
     /// The proposer's signature over the header hash.
     pub signature: Sig65,
-    pub transactions: Vec<SignedTransaction>,
+    pub transactions: Vec<Tx>,
 }
 
 impl Block {
@@ -58,7 +57,7 @@ impl Block {
     /// Signs `header` with the proposer's node key.
     pub fn seal(
         header: BlockHeader,
-        transactions: Vec<SignedTransaction>,
+        transactions: Vec<Tx>,
         key: &SecretKey,
     ) -> Result<Block, CodecError> {
         let signature = key.sign_hash(&header.hash()?);
@@ -71,20 +70,20 @@ impl Block {
 }
 
 /// Commits to the ordered list of transactions: keccak over their hashes, in order.
-pub fn transactions_root(txs: &[SignedTransaction]) -> Result<B256, CodecError> {
+pub fn transactions_root(txs: &[Tx]) -> B256 {
     let mut buf = Vec::with_capacity(32 * txs.len());
     for tx in txs {
-        buf.extend_from_slice(tx.hash()?.as_slice());
+        buf.extend_from_slice(tx.hash().as_slice());
     }
-    Ok(keccak256(&buf))
+    keccak256(&buf)
 }
 
 /// What every node of one chain agrees on before the first block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug)]
 pub struct ChainSpec {
     pub chain_id: u64,
-    /// Funded accounts at height 0.
-    pub genesis_alloc: Vec<(Address, u64)>,
+    /// What the transactions mean, and the state at height 0.
+    pub app: App,
     /// An L1 batch closes after this many blocks (or earlier, at a block marked sealing).
     pub blocks_per_batch: u64,
 }
@@ -93,8 +92,8 @@ pub struct ChainSpec {
 pub const DEFAULT_BLOCKS_PER_BATCH: u64 = 10;
 
 impl ChainSpec {
-    pub fn genesis_ledger(&self) -> Ledger {
-        Ledger::from_alloc(&self.genesis_alloc)
+    pub fn genesis_state(&self) -> AppState {
+        self.app.genesis()
     }
 
     /// The height-0 header: no proposer, no transactions, the allocation's state root.
@@ -103,8 +102,8 @@ impl ChainSpec {
             height: 0,
             parent_hash: B256::from(alloy_primitives::U256::from(self.chain_id)),
             timestamp_ms: 0,
-            transactions_root: transactions_root(&[])?,
-            state_root: self.genesis_ledger().state_root(),
+            transactions_root: transactions_root(&[]),
+            state_root: self.app.genesis_root(),
             proposer: NodeId::default(),
             term: 0,
             slot: None,

@@ -54,7 +54,7 @@ impl CommitVote {
 
 /// One certificate to check, as a range of downloaded blocks is checked: in one call, so a
 /// verifier can spread the recoveries across cores
-/// ([`crate::chain::signatures::SignatureVerifier::first_bad_certificate`]).
+/// ([`crate::chain::signatures::TxVerifier::first_bad_certificate`]).
 pub struct CertificateCheck<'a> {
     pub chain_id: u64,
     pub peers: &'a [NodeId],

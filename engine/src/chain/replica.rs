@@ -11,7 +11,7 @@ use openraft::AsyncRuntime;
 use crate::chain::block::{Block, ChainSpec};
 use crate::chain::certificate::{Certificate, CertificateCheck, ServedBlock};
 use crate::chain::rules::{self, BlockError, Head};
-use crate::chain::signatures::{SignatureVerifier, Signatures};
+use crate::chain::signatures::{Signatures, TxVerifier};
 use crate::chain::store::{
     stage_applied, stage_block, stage_certificate, stage_truncation, ChainState, ChainStore, Serve,
     StoreError,
@@ -35,7 +35,7 @@ pub enum ReplayError {
 pub struct Replica {
     validators: Vec<NodeId>,
     /// Checks the signatures of every downloaded block's transactions.
-    verifier: Arc<dyn SignatureVerifier>,
+    verifier: Arc<dyn TxVerifier>,
     spec: ChainSpec,
     chain: Arc<ChainStore>,
     /// One writer at a time: a rollback never overwrites a block applied while it rebuilt.
@@ -52,7 +52,7 @@ impl Replica {
         storage: Arc<dyn crate::storage::Storage>,
         spec: &ChainSpec,
         validators: Vec<NodeId>,
-        verifier: Arc<dyn SignatureVerifier>,
+        verifier: Arc<dyn TxVerifier>,
     ) -> Result<Replica, ReplayError> {
         let chain = ChainStore::open(storage, spec)?;
         Ok(Replica {
@@ -84,13 +84,19 @@ impl Replica {
         )
     }
 
-    /// The first bad transaction signature in a downloaded range, as (block index, transaction
-    /// index): the whole range is checked in one call, on every core the host's verifier uses.
+    /// The first transaction in a downloaded range the application refuses on its own (a bad
+    /// signature), as (block index, transaction index, why): the whole range is checked in one
+    /// call, on every core the host's verifier uses.
     pub fn first_bad_signature<'a>(
         &self,
         blocks: impl IntoIterator<Item = &'a Block> + Clone,
-    ) -> Option<(usize, usize)> {
-        crate::chain::signatures::first_invalid_in(&*self.verifier, blocks)
+    ) -> Option<(usize, usize, crate::app::Rejection)> {
+        crate::chain::signatures::first_invalid_in(&*self.verifier, &self.spec.app, blocks)
+    }
+
+    /// The application this replica replays.
+    pub fn app(&self) -> &crate::app::App {
+        &self.spec.app
     }
 
     /// [`Replica::apply`] for a block whose signatures [`Replica::first_bad_signature`] has
@@ -169,20 +175,15 @@ impl Replica {
     ) -> Result<Head, ReplayError> {
         let _writer = crate::sync::lock(&self.writer);
         let mut next = self.chain.state().clone();
-        let executed = rules::verify_block(
-            &next.head,
-            &next.ledger,
-            &self.validators,
-            block,
-            signatures,
-        )?;
+        let executed =
+            rules::verify_block(&next.head, &next.state, &self.validators, block, signatures)?;
         let mut batch = WriteBatch::default();
         let head = stage_block(&mut batch, block, &executed).map_err(StoreError::from)?;
         if let Some(c) = certificate {
             stage_certificate(&mut batch, c).map_err(StoreError::from)?;
         }
         next.head = head;
-        next.ledger = executed.ledger;
+        next.state = executed.state;
         stage_applied(&mut batch, &next).map_err(StoreError::from)?;
         self.chain
             .commit(batch, next, durability)
@@ -193,8 +194,8 @@ impl Replica {
 
 impl Replica {
     /// Drops every block above `height` (a losing branch after an equivocation) without wiping
-    /// the database: blocks `1..=height` are re-executed from genesis to rebuild the ledger at
-    /// `height`, then blocks above it are deleted and the accounts rewritten in one synced
+    /// the database: blocks `1..=height` are re-executed from genesis to rebuild the state at
+    /// `height`, then blocks above it are deleted and the state rewritten in one synced
     /// batch. A crash leaves either the old chain or the new one.
     pub fn rollback_to(&self, height: u64) -> Result<Head, ReplayError> {
         let _writer = crate::sync::lock(&self.writer);
@@ -204,7 +205,7 @@ impl Replica {
         }
         let genesis = self.spec.genesis_header().map_err(StoreError::from)?;
         let mut head = Head::of(&genesis).map_err(StoreError::from)?;
-        let mut ledger = self.spec.genesis_ledger();
+        let mut state = self.spec.genesis_state();
         while head.height < height {
             let blocks = self.chain.blocks_between(
                 head.height + 1,
@@ -222,18 +223,18 @@ impl Replica {
                 // Blocks this store accepted before: their signatures were checked then.
                 let executed = rules::verify_block(
                     &head,
-                    &ledger,
+                    &state,
                     &self.validators,
                     block,
                     Signatures::Trusted,
                 )?;
                 head = Head::of(&block.header).map_err(StoreError::from)?;
-                ledger = executed.ledger;
+                state = executed.state;
             }
         }
         let next = ChainState {
             head,
-            ledger,
+            state,
             ..current
         };
         let mut batch = WriteBatch::default();
@@ -263,18 +264,29 @@ pub async fn answer_get_blocks<RT: AsyncRuntime>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::ledger::{Payload, Transaction};
     use crate::chain::block::Slot;
     use crate::chain::rules::{build_block, Proposal};
-    use crate::chain::tx::{Payload, Transaction};
     use crate::keys::{derived_key, SecretKey};
     use crate::storage::MemDisk;
 
     fn spec(funded: &SecretKey) -> ChainSpec {
         ChainSpec {
             chain_id: 9,
-            genesis_alloc: vec![(funded.address(), 1_000)],
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::new(vec![(
+                funded.address(),
+                1_000,
+            )])),
             blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         }
+    }
+
+    /// An account's balance read through the store's query, as RPC reads it.
+    fn balance(chain: &ChainStore, address: &alloy_primitives::Address) -> u64 {
+        let answer = chain.query(&crate::app::ledger::account_query(address)).0;
+        crate::app::ledger::decode_account(&answer.unwrap())
+            .unwrap()
+            .balance
     }
 
     /// The next block on `replica`'s head: a transfer of `amount` (if any), signed for `round`.
@@ -289,13 +301,17 @@ mod tests {
         let txs = if amount > 0 {
             vec![Transaction {
                 sender: payer.address(),
-                nonce: state.ledger.account(&payer.address()).nonce,
+                nonce: crate::app::ledger::account_in(&state.state, &payer.address())
+                    .unwrap()
+                    .nonce,
                 payload: Payload::Transfer {
                     to: derived_key("rollback-test", 9).address(),
                     amount,
                 },
             }
             .sign(payer)
+            .unwrap()
+            .to_tx()
             .unwrap()]
         } else {
             Vec::new()
@@ -303,7 +319,7 @@ mod tests {
         build_block(
             Proposal {
                 head: &state.head,
-                ledger: &state.ledger,
+                state: &state.state,
                 key: identity,
                 term: 0,
                 slot: Some(Slot { round, level: 0 }),
@@ -342,32 +358,23 @@ mod tests {
         let head = replica.rollback_to(2).unwrap();
         assert_eq!(head, at_2);
         assert_eq!(replica.head(), at_2);
-        assert_eq!(
-            replica.chain().account(&payer.address()).0.balance,
-            balance_at_2
-        );
+        assert_eq!(balance(replica.chain(), &payer.address()), balance_at_2);
         assert!(replica.chain().block(3).unwrap().is_none());
         // The other branch extends the shared block, with its own rounds.
         let other = next(&replica, &identity, &payer, 7, 9);
         let h3 = replica.apply(&other).unwrap();
         assert_eq!(h3.height, 3);
-        assert_eq!(
-            replica.chain().account(&payer.address()).0.balance,
-            balance_at_2 - 7
-        );
+        assert_eq!(balance(replica.chain(), &payer.address()), balance_at_2 - 7);
         // What survives a reopen is the new branch, accounts and all.
         drop(replica);
         let again = open();
         assert_eq!(again.head(), h3);
-        assert_eq!(
-            again.chain().account(&payer.address()).0.balance,
-            balance_at_2 - 7
-        );
+        assert_eq!(balance(again.chain(), &payer.address()), balance_at_2 - 7);
         assert_eq!(again.chain().block(3).unwrap().unwrap(), other);
         // Rolling back to the head or above changes nothing.
         assert_eq!(again.rollback_to(7).unwrap(), h3);
         // Back to genesis.
         assert_eq!(again.rollback_to(0).unwrap().height, 0);
-        assert_eq!(again.chain().account(&payer.address()).0.balance, 1_000);
+        assert_eq!(balance(again.chain(), &payer.address()), 1_000);
     }
 }

@@ -2,15 +2,12 @@
 //! verifying a downloaded one): continuity, proposer signature, transactions root, and the output
 //! state root after re-execution.
 
-use std::collections::BTreeSet;
-
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
+use crate::app::{AppState, Rejection, Tx, Write};
 use crate::chain::block::{transactions_root, Block, BlockHeader, Slot};
-use crate::chain::ledger::{Executed, Ledger, TxError};
 use crate::chain::signatures::Signatures;
-use crate::chain::tx::SignedTransaction;
 use crate::codec::CodecError;
 use crate::ids::NodeId;
 use crate::keys::{self, SecretKey};
@@ -56,7 +53,7 @@ pub enum BlockError {
     #[error("transactions root {got} does not match the transactions ({computed})")]
     TransactionsRoot { got: B256, computed: B256 },
     #[error("transaction {index} is invalid: {error}")]
-    Transaction { index: usize, error: TxError },
+    Transaction { index: usize, error: Rejection },
     #[error("state root {got} does not match re-execution ({computed})")]
     StateRoot { got: B256, computed: B256 },
     #[error(
@@ -116,12 +113,20 @@ pub fn verify_signature(peers: &[NodeId], block: &Block) -> Result<(), BlockErro
     }
 }
 
-/// Verifies `block` against the current head and ledger and re-executes it, checking the
-/// transactions' signatures as `signatures` says. Nothing is mutated: the caller persists the
-/// returned ledger only if it accepts the result.
+/// The state after a block, what storage must persist, and what each transaction answered.
+#[derive(Clone, Debug)]
+pub struct Executed {
+    pub state: AppState,
+    pub writes: Vec<Write>,
+    pub outputs: Vec<Vec<u8>>,
+}
+
+/// Verifies `block` against the current head and state and re-executes it, checking the
+/// transactions on their own (signatures) as `signatures` says. Nothing is mutated: the caller
+/// persists the returned state only if it accepts the result.
 pub fn verify_block(
     head: &Head,
-    ledger: &Ledger,
+    state: &AppState,
     peers: &[NodeId],
     block: &Block,
     signatures: Signatures<'_>,
@@ -164,7 +169,7 @@ pub fn verify_block(
             verify_signature(peers, block)?
         }
     }
-    let computed = transactions_root(&block.transactions)?;
+    let computed = transactions_root(&block.transactions);
     if computed != h.transactions_root {
         return Err(BlockError::TransactionsRoot {
             got: h.transactions_root,
@@ -172,46 +177,44 @@ pub fn verify_block(
         });
     }
     if let Signatures::Check(verifier) = signatures {
-        let txs: Vec<&SignedTransaction> = block.transactions.iter().collect();
-        if let Some(index) = verifier.first_invalid(&txs) {
-            return Err(BlockError::Transaction {
-                index,
-                error: TxError::BadSignature,
-            });
+        let txs: Vec<&Tx> = block.transactions.iter().collect();
+        if let Some((index, error)) = verifier.first_invalid(state.app(), &txs) {
+            return Err(BlockError::Transaction { index, error });
         }
     }
-    let mut next = ledger.clone();
-    let mut touched = BTreeSet::new();
+    let mut next = state.clone();
+    let mut outputs = Vec::with_capacity(block.transactions.len());
     for (index, tx) in block.transactions.iter().enumerate() {
-        let wrote = next
-            .apply(tx)
+        let output = next
+            .execute(tx)
             .map_err(|error| BlockError::Transaction { index, error })?;
-        touched.extend(wrote);
+        outputs.push(output);
     }
-    let computed = next.commit_root();
-    if computed != h.state_root {
+    let committed = next.commit();
+    if committed.state_root != h.state_root {
         return Err(BlockError::StateRoot {
             got: h.state_root,
-            computed,
+            computed: committed.state_root,
         });
     }
     Ok(Executed {
-        ledger: next,
-        touched,
+        state: next,
+        writes: committed.writes,
+        outputs,
     })
 }
 
-/// What the sequencer builds a block on: a head, the ledger after it and where cutting L1
+/// What the sequencer builds a block on: a head, the state after it and where cutting L1
 /// batches stands. Either the applied state or the tip of the leader's proposals in flight.
 #[derive(Clone, Debug)]
 pub struct BuildBase {
     pub head: Head,
-    pub ledger: Ledger,
+    pub state: AppState,
     pub batches: BatchCursor,
 }
 
 impl BuildBase {
-    /// What `built`, proposed on this base, leads to once canonized: the head, the ledger and
+    /// What `built`, proposed on this base, leads to once canonized: the head, the state and
     /// the batch cursor exactly as applying it will make them.
     pub fn after(&self, built: &Built, blocks_per_batch: u64) -> Result<BuildBase, CodecError> {
         let head = Head::of(&built.block.header)?;
@@ -219,7 +222,7 @@ impl BuildBase {
         batches.on_block(&built.block.header, head.hash, blocks_per_batch);
         Ok(BuildBase {
             head,
-            ledger: built.ledger.clone(),
+            state: built.state.clone(),
             batches,
         })
     }
@@ -228,15 +231,15 @@ impl BuildBase {
 /// A block the sequencer built, and the candidates it left out with the reason.
 pub struct Built {
     pub block: Block,
-    pub excluded: Vec<(SignedTransaction, TxError)>,
-    /// The ledger after the block: what a pipelined next block builds on.
-    pub ledger: Ledger,
+    pub excluded: Vec<(Tx, Rejection)>,
+    /// The state after the block: what a pipelined next block builds on.
+    pub state: AppState,
 }
 
 /// What the sequencer needs to build on top of `head`.
 pub struct Proposal<'a> {
     pub head: &'a Head,
-    pub ledger: &'a Ledger,
+    pub state: &'a AppState,
     pub key: &'a SecretKey,
     pub term: u64,
     /// Single-sequencer mode's round and level; `None` in Raft mode.
@@ -248,20 +251,20 @@ pub struct Proposal<'a> {
 }
 
 /// Builds and signs the next block from `candidates` in order: each is executed on a working
-/// ledger and kept only if valid, so an invalid transaction never reaches a block. The
-/// candidates' signatures were checked when they were admitted.
+/// state and kept only if valid, so an invalid transaction never reaches a block. The
+/// candidates passed the application's stateless check when they were admitted.
 pub fn build_block(
     p: Proposal<'_>,
-    candidates: impl IntoIterator<Item = SignedTransaction>,
+    candidates: impl IntoIterator<Item = Tx>,
 ) -> Result<Built, CodecError> {
-    let mut ledger = p.ledger.clone();
+    let mut state = p.state.clone();
     let mut included = Vec::new();
     let mut excluded = Vec::new();
     for tx in candidates {
         if included.len() >= p.max_transactions {
             break;
         }
-        match ledger.apply(&tx) {
+        match state.execute(&tx) {
             Ok(_) => included.push(tx),
             Err(e) => excluded.push((tx, e)),
         }
@@ -271,8 +274,8 @@ pub fn build_block(
         parent_hash: p.head.hash,
         // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
         timestamp_ms: p.timestamp_ms.max(p.head.timestamp_ms),
-        transactions_root: transactions_root(&included)?,
-        state_root: ledger.commit_root(),
+        transactions_root: transactions_root(&included),
+        state_root: state.commit().state_root,
         proposer: p.key.node_id(),
         term: p.term,
         slot: p.slot,
@@ -281,16 +284,16 @@ pub fn build_block(
     Ok(Built {
         block: Block::seal(header, included, p.key)?,
         excluded,
-        ledger,
+        state,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::ledger::{account_in, Payload, SignedTransaction, Transaction};
     use crate::chain::block::ChainSpec;
     use crate::chain::signatures::Sequential;
-    use crate::chain::tx::{Payload, Transaction};
     use alloy_primitives::Address;
 
     const CHECK: Signatures<'static> = Signatures::Check(&Sequential);
@@ -312,7 +315,10 @@ mod tests {
         Fixture {
             spec: ChainSpec {
                 chain_id: 1,
-                genesis_alloc: vec![(alice.address(), 1_000)],
+                app: crate::app::App::new(crate::app::ledger::LedgerApp::new(vec![(
+                    alice.address(),
+                    1_000,
+                )])),
                 blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
             },
             peers: vec![leader.node_id(), key(2).node_id()],
@@ -321,7 +327,7 @@ mod tests {
         }
     }
 
-    fn pay(from: &SecretKey, nonce: u64, amount: u64) -> SignedTransaction {
+    fn pay_signed(from: &SecretKey, nonce: u64, amount: u64) -> SignedTransaction {
         Transaction {
             sender: from.address(),
             nonce,
@@ -334,13 +340,17 @@ mod tests {
         .unwrap()
     }
 
-    fn build(f: &Fixture, txs: Vec<SignedTransaction>) -> (Head, Ledger, Built) {
+    fn pay(from: &SecretKey, nonce: u64, amount: u64) -> Tx {
+        pay_signed(from, nonce, amount).to_tx().unwrap()
+    }
+
+    fn build(f: &Fixture, txs: Vec<Tx>) -> (Head, AppState, Built) {
         let head = Head::of(&f.spec.genesis_header().unwrap()).unwrap();
-        let ledger = f.spec.genesis_ledger();
+        let ledger = f.spec.genesis_state();
         let built = build_block(
             Proposal {
                 head: &head,
-                ledger: &ledger,
+                state: &ledger,
                 key: &f.leader,
                 term: 1,
                 slot: None,
@@ -370,7 +380,10 @@ mod tests {
         assert_eq!(built.block.transactions.len(), 1);
         assert_eq!(built.excluded.len(), 3);
         let out = verify_block(&head, &ledger, &f.peers, &built.block, CHECK).unwrap();
-        assert_eq!(out.ledger.account(&f.alice.address()).balance, 990);
+        assert_eq!(
+            account_in(&out.state, &f.alice.address()).unwrap().balance,
+            990
+        );
     }
 
     #[test]
@@ -435,24 +448,21 @@ mod tests {
     fn a_forged_transaction_signature_is_caught_only_where_signatures_are_checked() {
         let f = fixture();
         let (head, ledger, built) = build(&f, vec![]);
-        let mut forged = pay(&f.alice, 0, 1);
+        let mut forged = pay_signed(&f.alice, 0, 1);
         forged.tx.payload = Payload::Transfer {
             to: Address::repeat_byte(9),
             amount: 500,
         };
-        let txs = vec![forged];
+        let txs = vec![forged.to_tx().unwrap()];
         let mut h = built.block.header.clone();
-        h.transactions_root = transactions_root(&txs).unwrap();
+        h.transactions_root = transactions_root(&txs);
         let mut trial = ledger.clone();
-        trial.apply(&txs[0]).unwrap();
-        h.state_root = trial.commit_root();
+        trial.execute(&txs[0]).unwrap();
+        h.state_root = trial.commit().state_root;
         let b = Block::seal(h, txs, &f.leader).unwrap();
         assert!(matches!(
             verify_block(&head, &ledger, &f.peers, &b, CHECK),
-            Err(BlockError::Transaction {
-                index: 0,
-                error: TxError::BadSignature
-            })
+            Err(BlockError::Transaction { index: 0, error }) if error.rule == crate::app::RULE_SIGNATURE
         ));
         // A Raft member's block is trusted: its leader checked the signature at admission.
         assert!(verify_block(&head, &ledger, &f.peers, &b, Signatures::Trusted).is_ok());
@@ -482,14 +492,11 @@ mod tests {
         let (head, ledger, built) = build(&f, vec![]);
         let mut h = built.block.header.clone();
         let txs = vec![pay(&f.alice, 3, 1)];
-        h.transactions_root = transactions_root(&txs).unwrap();
+        h.transactions_root = transactions_root(&txs);
         let b = Block::seal(h, txs, &f.leader).unwrap();
         assert!(matches!(
             verify_block(&head, &ledger, &f.peers, &b, CHECK),
-            Err(BlockError::Transaction {
-                index: 0,
-                error: TxError::NonceGap { .. }
-            })
+            Err(BlockError::Transaction { index: 0, error }) if error.rule == crate::app::RULE_SEQUENCE_AHEAD
         ));
     }
 
@@ -503,7 +510,7 @@ mod tests {
         let built = build_block(
             Proposal {
                 head: &head,
-                ledger: &f.spec.genesis_ledger(),
+                state: &f.spec.genesis_state(),
                 key: &f.leader,
                 term: 1,
                 seals_batch: false,
@@ -521,12 +528,12 @@ mod tests {
     fn single_sequencer_rounds_only_move_forward() {
         let f = fixture();
         let genesis = Head::of(&f.spec.genesis_header().unwrap()).unwrap();
-        let ledger = f.spec.genesis_ledger();
+        let ledger = f.spec.genesis_state();
         let at = |head: &Head, round: Option<u64>| {
             build_block(
                 Proposal {
                     head,
-                    ledger: &ledger,
+                    state: &ledger,
                     key: &f.leader,
                     term: 0,
                     slot: round.map(|round| Slot { round, level: 0 }),
@@ -569,7 +576,7 @@ mod tests {
         let f = fixture();
         let genesis = BuildBase {
             head: Head::of(&f.spec.genesis_header().unwrap()).unwrap(),
-            ledger: f.spec.genesis_ledger(),
+            state: f.spec.genesis_state(),
             batches: BatchCursor::default(),
         };
         // (blocks per batch, seal mark) -> the cursor after one block
@@ -579,7 +586,7 @@ mod tests {
                 let built = build_block(
                     Proposal {
                         head: &base.head,
-                        ledger: &base.ledger,
+                        state: &base.state,
                         key: &f.leader,
                         term: 1,
                         slot: None,
@@ -593,18 +600,21 @@ mod tests {
                 let tip = base.after(&built, per_batch).unwrap();
                 // What applying it does: verify, execute, cut batches.
                 let executed =
-                    verify_block(&base.head, &base.ledger, &f.peers, &built.block, CHECK).unwrap();
+                    verify_block(&base.head, &base.state, &f.peers, &built.block, CHECK).unwrap();
                 let mut cursor = base.batches.clone();
                 let hash = built.block.hash().unwrap();
                 cursor.on_block(&built.block.header, hash, per_batch);
                 assert_eq!(tip.head, Head::of(&built.block.header).unwrap());
                 assert_eq!(tip.head.hash, hash);
-                assert_eq!(tip.ledger.state_root(), executed.ledger.state_root());
+                assert_eq!(tip.state.root(), executed.state.root());
                 assert_eq!(tip.batches, cursor, "per batch {per_batch}, seals {seals}");
                 base = tip;
             }
             assert_eq!(base.head.height, 3);
-            assert_eq!(base.ledger.account(&f.alice.address()).nonce, 3);
+            assert_eq!(
+                account_in(&base.state, &f.alice.address()).unwrap().nonce,
+                3
+            );
         }
     }
 }

@@ -5,19 +5,20 @@
 //! forwarding), and Raft members trust each other's blocks the way they trust each other's
 //! votes (the crash-fault model): neither the proposer's signature nor the transactions' is
 //! recovered again on apply. External nodes and standbys trust nobody: every signature of a downloaded
-//! block is checked, through a [`SignatureVerifier`] the host supplies (the production node
+//! block is checked, through a [`TxVerifier`] the host supplies (which runs the application's
+//! [`crate::app::Application::verify`]) (the production node
 //! spreads one block's transactions across cores; the engine itself never starts a thread).
 
+use crate::app::{App, Rejection, Tx};
 use crate::chain::certificate::{CertificateCheck, CertificateError};
-use crate::chain::tx::SignedTransaction;
 
-pub trait SignatureVerifier: Send + Sync {
-    /// The index of the first transaction whose signature does not recover to its sender.
-    fn first_invalid(&self, txs: &[&SignedTransaction]) -> Option<usize>;
+pub trait TxVerifier: Send + Sync {
+    /// The index of the first transaction the application's stateless check refuses, and why.
+    fn first_invalid(&self, app: &App, txs: &[&Tx]) -> Option<(usize, Rejection)>;
 
-    /// Whether each transaction's signature recovers to its sender (a batched submission).
-    fn each_valid(&self, txs: &[SignedTransaction]) -> Vec<bool> {
-        txs.iter().map(SignedTransaction::signature_valid).collect()
+    /// The application's stateless check of each transaction (a batched submission).
+    fn each_valid(&self, app: &App, txs: &[Tx]) -> Vec<Result<(), Rejection>> {
+        txs.iter().map(|tx| app.verify(tx)).collect()
     }
 
     /// The first of `checks` whose certificate does not verify, and why: a downloaded range's
@@ -33,22 +34,23 @@ pub trait SignatureVerifier: Send + Sync {
     }
 }
 
-/// The first transaction of `blocks` whose signature is bad, as (block index, transaction
-/// index), checked in one call so a verifier can spread a whole downloaded range across cores
-/// even when each block is small.
+/// The first transaction of `blocks` the application refuses on its own, as (block index,
+/// transaction index, why), checked in one call so a verifier can spread a whole downloaded
+/// range across cores even when each block is small.
 pub fn first_invalid_in<'a>(
-    verifier: &dyn SignatureVerifier,
+    verifier: &dyn TxVerifier,
+    app: &App,
     blocks: impl IntoIterator<Item = &'a crate::chain::block::Block> + Clone,
-) -> Option<(usize, usize)> {
-    let txs: Vec<&SignedTransaction> = blocks
+) -> Option<(usize, usize, Rejection)> {
+    let txs: Vec<&Tx> = blocks
         .clone()
         .into_iter()
         .flat_map(|b| &b.transactions)
         .collect();
-    let mut at = verifier.first_invalid(&txs)?;
+    let (mut at, why) = verifier.first_invalid(app, &txs)?;
     for (i, b) in blocks.into_iter().enumerate() {
         if at < b.transactions.len() {
-            return Some((i, at));
+            return Some((i, at, why));
         }
         at -= b.transactions.len();
     }
@@ -58,9 +60,11 @@ pub fn first_invalid_in<'a>(
 /// One transaction after another on the calling thread (the simulator, tests).
 pub struct Sequential;
 
-impl SignatureVerifier for Sequential {
-    fn first_invalid(&self, txs: &[&SignedTransaction]) -> Option<usize> {
-        txs.iter().position(|t| !t.signature_valid())
+impl TxVerifier for Sequential {
+    fn first_invalid(&self, app: &App, txs: &[&Tx]) -> Option<(usize, Rejection)> {
+        txs.iter()
+            .enumerate()
+            .find_map(|(i, t)| app.verify(t).err().map(|e| (i, e)))
     }
 }
 
@@ -83,17 +87,16 @@ pub enum Signatures<'a> {
     /// of, and a node must not store and serve on a signature that does not verify.
     Certified,
     /// A downloaded block: every signature is checked.
-    Check(&'a dyn SignatureVerifier),
+    Check(&'a dyn TxVerifier),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::ledger::{LedgerApp, Payload, SignedTransaction, Transaction};
     use crate::chain::block::{Block, BlockHeader};
-    use crate::chain::tx::{Payload, Transaction};
     use crate::keys::derived_key;
 
-    /// `k`'s data transactions at `nonces`, validly signed.
     fn signed(k: &crate::keys::SecretKey, nonces: std::ops::Range<u64>) -> Vec<SignedTransaction> {
         nonces
             .map(|nonce| {
@@ -108,23 +111,37 @@ mod tests {
             .collect()
     }
 
+    fn txs(signed: &[SignedTransaction]) -> Vec<Tx> {
+        signed.iter().map(|s| s.to_tx().unwrap()).collect()
+    }
+
+    fn app() -> App {
+        App::new(LedgerApp::default())
+    }
+
     #[test]
     fn sequential_names_the_first_forgery() {
-        let txs = signed(&derived_key("sigs", 0), 0..4);
-        let refs: Vec<&SignedTransaction> = txs.iter().collect();
-        assert_eq!(Sequential.first_invalid(&refs), None);
-        let mut forged = txs.clone();
+        let good = signed(&derived_key("sigs", 0), 0..4);
+        let all = txs(&good);
+        let refs: Vec<&Tx> = all.iter().collect();
+        assert_eq!(Sequential.first_invalid(&app(), &refs), None);
+        let mut forged = good.clone();
         forged[2].tx.nonce = 9;
         forged[3].tx.nonce = 10;
-        let refs: Vec<&SignedTransaction> = forged.iter().collect();
-        assert_eq!(Sequential.first_invalid(&refs), Some(2));
+        let all = txs(&forged);
+        let refs: Vec<&Tx> = all.iter().collect();
+        let (at, why) = Sequential.first_invalid(&app(), &refs).unwrap();
+        assert_eq!((at, why.rule.as_str()), (2, crate::app::RULE_SIGNATURE));
     }
 
     #[test]
     fn a_range_names_the_block_and_index_of_the_first_forgery() {
         let k = derived_key("sigs", 1);
-        let block = |nonces: std::ops::Range<u64>| {
-            let txs = signed(&k, nonces);
+        let block = |nonces: std::ops::Range<u64>, forge: Option<usize>| {
+            let mut s = signed(&k, nonces);
+            if let Some(i) = forge {
+                s[i].tx.nonce = 99;
+            }
             let header = BlockHeader {
                 height: 1,
                 parent_hash: Default::default(),
@@ -136,13 +153,16 @@ mod tests {
                 slot: None,
                 seals_batch: false,
             };
-            Block::seal(header, txs, &k).unwrap()
+            Block::seal(header, txs(&s), &k).unwrap()
         };
-        let mut blocks = vec![block(0..2), block(2..2), block(2..5)];
-        assert_eq!(first_invalid_in(&Sequential, &blocks), None);
-        blocks[2].transactions[1].tx.nonce = 99;
-        assert_eq!(first_invalid_in(&Sequential, &blocks), Some((2, 1)));
-        blocks[0].transactions[1].tx.nonce = 99;
-        assert_eq!(first_invalid_in(&Sequential, &blocks), Some((0, 1)));
+        let at = |blocks: &[Block]| {
+            first_invalid_in(&Sequential, &app(), blocks).map(|(b, t, _)| (b, t))
+        };
+        let mut blocks = vec![block(0..2, None), block(2..2, None), block(2..5, None)];
+        assert_eq!(at(&blocks), None);
+        blocks[2] = block(2..5, Some(1));
+        assert_eq!(at(&blocks), Some((2, 1)));
+        blocks[0] = block(0..2, Some(1));
+        assert_eq!(at(&blocks), Some((0, 1)));
     }
 }

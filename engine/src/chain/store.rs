@@ -1,22 +1,20 @@
-//! One chain store: the chain's layout in storage (blocks by height, the accounts blocks
-//! touched, the applied position), the applied state in memory, and the wait for new blocks.
+//! One chain store: the chain's layout in storage (blocks by height, the application keys
+//! blocks wrote, the applied position), the applied state in memory, and the wait for new blocks.
 //!
 //! Raft's state machine and an external node's replica write through [`ChainStore::commit`];
 //! RPC, status, serving blocks, the sequencer and the simulator read through the same store.
 //! `commit` writes the batch, then publishes the new state, and only then wakes long-polling
 //! readers, so a woken reader always sees the block it was woken for.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
-use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
+use crate::app::{AppState, Entry, Rejection, Write};
 use crate::chain::backfill::Backfill;
 use crate::chain::block::{Block, ChainSpec};
-use crate::chain::ledger::{Account, Executed, Ledger};
-use crate::chain::rules::{BuildBase, Head};
+use crate::chain::rules::{BuildBase, Executed, Head};
 use crate::codec::{self, CodecError};
 use crate::consensus::raft::types::{LogId, Membership};
 use crate::ids::NodeId;
@@ -35,8 +33,36 @@ const KEY_APPLIED: &[u8] = b"sm/applied";
 const KEY_BACKFILL: &[u8] = b"sm/backfill";
 /// The last snapshot built: written synced, so everything applied before it is durable.
 const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
-/// Just past every account key (20-byte addresses).
-const ACCOUNTS_END: [u8; 21] = [0xff; 21];
+/// Every application key is stored under this prefix, so one range `[STATE_PREFIX,
+/// STATE_END)` holds them all whatever their length.
+const STATE_PREFIX: u8 = 0;
+const STATE_END: [u8; 1] = [STATE_PREFIX + 1];
+
+fn state_key(key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(STATE_PREFIX);
+    k.extend_from_slice(key);
+    k
+}
+
+/// A stored key's value: `None` records that the block deleted a key genesis may hold.
+fn stage_write(batch: &mut WriteBatch, write: &Write) -> Result<(), CodecError> {
+    batch.put(
+        Column::State,
+        state_key(&write.key),
+        codec::encode(&write.value)?,
+    );
+    Ok(())
+}
+
+/// Replaces every stored application key with `entries` (a whole state).
+fn stage_whole_state(batch: &mut WriteBatch, entries: Vec<Entry>) -> Result<(), CodecError> {
+    batch.delete_range(Column::State, vec![STATE_PREFIX], STATE_END);
+    for (key, value) in entries {
+        batch.put(Column::State, state_key(&key), codec::encode(&Some(value))?);
+    }
+    Ok(())
+}
 
 /// Most blocks one long-poll answer carries, and about how many bytes.
 pub const MAX_BLOCKS_PER_RESPONSE: u32 = 256;
@@ -55,13 +81,24 @@ pub enum StoreError {
     /// A stored key has the wrong length for what it indexes.
     #[error("chain store: {what} key of {len} bytes")]
     CorruptKey { what: &'static str, len: usize },
+    /// The stored state is not the one the applied head committed to: storage lost or
+    /// changed a write.
+    #[error("chain store: stored state has root {stored}, the applied head committed to {head}")]
+    StateRoot {
+        head: alloy_primitives::B256,
+        stored: alloy_primitives::B256,
+    },
+    /// The application refused the state stored for it.
+    #[error("chain store: stored application state: {0}")]
+    State(Rejection),
 }
 
 /// What a node has applied.
 #[derive(Clone, Debug)]
 pub struct ChainState {
     pub head: Head,
-    pub ledger: Ledger,
+    /// The application's state after `head`.
+    pub state: AppState,
     /// The Raft entry the state includes (consensus nodes only).
     pub last_applied: Option<LogId>,
     pub membership: Membership,
@@ -76,7 +113,7 @@ impl ChainState {
     pub fn build_base(&self) -> BuildBase {
         BuildBase {
             head: self.head,
-            ledger: self.ledger.clone(),
+            state: self.state.clone(),
             batches: self.batches.clone(),
         }
     }
@@ -166,15 +203,15 @@ pub(crate) fn stage_attestations(
     Ok(())
 }
 
-/// Stages a verified block's writes (touched accounts, the block) and returns its head. One
+/// Stages a verified block's writes (the application's, the block) and returns its head. One
 /// function for consensus apply and external replay, so both store a block identically.
 pub(crate) fn stage_block(
     batch: &mut WriteBatch,
     block: &Block,
     executed: &Executed,
 ) -> Result<Head, CodecError> {
-    for (addr, acc) in executed.touched_accounts() {
-        batch.put(Column::Account, addr.as_slice(), codec::encode(&acc)?);
+    for write in &executed.writes {
+        stage_write(batch, write)?;
     }
     stage_block_alone(batch, block)?;
     Head::of(&block.header)
@@ -190,23 +227,19 @@ pub(crate) fn stage_applied(batch: &mut WriteBatch, state: &ChainState) -> Resul
     Ok(())
 }
 
-/// Stages the applied state of an installed snapshot: every account replaced by `accounts`,
-/// the applied position moved to `state`. Stored blocks stay: they are a prefix of the chain
-/// the snapshot's head ends (the gap between is backfilled).
+/// Stages the applied state of an installed snapshot: every application key replaced by
+/// `state`'s, the applied position moved to `state`. Stored blocks stay: they are a prefix of
+/// the chain the snapshot's head ends (the gap between is backfilled).
 pub(crate) fn stage_snapshot_state(
     batch: &mut WriteBatch,
-    accounts: &[(Address, Account)],
     state: &ChainState,
 ) -> Result<(), CodecError> {
-    batch.delete_range(Column::Account, Vec::new(), ACCOUNTS_END);
-    for (addr, acc) in accounts {
-        batch.put(Column::Account, addr.as_slice(), codec::encode(acc)?);
-    }
+    stage_whole_state(batch, state.state.export())?;
     stage_applied(batch, state)
 }
 
-/// Stages a block without the accounts it wrote: a backfilled one (checked by the hash chain;
-/// its accounts came with the snapshot), or as part of [`stage_block`].
+/// Stages a block without the state it wrote: a backfilled one (checked by the hash chain;
+/// its state came with the snapshot), or as part of [`stage_block`].
 pub(crate) fn stage_block_alone(batch: &mut WriteBatch, block: &Block) -> Result<(), CodecError> {
     batch.put(
         Column::Block,
@@ -224,18 +257,15 @@ fn stage_backfill(batch: &mut WriteBatch, backfill: Option<&Backfill>) -> Result
     Ok(())
 }
 
-/// Stages cutting the chain back to `height`: blocks above it deleted, every account rewritten
-/// as `state`'s ledger holds it, the applied position moved to `state`'s head.
+/// Stages cutting the chain back to `height`: blocks above it deleted, every application key
+/// rewritten as `state` holds it, the applied position moved to `state`'s head.
 pub(crate) fn stage_truncation(
     batch: &mut WriteBatch,
     height: u64,
     state: &ChainState,
 ) -> Result<(), CodecError> {
     batch.delete_range(Column::Block, block_key(height + 1), [0xff; 9]);
-    batch.delete_range(Column::Account, Vec::new(), ACCOUNTS_END);
-    for (addr, acc) in state.ledger.accounts() {
-        batch.put(Column::Account, addr.as_slice(), codec::encode(acc)?);
-    }
+    stage_whole_state(batch, state.state.export())?;
     stage_applied(batch, state)
 }
 
@@ -284,29 +314,43 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
         let genesis = spec.genesis_header()?;
         return Ok(ChainState {
             head: Head::of(&genesis)?,
-            ledger: spec.genesis_ledger(),
+            state: spec.genesis_state(),
             last_applied: None,
             membership: Membership::default(),
             batches: BatchCursor::default(),
             batcher_role: BatcherRole::default(),
         });
     };
-    // Storage holds only accounts a block wrote; the rest are as genesis left them.
-    let mut accounts: BTreeMap<Address, Account> = spec
-        .genesis_ledger()
-        .accounts()
-        .map(|(a, acc)| (*a, *acc))
-        .collect();
-    for (k, v) in storage.scan(Column::Account, &[], &ACCOUNTS_END, usize::MAX)? {
-        let addr = Address::try_from(k.as_slice()).map_err(|_| StoreError::CorruptKey {
-            what: "account",
-            len: k.len(),
-        })?;
-        accounts.insert(addr, codec::decode::<Account>(&v)?);
+    // Storage holds only keys a block wrote (or a snapshot installed); the rest are as genesis
+    // left them.
+    let mut entries: std::collections::BTreeMap<Vec<u8>, Vec<u8>> =
+        spec.genesis_state().export().into_iter().collect();
+    for (k, v) in storage.scan(Column::State, &[STATE_PREFIX], &STATE_END, usize::MAX)? {
+        let Some(key) = k.get(1..) else {
+            return Err(StoreError::CorruptKey {
+                what: "state",
+                len: k.len(),
+            });
+        };
+        match codec::decode::<Option<Vec<u8>>>(&v)? {
+            Some(value) => entries.insert(key.to_vec(), value),
+            None => entries.remove(key),
+        };
+    }
+    let state = spec
+        .app
+        .import(entries.into_iter().collect())
+        .map_err(StoreError::State)?;
+    let stored = state.root();
+    if stored != meta.head.state_root {
+        return Err(StoreError::StateRoot {
+            head: meta.head.state_root,
+            stored,
+        });
     }
     Ok(ChainState {
         head: meta.head,
-        ledger: Ledger::from_accounts(accounts),
+        state,
         last_applied: meta.last_applied,
         membership: meta.membership,
         batches: meta.batches,
@@ -457,7 +501,7 @@ impl ChainStore {
         self.backfill_due.notified().await
     }
 
-    /// Installs a snapshot's state: `batch` (which must stage `next`'s accounts and applied
+    /// Installs a snapshot's state: `batch` (which must stage `next`'s state and applied
     /// position) is written synced along with the gap it leaves between the applied head and
     /// `next`'s, which it returns. The gap is worked out under the lock the backfill task
     /// writes under, so a step it takes meanwhile is never overwritten.
@@ -518,10 +562,14 @@ impl ChainStore {
         self.state().head
     }
 
-    /// An account in the applied state, with the height it was read at.
-    pub fn account(&self, address: &Address) -> (Account, u64) {
-        let s = self.state();
-        (s.ledger.account(address), s.head.height)
+    /// The application's answer to `query` from the applied state, with the height it was
+    /// read at. The state is cloned out of the lock first, so a long read holds up no writer.
+    pub fn query(&self, query: &[u8]) -> (Result<Vec<u8>, Rejection>, u64) {
+        let (state, height) = {
+            let s = self.state();
+            (s.state.clone(), s.head.height)
+        };
+        (state.query(query), height)
     }
 
     /// The stored block at `height`; `None` above the head and for genesis (height 0, which
@@ -598,7 +646,7 @@ mod tests {
         rt.block_on(async {
             let spec = ChainSpec {
                 chain_id: 7,
-                genesis_alloc: Vec::new(),
+                app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
                 blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
             };
             let store = Arc::new(ChainStore::open(Arc::new(MemDisk::new()), &spec).expect("open"));

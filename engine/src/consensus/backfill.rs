@@ -298,7 +298,7 @@ mod tests {
     fn spec() -> ChainSpec {
         ChainSpec {
             chain_id: 7,
-            genesis_alloc: Vec::new(),
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
             blocks_per_batch: 4,
         }
     }
@@ -312,7 +312,7 @@ mod tests {
         let mut next = store.state().clone();
         let executed = verify_block(
             &next.head,
-            &next.ledger,
+            &next.state,
             &[key().node_id()],
             block,
             Signatures::Trusted,
@@ -320,7 +320,7 @@ mod tests {
         .unwrap();
         let mut batch = WriteBatch::default();
         next.head = stage_block(&mut batch, block, &executed).unwrap();
-        next.ledger = executed.ledger;
+        next.state = executed.state;
         if let Some(sealed) =
             next.batches
                 .on_block(&block.header, next.head.hash, store.blocks_per_batch())
@@ -339,7 +339,7 @@ mod tests {
             let s = store.state().clone();
             let proposal = Proposal {
                 head: &s.head,
-                ledger: &s.ledger,
+                state: &s.state,
                 key: &key(),
                 term: 1,
                 slot: None,
@@ -379,7 +379,7 @@ mod tests {
         }
         let state = source.state().clone();
         let mut batch = WriteBatch::default();
-        stage_snapshot_state(&mut batch, &[], &state).unwrap();
+        stage_snapshot_state(&mut batch, &state).unwrap();
         let gap = store.install(batch, state).unwrap();
         assert_eq!(gap.map(|g| g.missing_blocks()), Some(BLOCKS - OLD_HEAD));
         disk

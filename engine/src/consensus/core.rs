@@ -11,11 +11,11 @@
 
 use std::sync::Arc;
 
+use crate::app::Tx;
 use crate::chain::backfill::Backfill;
 use crate::chain::block::Block;
 use crate::chain::rules::{build_block, BuildBase, Proposal};
 use crate::chain::store::{ChainStore, MAX_BLOCKS_PER_RESPONSE};
-use crate::chain::tx::SignedTransaction;
 use crate::clock::Clock;
 use crate::consensus::config::NodeConfig;
 use crate::consensus::mempool::{AdmitError, Mempool};
@@ -234,7 +234,7 @@ impl NodeCore {
             // A block time that came late (a slow build, a long confirmation) is not made up
             // for in a burst: the cadence restarts from now.
             self.block_due_ms = (self.block_due_ms + self.cfg.block_time_ms).max(now);
-            self.mempool.prune(&self.chain.state().ledger);
+            self.mempool.prune(&self.chain.state().state);
             let action = self.sequencer.on_tick(now, view);
             self.carry_sequencer(action, &mut out);
         }
@@ -382,10 +382,10 @@ impl NodeCore {
             .seal_due(timestamp_ms, self.cfg.batch_timeout_ms);
         let candidates = self
             .mempool
-            .candidates(&base.ledger, self.cfg.max_block_transactions);
+            .candidates(&base.state, self.cfg.max_block_transactions);
         let proposal = Proposal {
             head: &base.head,
-            ledger: &base.ledger,
+            state: &base.state,
             key: &self.cfg.key,
             term,
             slot: None,
@@ -455,9 +455,9 @@ impl NodeCore {
 
     /// Admits `tx` to the mempool against the applied state. (The core's lock is taken
     /// before the chain's, here as in [`NodeCore::handle`].)
-    pub fn admit(&mut self, tx: SignedTransaction) -> Result<(), AdmitError> {
+    pub fn admit(&mut self, tx: Tx) -> Result<(), AdmitError> {
         let chain = self.chain.state();
-        self.mempool.admit(tx, &chain.ledger)
+        self.mempool.admit(tx, &chain.state)
     }
 }
 
@@ -507,7 +507,7 @@ mod tests {
             batch_timeout_ms: 0,
             chain: ChainSpec {
                 chain_id: 7,
-                genesis_alloc: Vec::new(),
+                app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
                 blocks_per_batch: DEFAULT_BLOCKS_PER_BATCH,
             },
         };

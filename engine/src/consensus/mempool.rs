@@ -1,101 +1,156 @@
-//! Pending transactions, ordered by sender and nonce so the sequencer can take each sender's
-//! next runnable nonces in order.
+//! Pending transactions, queued where the application says: in lanes ordered by sequence
+//! number (the ledger: by sender and nonce), so the sequencer can take each lane's next
+//! runnable sequence numbers in order, or first come, first served.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use alloy_primitives::Address;
+use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
 
-use crate::chain::ledger::Ledger;
-use crate::chain::tx::SignedTransaction;
+use crate::app::{AppState, Rejection, Tx};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 pub enum AdmitError {
     #[error("mempool is full ({0} transactions)")]
     Full(usize),
-    #[error("nonce {got} already used (account nonce is {expected})")]
+    #[error(
+        "sequence number (a ledger sender's nonce) {got} already used; its lane expects {expected}"
+    )]
     Stale { expected: u64, got: u64 },
-    #[error("a transaction with this sender and nonce is already pending")]
+    #[error("a transaction with this lane and sequence number is already pending")]
     Duplicate,
+    #[error("refused by the application: {0}")]
+    Refused(Rejection),
+}
+
+/// Where a pending transaction sits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Place {
+    Lane(B256, u64),
+    /// Its arrival number among first-come transactions.
+    Arrival(u64),
 }
 
 pub struct Mempool {
-    by_sender: BTreeMap<(Address, u64), SignedTransaction>,
+    by_lane: BTreeMap<(B256, u64), Tx>,
+    by_arrival: BTreeMap<u64, Tx>,
+    /// Every pending transaction by id, so one can be removed by its bytes alone and a
+    /// first-come one is not queued twice.
+    places: HashMap<B256, Place>,
+    arrivals: u64,
     capacity: usize,
 }
 
 impl Mempool {
     pub fn new(capacity: usize) -> Mempool {
         Mempool {
-            by_sender: BTreeMap::new(),
+            by_lane: BTreeMap::new(),
+            by_arrival: BTreeMap::new(),
+            places: HashMap::new(),
+            arrivals: 0,
             capacity,
         }
     }
 
     pub fn len(&self) -> usize {
-        self.by_sender.len()
+        self.places.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_sender.is_empty()
+        self.places.is_empty()
     }
 
-    pub fn admit(&mut self, tx: SignedTransaction, ledger: &Ledger) -> Result<(), AdmitError> {
-        let expected = ledger.account(&tx.tx.sender).nonce;
-        if tx.tx.nonce < expected {
-            return Err(AdmitError::Stale {
-                expected,
-                got: tx.tx.nonce,
-            });
-        }
-        let key = (tx.tx.sender, tx.tx.nonce);
-        if self.by_sender.contains_key(&key) {
-            return Err(AdmitError::Duplicate);
-        }
-        if self.by_sender.len() >= self.capacity {
+    /// Queues `tx` where its application says, unless its sequence number is spent in
+    /// `state`, the same place is taken, or the pool is full.
+    pub fn admit(&mut self, tx: Tx, state: &AppState) -> Result<(), AdmitError> {
+        let lane = state.app().lane(&tx).map_err(AdmitError::Refused)?;
+        let id = tx.hash();
+        let place = match lane {
+            Some(lane) => {
+                let expected = state.next_in_lane(&lane.id);
+                if lane.sequence < expected {
+                    return Err(AdmitError::Stale {
+                        expected,
+                        got: lane.sequence,
+                    });
+                }
+                if self.by_lane.contains_key(&(lane.id, lane.sequence)) {
+                    return Err(AdmitError::Duplicate);
+                }
+                Place::Lane(lane.id, lane.sequence)
+            }
+            None if self.places.contains_key(&id) => return Err(AdmitError::Duplicate),
+            None => Place::Arrival(self.arrivals),
+        };
+        if self.places.len() >= self.capacity {
             return Err(AdmitError::Full(self.capacity));
         }
-        self.by_sender.insert(key, tx);
+        match place {
+            Place::Lane(lane, sequence) => {
+                self.by_lane.insert((lane, sequence), tx);
+            }
+            Place::Arrival(n) => {
+                self.arrivals += 1;
+                self.by_arrival.insert(n, tx);
+            }
+        }
+        self.places.insert(id, place);
         Ok(())
     }
 
-    /// Drops transactions whose nonce the chain has already used.
-    pub fn prune(&mut self, ledger: &Ledger) {
-        self.by_sender
-            .retain(|(sender, nonce), _| *nonce >= ledger.account(sender).nonce);
+    /// Drops transactions whose sequence number the chain has already used.
+    pub fn prune(&mut self, state: &AppState) {
+        let places = &mut self.places;
+        self.by_lane.retain(|(lane, sequence), tx| {
+            let keep = *sequence >= state.next_in_lane(lane);
+            if !keep {
+                places.remove(&tx.hash());
+            }
+            keep
+        });
     }
 
-    pub fn remove(&mut self, tx: &SignedTransaction) {
-        self.by_sender.remove(&(tx.tx.sender, tx.tx.nonce));
+    /// Drops `tx` (included in a block, or refused for good).
+    pub fn remove(&mut self, tx: &Tx) {
+        match self.places.remove(&tx.hash()) {
+            Some(Place::Lane(lane, sequence)) => {
+                self.by_lane.remove(&(lane, sequence));
+            }
+            Some(Place::Arrival(n)) => {
+                self.by_arrival.remove(&n);
+            }
+            None => {}
+        }
     }
 
-    /// Each sender's consecutive nonces starting at its account nonce, taken round-robin
-    /// across senders (each one's next nonce in turn, senders in address order within a
-    /// round), up to `limit`. Taking whole runs sender by sender let the lowest addresses fill
-    /// every block while the rest waited for seconds under load.
-    pub fn candidates(&self, ledger: &Ledger, limit: usize) -> Vec<SignedTransaction> {
-        let mut runs: Vec<Vec<&SignedTransaction>> = Vec::new();
-        let mut sender: Option<(Address, u64)> = None;
-        for ((addr, nonce), tx) in &self.by_sender {
-            let next = match sender {
-                Some((a, n)) if a == *addr => n,
+    /// Each lane's consecutive sequence numbers starting at the one `state` expects, taken
+    /// round-robin across lanes (each one's next in turn, lanes in id order within a round),
+    /// then first-come transactions in arrival order, up to `limit`. Taking whole runs lane by
+    /// lane let the lowest addresses fill every block while the rest waited for seconds under
+    /// load.
+    pub fn candidates(&self, state: &AppState, limit: usize) -> Vec<Tx> {
+        let mut runs: Vec<Vec<&Tx>> = Vec::new();
+        // The lane being walked and the sequence number its run needs next (u64::MAX: the run
+        // ended at a gap).
+        let mut walking: Option<(B256, u64)> = None;
+        for ((lane, sequence), tx) in &self.by_lane {
+            let next = match walking {
+                Some((l, n)) if l == *lane => n,
                 _ => {
                     runs.push(Vec::new());
-                    ledger.account(addr).nonce
+                    state.next_in_lane(lane)
                 }
             };
             let run_full = runs.last().is_some_and(|r| r.len() >= limit);
-            if *nonce < next {
-                // Already used on chain; `prune` will drop it.
-                sender = Some((*addr, next));
-            } else if *nonce == next && !run_full {
+            if *sequence < next {
+                walking = Some((*lane, next));
+            } else if *sequence == next && !run_full {
                 if let Some(run) = runs.last_mut() {
                     run.push(tx);
                 }
-                sender = Some((*addr, next + 1));
+                walking = Some((*lane, next + 1));
             } else {
-                // A gap (or enough from this sender): nothing later of it goes this time.
-                sender = Some((*addr, u64::MAX));
+                walking = Some((*lane, u64::MAX));
             }
         }
         let mut out = Vec::new();
@@ -110,6 +165,8 @@ impl Mempool {
                 }
             }
         }
+        let room = limit.saturating_sub(out.len());
+        out.extend(self.by_arrival.values().take(room).cloned());
         out
     }
 }
@@ -117,10 +174,12 @@ impl Mempool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::tx::{Payload, Transaction};
+    use crate::app::ledger::{lane_of, LedgerApp, Payload, SignedTransaction, Transaction};
+    use crate::app::{App, Application, Committed, Entry};
     use crate::keys::SecretKey;
+    use alloy_primitives::Address;
 
-    fn tx(k: &SecretKey, nonce: u64) -> SignedTransaction {
+    fn tx(k: &SecretKey, nonce: u64) -> Tx {
         Transaction {
             sender: k.address(),
             nonce,
@@ -128,12 +187,23 @@ mod tests {
         }
         .sign(k)
         .unwrap()
+        .to_tx()
+        .unwrap()
+    }
+
+    fn ledger() -> AppState {
+        App::new(LedgerApp::default()).genesis()
+    }
+
+    fn sender_nonce(tx: &Tx) -> (Address, u64) {
+        let s = SignedTransaction::from_tx(tx).unwrap();
+        (s.tx.sender, s.tx.nonce)
     }
 
     #[test]
     fn candidates_are_consecutive_nonces_per_sender() {
         let a = SecretKey::from_bytes([1; 32]).unwrap();
-        let ledger = Ledger::default();
+        let ledger = ledger();
         let mut mp = Mempool::new(10);
         for n in [0, 1, 3] {
             mp.admit(tx(&a, n), &ledger).unwrap();
@@ -142,7 +212,7 @@ mod tests {
         let nonces: Vec<u64> = mp
             .candidates(&ledger, 10)
             .iter()
-            .map(|t| t.tx.nonce)
+            .map(|t| sender_nonce(t).1)
             .collect();
         assert_eq!(nonces, vec![0, 1]);
         assert_eq!(mp.candidates(&ledger, 1).len(), 1);
@@ -152,7 +222,7 @@ mod tests {
     fn candidates_take_turns_across_senders() {
         let a = SecretKey::from_bytes([1; 32]).unwrap();
         let b = SecretKey::from_bytes([2; 32]).unwrap();
-        let ledger = Ledger::default();
+        let ledger = ledger();
         let mut mp = Mempool::new(100);
         for n in 0..10 {
             mp.admit(tx(&a, n), &ledger).unwrap();
@@ -160,17 +230,13 @@ mod tests {
         for n in 0..2 {
             mp.admit(tx(&b, n), &ledger).unwrap();
         }
-        let (lo, hi) = if a.address() < b.address() {
+        let (lo, hi) = if lane_of(&a.address()) < lane_of(&b.address()) {
             (a.address(), b.address())
         } else {
             (b.address(), a.address())
         };
-        let picked: Vec<(Address, u64)> = mp
-            .candidates(&ledger, 5)
-            .iter()
-            .map(|t| (t.tx.sender, t.tx.nonce))
-            .collect();
-        // Both senders get a turn every round, whoever has more pending.
+        let picked: Vec<(Address, u64)> =
+            mp.candidates(&ledger, 5).iter().map(sender_nonce).collect();
         let expect_b_in_first_four = picked[..4]
             .iter()
             .filter(|(s, _)| *s == b.address())
@@ -178,7 +244,6 @@ mod tests {
         assert_eq!(expect_b_in_first_four, 2, "{picked:?}");
         assert_eq!(picked[0].0, lo);
         assert_eq!(picked[1].0, hi);
-        // Each sender's nonces stay in order.
         for s in [a.address(), b.address()] {
             let nonces: Vec<u64> = picked
                 .iter()
@@ -193,12 +258,12 @@ mod tests {
     #[test]
     fn full_and_stale_are_refused_and_prune_drops_used_nonces() {
         let a = SecretKey::from_bytes([1; 32]).unwrap();
-        let mut ledger = Ledger::default();
+        let mut ledger = ledger();
         let mut mp = Mempool::new(2);
         mp.admit(tx(&a, 0), &ledger).unwrap();
         mp.admit(tx(&a, 1), &ledger).unwrap();
         assert_eq!(mp.admit(tx(&a, 2), &ledger), Err(AdmitError::Full(2)));
-        ledger.apply_signed(&tx(&a, 0)).unwrap();
+        ledger.execute(&tx(&a, 0)).unwrap();
         assert_eq!(
             mp.admit(tx(&a, 0), &ledger),
             Err(AdmitError::Stale {
@@ -208,5 +273,61 @@ mod tests {
         );
         mp.prune(&ledger);
         assert_eq!(mp.len(), 1);
+        mp.remove(&tx(&a, 1));
+        assert!(mp.is_empty());
+        assert!(matches!(
+            mp.admit(Tx::new(vec![1, 2, 3]), &ledger),
+            Err(AdmitError::Refused(r)) if r.rule == crate::app::RULE_ENCODING
+        ));
+    }
+
+    /// An application without lanes: every transaction first come, first served.
+    struct Notes;
+
+    impl Application for Notes {
+        type State = ();
+        fn kind(&self) -> &'static str {
+            "notes"
+        }
+        fn genesis(&self) {}
+        fn execute(&self, _: &mut (), _: &Tx) -> Result<Vec<u8>, Rejection> {
+            Ok(Vec::new())
+        }
+        fn commit(&self, _: &mut ()) -> Committed {
+            Committed {
+                state_root: B256::ZERO,
+                writes: Vec::new(),
+            }
+        }
+        fn query(&self, _: &(), _: &[u8]) -> Result<Vec<u8>, Rejection> {
+            Ok(Vec::new())
+        }
+        fn export(&self, _: &()) -> Vec<Entry> {
+            Vec::new()
+        }
+        fn import(&self, _: Vec<Entry>) -> Result<(), Rejection> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn first_come_transactions_leave_in_arrival_order_once_each() {
+        let state = App::new(Notes).genesis();
+        let mut mp = Mempool::new(10);
+        // Arrival order, not byte order.
+        let notes: Vec<Tx> = [9u8, 3, 7, 1].iter().map(|b| Tx::new(vec![*b])).collect();
+        for n in &notes {
+            mp.admit(n.clone(), &state).unwrap();
+        }
+        assert_eq!(
+            mp.admit(notes[1].clone(), &state),
+            Err(AdmitError::Duplicate)
+        );
+        assert_eq!(mp.candidates(&state, 10), notes);
+        assert_eq!(mp.candidates(&state, 2), notes[..2]);
+        mp.remove(&notes[0]);
+        mp.prune(&state);
+        assert_eq!(mp.candidates(&state, 10), notes[1..]);
+        assert_eq!(mp.len(), 3);
     }
 }

@@ -13,8 +13,8 @@ use openraft::storage::RaftLogStorage;
 use openraft::{AsyncRuntime, Instant as _, Raft, ServerState};
 use rand::Rng;
 
+use crate::app::Rejection;
 use crate::chain::block::{Block, ChainSpec};
-use crate::chain::ledger::Account;
 use crate::chain::rules::Head;
 use crate::chain::store::ChainStore;
 use crate::consensus::config::NodeConfig;
@@ -37,7 +37,6 @@ use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
 use crate::settlement::l1::L1;
 use crate::settlement::role::BatcherClaim;
 use crate::sync::lock;
-use alloy_primitives::Address;
 
 pub struct ConsensusNode<RT: AsyncRuntime> {
     cfg: NodeConfig,
@@ -239,9 +238,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         &self.cfg.chain
     }
 
-    /// An account in this node's applied state, with the height it was read at.
-    pub fn account(&self, address: &Address) -> (Account, u64) {
-        self.chain.account(address)
+    /// The application's answer to `query` from this node's applied state, with the height
+    /// it was read at.
+    pub fn query(&self, query: &[u8]) -> (Result<Vec<u8>, Rejection>, u64) {
+        self.chain.query(query)
     }
 
     /// Consensus peers (not this node) heard from within `window`.
@@ -355,13 +355,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Request::ForwardedBatch(txs) => {
                 Response::SubmitTransactions(self.admit_forwarded_batch(txs, is_peer))
             }
-            Request::Account(addr) => {
-                let (acc, height) = self.chain.account(&addr);
-                Response::Account {
-                    balance: acc.balance,
-                    nonce: acc.nonce,
-                    height,
-                }
+            Request::Query(query) => {
+                let (answer, height) = self.chain.query(&query);
+                Response::Query { answer, height }
             }
             Request::GetHead => Response::Head(self.chain.head()),
             Request::GetAttestations { number } if is_peer => {

@@ -12,18 +12,20 @@ use futures::future::join_all;
 use openraft::{AsyncRuntime, Instant as _};
 use serde::{Deserialize, Serialize};
 
+use crate::app::Tx;
 use crate::chain::block::ChainSpec;
 use crate::chain::certificate::ServedBlock;
 use crate::chain::replica::{answer_get_blocks, ReplayError, Replica};
 use crate::chain::rules::{BlockError, Head};
 use crate::chain::store::Serve;
-use crate::chain::tx::SignedTransaction;
 use crate::events::Event;
 use crate::external::core::{EquivocationSeen, ExternalCore, SourceState};
 use crate::ids::NodeId;
 use crate::keys::SecretKey;
 use crate::net::peer;
-use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
+use crate::net::wire::{
+    fill_checked, refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection,
+};
 use crate::policy::download::{DownloadConfig, Fetch, Plan, RoundResult};
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
@@ -268,13 +270,9 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 answer_get_blocks::<RT>(self.replica.chain(), from, max, wait_ms, self.serves())
                     .await
             }
-            Request::Account(addr) => {
-                let (acc, height) = self.replica.chain().account(&addr);
-                Response::Account {
-                    balance: acc.balance,
-                    nonce: acc.nonce,
-                    height,
-                }
+            Request::Query(query) => {
+                let (answer, height) = self.replica.chain().query(&query);
+                Response::Query { answer, height }
             }
             Request::ClientSubmit(tx) => {
                 Response::SubmitTransaction(self.submit_transaction(tx).await)
@@ -291,7 +289,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     /// Passes a client's transaction to a consensus node (which forwards it to the leader):
     /// a batch of one.
-    pub async fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
+    pub async fn submit_transaction(&self, tx: Tx) -> SubmitOutcome {
         self.submit_transactions(vec![tx])
             .await
             .pop()
@@ -302,15 +300,15 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
 
     /// Passes many client transactions to a consensus node in one request; a bad signature is
     /// refused here. One outcome per transaction, in order.
-    pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+    pub async fn submit_transactions(&self, txs: Vec<Tx>) -> Vec<SubmitOutcome> {
         if let Some(refused) = refuse_over_limit(txs.len()) {
             return refused;
         }
-        let valid = self.seams.verifier.each_valid(&txs);
-        let checked: Vec<SignedTransaction> = txs
+        let valid = self.seams.verifier.each_valid(self.replica.app(), &txs);
+        let checked: Vec<Tx> = txs
             .into_iter()
             .zip(&valid)
-            .filter_map(|(tx, ok)| ok.then_some(tx))
+            .filter_map(|(tx, ok)| ok.is_ok().then_some(tx))
             .collect();
         let k = checked.len();
         let mut answers = if k == 0 {
@@ -319,22 +317,16 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             self.forward_batch(checked).await
         }
         .into_iter();
-        valid
-            .iter()
-            .map(|ok| match ok {
-                true => {
-                    answers
-                        .next()
-                        .unwrap_or(SubmitOutcome::Rejected(SubmitRejection::Forward(format!(
-                            "fewer than {k} outcomes came back"
-                        ))))
-                }
-                false => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
-            })
-            .collect()
+        fill_checked(&valid, || {
+            answers
+                .next()
+                .unwrap_or(SubmitOutcome::Rejected(SubmitRejection::Forward(format!(
+                    "fewer than {k} outcomes came back"
+                ))))
+        })
     }
 
-    async fn forward_batch(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+    async fn forward_batch(&self, txs: Vec<Tx>) -> Vec<SubmitOutcome> {
         let n = txs.len();
         let req = Request::ClientSubmitBatch(txs);
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);

@@ -2,7 +2,6 @@
 //! fields in the same order, so the bytes are openraft's own: a test pins it); the payload of
 //! an append is a list of entries, each a whole block or a batcher claim.
 
-use alloy_primitives::Address;
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
@@ -11,10 +10,10 @@ use openraft::raft::{
 use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
+use crate::app::{Rejection, Tx};
 use crate::chain::block::Block;
 use crate::chain::certificate::{ServedBlock, VoteAnswer};
 use crate::chain::rules::Head;
-use crate::chain::tx::SignedTransaction;
 use crate::consensus::mempool::AdmitError;
 use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId, Vote};
 use crate::ids::NodeId;
@@ -138,13 +137,13 @@ pub enum Request {
     Vote(VoteRequest<NodeId>),
     InstallSnapshot(InstallSnapshot),
     /// A client's transaction: the receiver forwards it to the leader if it is not the leader.
-    ClientSubmit(SignedTransaction),
+    ClientSubmit(Tx),
     /// A transaction a replica forwarded for the leader's mempool; never forwarded again.
-    Forwarded(SignedTransaction),
+    Forwarded(Tx),
     /// Are you there? Answered by consensus peers only; see `contact`.
     Ping,
-    /// An account's balance and next nonce in this node's applied state.
-    Account(Address),
+    /// A read of this node's applied state, in the application's own query format.
+    Query(Vec<u8>),
     /// The sender's canonized head. Answered to anyone (external nodes download blocks).
     GetHead,
     /// Canonized blocks from height `from`, at most `max`. When the sender has none yet and
@@ -178,9 +177,9 @@ pub enum Request {
     ClaimBatcher(BatcherClaim),
     /// Many client transactions at once (at most [`MAX_SUBMIT_BATCH`]), each treated as
     /// `ClientSubmit`; answered with `SubmitTransactions`, one outcome each, in order.
-    ClientSubmitBatch(Vec<SignedTransaction>),
+    ClientSubmitBatch(Vec<Tx>),
     /// Many transactions a replica forwarded at once, each treated as `Forwarded`.
-    ForwardedBatch(Vec<SignedTransaction>),
+    ForwardedBatch(Vec<Tx>),
     /// The receiver's commit votes (or certificates) for the blocks it applied at heights
     /// `from..=to` (at most [`crate::chain::store::MAX_BLOCKS_PER_RESPONSE`]). Consensus
     /// peers only: each gathers a majority to certify what it holds.
@@ -202,6 +201,21 @@ pub fn refuse_over_limit(n: usize) -> Option<Vec<SubmitOutcome>> {
     })
 }
 
+/// One outcome per transaction: the application's refusal where its check failed, and the
+/// next of `outcome` (called once per valid transaction, in order) everywhere else.
+pub fn fill_checked(
+    valid: &[Result<(), Rejection>],
+    mut outcome: impl FnMut() -> SubmitOutcome,
+) -> Vec<SubmitOutcome> {
+    valid
+        .iter()
+        .map(|ok| match ok {
+            Ok(()) => outcome(),
+            Err(why) => SubmitOutcome::Rejected(SubmitRejection::Invalid(why.clone())),
+        })
+        .collect()
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Response {
     AppendEntries(Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>>),
@@ -210,9 +224,9 @@ pub enum Response {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     SubmitTransaction(SubmitOutcome),
-    Account {
-        balance: u64,
-        nonce: u64,
+    /// The application's answer to a query, and the height of the state it read.
+    Query {
+        answer: Result<Vec<u8>, Rejection>,
         height: u64,
     },
     Pong,
@@ -256,8 +270,9 @@ pub enum SubmitOutcome {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum SubmitRejection {
-    #[error("signature does not recover to the sender")]
-    BadSignature,
+    /// The application's own check of the transaction refused it (encoding, signature).
+    #[error("{0}")]
+    Invalid(Rejection),
     #[error("{0}")]
     Mempool(AdmitError),
     #[error("forwarding to the leader failed: {0}")]
@@ -286,14 +301,14 @@ mod tests {
         let id = key.node_id();
         let spec = ChainSpec {
             chain_id: 7,
-            genesis_alloc: Vec::new(),
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
             blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         let head = Head::of(&spec.genesis_header().unwrap()).unwrap();
         let block = build_block(
             Proposal {
                 head: &head,
-                ledger: &spec.genesis_ledger(),
+                state: &spec.genesis_state(),
                 key: &key,
                 term: 3,
                 slot: None,

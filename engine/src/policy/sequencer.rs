@@ -19,7 +19,7 @@
 use std::collections::VecDeque;
 
 use super::election::{RaftView, Role};
-use crate::chain::ledger::TxError;
+use crate::app::Rejection;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SequencerConfig {
@@ -191,16 +191,17 @@ impl Sequencer {
         reason.map(|reason| SequencerAction::Dropped { height, reason })
     }
 
-    /// Whether a transaction the builder left out stays in the mempool: a nonce gap may close
-    /// later; anything else never becomes valid.
-    pub fn keeps_excluded(err: &TxError) -> bool {
-        matches!(err, TxError::NonceGap { .. })
+    /// Whether a transaction the builder left out stays in the mempool: a gap in its lane may
+    /// close later; anything else never becomes valid.
+    pub fn keeps_excluded(err: &Rejection) -> bool {
+        err.rule == crate::app::RULE_SEQUENCE_AHEAD
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::ledger::TxError;
 
     fn cfg(max_in_flight: usize) -> SequencerConfig {
         SequencerConfig {
@@ -398,10 +399,12 @@ mod tests {
 
     #[test]
     fn which_excluded_transactions_stay() {
-        assert!(Sequencer::keeps_excluded(&TxError::NonceGap {
-            expected: 1,
-            got: 3
-        }));
-        assert!(!Sequencer::keeps_excluded(&TxError::BadSignature));
+        assert!(Sequencer::keeps_excluded(&Rejection::from(
+            TxError::NonceGap {
+                expected: 1,
+                got: 3
+            }
+        )));
+        assert!(!Sequencer::keeps_excluded(&TxError::BadSignature.into()));
     }
 }

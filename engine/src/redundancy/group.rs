@@ -15,10 +15,10 @@ use futures::future::join_all;
 use openraft::AsyncRuntime;
 use serde::{Deserialize, Serialize};
 
+use crate::app::Tx;
 use crate::chain::block::ChainSpec;
 use crate::chain::rules::Head;
 use crate::chain::store::StoreError;
-use crate::chain::tx::SignedTransaction;
 use crate::consensus::mempool::Mempool;
 use crate::events::Event;
 use crate::external::node::{ExternalConfig, ExternalNode, Trust};
@@ -261,7 +261,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
 
     /// A client's transaction: admitted here and passed to every other member, since whichever
     /// signs next needs it.
-    pub fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
+    pub fn submit_transaction(&self, tx: Tx) -> SubmitOutcome {
         let outcome = self.admit(tx.clone());
         if let (SubmitOutcome::Accepted { .. }, Some(me)) = (&outcome, self.me.upgrade()) {
             let _detached = RT::spawn(me.forward(tx));
@@ -269,12 +269,12 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         outcome
     }
 
-    fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {
-        if !tx.signature_valid() {
-            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
+    fn admit(&self, tx: Tx) -> SubmitOutcome {
+        if let Err(why) = self.sync.replica().app().verify(&tx) {
+            return SubmitOutcome::Rejected(SubmitRejection::Invalid(why));
         }
-        let ledger = self.sync.replica().chain().state().ledger.clone();
-        match lock(&self.state).mempool.admit(tx, &ledger) {
+        let state = self.sync.replica().chain().state().state.clone();
+        match lock(&self.state).mempool.admit(tx, &state) {
             Ok(()) => SubmitOutcome::Accepted {
                 leader: self.identity,
             },
@@ -282,7 +282,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
         }
     }
 
-    async fn forward(self: Arc<Self>, tx: SignedTransaction) {
+    async fn forward(self: Arc<Self>, tx: Tx) {
         let req = Request::Forwarded(tx);
         let timeout = Duration::from_millis(self.cfg.request_timeout_ms);
         let transport = &*self.seams.transport;

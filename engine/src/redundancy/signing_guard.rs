@@ -372,7 +372,7 @@ mod tests {
         let key = derived_key("guard-test", 0);
         let spec = ChainSpec {
             chain_id: 7,
-            genesis_alloc: vec![],
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
             blocks_per_batch: crate::chain::block::DEFAULT_BLOCKS_PER_BATCH,
         };
         let mut header: BlockHeader = spec.genesis_header().unwrap();

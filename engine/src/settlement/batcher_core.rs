@@ -531,7 +531,7 @@ mod tests {
     fn store() -> ChainStore {
         let spec = ChainSpec {
             chain_id: 7,
-            genesis_alloc: Vec::new(),
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
             blocks_per_batch: DEFAULT_BLOCKS_PER_BATCH,
         };
         ChainStore::open(Arc::new(MemDisk::new()), &spec).unwrap()

@@ -228,7 +228,7 @@ mod tests {
     fn spec() -> ChainSpec {
         ChainSpec {
             chain_id: 7,
-            genesis_alloc: Vec::new(),
+            app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
             blocks_per_batch: 1_000,
         }
     }
@@ -306,7 +306,7 @@ mod tests {
         // A snapshot at 10 leaves 4..=10 missing; 2 and 3 stay uncertified.
         let state = source.state().clone();
         let mut batch = WriteBatch::default();
-        stage_snapshot_state(&mut batch, &[], &state).unwrap();
+        stage_snapshot_state(&mut batch, &state).unwrap();
         node.install(batch, state).unwrap();
         let next = grow(&source);
         apply(&node, &next);

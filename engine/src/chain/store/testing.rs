@@ -13,7 +13,7 @@ pub(crate) fn apply_trusted(store: &ChainStore, block: &Block, proposer: &Secret
     let mut next = store.state().clone();
     let executed = verify_block(
         &next.head,
-        &next.ledger,
+        &next.state,
         &[proposer.node_id()],
         block,
         Signatures::Trusted,
@@ -21,7 +21,7 @@ pub(crate) fn apply_trusted(store: &ChainStore, block: &Block, proposer: &Secret
     .expect("verify");
     let mut batch = WriteBatch::default();
     next.head = stage_block(&mut batch, block, &executed).expect("stage");
-    next.ledger = executed.ledger;
+    next.state = executed.state;
     stage_applied(&mut batch, &next).expect("stage");
     store
         .commit(batch, next, Durability::Buffered)
@@ -33,7 +33,7 @@ pub(crate) fn grow(store: &ChainStore, key: &SecretKey) -> Block {
     let s = store.state().clone();
     let proposal = Proposal {
         head: &s.head,
-        ledger: &s.ledger,
+        state: &s.state,
         key,
         term: 1,
         slot: None,

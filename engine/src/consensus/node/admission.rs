@@ -8,18 +8,20 @@ use std::time::Duration;
 use openraft::AsyncRuntime;
 
 use super::ConsensusNode;
-use crate::chain::tx::SignedTransaction;
+use crate::app::{Rejection, Tx};
 use crate::ids::NodeId;
 use crate::net::peer;
-use crate::net::wire::{refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection};
+use crate::net::wire::{
+    fill_checked, refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection,
+};
 use crate::policy::admission::{self, Route};
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// A client's transaction: admitted here when leader, else forwarded once to the leader
     /// (`policy::admission`).
-    pub async fn submit_transaction(&self, tx: SignedTransaction) -> SubmitOutcome {
-        if !tx.signature_valid() {
-            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
+    pub async fn submit_transaction(&self, tx: Tx) -> SubmitOutcome {
+        if let Err(why) = self.chain_spec().app.verify(&tx) {
+            return SubmitOutcome::Rejected(SubmitRejection::Invalid(why));
         }
         match admission::route(self.id, &self.raft_view(), false) {
             Route::Admit => self.admit(tx),
@@ -32,18 +34,18 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// together (across cores in production), the route is decided once, and the valid ones
     /// go into the mempool under one lock or on to the leader in one request. One outcome
     /// per transaction, in order.
-    pub async fn submit_transactions(&self, txs: Vec<SignedTransaction>) -> Vec<SubmitOutcome> {
+    pub async fn submit_transactions(&self, txs: Vec<Tx>) -> Vec<SubmitOutcome> {
         if let Some(refused) = refuse_over_limit(txs.len()) {
             return refused;
         }
-        let valid = self.seams.verifier.each_valid(&txs);
+        let valid = self.seams.verifier.each_valid(&self.chain_spec().app, &txs);
         match admission::route(self.id, &self.raft_view(), false) {
             Route::Admit => self.admit_checked(txs, &valid),
             Route::Forward(leader) => {
-                let forwarded: Vec<SignedTransaction> = txs
+                let forwarded: Vec<Tx> = txs
                     .into_iter()
                     .zip(&valid)
-                    .filter_map(|(tx, ok)| ok.then_some(tx))
+                    .filter_map(|(tx, ok)| ok.is_ok().then_some(tx))
                     .collect();
                 let n = forwarded.len();
                 let mut answers = self.forward_batch(leader, forwarded).await.into_iter();
@@ -58,11 +60,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    async fn forward_batch(
-        &self,
-        leader: NodeId,
-        txs: Vec<SignedTransaction>,
-    ) -> Vec<SubmitOutcome> {
+    async fn forward_batch(&self, leader: NodeId, txs: Vec<Tx>) -> Vec<SubmitOutcome> {
         let n = txs.len();
         if n == 0 {
             return Vec::new();
@@ -81,16 +79,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// A batch a replica forwarded: like [`Self::admit_forwarded`] for each transaction.
     pub(super) fn admit_forwarded_batch(
         &self,
-        txs: Vec<SignedTransaction>,
+        txs: Vec<Tx>,
         from_member: bool,
     ) -> Vec<SubmitOutcome> {
         if let Some(refused) = refuse_over_limit(txs.len()) {
             return refused;
         }
         let valid = if from_member {
-            vec![true; txs.len()]
+            vec![Ok(()); txs.len()]
         } else {
-            self.seams.verifier.each_valid(&txs)
+            self.seams.verifier.each_valid(&self.chain_spec().app, &txs)
         };
         match admission::route(self.id, &self.raft_view(), true) {
             Route::Admit => self.admit_checked(txs, &valid),
@@ -104,22 +102,24 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// Admits the transactions whose signature checked out, under one lock of the mempool.
-    fn admit_checked(&self, txs: Vec<SignedTransaction>, valid: &[bool]) -> Vec<SubmitOutcome> {
+    fn admit_checked(&self, txs: Vec<Tx>, valid: &[Result<(), Rejection>]) -> Vec<SubmitOutcome> {
         let mut core = self.core.lock();
         let mut txs = txs
             .into_iter()
             .zip(valid)
-            .filter_map(|(tx, ok)| ok.then_some(tx));
+            .filter_map(|(tx, ok)| ok.is_ok().then_some(tx));
         fill_checked(valid, || match txs.next() {
             Some(tx) => match core.admit(tx) {
                 Ok(()) => SubmitOutcome::Accepted { leader: self.id },
                 Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
             },
-            None => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
+            None => SubmitOutcome::Rejected(SubmitRejection::Forward(
+                "fewer transactions than checks".into(),
+            )),
         })
     }
 
-    async fn forward(&self, leader: NodeId, tx: SignedTransaction) -> SubmitOutcome {
+    async fn forward(&self, leader: NodeId, tx: Tx) -> SubmitOutcome {
         let timeout = Duration::from_millis(self.cfg.rpc_timeout_ms);
         let req = Request::Forwarded(tx);
         peer::ask(&*self.seams.transport, leader, &req, timeout, |r| match r {
@@ -132,13 +132,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// A transaction a replica forwarded: admitted if this node leads, never forwarded again.
     /// A member checked its signature before forwarding it; anyone else's is checked here.
-    pub(super) fn admit_forwarded(
-        &self,
-        tx: SignedTransaction,
-        from_member: bool,
-    ) -> SubmitOutcome {
-        if !from_member && !tx.signature_valid() {
-            return SubmitOutcome::Rejected(SubmitRejection::BadSignature);
+    pub(super) fn admit_forwarded(&self, tx: Tx, from_member: bool) -> SubmitOutcome {
+        if !from_member {
+            if let Err(why) = self.chain_spec().app.verify(&tx) {
+                return SubmitOutcome::Rejected(SubmitRejection::Invalid(why));
+            }
         }
         match admission::route(self.id, &self.raft_view(), true) {
             Route::Admit => self.admit(tx),
@@ -149,22 +147,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    fn admit(&self, tx: SignedTransaction) -> SubmitOutcome {
+    fn admit(&self, tx: Tx) -> SubmitOutcome {
         match self.core.lock().admit(tx) {
             Ok(()) => SubmitOutcome::Accepted { leader: self.id },
             Err(e) => SubmitOutcome::Rejected(SubmitRejection::Mempool(e)),
         }
     }
-}
-
-/// One outcome per transaction: a bad signature's rejection where `valid` is false, and the
-/// next of `outcome` (called once per valid transaction, in order) everywhere else.
-fn fill_checked(valid: &[bool], mut outcome: impl FnMut() -> SubmitOutcome) -> Vec<SubmitOutcome> {
-    valid
-        .iter()
-        .map(|ok| match ok {
-            true => outcome(),
-            false => SubmitOutcome::Rejected(SubmitRejection::BadSignature),
-        })
-        .collect()
 }

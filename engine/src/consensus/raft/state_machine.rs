@@ -10,7 +10,6 @@ use std::io::Cursor;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use alloy_primitives::Address;
 use openraft::storage::RaftStateMachine;
 use openraft::{
     AsyncRuntime, EntryPayload, ErrorSubject, ErrorVerb, RaftSnapshotBuilder, Snapshot,
@@ -19,9 +18,9 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 
 use super::types::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
+use crate::app::Entry as StateEntry;
 use crate::chain::backfill::Backfill;
 use crate::chain::block::Block;
-use crate::chain::ledger::{Account, Ledger};
 use crate::chain::rules::{self, BlockError};
 use crate::chain::signatures::Signatures;
 use crate::chain::store::{
@@ -35,14 +34,15 @@ use crate::keys::SecretKey;
 use crate::settlement::batch::BatchHeader;
 use crate::storage::{Durability, WriteBatch};
 
-/// A snapshot is the applied state without the blocks: the head, every account, the batch
+/// A snapshot is the applied state without the blocks: the head, the application's every
+/// key-value pair, the batch
 /// cursor and the batcher role. A node that installs one fetches the blocks it lacks by the
 /// block-download protocol ([`crate::chain::backfill`]), so a snapshot's size follows the state, not
 /// the chain.
 #[derive(Serialize, Deserialize)]
 struct SnapshotPayload {
     meta: AppliedMeta,
-    accounts: Vec<(Address, Account)>,
+    state: Vec<StateEntry>,
 }
 
 pub struct StateMachine<RT> {
@@ -170,7 +170,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             // Signatures were checked by the leader at admission: members trust each other.
             rules::verify_block(
                 &next.head,
-                &next.ledger,
+                &next.state,
                 &self.peers,
                 &block,
                 Signatures::Trusted,
@@ -208,7 +208,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             },
         );
         next.head = head;
-        next.ledger = executed.ledger;
+        next.state = executed.state;
         if let Some(sealed) =
             next.batches
                 .on_block(&block.header, head.hash, self.chain.blocks_per_batch())
@@ -245,7 +245,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         let err = |e: String| io_err(ErrorSubject::Snapshot(None), ErrorVerb::Read, e);
         let payload = SnapshotPayload {
             meta: AppliedMeta::of(state),
-            accounts: state.ledger.accounts().map(|(a, acc)| (*a, *acc)).collect(),
+            state: state.state.export(),
         };
         let data = codec::encode(&payload).map_err(|e| err(e.to_string()))?;
         let snapshot_id = match state.last_applied {
@@ -338,17 +338,20 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
         };
         let payload: SnapshotPayload =
             codec::decode(snapshot.get_ref()).map_err(|e| err(e.to_string()))?;
-        let ledger = Ledger::from_accounts(payload.accounts.iter().copied());
-        // The accounts must be the state the head commits to, whoever sent them.
-        if ledger.state_root() != payload.meta.head.state_root {
+        let old = self.chain.state().clone();
+        let app_state = old
+            .state
+            .app()
+            .import(payload.state)
+            .map_err(|e| err(format!("snapshot state: {e}")))?;
+        // The state must be the one the head commits to, whoever sent it.
+        let root = app_state.root();
+        if root != payload.meta.head.state_root {
             return Err(err(format!(
-                "snapshot accounts commit to {}, its head at height {} to {}",
-                ledger.state_root(),
-                payload.meta.head.height,
-                payload.meta.head.state_root
+                "snapshot state commits to {root}, its head at height {} to {}",
+                payload.meta.head.height, payload.meta.head.state_root
             )));
         }
-        let old = self.chain.state().clone();
         let head = payload.meta.head;
         // openraft installs only snapshots beyond what this node committed, and it applied
         // no more than it committed: a snapshot below the applied head, or another block at
@@ -363,15 +366,14 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
         }
         let state = ChainState {
             head,
-            ledger,
+            state: app_state,
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
             batches: payload.meta.batches,
             batcher_role: payload.meta.batcher_role,
         };
         let mut batch = WriteBatch::default();
-        stage_snapshot_state(&mut batch, &payload.accounts, &state)
-            .map_err(|e| err(e.to_string()))?;
+        stage_snapshot_state(&mut batch, &state).map_err(|e| err(e.to_string()))?;
         // A snapshot stands in for purged log entries: it is written synced.
         let backfill = self
             .chain

@@ -86,7 +86,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         } = self.cfg.trust
         else {
             return RangeChecks::Signed {
-                first_bad_signature: self.replica.first_bad_signature(blocks).map(|(b, _)| b),
+                first_bad_signature: self.replica.first_bad_signature(blocks).map(|(b, _, _)| b),
             };
         };
         let bad_certificate = self.replica.first_bad_certificate(served);
@@ -98,10 +98,10 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         }
         // A bad transaction signature refuses its block like a bad certificate: whichever
         // block comes first is where the source is dropped.
-        let bad_signature = self.replica.first_bad_signature(blocks).map(|(b, index)| {
-            let error = crate::chain::ledger::TxError::BadSignature;
-            (b, BlockError::Transaction { index, error })
-        });
+        let bad_signature = self
+            .replica
+            .first_bad_signature(blocks)
+            .map(|(b, index, error)| (b, BlockError::Transaction { index, error }));
         let bad = match (bad_certificate, bad_signature) {
             (Some(c), Some(t)) => Some(if c.0 <= t.0 { c } else { t }),
             (c, t) => c.or(t),

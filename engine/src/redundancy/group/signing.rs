@@ -39,20 +39,20 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
     /// `None` when the head is already of this round or later, or the block cannot be built.
     pub(super) fn build(&self, st: &mut MemberState, round: u64) -> Option<Block> {
         let level = self.cfg.redundancy.level.value();
-        let (head, ledger) = {
+        let (head, state) = {
             let c = self.sync.replica().chain().state();
-            (c.head, c.ledger.clone())
+            (c.head, c.state.clone())
         };
         if head.round.is_some_and(|r| r >= round) {
             return None;
         }
         let candidates = st
             .mempool
-            .candidates(&ledger, self.cfg.max_block_transactions);
+            .candidates(&state, self.cfg.max_block_transactions);
         let built = build_block(
             Proposal {
                 head: &head,
-                ledger: &ledger,
+                state: &state,
                 key: &self.cfg.identity,
                 term: 0,
                 slot: Some(Slot { round, level }),
@@ -104,8 +104,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                     });
                 }
                 st.core.on_published(&head, slot);
-                st.mempool
-                    .prune(&self.sync.replica().chain().state().ledger);
+                st.mempool.prune(&self.sync.replica().chain().state().state);
                 self.emit(Event::Signed {
                     height: head.height,
                     round: slot.round,

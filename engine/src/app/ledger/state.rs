@@ -1,7 +1,6 @@
 //! The deterministic reference executor: an account ledger of balances and nonces with a state
 //! root. The same blocks give the same root on every node.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, B256};
@@ -9,7 +8,7 @@ use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use solana_lattice_hash::lt_hash::LtHash;
 
-use crate::chain::tx::{Payload, SignedTransaction};
+use super::tx::{Payload, SignedTransaction};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Account {
@@ -29,6 +28,19 @@ pub enum TxError {
     InsufficientBalance { balance: u64, amount: u64 },
     #[error("recipient balance would overflow")]
     Overflow,
+}
+
+impl TxError {
+    /// The rule broken, as the seam's [`super::super::Rejection`] names it.
+    pub fn rule(&self) -> &'static str {
+        match self {
+            TxError::BadSignature => super::super::RULE_SIGNATURE,
+            TxError::NonceTooLow { .. } => "nonce_too_low",
+            TxError::NonceGap { .. } => super::super::RULE_SEQUENCE_AHEAD,
+            TxError::InsufficientBalance { .. } => "insufficient_balance",
+            TxError::Overflow => "overflow",
+        }
+    }
 }
 
 /// blake3's key-derivation context for an account's lattice element: the commitment's version.
@@ -218,31 +230,29 @@ impl Ledger {
     /// Folds the pending writes into the commitment (O(accounts written since the last call))
     /// and returns the state root, so later roots start from here.
     pub fn commit_root(&mut self) -> B256 {
+        self.commit().0
+    }
+
+    /// [`Ledger::commit_root`], and the accounts whose content changed since the last call.
+    pub fn commit(&mut self) -> (B256, Vec<Address>) {
+        let changed: Vec<Address> = self
+            .written
+            .iter()
+            .filter(|(addr, old)| **old != self.account(addr))
+            .map(|(addr, _)| *addr)
+            .collect();
         if !self.written.is_empty() || self.lattice.is_none() {
             self.lattice = Some(Arc::new(self.folded()));
             self.written = OrdMap::new();
         }
-        self.state_root()
-    }
-}
-
-/// The ledger after a block, and which accounts the block wrote (what storage must persist).
-#[derive(Clone, Debug)]
-pub struct Executed {
-    pub ledger: Ledger,
-    pub touched: BTreeSet<Address>,
-}
-
-impl Executed {
-    pub fn touched_accounts(&self) -> impl Iterator<Item = (Address, Account)> + '_ {
-        self.touched.iter().map(|a| (*a, self.ledger.account(a)))
+        (self.state_root(), changed)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::tx::Transaction;
     use super::*;
-    use crate::chain::tx::Transaction;
     use crate::keys::SecretKey;
 
     fn key(n: u8) -> SecretKey {
