@@ -2,7 +2,7 @@
 //! number (the ledger: by sender and nonce), so the sequencer can take each lane's next
 //! runnable sequence numbers in order, or first come, first served.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
@@ -35,8 +35,9 @@ pub struct Mempool {
     by_lane: BTreeMap<(B256, u64), Tx>,
     by_arrival: BTreeMap<u64, Tx>,
     /// Every pending transaction by id, so one can be removed by its bytes alone and a
-    /// first-come one is not queued twice.
-    places: HashMap<B256, Place>,
+    /// first-come one is not queued twice. Ordered, not hashed: a `HashMap` draws its keys from
+    /// the simulator's random stream when made, which shifted every later draw of a run.
+    places: BTreeMap<B256, Place>,
     arrivals: u64,
     capacity: usize,
 }
@@ -46,7 +47,7 @@ impl Mempool {
         Mempool {
             by_lane: BTreeMap::new(),
             by_arrival: BTreeMap::new(),
-            places: HashMap::new(),
+            places: BTreeMap::new(),
             arrivals: 0,
             capacity,
         }
