@@ -102,6 +102,7 @@ pub fn node_config(v: &Validated) -> NodeConfig {
         rpc_timeout_ms: 2_000,
         batch_timeout_ms: s.batcher_batch_timeout_ms,
         chain: v.chain.clone(),
+        plant: canon_engine::consensus::config::Plant::None,
     }
 }
 

@@ -23,10 +23,12 @@ use crate::settlement::role::BatcherRole;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
 mod certified;
+mod outcomes;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) use certified::stage_certificate;
 pub use certified::{certificate_key, Serve};
+pub use outcomes::Applied;
 
 const KEY_APPLIED: &[u8] = b"sm/applied";
 /// The blocks a snapshot jumped over, while any are missing (see [`crate::chain::backfill`]).
@@ -371,6 +373,8 @@ pub struct ChainStore {
     backfill_due: Notify,
     /// See [`ChainStore::certified_through`].
     certified: Mutex<u64>,
+    /// Clients waiting for their transactions' answers (see [`ChainStore::await_applied`]).
+    waiters: outcomes::Waiters,
 }
 
 impl ChainStore {
@@ -394,6 +398,7 @@ impl ChainStore {
             published: Notify::new(),
             backfill: Mutex::new(backfill),
             backfill_due,
+            waiters: outcomes::Waiters::default(),
         })
     }
 

@@ -37,6 +37,9 @@ pub struct NodeConfig {
     /// batches close only by count).
     pub batch_timeout_ms: u64,
     pub chain: ChainSpec,
+    /// A bug planted on purpose, to show the simulator's checkers catch it: `Plant::None`
+    /// everywhere but those runs.
+    pub plant: Plant,
 }
 
 impl NodeConfig {
@@ -121,4 +124,13 @@ impl NodeConfig {
         .validate()
         .map_err(|e| NodeError::Config(e.to_string()))
     }
+}
+
+/// Bugs the simulator can plant in a node to prove a checker fires (`CANON_SIM_PLANT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Plant {
+    #[default]
+    None,
+    /// Linearizable reads skip the read index and answer from this node's applied state.
+    StaleReads,
 }

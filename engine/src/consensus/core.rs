@@ -409,6 +409,7 @@ impl NodeCore {
                 self.mempool.remove(tx);
             }
         }
+        self.mempool.proposed(&built.block.transactions);
         out.push(Effect::Emit(Event::Proposed {
             height: built.block.header.height,
             transactions: built.block.transactions.len(),
@@ -510,6 +511,7 @@ mod tests {
                 app: crate::app::App::new(crate::app::ledger::LedgerApp::default()),
                 blocks_per_batch: DEFAULT_BLOCKS_PER_BATCH,
             },
+            plant: crate::consensus::config::Plant::None,
         };
         let chain = Arc::new(ChainStore::open(Arc::new(MemDisk::new()), &cfg.chain).unwrap());
         NodeCore::new(cfg, chain, Arc::new(FixedClock(1_000)), 42, 0)

@@ -111,6 +111,24 @@ impl Mempool {
         });
     }
 
+    /// Takes the first-come transactions of a block just built out of the pool. They have no
+    /// sequence number the chain could prune them by, and a pipelined next block must not take
+    /// them again; a proposal that is lost loses them (at most once: their clients time out
+    /// and learn nothing). Laned transactions stay until the chain passes them, so a lost
+    /// proposal's are proposed again.
+    pub fn proposed(&mut self, txs: &[Tx]) {
+        if self.by_arrival.is_empty() {
+            return;
+        }
+        for tx in txs {
+            let id = tx.hash();
+            if let Some(Place::Arrival(n)) = self.places.get(&id).copied() {
+                self.places.remove(&id);
+                self.by_arrival.remove(&n);
+            }
+        }
+    }
+
     /// Drops `tx` (included in a block, or refused for good).
     pub fn remove(&mut self, tx: &Tx) {
         match self.places.remove(&tx.hash()) {
@@ -274,6 +292,9 @@ mod tests {
         );
         mp.prune(&ledger);
         assert_eq!(mp.len(), 1);
+        // Laned transactions stay until the chain passes them.
+        mp.proposed(&[tx(&a, 1)]);
+        assert_eq!(mp.len(), 1);
         mp.remove(&tx(&a, 1));
         assert!(mp.is_empty());
         assert!(matches!(
@@ -330,5 +351,9 @@ mod tests {
         mp.prune(&state);
         assert_eq!(mp.candidates(&state, 10), notes[1..]);
         assert_eq!(mp.len(), 3);
+        // Proposed once, never again.
+        mp.proposed(&notes[1..3]);
+        assert_eq!(mp.candidates(&state, 10), notes[3..]);
+        assert_eq!(mp.len(), 1);
     }
 }

@@ -28,11 +28,12 @@ use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, NodeStatus};
 use crate::events::Event;
 use crate::ids::NodeId;
 use crate::net::peer;
-use crate::net::wire::{Request, Response};
+use crate::net::wire::{Request, Response, MAX_SUBMIT_WAIT_MS};
 use crate::policy::election::{LogPos, RaftView, Role};
 pub use crate::seams::{NodeError, Seams};
 
 mod admission;
+pub mod client;
 use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
 use crate::settlement::l1::L1;
 use crate::settlement::role::BatcherClaim;
@@ -358,6 +359,15 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Request::Query(query) => {
                 let (answer, height) = self.chain.query(&query);
                 Response::Query { answer, height }
+            }
+            Request::Read {
+                query,
+                consistency,
+                forwarded,
+            } => Response::Read(self.read(query, consistency, forwarded).await),
+            Request::SubmitAndWait { tx, wait_ms } => {
+                let wait = Duration::from_millis(u64::from(wait_ms.min(MAX_SUBMIT_WAIT_MS)));
+                Response::Awaited(self.submit_and_wait(tx, wait).await)
             }
             Request::GetHead => Response::Head(self.chain.head()),
             Request::GetAttestations { number } if is_peer => {

@@ -144,6 +144,19 @@ pub enum Request {
     Ping,
     /// A read of this node's applied state, in the application's own query format.
     Query(Vec<u8>),
+    /// A read of committed state with the consistency asked (see
+    /// [`crate::consensus::node::client`]); `forwarded` by a follower to its leader.
+    Read {
+        query: Vec<u8>,
+        consistency: ReadConsistency,
+        forwarded: bool,
+    },
+    /// A client's transaction, answered once this node applied it (or after `wait_ms`, at most
+    /// [`MAX_SUBMIT_WAIT_MS`]).
+    SubmitAndWait {
+        tx: Tx,
+        wait_ms: u32,
+    },
     /// The sender's canonized head. Answered to anyone (external nodes download blocks).
     GetHead,
     /// Canonized blocks from height `from`, at most `max`. When the sender has none yet and
@@ -191,6 +204,8 @@ pub enum Request {
 
 /// Most transactions one batched submission carries.
 pub const MAX_SUBMIT_BATCH: usize = 10_000;
+/// Longest a [`Request::SubmitAndWait`] is held.
+pub const MAX_SUBMIT_WAIT_MS: u32 = 30_000;
 
 /// A batched submission of `n` transactions over [`MAX_SUBMIT_BATCH`] is refused whole, with
 /// the reason, one outcome per transaction; `None` when it is within the limit.
@@ -199,6 +214,49 @@ pub fn refuse_over_limit(n: usize) -> Option<Vec<SubmitOutcome>> {
         let why = format!("a batch of {n} transactions is over the limit of {MAX_SUBMIT_BATCH}");
         vec![SubmitOutcome::Rejected(SubmitRejection::TooMany(why)); n]
     })
+}
+
+// What a client of a replicated store asks beyond submitting, and what it is answered
+// (served by `crate::consensus::node::client`).
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadConsistency {
+    /// Sees every write that completed before the read began (a read index on the leader).
+    Linearizable,
+    /// This node's applied state, however far behind the leader it is.
+    Local,
+}
+
+/// A read's answer and the height of the state it read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadAnswer {
+    pub answer: Vec<u8>,
+    pub height: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ReadError {
+    /// No node that leads could confirm it: retry (at `leader` if known).
+    #[error("no confirmed leader to read from (leader known: {leader:?})")]
+    NotLeader { leader: Option<NodeId> },
+    /// The leader could not confirm its leadership with a quorum in time, or the forward failed.
+    #[error("read not confirmed: {0}")]
+    Unconfirmed(String),
+    /// The application refused the query.
+    #[error("query refused: {0}")]
+    Refused(Rejection),
+}
+
+/// What came of a transaction submitted to be waited on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Awaited {
+    /// Applied in the block at `height`, answering `output`.
+    Applied { height: u64, output: Vec<u8> },
+    /// Not admitted: it was refused or no leader took it. It will not be applied.
+    NotAdmitted(SubmitOutcome),
+    /// Admitted, but not seen applied in time: it may still be applied, or not.
+    TimedOut,
 }
 
 /// One outcome per transaction: the application's refusal where its check failed, and the
@@ -224,6 +282,8 @@ pub enum Response {
         Result<InstallSnapshotResponse<NodeId>, RaftError<NodeId, InstallSnapshotError>>,
     ),
     SubmitTransaction(SubmitOutcome),
+    Read(Result<ReadAnswer, ReadError>),
+    Awaited(Awaited),
     /// The application's answer to a query, and the height of the state it read.
     Query {
         answer: Result<Vec<u8>, Rejection>,

@@ -45,6 +45,9 @@ struct SnapshotPayload {
     state: Vec<StateEntry>,
 }
 
+/// What each transaction of an applied block answered, in order.
+type Outputs = Vec<Vec<u8>>;
+
 pub struct StateMachine<RT> {
     chain: Arc<ChainStore>,
     node: NodeId,
@@ -108,6 +111,8 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         let mut next = self.chain.state().clone();
         next.last_applied = Some(log_id);
         let mut batch = WriteBatch::default();
+        // An applied block and what its transactions answered, for waiting clients.
+        let mut answered = None;
         let outcome = match entry.payload {
             EntryPayload::Blank => None,
             EntryPayload::Membership(m) => {
@@ -115,7 +120,9 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 None
             }
             EntryPayload::Normal(Command::Block(block)) => {
-                Some(self.execute(&mut next, &mut batch, log_id, block)?)
+                let (outcome, outputs) = self.execute(&mut next, &mut batch, log_id, &block)?;
+                answered = outputs.map(|o| (block, o));
+                Some(outcome)
             }
             EntryPayload::Normal(Command::ClaimBatcher(claim)) => {
                 let outcome = match next.batcher_role.apply(&claim) {
@@ -138,6 +145,9 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         stage_applied(&mut batch, &next)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, e))?;
         self.commit(batch, next, Durability::Buffered)?;
+        if let Some((block, outputs)) = answered {
+            self.chain.resolve_applied(&block, &outputs);
+        }
         if outcome.is_none() {
             self.events.emit(
                 &self.node,
@@ -154,8 +164,8 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         next: &mut ChainState,
         batch: &mut WriteBatch,
         log_id: LogId,
-        block: Block,
-    ) -> Result<ApplyOutcome, StorageError<NodeId>> {
+        block: &Block,
+    ) -> Result<(ApplyOutcome, Option<Outputs>), StorageError<NodeId>> {
         let h = &block.header;
         // A block must come from the leader that appended it: with one leader per term
         // (openraft's `single-term-leader`), the entry's term names that leader, so a stale
@@ -172,7 +182,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 &next.head,
                 &next.state,
                 &self.peers,
-                &block,
+                block,
                 Signatures::Trusted,
             )
         };
@@ -187,12 +197,12 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                         reason: e.to_string(),
                     },
                 );
-                return Ok(ApplyOutcome::Rejected(e));
+                return Ok((ApplyOutcome::Rejected(e), None));
             }
         };
         let enc_err =
             |e: codec::CodecError| io_err(ErrorSubject::Apply(log_id), ErrorVerb::Write, e);
-        let head = stage_block(batch, &block, &executed).map_err(enc_err)?;
+        let head = stage_block(batch, block, &executed).map_err(enc_err)?;
         self.events.emit(
             &self.node,
             Event::BlockApplied {
@@ -209,16 +219,20 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         );
         next.head = head;
         next.state = executed.state;
+        let outputs = executed.outputs;
         if let Some(sealed) =
             next.batches
                 .on_block(&block.header, head.hash, self.chain.blocks_per_batch())
         {
             self.seal(batch, &sealed).map_err(enc_err)?;
         }
-        Ok(ApplyOutcome::Applied {
-            height: head.height,
-            hash: head.hash,
-        })
+        Ok((
+            ApplyOutcome::Applied {
+                height: head.height,
+                hash: head.hash,
+            },
+            Some(outputs),
+        ))
     }
 
     /// Stages a batch this node just sealed with its own attestation, signed as it applies the

@@ -63,7 +63,10 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             candidates,
         );
         match built {
-            Ok(b) => Some(b.block),
+            Ok(b) => {
+                st.mempool.proposed(&b.block.transactions);
+                Some(b.block)
+            }
             Err(e) => {
                 self.emit(Event::SignRefused {
                     round,
