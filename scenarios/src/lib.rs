@@ -195,6 +195,16 @@ pub fn probe_main() {
 
 /// Runs one seed of `name` in a fresh child process of this test binary.
 pub fn run_seed(name: &str, seed: u64) -> RunReport {
+    run_seed_with(name, seed, None)
+}
+
+/// [`run_seed`] with a bug planted in every node (`CANON_SIM_PLANT`), to show a checker
+/// catches it.
+pub fn run_seed_planted(name: &str, seed: u64, plant: &str) -> RunReport {
+    run_seed_with(name, seed, Some(plant))
+}
+
+fn run_seed_with(name: &str, seed: u64, plant: Option<&str>) -> RunReport {
     let s = scenarios::find(name).unwrap_or_else(|| panic!("no scenario named {name}"));
     let exe = std::env::current_exe().unwrap_or_else(|e| panic!("test binary path: {e}"));
     let mut cmd = std::process::Command::new(exe);
@@ -206,6 +216,10 @@ pub fn run_seed(name: &str, seed: u64) -> RunReport {
         "--test-threads=1",
     ])
     .env(PROBE_ENV, format!("{name}:{seed}"));
+    match plant {
+        Some(p) => cmd.env("CANON_SIM_PLANT", p),
+        None => cmd.env_remove("CANON_SIM_PLANT"),
+    };
     scenario::run_in_child(cmd, s, seed)
 }
 

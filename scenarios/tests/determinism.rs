@@ -14,6 +14,7 @@ const CASES: &[(&str, u64)] = &[
     ("snapshot-catchup", 6),
     ("lying-backfill", 2),
     ("lying-source", 8),
+    ("kv-linearizable", 3),
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),

@@ -87,6 +87,27 @@ fn snapshot_catchup() {
 }
 
 #[test]
+fn kv_linearizable() {
+    let r = run_scenario("kv-linearizable", 0..6, "kv_linearizable");
+    assert_ran(&r);
+    assert_fact(&r, "kv_operations", 1, 300.0, 5_000.0);
+}
+
+/// The checker fires: with reads served from a follower's applied state without the read
+/// index, every seed's history is refuted.
+#[test]
+fn kv_linearizable_catches_a_planted_stale_read() {
+    for seed in 0..4 {
+        let r = canon_scenarios::run_seed_planted("kv-linearizable", seed, "stale-reads");
+        let text = r.failure_text();
+        assert!(
+            !r.ok() && text.contains("no linearization"),
+            "seed {seed} with stale reads planted was not refuted: {text}"
+        );
+    }
+}
+
+#[test]
 fn lying_backfill() {
     // Seeds cycle through the four lies (`canon_sim::lying_peer::ServingLie::ALL`); every seed's
     // node refused the lying leader's answer at least once by that lie's rule (the scenario

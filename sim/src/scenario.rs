@@ -69,9 +69,14 @@ impl RunReport {
             .collect()
     }
 
+    /// The one command that replays this run, with the planted bug it ran with, if any.
     pub fn replay_command(&self) -> String {
+        let plant = match std::env::var("CANON_SIM_PLANT") {
+            Ok(p) => format!("CANON_SIM_PLANT={p} "),
+            Err(_) => String::new(),
+        };
         format!(
-            "cargo run --release -p canon-sim -- run {} --seed {}",
+            "{plant}cargo run --release -p canon-sim -- run {} --seed {}",
             self.scenario, self.seed
         )
     }

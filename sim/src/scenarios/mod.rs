@@ -6,6 +6,7 @@
 mod batcher;
 mod common;
 mod external;
+mod kv;
 mod network;
 mod raft;
 mod redundancy;
@@ -21,6 +22,7 @@ use external::{
     external_catchup, external_chain, external_failover, external_partition, external_restart,
     lying_source,
 };
+use kv::kv_linearizable;
 use network::hostile_network;
 use raft::{
     asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, lying_backfill,
@@ -34,6 +36,12 @@ use redundancy::{
 };
 
 pub static SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "kv-linearizable",
+        description: "the key-value application: 5 clients put, delete, compare-and-set and read 3 keys through random nodes while leaders crash, a node is cut off from its peers but not its clients, and clocks jump; every operation's invocation and completion (timeouts included) is recorded and the history must be linearizable",
+        body: kv_linearizable,
+        sim_time_limit: Duration::from_secs(120),
+    },
     Scenario {
         name: "leader-failover",
         description: "3 nodes: stop the leader, another leads within the bound and blocks continue; the old leader restarts, rejoins as follower and catches up",
