@@ -93,6 +93,13 @@ fn kv_linearizable() {
     assert_fact(&r, "kv_operations", 1, 300.0, 5_000.0);
 }
 
+#[test]
+fn kv_chaos() {
+    let r = run_scenario("kv-chaos", 0..6, "kv_chaos");
+    assert_ran(&r);
+    assert_fact(&r, "kv_operations", 1, 20.0, 5_000.0);
+}
+
 /// The checker fires: with reads served from a follower's applied state without the read
 /// index, every seed's history is refuted.
 #[test]

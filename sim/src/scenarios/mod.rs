@@ -22,7 +22,7 @@ use external::{
     external_catchup, external_chain, external_failover, external_partition, external_restart,
     lying_source,
 };
-use kv::kv_linearizable;
+use kv::{kv_chaos, kv_linearizable};
 use network::hostile_network;
 use raft::{
     asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, lying_backfill,
@@ -41,6 +41,12 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "the key-value application: 5 clients put, delete, compare-and-set and read 3 keys through random nodes while leaders crash, a node is cut off from its peers but not its clients, and clocks jump; every operation's invocation and completion (timeouts included) is recorded and the history must be linearizable",
         body: kv_linearizable,
         sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "kv-chaos",
+        description: "kv-linearizable's clients and check under 40 simulated seconds of chaos's faults but L1's: crashes and power losses, partitions, loss, delay, failing disk writes, clock jumps of up to 30 s, stream faults",
+        body: kv_chaos,
+        sim_time_limit: Duration::from_secs(180),
     },
     Scenario {
         name: "leader-failover",
