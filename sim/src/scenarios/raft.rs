@@ -8,10 +8,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::common::{
-    at, heal_and_check, ms, running_cluster, running_cluster_with, sleep_ms, CLIENT_INTERVAL,
-    HEAL_BOUND, PROGRESS_BLOCKS,
+    at, cluster_fault, heal_and_check, ms, running_cluster, running_cluster_with, sleep_ms,
+    CLIENT_INTERVAL, HEAL_BOUND, PROGRESS_BLOCKS,
 };
-use super::network::stream_fault;
 use crate::client::spawn_client;
 use crate::cluster::ClusterConfig;
 use crate::lying_peer::ServingLie;
@@ -421,7 +420,6 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
         };
         let mut c = ctx.cluster(cfg);
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
-        let n = c.size();
         // An external node follows throughout, checking every block's certificate while its
         // sources crash, lose power, split and lose their disks, and crashes itself now and
         // then. Its faults come from an RNG of their own, so the cluster's fault plan of a
@@ -438,68 +436,13 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
                 _ => {}
             }
             match c.rng.gen_range(0..16) {
-                0 | 1 => {
-                    let up = c.up_nodes();
-                    if let Some(&i) = up.choose(&mut c.rng) {
-                        c.crash(i);
-                    }
-                }
-                2 | 3 => {
-                    let down = c.down_nodes();
-                    if let Some(&i) = down.choose(&mut c.rng) {
-                        c.restart(i);
-                    }
-                }
-                4 => {
-                    let i = c.rng.gen_range(0..n);
-                    c.net.isolate(i);
-                    c.note(format!("fault: isolate n{i}"));
-                }
-                5 => {
-                    let from = c.rng.gen_range(0..n);
-                    let to = (from + c.rng.gen_range(1..n)) % n;
-                    c.net.block(from, to);
-                    c.note(format!("fault: drop n{from} -> n{to}"));
-                }
-                6 => {
-                    let loss = c.rng.gen_range(0..300);
-                    c.net.set_loss_permille(loss);
-                    c.note(format!("fault: lose {loss}/1000 messages"));
-                }
-                7 => {
-                    let max = c.rng.gen_range(0..150);
-                    c.net.set_extra_delay_ms(0, max);
-                    c.note(format!("fault: delay messages up to {max} ms"));
-                }
-                8 => {
-                    c.net.heal();
-                    c.note("fault: heal network");
-                }
-                10 => {
-                    let i = c.rng.gen_range(0..n);
-                    let delta = c.rng.gen_range(-30_000..=30_000);
-                    c.jump_clock(i, delta);
-                }
-                9 => {
-                    if c.rng.gen_bool(0.5) {
-                        let i = c.rng.gen_range(0..n);
-                        c.fail_disk_writes(i);
-                    } else {
-                        c.heal_disks();
-                    }
-                }
-                14 | 15 => stream_fault(&mut c),
                 12 => match c.rng.gen_range(0..4) {
                     0 => c.l1.set_up(false),
                     1 => c.l1.set_up(true),
                     2 => c.l1.drop_next(c.rng.gen_range(1..4)),
                     _ => c.l1.lose_receipts(c.rng.gen_range(1..3)),
                 },
-                _ => {
-                    if let Some(l) = c.leader() {
-                        c.crash(l);
-                    }
-                }
+                draw => cluster_fault(&mut c, draw),
             }
         }
         // The external node is restarted and waited for by the heal.
