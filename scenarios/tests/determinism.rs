@@ -15,6 +15,7 @@ const CASES: &[(&str, u64)] = &[
     ("lying-backfill", 2),
     ("lying-source", 8),
     ("kv-linearizable", 3),
+    ("kv-chaos", 7),
     ("quorum-loss", 4),
     ("redundancy-main-returns", 7),
     ("redundancy-partition", 3),
