@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 mod erased;
 pub mod kv;
+mod lattice;
 pub mod ledger;
 
 pub use erased::{App, AppState};

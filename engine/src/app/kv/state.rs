@@ -1,69 +1,57 @@
-//! The key-value store's state: an ordered map of byte keys to byte values, and an incremental
-//! commitment to it (a lattice hash, as the ledger's: one element per pair, so a block updates
-//! the root in O(pairs it wrote)).
-
-use std::sync::Arc;
+//! The key-value store's state: byte keys to byte values in a [`LatticeMap`], whose root is the
+//! state root.
 
 use alloy_primitives::B256;
-use imbl::OrdMap;
 use solana_lattice_hash::lt_hash::LtHash;
 
+use super::super::lattice::{Element, LatticeMap};
 use super::super::Write;
 
 /// blake3's key-derivation context for a pair's lattice element: the commitment's version.
 const PAIR_CONTEXT: &str = "canon 2026-12 kv pair v1";
 
-fn pair_element(key: &[u8], value: &[u8]) -> LtHash {
-    let mut h = blake3::Hasher::new_derive_key(PAIR_CONTEXT);
-    // The key's length first, so no two pairs hash the same bytes.
-    h.update(&(key.len() as u64).to_le_bytes());
-    h.update(key);
-    h.update(value);
-    LtHash::with(&h)
+impl Element<Vec<u8>> for Vec<u8> {
+    fn element(&self, key: &Vec<u8>) -> Option<LtHash> {
+        let mut h = blake3::Hasher::new_derive_key(PAIR_CONTEXT);
+        // The key's length first, so no two pairs hash the same bytes.
+        h.update(&(key.len() as u64).to_le_bytes());
+        h.update(key);
+        h.update(self);
+        Some(LtHash::with(&h))
+    }
 }
 
 #[derive(Clone, Default)]
 pub struct KvState {
-    pairs: OrdMap<Vec<u8>, Vec<u8>>,
-    /// The commitment to `pairs` as they stood before the writes in `written`.
-    lattice: Option<Arc<LtHash>>,
-    /// Keys written since `lattice` was brought up to date, with their values then.
-    written: OrdMap<Vec<u8>, Option<Vec<u8>>>,
+    pairs: LatticeMap<Vec<u8>, Vec<u8>>,
 }
 
 impl std::fmt::Debug for KvState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KvState")
-            .field("pairs", &self.pairs.len())
+            .field("pairs", &self.len())
             .finish()
     }
 }
 
 impl KvState {
-    /// O(pairs): the one place the commitment is computed from scratch.
+    /// O(pairs): the commitment computed from scratch.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> KvState {
-        let pairs: OrdMap<Vec<u8>, Vec<u8>> = pairs.into_iter().collect();
-        let mut lattice = LtHash::identity();
-        for (k, v) in pairs.iter() {
-            lattice.mix_in(&pair_element(k, v));
-        }
         KvState {
-            pairs,
-            lattice: Some(Arc::new(lattice)),
-            written: OrdMap::new(),
+            pairs: LatticeMap::from_entries(pairs.into_iter().collect()),
         }
     }
 
     pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        self.pairs.get(key)
+        self.pairs.entries().get(key)
     }
 
     pub fn len(&self) -> usize {
-        self.pairs.len()
+        self.pairs.entries().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.pairs.is_empty()
+        self.pairs.entries().is_empty()
     }
 
     /// Pairs with `start <= key < end`, in key order.
@@ -73,63 +61,32 @@ impl KvState {
         end: Option<&'a [u8]>,
     ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
         self.pairs
+            .entries()
             .range(start.to_vec()..)
             .take_while(move |(k, _)| end.is_none_or(|e| k.as_slice() < e))
     }
 
     pub fn pairs(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        self.pairs.iter()
+        self.pairs.entries().iter()
     }
 
     /// Sets `key` to `value` (`None`: removes it); returns what it held.
     pub fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Option<Vec<u8>> {
-        let old = match value {
-            Some(v) => self.pairs.insert(key.to_vec(), v),
-            None => self.pairs.remove(key),
-        };
-        if !self.written.contains_key(key) {
-            self.written.insert(key.to_vec(), old.clone());
-        }
-        old
-    }
-
-    fn folded(&self) -> LtHash {
-        let mut lattice = match &self.lattice {
-            Some(l) => LtHash::clone(l),
-            None => LtHash::identity(),
-        };
-        for (key, old) in self.written.iter() {
-            let new = self.pairs.get(key);
-            if old.as_ref() == new {
-                continue;
-            }
-            if let Some(old) = old {
-                lattice.mix_out(&pair_element(key, old));
-            }
-            if let Some(new) = new {
-                lattice.mix_in(&pair_element(key, new));
-            }
-        }
-        lattice
+        self.pairs.set(key.to_vec(), value)
     }
 
     /// Folds the pending writes into the commitment and returns the root, with the keys whose
     /// value changed since the last call and their values now.
     pub fn commit(&mut self) -> (B256, Vec<Write>) {
-        let changed: Vec<Write> = self
-            .written
-            .iter()
-            .filter(|(key, old)| old.as_ref() != self.pairs.get(*key))
-            .map(|(key, _)| Write {
-                key: key.clone(),
-                value: self.pairs.get(key).cloned(),
+        let (root, changed) = self.pairs.commit();
+        let writes = changed
+            .into_iter()
+            .map(|key| Write {
+                value: self.get(&key).cloned(),
+                key,
             })
             .collect();
-        if !self.written.is_empty() || self.lattice.is_none() {
-            self.lattice = Some(Arc::new(self.folded()));
-            self.written = OrdMap::new();
-        }
-        (B256::from(self.folded().checksum().0), changed)
+        (root, writes)
     }
 }
 

@@ -1,13 +1,12 @@
 //! The deterministic reference executor: an account ledger of balances and nonces with a state
 //! root. The same blocks give the same root on every node.
 
-use std::sync::Arc;
-
 use alloy_primitives::{Address, B256};
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use solana_lattice_hash::lt_hash::LtHash;
 
+use super::super::lattice::{Element, LatticeMap};
 use super::tx::{Payload, SignedTransaction};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,38 +48,23 @@ const ACCOUNT_CONTEXT: &str = "canon 2026-11 ledger account v1";
 /// An account's element of the state commitment. An account at its default (no balance, no
 /// nonce) contributes nothing, so the commitment depends only on what the accounts hold, not on
 /// whether an untouched default entry happens to be stored.
-fn account_element(addr: &Address, acc: &Account) -> Option<LtHash> {
-    if *acc == Account::default() {
-        return None;
+impl Element<Address> for Account {
+    fn element(&self, addr: &Address) -> Option<LtHash> {
+        if *self == Account::default() {
+            return None;
+        }
+        let mut h = blake3::Hasher::new_derive_key(ACCOUNT_CONTEXT);
+        h.update(addr.as_slice());
+        h.update(&self.balance.to_le_bytes());
+        h.update(&self.nonce.to_le_bytes());
+        Some(LtHash::with(&h))
     }
-    let mut h = blake3::Hasher::new_derive_key(ACCOUNT_CONTEXT);
-    h.update(addr.as_slice());
-    h.update(&acc.balance.to_le_bytes());
-    h.update(&acc.nonce.to_le_bytes());
-    Some(LtHash::with(&h))
 }
 
-/// The account ledger: balances and nonces, and an incremental commitment to them.
-///
-/// Accounts live in a persistent ordered map, so cloning a ledger (a working copy per block)
-/// costs O(1) and a block's writes copy only the paths they touch. The state root is the
-/// checksum of a lattice hash (LtHash, as Solana's accounts hash): the sum of one 2 KiB element
-/// per non-default account, so a block updates it in O(accounts it wrote) by mixing each
-/// written account's old element out and its new one in, at the end of the block.
-#[derive(Clone, Default)]
+/// The account ledger: balances and nonces in a [`LatticeMap`], whose root is the state root.
+#[derive(Clone, Default, PartialEq)]
 pub struct Ledger {
-    accounts: OrdMap<Address, Account>,
-    /// The commitment to `accounts` as they stood before the writes recorded in `written`
-    /// (`None`: the empty ledger).
-    lattice: Option<Arc<LtHash>>,
-    /// Accounts written since `lattice` was last brought up to date, with their values then.
-    written: OrdMap<Address, Account>,
-}
-
-impl PartialEq for Ledger {
-    fn eq(&self, other: &Self) -> bool {
-        self.accounts == other.accounts
-    }
+    accounts: LatticeMap<Address, Account>,
 }
 
 impl Eq for Ledger {}
@@ -88,7 +72,7 @@ impl Eq for Ledger {}
 impl std::fmt::Debug for Ledger {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ledger")
-            .field("accounts", &self.accounts.len())
+            .field("accounts", &self.len())
             .field("state_root", &self.state_root())
             .finish()
     }
@@ -100,26 +84,14 @@ impl Ledger {
         for (addr, balance) in alloc {
             accounts.entry(*addr).or_insert(Account::default()).balance += balance;
         }
-        Ledger::with_accounts(accounts)
+        Ledger {
+            accounts: LatticeMap::from_entries(accounts),
+        }
     }
 
     pub fn from_accounts(accounts: impl IntoIterator<Item = (Address, Account)>) -> Ledger {
-        Ledger::with_accounts(accounts.into_iter().collect())
-    }
-
-    /// O(accounts): the one place the commitment is computed from scratch (genesis, a loaded
-    /// or installed state).
-    fn with_accounts(accounts: OrdMap<Address, Account>) -> Ledger {
-        let mut lattice = LtHash::identity();
-        for (addr, acc) in accounts.iter() {
-            if let Some(e) = account_element(addr, acc) {
-                lattice.mix_in(&e);
-            }
-        }
         Ledger {
-            accounts,
-            lattice: Some(Arc::new(lattice)),
-            written: OrdMap::new(),
+            accounts: LatticeMap::from_entries(accounts.into_iter().collect()),
         }
     }
 
@@ -129,23 +101,19 @@ impl Ledger {
 
     /// Every stored account, in address order.
     pub fn accounts(&self) -> impl Iterator<Item = (&Address, &Account)> {
-        self.accounts.iter()
+        self.accounts.entries().iter()
     }
 
     pub fn len(&self) -> usize {
-        self.accounts.len()
+        self.accounts.entries().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.accounts.is_empty()
+        self.accounts.entries().is_empty()
     }
 
     fn write(&mut self, addr: Address, acc: Account) {
-        if let Some(old) = self.accounts.insert(addr, acc) {
-            self.written.entry(addr).or_insert(old);
-        } else {
-            self.written.entry(addr).or_default();
-        }
+        self.accounts.set(addr, Some(acc));
     }
 
     /// Applies one transaction whose signature has been checked (at admission, or by
@@ -201,30 +169,9 @@ impl Ledger {
         self.apply(stx)
     }
 
-    /// The commitment with every pending write folded in.
-    fn folded(&self) -> LtHash {
-        let mut lattice = match &self.lattice {
-            Some(l) => LtHash::clone(l),
-            None => LtHash::identity(),
-        };
-        for (addr, old) in self.written.iter() {
-            let new = self.account(addr);
-            if *old == new {
-                continue;
-            }
-            if let Some(e) = account_element(addr, old) {
-                lattice.mix_out(&e);
-            }
-            if let Some(e) = account_element(addr, &new) {
-                lattice.mix_in(&e);
-            }
-        }
-        lattice
-    }
-
     /// The state root: the checksum of the accounts' lattice hash.
     pub fn state_root(&self) -> B256 {
-        B256::from(self.folded().checksum().0)
+        self.accounts.root()
     }
 
     /// Folds the pending writes into the commitment (O(accounts written since the last call))
@@ -235,17 +182,7 @@ impl Ledger {
 
     /// [`Ledger::commit_root`], and the accounts whose content changed since the last call.
     pub fn commit(&mut self) -> (B256, Vec<Address>) {
-        let changed: Vec<Address> = self
-            .written
-            .iter()
-            .filter(|(addr, old)| **old != self.account(addr))
-            .map(|(addr, _)| *addr)
-            .collect();
-        if !self.written.is_empty() || self.lattice.is_none() {
-            self.lattice = Some(Arc::new(self.folded()));
-            self.written = OrdMap::new();
-        }
-        (self.state_root(), changed)
+        self.accounts.commit()
     }
 }
 
