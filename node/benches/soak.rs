@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use canon_node::devnet::Devnet;
+use canon_node::genesis::Application;
 use canon_node::load::{self, LoadConfig, Pace};
 
 const PORT_OFFSET: u16 = 22_300;
@@ -117,14 +118,15 @@ fn steady_load(rpc: Vec<String>, rate: u64, stop: Arc<AtomicBool>) -> std::threa
             }
             let round_secs = 20;
             let cfg = LoadConfig {
-                rpc: rpc.clone(),
-                accounts: 64,
-                duration_secs: round_secs,
-                pace: Pace::Rate(rate),
                 batch: 100,
                 max_txs: (rate * round_secs) as usize + 100,
                 senders: 2,
-                progress: false,
+                ..LoadConfig::new(
+                    Application::Ledger,
+                    rpc.clone(),
+                    Pace::Rate(rate),
+                    round_secs,
+                )
             };
             match load::run(&cfg) {
                 Ok(r) => canonized += r.canonized_in_run,

@@ -38,6 +38,8 @@ pub struct NodeClient {
     agent: ureq::Agent,
     pub rpc_url: String,
     pub status_url: String,
+    /// Sent as `Authorization: Bearer <token>` with every JSON-RPC call.
+    token: Option<crate::client_auth::ClientToken>,
 }
 
 impl NodeClient {
@@ -52,7 +54,14 @@ impl NodeClient {
             agent,
             rpc_url: format!("http://{rpc}"),
             status_url: format!("http://{status}/status"),
+            token: None,
         }
+    }
+
+    /// This client presents `token` to nodes that ask for one.
+    pub fn with_token(mut self, token: Option<crate::client_auth::ClientToken>) -> NodeClient {
+        self.token = token;
+        self
     }
 
     pub fn status(&self) -> Result<StatusView, ClientError> {
@@ -76,11 +85,14 @@ impl NodeClient {
             url: self.rpc_url.clone(),
             message,
         };
-        let mut resp = self
-            .agent
-            .post(&self.rpc_url)
-            .send_json(body)
-            .map_err(|e| http(e.to_string()))?;
+        let mut request = self.agent.post(&self.rpc_url);
+        if let Some(t) = &self.token {
+            request = request.header(
+                "authorization",
+                format!("{}{}", crate::client_auth::BEARER, t.expose()),
+            );
+        }
+        let mut resp = request.send_json(body).map_err(|e| http(e.to_string()))?;
         resp.body_mut().read_json().map_err(|e| http(e.to_string()))
     }
 

@@ -94,6 +94,13 @@ pub struct Settings {
     /// The L1 account the batcher pays from (32-byte hex). Unset: anvil's first public
     /// development account, fit for a local anvil only.
     pub batcher_l1_secret_key: Option<String>,
+    /// What the chain runs: `ledger` (accounts and signed transfers) or `kv` (a replicated
+    /// key-value store). A rule of the chain: every node of it must run the same one.
+    pub application: crate::genesis::Application,
+    /// A file holding the token clients must send (`Authorization: Bearer <token>`) with every
+    /// JSON-RPC call; the file must not be readable by group or others. Required with
+    /// `application: kv`, whose writes carry no signature; optional for the ledger.
+    pub rpc_auth_token_file: Option<PathBuf>,
     /// Part of every block's genesis parent hash: nodes of different chains never agree.
     pub genesis_chain_id: u64,
     /// Funded accounts at height 0, `0x<address>:<balance>`; comma separated in the
@@ -158,6 +165,8 @@ impl Default for Settings {
             general_l1_rpc_url: "http://localhost:8545".into(),
             l1_settlement_address: None,
             batcher_l1_secret_key: None,
+            application: crate::genesis::Application::Ledger,
+            rpc_auth_token_file: None,
             genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
             genesis_alloc: crate::genesis::dev_alloc(),
             sequencer_mempool_capacity: 100_000,
@@ -379,6 +388,8 @@ pub struct Validated {
     pub l1_settlement: Option<alloy_primitives::Address>,
     /// The account the batcher pays L1 from; `None`: anvil's public development account.
     pub batcher_l1_key: Option<SecretKey>,
+    /// What JSON-RPC clients must present; `None`: any client is served.
+    pub client_token: Option<crate::client_auth::ClientToken>,
 }
 
 /// A member of a single-sequencer group.
@@ -590,6 +601,7 @@ impl Settings {
             return Err(err("redundancy_max_missed_rounds", "is too large"));
         }
         let chain = crate::genesis::chain_spec(
+            self.application,
             self.genesis_chain_id,
             &self.genesis_alloc,
             self.batcher_blocks_per_batch,
@@ -625,7 +637,24 @@ impl Settings {
                 )
             })?),
         };
+        let client_token = match &self.rpc_auth_token_file {
+            Some(path) => Some(
+                crate::client_auth::ClientToken::read(path)
+                    .map_err(|e| err("rpc_auth_token_file", e))?,
+            ),
+            None if self.application == crate::genesis::Application::Kv => {
+                return Err(err(
+                    "rpc_auth_token_file",
+                    "application kv takes writes from any client that reaches rpc_address, \
+                     unsigned: set rpc_auth_token_file to a file only this user can read that \
+                     holds a secret token (for one: `head -c 32 /dev/urandom | xxd -p -c 64 > \
+                     token && chmod 600 token`)",
+                ))
+            }
+            None => None,
+        };
         Ok(Validated {
+            client_token,
             l1_settlement,
             batcher_l1_key,
             chain,

@@ -1,7 +1,9 @@
 //! What the HTTP and JSON-RPC handlers share: the node this process runs and the one read
 //! API over its chain.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use canon_engine::app::{Rejection, Tx};
 use canon_engine::chain::block::{Block, ChainSpec};
@@ -9,7 +11,7 @@ use canon_engine::chain::rules::Head;
 use canon_engine::chain::store::ChainStore;
 use canon_engine::consensus::node::ConsensusNode;
 use canon_engine::external::node::ExternalNode;
-use canon_engine::net::wire::SubmitOutcome;
+use canon_engine::net::wire::{Awaited, ReadAnswer, ReadConsistency, ReadError, SubmitOutcome};
 use canon_engine::redundancy::group::GroupMember;
 use openraft::TokioRuntime;
 
@@ -36,6 +38,30 @@ pub struct NodeContext {
     pub transport: Arc<TcpTransport>,
     pub metrics: Arc<Metrics>,
     pub batcher_enabled: bool,
+    /// What JSON-RPC clients must present; `None`: any client is served.
+    pub client_token: Option<crate::client_auth::ClientToken>,
+    /// The numbering of the key-value writes this node makes for its RPC clients.
+    pub kv_requests: RequestIds,
+}
+
+/// A client number drawn at start and a request counter: every key-value write this process
+/// makes for a client is a distinct transaction, across restarts too.
+pub struct RequestIds {
+    pub client: u64,
+    next: AtomicU64,
+}
+
+impl RequestIds {
+    pub fn new(client: u64) -> RequestIds {
+        RequestIds {
+            client,
+            next: AtomicU64::new(0),
+        }
+    }
+
+    pub fn next(&self) -> u64 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 impl NodeContext {
@@ -78,6 +104,63 @@ impl NodeContext {
             Role::Consensus(n) => n.submit_transactions(txs).await,
             Role::External(x) => x.submit_transactions(txs).await,
             Role::Group(m) => txs.into_iter().map(|tx| m.submit_transaction(tx)).collect(),
+        }
+    }
+
+    /// Submits `txs` and waits up to `wait` for this node to apply each admitted one: one
+    /// answer per transaction, in order. Waiting on this node's own chain makes a write seen
+    /// here before the answer, whatever this node's role.
+    pub async fn submit_and_wait(&self, txs: Vec<Tx>, wait: Duration) -> Vec<Awaited> {
+        let deadline = tokio::time::Instant::now() + wait;
+        let chain = self.chain().clone();
+        let ids: Vec<_> = txs.iter().map(Tx::hash).collect();
+        // Registered before submitting, so no answer can come before its wait.
+        let waits: Vec<_> = ids.iter().map(|id| chain.await_applied(*id)).collect();
+        let outcomes = self.submit_many(txs).await;
+        let answers = outcomes
+            .into_iter()
+            .zip(waits)
+            .map(|(outcome, applied)| async move {
+                if !matches!(outcome, SubmitOutcome::Accepted { .. }) {
+                    return Awaited::NotAdmitted(outcome);
+                }
+                match tokio::time::timeout_at(deadline, applied).await {
+                    Ok(Ok(a)) => Awaited::Applied {
+                        height: a.height,
+                        output: a.output,
+                    },
+                    _ => Awaited::TimedOut,
+                }
+            });
+        let answers = futures::future::join_all(answers).await;
+        for (id, answer) in ids.iter().zip(&answers) {
+            if !matches!(answer, Awaited::Applied { .. }) {
+                chain.stop_awaiting(id);
+            }
+        }
+        answers
+    }
+
+    /// Reads `query` from committed state. A linearizable read needs a consensus node (it
+    /// asks the leader for a read index); any node serves a local read of what it applied.
+    pub async fn read(
+        &self,
+        query: Vec<u8>,
+        consistency: ReadConsistency,
+    ) -> Result<ReadAnswer, ReadError> {
+        match (&self.role, consistency) {
+            (Role::Consensus(n), _) => n.read(query, consistency, false).await,
+            (_, ReadConsistency::Local) => {
+                let (answer, height) = self.query(&query);
+                answer
+                    .map(|answer| ReadAnswer { answer, height })
+                    .map_err(ReadError::Refused)
+            }
+            (_, ReadConsistency::Linearizable) => Err(ReadError::Unconfirmed(
+                "this node is not a consensus node: read linearizably from one, or ask this \
+                 one for a local read"
+                    .into(),
+            )),
         }
     }
 }

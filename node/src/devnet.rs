@@ -12,6 +12,8 @@ use canon_engine::keys::{derived_key, SecretKey, SEED_SECRET_KEYS};
 use canon_engine::NodeId;
 
 use crate::client::NodeClient;
+use crate::client_auth::ClientToken;
+use crate::genesis::Application;
 use crate::http::{NodeKind, StatusView};
 
 pub const MAX_NODES: usize = 10;
@@ -266,6 +268,9 @@ pub struct Devnet {
     /// (from, to) -> port: node `from` dials node `to` at this loopback port instead of `to`'s
     /// own (a test's proxy on that link). Read when a node starts.
     pub routes: std::collections::BTreeMap<(usize, usize), u16>,
+    /// The client token the nodes ask for (`RPC_AUTH_TOKEN_FILE` in `extra_env`), which
+    /// [`Devnet::clients`] present.
+    pub token: Option<ClientToken>,
     ids: Vec<NodeId>,
     exe: PathBuf,
 }
@@ -391,6 +396,11 @@ impl Devnet {
         } else {
             None
         };
+        let token = extra_env
+            .iter()
+            .find(|(k, _)| k == "RPC_AUTH_TOKEN_FILE")
+            .map(|(_, path)| ClientToken::read(Path::new(path)))
+            .transpose()?;
         let mut net = Devnet {
             group_genesis_ms,
             clients: (0..total)
@@ -401,6 +411,7 @@ impl Devnet {
                         &format!("127.0.0.1:{}", p.status),
                         Duration::from_millis(800),
                     )
+                    .with_token(token.clone())
                 })
                 .collect(),
             ids: (0..total)
@@ -418,6 +429,7 @@ impl Devnet {
             fenced: mode == Mode::FencedGroup,
             batcher_standbys,
             routes: Default::default(),
+            token,
             dir,
             offset,
             exe: exe.to_path_buf(),
@@ -778,25 +790,68 @@ async fn start_l1(
     Ok((Some(anvil), env))
 }
 
-#[allow(clippy::too_many_arguments)]
-pub async fn run(
-    n: usize,
-    standbys: Option<usize>,
-    fenced: bool,
-    externals: usize,
-    dir: &Path,
-    offset: u16,
-    no_l1: bool,
-    batcher_standbys: usize,
-) -> Result<(), String> {
+/// The settings that make every node run the key-value application, with a fresh client
+/// token in `dir/client-token` (readable by this user only) that clients must present.
+pub fn kv_env(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let path = dir.join("client-token");
+    let token = hex::encode(rand::random::<[u8; 32]>());
+    let _ = std::fs::remove_file(&path);
+    let mut file = std::fs::OpenOptions::new()
+        .create_new(true)
+        .write(true)
+        .mode(0o600)
+        .open(&path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    writeln!(file, "{token}").map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(vec![
+        ("APPLICATION".into(), "kv".into()),
+        ("RPC_AUTH_TOKEN_FILE".into(), path.display().to_string()),
+    ])
+}
+
+/// What `canon-node devnet` starts.
+pub struct Plan {
+    /// Consensus nodes (Raft mode).
+    pub nodes: usize,
+    /// Single-sequencer mode instead of Raft: a main and this many hot standbys.
+    pub standbys: Option<usize>,
+    pub fenced: bool,
+    pub externals: usize,
+    pub dir: PathBuf,
+    pub offset: u16,
+    pub no_l1: bool,
+    pub batcher_standbys: usize,
+    pub app: Application,
+}
+
+pub async fn run(plan: Plan) -> Result<(), String> {
+    let Plan {
+        nodes: n,
+        standbys,
+        fenced,
+        externals,
+        ref dir,
+        offset,
+        no_l1,
+        batcher_standbys,
+        app,
+    } = plan;
     let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
-    let (_anvil, l1_env) = if standbys.is_none() && !no_l1 {
+    let (_anvil, mut l1_env) = if standbys.is_none() && !no_l1 {
         start_l1(n, dir, offset).await?
     } else {
         (None, Vec::new())
     };
+    let app_env = match app {
+        Application::Ledger => Vec::new(),
+        Application::Kv => kv_env(dir)?,
+    };
+    l1_env.extend(app_env.iter().cloned());
     let net = match standbys {
-        Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, Vec::new(), fenced)?,
+        Some(k) => Devnet::start_group(&exe, k, externals, dir, offset, app_env, fenced)?,
         None => Devnet::start_with_batchers(
             &exe,
             n,
@@ -808,6 +863,13 @@ pub async fn run(
         )?,
     };
     let dir_shown = net.dir.display().to_string();
+    if app == Application::Kv {
+        eprintln!(
+            "devnet: application kv; clients send `Authorization: Bearer <token>` with the \
+             token in {dir_shown}/client-token (`canon-node load --app kv --token-file \
+             {dir_shown}/client-token`)"
+        );
+    }
     let net = std::sync::Arc::new(std::sync::Mutex::new(net));
     let tty = std::io::stdout().is_terminal();
     match standbys {

@@ -58,6 +58,9 @@ pub struct StatusView {
     pub node_id: NodeId,
     /// `main` (consensus), `external`, or `single-sequencer` (a member of a hot-standby group).
     pub role: NodeKind,
+    /// The application the chain runs: `ledger` or `kv`.
+    #[serde(default)]
+    pub application: String,
     /// Raft's view of this node: Leader, Follower, Candidate, Learner, Shutdown, or NotInRaft.
     pub raft_state: RaftState,
     pub is_leader: bool,
@@ -120,6 +123,7 @@ impl NodeContext {
                 let canonized = node.canonized_height();
                 self.metrics.canonized_height.set(canonized as i64);
                 StatusView {
+                    application: self.spec.app.kind().to_string(),
                     node_id: s.id,
                     role: NodeKind::Main,
                     raft_state: s.state,
@@ -154,6 +158,7 @@ impl NodeContext {
                 self.metrics.replay_lag_blocks.set(s.lag as i64);
                 self.metrics.canonized_height.set(s.head.height as i64);
                 StatusView {
+                    application: self.spec.app.kind().to_string(),
                     node_id: s.id,
                     role: NodeKind::External,
                     raft_state: RaftState::NotInRaft,
@@ -186,6 +191,7 @@ impl NodeContext {
                 self.metrics.mempool_size.set(g.mempool_len as i64);
                 self.metrics.canonized_height.set(g.head.height as i64);
                 StatusView {
+                    application: self.spec.app.kind().to_string(),
                     node_id: g.id,
                     role: NodeKind::SingleSequencer,
                     raft_state: RaftState::NotInRaft,

@@ -1,5 +1,6 @@
 //! canon-node: the production shell around canon-engine.
 
+pub mod client_auth;
 pub mod config;
 pub mod genesis;
 pub mod verifier;

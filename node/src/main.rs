@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use canon_engine::keys::SecretKey;
+use canon_node::genesis::Application;
 use clap::{Parser, Subcommand};
 
 #[derive(Subcommand)]
@@ -116,40 +117,7 @@ enum Command {
     },
     /// Start a local cluster of consensus nodes (child processes of this binary) configured
     /// like the seed's three-node example, show a live table, stop them all on Ctrl-C.
-    Devnet {
-        /// Consensus nodes (1..=10). Nodes 0-2 use the seed's keys.
-        #[arg(long, default_value_t = 3)]
-        nodes: usize,
-        /// Databases and logs (node-<i>/, node-<i>.log).
-        #[arg(long, default_value = "./devnet")]
-        dir: PathBuf,
-        /// Added to every port (RPC 3050+i, p2p 3060+i, status 3071+i, Prometheus 3312+i).
-        #[arg(long, default_value_t = 0)]
-        port_offset: u16,
-        /// External nodes (general_node_role=external) that download and replay the
-        /// consensus nodes' blocks; they take the port slots after the consensus nodes.
-        #[arg(long, default_value_t = 0)]
-        external: usize,
-        /// Instead of Raft: single-sequencer mode, a main (RedundancyLevel 0) and this many hot
-        /// standbys at levels 1..=K sharing one signing identity; member i takes port slot i.
-        #[arg(long, conflicts_with = "nodes")]
-        standbys: Option<usize>,
-        /// With --standbys: run the group fenced (redundancy_fencing), so no partition makes two
-        /// members sign one round or height; needs --standbys 2 or more.
-        #[arg(long, requires = "standbys")]
-        fenced: bool,
-        /// Without an L1. By default (Raft mode) the devnet starts anvil on port 8545 (plus
-        /// --port-offset, 0.25 s blocks, as in the seed), deploys the settlement contract with
-        /// the consensus nodes registered, and node 0's batcher commits batches to it.
-        #[arg(long)]
-        no_l1: bool,
-        /// Raft mode: nodes 1..=K run standby batchers at batcher_redundancy_level 1..=K, each
-        /// paying L1 from its own anvil development account; a standby claims the batcher role
-        /// through Raft once L1 stood still for level x 5 batch rounds. 0: the seed's single
-        /// batcher on node 0.
-        #[arg(long, default_value_t = 1)]
-        batcher_standbys: usize,
-    },
+    Devnet(DevnetArgs),
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
         /// YAML config file; repeat to layer (later files override earlier ones).
@@ -168,12 +136,25 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3060")]
         address: String,
     },
-    /// Put a cluster under load: transfers between the dev accounts, signed up front, sent in
-    /// `canon_sendTransactions` batches to the given nodes in turn, at a fixed rate or with a
-    /// window in flight. Prints tx/s canonized, latency from submission to canonization (p50,
-    /// p99, max) and refusals by reason. Works against any cluster whose genesis funds the dev
-    /// accounts (the default genesis, `devnet`).
+    /// Put a cluster under load, at a fixed rate or with a window in flight, sending batches to
+    /// the given nodes in turn. Prints tx/s applied, latency (p50, p99, max) and refusals by
+    /// reason. Ledger: transfers between the dev accounts, signed up front, sent with
+    /// `canon_sendTransactions`; latency runs to canonization; works against any chain whose
+    /// genesis funds the dev accounts (the default, `devnet`). kv: puts sent with
+    /// `canon_sendTransactionsAndWait`; latency runs until the node answers it applied them.
     Load {
+        /// What the chain runs: ledger or kv.
+        #[arg(long, default_value = "ledger")]
+        app: Application,
+        /// A file holding the client token the nodes ask for (their rpc_auth_token_file).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+        /// kv: distinct keys (8 bytes each) the puts cycle through.
+        #[arg(long, default_value_t = 100_000)]
+        keys: u64,
+        /// kv: bytes in each put's value.
+        #[arg(long, default_value_t = 256)]
+        value_bytes: usize,
         /// JSON-RPC addresses, comma-separated; batches go to each in turn (replicas forward to
         /// the leader).
         #[arg(
@@ -197,9 +178,9 @@ enum Command {
         /// Transactions per canon_sendTransactions call (at most 10,000).
         #[arg(long, default_value_t = 500)]
         batch: usize,
-        /// Most transactions signed before the run starts (signing takes about 100 µs each
-        /// per core). A closed loop that runs out ends there, and its rate is measured over
-        /// the time it had work, which the report says.
+        /// Most transactions sent (the ledger signs them before the run starts, about 100 µs
+        /// each per core). A closed loop that runs out ends there, and its rate is measured
+        /// over the time it had work, which the report says.
         #[arg(long, default_value_t = 200_000)]
         max_txs: usize,
         /// Threads sending batches.
@@ -234,30 +215,53 @@ enum Command {
     },
 }
 
+/// `canon-node devnet`'s options.
+#[derive(clap::Args)]
+struct DevnetArgs {
+    /// Consensus nodes (1..=10). Nodes 0-2 use the seed's keys.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Databases and logs (node-<i>/, node-<i>.log).
+    #[arg(long, default_value = "./devnet")]
+    pub dir: PathBuf,
+    /// Added to every port (RPC 3050+i, p2p 3060+i, status 3071+i, Prometheus 3312+i).
+    #[arg(long, default_value_t = 0)]
+    pub port_offset: u16,
+    /// External nodes (general_node_role=external) that download and replay the
+    /// consensus nodes' blocks; they take the port slots after the consensus nodes.
+    #[arg(long, default_value_t = 0)]
+    pub external: usize,
+    /// Instead of Raft: single-sequencer mode, a main (RedundancyLevel 0) and this many hot
+    /// standbys at levels 1..=K sharing one signing identity; member i takes port slot i.
+    #[arg(long, conflicts_with = "nodes")]
+    pub standbys: Option<usize>,
+    /// With --standbys: run the group fenced (redundancy_fencing), so no partition makes two
+    /// members sign one round or height; needs --standbys 2 or more.
+    #[arg(long, requires = "standbys")]
+    pub fenced: bool,
+    /// Without an L1. By default (Raft mode) the devnet starts anvil on port 8545 (plus
+    /// --port-offset, 0.25 s blocks, as in the seed), deploys the settlement contract with
+    /// the consensus nodes registered, and node 0's batcher commits batches to it.
+    #[arg(long)]
+    pub no_l1: bool,
+    /// Raft mode: nodes 1..=K run standby batchers at batcher_redundancy_level 1..=K, each
+    /// paying L1 from its own anvil development account; a standby claims the batcher role
+    /// through Raft once L1 stood still for level x 5 batch rounds. 0: the seed's single
+    /// batcher on node 0.
+    #[arg(long, default_value_t = 1)]
+    pub batcher_standbys: usize,
+    /// What the chain runs: ledger (signed transfers between accounts) or kv (a key-value
+    /// store; the devnet writes a client token to <dir>/client-token).
+    #[arg(long, default_value = "ledger")]
+    pub app: Application,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None => run_node(&cli.configs, cli.prefs.as_deref()),
         Some(Command::Run { configs, prefs }) => run_node(&configs, prefs.as_deref()),
-        Some(Command::Devnet {
-            nodes,
-            dir,
-            port_offset,
-            external,
-            standbys,
-            fenced,
-            no_l1,
-            batcher_standbys,
-        }) => devnet(
-            nodes,
-            standbys,
-            fenced,
-            external,
-            &dir,
-            port_offset,
-            no_l1,
-            batcher_standbys,
-        ),
+        Some(Command::Devnet(args)) => devnet(args),
         Some(Command::Guard { action }) => guard(action),
         Some(Command::L1 { action }) => l1(action),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
@@ -280,6 +284,10 @@ fn main() -> ExitCode {
             }
         },
         Some(Command::Load {
+            app,
+            token_file,
+            keys,
+            value_bytes,
             rpc,
             accounts,
             duration_secs,
@@ -301,8 +309,19 @@ fn main() -> ExitCode {
                 max_txs,
                 senders,
                 progress: true,
+                app,
+                token: None,
+                kv_keys: keys,
+                kv_value_bytes: value_bytes,
             };
-            print_outcome(canon_node::load::run(&cfg).map(|r| r.to_string()))
+            let token = token_file
+                .map(|p| canon_node::client_auth::ClientToken::read(&p))
+                .transpose()
+                .map_err(|e| format!("--token-file: {e}"));
+            print_outcome(token.and_then(|token| {
+                canon_node::load::run(&canon_node::load::LoadConfig { token, ..cfg })
+                    .map(|r| r.to_string())
+            }))
         }
         Some(Command::VerifyBlock {
             height,
@@ -574,31 +593,23 @@ fn run_node(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
 }
 
 #[cfg(feature = "production")]
-#[allow(clippy::too_many_arguments)]
-fn devnet(
-    nodes: usize,
-    standbys: Option<usize>,
-    fenced: bool,
-    external: usize,
-    dir: &std::path::Path,
-    offset: u16,
-    no_l1: bool,
-    batcher_standbys: usize,
-) -> ExitCode {
+fn devnet(a: DevnetArgs) -> ExitCode {
     let rt = match runtime() {
         Ok(rt) => rt,
         Err(code) => return code,
     };
-    match rt.block_on(canon_node::devnet::run(
-        nodes,
-        standbys,
-        fenced,
-        external,
-        dir,
-        offset,
-        no_l1,
-        batcher_standbys,
-    )) {
+    let plan = canon_node::devnet::Plan {
+        nodes: a.nodes,
+        standbys: a.standbys,
+        fenced: a.fenced,
+        externals: a.external,
+        dir: a.dir,
+        offset: a.port_offset,
+        no_l1: a.no_l1,
+        batcher_standbys: a.batcher_standbys,
+        app: a.app,
+    };
+    match rt.block_on(canon_node::devnet::run(plan)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: devnet: {e}");
@@ -617,16 +628,6 @@ fn run_node(_configs: &[PathBuf], _prefs: Option<&std::path::Path>) -> ExitCode 
 }
 
 #[cfg(not(feature = "production"))]
-#[allow(clippy::too_many_arguments)]
-fn devnet(
-    _nodes: usize,
-    _standbys: Option<usize>,
-    _fenced: bool,
-    _external: usize,
-    _dir: &std::path::Path,
-    _offset: u16,
-    _no_l1: bool,
-    _batcher_standbys: usize,
-) -> ExitCode {
+fn devnet(_: DevnetArgs) -> ExitCode {
     run_node(&[], None)
 }

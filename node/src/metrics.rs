@@ -65,7 +65,14 @@ pub struct Metrics {
     pub batcher_epoch: Gauge,
     pub batcher_claims: Counter,
     pub batcher_superseded: Counter,
+    /// 1 for the application this chain runs (`application="ledger"` or `"kv"`).
+    pub application: Family<ApplicationLabels, Gauge>,
     last_term: AtomicU64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApplicationLabels {
+    pub application: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +94,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Marks `application` as the one this chain runs.
+    pub fn set_application(&self, application: &str) {
+        self.application
+            .get_or_create(&ApplicationLabels {
+                application: application.to_string(),
+            })
+            .set(1);
+    }
+
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("canon");
         let m = Metrics {
@@ -136,6 +152,7 @@ impl Metrics {
             batcher_claims: Counter::default(),
             batcher_superseded: Counter::default(),
             l1_errors: Counter::default(),
+            application: Family::default(),
             last_term: AtomicU64::new(0),
             registry: Registry::default(),
         };
@@ -155,6 +172,11 @@ impl Metrics {
             m.certified_height.clone(),
         );
         registry.register("term", "Current Raft term", m.term.clone());
+        registry.register(
+            "application",
+            "1 for the application this chain runs (ledger or kv)",
+            m.application.clone(),
+        );
         registry.register(
             "leader_changes",
             "Times this node saw the cluster's leader change",

@@ -227,7 +227,8 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     };
     tracing::info!(
         node_id = %network_key.node_id(), role = role_name, %p2p_addr,
-        db = %db_path.display(), peers = v.peers.len(), "node started"
+        db = %db_path.display(), peers = v.peers.len(), application = v.chain.app.kind(),
+        client_auth = v.client_token.is_some(), "node started"
     );
     if let Some(g) = &v.group {
         tracing::info!(
@@ -236,12 +237,15 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             "single-sequencer mode: this network identity is new at every start"
         );
     }
+    metrics.set_application(v.chain.app.kind());
     let ctx = Arc::new(NodeContext {
         role: role.clone(),
         spec: v.chain.clone(),
         transport: transport.clone(),
         metrics: metrics.clone(),
         batcher_enabled: s.batcher_enabled && !external,
+        client_token: v.client_token.clone(),
+        kv_requests: crate::context::RequestIds::new(rand::random()),
     });
     let servers = stop.child_token();
     let mut tasks = Vec::new();

@@ -159,3 +159,20 @@ fn single_sequencer_mode_names_its_keys() {
     assert!(err.contains("RedundancyLevel"), "{err}");
     assert!(!dir.path().join("db").exists());
 }
+
+#[test]
+fn a_key_value_chain_without_a_client_token() {
+    let (code, err) = run_with(&[("NETWORK_SECRET_KEY", SEED_KEY_1), ("APPLICATION", "kv")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("rpc_auth_token_file") && err.contains("chmod 600"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_unknown_application() {
+    let (code, err) = run_with(&[("NETWORK_SECRET_KEY", SEED_KEY_1), ("APPLICATION", "etcd")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("application") && err.contains("etcd"), "{err}");
+}

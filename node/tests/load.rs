@@ -34,20 +34,24 @@ fn a_closed_loop_that_runs_out_is_measured_over_the_span_it_had_work() {
         max_txs: 2_000,
         senders: 2,
         progress: false,
+        app: canon_node::genesis::Application::Ledger,
+        token: None,
+        kv_keys: 1,
+        kv_value_bytes: 0,
     };
     let r = load::run(&cfg).expect("load runs");
-    assert_eq!(r.signed, 2_000);
-    assert_eq!(r.canonized_in_run, r.signed, "{r}");
+    assert_eq!(r.prepared, 2_000);
+    assert_eq!(r.canonized_in_run, r.prepared, "{r}");
     let ran_out = r
         .ran_out_after_secs
         .expect("2,000 transfers run out well inside 60 s");
     assert!(ran_out < duration_secs as f64, "{r}");
     assert_eq!(r.run_secs, ran_out);
     // The rate is the work over the span it took, restated here.
-    let expected = r.signed as f64 / ran_out;
+    let expected = r.prepared as f64 / ran_out;
     assert!((r.tx_per_sec - expected).abs() < 1e-6, "{r}");
     assert!(r
         .to_string()
-        .contains("pre-signed transactions were canonized after"));
+        .contains("prepared transactions were canonized after"));
     net.stop_all();
 }

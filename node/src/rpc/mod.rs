@@ -1,7 +1,14 @@
-//! JSON-RPC 2.0 over HTTP: submit transactions, read blocks, accounts and status.
+//! JSON-RPC 2.0 over HTTP: submit transactions (and wait for what they answered), read blocks,
+//! accounts, application state and status; the key-value application's own calls.
 //!
 //! Transactions travel as `0x` hex of their canonical encoding (like `eth_sendRawTransaction`).
 //! Heights are plain JSON numbers; a height parameter also accepts `"latest"` or `"0x…"`.
+//! With a client token configured, every call must present it (see [`crate::client_auth`]).
+
+mod applied;
+mod kv;
+
+pub use applied::{DEFAULT_WAIT_MS, TIMED_OUT};
 
 use std::sync::Arc;
 
@@ -12,8 +19,8 @@ use canon_engine::chain::block::{Block, BlockHeader};
 use canon_engine::chain::certificate::Certificate;
 use canon_engine::codec;
 use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
-use jsonrpsee::server::{RpcModule, Server, ServerHandle};
-use jsonrpsee::types::{ErrorObjectOwned, Params};
+use jsonrpsee::server::{HttpRequest, RpcModule, Server, ServerHandle};
+use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use serde_json::{json, Value};
 
 use crate::context::NodeContext;
@@ -24,11 +31,34 @@ pub const INVALID_PARAMS: i32 = -32602;
 pub const TX_REJECTED: i32 = -32000;
 /// No leader is known right now; retry shortly.
 pub const NO_LEADER: i32 = -32001;
+/// The call did not present the client token this node asks for.
+pub const UNAUTHORIZED: i32 = -32003;
 /// Storage could not be read.
 pub const INTERNAL: i32 = -32603;
 
 fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(INVALID_PARAMS, msg.into(), None::<()>)
+}
+
+fn internal(msg: impl Into<String>) -> ErrorObjectOwned {
+    ErrorObjectOwned::owned(INTERNAL, msg.into(), None::<()>)
+}
+
+/// Set on a call whose HTTP request presented the client token, or came to a node that asks
+/// for none.
+#[derive(Clone, Copy, Debug)]
+struct ClientAuthorized;
+
+fn authorized(ext: &Extensions) -> Result<(), ErrorObjectOwned> {
+    match ext.get::<ClientAuthorized>() {
+        Some(_) => Ok(()),
+        None => Err(ErrorObjectOwned::owned(
+            UNAUTHORIZED,
+            "this node serves only clients with its token: send `Authorization: Bearer <token>` \
+             (the token in the node's rpc_auth_token_file)",
+            None::<()>,
+        )),
+    }
 }
 
 /// Parses `"latest"`, a JSON number, or a `0x` hex quantity.
@@ -249,30 +279,69 @@ fn get_account(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObje
     Ok(json!({ "balance": acc.balance, "nonce": acc.nonce, "height": height }))
 }
 
+/// Registers a call answered at once; it first checks the client token.
+fn sync_method<R>(
+    m: &mut RpcModule<NodeContext>,
+    name: &'static str,
+    f: fn(Params<'_>, &NodeContext) -> Result<R, ErrorObjectOwned>,
+) -> Result<(), String>
+where
+    R: serde::Serialize + Clone + Send + 'static,
+{
+    m.register_method(name, move |p, ctx, ext| {
+        authorized(ext)?;
+        f(p, ctx)
+    })
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// Registers a call that waits (on the leader, or for its transaction); it first checks the
+/// client token.
+fn async_method<Fut>(
+    m: &mut RpcModule<NodeContext>,
+    name: &'static str,
+    f: fn(Params<'static>, Arc<NodeContext>) -> Fut,
+) -> Result<(), String>
+where
+    Fut: std::future::Future<Output = Result<Value, ErrorObjectOwned>> + Send + 'static,
+{
+    m.register_async_method(name, move |p, ctx, ext| async move {
+        authorized(&ext)?;
+        f(p, ctx).await
+    })
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
 pub fn module(ctx: Arc<NodeContext>) -> Result<RpcModule<NodeContext>, String> {
     let mut m = RpcModule::from_arc(ctx);
-    let e = |e: jsonrpsee::core::RegisterMethodError| e.to_string();
-    m.register_async_method("canon_sendTransaction", |p, ctx, _| {
-        send_transaction(p, ctx)
-    })
-    .map_err(e)?;
-    m.register_async_method("canon_sendTransactions", |p, ctx, _| {
-        send_transactions(p, ctx)
-    })
-    .map_err(e)?;
-    m.register_method("canon_blockNumber", |_, ctx, _| {
-        Ok::<Value, ErrorObjectOwned>(json!(ctx.head().height))
-    })
-    .map_err(e)?;
-    m.register_method("canon_getBlockByNumber", |p, ctx, _| get_block(p, ctx))
-        .map_err(e)?;
-    m.register_method("canon_getAccount", |p, ctx, _| get_account(p, ctx))
-        .map_err(e)?;
-    m.register_method("canon_status", |_, ctx, _| {
-        serde_json::to_value(ctx.status_view())
-            .map_err(|e| ErrorObjectOwned::owned(INTERNAL, e.to_string(), None::<()>))
-    })
-    .map_err(e)?;
+    async_method(&mut m, "canon_sendTransaction", send_transaction)?;
+    async_method(&mut m, "canon_sendTransactions", send_transactions)?;
+    async_method(
+        &mut m,
+        "canon_sendTransactionAndWait",
+        applied::send_transaction_and_wait,
+    )?;
+    async_method(
+        &mut m,
+        "canon_sendTransactionsAndWait",
+        applied::send_transactions_and_wait,
+    )?;
+    async_method(&mut m, "canon_query", applied::query)?;
+    sync_method(&mut m, "canon_blockNumber", |_, ctx| {
+        Ok(json!(ctx.head().height))
+    })?;
+    sync_method(&mut m, "canon_getBlockByNumber", get_block)?;
+    sync_method(&mut m, "canon_getAccount", get_account)?;
+    sync_method(&mut m, "canon_status", |_, ctx| {
+        serde_json::to_value(ctx.status_view()).map_err(|e| internal(e.to_string()))
+    })?;
+    async_method(&mut m, "kv_put", kv::put)?;
+    async_method(&mut m, "kv_delete", kv::delete)?;
+    async_method(&mut m, "kv_compareAndSet", kv::compare_and_set)?;
+    async_method(&mut m, "kv_get", kv::get)?;
+    async_method(&mut m, "kv_range", kv::range)?;
     Ok(m)
 }
 
@@ -281,7 +350,17 @@ pub async fn start(
     addr: std::net::SocketAddr,
     ctx: Arc<NodeContext>,
 ) -> Result<ServerHandle, String> {
+    let token = ctx.client_token.clone();
+    // Marks each call that presented the token; the methods refuse the rest.
+    let mark = tower::ServiceBuilder::new().map_request(move |mut req: HttpRequest<_>| {
+        let header = req.headers().get("authorization").map(|h| h.as_bytes());
+        if token.as_ref().is_none_or(|t| t.admits(header)) {
+            req.extensions_mut().insert(ClientAuthorized);
+        }
+        req
+    });
     let server = Server::builder()
+        .set_http_middleware(mark)
         .build(addr)
         .await
         .map_err(|e| format!("cannot bind {addr}: {e}"))?;

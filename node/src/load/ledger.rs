@@ -1,13 +1,9 @@
-//! `canon-node load`: a load generator a user points at any cluster's JSON-RPC.
-//!
-//! Transfers between the public dev accounts are signed before the clock starts (signing is
-//! the client's cost, not the cluster's), then sent in `canon_sendTransactions` batches to the
-//! given nodes in turn: at a fixed rate (open loop) or keeping a window of transactions in
-//! flight (closed loop). One tracker asks for every sender's account nonce in one JSON-RPC
-//! batch request every [`POLL_MS`]; a transaction counts as canonized when its sender's nonce
-//! passes it, and its latency runs from its first submission to that poll. A rejected
-//! transaction is counted by reason and sent again, since every later nonce of its sender
-//! waits for it.
+//! The ledger's load: transfers between the public dev accounts, signed before the clock
+//! starts (signing is the client's cost, not the cluster's), sent in `canon_sendTransactions`
+//! batches. One tracker asks for every sender's account nonce in one JSON-RPC batch request
+//! every [`POLL_MS`]; a transaction counts as canonized when its sender's nonce passes it, and
+//! its latency runs from its first submission to that poll. A rejected transaction is counted
+//! by reason and sent again, since every later nonce of its sender waits for it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -18,131 +14,17 @@ use alloy_primitives::Address;
 use canon_engine::app::ledger::{Payload, Transaction};
 use canon_engine::codec;
 use canon_engine::sync::lock;
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+use super::{
+    client, percentile, progress_bar, reason_of, LoadConfig, LoadReport, Pace, DRAIN_SECS,
+};
 use crate::client::{ClientError, NodeClient};
-use crate::genesis::{dev_account_key, DEV_ACCOUNTS};
+use crate::genesis::dev_account_key;
 
 /// How often the tracker reads the senders' nonces: the latency figures' resolution.
 pub const POLL_MS: u64 = 20;
-/// How long after the run the tracker waits for transactions still in flight.
-const DRAIN_SECS: u64 = 10;
-
-#[derive(Clone, Copy, Debug)]
-pub enum Pace {
-    /// Transactions per second, sent on schedule whatever the cluster does.
-    Rate(u64),
-    /// At most this many transactions submitted and not yet canonized.
-    Window(u64),
-}
-
-#[derive(Clone, Debug)]
-pub struct LoadConfig {
-    /// JSON-RPC addresses (`host:port`), sent to in turn.
-    pub rpc: Vec<String>,
-    /// Dev accounts that send (1..=64); each receives from the next.
-    pub accounts: usize,
-    pub duration_secs: u64,
-    pub pace: Pace,
-    /// Transactions per `canon_sendTransactions` call.
-    pub batch: usize,
-    /// Most transactions signed up front (bounds memory and the signing time).
-    pub max_txs: usize,
-    /// Threads sending batches.
-    pub senders: usize,
-    pub progress: bool,
-}
-
-impl LoadConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.rpc.is_empty() {
-            return Err("--rpc: name at least one node's JSON-RPC address".into());
-        }
-        if self.accounts == 0 || self.accounts > DEV_ACCOUNTS {
-            return Err(format!(
-                "--accounts {}: between 1 and {DEV_ACCOUNTS} (the funded dev accounts)",
-                self.accounts
-            ));
-        }
-        if self.batch == 0 || self.batch > canon_engine::net::wire::MAX_SUBMIT_BATCH {
-            return Err(format!(
-                "--batch {}: between 1 and {}",
-                self.batch,
-                canon_engine::net::wire::MAX_SUBMIT_BATCH
-            ));
-        }
-        if self.duration_secs == 0 {
-            return Err("--duration-secs: above 0".into());
-        }
-        if self.senders == 0 {
-            return Err("--senders: above 0".into());
-        }
-        match self.pace {
-            Pace::Rate(0) => Err("--rate: above 0".into()),
-            Pace::Window(0) => Err("--window: above 0".into()),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// What a run measured.
-#[derive(Clone, Debug, Default)]
-pub struct LoadReport {
-    pub signed: u64,
-    pub submitted: u64,
-    /// Canonized while the load ran (what `tx_per_sec` counts).
-    pub canonized_in_run: u64,
-    /// Canonized in all, the drain after the run included.
-    pub canonized: u64,
-    pub run_secs: f64,
-    pub tx_per_sec: f64,
-    pub latency_ms_p50: f64,
-    pub latency_ms_p99: f64,
-    pub latency_ms_max: f64,
-    /// Submissions refused, by the node's reason (each was sent again).
-    pub rejections: BTreeMap<String, u64>,
-    /// Submitted but not canonized by the end of the drain.
-    pub unconfirmed: u64,
-    /// A closed loop whose pre-signed transactions were all canonized before the duration
-    /// ended: when, in seconds from the start. The rate is measured over that span, not over
-    /// a duration in which nothing was left to send.
-    pub ran_out_after_secs: Option<f64>,
-}
-
-impl std::fmt::Display for LoadReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "load: secs={:.1} submitted={} canonized={} tx_per_sec={:.0} latency_ms p50={:.0} p99={:.0} max={:.0} unconfirmed={}",
-            self.run_secs,
-            self.submitted,
-            self.canonized_in_run,
-            self.tx_per_sec,
-            self.latency_ms_p50,
-            self.latency_ms_p99,
-            self.latency_ms_max,
-            self.unconfirmed
-        )?;
-        if let Some(secs) = self.ran_out_after_secs {
-            writeln!(
-                f,
-                "all {} pre-signed transactions were canonized after {secs:.1} s: measured over that (raise --max-txs to load the whole duration)",
-                self.signed
-            )?;
-        }
-        if self.rejections.is_empty() {
-            write!(f, "rejections: none")
-        } else {
-            write!(f, "rejections:")?;
-            for (reason, n) in &self.rejections {
-                write!(f, "\n  {n:>8}  {reason}")?;
-            }
-            Ok(())
-        }
-    }
-}
 
 /// One pre-signed transaction, ready to send.
 struct Prepared {
@@ -171,40 +53,6 @@ struct Shared {
     rejections: Mutex<BTreeMap<String, u64>>,
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)]
-}
-
-/// A node's reason with the numbers taken out, so like refusals count together.
-fn reason_of(e: &ClientError) -> String {
-    let text = match e {
-        ClientError::Rpc { message, .. } => message.clone(),
-        other => other.to_string(),
-    };
-    let mut out = String::new();
-    let mut in_number = false;
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            if !in_number {
-                out.push('N');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(c);
-        }
-    }
-    out.chars().take(120).collect()
-}
-
-fn client(addr: &str) -> NodeClient {
-    NodeClient::new(addr, addr, Duration::from_secs(10))
-}
-
 /// Every sender's account nonce in one JSON-RPC batch request.
 fn nonces(c: &NodeClient, senders: &[Address]) -> Result<Vec<u64>, ClientError> {
     let calls: Vec<(&str, Value)> = senders
@@ -223,11 +71,10 @@ fn nonces(c: &NodeClient, senders: &[Address]) -> Result<Vec<u64>, ClientError> 
 }
 
 /// Runs the load and returns what it measured.
-pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
-    cfg.validate()?;
+pub(super) fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let keys: Vec<_> = (0..cfg.accounts).map(dev_account_key).collect();
     let senders: Vec<Address> = keys.iter().map(|k| k.address()).collect();
-    let tracker = client(&cfg.rpc[0]);
+    let tracker = client(cfg, &cfg.rpc[0]);
     let start_nonces = nonces(&tracker, &senders)
         .map_err(|e| format!("reading the senders' nonces from {}: {e}", cfg.rpc[0]))?;
 
@@ -361,7 +208,7 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
     let canonized = shared.canonized.load(Ordering::Relaxed);
     let rejections = lock(&shared.rejections).clone();
     Ok(LoadReport {
-        signed,
+        prepared: signed,
         submitted,
         canonized_in_run: ledger.canonized_in_run,
         canonized,
@@ -374,18 +221,6 @@ pub fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         unconfirmed: submitted.saturating_sub(canonized),
         ran_out_after_secs: ran_out.map(|d| d.as_secs_f64()),
     })
-}
-
-fn progress_bar(cfg: &LoadConfig) -> Option<ProgressBar> {
-    if !cfg.progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
-        return None;
-    }
-    let bar = ProgressBar::new(cfg.duration_secs);
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} s {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    Some(bar)
 }
 
 /// Records what the nonces read at `now` show canonized.
@@ -413,7 +248,7 @@ fn track(shared: &Shared, start: &[u64], read: &[u64], now: Instant, in_run: boo
 /// One sender thread: takes the next batch (resends first), waits for its turn, sends it to
 /// the next node, and files each entry's outcome.
 fn send_loop(t: usize, cfg: &LoadConfig, shared: &Shared, started: Instant, run_for: Duration) {
-    let clients: Vec<NodeClient> = cfg.rpc.iter().map(|a| client(a)).collect();
+    let clients: Vec<NodeClient> = cfg.rpc.iter().map(|a| client(cfg, a)).collect();
     let mut turn = t;
     while !shared.stop.load(Ordering::Relaxed) && started.elapsed() < run_for {
         let mut batch: Vec<usize> = {
@@ -499,84 +334,6 @@ fn send_loop(t: usize, cfg: &LoadConfig, shared: &Shared, started: Instant, run_
         if !resend.is_empty() {
             std::thread::sleep(Duration::from_millis(50));
             lock(&shared.retry).extend(resend);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_group_refusals_whatever_their_numbers() {
-        let e = |m: &str| ClientError::Rpc {
-            code: -32000,
-            message: m.into(),
-        };
-        assert_eq!(
-            reason_of(&e(
-                "transaction rejected: mempool is full (100000 transactions)"
-            )),
-            reason_of(&e("transaction rejected: mempool is full (5 transactions)"))
-        );
-        assert_eq!(
-            reason_of(&e("nonce 7 already used (account nonce is 9)")),
-            "nonce N already used (account nonce is N)"
-        );
-    }
-
-    #[test]
-    fn bad_settings_are_named() {
-        let good = LoadConfig {
-            rpc: vec!["127.0.0.1:3050".into()],
-            accounts: 8,
-            duration_secs: 10,
-            pace: Pace::Rate(100),
-            batch: 100,
-            max_txs: 1000,
-            senders: 2,
-            progress: false,
-        };
-        assert!(good.validate().is_ok());
-        for (bad, named) in [
-            (
-                LoadConfig {
-                    accounts: 65,
-                    ..good.clone()
-                },
-                "--accounts",
-            ),
-            (
-                LoadConfig {
-                    batch: 0,
-                    ..good.clone()
-                },
-                "--batch",
-            ),
-            (
-                LoadConfig {
-                    rpc: vec![],
-                    ..good.clone()
-                },
-                "--rpc",
-            ),
-            (
-                LoadConfig {
-                    pace: Pace::Window(0),
-                    ..good.clone()
-                },
-                "--window",
-            ),
-            (
-                LoadConfig {
-                    duration_secs: 0,
-                    ..good.clone()
-                },
-                "--duration-secs",
-            ),
-        ] {
-            let e = bad.validate().unwrap_err();
-            assert!(e.contains(named), "{e}");
         }
     }
 }

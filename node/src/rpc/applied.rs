@@ -1,0 +1,225 @@
+//! Calls any application's clients make beyond submitting: wait for what a transaction
+//! answered, and read committed state linearizably or locally. Queries, answers and outputs
+//! travel as `0x` hex of the application's own encoding.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::B256;
+use canon_engine::app::{Tx, RULE_ENCODING};
+use canon_engine::net::wire::{
+    Awaited, ReadAnswer, ReadConsistency, ReadError, MAX_SUBMIT_BATCH, MAX_SUBMIT_WAIT_MS,
+};
+use jsonrpsee::types::{ErrorObjectOwned, Params};
+use serde_json::{json, Value};
+
+use super::{decode_transaction, invalid, outcome_result, NO_LEADER};
+use crate::context::NodeContext;
+
+/// How long a call that waits for its transaction waits when it does not say.
+pub const DEFAULT_WAIT_MS: u64 = 5_000;
+/// Admitted, but not seen applied within the wait: it may still apply.
+pub const TIMED_OUT: i32 = -32002;
+
+/// `0x` hex (the prefix is optional) as bytes; the message names `what`.
+pub fn hex_bytes(what: &str, raw: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
+    hex::decode(raw.strip_prefix("0x").unwrap_or(raw))
+        .map_err(|e| invalid(format!("{what} {raw:?} is not hex: {e}")))
+}
+
+pub fn hex_string(bytes: &[u8]) -> String {
+    format!("0x{}", hex::encode(bytes))
+}
+
+/// A wait in milliseconds (default [`DEFAULT_WAIT_MS`], at most [`MAX_SUBMIT_WAIT_MS`]).
+pub fn parse_wait(ms: Option<u64>) -> Result<Duration, ErrorObjectOwned> {
+    let ms = ms.unwrap_or(DEFAULT_WAIT_MS);
+    if ms == 0 || ms > u64::from(MAX_SUBMIT_WAIT_MS) {
+        return Err(invalid(format!(
+            "wait of {ms} ms: between 1 and {MAX_SUBMIT_WAIT_MS}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// `"linearizable"` (the default) or `"local"`.
+pub fn parse_consistency(raw: Option<String>) -> Result<ReadConsistency, ErrorObjectOwned> {
+    match raw.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("linearizable") => Ok(ReadConsistency::Linearizable),
+        Some("local") => Ok(ReadConsistency::Local),
+        Some(other) => Err(invalid(format!(
+            "consistency {other:?}: \"linearizable\" (sees every write that finished before the \
+             read) or \"local\" (this node's applied state, maybe stale)"
+        ))),
+    }
+}
+
+/// What came of a transaction waited on: the height that applied it and its output, or the
+/// error a client acts on.
+pub fn awaited_result(
+    awaited: Awaited,
+    hash: B256,
+    wait: Duration,
+) -> Result<(u64, Vec<u8>), ErrorObjectOwned> {
+    match awaited {
+        Awaited::Applied { height, output } => Ok((height, output)),
+        Awaited::NotAdmitted(outcome) => match outcome_result(outcome, hash) {
+            Err(e) => Err(e),
+            Ok(_) => Err(ErrorObjectOwned::owned(
+                NO_LEADER,
+                "admitted, then not waited on; retry shortly",
+                None::<()>,
+            )),
+        },
+        Awaited::TimedOut => Err(ErrorObjectOwned::owned(
+            TIMED_OUT,
+            format!(
+                "transaction {hash} was admitted but not seen applied within {} ms: it may \
+                 still apply; read before you retry",
+                wait.as_millis()
+            ),
+            None::<()>,
+        )),
+    }
+}
+
+/// A read's answer, or the error a client acts on.
+pub fn read_result(read: Result<ReadAnswer, ReadError>) -> Result<ReadAnswer, ErrorObjectOwned> {
+    read.map_err(|e| match &e {
+        ReadError::Refused(why) if why.rule == RULE_ENCODING => invalid(e.to_string()),
+        ReadError::Refused(_) => invalid(e.to_string()),
+        ReadError::NotLeader { .. } | ReadError::Unconfirmed(_) => {
+            ErrorObjectOwned::owned(NO_LEADER, format!("{e}; retry shortly"), None::<()>)
+        }
+    })
+}
+
+/// Submits `txs` and waits; one result per transaction.
+pub async fn submit_and_wait(
+    ctx: &NodeContext,
+    txs: Vec<Tx>,
+    wait: Duration,
+) -> Vec<Result<(u64, Vec<u8>), ErrorObjectOwned>> {
+    let hashes: Vec<B256> = txs.iter().map(Tx::hash).collect();
+    ctx.submit_and_wait(txs, wait)
+        .await
+        .into_iter()
+        .zip(hashes)
+        .map(|(a, hash)| awaited_result(a, hash, wait))
+        .collect()
+}
+
+fn applied_json(hash: B256, height: u64, output: &[u8]) -> Value {
+    json!({ "hash": hash, "height": height, "output": hex_string(output) })
+}
+
+/// `canon_sendTransactionAndWait(["0x<tx>", wait_ms?])`: `{hash, height, output}` once this
+/// node applied it.
+pub async fn send_transaction_and_wait(
+    params: Params<'static>,
+    ctx: Arc<NodeContext>,
+) -> Result<Value, ErrorObjectOwned> {
+    let mut seq = params.sequence();
+    let raw: String = seq
+        .next()
+        .map_err(|e| invalid(format!("expected [\"0x<transaction>\", wait_ms?]: {e}")))?;
+    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let (tx, hash) = decode_transaction(&raw)?;
+    let result = submit_and_wait(&ctx, vec![tx], wait).await.pop();
+    let (height, output) = result.unwrap_or_else(|| Err(invalid("no answer came back")))?;
+    Ok(applied_json(hash, height, &output))
+}
+
+/// `canon_sendTransactionsAndWait([["0x<tx>", ...], wait_ms?])`: one entry per transaction,
+/// `{hash, height, output}` or `{error}`, once every admitted one applied or the wait ended.
+pub async fn send_transactions_and_wait(
+    params: Params<'static>,
+    ctx: Arc<NodeContext>,
+) -> Result<Value, ErrorObjectOwned> {
+    let mut seq = params.sequence();
+    let raws: Vec<String> = seq.next().map_err(|e| {
+        invalid(format!(
+            "expected [[\"0x<transaction>\", ...], wait_ms?]: {e}"
+        ))
+    })?;
+    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    if raws.len() > MAX_SUBMIT_BATCH {
+        return Err(invalid(format!(
+            "{} transactions in one call; at most {MAX_SUBMIT_BATCH}",
+            raws.len()
+        )));
+    }
+    let decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>> =
+        raws.iter().map(|r| decode_transaction(r)).collect();
+    let txs: Vec<Tx> = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok().map(|(tx, _)| tx.clone()))
+        .collect();
+    let mut results = submit_and_wait(&ctx, txs, wait).await.into_iter();
+    let entries = decoded
+        .into_iter()
+        .map(|d| {
+            let entry = d.and_then(|(_, hash)| {
+                let (height, output) = results
+                    .next()
+                    .unwrap_or_else(|| Err(invalid("no answer came back")))?;
+                Ok(applied_json(hash, height, &output))
+            });
+            entry.unwrap_or_else(
+                |e| json!({ "error": { "code": e.code(), "message": e.message() } }),
+            )
+        })
+        .collect();
+    Ok(Value::Array(entries))
+}
+
+/// `canon_query(["0x<query>", "linearizable" | "local"])`: `{answer, height}`.
+pub async fn query(
+    params: Params<'static>,
+    ctx: Arc<NodeContext>,
+) -> Result<Value, ErrorObjectOwned> {
+    let mut seq = params.sequence();
+    let raw: String = seq
+        .next()
+        .map_err(|e| invalid(format!("expected [\"0x<query>\", consistency?]: {e}")))?;
+    let consistency = parse_consistency(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let query = hex_bytes("query", &raw)?;
+    let read = read_result(ctx.read(query, consistency).await)?;
+    Ok(json!({ "answer": hex_string(&read.answer), "height": read.height }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_and_consistencies_are_checked_and_named() {
+        assert_eq!(
+            parse_wait(None).unwrap(),
+            Duration::from_millis(DEFAULT_WAIT_MS)
+        );
+        assert!(parse_wait(Some(0))
+            .unwrap_err()
+            .message()
+            .contains("wait of 0 ms"));
+        assert!(parse_wait(Some(u64::from(MAX_SUBMIT_WAIT_MS) + 1)).is_err());
+        assert_eq!(
+            parse_consistency(None).unwrap(),
+            ReadConsistency::Linearizable
+        );
+        assert_eq!(
+            parse_consistency(Some("Local".into())).unwrap(),
+            ReadConsistency::Local
+        );
+        let e = parse_consistency(Some("eventual".into())).unwrap_err();
+        assert!(e.message().contains("\"eventual\""), "{}", e.message());
+    }
+
+    #[test]
+    fn a_timed_out_write_says_it_may_still_apply() {
+        let e =
+            awaited_result(Awaited::TimedOut, B256::ZERO, Duration::from_millis(300)).unwrap_err();
+        assert_eq!(e.code(), TIMED_OUT);
+        assert!(e.message().contains("300 ms") && e.message().contains("may still apply"));
+    }
+}
