@@ -30,6 +30,14 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     bincode::serde::encode_to_vec(value, config()).map_err(|e| CodecError::Encode(e.to_string()))
 }
 
+/// How many bytes [`encode`] would write for `value`, counted without writing them.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, CodecError> {
+    let mut counter = bincode::enc::write::SizeWriter::default();
+    bincode::serde::encode_into_writer(value, &mut counter, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(counter.bytes_written)
+}
+
 /// Decodes exactly one value; trailing bytes are an error. Hashes are never taken over received
 /// bytes, only over [`encode`]'s canonical output, so a non-minimal varint cannot fork an id.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
@@ -44,6 +52,18 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_counted_length_is_the_encoded_length() {
+        let values: Vec<(u64, Option<Vec<u8>>, String)> = vec![
+            (0, None, String::new()),
+            (250, Some(vec![1; 300]), "x".repeat(70_000)),
+            (u64::MAX, Some(vec![]), "é".into()),
+        ];
+        for v in values {
+            assert_eq!(encoded_len(&v).unwrap(), encode(&v).unwrap().len(), "{v:?}");
+        }
+    }
 
     #[test]
     fn huge_length_prefix_is_an_error_not_an_allocation() {

@@ -251,9 +251,9 @@ struct Etcd {
 impl Etcd {
     /// `None` (and why) when etcd or etcdctl is not on PATH.
     fn start() -> Result<Etcd, String> {
-        for tool in ["etcd", "etcdctl"] {
+        for (tool, ask) in [("etcd", "--version"), ("etcdctl", "version")] {
             let found = std::process::Command::new(tool)
-                .arg("--version")
+                .arg(ask)
                 .output()
                 .is_ok_and(|o| o.status.success());
             if !found {

@@ -32,38 +32,67 @@ pub mod ledger;
 pub use erased::{App, AppState};
 
 /// A transaction as the engine carries it: bytes only the application reads. Its id is the
-/// keccak hash of those bytes.
-#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Tx(pub Bytes);
+/// keccak hash of those bytes, computed once per copy a node holds: admission, the mempool,
+/// the transactions root, block checks and the client waiters all ask for it, and hashing was
+/// a sixth of a node's time under a key-value load. It encodes as the bytes alone.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Tx {
+    bytes: Bytes,
+    #[serde(skip)]
+    id: std::sync::OnceLock<B256>,
+}
 
 impl Tx {
     pub fn new(bytes: impl Into<Bytes>) -> Tx {
-        Tx(bytes.into())
+        Tx {
+            bytes: bytes.into(),
+            id: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn hash(&self) -> B256 {
-        keccak256(&self.0)
+        *self.id.get_or_init(|| keccak256(&self.bytes))
     }
 
     pub fn as_bytes(&self) -> &[u8] {
-        &self.0
+        &self.bytes
+    }
+}
+
+impl PartialEq for Tx {
+    fn eq(&self, other: &Tx) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for Tx {}
+
+impl std::hash::Hash for Tx {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.bytes.hash(state)
     }
 }
 
 impl std::fmt::Debug for Tx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tx({} bytes, {})", self.0.len(), self.hash())
+        write!(f, "Tx({} bytes, {})", self.bytes.len(), self.hash())
     }
 }
 
 /// Decodes `tx` as one `T` through the codec, refusing any encoding but the canonical one, so
 /// one transaction has one id (the codec would accept a non-minimal varint).
+///
+/// The check compares lengths, not bytes: the bytes decoded to the value with nothing left
+/// over, every part of an encoding (varint, tag, length) has exactly one shortest form, and
+/// the canonical encoding uses it everywhere, so any other encoding of the value is longer.
+/// Counting the canonical length allocates nothing.
 pub fn decode_canonical<T: serde::Serialize + serde::de::DeserializeOwned>(
     tx: &Tx,
 ) -> Result<T, Rejection> {
     let value: T = crate::codec::decode(tx.as_bytes()).map_err(Rejection::encoding)?;
-    match crate::codec::encode(&value) {
-        Ok(canonical) if canonical.as_slice() == tx.as_bytes() => Ok(value),
+    match crate::codec::encoded_len(&value) {
+        Ok(canonical) if canonical == tx.as_bytes().len() => Ok(value),
         Ok(_) => Err(Rejection::encoding("not the canonical encoding")),
         Err(e) => Err(Rejection::encoding(e)),
     }

@@ -131,6 +131,67 @@ pub fn verify_block(
     block: &Block,
     signatures: Signatures<'_>,
 ) -> Result<Executed, BlockError> {
+    check_header(head, peers, block, signatures)?;
+    let h = &block.header;
+    if let Signatures::Check(verifier) = signatures {
+        let txs: Vec<&Tx> = block.transactions.iter().collect();
+        if let Some((index, error)) = verifier.first_invalid(state.app(), &txs) {
+            return Err(BlockError::Transaction { index, error });
+        }
+    }
+    let mut next = state.clone();
+    let mut outputs = Vec::with_capacity(block.transactions.len());
+    for (index, tx) in block.transactions.iter().enumerate() {
+        let output = next
+            .execute(tx)
+            .map_err(|error| BlockError::Transaction { index, error })?;
+        outputs.push(output);
+    }
+    let committed = next.commit();
+    if committed.state_root != h.state_root {
+        return Err(BlockError::StateRoot {
+            got: h.state_root,
+            computed: committed.state_root,
+        });
+    }
+    Ok(Executed {
+        state: next,
+        writes: committed.writes,
+        outputs,
+    })
+}
+
+/// [`verify_block`] for a block this node built itself, given what building it executed: the
+/// same checks of the header, proposer and transactions root against the current head, and
+/// the execution taken from the build instead of run again. Sound because execution is a
+/// function of the parent state and the transactions: the parent is the head (its hash is
+/// checked), the transactions are the ones the root commits to, and the build's state root
+/// is the header's.
+pub fn check_built(
+    head: &Head,
+    peers: &[NodeId],
+    block: &Block,
+    executed: Executed,
+) -> Result<Executed, BlockError> {
+    check_header(head, peers, block, Signatures::Trusted)?;
+    let computed = executed.state.root();
+    if computed != block.header.state_root {
+        return Err(BlockError::StateRoot {
+            got: block.header.state_root,
+            computed,
+        });
+    }
+    Ok(executed)
+}
+
+/// What [`verify_block`] checks before executing: height, parent, time, round, the proposer
+/// (and its signature unless `signatures` trusts it) and the transactions root.
+fn check_header(
+    head: &Head,
+    peers: &[NodeId],
+    block: &Block,
+    signatures: Signatures<'_>,
+) -> Result<(), BlockError> {
     let h = &block.header;
     if h.height != head.height + 1 {
         return Err(BlockError::Height {
@@ -176,32 +237,7 @@ pub fn verify_block(
             computed,
         });
     }
-    if let Signatures::Check(verifier) = signatures {
-        let txs: Vec<&Tx> = block.transactions.iter().collect();
-        if let Some((index, error)) = verifier.first_invalid(state.app(), &txs) {
-            return Err(BlockError::Transaction { index, error });
-        }
-    }
-    let mut next = state.clone();
-    let mut outputs = Vec::with_capacity(block.transactions.len());
-    for (index, tx) in block.transactions.iter().enumerate() {
-        let output = next
-            .execute(tx)
-            .map_err(|error| BlockError::Transaction { index, error })?;
-        outputs.push(output);
-    }
-    let committed = next.commit();
-    if committed.state_root != h.state_root {
-        return Err(BlockError::StateRoot {
-            got: h.state_root,
-            computed: committed.state_root,
-        });
-    }
-    Ok(Executed {
-        state: next,
-        writes: committed.writes,
-        outputs,
-    })
+    Ok(())
 }
 
 /// What the sequencer builds a block on: a head, the state after it and where cutting L1
@@ -234,6 +270,10 @@ pub struct Built {
     pub excluded: Vec<(Tx, Rejection)>,
     /// The state after the block: what a pipelined next block builds on.
     pub state: AppState,
+    /// What applying the block on its parent's state gives: the state, the writes to store
+    /// and each transaction's answer. The builder ran every transaction already; applying
+    /// its own block later need not run them again (see [`check_built`]).
+    pub executed: Executed,
 }
 
 /// What the sequencer needs to build on top of `head`.
@@ -259,23 +299,28 @@ pub fn build_block(
 ) -> Result<Built, CodecError> {
     let mut state = p.state.clone();
     let mut included = Vec::new();
+    let mut outputs = Vec::new();
     let mut excluded = Vec::new();
     for tx in candidates {
         if included.len() >= p.max_transactions {
             break;
         }
         match state.execute(&tx) {
-            Ok(_) => included.push(tx),
+            Ok(output) => {
+                included.push(tx);
+                outputs.push(output);
+            }
             Err(e) => excluded.push((tx, e)),
         }
     }
+    let committed = state.commit();
     let header = BlockHeader {
         height: p.head.height + 1,
         parent_hash: p.head.hash,
         // A leader's clock may run behind its predecessor's: time never goes backwards on chain.
         timestamp_ms: p.timestamp_ms.max(p.head.timestamp_ms),
         transactions_root: transactions_root(&included),
-        state_root: state.commit().state_root,
+        state_root: committed.state_root,
         proposer: p.key.node_id(),
         term: p.term,
         slot: p.slot,
@@ -284,6 +329,11 @@ pub fn build_block(
     Ok(Built {
         block: Block::seal(header, included, p.key)?,
         excluded,
+        executed: Executed {
+            state: state.clone(),
+            writes: committed.writes,
+            outputs,
+        },
         state,
     })
 }
@@ -384,6 +434,33 @@ mod tests {
             account_in(&out.state, &f.alice.address()).unwrap().balance,
             990
         );
+    }
+
+    #[test]
+    fn a_built_block_checks_to_what_running_it_again_gives() {
+        let f = fixture();
+        let (head, ledger, built) = build(&f, vec![pay(&f.alice, 0, 10), pay(&f.alice, 1, 7)]);
+        let again = verify_block(&head, &ledger, &f.peers, &built.block, CHECK).unwrap();
+        let reused = check_built(&head, &f.peers, &built.block, built.executed.clone()).unwrap();
+        assert_eq!(reused.state.root(), again.state.root());
+        assert_eq!(reused.outputs, again.outputs);
+        assert_eq!(reused.writes, again.writes);
+        // The header is still checked against the head: a block on another parent, or whose
+        // root the execution does not give, is refused as before.
+        let mut h = built.block.header.clone();
+        h.parent_hash = B256::repeat_byte(7);
+        let other = Block::seal(h, built.block.transactions.clone(), &f.leader).unwrap();
+        assert!(matches!(
+            check_built(&head, &f.peers, &other, built.executed.clone()),
+            Err(BlockError::Parent { .. })
+        ));
+        let mut h = built.block.header.clone();
+        h.state_root = B256::repeat_byte(1);
+        let lying = Block::seal(h, built.block.transactions.clone(), &f.leader).unwrap();
+        assert!(matches!(
+            check_built(&head, &f.peers, &lying, built.executed),
+            Err(BlockError::StateRoot { .. })
+        ));
     }
 
     #[test]

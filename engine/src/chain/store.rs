@@ -22,6 +22,7 @@ use crate::settlement::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::settlement::role::BatcherRole;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
+mod built;
 mod certified;
 mod outcomes;
 #[cfg(test)]
@@ -375,6 +376,8 @@ pub struct ChainStore {
     certified: Mutex<u64>,
     /// Clients waiting for their transactions' answers (see [`ChainStore::await_applied`]).
     waiters: outcomes::Waiters,
+    /// What this node's own blocks executed to (see [`ChainStore::take_built`]).
+    built: built::BuiltBlocks,
 }
 
 impl ChainStore {
@@ -399,6 +402,7 @@ impl ChainStore {
             backfill: Mutex::new(backfill),
             backfill_due,
             waiters: outcomes::Waiters::default(),
+            built: built::BuiltBlocks::default(),
         })
     }
 

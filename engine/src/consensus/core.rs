@@ -410,6 +410,10 @@ impl NodeCore {
             }
         }
         self.mempool.proposed(&built.block.transactions);
+        // A memo, not a decision: applying this block, if canonized, reuses the execution.
+        if let Ok(hash) = built.block.header.hash() {
+            self.chain.remember_built(hash, built.executed);
+        }
         out.push(Effect::Emit(Event::Proposed {
             height: built.block.header.height,
             transactions: built.block.transactions.len(),

@@ -25,16 +25,22 @@ pub struct KvTx {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvOp {
     Put {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
     Delete {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Sets `key` to `new` (`None`: deletes it) only if it now holds `expected` (`None`: absent).
     CompareAndSet {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         expected: Option<Vec<u8>>,
+        #[serde(with = "serde_bytes")]
         new: Option<Vec<u8>>,
     },
 }
@@ -61,12 +67,15 @@ pub enum KvOutcome {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvQuery {
     Get {
+        #[serde(with = "serde_bytes")]
         key: Vec<u8>,
     },
     /// Pairs with `start <= key < end` (`end` `None`: to the last key), in key order, at most
     /// `limit` (and never more than [`MAX_RANGE_PAIRS`]).
     Range {
+        #[serde(with = "serde_bytes")]
         start: Vec<u8>,
+        #[serde(with = "serde_bytes")]
         end: Option<Vec<u8>>,
         limit: u32,
     },
@@ -74,7 +83,7 @@ pub enum KvQuery {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvAnswer {
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "serde_bytes")] Option<Vec<u8>>),
     /// The pairs, and whether more lay in the range past the limit.
     Pairs {
         pairs: Vec<(Vec<u8>, Vec<u8>)>,
@@ -138,5 +147,32 @@ impl KvAnswer {
 impl KvOutcome {
     pub fn decode(bytes: &[u8]) -> Result<KvOutcome, codec::CodecError> {
         codec::decode(bytes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Byte strings encode as a length and the bytes: the same bytes a vector of `u8` gave
+    /// element by element, so transaction ids did not move when they became byte strings.
+    #[test]
+    fn the_encoding_is_pinned() {
+        let tx = KvTx {
+            client: 1,
+            request: 2,
+            op: KvOp::CompareAndSet {
+                key: vec![0xaa],
+                expected: None,
+                new: Some(vec![1, 2]),
+            },
+        };
+        let bytes = codec::encode(&tx).unwrap();
+        assert_eq!(bytes, [1, 2, 2, 1, 0xaa, 0, 1, 2, 1, 2]);
+        #[derive(Serialize)]
+        struct ElementWise(u64, u64, u32, Vec<u8>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let old = ElementWise(1, 2, 2, vec![0xaa], None, Some(vec![1, 2]));
+        assert_eq!(codec::encode(&old).unwrap(), bytes);
+        assert_eq!(KvTx::from_tx(&tx.to_tx().unwrap()).unwrap(), tx);
     }
 }

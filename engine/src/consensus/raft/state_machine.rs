@@ -177,14 +177,19 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 proposer: h.proposer,
             })
         } else {
-            // Signatures were checked by the leader at admission: members trust each other.
-            rules::verify_block(
-                &next.head,
-                &next.state,
-                &self.peers,
-                block,
-                Signatures::Trusted,
-            )
+            // This node's own block: what building it executed (see `rules::check_built`).
+            let built = h.hash().ok().and_then(|hash| self.chain.take_built(&hash));
+            match built {
+                Some(executed) => rules::check_built(&next.head, &self.peers, block, executed),
+                // Signatures were checked by the leader at admission: members trust each other.
+                None => rules::verify_block(
+                    &next.head,
+                    &next.state,
+                    &self.peers,
+                    block,
+                    Signatures::Trusted,
+                ),
+            }
         };
         let executed = match verdict {
             Ok(x) => x,
