@@ -175,14 +175,15 @@ enum Command {
         /// Closed loop (the default): at most this many transactions in flight.
         #[arg(long, default_value_t = 10_000)]
         window: u64,
-        /// Transactions per canon_sendTransactions call (at most 10,000).
+        /// Transactions per call (at most 10,000).
         #[arg(long, default_value_t = 500)]
         batch: usize,
-        /// Most transactions sent (the ledger signs them before the run starts, about 100 µs
-        /// each per core). A closed loop that runs out ends there, and its rate is measured
+        /// Most transactions sent: by default 200,000 for the ledger, which signs them before
+        /// the run starts (about 100 µs each per core), and 10,000,000 for kv, which makes
+        /// them as it sends. A closed loop that runs out ends there, and its rate is measured
         /// over the time it had work, which the report says.
-        #[arg(long, default_value_t = 200_000)]
-        max_txs: usize,
+        #[arg(long)]
+        max_txs: Option<usize>,
         /// Threads sending batches.
         #[arg(long, default_value_t = 4)]
         senders: usize,
@@ -306,7 +307,10 @@ fn main() -> ExitCode {
                     None => canon_node::load::Pace::Window(window),
                 },
                 batch,
-                max_txs,
+                max_txs: max_txs.unwrap_or(match app {
+                    Application::Ledger => 200_000,
+                    Application::Kv => 10_000_000,
+                }),
                 senders,
                 progress: true,
                 app,

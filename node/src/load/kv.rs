@@ -18,7 +18,9 @@ use canon_engine::app::kv::{KvOp, KvTx};
 use canon_engine::sync::lock;
 use serde_json::{json, Value};
 
-use super::{client, percentile, progress_bar, reason_of, LoadConfig, LoadReport, Pace};
+use super::{
+    client, percentile, progress_bar, reason_of, show_progress, LoadConfig, LoadReport, Pace,
+};
 use crate::client::ClientError;
 
 /// How long a batch's call asks the node to wait for its puts, in milliseconds.
@@ -45,6 +47,25 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(client: u64, keys: u64, value_bytes: usize, max: u64) -> Shared {
+        Shared {
+            client,
+            keys,
+            value_bytes,
+            max,
+            next: AtomicU64::new(0),
+            retry: Mutex::new(VecDeque::new()),
+            submitted: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            applied_in_run: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            latencies_ms: Mutex::new(Vec::new()),
+            rejections: Mutex::new(BTreeMap::new()),
+            stop: AtomicBool::new(false),
+        }
+    }
+
     /// Put number `n`: its key cycles through the key space; its value says which put it is.
     fn raw(&self, n: u64) -> Result<String, String> {
         let key = (n % self.keys).to_be_bytes().to_vec();
@@ -81,22 +102,12 @@ pub(super) fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
         Pace::Rate(r) => r.saturating_mul(cfg.duration_secs).min(cfg.max_txs as u64),
         Pace::Window(_) => cfg.max_txs as u64,
     };
-    let shared = Arc::new(Shared {
-        client: rand::random(),
-        keys: cfg.kv_keys,
-        value_bytes: cfg.kv_value_bytes,
-        max: total,
-        next: AtomicU64::new(0),
-        retry: Mutex::new(VecDeque::new()),
-        submitted: AtomicU64::new(0),
-        in_flight: AtomicU64::new(0),
-        applied: AtomicU64::new(0),
-        applied_in_run: AtomicU64::new(0),
-        timed_out: AtomicU64::new(0),
-        latencies_ms: Mutex::new(Vec::new()),
-        rejections: Mutex::new(BTreeMap::new()),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(
+        rand::random(),
+        cfg.kv_keys,
+        cfg.kv_value_bytes,
+        total,
+    ));
     shared.raw(0)?;
     // A chain that is not key-value, or a token missing or wrong, fails here once and clearly.
     for addr in &cfg.rpc {
@@ -141,16 +152,7 @@ pub(super) fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                 shared.submitted.load(Ordering::Relaxed),
                 applied as f64 / elapsed.as_secs_f64().max(0.001)
             );
-            match &bar {
-                Some(b) => {
-                    b.set_position(elapsed.as_secs().min(cfg.duration_secs));
-                    b.set_message(msg);
-                }
-                None if cfg.progress && elapsed.as_millis() % 5_000 < 500 => {
-                    eprintln!("progress: {:.0} s, {msg}", elapsed.as_secs_f64())
-                }
-                None => {}
-            }
+            show_progress(&bar, cfg, elapsed, msg);
         }
     }
     // Senders finish the calls they have out (each bounded by the node's wait).
@@ -298,22 +300,7 @@ mod tests {
     use super::*;
 
     fn shared(keys: u64, value_bytes: usize, max: u64) -> Shared {
-        Shared {
-            client: 7,
-            keys,
-            value_bytes,
-            max,
-            next: AtomicU64::new(0),
-            retry: Mutex::new(VecDeque::new()),
-            submitted: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            applied: AtomicU64::new(0),
-            applied_in_run: AtomicU64::new(0),
-            timed_out: AtomicU64::new(0),
-            latencies_ms: Mutex::new(Vec::new()),
-            rejections: Mutex::new(BTreeMap::new()),
-            stop: AtomicBool::new(false),
-        }
+        Shared::new(7, keys, value_bytes, max)
     }
 
     #[test]

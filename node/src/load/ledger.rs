@@ -18,7 +18,8 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use super::{
-    client, percentile, progress_bar, reason_of, LoadConfig, LoadReport, Pace, DRAIN_SECS,
+    client, percentile, progress_bar, reason_of, show_progress, LoadConfig, LoadReport, Pace,
+    DRAIN_SECS,
 };
 use crate::client::{ClientError, NodeClient};
 use crate::genesis::dev_account_key;
@@ -177,16 +178,7 @@ pub(super) fn run(cfg: &LoadConfig) -> Result<LoadReport, String> {
                 "submitted {submitted}, canonized {canonized} ({:.0} tx/s)",
                 canonized as f64 / elapsed.as_secs_f64().max(0.001)
             );
-            match &bar {
-                Some(b) => {
-                    b.set_position(elapsed.as_secs().min(cfg.duration_secs));
-                    b.set_message(msg);
-                }
-                None if cfg.progress && elapsed.as_millis() % 5_000 < 500 => {
-                    eprintln!("progress: {:.0} s, {msg}", elapsed.as_secs_f64())
-                }
-                None => {}
-            }
+            show_progress(&bar, cfg, elapsed, msg);
         }
         let drained =
             canonized >= submitted && lock(&shared.retry).is_empty() && elapsed >= run_for;

@@ -218,6 +218,20 @@ fn client(cfg: &LoadConfig, addr: &str) -> NodeClient {
     NodeClient::new(addr, addr, Duration::from_secs(40)).with_token(cfg.token.clone())
 }
 
+/// Shows `msg` on the bar, or on a terminal-less run prints it every 5 s.
+fn show_progress(bar: &Option<ProgressBar>, cfg: &LoadConfig, elapsed: Duration, msg: String) {
+    match bar {
+        Some(b) => {
+            b.set_position(elapsed.as_secs().min(cfg.duration_secs));
+            b.set_message(msg);
+        }
+        None if cfg.progress && elapsed.as_millis() % 5_000 < 500 => {
+            eprintln!("progress: {:.0} s, {msg}", elapsed.as_secs_f64())
+        }
+        None => {}
+    }
+}
+
 fn progress_bar(cfg: &LoadConfig) -> Option<ProgressBar> {
     if !cfg.progress || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         return None;

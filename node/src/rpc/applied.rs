@@ -8,18 +8,37 @@ use std::time::Duration;
 use alloy_primitives::B256;
 use canon_engine::app::{Tx, RULE_ENCODING};
 use canon_engine::net::wire::{
-    Awaited, ReadAnswer, ReadConsistency, ReadError, MAX_SUBMIT_BATCH, MAX_SUBMIT_WAIT_MS,
+    Awaited, ReadAnswer, ReadConsistency, ReadError, MAX_SUBMIT_WAIT_MS,
 };
+use jsonrpsee::types::params::ParamsSequence;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
-use super::{decode_transaction, invalid, outcome_result, NO_LEADER};
+use super::{batch_answer, decode_batch, decode_transaction, invalid, outcome_result, NO_LEADER};
 use crate::context::NodeContext;
 
 /// How long a call that waits for its transaction waits when it does not say.
 pub const DEFAULT_WAIT_MS: u64 = 5_000;
 /// Admitted, but not seen applied within the wait: it may still apply.
 pub const TIMED_OUT: i32 = -32002;
+
+/// The next positional parameter; a missing or malformed one is named with the call's `usage`.
+pub fn param<T: serde::de::DeserializeOwned>(
+    seq: &mut ParamsSequence<'_>,
+    usage: &str,
+) -> Result<T, ErrorObjectOwned> {
+    seq.next()
+        .map_err(|e| invalid(format!("expected {usage}: {e}")))
+}
+
+/// The next positional parameter if there is one.
+pub fn optional_param<T: serde::de::DeserializeOwned>(
+    seq: &mut ParamsSequence<'_>,
+    usage: &str,
+) -> Result<Option<T>, ErrorObjectOwned> {
+    seq.optional_next()
+        .map_err(|e| invalid(format!("expected {usage}: {e}")))
+}
 
 /// `0x` hex (the prefix is optional) as bytes; the message names `what`.
 pub fn hex_bytes(what: &str, raw: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
@@ -119,11 +138,10 @@ pub async fn send_transaction_and_wait(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
+    let usage = "[\"0x<transaction>\", wait_ms?]";
     let mut seq = params.sequence();
-    let raw: String = seq
-        .next()
-        .map_err(|e| invalid(format!("expected [\"0x<transaction>\", wait_ms?]: {e}")))?;
-    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let raw: String = param(&mut seq, usage)?;
+    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
     let (tx, hash) = decode_transaction(&raw)?;
     let result = submit_and_wait(&ctx, vec![tx], wait).await.pop();
     let (height, output) = result.unwrap_or_else(|| Err(invalid("no answer came back")))?;
@@ -136,41 +154,18 @@ pub async fn send_transactions_and_wait(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
+    let usage = "[[\"0x<transaction>\", ...], wait_ms?]";
     let mut seq = params.sequence();
-    let raws: Vec<String> = seq.next().map_err(|e| {
-        invalid(format!(
-            "expected [[\"0x<transaction>\", ...], wait_ms?]: {e}"
-        ))
-    })?;
-    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
-    if raws.len() > MAX_SUBMIT_BATCH {
-        return Err(invalid(format!(
-            "{} transactions in one call; at most {MAX_SUBMIT_BATCH}",
-            raws.len()
-        )));
-    }
-    let decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>> =
-        raws.iter().map(|r| decode_transaction(r)).collect();
-    let txs: Vec<Tx> = decoded
-        .iter()
-        .filter_map(|d| d.as_ref().ok().map(|(tx, _)| tx.clone()))
-        .collect();
+    let raws: Vec<String> = param(&mut seq, usage)?;
+    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
+    let (decoded, txs) = decode_batch(&raws)?;
     let mut results = submit_and_wait(&ctx, txs, wait).await.into_iter();
-    let entries = decoded
-        .into_iter()
-        .map(|d| {
-            let entry = d.and_then(|(_, hash)| {
-                let (height, output) = results
-                    .next()
-                    .unwrap_or_else(|| Err(invalid("no answer came back")))?;
-                Ok(applied_json(hash, height, &output))
-            });
-            entry.unwrap_or_else(
-                |e| json!({ "error": { "code": e.code(), "message": e.message() } }),
-            )
-        })
-        .collect();
-    Ok(Value::Array(entries))
+    Ok(batch_answer(decoded, |hash| {
+        let (height, output) = results
+            .next()
+            .unwrap_or_else(|| Err(invalid("no answer came back")))?;
+        Ok(applied_json(hash, height, &output))
+    }))
 }
 
 /// `canon_query(["0x<query>", "linearizable" | "local"])`: `{answer, height}`.
@@ -178,11 +173,10 @@ pub async fn query(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
+    let usage = "[\"0x<query>\", consistency?]";
     let mut seq = params.sequence();
-    let raw: String = seq
-        .next()
-        .map_err(|e| invalid(format!("expected [\"0x<query>\", consistency?]: {e}")))?;
-    let consistency = parse_consistency(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let raw: String = param(&mut seq, usage)?;
+    let consistency = parse_consistency(optional_param(&mut seq, usage)?)?;
     let query = hex_bytes("query", &raw)?;
     let read = read_result(ctx.read(query, consistency).await)?;
     Ok(json!({ "answer": hex_string(&read.answer), "height": read.height }))

@@ -10,7 +10,8 @@ use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
 use super::applied::{
-    hex_bytes, hex_string, parse_consistency, parse_wait, read_result, submit_and_wait,
+    hex_bytes, hex_string, optional_param, param, parse_consistency, parse_wait, read_result,
+    submit_and_wait,
 };
 use super::{internal, invalid};
 use crate::context::NodeContext;
@@ -54,11 +55,11 @@ pub async fn put(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "expected [\"0x<key>\", \"0x<value>\", wait_ms?]";
+    let usage = "[\"0x<key>\", \"0x<value>\", wait_ms?]";
     let mut seq = params.sequence();
-    let key: String = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let value: String = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let key: String = param(&mut seq, usage)?;
+    let value: String = param(&mut seq, usage)?;
+    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
     let op = KvOp::Put {
         key: hex_bytes("key", &key)?,
         value: hex_bytes("value", &value)?,
@@ -72,11 +73,10 @@ pub async fn delete(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
+    let usage = "[\"0x<key>\", wait_ms?]";
     let mut seq = params.sequence();
-    let key: String = seq
-        .next()
-        .map_err(|e| invalid(format!("expected [\"0x<key>\", wait_ms?]: {e}")))?;
-    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let key: String = param(&mut seq, usage)?;
+    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
     let op = KvOp::Delete {
         key: hex_bytes("key", &key)?,
     };
@@ -95,12 +95,12 @@ pub async fn compare_and_set(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "expected [\"0x<key>\", \"0x<expected>\" or null, \"0x<new>\" or null, wait_ms?]";
+    let usage = "[\"0x<key>\", \"0x<expected>\" or null, \"0x<new>\" or null, wait_ms?]";
     let mut seq = params.sequence();
-    let key: String = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let expected: Option<String> = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let new: Option<String> = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let wait = parse_wait(seq.optional_next().map_err(|e| invalid(e.to_string()))?)?;
+    let key: String = param(&mut seq, usage)?;
+    let expected: Option<String> = param(&mut seq, usage)?;
+    let new: Option<String> = param(&mut seq, usage)?;
+    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
     let op = KvOp::CompareAndSet {
         key: hex_bytes("key", &key)?,
         expected: optional_hex("expected", expected)?,
@@ -132,11 +132,10 @@ pub async fn get(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
+    let usage = "[\"0x<key>\", consistency?]";
     let mut seq = params.sequence();
-    let key: String = seq
-        .next()
-        .map_err(|e| invalid(format!("expected [\"0x<key>\", consistency?]: {e}")))?;
-    let consistency = seq.optional_next().map_err(|e| invalid(e.to_string()))?;
+    let key: String = param(&mut seq, usage)?;
+    let consistency = optional_param(&mut seq, usage)?;
     let query = KvQuery::Get {
         key: hex_bytes("key", &key)?,
     };
@@ -155,17 +154,17 @@ pub async fn range(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "expected [\"0x<start>\", \"0x<end>\" or null, limit, consistency?]";
+    let usage = "[\"0x<start>\", \"0x<end>\" or null, limit, consistency?]";
     let mut seq = params.sequence();
-    let start: String = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let end: Option<String> = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
-    let limit: u32 = seq.next().map_err(|e| invalid(format!("{usage}: {e}")))?;
+    let start: String = param(&mut seq, usage)?;
+    let end: Option<String> = param(&mut seq, usage)?;
+    let limit: u32 = param(&mut seq, usage)?;
     if limit == 0 || limit > MAX_RANGE_PAIRS {
         return Err(invalid(format!(
             "limit {limit}: between 1 and {MAX_RANGE_PAIRS}"
         )));
     }
-    let consistency = seq.optional_next().map_err(|e| invalid(e.to_string()))?;
+    let consistency = optional_param(&mut seq, usage)?;
     let query = KvQuery::Range {
         start: hex_bytes("start", &start)?,
         end: optional_hex("end", end)?,

@@ -196,6 +196,24 @@ async fn send_transactions(
             "expected [[\"0x<encoded signed transaction>\", ...]]: {e}"
         ))
     })?;
+    let (decoded, txs) = decode_batch(&raws)?;
+    let mut outcomes = ctx.submit_many(txs).await.into_iter();
+    Ok(batch_answer(decoded, |hash| {
+        let outcome = outcomes
+            .next()
+            .unwrap_or(SubmitOutcome::Rejected(SubmitRejection::Forward(
+                "no outcome came back".into(),
+            )));
+        outcome_result(outcome, hash).map(|hash| json!({ "hash": hash }))
+    }))
+}
+
+/// A batch's transactions each as its bytes and id, or the error of the one that did not
+/// decode; and the ones that did, in order. More than [`MAX_SUBMIT_BATCH`] is refused whole.
+#[allow(clippy::type_complexity)]
+fn decode_batch(
+    raws: &[String],
+) -> Result<(Vec<Result<(Tx, B256), ErrorObjectOwned>>, Vec<Tx>), ErrorObjectOwned> {
     if raws.len() > MAX_SUBMIT_BATCH {
         return Err(invalid(format!(
             "{} transactions in one call; at most {MAX_SUBMIT_BATCH}",
@@ -204,28 +222,29 @@ async fn send_transactions(
     }
     let decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>> =
         raws.iter().map(|r| decode_transaction(r)).collect();
-    let txs: Vec<Tx> = decoded
+    let txs = decoded
         .iter()
         .filter_map(|d| d.as_ref().ok().map(|(tx, _)| tx.clone()))
         .collect();
-    let mut outcomes = ctx.submit_many(txs).await.into_iter();
-    let entries = decoded
-        .into_iter()
-        .map(|d| {
-            let result =
-                d.and_then(|(_, hash)| {
-                    let outcome = outcomes.next().unwrap_or(SubmitOutcome::Rejected(
-                        SubmitRejection::Forward("no outcome came back".into()),
-                    ));
-                    outcome_result(outcome, hash)
-                });
-            match result {
-                Ok(hash) => json!({ "hash": hash }),
-                Err(e) => json!({ "error": { "code": e.code(), "message": e.message() } }),
-            }
-        })
-        .collect();
-    Ok(Value::Array(entries))
+    Ok((decoded, txs))
+}
+
+/// One entry per transaction of a batch, in order: what `answer` makes of a decoded one
+/// (called in order), or `{"error": {code, message}}`.
+fn batch_answer(
+    decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>>,
+    mut answer: impl FnMut(B256) -> Result<Value, ErrorObjectOwned>,
+) -> Value {
+    Value::Array(
+        decoded
+            .into_iter()
+            .map(|d| {
+                d.and_then(|(_, hash)| answer(hash)).unwrap_or_else(
+                    |e| json!({ "error": { "code": e.code(), "message": e.message() } }),
+                )
+            })
+            .collect(),
+    )
 }
 
 fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
