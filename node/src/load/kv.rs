@@ -19,7 +19,8 @@ use canon_engine::sync::lock;
 use serde_json::{json, Value};
 
 use super::{
-    client, percentile, progress_bar, reason_of, show_progress, LoadConfig, LoadReport, Pace,
+    client, entry_errors, percentile, progress_bar, reason_of, show_progress, LoadConfig,
+    LoadReport, Pace,
 };
 use crate::client::ClientError;
 
@@ -251,17 +252,7 @@ fn send_loop(t: usize, cfg: &LoadConfig, shared: &Shared, started: Instant, run_
         let answer = c.call("canon_sendTransactionsAndWait", json!([raws, WAIT_MS]));
         let now = Instant::now();
         let in_run = now.duration_since(started) <= run_for;
-        let entries: Vec<Option<ClientError>> = match answer {
-            Ok(Value::Array(entries)) if entries.len() == batch.len() => entries
-                .iter()
-                .map(|e| e.get("error").map(ClientError::from_rpc))
-                .collect(),
-            Ok(other) => {
-                let e = ClientError::Decode(format!("unexpected answer: {other}"));
-                batch.iter().map(|_| Some(e.clone())).collect()
-            }
-            Err(e) => batch.iter().map(|_| Some(e.clone())).collect(),
-        };
+        let entries = entry_errors(answer, batch.len());
         let latency_ms = now.duration_since(sent_at).as_secs_f64() * 1e3;
         let mut applied = 0u64;
         let mut resend = Vec::new();

@@ -18,8 +18,8 @@ use rayon::prelude::*;
 use serde_json::{json, Value};
 
 use super::{
-    client, percentile, progress_bar, reason_of, show_progress, LoadConfig, LoadReport, Pace,
-    DRAIN_SECS,
+    client, entry_errors, percentile, progress_bar, reason_of, show_progress, LoadConfig,
+    LoadReport, Pace, DRAIN_SECS,
 };
 use crate::client::{ClientError, NodeClient};
 use crate::genesis::dev_account_key;
@@ -299,17 +299,7 @@ fn send_loop(t: usize, cfg: &LoadConfig, shared: &Shared, started: Instant, run_
         let c = &clients[turn % clients.len()];
         turn += 1;
         let answer = c.call("canon_sendTransactions", json!([raws]));
-        let entries: Vec<Option<ClientError>> = match answer {
-            Ok(Value::Array(entries)) if entries.len() == batch.len() => entries
-                .iter()
-                .map(|e| e.get("error").map(ClientError::from_rpc))
-                .collect(),
-            Ok(other) => {
-                let e = ClientError::Decode(format!("unexpected answer: {other}"));
-                batch.iter().map(|_| Some(e.clone())).collect()
-            }
-            Err(e) => batch.iter().map(|_| Some(e.clone())).collect(),
-        };
+        let entries = entry_errors(answer, batch.len());
         let mut resend = Vec::new();
         {
             let mut rejections = lock(&shared.rejections);

@@ -218,6 +218,22 @@ fn client(cfg: &LoadConfig, addr: &str) -> NodeClient {
     NodeClient::new(addr, addr, Duration::from_secs(40)).with_token(cfg.token.clone())
 }
 
+/// Each entry's error in a batch call's answer (`None`: it went through), or the call's own
+/// error for every entry when the call failed or answered something else.
+fn entry_errors(
+    answer: Result<serde_json::Value, ClientError>,
+    n: usize,
+) -> Vec<Option<ClientError>> {
+    match answer {
+        Ok(serde_json::Value::Array(entries)) if entries.len() == n => entries
+            .iter()
+            .map(|e| e.get("error").map(ClientError::from_rpc))
+            .collect(),
+        Ok(other) => vec![Some(ClientError::Decode(format!("unexpected answer: {other}"))); n],
+        Err(e) => vec![Some(e); n],
+    }
+}
+
 /// Shows `msg` on the bar, or on a terminal-less run prints it every 5 s.
 fn show_progress(bar: &Option<ProgressBar>, cfg: &LoadConfig, elapsed: Duration, msg: String) {
     match bar {
