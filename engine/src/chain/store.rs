@@ -53,7 +53,8 @@ fn stage_write(batch: &mut WriteBatch, write: &Write) -> Result<(), CodecError> 
     batch.put(
         Column::State,
         state_key(&write.key),
-        codec::encode(&write.value)?,
+        // As bytes, not element by element: the same encoding, written at every block.
+        codec::encode(&write.value.as_deref().map(serde_bytes::Bytes::new))?,
     );
     Ok(())
 }
@@ -62,7 +63,8 @@ fn stage_write(batch: &mut WriteBatch, write: &Write) -> Result<(), CodecError> 
 fn stage_whole_state(batch: &mut WriteBatch, entries: Vec<Entry>) -> Result<(), CodecError> {
     batch.delete_range(Column::State, vec![STATE_PREFIX], STATE_END);
     for (key, value) in entries {
-        batch.put(Column::State, state_key(&key), codec::encode(&Some(value))?);
+        let value = Some(serde_bytes::Bytes::new(&value));
+        batch.put(Column::State, state_key(&key), codec::encode(&value)?);
     }
     Ok(())
 }
@@ -335,8 +337,8 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
                 len: k.len(),
             });
         };
-        match codec::decode::<Option<Vec<u8>>>(&v)? {
-            Some(value) => entries.insert(key.to_vec(), value),
+        match codec::decode::<Option<serde_bytes::ByteBuf>>(&v)? {
+            Some(value) => entries.insert(key.to_vec(), value.into_vec()),
             None => entries.remove(key),
         };
     }
@@ -618,6 +620,19 @@ impl ChainStore {
 
 #[cfg(test)]
 mod tests {
+    /// State values encode as byte strings: the bytes stored before (element by element)
+    /// read back, and a tombstone stays a tombstone.
+    #[test]
+    fn stored_state_values_encode_as_they_did() {
+        let value = vec![7u8; 300];
+        let now = codec::encode(&Some(serde_bytes::Bytes::new(&value))).unwrap();
+        assert_eq!(now, codec::encode(&Some(value.clone())).unwrap());
+        let back: Option<serde_bytes::ByteBuf> = codec::decode(&now).unwrap();
+        assert_eq!(back.map(|b| b.into_vec()), Some(value));
+        let gone = codec::encode(&None::<&serde_bytes::Bytes>).unwrap();
+        assert_eq!(gone, codec::encode(&None::<Vec<u8>>).unwrap());
+    }
+
     use std::future::Future;
     use std::time::Duration;
 
