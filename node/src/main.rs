@@ -137,11 +137,11 @@ enum Command {
         address: String,
     },
     /// Put a cluster under load, at a fixed rate or with a window in flight, sending batches to
-    /// the given nodes in turn. Prints tx/s applied, latency (p50, p99, max) and refusals by
-    /// reason. Ledger: transfers between the dev accounts, signed up front, sent with
-    /// `canon_sendTransactions`; latency runs to canonization; works against any chain whose
-    /// genesis funds the dev accounts (the default, `devnet`). kv: puts sent with
-    /// `canon_sendTransactionsAndWait`; latency runs until the node answers it applied them.
+    /// the given nodes in turn with `canon_sendTransactionsAndWait`. Prints tx/s applied,
+    /// latency (p50, p99, max: from submission, or in the open loop from when the batch was
+    /// due, until the node answers it applied it) and refusals by reason. Ledger: transfers
+    /// between the dev accounts, signed up front; works against any chain whose genesis funds
+    /// the dev accounts (the default, `devnet`). kv: puts, made as they are sent.
     Load {
         /// What the chain runs: ledger or kv.
         #[arg(long, default_value = "ledger")]
@@ -166,7 +166,7 @@ enum Command {
         /// Sending dev accounts (1..=64).
         #[arg(long, default_value_t = 64)]
         accounts: usize,
-        /// How long to send; the run then waits up to 10 s for what is still in flight.
+        /// How long to send; calls still out then get up to 10 s to be answered.
         #[arg(long, default_value_t = 30)]
         duration_secs: u64,
         /// Open loop: transactions per second, on schedule whatever the cluster does.
@@ -175,7 +175,8 @@ enum Command {
         /// Closed loop (the default): at most this many transactions in flight.
         #[arg(long, default_value_t = 10_000)]
         window: u64,
-        /// Transactions per call (at most 10,000).
+        /// Transactions per call (at most 10,000); the open loop sends at most 5 ms of its
+        /// rate in one.
         #[arg(long, default_value_t = 500)]
         batch: usize,
         /// Most transactions sent: by default 200,000 for the ledger, which signs them before
@@ -184,7 +185,8 @@ enum Command {
         /// over the time it had work, which the report says.
         #[arg(long)]
         max_txs: Option<usize>,
-        /// Threads sending batches.
+        /// Fewest threads sending batches; more are started (up to 96) to fill the window,
+        /// since each waits for its batch to be applied.
         #[arg(long, default_value_t = 4)]
         senders: usize,
     },

@@ -1,10 +1,10 @@
 //! `canon-node load`: a load generator a user points at any cluster's JSON-RPC.
 //!
 //! It sends batches to the given nodes in turn, at a fixed rate (open loop) or keeping a
-//! window of transactions in flight (closed loop), and reports what was applied while it ran,
-//! latency percentiles and refusals by reason. What it sends depends on the chain's
-//! application: signed transfers for the ledger ([`ledger`]), puts for the key-value store
-//! ([`kv`]).
+//! window of transactions in flight (closed loop), each call waiting until the node applied
+//! its batch ([`waited`]), and reports what was applied while it ran, latency percentiles
+//! and refusals by reason. What it sends depends on the chain's application: signed
+//! transfers for the ledger ([`ledger`]), puts for the key-value store ([`kv`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,15 +17,13 @@ use crate::genesis::{Application, DEV_ACCOUNTS};
 
 pub mod kv;
 pub mod ledger;
-
-/// How long after the run the tracker waits for transactions still in flight.
-const DRAIN_SECS: u64 = 10;
+pub mod waited;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Pace {
     /// Transactions per second, sent on schedule whatever the cluster does.
     Rate(u64),
-    /// At most this many transactions submitted and not yet canonized.
+    /// At most this many transactions submitted and not yet answered applied.
     Window(u64),
 }
 
@@ -37,12 +35,13 @@ pub struct LoadConfig {
     pub accounts: usize,
     pub duration_secs: u64,
     pub pace: Pace,
-    /// Transactions per `canon_sendTransactions` call.
+    /// Transactions per call (the open loop sends at most
+    /// [`waited::OPEN_LOOP_BATCH_MS`] of its rate in one).
     pub batch: usize,
     /// Most transactions signed up front (bounds memory and the signing time).
     pub max_txs: usize,
-    /// Threads sending batches (the key-value load adds threads to fill its window: each
-    /// waits for its batch to apply).
+    /// Fewest threads sending batches (more are added to fill the window: each waits for
+    /// its batch to apply).
     pub senders: usize,
     pub progress: bool,
     /// What the chain runs, and so what is sent.
