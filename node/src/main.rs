@@ -8,6 +8,11 @@ use canon_engine::keys::SecretKey;
 use canon_node::genesis::Application;
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: see the dependency's note in `Cargo.toml`.
+#[cfg(feature = "production")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Subcommand)]
 enum GuardAction {
     /// Print the guard of the identity (validator_secret_key from the config) as JSON.
