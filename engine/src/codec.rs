@@ -49,9 +49,34 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     Ok(value)
 }
 
+/// Decodes the value at the start of `bytes` and ignores the rest: for reading the leading
+/// field of a record this node stored itself (a stored block's header) without decoding the
+/// whole record. Never for received bytes, where [`decode`]'s exactness is the point.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map(|(value, _)| value)
+        .map_err(|e| CodecError::Decode(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_prefix_decodes_the_leading_value_of_a_record() {
+        let record = (7u64, "header".to_string(), vec![9u8; 1_000]);
+        let bytes = encode(&record).unwrap();
+        assert_eq!(decode_prefix::<u64>(&bytes).unwrap(), 7);
+        assert_eq!(
+            decode_prefix::<(u64, String)>(&bytes).unwrap(),
+            (7, "header".to_string())
+        );
+        assert!(
+            decode::<(u64, String)>(&bytes).is_err(),
+            "decode stays exact"
+        );
+        assert!(decode_prefix::<(u64, String)>(&bytes[..3]).is_err());
+    }
 
     #[test]
     fn the_counted_length_is_the_encoded_length() {

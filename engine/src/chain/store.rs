@@ -13,7 +13,7 @@ use tokio::sync::Notify;
 
 use crate::app::{AppState, Entry, Rejection, Write};
 use crate::chain::backfill::Backfill;
-use crate::chain::block::{Block, ChainSpec};
+use crate::chain::block::{Block, BlockHeader, ChainSpec};
 use crate::chain::rules::{BuildBase, Executed, Head};
 use crate::codec::{self, CodecError};
 use crate::consensus::raft::types::{LogId, Membership};
@@ -283,6 +283,36 @@ pub fn read_blocks(
     max: usize,
     max_bytes: usize,
 ) -> Result<Vec<Block>, StoreError> {
+    read_stored(storage, from, to, max, max_bytes, codec::decode::<Block>)
+}
+
+/// The headers of the stored blocks `from..=to` (at most `max`), decoded from the front of
+/// each stored block without its transactions: what hashes and heights need.
+pub fn read_headers(
+    storage: &dyn Storage,
+    from: u64,
+    to: u64,
+    max: usize,
+) -> Result<Vec<BlockHeader>, StoreError> {
+    read_stored(
+        storage,
+        from,
+        to,
+        max,
+        usize::MAX,
+        codec::decode_prefix::<BlockHeader>,
+    )
+}
+
+/// A contiguous run of stored blocks from `from`, each decoded by `decode`.
+fn read_stored<T>(
+    storage: &dyn Storage,
+    from: u64,
+    to: u64,
+    max: usize,
+    max_bytes: usize,
+    decode: fn(&[u8]) -> Result<T, CodecError>,
+) -> Result<Vec<T>, StoreError> {
     if from > to || max == 0 {
         return Ok(Vec::new());
     }
@@ -304,7 +334,7 @@ pub fn read_blocks(
             break;
         }
         bytes += v.len();
-        out.push(codec::decode::<Block>(&v)?);
+        out.push(decode(&v)?);
     }
     Ok(out)
 }

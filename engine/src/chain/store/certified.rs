@@ -151,10 +151,10 @@ impl ChainStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<(u64, B256)>, StoreError> {
-        let blocks = self.blocks_between(from, to.min(self.head().height), max, usize::MAX)?;
-        blocks
+        let to = to.min(self.head().height);
+        super::read_headers(&*self.storage, from.max(1), to, max)?
             .iter()
-            .map(|b| Ok((b.header.height, b.hash()?)))
+            .map(|h| Ok((h.height, h.hash()?)))
             .collect()
     }
 
