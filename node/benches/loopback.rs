@@ -18,7 +18,7 @@
 //!
 //! `cargo bench -p canon-node --features production --bench loopback`
 //! Knobs (env): LOAD_SECS (10), LOAD_WINDOW (20000), LOAD_BATCH (500), LOAD_ACCOUNTS (64),
-//! LOAD_BLOCK_TIMES_MS ("100"), LOAD_MAX_BLOCK_TXS (5000), LOAD_MAX_TXS (400000, signed up front;
+//! LOAD_BLOCK_TIMES_MS ("100"), LOAD_MAX_BLOCK_TXS (5000), LOAD_MAX_TXS (600000, signed up front;
 //! a closed loop that runs out is measured over the span it had work), LOAD_BLOCKS_IN_FLIGHT (4,
 //! the node's `sequencer_max_blocks_in_flight`; 1 for no pipelining), LOAD_APPS ("ledger,kv"),
 //! KV_WINDOW (40000), KV_BATCH (1000), KV_MAX_BLOCK_TXS (20000), KV_MAX_PUTS (3000000),
@@ -77,7 +77,7 @@ fn load_cfg(rpc: Vec<String>, pace: Pace, secs: u64) -> LoadConfig {
     LoadConfig {
         accounts: env_or("LOAD_ACCOUNTS", 64),
         batch: env_or("LOAD_BATCH", 500),
-        max_txs: env_or("LOAD_MAX_TXS", 400_000),
+        max_txs: env_or("LOAD_MAX_TXS", 600_000),
         ..LoadConfig::new(Application::Ledger, rpc, pace, secs)
     }
 }
