@@ -6,7 +6,8 @@
 //! measured in the same run:
 //! - canonized transfers/s against this machine's signature-verification ceiling (cores x one
 //!   core's recoveries/s with libsecp256k1, measured first), target >= 0.80;
-//! - p99 from submission to canonization at half the peak against 1.1 x block_time + 10 ms;
+//! - p99 at half the peak, from when a batch was due until the node it went to answers it
+//!   applied it (`canon-node load`, load/waited.rs), against 1.1 x block_time + 10 ms;
 //! - an external node's catch-up on the chain the two runs left (a process started afterwards,
 //!   downloading over p2p, checking certificates, re-executing into RocksDB) against the peak.
 //!
