@@ -708,10 +708,12 @@ mod tests {
         p
     }
 
-    fn tempdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("canon-config-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+    /// A scratch directory, removed when the test ends.
+    fn tempdir(tag: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("canon-config-{tag}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
@@ -779,11 +781,11 @@ mod tests {
     fn later_files_override_earlier_and_env_overrides_files() {
         let d = tempdir("layers");
         let a = yaml(
-            &d,
+            d.path(),
             "a.yaml",
             "network_port: 4000\nrpc_address: 127.0.0.1:4050\nsequencer:\n  block_time: 50\n",
         );
-        let b = yaml(&d, "b.yaml", "network:\n  port: 4001\n");
+        let b = yaml(d.path(), "b.yaml", "network:\n  port: 4001\n");
         let s = load(&[a.clone(), b.clone()], env(&[])).unwrap();
         assert_eq!(
             (
@@ -831,10 +833,10 @@ mod tests {
             "consensus_election_timeout_min"
         );
         let d = tempdir("unknown");
-        let f = yaml(&d, "u.yaml", "netwrok_port: 1\n");
+        let f = yaml(d.path(), "u.yaml", "netwrok_port: 1\n");
         let e = load(&[f], env(&[])).unwrap_err();
         assert_eq!(e.key, "netwrok_port", "{e}");
-        let e = load(&[d.join("missing.yaml")], env(&[])).unwrap_err();
+        let e = load(&[d.path().join("missing.yaml")], env(&[])).unwrap_err();
         assert!(
             e.key.ends_with("missing.yaml") && e.message.contains("cannot read"),
             "{e}"
@@ -863,10 +865,10 @@ mod tests {
         assert_eq!(v.boot_nodes[0].0, address_label("127.0.0.1:3061"));
         assert_eq!(v.boot_nodes[1].1, "10.0.0.2:3060");
         // YAML, with the key in a file.
-        let key_file = dir.join("validator.key");
+        let key_file = dir.path().join("validator.key");
         std::fs::write(&key_file, format!("0x{VALIDATOR_KEY}\n")).unwrap();
         let file = yaml(
-            &dir,
+            dir.path(),
             "group.yaml",
             &format!(
                 "consensus:\n  enabled: false\nredundancy_level: 3\nvalidator_secret_key_file: {}\n",
@@ -880,7 +882,7 @@ mod tests {
             SecretKey::from_hex(VALIDATOR_KEY).unwrap().to_bytes()
         );
         // prefs.toml: a missing value means 0; the environment still wins over it.
-        let prefs = dir.join("prefs.toml");
+        let prefs = dir.path().join("prefs.toml");
         std::fs::write(&prefs, "[Preferences]\nRedundancyLevel = 1000000\n").unwrap();
         let s = load_with_prefs(std::slice::from_ref(&file), Some(&prefs), env(&[])).unwrap();
         assert_eq!(s.redundancy_level, 1_000_000);

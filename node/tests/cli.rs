@@ -57,9 +57,11 @@ fn check_config_names_the_bad_key_and_exits_non_zero() {
 
 #[test]
 fn check_config_reads_prefs_and_hides_the_validator_key() {
-    let dir = std::env::temp_dir().join(format!("canon-cli-prefs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let prefs = dir.join("prefs.toml");
+    let dir = tempfile::Builder::new()
+        .prefix("canon-cli-prefs-")
+        .tempdir()
+        .unwrap();
+    let prefs = dir.path().join("prefs.toml");
     std::fs::write(&prefs, "[Preferences]\nRedundancyLevel = 2\n").unwrap();
     let key = "7e5bb4b5d9e2c2a0d3ff7b8a47fa8e8b8f0b3e1b1c1d1e1f2021222324252627";
     let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
@@ -81,7 +83,6 @@ fn check_config_reads_prefs_and_hides_the_validator_key() {
         !stdout.contains(key),
         "the validator key must not be printed: {stdout}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The production binary never links the simulator, and the simulator never links RocksDB.
