@@ -71,6 +71,24 @@ struct Shared {
     stop: AtomicBool,
 }
 
+impl Shared {
+    fn new(source: Arc<dyn Source>) -> Shared {
+        Shared {
+            source,
+            next: AtomicU64::new(0),
+            retry: Mutex::new(VecDeque::new()),
+            submitted: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            applied_in_run: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            latencies_ms: Mutex::new(Vec::new()),
+            rejections: Mutex::new(BTreeMap::new()),
+            stop: AtomicBool::new(false),
+        }
+    }
+}
+
 /// Transactions a batch holds: `--batch`, and in the open loop at most
 /// [`OPEN_LOOP_BATCH_MS`] of the rate.
 pub(super) fn batch_size(cfg: &LoadConfig) -> usize {
@@ -103,19 +121,7 @@ fn threads(cfg: &LoadConfig, batch: usize) -> usize {
 pub(super) fn run(cfg: &LoadConfig, source: Arc<dyn Source>) -> Result<LoadReport, String> {
     let total = source.total();
     let unit = source.unit();
-    let shared = Arc::new(Shared {
-        source,
-        next: AtomicU64::new(0),
-        retry: Mutex::new(VecDeque::new()),
-        submitted: AtomicU64::new(0),
-        in_flight: AtomicU64::new(0),
-        applied: AtomicU64::new(0),
-        applied_in_run: AtomicU64::new(0),
-        timed_out: AtomicU64::new(0),
-        latencies_ms: Mutex::new(Vec::new()),
-        rejections: Mutex::new(BTreeMap::new()),
-        stop: AtomicBool::new(false),
-    });
+    let shared = Arc::new(Shared::new(source));
     let batch = batch_size(cfg);
     let started = Instant::now();
     let run_for = Duration::from_secs(cfg.duration_secs);
@@ -328,19 +334,7 @@ mod tests {
     }
 
     fn shared(total: u64) -> Shared {
-        Shared {
-            source: Arc::new(Numbers(total)),
-            next: AtomicU64::new(0),
-            retry: Mutex::new(VecDeque::new()),
-            submitted: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            applied: AtomicU64::new(0),
-            applied_in_run: AtomicU64::new(0),
-            timed_out: AtomicU64::new(0),
-            latencies_ms: Mutex::new(Vec::new()),
-            rejections: Mutex::new(BTreeMap::new()),
-            stop: AtomicBool::new(false),
-        }
+        Shared::new(Arc::new(Numbers(total)))
     }
 
     #[test]
