@@ -39,16 +39,13 @@ impl Checker {
         self.monotonic_index(node, index, at);
         self.same_outcome(node, index, Some(hash), at);
         self.holders.hold(node, height, hash);
-        let head = self.nodes[node].head;
-        if height != head + 1 {
-            self.fail(
-                "every node's chain is a prefix of the canonical chain",
-                node,
-                Some(height),
-                at,
-                format!("applied height {height} on top of head {head}"),
-            );
-        }
+        self.expect_next_height(
+            node,
+            at,
+            height,
+            "every node's chain is a prefix of the canonical chain",
+            "applied",
+        );
         let expected_parent = self.canonical_hash(height.saturating_sub(1));
         if expected_parent.is_some_and(|p| p != parent_hash) {
             self.fail(
@@ -87,8 +84,7 @@ impl Checker {
                 );
             }
         }
-        self.nodes[node].head = height;
-        self.nodes[node].max_head = self.nodes[node].max_head.max(height);
+        self.set_head(node, height);
     }
 
     /// An external node replayed the block `hash` at `height`, downloaded from `source`.
@@ -103,20 +99,16 @@ impl Checker {
         state_root: B256,
         source: NodeId,
     ) {
-        let head = self.nodes[node].head;
-        if height != head + 1 {
-            self.fail(
-                "an external node replays without gap or duplicate",
-                node,
-                Some(height),
-                at,
-                format!("replayed height {height} on top of head {head}"),
-            );
-        }
+        self.expect_next_height(
+            node,
+            at,
+            height,
+            "an external node replays without gap or duplicate",
+            "replayed",
+        );
         if self.fork_mode {
             self.fork_mode_extend(node, at, height, hash, parent_hash);
-            self.nodes[node].head = height;
-            self.nodes[node].max_head = self.nodes[node].max_head.max(height);
+            self.set_head(node, height);
             return;
         }
         if let Some(why) = self.holders.replay_refused(height, &hash) {
@@ -157,7 +149,6 @@ impl Checker {
             ),
             Some(_) => {}
         }
-        self.nodes[node].head = height;
-        self.nodes[node].max_head = self.nodes[node].max_head.max(height);
+        self.set_head(node, height);
     }
 }

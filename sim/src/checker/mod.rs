@@ -269,6 +269,35 @@ impl Checker {
         self.nodes[node].term = term;
     }
 
+    /// Node `node` reached `height`: its head now, and the highest it ever held.
+    fn set_head(&mut self, node: usize, height: u64) {
+        let track = &mut self.nodes[node];
+        track.head = height;
+        track.max_head = track.max_head.max(height);
+    }
+
+    /// Node `node` `did` (applied, replayed, signed) a block at `height`, which must sit right
+    /// on its head: `rule` fails otherwise.
+    fn expect_next_height(
+        &mut self,
+        node: usize,
+        at: Duration,
+        height: u64,
+        rule: &'static str,
+        did: &str,
+    ) {
+        let head = self.nodes[node].head;
+        if height != head + 1 {
+            self.fail(
+                rule,
+                node,
+                Some(height),
+                at,
+                format!("{did} height {height} on top of head {head}"),
+            );
+        }
+    }
+
     fn monotonic_index(&mut self, node: usize, index: u64, at: Duration) {
         let prev = self.nodes[node].applied_index;
         if prev.is_some_and(|p| index <= p) {
@@ -638,8 +667,7 @@ impl Checker {
         if let Some(i) = index {
             self.monotonic_index(node, i, at);
         }
-        self.nodes[node].head = height;
-        self.nodes[node].max_head = self.nodes[node].max_head.max(height);
+        self.set_head(node, height);
     }
 }
 

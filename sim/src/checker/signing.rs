@@ -134,16 +134,7 @@ impl Checker {
         } else {
             "every node's chain is a prefix of the canonical chain"
         };
-        let head = self.nodes[node].head;
-        if height != head + 1 {
-            self.fail(
-                chain_rule,
-                node,
-                Some(height),
-                at,
-                format!("signed height {height} on top of head {head}"),
-            );
-        }
+        self.expect_next_height(node, at, height, chain_rule, "signed");
         if self.fork_mode {
             self.fork_mode_extend(node, at, height, hash, parent_hash);
         } else if self
@@ -165,7 +156,6 @@ impl Checker {
             parent: parent_hash,
             state_root,
         });
-        self.nodes[node].head = height;
-        self.nodes[node].max_head = self.nodes[node].max_head.max(height);
+        self.set_head(node, height);
     }
 }
