@@ -65,7 +65,6 @@ struct Shared {
     in_flight: AtomicU64,
     applied: AtomicU64,
     applied_in_run: AtomicU64,
-    timed_out: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
     rejections: Mutex<BTreeMap<String, u64>>,
     stop: AtomicBool,
@@ -81,7 +80,6 @@ impl Shared {
             in_flight: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             applied_in_run: AtomicU64::new(0),
-            timed_out: AtomicU64::new(0),
             latencies_ms: Mutex::new(Vec::new()),
             rejections: Mutex::new(BTreeMap::new()),
             stop: AtomicBool::new(false),
@@ -289,7 +287,8 @@ fn send_loop(
                     Some(ClientError::Rpc { code, .. })
                         if code == i64::from(crate::rpc::TIMED_OUT) =>
                     {
-                        shared.timed_out.fetch_add(1, Ordering::Relaxed);
+                        // Not seen applied within the wait: it may yet apply, so it is not
+                        // resent; the report counts it as unconfirmed.
                     }
                     Some(err) => {
                         let reason = reason_of(&err);
