@@ -25,6 +25,7 @@ use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 mod built;
 mod certified;
 mod outcomes;
+mod recent;
 #[cfg(test)]
 pub(crate) mod testing;
 pub(crate) use certified::stage_certificate;
@@ -410,6 +411,8 @@ pub struct ChainStore {
     waiters: outcomes::Waiters,
     /// What this node's own blocks executed to (see [`ChainStore::take_built`]).
     built: built::BuiltBlocks,
+    /// The newest stored blocks' hashes (see [`ChainStore::held_hashes`]).
+    recent: recent::RecentHashes,
 }
 
 impl ChainStore {
@@ -435,6 +438,7 @@ impl ChainStore {
             backfill_due,
             waiters: outcomes::Waiters::default(),
             built: built::BuiltBlocks::default(),
+            recent: recent::RecentHashes::default(),
         })
     }
 
@@ -641,7 +645,10 @@ impl ChainStore {
         next: ChainState,
         durability: Durability,
     ) -> Result<(), StorageError> {
+        let staged = recent::RecentHashes::staged(&batch)
+            .map_err(|e| StorageError(format!("a block staged by this node: {e}")))?;
         self.storage.write(batch, durability)?;
+        self.recent.written(staged);
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;
         self.published.notify_waiters();
         Ok(())

@@ -10,9 +10,14 @@ use super::super::Write;
 /// blake3's key-derivation context for a pair's lattice element: the commitment's version.
 const PAIR_CONTEXT: &str = "canon 2026-12 kv pair v1";
 
+/// The hasher with [`PAIR_CONTEXT`] taken in: deriving it hashes the context string, a
+/// compression per element that a clone saves.
+static PAIR_HASHER: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(PAIR_CONTEXT));
+
 impl Element<Vec<u8>> for Vec<u8> {
     fn element(&self, key: &Vec<u8>) -> Option<LtHash> {
-        let mut h = blake3::Hasher::new_derive_key(PAIR_CONTEXT);
+        let mut h = PAIR_HASHER.clone();
         // The key's length first, so no two pairs hash the same bytes.
         h.update(&(key.len() as u64).to_le_bytes());
         h.update(key);

@@ -45,6 +45,10 @@ impl TxError {
 /// blake3's key-derivation context for an account's lattice element: the commitment's version.
 const ACCOUNT_CONTEXT: &str = "canon 2026-11 ledger account v1";
 
+/// The hasher with [`ACCOUNT_CONTEXT`] taken in (deriving it costs a compression per element).
+static ACCOUNT_HASHER: std::sync::LazyLock<blake3::Hasher> =
+    std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(ACCOUNT_CONTEXT));
+
 /// An account's element of the state commitment. An account at its default (no balance, no
 /// nonce) contributes nothing, so the commitment depends only on what the accounts hold, not on
 /// whether an untouched default entry happens to be stored.
@@ -53,7 +57,7 @@ impl Element<Address> for Account {
         if *self == Account::default() {
             return None;
         }
-        let mut h = blake3::Hasher::new_derive_key(ACCOUNT_CONTEXT);
+        let mut h = ACCOUNT_HASHER.clone();
         h.update(addr.as_slice());
         h.update(&self.balance.to_le_bytes());
         h.update(&self.nonce.to_le_bytes());

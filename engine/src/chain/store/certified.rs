@@ -151,11 +151,17 @@ impl ChainStore {
         to: u64,
         max: usize,
     ) -> Result<Vec<(u64, B256)>, StoreError> {
+        let from = from.max(1);
         let to = to.min(self.head().height);
-        super::read_headers(&*self.storage, from.max(1), to, max)?
-            .iter()
-            .map(|h| Ok((h.height, h.hash()?)))
-            .collect()
+        let mut held = self.recent.run(from, to, max);
+        let next = from + held.len() as u64;
+        if held.len() < max && next <= to {
+            // Older than what is remembered, or past a gap in it: what storage holds.
+            for h in super::read_headers(&*self.storage, next, to, max - held.len())? {
+                held.push((h.height, h.hash()?));
+            }
+        }
+        Ok(held)
     }
 
     /// Stored blocks from `from` up to the head, at most `max` and about `max_bytes`, each with
@@ -320,5 +326,52 @@ mod tests {
         // The gap's blocks certified (as they are once backfilled and voted on): on to 11.
         let gap: Vec<Certificate> = blocks[3..].iter().map(certificate).collect();
         assert_eq!(node.add_certificates(&gap).unwrap(), 11);
+    }
+
+    /// The hashes a commit-vote round reads come from memory for the newest blocks; they must
+    /// be what storage holds: the same run, stopping at a snapshot's gap, and the same from a
+    /// reopened store that remembers nothing.
+    #[test]
+    fn held_hashes_from_memory_match_storage() {
+        let hashes = |blocks: &[Block]| -> Vec<(u64, B256)> {
+            blocks
+                .iter()
+                .map(|b| (b.header.height, b.hash().unwrap()))
+                .collect()
+        };
+        let source = store();
+        let blocks: Vec<Block> = (0..10).map(|_| grow(&source)).collect();
+        assert_eq!(source.held_hashes(0, 99, 100).unwrap(), hashes(&blocks));
+        assert_eq!(source.held_hashes(3, 6, 2).unwrap(), hashes(&blocks[2..4]));
+        let reopened = ChainStore::open(source.storage.clone(), &spec()).unwrap();
+        assert_eq!(reopened.held_hashes(0, 99, 100).unwrap(), hashes(&blocks));
+        assert_eq!(
+            reopened.held_hashes(3, 6, 2).unwrap(),
+            hashes(&blocks[2..4])
+        );
+        for (from, to) in [(11, 99), (7, 3), (u64::MAX, u64::MAX), (5, 5)] {
+            assert_eq!(
+                source.held_hashes(from, to, 100).unwrap(),
+                reopened.held_hashes(from, to, 100).unwrap(),
+                "{from}..={to}: past the head or backwards asks for nothing, never panics"
+            );
+        }
+
+        let node = store();
+        for b in &blocks[..3] {
+            apply(&node, b);
+        }
+        let state = source.state().clone();
+        let mut batch = WriteBatch::default();
+        stage_snapshot_state(&mut batch, &state).unwrap();
+        node.install(batch, state).unwrap();
+        let next = grow(&source);
+        apply(&node, &next);
+        assert_eq!(
+            node.held_hashes(1, 11, 100).unwrap(),
+            hashes(&blocks[..3]),
+            "up to the snapshot's gap"
+        );
+        assert_eq!(node.held_hashes(11, 11, 100).unwrap(), hashes(&[next]));
     }
 }

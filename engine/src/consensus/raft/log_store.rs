@@ -9,6 +9,7 @@ use std::sync::Arc;
 use openraft::storage::{LogFlushed, RaftLogStorage};
 use openraft::{AsyncRuntime, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
 
+use super::recent::RecentEntries;
 use super::types::{io_err, Canon, LogId, Vote};
 use crate::codec;
 use crate::events::{Event, EventSink};
@@ -23,19 +24,22 @@ fn index_key(i: u64) -> [u8; 8] {
     i.to_be_bytes()
 }
 
-pub struct LogStore<RT> {
+pub struct LogStore<RT: AsyncRuntime> {
     storage: Arc<dyn Storage>,
     node: NodeId,
     events: Arc<dyn EventSink>,
+    /// The log's newest entries, shared with every reader cloned from this store.
+    recent: RecentEntries<RT>,
     _rt: PhantomData<fn() -> RT>,
 }
 
-impl<RT> Clone for LogStore<RT> {
+impl<RT: AsyncRuntime> Clone for LogStore<RT> {
     fn clone(&self) -> Self {
         LogStore {
             storage: self.storage.clone(),
             node: self.node,
             events: self.events.clone(),
+            recent: self.recent.clone(),
             _rt: PhantomData,
         }
     }
@@ -50,6 +54,7 @@ impl<RT: AsyncRuntime> LogStore<RT> {
             storage,
             node,
             events,
+            recent: RecentEntries::new(),
             _rt: PhantomData,
         }
     }
@@ -157,7 +162,11 @@ impl<RT: AsyncRuntime> RaftLogReader<C<RT>> for LogStore<RT> {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<RT>>, StorageError<NodeId>> {
-        let from = index_key(bound_start(range.start_bound()));
+        let start = bound_start(range.start_bound());
+        if let Some(entries) = self.recent.get(start, bound_end(range.end_bound())) {
+            return Ok(entries);
+        }
+        let from = index_key(start);
         let to: Vec<u8> = match bound_end(range.end_bound()) {
             Some(end) => index_key(end).to_vec(),
             None => KEY_AFTER_ALL.to_vec(),
@@ -242,12 +251,16 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
         I::IntoIter: Send,
     {
         let mut b = WriteBatch::default();
-        for entry in entries {
-            let bytes = codec::encode(&entry)
+        let entries: Vec<Entry<RT>> = entries.into_iter().collect();
+        for entry in &entries {
+            let bytes = codec::encode(entry)
                 .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             b.put(Column::Log, index_key(entry.log_id.index), bytes);
         }
         let res = self.write_synced(b, ErrorSubject::Logs);
+        if res.is_ok() {
+            self.recent.appended(entries);
+        }
         callback.log_io_completed(
             res.as_ref()
                 .map(|_| ())
@@ -257,6 +270,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
+        self.recent.truncate(log_id.index);
         let mut b = WriteBatch::default();
         b.delete_range(Column::Log, index_key(log_id.index), KEY_AFTER_ALL);
         self.write_synced(b, ErrorSubject::Logs)
@@ -266,6 +280,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
         // Read back as a bare `LogId` (`get_log_state`, `last_log_id`).
         let bytes =
             codec::encode(&log_id).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, e))?;
+        self.recent.purge(log_id.index);
         let mut b = WriteBatch::default();
         b.put(Column::Meta, KEY_PURGED, bytes);
         b.delete_range(

@@ -7,5 +7,6 @@
 
 pub mod log_store;
 pub mod network;
+mod recent;
 pub mod state_machine;
 pub mod types;
