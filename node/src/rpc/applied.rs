@@ -14,7 +14,9 @@ use jsonrpsee::types::params::ParamsSequence;
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
-use super::{batch_answer, decode_batch, decode_transaction, invalid, outcome_result, NO_LEADER};
+use super::{
+    batch_answer, decode_batch, decode_transaction, invalid, outcome_result, BatchEntry, NO_LEADER,
+};
 use crate::context::NodeContext;
 
 /// How long a call that waits for its transaction waits when it does not say.
@@ -128,8 +130,22 @@ pub async fn submit_and_wait(
         .collect()
 }
 
-fn applied_json(hash: B256, height: u64, output: &[u8]) -> Value {
-    json!({ "hash": hash, "height": height, "output": hex_string(output) })
+/// `{hash, height, output}`: a transaction applied, and what it answered.
+#[derive(Clone, serde::Serialize)]
+pub struct AppliedAnswer {
+    hash: B256,
+    height: u64,
+    output: String,
+}
+
+impl AppliedAnswer {
+    fn new(hash: B256, height: u64, output: &[u8]) -> AppliedAnswer {
+        AppliedAnswer {
+            hash,
+            height,
+            output: hex_string(output),
+        }
+    }
 }
 
 /// `canon_sendTransactionAndWait(["0x<tx>", wait_ms?])`: `{hash, height, output}` once this
@@ -137,7 +153,7 @@ fn applied_json(hash: B256, height: u64, output: &[u8]) -> Value {
 pub async fn send_transaction_and_wait(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
-) -> Result<Value, ErrorObjectOwned> {
+) -> Result<AppliedAnswer, ErrorObjectOwned> {
     let usage = "[\"0x<transaction>\", wait_ms?]";
     let mut seq = params.sequence();
     let raw: String = param(&mut seq, usage)?;
@@ -145,7 +161,7 @@ pub async fn send_transaction_and_wait(
     let (tx, hash) = decode_transaction(&raw)?;
     let result = submit_and_wait(&ctx, vec![tx], wait).await.pop();
     let (height, output) = result.unwrap_or_else(|| Err(invalid("no answer came back")))?;
-    Ok(applied_json(hash, height, &output))
+    Ok(AppliedAnswer::new(hash, height, &output))
 }
 
 /// `canon_sendTransactionsAndWait([["0x<tx>", ...], wait_ms?])`: one entry per transaction,
@@ -153,7 +169,7 @@ pub async fn send_transaction_and_wait(
 pub async fn send_transactions_and_wait(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
-) -> Result<Value, ErrorObjectOwned> {
+) -> Result<Vec<BatchEntry<AppliedAnswer>>, ErrorObjectOwned> {
     let usage = "[[\"0x<transaction>\", ...], wait_ms?]";
     let mut seq = params.sequence();
     let raws: Vec<String> = param(&mut seq, usage)?;
@@ -164,7 +180,7 @@ pub async fn send_transactions_and_wait(
         let (height, output) = results
             .next()
             .unwrap_or_else(|| Err(invalid("no answer came back")))?;
-        Ok(applied_json(hash, height, &output))
+        Ok(AppliedAnswer::new(hash, height, &output))
     }))
 }
 

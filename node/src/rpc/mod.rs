@@ -21,6 +21,7 @@ use canon_engine::codec;
 use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
 use jsonrpsee::server::{HttpRequest, RpcModule, Server, ServerHandle};
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::NodeContext;
@@ -190,7 +191,7 @@ async fn send_transaction(
 async fn send_transactions(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
-) -> Result<Value, ErrorObjectOwned> {
+) -> Result<Vec<BatchEntry<Admitted>>, ErrorObjectOwned> {
     let (raws,): (Vec<String>,) = params.parse().map_err(|e| {
         invalid(format!(
             "expected [[\"0x<encoded signed transaction>\", ...]]: {e}"
@@ -204,7 +205,7 @@ async fn send_transactions(
             .unwrap_or(SubmitOutcome::Rejected(SubmitRejection::Forward(
                 "no outcome came back".into(),
             )));
-        outcome_result(outcome, hash).map(|hash| json!({ "hash": hash }))
+        outcome_result(outcome, hash).map(|_| Admitted { hash })
     }))
 }
 
@@ -229,22 +230,46 @@ fn decode_batch(
     Ok((decoded, txs))
 }
 
+/// One entry of a batch's answer: what the transaction came to, or `{"error": {code,
+/// message}}`. Serialized as it is built, with no JSON tree in between: a batch's answer is
+/// thousands of entries.
+#[derive(Clone, Serialize)]
+#[serde(untagged)]
+pub enum BatchEntry<T> {
+    Answered(T),
+    Failed { error: EntryError },
+}
+
+#[derive(Clone, Serialize)]
+pub struct EntryError {
+    code: i32,
+    message: String,
+}
+
+/// `{"hash"}`: a transaction admitted.
+#[derive(Clone, Serialize)]
+pub struct Admitted {
+    hash: B256,
+}
+
 /// One entry per transaction of a batch, in order: what `answer` makes of a decoded one
-/// (called in order), or `{"error": {code, message}}`.
-fn batch_answer(
+/// (called in order), or the error.
+fn batch_answer<T>(
     decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>>,
-    mut answer: impl FnMut(B256) -> Result<Value, ErrorObjectOwned>,
-) -> Value {
-    Value::Array(
-        decoded
-            .into_iter()
-            .map(|d| {
-                d.and_then(|(_, hash)| answer(hash)).unwrap_or_else(
-                    |e| json!({ "error": { "code": e.code(), "message": e.message() } }),
-                )
-            })
-            .collect(),
-    )
+    mut answer: impl FnMut(B256) -> Result<T, ErrorObjectOwned>,
+) -> Vec<BatchEntry<T>> {
+    decoded
+        .into_iter()
+        .map(|d| match d.and_then(|(_, hash)| answer(hash)) {
+            Ok(t) => BatchEntry::Answered(t),
+            Err(e) => BatchEntry::Failed {
+                error: EntryError {
+                    code: e.code(),
+                    message: e.message().to_string(),
+                },
+            },
+        })
+        .collect()
 }
 
 fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
@@ -317,13 +342,14 @@ where
 
 /// Registers a call that waits (on the leader, or for its transaction); it first checks the
 /// client token.
-fn async_method<Fut>(
+fn async_method<Fut, T>(
     m: &mut RpcModule<NodeContext>,
     name: &'static str,
     f: fn(Params<'static>, Arc<NodeContext>) -> Fut,
 ) -> Result<(), String>
 where
-    Fut: std::future::Future<Output = Result<Value, ErrorObjectOwned>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, ErrorObjectOwned>> + Send + 'static,
+    T: Serialize + Clone + Send + 'static,
 {
     m.register_async_method(name, move |p, ctx, ext| async move {
         authorized(&ext)?;
