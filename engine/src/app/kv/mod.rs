@@ -52,7 +52,7 @@ impl Application for KvApp {
             }
             KvOp::Delete { key } => KvOutcome::Deleted(state.set(&key, None).is_some()),
             KvOp::CompareAndSet { key, expected, new } => {
-                let swapped = state.get(&key) == expected.as_ref();
+                let swapped = state.get(&key) == expected.as_deref();
                 if swapped {
                     state.set(&key, new);
                 }
@@ -70,13 +70,13 @@ impl Application for KvApp {
     fn query(&self, state: &KvState, query: &[u8]) -> Result<Vec<u8>, Rejection> {
         let query: KvQuery = codec::decode(query).map_err(Rejection::encoding)?;
         let answer = match query {
-            KvQuery::Get { key } => KvAnswer::Value(state.get(&key).cloned()),
+            KvQuery::Get { key } => KvAnswer::Value(state.get(&key).map(<[u8]>::to_vec)),
             KvQuery::Range { start, end, limit } => {
                 let limit = limit.min(MAX_RANGE_PAIRS) as usize;
                 let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = state
                     .range(&start, end.as_deref())
                     .take(limit + 1)
-                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .map(|(k, v)| (k.to_vec(), v.to_vec()))
                     .collect();
                 let more = pairs.len() > limit;
                 pairs.truncate(limit);
@@ -87,7 +87,10 @@ impl Application for KvApp {
     }
 
     fn export(&self, state: &KvState) -> Vec<Entry> {
-        state.pairs().map(|(k, v)| (k.clone(), v.clone())).collect()
+        state
+            .pairs()
+            .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            .collect()
     }
 
     fn import(&self, entries: Vec<Entry>) -> Result<KvState, Rejection> {

@@ -1,7 +1,13 @@
 //! The key-value store's state: byte keys to byte values in a [`LatticeMap`], whose root is the
 //! state root.
+//!
+//! Keys and values are held as [`Bytes`], shared, not owned: each block works on a copy of the
+//! map, and a write copies the nodes on its path, each holding dozens of pairs. With owned
+//! vectors every such copy allocated and copied every pair in the node (a few thousand puts to
+//! 100,000 keys copied the pairs of most of the map's leaves every block, on every node).
 
 use alloy_primitives::B256;
+use bytes::Bytes;
 use solana_lattice_hash::lt_hash::LtHash;
 
 use super::super::lattice::{Element, LatticeMap};
@@ -15,8 +21,8 @@ const PAIR_CONTEXT: &str = "canon 2026-12 kv pair v1";
 static PAIR_HASHER: std::sync::LazyLock<blake3::Hasher> =
     std::sync::LazyLock::new(|| blake3::Hasher::new_derive_key(PAIR_CONTEXT));
 
-impl Element<Vec<u8>> for Vec<u8> {
-    fn element(&self, key: &Vec<u8>) -> Option<LtHash> {
+impl Element<Bytes> for Bytes {
+    fn element(&self, key: &Bytes) -> Option<LtHash> {
         let mut h = PAIR_HASHER.clone();
         // The key's length first, so no two pairs hash the same bytes.
         h.update(&(key.len() as u64).to_le_bytes());
@@ -28,7 +34,7 @@ impl Element<Vec<u8>> for Vec<u8> {
 
 #[derive(Clone, Default)]
 pub struct KvState {
-    pairs: LatticeMap<Vec<u8>, Vec<u8>>,
+    pairs: LatticeMap<Bytes, Bytes>,
 }
 
 impl std::fmt::Debug for KvState {
@@ -43,12 +49,17 @@ impl KvState {
     /// O(pairs): the commitment computed from scratch.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (Vec<u8>, Vec<u8>)>) -> KvState {
         KvState {
-            pairs: LatticeMap::from_entries(pairs.into_iter().collect()),
+            pairs: LatticeMap::from_entries(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (Bytes::from(k), Bytes::from(v)))
+                    .collect(),
+            ),
         }
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        self.pairs.entries().get(key)
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.pairs.entries().get(key).map(|v| &v[..])
     }
 
     pub fn len(&self) -> usize {
@@ -64,20 +75,23 @@ impl KvState {
         &'a self,
         start: &[u8],
         end: Option<&'a [u8]>,
-    ) -> impl Iterator<Item = (&'a Vec<u8>, &'a Vec<u8>)> + 'a {
+    ) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
         self.pairs
             .entries()
-            .range(start.to_vec()..)
-            .take_while(move |(k, _)| end.is_none_or(|e| k.as_slice() < e))
+            .range(Bytes::copy_from_slice(start)..)
+            .take_while(move |(k, _)| end.is_none_or(|e| &k[..] < e))
+            .map(|(k, v)| (&k[..], &v[..]))
     }
 
-    pub fn pairs(&self) -> impl Iterator<Item = (&Vec<u8>, &Vec<u8>)> {
-        self.pairs.entries().iter()
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.pairs.entries().iter().map(|(k, v)| (&k[..], &v[..]))
     }
 
     /// Sets `key` to `value` (`None`: removes it); returns what it held.
     pub fn set(&mut self, key: &[u8], value: Option<Vec<u8>>) -> Option<Vec<u8>> {
-        self.pairs.set(key.to_vec(), value)
+        self.pairs
+            .set(Bytes::copy_from_slice(key), value.map(Bytes::from))
+            .map(Vec::from)
     }
 
     /// Folds the pending writes into the commitment and returns the root, with the keys whose
@@ -87,8 +101,8 @@ impl KvState {
         let writes = changed
             .into_iter()
             .map(|key| Write {
-                value: self.get(&key).cloned(),
-                key,
+                value: self.get(&key).map(<[u8]>::to_vec),
+                key: key.to_vec(),
             })
             .collect();
         (root, writes)
@@ -109,7 +123,7 @@ mod tests {
         ) {
             let mut s = KvState::default();
             let snapshot = |s: &KvState| -> Vec<(Vec<u8>, Vec<u8>)> {
-                s.pairs().map(|(k, v)| (k.clone(), v.clone())).collect()
+                s.pairs().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
             };
             let mut last = (s.commit().0, snapshot(&s));
             for (key, value, commit) in ops {
