@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use canon_sim::scenario::{self, RunReport};
 use canon_sim::scenarios::{self, SCENARIOS};
+use canon_sim::trace;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -36,6 +37,14 @@ enum Command {
         /// Print a machine-readable report (used by `explore` for its child processes).
         #[arg(long, hide = true)]
         machine: bool,
+        /// Print the trace's last lines, pass or fail: "all", or how many (a failure prints
+        /// the last 40 without this).
+        #[arg(long, value_name = "all|N")]
+        events: Option<trace::Shown>,
+        /// Only the lines about one node: its events and the faults and notes naming it
+        /// (n1, m0 for a redundancy member, x0 for an external node; a bare number is n<N>).
+        #[arg(long, value_name = "NODE")]
+        node: Option<trace::NodeName>,
     },
     /// Run a scenario over consecutive seeds, each in its own process, stopping at the first
     /// failure unless --keep-going. Ends with one summary line, then p50/p99/max of what the
@@ -92,12 +101,28 @@ fn main() -> ExitCode {
             scenario,
             seed,
             machine,
+            events,
+            node,
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let r = scenario::run(s, seed);
+            let shown = events.unwrap_or(trace::Shown::Last(trace::DEFAULT_KEEP_RECENT));
+            let asked = events.is_some() || node.is_some();
+            if asked {
+                // Filtered or longer than the default: keep every line, choose after the run.
+                trace::set_keep_recent(usize::MAX);
+            }
+            let mut r = scenario::run(s, seed);
+            if asked {
+                r.recent_events = trace::select(&r.recent_events, node.as_ref(), shown);
+                if r.ok() {
+                    for line in &r.recent_events {
+                        println!("{line}");
+                    }
+                }
+            }
             if machine {
                 print!("{}", scenario::machine_report(&r));
             }

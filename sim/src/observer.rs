@@ -70,8 +70,10 @@ impl Observer {
 
     pub fn event(&mut self, node: usize, event: &Event) {
         let at = self.now();
-        self.trace
-            .record(format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()));
+        self.trace.record(
+            at.as_secs_f64(),
+            format!("{:>9.3}s n{node} {event:?}", at.as_secs_f64()),
+        );
         match event {
             Event::SteppedDown { .. } | Event::LostLeadership { .. } => {
                 self.leadership_ends.push((node, at));
@@ -98,9 +100,14 @@ impl Observer {
     }
 
     pub fn note(&mut self, what: impl AsRef<str>) {
-        let at = self.now();
-        self.trace
-            .record(format!("{:>9.3}s -- {}", at.as_secs_f64(), what.as_ref()));
+        let at = self.now().as_secs_f64();
+        let what = what.as_ref();
+        let line = format!("{at:>9.3}s -- {what}");
+        if what.starts_with("fault:") || what.starts_with("sabotage:") {
+            self.trace.record_fault(at, line);
+        } else {
+            self.trace.record(at, line);
+        }
     }
 }
 

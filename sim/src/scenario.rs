@@ -53,7 +53,12 @@ pub struct RunReport {
     /// What the scenario measured (`failover_ms`, ...), in the order it recorded them.
     pub facts: Vec<(String, f64)>,
     pub recent_events: Vec<String>,
+    /// The fault lines of the last [`FAULT_WINDOW_SECS`] of the run.
+    pub recent_faults: Vec<String>,
 }
+
+/// How far back the failure summary lists the faults injected before the end.
+pub const FAULT_WINDOW_SECS: f64 = 10.0;
 
 impl RunReport {
     pub fn ok(&self) -> bool {
@@ -88,15 +93,30 @@ impl RunReport {
         )
     }
 
-    /// The failure report: what broke, the last trace events, and the replay command.
+    /// The failure report: what broke, the faults injected shortly before, the last trace
+    /// events, and the replay command.
     pub fn failure_text(&self) -> String {
         let mut out = String::new();
         out.push_str(&format!(
-            "FAILED scenario={} seed={} trace={}\n{}\nlast events:\n",
+            "FAILED scenario={} seed={} trace={}\n{}\nfaults injected in the last {FAULT_WINDOW_SECS} s before the end:\n",
             self.scenario,
             self.seed,
             self.trace,
             self.failure.as_deref().unwrap_or("")
+        ));
+        if self.recent_faults.is_empty() {
+            out.push_str("  (none)\n");
+        }
+        for f in &self.recent_faults {
+            out.push_str("  ");
+            out.push_str(f);
+            out.push('\n');
+        }
+        out.push_str(&format!(
+            "last {} events (more: canon-sim run {} --seed {} --events all --node <n>):\n",
+            self.recent_events.len(),
+            self.scenario,
+            self.seed
         ));
         for e in &self.recent_events {
             out.push_str("  ");
@@ -152,7 +172,7 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         Ok((result, sim)) => (result.err(), sim.as_secs_f64()),
         Err(e) => (Some(e), scenario.sim_time_limit.as_secs_f64()),
     };
-    let (trace, trace_lines, recent, blocks, facts) = match &observer {
+    let (trace, trace_lines, recent, recent_faults, blocks, facts) = match &observer {
         Some(o) => {
             let o = o.lock();
             if let Some(v) = o.checker.violations().first() {
@@ -170,11 +190,19 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
                 o.trace.hash16(),
                 o.trace.lines(),
                 o.trace.recent(),
+                o.trace.faults_within(FAULT_WINDOW_SECS),
                 o.checker.canonical_height(),
                 facts,
             )
         }
-        None => ("0000000000000000".into(), 0, Vec::new(), 0, Vec::new()),
+        None => (
+            "0000000000000000".into(),
+            0,
+            Vec::new(),
+            Vec::new(),
+            0,
+            Vec::new(),
+        ),
     };
     RunReport {
         scenario: scenario.name,
@@ -186,6 +214,7 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         trace_lines,
         failure,
         recent_events: recent,
+        recent_faults,
         facts,
     }
 }
@@ -214,6 +243,9 @@ pub fn machine_report(r: &RunReport) -> String {
     for e in &r.recent_events {
         out.push_str(&format!("{TEXT_TAG}event {e}\n"));
     }
+    for f in &r.recent_faults {
+        out.push_str(&format!("{TEXT_TAG}fault {f}\n"));
+    }
     for (name, value) in &r.facts {
         out.push_str(&format!("{TEXT_TAG}fact {name} {value}\n"));
     }
@@ -239,6 +271,7 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         trace_lines: 0,
         failure: Some(why),
         recent_events: Vec::new(),
+        recent_faults: Vec::new(),
         facts: Vec::new(),
     };
     let out = match cmd.output() {
@@ -259,6 +292,7 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
     };
     let mut failure: Vec<&str> = Vec::new();
     let mut events = Vec::new();
+    let mut faults = Vec::new();
     let mut facts = Vec::new();
     for line in stdout.lines() {
         if let Some(text) = line.split_once(TEXT_TAG).map(|(_, t)| t) {
@@ -266,6 +300,8 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
                 failure.push(f);
             } else if let Some(e) = text.strip_prefix("event ") {
                 events.push(e.to_string());
+            } else if let Some(f) = text.strip_prefix("fault ") {
+                faults.push(f.to_string());
             } else if let Some((name, value)) = text
                 .strip_prefix("fact ")
                 .and_then(|f| f.split_once(' '))
@@ -297,6 +333,7 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
             Some(failure.join("\n"))
         },
         recent_events: events,
+        recent_faults: faults,
         facts,
     }
 }

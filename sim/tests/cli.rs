@@ -90,12 +90,47 @@ fn a_violation_reports_invariant_events_and_replay_command() {
         "{err}"
     );
     assert!(err.contains("at sim "), "{err}");
-    assert!(err.contains("last events:"), "{err}");
+    assert!(
+        err.contains("faults injected in the last 10 s before the end:"),
+        "{err}"
+    );
+    // The sabotage that caused it is named among them.
+    assert!(err.contains("-- sabotage: n"), "{err}");
+    assert!(
+        err.contains(
+            "last 40 events (more: canon-sim run sabotage-lying-disk --seed 4 --events all --node <n>):"
+        ),
+        "{err}"
+    );
     assert!(
         err.lines().last().unwrap_or_default()
             == "replay: cargo run --release -p canon-sim -- run sabotage-lying-disk --seed 4",
         "{err}"
     );
+}
+
+#[test]
+fn run_shows_one_nodes_last_lines_when_asked() {
+    let (code, out, err) = canon_sim(&[
+        "run",
+        "quorum-loss",
+        "--seed",
+        "10",
+        "--events",
+        "5",
+        "--node",
+        "n2",
+    ]);
+    assert_eq!(code, Some(0), "{err}");
+    let shown: Vec<&str> = out
+        .lines()
+        .filter(|l| !l.starts_with("fact ") && !l.starts_with("ok "))
+        .collect();
+    assert_eq!(shown.len(), 5, "{out}");
+    assert!(shown.iter().all(|l| l.contains(" n2 ")), "{out}");
+    let (code, _, err) = canon_sim(&["run", "quorum-loss", "--seed", "10", "--node", "z2"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--node \"z2\""), "{err}");
 }
 
 #[test]
