@@ -19,4 +19,5 @@ pub mod observer;
 pub mod runtime;
 pub mod scenario;
 pub mod scenarios;
+pub mod sweep;
 pub mod trace;

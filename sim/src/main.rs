@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use canon_sim::scenario::{self, RunReport};
 use canon_sim::scenarios::{self, SCENARIOS};
-use canon_sim::trace;
+use canon_sim::{sweep, trace};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -65,6 +65,29 @@ enum Command {
         #[arg(long)]
         keep_going: bool,
     },
+    /// Run every scenario round-robin over fresh seeds until the time is up, then print a
+    /// table (scenario, seeds, failures, simulated and wall seconds, seeds a minute) and every
+    /// failure's replay command. Exits 1 if any seed failed.
+    Sweep {
+        /// How long to start new runs, in minutes (runs in flight then finish).
+        #[arg(long)]
+        minutes: f64,
+        /// The first seed (default: fresh, from the clock; printed so it can be repeated).
+        #[arg(long)]
+        start: Option<u64>,
+        /// Seeds run at once (default: one per core).
+        #[arg(long)]
+        jobs: Option<usize>,
+    },
+}
+
+/// The first seed of a sweep not told one: the wall clock in milliseconds, so each sweep
+/// starts on seeds no earlier sweep of the last few hours ran (a sweep runs a few thousand
+/// seeds per scenario at most).
+fn fresh_start() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 /// The named scenario, or the exit code after saying which names exist.
@@ -165,6 +188,60 @@ fn main() -> ExitCode {
                 jobs,
                 keep_going,
             )
+        }
+        Command::Sweep {
+            minutes,
+            start,
+            jobs,
+        } => {
+            if !(minutes > 0.0 && minutes.is_finite()) {
+                eprintln!("error: --minutes {minutes}: a positive number of minutes");
+                return ExitCode::from(2);
+            }
+            let exe = match std::env::current_exe() {
+                Ok(p) => p,
+                Err(e) => {
+                    eprintln!("error: cannot find this program to run seeds in: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let jobs = jobs
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+                .max(1);
+            let start = start.unwrap_or_else(fresh_start);
+            eprintln!(
+                "sweep: {} scenarios round-robin from seed {start} for {minutes} min, {jobs} at once \
+                 (--start {start} repeats these runs)",
+                SCENARIOS.len()
+            );
+            let wall = Instant::now();
+            let last_said = std::sync::Mutex::new(Instant::now());
+            let failed = std::sync::atomic::AtomicU64::new(0);
+            let progress = |r: &RunReport, done: u64| {
+                use std::sync::atomic::Ordering;
+                if !r.ok() {
+                    failed.fetch_add(1, Ordering::SeqCst);
+                    report_failure(r);
+                }
+                let mut said = canon_engine::sync::lock(&last_said);
+                if said.elapsed() >= std::time::Duration::from_secs(10) {
+                    *said = Instant::now();
+                    eprintln!(
+                        "progress: {done} seeds, {} failed, {:.0} of {:.0} s",
+                        failed.load(Ordering::SeqCst),
+                        wall.elapsed().as_secs_f64(),
+                        minutes * 60.0
+                    );
+                }
+            };
+            let budget = std::time::Duration::from_secs_f64(minutes * 60.0);
+            let reports = sweep::sweep(&exe, SCENARIOS, start, budget, jobs, &progress);
+            print!("{}", sweep::render(SCENARIOS, &reports, wall.elapsed()));
+            if reports.iter().all(RunReport::ok) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
     }
 }

@@ -211,3 +211,17 @@ fn unknown_scenario_names_the_known_ones() {
         "{err}"
     );
 }
+
+#[test]
+fn sweep_runs_every_scenario_and_prints_its_table() {
+    let (code, out, err) =
+        canon_sim(&["sweep", "--minutes", "0.01", "--start", "5", "--jobs", "2"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(err.contains("from seed 5"), "{err}");
+    assert!(out.starts_with("scenario "), "{out}");
+    assert!(out.contains(" of 37 scenarios, "), "{out}");
+    assert!(out.contains(" 0 failures in "), "{out}");
+    let (code, _, err) = canon_sim(&["sweep", "--minutes", "0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--minutes 0"), "{err}");
+}
