@@ -8,7 +8,11 @@
 //! are signed when asked, not stored: signatures are deterministic, so a vote asked twice is
 //! the same vote, and a restarted node loses nothing it cannot sign again.
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
+
+use alloy_primitives::B256;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::AsyncRuntime;
@@ -21,6 +25,40 @@ use crate::net::peer;
 use crate::net::wire::{Request, Response};
 use crate::policy::certifier::{Round, ROUND_HEIGHTS};
 
+/// Heights whose own vote a node keeps: a few rounds' worth.
+const VOTES_REMEMBERED: usize = 4 * ROUND_HEIGHTS as usize;
+
+/// This node's own votes, each signed once. A vote is asked for by every peer's rounds and
+/// counted in this node's own until the height is certified, and each time it was signed
+/// again: signatures were half of the simulator's time (`explore chaos`). Signatures are
+/// deterministic, so a remembered vote is the vote signing would give.
+#[derive(Default)]
+pub(crate) struct OwnVotes(Mutex<BTreeMap<u64, (B256, CommitVote)>>);
+
+impl OwnVotes {
+    /// This node's vote for `block_hash` at `height`.
+    pub(crate) fn vote(
+        &self,
+        chain_id: u64,
+        height: u64,
+        block_hash: &B256,
+        key: &crate::keys::SecretKey,
+    ) -> CommitVote {
+        if let Some((hash, vote)) = crate::sync::lock(&self.0).get(&height) {
+            if hash == block_hash {
+                return vote.clone();
+            }
+        }
+        let vote = CommitVote::sign(chain_id, height, block_hash, key);
+        let mut votes = crate::sync::lock(&self.0);
+        votes.insert(height, (*block_hash, vote.clone()));
+        while votes.len() > VOTES_REMEMBERED {
+            votes.pop_first();
+        }
+        vote
+    }
+}
+
 /// Runs one gathering round over `round`'s heights; whether it moved the certified cursor.
 pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Round) -> bool {
     let chain = node.chain();
@@ -32,7 +70,7 @@ pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Rou
         Err(e) => return storage_failed(node, e),
     };
     let mut tally = Tally::new(chain_id, &cfg.peers, &held, |height, hash| {
-        CommitVote::sign(chain_id, height, hash, &cfg.key)
+        node.own_votes().vote(chain_id, height, hash, &cfg.key)
     });
     if let Some((to, _)) = held.last() {
         let req = Request::GetCommitVotes {
@@ -94,7 +132,7 @@ pub(crate) fn answer<RT: AsyncRuntime>(node: &ConsensusNode<RT>, from: u64, to: 
                         _ => VoteAnswer::Vote {
                             height,
                             block_hash,
-                            vote: CommitVote::sign(
+                            vote: node.own_votes().vote(
                                 cfg.chain.chain_id,
                                 height,
                                 &block_hash,
@@ -108,5 +146,32 @@ pub(crate) fn answer<RT: AsyncRuntime>(node: &ConsensusNode<RT>, from: u64, to: 
     match answered {
         Ok(votes) => Response::CommitVotes(votes),
         Err(e) => Response::Refused(format!("cannot read blocks: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::derived_key;
+
+    /// A remembered vote is the vote signing gives; another block at a height is signed
+    /// afresh; the oldest heights are forgotten past the bound.
+    #[test]
+    fn own_votes_are_the_signed_votes() {
+        let key = derived_key("own-votes", 0);
+        let votes = OwnVotes::default();
+        let (a, b) = (B256::repeat_byte(1), B256::repeat_byte(2));
+        let signed = CommitVote::sign(7, 10, &a, &key);
+        assert_eq!(votes.vote(7, 10, &a, &key), signed);
+        assert_eq!(votes.vote(7, 10, &a, &key), signed);
+        let other = votes.vote(7, 10, &b, &key);
+        assert_eq!(other, CommitVote::sign(7, 10, &b, &key));
+        assert_ne!(other, signed);
+        assert!(other.verifies(7, 10, &b));
+        for h in 0..(VOTES_REMEMBERED as u64 + 20) {
+            votes.vote(7, 100 + h, &a, &key);
+        }
+        assert_eq!(crate::sync::lock(&votes.0).len(), VOTES_REMEMBERED);
+        assert!(!crate::sync::lock(&votes.0).contains_key(&10));
     }
 }

@@ -56,9 +56,15 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     l1: OnceLock<Arc<dyn L1>>,
     /// Wakes the driver (work finished, a batcher started).
     wake: UnboundedSender<Input>,
+    /// Its commit votes, signed once each (see [`crate::consensus::certify`]).
+    own_votes: crate::consensus::certify::OwnVotes,
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
+    pub(crate) fn own_votes(&self) -> &crate::consensus::certify::OwnVotes {
+        &self.own_votes
+    }
+
     /// Opens storage and starts Raft. The driver is started by `ConsensusNode::start`
     /// (`consensus::driver`), which gets the receiving end of [`Self::wake`].
     pub(crate) async fn open(
@@ -106,6 +112,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             stopped: AtomicBool::new(false),
             l1: OnceLock::new(),
             wake,
+            own_votes: Default::default(),
         });
         Ok((node, finished))
     }
