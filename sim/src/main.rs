@@ -90,6 +90,19 @@ fn fresh_start() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// This program (to run seeds in child processes of) and how many to run at once (default:
+/// one per core), or the exit code after saying why not.
+fn children(jobs: Option<usize>) -> Result<(std::path::PathBuf, usize), ExitCode> {
+    let exe = std::env::current_exe().map_err(|e| {
+        eprintln!("error: cannot find this program to run seeds in: {e}");
+        ExitCode::from(2)
+    })?;
+    let jobs = jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    Ok((exe, jobs))
+}
+
 /// The named scenario, or the exit code after saying which names exist.
 fn lookup(name: &str) -> Result<&'static scenario::Scenario, ExitCode> {
     scenarios::find(name).ok_or_else(|| {
@@ -171,16 +184,10 @@ fn main() -> ExitCode {
                 Ok(s) => s,
                 Err(code) => return code,
             };
-            let exe = match std::env::current_exe() {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: cannot find this program to run seeds in: {e}");
-                    return ExitCode::from(2);
-                }
+            let (exe, jobs) = match children(jobs) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            let jobs = jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1);
             explore(
                 s,
                 &exe,
@@ -198,16 +205,10 @@ fn main() -> ExitCode {
                 eprintln!("error: --minutes {minutes}: a positive number of minutes");
                 return ExitCode::from(2);
             }
-            let exe = match std::env::current_exe() {
-                Ok(p) => p,
-                Err(e) => {
-                    eprintln!("error: cannot find this program to run seeds in: {e}");
-                    return ExitCode::from(2);
-                }
+            let (exe, jobs) = match children(jobs) {
+                Ok(c) => c,
+                Err(code) => return code,
             };
-            let jobs = jobs
-                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-                .max(1);
             let start = start.unwrap_or_else(fresh_start);
             eprintln!(
                 "sweep: {} scenarios round-robin from seed {start} for {minutes} min, {jobs} at once \

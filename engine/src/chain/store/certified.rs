@@ -255,6 +255,19 @@ mod tests {
         testing::apply_trusted(store, block, &key());
     }
 
+    /// `node`, having applied some of `source`'s blocks, installs `source`'s state as a
+    /// snapshot (leaving a gap up to its head) and applies the block `source` grows next,
+    /// which it returns.
+    fn across_a_snapshot(node: &ChainStore, source: &ChainStore) -> Block {
+        let state = source.state().clone();
+        let mut batch = WriteBatch::default();
+        stage_snapshot_state(&mut batch, &state).unwrap();
+        node.install(batch, state).unwrap();
+        let next = grow(source);
+        apply(node, &next);
+        next
+    }
+
     /// `block`'s certificate by the only consensus peer.
     fn certificate(block: &Block) -> Certificate {
         let (height, hash) = (block.header.height, block.hash().unwrap());
@@ -310,12 +323,7 @@ mod tests {
             1
         );
         // A snapshot at 10 leaves 4..=10 missing; 2 and 3 stay uncertified.
-        let state = source.state().clone();
-        let mut batch = WriteBatch::default();
-        stage_snapshot_state(&mut batch, &state).unwrap();
-        node.install(batch, state).unwrap();
-        let next = grow(&source);
-        apply(&node, &next);
+        let next = across_a_snapshot(&node, &source);
         assert_eq!(node.add_certificates(&[certificate(&next)]).unwrap(), 1);
         let low: Vec<Certificate> = blocks[1..3].iter().map(certificate).collect();
         assert_eq!(
@@ -361,12 +369,7 @@ mod tests {
         for b in &blocks[..3] {
             apply(&node, b);
         }
-        let state = source.state().clone();
-        let mut batch = WriteBatch::default();
-        stage_snapshot_state(&mut batch, &state).unwrap();
-        node.install(batch, state).unwrap();
-        let next = grow(&source);
-        apply(&node, &next);
+        let next = across_a_snapshot(&node, &source);
         assert_eq!(
             node.held_hashes(1, 11, 100).unwrap(),
             hashes(&blocks[..3]),
