@@ -77,10 +77,11 @@ pub enum SimApp {
     Kv,
 }
 
-/// The bug `CANON_SIM_PLANT` names, if any: `stale-reads`.
+/// The bug `CANON_SIM_PLANT` names, if any: `stale-reads`, `forget-gap`.
 pub fn planted() -> Plant {
     match std::env::var("CANON_SIM_PLANT").as_deref() {
         Ok("stale-reads") => Plant::StaleReads,
+        Ok("forget-gap") => Plant::ForgetGap,
         _ => Plant::None,
     }
 }
@@ -206,7 +207,9 @@ impl SimCluster {
         let mut checker = Checker::new(cfg.nodes, genesis_hash);
         checker.set_blocks_per_batch(cfg.blocks_per_batch);
         checker.set_node_ids(peers.clone());
-        let observer = SharedObserver::from(Observer::new(checker));
+        let mut watching = Observer::new(checker);
+        watching.nodes = cfg.nodes;
+        let observer = SharedObserver::from(watching);
         let l1 = SimL1::new(
             handle.create_node().name("l1").build(),
             keys.iter().map(|k| k.address()).collect(),
@@ -389,24 +392,39 @@ impl SimCluster {
     }
 
     /// Crashes node `i`: its tasks die and its disk keeps synced data plus a random prefix of
-    /// what was buffered.
+    /// what was buffered. Half the crashes are power losses: the host's connections vanish
+    /// without a word and its peers stay half-open until they give up on them or it comes back.
     pub fn crash(&mut self, i: usize) {
         if !self.is_up(i) {
             return;
         }
-        // Half the crashes are power losses: the host's connections vanish without a word
-        // and its peers stay half-open until they give up on them or it comes back.
         let power_loss = self.rng.gen_bool(0.5);
-        if power_loss {
-            self.net.set_powered(i, false);
-        }
-        self.handle.kill(self.slots[i].handle.id());
         let pending = self.slots[i].disk.pending_batches();
         let keep = if pending == 0 {
             0
         } else {
             self.rng.gen_range(0..=pending)
         };
+        self.crash_keeping(i, power_loss, keep);
+    }
+
+    /// [`SimCluster::crash`] with its choices made: a power loss or not, and `keep_permille`
+    /// thousandths of the unsynced writes surviving (rounded down). Nothing if `i` is down.
+    pub fn crash_as(&mut self, i: usize, power_loss: bool, keep_permille: u16) {
+        if !self.is_up(i) {
+            self.note(format!("fault: crash n{i} (already down)"));
+            return;
+        }
+        let pending = self.slots[i].disk.pending_batches();
+        let keep = pending * usize::from(keep_permille.min(1_000)) / 1_000;
+        self.crash_keeping(i, power_loss, keep);
+    }
+
+    fn crash_keeping(&mut self, i: usize, power_loss: bool, keep: usize) {
+        if power_loss {
+            self.net.set_powered(i, false);
+        }
+        self.handle.kill(self.slots[i].handle.id());
         let lost = self.slots[i].disk.crash(keep);
         let slot = &mut self.slots[i];
         *canon_engine::sync::lock(&slot.live) = None;

@@ -48,6 +48,7 @@ impl SimCluster {
     /// [`SimCluster::add_external`] with what makes a block canonical to it.
     pub fn add_external_trusting(&mut self, sources: Vec<NodeId>, trust: Trust) -> usize {
         let e = self.externals.len();
+        self.observer.lock().externals = e + 1;
         let key = derived_key("canon-sim/external", e);
         let ip = external_ip(e);
         let member = self
@@ -104,6 +105,10 @@ impl SimCluster {
         self.externals.len()
     }
 
+    pub fn external_is_up(&self, e: usize) -> bool {
+        self.externals.get(e).is_some_and(|x| x.up)
+    }
+
     pub fn external_id(&self, e: usize) -> NodeId {
         self.externals[e].key.node_id()
     }
@@ -141,6 +146,18 @@ impl SimCluster {
             return;
         }
         let keep = surviving_batches(rng, self.externals[e].disk.pending_batches());
+        self.crash_external_keeping(e, keep);
+    }
+
+    /// Crashes external `e` with `keep_permille` thousandths of its unsynced writes surviving
+    /// (rounded down). Nothing if it is down.
+    pub fn crash_external_as(&mut self, e: usize, keep_permille: u16) {
+        if !self.externals[e].up {
+            self.note(format!("fault: crash external x{e} (already down)"));
+            return;
+        }
+        let pending = self.externals[e].disk.pending_batches();
+        let keep = pending * usize::from(keep_permille.min(1_000)) / 1_000;
         self.crash_external_keeping(e, keep);
     }
 

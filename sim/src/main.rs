@@ -45,6 +45,38 @@ enum Command {
         /// (n1, m0 for a redundancy member, x0 for an external node; a bare number is n<N>).
         #[arg(long, value_name = "NODE")]
         node: Option<trace::NodeName>,
+        /// Carry out this fault schedule instead of the one the seed draws (a file as
+        /// --print-schedule or shrink writes it; chaos and kv-chaos run schedules).
+        #[arg(long, value_name = "FILE")]
+        schedule: Option<std::path::PathBuf>,
+        /// Write the fault schedule the run carried out to FILE ("-": standard output).
+        #[arg(long, value_name = "FILE")]
+        print_schedule: Option<String>,
+        /// Write the run's timeline to FILE: one self-contained HTML page with a lane per
+        /// node (leading, down, chain height, snapshots, backfills), the faults, the L1
+        /// batches and the violation marked; zoom with the wheel, details on hover.
+        #[arg(long, value_name = "FILE")]
+        html: Option<std::path::PathBuf>,
+    },
+    /// Shrink a failing seed's fault schedule: remove faults, then move the rest earlier and
+    /// shorten the run, keeping each change only while the same check still fails. Prints the
+    /// minimal schedule, writes it to a file, and prints the command that replays it. The same
+    /// seed gives the same minimal schedule.
+    Shrink {
+        /// Scenario name (chaos or kv-chaos).
+        scenario: String,
+        /// The failing seed.
+        #[arg(long)]
+        seed: u64,
+        /// Start from this schedule instead of the one the seed draws.
+        #[arg(long, value_name = "FILE")]
+        schedule: Option<std::path::PathBuf>,
+        /// Where to write the minimal schedule (default: shrunk-<scenario>-<seed>.schedule).
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// Candidate runs at once (default: one per core; the result does not depend on it).
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Run a scenario over consecutive seeds, each in its own process, stopping at the first
     /// failure unless --keep-going. Ends with one summary line, then p50/p99/max of what the
@@ -115,6 +147,129 @@ fn lookup(name: &str) -> Result<&'static scenario::Scenario, ExitCode> {
     })
 }
 
+/// Writes `r`'s timeline page to `file`.
+fn write_timeline(r: &RunReport, file: &std::path::Path) -> Result<(), ExitCode> {
+    let Some((items, nodes, externals)) = &r.timeline else {
+        eprintln!("error: --html: the run recorded no timeline (it started no cluster)");
+        return Err(ExitCode::from(2));
+    };
+    let title = format!("canon-sim: {} seed {}", r.scenario, r.seed);
+    let replay = r.replay_command();
+    let page = canon_sim::timeline::render::Page {
+        title: &title,
+        failure: r.failure.as_deref(),
+        setup: r.setup.as_deref(),
+        nodes: *nodes,
+        externals: *externals,
+        end_secs: r.sim_secs,
+        replay: &replay,
+    };
+    std::fs::write(file, canon_sim::timeline::render(&page, items)).map_err(|e| {
+        eprintln!("error: --html {}: {e}", file.display());
+        ExitCode::from(2)
+    })?;
+    eprintln!("timeline: {} ({} items)", file.display(), items.len());
+    Ok(())
+}
+
+/// Whether `s` runs fault schedules; says which do if not.
+fn takes_schedule(s: &scenario::Scenario) -> bool {
+    let takes = scenarios::SCHEDULED.contains(&s.name);
+    if !takes {
+        eprintln!(
+            "error: {} scripts its faults and runs no schedule; scenarios that do: {}",
+            s.name,
+            scenarios::SCHEDULED.join(", ")
+        );
+    }
+    takes
+}
+
+/// The schedule in `file`, or the exit code after saying what is wrong with it.
+fn read_schedule(file: &std::path::Path) -> Result<scenario::Given, ExitCode> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        eprintln!("error: --schedule {}: {e}", file.display());
+        ExitCode::from(2)
+    })?;
+    let schedule = text.parse().map_err(|e| {
+        eprintln!("error: --schedule {}: {e}", file.display());
+        ExitCode::from(2)
+    })?;
+    Ok(scenario::Given {
+        schedule,
+        file: file.display().to_string(),
+    })
+}
+
+/// `canon-sim shrink`: shrinks, prints the minimal schedule and its replay command, writes it
+/// to `out`.
+fn shrink(
+    s: &'static scenario::Scenario,
+    seed: u64,
+    start: Option<&canon_sim::schedule::Schedule>,
+    exe: &std::path::Path,
+    jobs: usize,
+    out: &std::path::Path,
+) -> ExitCode {
+    let scratch = std::env::temp_dir().join(format!("canon-shrink-{}", std::process::id()));
+    let runner = canon_sim::minimize::Runner {
+        exe,
+        jobs,
+        scratch: scratch.clone(),
+    };
+    let wall = Instant::now();
+    eprintln!("shrink: running {} seed {seed} as drawn", s.name);
+    let mut said = |step: &canon_sim::schedule::shrink::Step| {
+        eprintln!(
+            "shrink: {} faults, faults end at {:.1} s ({} candidates run, {:.0} s)",
+            step.faults,
+            step.end_ms as f64 / 1_000.0,
+            step.asked,
+            wall.elapsed().as_secs_f64()
+        );
+    };
+    let result = runner.shrink(s, seed, start, scenarios::SCHEDULED, &mut said);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let shrunk = match result {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let before = shrunk.original.schedule.as_ref();
+    let faults_before = before.map_or(0, |b| b.faults.len());
+    let text = shrunk.schedule.to_string();
+    if let Err(e) = std::fs::write(out, &text) {
+        eprintln!("error: cannot write {}: {e}", out.display());
+        return ExitCode::from(2);
+    }
+    println!(
+        "shrunk {} seed {seed}: {} faults -> {}, {:.1} -> {:.1} simulated seconds ({} runs, {:.0} s)",
+        s.name,
+        faults_before,
+        shrunk.schedule.faults.len(),
+        shrunk.original.sim_secs,
+        shrunk.minimal.sim_secs,
+        shrunk.runs,
+        wall.elapsed().as_secs_f64()
+    );
+    println!(
+        "check: {}",
+        shrunk.original.check.as_deref().unwrap_or("(none)")
+    );
+    print!("{text}");
+    let mut minimal = shrunk.minimal;
+    minimal.schedule_file = Some(out.display().to_string());
+    if minimal.ok() || minimal.check != shrunk.original.check {
+        eprintln!("error: the minimal schedule no longer fails the same way when run again");
+        return ExitCode::from(1);
+    }
+    println!("written to {}", out.display());
+    println!("replay: {}", minimal.replay_command());
+    ExitCode::SUCCESS
+}
+
 fn report_failure(r: &RunReport) {
     eprintln!("{}", r.failure_text());
 }
@@ -139,9 +294,19 @@ fn main() -> ExitCode {
             machine,
             events,
             node,
+            schedule,
+            print_schedule,
+            html,
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
+                Err(code) => return code,
+            };
+            if (schedule.is_some() || print_schedule.is_some()) && !takes_schedule(s) {
+                return ExitCode::from(2);
+            }
+            let given = match schedule.map(|f| read_schedule(&f)).transpose() {
+                Ok(g) => g,
                 Err(code) => return code,
             };
             let shown = events.unwrap_or(trace::Shown::Last(trace::DEFAULT_KEEP_RECENT));
@@ -150,7 +315,27 @@ fn main() -> ExitCode {
                 // Filtered or longer than the default: keep every line, choose after the run.
                 trace::set_keep_recent(usize::MAX);
             }
-            let mut r = scenario::run(s, seed);
+            if html.is_some() {
+                canon_sim::timeline::enable();
+            }
+            let mut r = scenario::run_given(s, seed, given);
+            if let Some(file) = &html {
+                if let Err(code) = write_timeline(&r, file) {
+                    return code;
+                }
+            }
+            if let (Some(to), Some(sched)) = (&print_schedule, &r.schedule) {
+                let text = sched.to_string();
+                let written = if to == "-" {
+                    std::io::stdout().write_all(text.as_bytes())
+                } else {
+                    std::fs::write(to, text)
+                };
+                if let Err(e) = written {
+                    eprintln!("error: --print-schedule {to}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
             if asked {
                 r.recent_events = trace::select(&r.recent_events, node.as_ref(), shown);
                 if r.ok() {
@@ -172,6 +357,31 @@ fn main() -> ExitCode {
                 report_failure(&r);
                 ExitCode::from(1)
             }
+        }
+        Command::Shrink {
+            scenario,
+            seed,
+            schedule,
+            out,
+            jobs,
+        } => {
+            let s = match lookup(&scenario) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            if !takes_schedule(s) {
+                return ExitCode::from(2);
+            }
+            let start = match schedule.map(|f| read_schedule(&f)).transpose() {
+                Ok(g) => g.map(|g| g.schedule),
+                Err(code) => return code,
+            };
+            let (exe, jobs) = match children(jobs) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let out = out.unwrap_or_else(|| format!("shrunk-{}-{seed}.schedule", s.name).into());
+            shrink(s, seed, start.as_ref(), &exe, jobs, &out)
         }
         Command::Explore {
             scenario,

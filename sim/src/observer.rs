@@ -8,6 +8,7 @@ use canon_engine::events::Event;
 use canon_engine::net::p2p::ConnectionFault;
 
 use crate::checker::Checker;
+use crate::timeline::Recorder;
 use crate::trace::Trace;
 
 /// Everything observed in a run: the checker's view and the trace.
@@ -39,6 +40,11 @@ pub struct Observer {
     pub backfills_done: u64,
     /// (node, fault) of every p2p connection a node closed against the peer's will.
     pub connections_refused: Vec<(usize, ConnectionFault)>,
+    /// The run's timeline, when one was asked for (`canon-sim run --html`).
+    pub timeline: Option<Recorder>,
+    /// Consensus nodes, then external nodes: the timeline's lanes.
+    pub nodes: usize,
+    pub externals: usize,
     start: Instant,
 }
 
@@ -60,6 +66,9 @@ impl Observer {
             blocks_backfilled: 0,
             backfills_done: 0,
             connections_refused: Vec::new(),
+            timeline: crate::timeline::enabled().then(Recorder::default),
+            nodes: 0,
+            externals: 0,
             start: Instant::now(),
         }
     }
@@ -96,6 +105,9 @@ impl Observer {
             Event::BackfillDone { .. } => self.backfills_done += 1,
             _ => {}
         }
+        if let Some(t) = self.timeline.as_mut() {
+            t.event(at.as_secs_f64(), node, event);
+        }
         self.checker.observe(node, at, event);
     }
 
@@ -103,6 +115,9 @@ impl Observer {
         let at = self.now().as_secs_f64();
         let what = what.as_ref();
         let line = format!("{at:>9.3}s -- {what}");
+        if let Some(t) = self.timeline.as_mut() {
+            t.note(at, what);
+        }
         if what.starts_with("fault:") || what.starts_with("sabotage:") {
             self.trace.record_fault(at, line);
         } else {

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{ClusterConfig, SharedObserver, SimCluster};
+use crate::schedule::Schedule;
 
 pub type ScenarioFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 
@@ -25,10 +26,14 @@ pub struct Scenario {
     pub sim_time_limit: Duration,
 }
 
-/// What a scenario body gets: its seed, and the way to start a cluster the runner can watch.
+/// What a scenario body gets: its seed, the fault schedule it was given (if any), and the way
+/// to start a cluster the runner can watch.
 pub struct Ctx {
     pub seed: u64,
     observer: Arc<Mutex<Option<SharedObserver>>>,
+    given: Option<Schedule>,
+    ran: Arc<Mutex<Option<Schedule>>>,
+    setup: Arc<Mutex<Option<String>>>,
 }
 
 impl Ctx {
@@ -36,6 +41,19 @@ impl Ctx {
         let c = SimCluster::start(self.seed, cfg);
         *canon_engine::sync::lock(&self.observer) = Some(c.observer.clone());
         c
+    }
+
+    /// What this seed drew besides its faults (chaos's swarm), said with any failure.
+    pub fn describe(&self, setup: String) {
+        *canon_engine::sync::lock(&self.setup) = Some(setup);
+    }
+
+    /// The fault schedule this run carries out: the one it was given, or else `draw`'s. The
+    /// run's report holds it (`--print-schedule`, `shrink`).
+    pub fn schedule(&self, draw: impl FnOnce() -> Schedule) -> Schedule {
+        let s = self.given.clone().unwrap_or_else(draw);
+        *canon_engine::sync::lock(&self.ran) = Some(s.clone());
+        s
     }
 }
 
@@ -55,6 +73,19 @@ pub struct RunReport {
     pub recent_events: Vec<String>,
     /// The fault lines of the last [`FAULT_WINDOW_SECS`] of the run.
     pub recent_faults: Vec<String>,
+    /// What failed, without the particulars that change from run to run (heights, times,
+    /// hashes): the invariant's name, or the scenario's message with its numbers blanked.
+    /// `shrink` keeps a smaller schedule only if it fails the same check.
+    pub check: Option<String>,
+    /// The fault schedule the run carried out, for scenarios that run one.
+    pub schedule: Option<Schedule>,
+    /// The file the schedule was read from, if it was given one (for the replay command).
+    pub schedule_file: Option<String>,
+    /// What the seed drew besides its faults (chaos's swarm: cluster shape, timing, mix).
+    pub setup: Option<String>,
+    /// The run's timeline, when one was asked for ([`crate::timeline::enable`]), with the
+    /// number of consensus and external nodes it has lanes for.
+    pub timeline: Option<(Vec<crate::timeline::Item>, usize, usize)>,
 }
 
 /// How far back the failure summary lists the faults injected before the end.
@@ -80,8 +111,12 @@ impl RunReport {
             Ok(p) => format!("CANON_SIM_PLANT={p} "),
             Err(_) => String::new(),
         };
+        let schedule = match &self.schedule_file {
+            Some(f) => format!(" --schedule {f}"),
+            None => String::new(),
+        };
         format!(
-            "{plant}cargo run --release -p canon-sim -- run {} --seed {}",
+            "{plant}cargo run --release -p canon-sim -- run {} --seed {}{schedule}",
             self.scenario, self.seed
         )
     }
@@ -104,6 +139,10 @@ impl RunReport {
             self.trace,
             self.failure.as_deref().unwrap_or("")
         ));
+        if let Some(setup) = &self.setup {
+            out.push_str(setup);
+            out.push('\n');
+        }
         if self.recent_faults.is_empty() {
             out.push_str("  (none)\n");
         }
@@ -142,10 +181,30 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 /// first simulation of its process (see the module docs); many seeds go through
 /// [`run_in_child`].
 pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
+    run_given(scenario, seed, None)
+}
+
+/// A schedule a run is given instead of drawing one, and the file it came from.
+pub struct Given {
+    pub schedule: Schedule,
+    pub file: String,
+}
+
+/// [`run`], carrying out `given`'s schedule instead of drawing one.
+pub fn run_given(scenario: &'static Scenario, seed: u64, given: Option<Given>) -> RunReport {
     let slot: Arc<Mutex<Option<SharedObserver>>> = Arc::new(Mutex::new(None));
+    let ran: Arc<Mutex<Option<Schedule>>> = Arc::new(Mutex::new(None));
+    let setup: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
+    let (given, schedule_file) = match given {
+        Some(g) => (Some(g.schedule), Some(g.file)),
+        None => (None, None),
+    };
     let ctx = Ctx {
         seed,
         observer: slot.clone(),
+        given,
+        ran: ran.clone(),
+        setup: setup.clone(),
     };
     let wall = Instant::now();
     let joined = std::thread::Builder::new()
@@ -172,12 +231,32 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         Ok((result, sim)) => (result.err(), sim.as_secs_f64()),
         Err(e) => (Some(e), scenario.sim_time_limit.as_secs_f64()),
     };
+    let mut check = failure.as_deref().map(check_of);
+    let schedule = canon_engine::sync::lock(&ran).clone();
+    let setup = canon_engine::sync::lock(&setup).clone();
+    let mut timeline = None;
     let (trace, trace_lines, recent, recent_faults, blocks, facts) = match &observer {
         Some(o) => {
-            let o = o.lock();
+            let mut o = o.lock();
+            if let Some(mut t) = o.timeline.take() {
+                if let Some(f) = &failure {
+                    let at = o.checker.violations().first().map_or_else(
+                        || crate::timeline::failure_time(f).unwrap_or(sim_secs),
+                        |v| v.at.as_secs_f64(),
+                    );
+                    let text = o
+                        .checker
+                        .violations()
+                        .first()
+                        .map_or_else(|| f.clone(), ToString::to_string);
+                    t.violation(at, &text);
+                }
+                timeline = Some((t.items, o.nodes, o.externals));
+            }
             if let Some(v) = o.checker.violations().first() {
                 // The checker's verdict comes first: a liveness failure is often its symptom.
                 failure = Some(v.to_string());
+                check = Some(format!("invariant: {}", v.invariant));
             }
             let mut facts = o.facts.clone();
             // Every run reports how much log compaction it exercised.
@@ -216,7 +295,45 @@ pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
         recent_events: recent,
         recent_faults,
         facts,
+        check,
+        schedule,
+        schedule_file,
+        setup,
+        timeline,
     }
+}
+
+/// What a scenario's failure message says without its particulars: its first line, the
+/// "(sim ...)" stamp dropped, every run of digits (heights, times, counts, node numbers) and
+/// every hex string (hashes) blanked to `#`.
+pub fn check_of(failure: &str) -> String {
+    let first = failure.lines().next().unwrap_or("");
+    let first = match first.rfind(" (sim ") {
+        Some(i) => &first[..i],
+        None => first,
+    };
+    let mut out = String::with_capacity(first.len());
+    let mut chars = first.chars().peekable();
+    while let Some(ch) = chars.next() {
+        if ch == '0' && chars.peek() == Some(&'x') {
+            chars.next();
+            while chars.peek().is_some_and(char::is_ascii_hexdigit) {
+                chars.next();
+            }
+            out.push('#');
+        } else if ch.is_ascii_digit() {
+            while chars
+                .peek()
+                .is_some_and(|c| c.is_ascii_digit() || *c == '.')
+            {
+                chars.next();
+            }
+            out.push('#');
+        } else {
+            out.push(ch);
+        }
+    }
+    out
 }
 
 const REPORT_TAG: &str = "CANON-REPORT";
@@ -249,6 +366,17 @@ pub fn machine_report(r: &RunReport) -> String {
     for (name, value) in &r.facts {
         out.push_str(&format!("{TEXT_TAG}fact {name} {value}\n"));
     }
+    if let Some(c) = &r.check {
+        out.push_str(&format!("{TEXT_TAG}check {c}\n"));
+    }
+    if let Some(s) = &r.setup {
+        out.push_str(&format!("{TEXT_TAG}setup {s}\n"));
+    }
+    if let Some(s) = &r.schedule {
+        for line in s.to_string().lines() {
+            out.push_str(&format!("{TEXT_TAG}schedule {line}\n"));
+        }
+    }
     out
 }
 
@@ -269,10 +397,15 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         wall_secs: started.elapsed().as_secs_f64(),
         trace: "0000000000000000".into(),
         trace_lines: 0,
+        check: Some(check_of(&why)),
+        setup: None,
         failure: Some(why),
         recent_events: Vec::new(),
         recent_faults: Vec::new(),
         facts: Vec::new(),
+        schedule: None,
+        schedule_file: None,
+        timeline: None,
     };
     let out = match cmd.output() {
         Ok(o) => o,
@@ -294,9 +427,19 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
     let mut events = Vec::new();
     let mut faults = Vec::new();
     let mut facts = Vec::new();
+    let mut check = None;
+    let mut setup = None;
+    let mut schedule = String::new();
     for line in stdout.lines() {
         if let Some(text) = line.split_once(TEXT_TAG).map(|(_, t)| t) {
-            if let Some(f) = text.strip_prefix("failure ") {
+            if let Some(c) = text.strip_prefix("check ") {
+                check = Some(c.to_string());
+            } else if let Some(s) = text.strip_prefix("setup ") {
+                setup = Some(s.to_string());
+            } else if let Some(s) = text.strip_prefix("schedule ") {
+                schedule.push_str(s);
+                schedule.push('\n');
+            } else if let Some(f) = text.strip_prefix("failure ") {
                 failure.push(f);
             } else if let Some(e) = text.strip_prefix("event ") {
                 events.push(e.to_string());
@@ -335,6 +478,11 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         recent_events: events,
         recent_faults: faults,
         facts,
+        check: if ok { None } else { check },
+        schedule: schedule.parse().ok(),
+        schedule_file: None,
+        setup,
+        timeline: None,
     }
 }
 

@@ -143,6 +143,11 @@ mod tests {
             facts: Vec::new(),
             recent_events: Vec::new(),
             recent_faults: Vec::new(),
+            check: failure.map(crate::scenario::check_of),
+            schedule: None,
+            schedule_file: None,
+            setup: None,
+            timeline: None,
         }
     }
 

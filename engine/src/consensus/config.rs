@@ -133,4 +133,7 @@ pub enum Plant {
     None,
     /// Linearizable reads skip the read index and answer from this node's applied state.
     StaleReads,
+    /// A node that installs a snapshot never downloads the blocks it jumped over: the gap
+    /// stays open (a bug `canon-sim shrink` is shown on).
+    ForgetGap,
 }

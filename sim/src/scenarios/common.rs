@@ -3,9 +3,6 @@
 
 use std::time::Duration;
 
-use rand::seq::SliceRandom;
-use rand::Rng;
-
 use crate::client::spawn_client;
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::scenario::Ctx;
@@ -102,70 +99,3 @@ pub(crate) async fn heal_and_check(c: &mut SimCluster) -> Result<(), String> {
 /// Once L1 and the batcher's node are up, every sealed batch is on L1 within this: a
 /// backoff of at most 2 s, then a batch per L1 block (250 ms) for what queued up.
 pub(crate) const L1_BOUND: Duration = Duration::from_secs(30);
-
-/// One of chaos's cluster faults (everything but L1's), by `draw` out of 0..16: crash a node
-/// (0, 1; half are power losses), restart one (2, 3), isolate one (4), drop one direction of a
-/// link (5), lose (6) or delay (7) messages, heal the network (8), fail or heal disk writes
-/// (9), jump a clock by up to 30 s (10), a stream fault (14, 15), and crash the leader
-/// otherwise. The draws it makes are chaos's own, so a seed's fault plan stays what it was.
-pub(crate) fn cluster_fault(c: &mut SimCluster, draw: u32) {
-    let n = c.size();
-    match draw {
-        0 | 1 => {
-            let up = c.up_nodes();
-            if let Some(&i) = up.choose(&mut c.rng) {
-                c.crash(i);
-            }
-        }
-        2 | 3 => {
-            let down = c.down_nodes();
-            if let Some(&i) = down.choose(&mut c.rng) {
-                c.restart(i);
-            }
-        }
-        4 => {
-            let i = c.rng.gen_range(0..n);
-            c.net.isolate(i);
-            c.note(format!("fault: isolate n{i}"));
-        }
-        5 => {
-            let from = c.rng.gen_range(0..n);
-            let to = (from + c.rng.gen_range(1..n)) % n;
-            c.net.block(from, to);
-            c.note(format!("fault: drop n{from} -> n{to}"));
-        }
-        6 => {
-            let loss = c.rng.gen_range(0..300);
-            c.net.set_loss_permille(loss);
-            c.note(format!("fault: lose {loss}/1000 messages"));
-        }
-        7 => {
-            let max = c.rng.gen_range(0..150);
-            c.net.set_extra_delay_ms(0, max);
-            c.note(format!("fault: delay messages up to {max} ms"));
-        }
-        8 => {
-            c.net.heal();
-            c.note("fault: heal network");
-        }
-        10 => {
-            let i = c.rng.gen_range(0..n);
-            let delta = c.rng.gen_range(-30_000..=30_000);
-            c.jump_clock(i, delta);
-        }
-        9 => {
-            if c.rng.gen_bool(0.5) {
-                let i = c.rng.gen_range(0..n);
-                c.fail_disk_writes(i);
-            } else {
-                c.heal_disks();
-            }
-        }
-        14 | 15 => super::network::stream_fault(c),
-        _ => {
-            if let Some(l) = c.leader() {
-                c.crash(l);
-            }
-        }
-    }
-}

@@ -10,11 +10,13 @@ use canon_engine::app::App;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use super::common::{at, cluster_fault, heal_and_check, sleep_ms, HEAL_BOUND, PROGRESS_BLOCKS};
+use super::common::{at, heal_and_check, sleep_ms, HEAL_BOUND, PROGRESS_BLOCKS};
 use crate::cluster::{ClusterConfig, SimApp, SimCluster};
 use crate::kv_client::{spawn_kv_clients, KvHistory};
 use crate::linearizable::{self, KvReturn, Operation};
 use crate::scenario::{Ctx, ScenarioFuture};
+use crate::schedule::exec::check_fits;
+use crate::schedule::{draw_chaos, execute, ChaosMix, SpareDraw, Weights};
 
 const KV_CLIENTS: usize = 5;
 /// Few keys, so operations on one key overlap often.
@@ -212,19 +214,21 @@ pub(crate) fn kv_linearizable(ctx: Ctx) -> ScenarioFuture {
 pub(crate) fn kv_chaos(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let (mut c, history) = running(&ctx).await?;
-        let n = c.size();
-        let start = madsim::time::Instant::now();
-        while start.elapsed().as_secs() < CHAOS_SECS {
-            sleep_ms(c.rng.gen_range(200..2_000)).await;
-            // chaos's draws; its L1 fault (12) cuts a node off from its peers instead.
-            match c.rng.gen_range(0..16) {
-                12 => {
-                    let i = c.rng.gen_range(0..n);
-                    cut_off_from_peers(&mut c, i);
-                }
-                draw => cluster_fault(&mut c, draw),
-            }
-        }
+        // chaos's draws; its L1 fault cuts a node off from its peers instead.
+        let schedule = ctx.schedule(|| {
+            draw_chaos(
+                ctx.seed,
+                &ChaosMix {
+                    nodes: c.size(),
+                    externals: 0,
+                    spare: SpareDraw::CutOff,
+                    secs: CHAOS_SECS,
+                    weights: Weights::CHAOS,
+                },
+            )
+        });
+        check_fits(&schedule, c.size(), 0, false).map_err(|e| e.to_string())?;
+        execute(&mut c, &schedule).await;
         check_history(&mut c, &history, FEWEST_OPERATIONS_CHAOS).await
     })
 }

@@ -270,6 +270,10 @@ pub static SABOTAGE: &[Scenario] = &[Scenario {
     sim_time_limit: Duration::from_secs(60),
 }];
 
+/// The scenarios that carry out a fault schedule (`run --schedule`, `--print-schedule`,
+/// `shrink`); the others script their faults.
+pub static SCHEDULED: &[&str] = &["chaos", "kv-chaos"];
+
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().chain(SABOTAGE).find(|s| s.name == name)
 }

@@ -8,7 +8,6 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use canon_engine::net::p2p::ConnectionFault;
-use rand::seq::SliceRandom;
 use rand::Rng;
 use tokio::io::AsyncWriteExt;
 
@@ -17,45 +16,6 @@ use crate::cluster::SimCluster;
 use crate::net::stream::Tamper;
 use crate::net::PORT;
 use crate::scenario::{Ctx, ScenarioFuture};
-
-/// One stream-level fault between two random nodes, as chaos draws them: a reset, a half-open
-/// connection, a reader that stops reading for a while, or an attacker on the path.
-pub(crate) fn stream_fault(c: &mut SimCluster) {
-    let n = c.size();
-    let a = c.rng.gen_range(0..n);
-    let b = (a + c.rng.gen_range(1..n)) % n;
-    match c.rng.gen_range(0..4) {
-        0 => {
-            let k = c.net.reset_between(a, b);
-            c.note(format!("fault: reset {k} connections n{a} <-> n{b}"));
-        }
-        1 => {
-            let k = c.net.half_open_between(a, b);
-            c.note(format!("fault: {k} connections n{a} <-> n{b} go half-open"));
-        }
-        2 => {
-            let ms = c.rng.gen_range(100..3_000);
-            let k = c.net.stall_reading(a, b, ms);
-            c.note(format!(
-                "fault: n{a} stops reading n{b} for {ms} ms ({k} connections)"
-            ));
-        }
-        _ => {
-            let attack = *[
-                Tamper::FlipBit,
-                Tamper::Replay,
-                Tamper::Drop,
-                Tamper::Splice,
-            ]
-            .choose(&mut c.rng)
-            .unwrap_or(&Tamper::FlipBit);
-            let k = c.net.tamper(a, b, attack);
-            c.note(format!(
-                "fault: attacker {attack:?}s n{a} -> n{b} ({k} connections)"
-            ));
-        }
-    }
-}
 
 fn refused_at(c: &SimCluster, node: usize) -> Vec<ConnectionFault> {
     c.observer

@@ -4,17 +4,18 @@
 use std::time::Duration;
 
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use rand::Rng;
 
 use super::common::{
-    at, cluster_fault, heal_and_check, ms, running_cluster, running_cluster_with, sleep_ms,
-    CLIENT_INTERVAL, HEAL_BOUND, PROGRESS_BLOCKS,
+    at, heal_and_check, ms, running_cluster, running_cluster_with, sleep_ms, CLIENT_INTERVAL,
+    HEAL_BOUND, PROGRESS_BLOCKS,
 };
 use crate::client::spawn_client;
 use crate::cluster::ClusterConfig;
 use crate::lying_peer::ServingLie;
 use crate::scenario::{Ctx, ScenarioFuture};
+use crate::schedule::exec::check_fits;
+use crate::schedule::{draw_chaos, execute, ChaosMix, SpareDraw, Swarm};
 
 pub(crate) fn leader_failover(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
@@ -408,43 +409,38 @@ pub(crate) fn asymmetric_partition(ctx: Ctx) -> ScenarioFuture {
 
 const CHAOS_SECS: u64 = 60;
 
-/// Mixed into a chaos seed for the external node's own faults.
-const EXTERNAL_FAULTS: u64 = 0x6578_7465_726e_616c;
-
 pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
+        // Swarm testing: the seed shapes the cluster and weighs the fault mix.
+        let swarm = Swarm::draw(ctx.seed);
+        ctx.describe(format!("swarm: {swarm}"));
         // The main batcher and a level-1 standby, both hit by crashes like every node.
-        let cfg = ClusterConfig {
+        let mut cfg = ClusterConfig {
             batchers: vec![(0, 0), (1, 1)],
             ..ClusterConfig::default()
         };
+        swarm.apply(&mut cfg);
         let mut c = ctx.cluster(cfg);
+        c.note(format!("swarm: {swarm}"));
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
         // An external node follows throughout, checking every block's certificate while its
         // sources crash, lose power, split and lose their disks, and crashes itself now and
-        // then. Its faults come from an RNG of their own, so the cluster's fault plan of a
-        // seed stays what it was.
+        // then.
         let x = c.add_external(c.peers().to_vec());
-        let mut external_faults = ChaCha8Rng::seed_from_u64(ctx.seed ^ EXTERNAL_FAULTS);
-        let start = std::time::Instant::now();
-        while start.elapsed() < Duration::from_secs(CHAOS_SECS) {
-            let pause = c.rng.gen_range(200..2_000);
-            sleep_ms(pause).await;
-            match external_faults.gen_range(0..12) {
-                0 => c.crash_external_drawing(x, &mut external_faults),
-                1 | 2 => c.restart_external(x),
-                _ => {}
-            }
-            match c.rng.gen_range(0..16) {
-                12 => match c.rng.gen_range(0..4) {
-                    0 => c.l1.set_up(false),
-                    1 => c.l1.set_up(true),
-                    2 => c.l1.drop_next(c.rng.gen_range(1..4)),
-                    _ => c.l1.lose_receipts(c.rng.gen_range(1..3)),
+        let schedule = ctx.schedule(|| {
+            draw_chaos(
+                ctx.seed,
+                &ChaosMix {
+                    nodes: c.size(),
+                    externals: x + 1,
+                    spare: SpareDraw::L1,
+                    secs: CHAOS_SECS,
+                    weights: swarm.weights,
                 },
-                draw => cluster_fault(&mut c, draw),
-            }
-        }
+            )
+        });
+        check_fits(&schedule, c.size(), x + 1, true).map_err(|e| e.to_string())?;
+        execute(&mut c, &schedule).await;
         // The external node is restarted and waited for by the heal.
         heal_and_check(&mut c).await?;
         c.check_externals().map_err(|e| at(&c, e))
