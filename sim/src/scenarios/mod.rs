@@ -98,7 +98,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "chaos",
-        description: "60 simulated seconds of seeded crashes (process exits and power losses), restarts, partitions, loss, delay, failing disks and stream faults (resets, half-open connections, stalled readers, an attacker on the path), with an external node following (and crashing) throughout; then heal and check liveness",
+        description: "60 simulated seconds of seeded crashes (process exits and power losses), restarts, partitions, loss, delay, failing disks, clock jumps, stream faults (resets, half-open connections, stalled readers, an attacker on the path) and L1 faults, with an external node following (and crashing) throughout; then heal and check liveness. Swarm-tested: the seed draws 3 or 5 nodes, timeouts, block time, batch size and the fault mix's weights",
         body: chaos,
         sim_time_limit: Duration::from_secs(300),
     },
