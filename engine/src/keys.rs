@@ -126,12 +126,52 @@ fn parse_sig(sig: &Sig65) -> Result<Signature, KeyError> {
     Signature::from_raw(&sig.0).map_err(|_| KeyError::BadSignature)
 }
 
+/// Whether recovered keys are remembered (see [`remember_recoveries`]).
+static REMEMBERING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// (hash, signature) to the uncompressed key recovered from them.
+type Recovered = std::collections::HashMap<(B256, [u8; 65]), [u8; 65]>;
+static REMEMBERED: std::sync::Mutex<Option<Recovered>> = std::sync::Mutex::new(None);
+/// Remembered recoveries at most; then the memory starts again empty.
+const REMEMBER_MAX: usize = 1 << 16;
+
+/// From now on this process remembers the keys it recovers. For the simulator: its nodes
+/// share one process and each recovers the same signatures (every transaction, vote and
+/// certificate); recovery is a pure function of (hash, signature), so a run is the same with
+/// or without it, only faster. Production nodes never call it (one node per process).
+pub fn remember_recoveries() {
+    *crate::sync::lock(&REMEMBERED) = Some(Recovered::new());
+    REMEMBERING.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The uncompressed SEC1 key (0x04 || X || Y) whose key produced `sig` over `hash`.
+fn recover_point(hash: &B256, sig: &Sig65) -> Result<[u8; 65], KeyError> {
+    let remembering = REMEMBERING.load(std::sync::atomic::Ordering::Relaxed);
+    if remembering {
+        if let Some(point) = crate::sync::lock(&REMEMBERED)
+            .as_ref()
+            .and_then(|m| m.get(&(*hash, sig.0)))
+        {
+            return Ok(*point);
+        }
+    }
+    let point = parse_sig(sig)?
+        .recover_from_prehash_secp256k1(hash)
+        .map_err(|_| KeyError::BadSignature)?
+        .serialize_uncompressed();
+    if remembering {
+        if let Some(m) = crate::sync::lock(&REMEMBERED).as_mut() {
+            if m.len() >= REMEMBER_MAX {
+                m.clear();
+            }
+            m.insert((*hash, sig.0), point);
+        }
+    }
+    Ok(point)
+}
+
 /// The node id whose key produced `sig` over `hash`.
 pub fn recover_node_id(hash: &B256, sig: &Sig65) -> Result<NodeId, KeyError> {
-    let key = parse_sig(sig)?
-        .recover_from_prehash_secp256k1(hash)
-        .map_err(|_| KeyError::BadSignature)?;
-    let point = key.serialize_uncompressed();
+    let point = recover_point(hash, sig)?;
     let mut id = [0u8; 64];
     // Uncompressed SEC1 is 0x04 || X || Y; the id drops the tag byte.
     id.copy_from_slice(&point[1..65]);
@@ -140,12 +180,8 @@ pub fn recover_node_id(hash: &B256, sig: &Sig65) -> Result<NodeId, KeyError> {
 
 /// The account address whose key produced `sig` over `hash` (recovered by libsecp256k1).
 pub fn recover_address(hash: &B256, sig: &Sig65) -> Result<Address, KeyError> {
-    let key = parse_sig(sig)?
-        .recover_from_prehash_secp256k1(hash)
-        .map_err(|_| KeyError::BadSignature)?;
-    Ok(Address::from_raw_public_key(
-        &key.serialize_uncompressed()[1..],
-    ))
+    let point = recover_point(hash, sig)?;
+    Ok(Address::from_raw_public_key(&point[1..]))
 }
 
 #[cfg(test)]
@@ -219,6 +255,25 @@ mod tests {
                 proptest::prop_assert_eq!(recover_address(&hash, &sig).unwrap(), key.address());
             }
         }
+    }
+
+    /// Remembering is invisible but for speed: the second recovery of a signature answers
+    /// what the first did, and another signature over the same hash is recovered afresh.
+    #[test]
+    fn remembered_recoveries_answer_as_fresh_ones() {
+        remember_recoveries();
+        let key = SecretKey::from_bytes([7u8; 32]).unwrap();
+        let hash = keccak256(b"remembered");
+        let sig = key.sign_hash(&hash);
+        let first = recover_node_id(&hash, &sig).unwrap();
+        assert_eq!(first, key.node_id());
+        assert_eq!(recover_node_id(&hash, &sig).unwrap(), first);
+        assert_eq!(recover_address(&hash, &sig).unwrap(), key.address());
+        let other = SecretKey::from_bytes([8u8; 32]).unwrap().sign_hash(&hash);
+        assert_ne!(recover_node_id(&hash, &other).unwrap(), first);
+        let mut tampered = sig;
+        tampered.0[64] ^= 1;
+        assert_ne!(recover_node_id(&hash, &tampered).ok(), Some(first));
     }
 
     #[test]

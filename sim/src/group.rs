@@ -140,6 +140,7 @@ impl GroupRun {
                 up: false,
             });
         }
+        c.observer.lock().members = levels.len();
         c.note(format!(
             "group of levels {levels:?}, identity {}{}",
             identity.node_id().short(),

@@ -149,7 +149,7 @@ fn lookup(name: &str) -> Result<&'static scenario::Scenario, ExitCode> {
 
 /// Writes `r`'s timeline page to `file`.
 fn write_timeline(r: &RunReport, file: &std::path::Path) -> Result<(), ExitCode> {
-    let Some((items, nodes, externals)) = &r.timeline else {
+    let Some(recorded) = &r.timeline else {
         eprintln!("error: --html: the run recorded no timeline (it started no cluster)");
         return Err(ExitCode::from(2));
     };
@@ -159,11 +159,13 @@ fn write_timeline(r: &RunReport, file: &std::path::Path) -> Result<(), ExitCode>
         title: &title,
         failure: r.failure.as_deref(),
         setup: r.setup.as_deref(),
-        nodes: *nodes,
-        externals: *externals,
+        nodes: recorded.nodes,
+        externals: recorded.externals,
+        members: recorded.members,
         end_secs: r.sim_secs,
         replay: &replay,
     };
+    let items = &recorded.items;
     std::fs::write(file, canon_sim::timeline::render(&page, items)).map_err(|e| {
         eprintln!("error: --html {}: {e}", file.display());
         ExitCode::from(2)

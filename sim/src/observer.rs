@@ -45,6 +45,7 @@ pub struct Observer {
     /// Consensus nodes, then external nodes: the timeline's lanes.
     pub nodes: usize,
     pub externals: usize,
+    pub members: usize,
     start: Instant,
 }
 
@@ -69,6 +70,7 @@ impl Observer {
             timeline: crate::timeline::enabled().then(Recorder::default),
             nodes: 0,
             externals: 0,
+            members: 0,
             start: Instant::now(),
         }
     }
@@ -116,7 +118,7 @@ impl Observer {
         let what = what.as_ref();
         let line = format!("{at:>9.3}s -- {what}");
         if let Some(t) = self.timeline.as_mut() {
-            t.note(at, what);
+            t.note(at, what, self.nodes);
         }
         if what.starts_with("fault:") || what.starts_with("sabotage:") {
             self.trace.record_fault(at, line);

@@ -85,7 +85,7 @@ pub struct RunReport {
     pub setup: Option<String>,
     /// The run's timeline, when one was asked for ([`crate::timeline::enable`]), with the
     /// number of consensus and external nodes it has lanes for.
-    pub timeline: Option<(Vec<crate::timeline::Item>, usize, usize)>,
+    pub timeline: Option<crate::timeline::Recorded>,
 }
 
 /// How far back the failure summary lists the faults injected before the end.
@@ -192,6 +192,8 @@ pub struct Given {
 
 /// [`run`], carrying out `given`'s schedule instead of drawing one.
 pub fn run_given(scenario: &'static Scenario, seed: u64, given: Option<Given>) -> RunReport {
+    // Every simulated node recovers the same signatures: once per process is enough.
+    canon_engine::keys::remember_recoveries();
     let slot: Arc<Mutex<Option<SharedObserver>>> = Arc::new(Mutex::new(None));
     let ran: Arc<Mutex<Option<Schedule>>> = Arc::new(Mutex::new(None));
     let setup: Arc<Mutex<Option<String>>> = Arc::new(Mutex::new(None));
@@ -251,7 +253,12 @@ pub fn run_given(scenario: &'static Scenario, seed: u64, given: Option<Given>) -
                         .map_or_else(|| f.clone(), ToString::to_string);
                     t.violation(at, &text);
                 }
-                timeline = Some((t.items, o.nodes, o.externals));
+                timeline = Some(crate::timeline::Recorded {
+                    items: t.items,
+                    nodes: o.nodes,
+                    externals: o.externals,
+                    members: o.members,
+                });
             }
             if let Some(v) = o.checker.violations().first() {
                 // The checker's verdict comes first: a liveness failure is often its symptom.

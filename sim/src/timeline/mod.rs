@@ -93,6 +93,17 @@ impl What {
     }
 }
 
+/// A run's timeline as recorded: its items and how many lanes of each kind it has.
+#[derive(Clone, Debug, Default)]
+pub struct Recorded {
+    pub items: Vec<Item>,
+    /// Consensus nodes (lanes n0.., indexes 0..), external nodes (x0.., next), redundancy
+    /// group members (m0.., indexes from `group::MEMBER_INDEX_BASE`).
+    pub nodes: usize,
+    pub externals: usize,
+    pub members: usize,
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Item {
     pub at_secs: f64,
@@ -253,14 +264,16 @@ impl Recorder {
         self.push(at_secs, lane, what, text);
     }
 
-    /// A fault note (`fault: ...`), placed on the lanes of the nodes it names, or on the
-    /// cluster's or L1's.
-    pub fn note(&mut self, at_secs: f64, what: &str) {
+    /// A fault note (`fault: ...`), placed on the lanes of the hosts it names (`n1`, `x0` after
+    /// the cluster's `nodes`, `m2`), or on the cluster's or L1's.
+    pub fn note(&mut self, at_secs: f64, what: &str, nodes: usize) {
         let Some(text) = what.strip_prefix("fault: ") else {
             return;
         };
-        let named = node_names(text);
-        let (kind, lanes): (What, Vec<Lane>) = if text.starts_with("crash n") {
+        let named = host_names(text, nodes);
+        let crash = ["crash n", "crash external x", "crash member m"];
+        let restart = ["restart n", "restart external x", "restart member m"];
+        let (kind, lanes): (What, Vec<Lane>) = if crash.iter().any(|c| text.starts_with(c)) {
             if text.contains("already down") {
                 return;
             }
@@ -268,7 +281,7 @@ impl Recorder {
                 What::Crash,
                 named.into_iter().take(1).map(Lane::Node).collect(),
             )
-        } else if text.starts_with("restart n") {
+        } else if restart.iter().any(|r| text.starts_with(r)) {
             if text.contains("already up") {
                 return;
             }
@@ -309,13 +322,19 @@ impl Recorder {
     }
 }
 
-/// The node indexes a fault note names (`n1`, `n12`), in order, each once.
-fn node_names(text: &str) -> Vec<usize> {
+/// The host indexes a fault note names, in order, each once: `n1` is node 1, `x0` the first
+/// external node (index `nodes`), `m2` group member 2 (from `MEMBER_INDEX_BASE`).
+fn host_names(text: &str, nodes: usize) -> Vec<usize> {
     let mut out = Vec::new();
     let bytes = text.as_bytes();
     for (i, w) in bytes.iter().enumerate() {
-        let starts = *w == b'n' && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric());
-        if !starts {
+        let base = match w {
+            b'n' => 0,
+            b'x' => nodes,
+            b'm' => crate::group::MEMBER_INDEX_BASE,
+            _ => continue,
+        };
+        if i > 0 && bytes[i - 1].is_ascii_alphanumeric() {
             continue;
         }
         let digits: String = text[i + 1..]
@@ -323,8 +342,8 @@ fn node_names(text: &str) -> Vec<usize> {
             .take_while(char::is_ascii_digit)
             .collect();
         if let Ok(n) = digits.parse::<usize>() {
-            if !out.contains(&n) {
-                out.push(n);
+            if !out.contains(&(base + n)) {
+                out.push(base + n);
             }
         }
     }
@@ -350,14 +369,18 @@ mod tests {
     #[test]
     fn fault_notes_land_on_the_lanes_they_name() {
         let mut r = Recorder::default();
-        r.note(1.0, "fault: crash n1 (power loss; 2 unsynced batches lost)");
-        r.note(1.5, "fault: crash n1 (already down)");
-        r.note(2.0, "fault: drop n0 -> n2");
-        r.note(3.0, "fault: n2 clock jumps -300 ms");
-        r.note(4.0, "fault: L1 down");
-        r.note(5.0, "fault: heal network");
-        r.note(6.0, "fault: restart n1");
-        r.note(7.0, "not a fault");
+        r.note(
+            1.0,
+            "fault: crash n1 (power loss; 2 unsynced batches lost)",
+            3,
+        );
+        r.note(1.5, "fault: crash n1 (already down)", 3);
+        r.note(2.0, "fault: drop n0 -> n2", 3);
+        r.note(3.0, "fault: n2 clock jumps -300 ms", 3);
+        r.note(4.0, "fault: L1 down", 3);
+        r.note(5.0, "fault: heal network", 3);
+        r.note(6.0, "fault: restart n1", 3);
+        r.note(7.0, "not a fault", 3);
         let got: Vec<(Lane, What)> = r.items.iter().map(|i| (i.lane, i.what)).collect();
         assert_eq!(
             got,
@@ -410,9 +433,11 @@ mod tests {
 
     #[test]
     fn names_and_times_are_read_out_of_messages() {
-        assert_eq!(node_names("drop n0 -> n12 and n0"), [0, 12]);
-        assert_eq!(node_names("reset 3 connections n1 <-> n2"), [1, 2]);
-        assert!(node_names("heal network").is_empty());
+        assert_eq!(host_names("drop n0 -> n12 and n0", 3), [0, 12]);
+        assert_eq!(host_names("reset 3 connections n1 <-> n2", 3), [1, 2]);
+        assert_eq!(host_names("crash external x1, m2 and n0", 3), [4, 102, 0]);
+        assert!(host_names("heal network", 3).is_empty());
+        assert!(host_names("max2 ex3", 3).is_empty());
         assert_eq!(failure_time("liveness: stuck (sim 84.213s)"), Some(84.213));
         assert_eq!(
             failure_time("invariant violated: x on n1 at sim 3.5s: y"),

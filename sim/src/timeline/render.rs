@@ -13,6 +13,8 @@ pub struct Page<'a> {
     /// Consensus nodes (lanes n0..), then external nodes (x0..).
     pub nodes: usize,
     pub externals: usize,
+    /// Redundancy group members (m0..).
+    pub members: usize,
     /// The run's last simulated second.
     pub end_secs: f64,
     pub replay: &'a str,
@@ -80,9 +82,11 @@ pub fn render(page: &Page<'_>, items: &[Item]) -> String {
         ));
     }
     data.push_str(&format!(
-        "],\"nodes\":{},\"externals\":{},\"end\":{:.3},\"failure\":{}}}",
+        "],\"nodes\":{},\"externals\":{},\"members\":{},\"memberBase\":{},\"end\":{:.3},\"failure\":{}}}",
         page.nodes,
         page.externals,
+        page.members,
+        crate::group::MEMBER_INDEX_BASE,
         page.end_secs,
         page.failure.map_or("null".to_string(), json_str)
     ));
@@ -139,6 +143,7 @@ window.addEventListener("error", function (e) { document.body.dataset.error = St
   var lanes = [{code: "all", name: "canonical height"}, {code: -1, name: "network, disks"}];
   for (var n = 0; n < D.nodes; n++) lanes.push({code: n, name: "n" + n});
   for (var x = 0; x < D.externals; x++) lanes.push({code: D.nodes + x, name: "x" + x + " (external)"});
+  for (var m = 0; m < D.members; m++) lanes.push({code: D.memberBase + m, name: "m" + m + " (member)"});
   lanes.push({code: -2, name: "L1 batches"});
   var LABEL = 130, LANE = 46, TOP = 24;
   var end = Math.max(D.end, 0.001);
@@ -339,6 +344,7 @@ mod tests {
             setup: None,
             nodes: 3,
             externals: 1,
+            members: 0,
             end_secs: 3.0,
             replay: "cargo run",
         };
