@@ -267,6 +267,13 @@ impl Recorder {
     /// A fault note (`fault: ...`), placed on the lanes of the hosts it names (`n1`, `x0` after
     /// the cluster's `nodes`, `m2`), or on the cluster's or L1's.
     pub fn note(&mut self, at_secs: f64, what: &str, nodes: usize) {
+        // A group member's (re)start is a note of its own, not a fault's.
+        if let Some(rest) = what.strip_prefix("start member ") {
+            if let Some(&m) = host_names(rest, nodes).first() {
+                self.push(at_secs, Lane::Node(m), What::Restart, what.to_string());
+            }
+            return;
+        }
         let Some(text) = what.strip_prefix("fault: ") else {
             return;
         };
@@ -381,6 +388,8 @@ mod tests {
         r.note(5.0, "fault: heal network", 3);
         r.note(6.0, "fault: restart n1", 3);
         r.note(7.0, "not a fault", 3);
+        r.note(8.0, "fault: crash member m1 (0 unsynced batches lost)", 3);
+        r.note(9.0, "start member m1 (level 1)", 3);
         let got: Vec<(Lane, What)> = r.items.iter().map(|i| (i.lane, i.what)).collect();
         assert_eq!(
             got,
@@ -391,6 +400,8 @@ mod tests {
                 (Lane::L1, What::FaultOn),
                 (Lane::Cluster, What::Heal),
                 (Lane::Node(1), What::Restart),
+                (Lane::Node(101), What::Crash),
+                (Lane::Node(101), What::Restart),
             ]
         );
     }
