@@ -216,13 +216,18 @@ fn start<S: AsyncRead + AsyncWrite + Unpin>(
     })
 }
 
+/// What a Noise XX handshake message adds to its payload at most: an ephemeral key, a static key
+/// and its tag, and the payload's tag (32 + 48 + 16), rounded up.
+const HANDSHAKE_OVERHEAD: usize = 128;
+
 /// Writes the next handshake message, carrying `payload`.
 async fn write_message<S: AsyncRead + AsyncWrite + Unpin>(
     noise: &mut snow::HandshakeState,
     framed: &mut Framed<S, LengthDelimitedCodec>,
     payload: &[u8],
 ) -> Result<(), HandshakeError> {
-    let mut buf = vec![0u8; NOISE_MAX_MESSAGE];
+    // A handshake message is its payload plus at most two keys and two tags (Noise XX).
+    let mut buf = vec![0u8; (payload.len() + HANDSHAKE_OVERHEAD).min(NOISE_MAX_MESSAGE)];
     let n = noise.write_message(payload, &mut buf)?;
     framed
         .send(bytes::Bytes::copy_from_slice(&buf[..n]))
@@ -236,7 +241,8 @@ async fn read_payload<S: AsyncRead + AsyncWrite + Unpin>(
     framed: &mut Framed<S, LengthDelimitedCodec>,
 ) -> Result<Vec<u8>, HandshakeError> {
     let msg = read_message(framed).await?;
-    let mut payload = vec![0u8; NOISE_MAX_MESSAGE];
+    // The payload is shorter than the message that carries it.
+    let mut payload = vec![0u8; msg.len()];
     let n = noise.read_message(&msg, &mut payload)?;
     payload.truncate(n);
     Ok(payload)
