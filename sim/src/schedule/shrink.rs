@@ -175,48 +175,36 @@ fn milder(fault: &Fault) -> Vec<Fault> {
             _ => vec![1_000, 500],
         }
     }
+    /// A crash's milder (power loss, kept) pairs: a process exit first, then more kept.
+    fn crashes(power_loss: bool, keep: u16) -> Vec<(bool, u16)> {
+        let exit = power_loss.then_some((false, keep));
+        exit.into_iter()
+            .chain(keeps(keep).into_iter().map(|k| (power_loss, k)))
+            .collect()
+    }
     match *fault {
         Fault::Crash {
             node,
             power_loss,
             keep_permille,
-        } => {
-            let mut out = Vec::new();
-            if power_loss {
-                out.push(Fault::Crash {
-                    node,
-                    power_loss: false,
-                    keep_permille,
-                });
-            }
-            out.extend(keeps(keep_permille).into_iter().map(|k| Fault::Crash {
+        } => crashes(power_loss, keep_permille)
+            .into_iter()
+            .map(|(power_loss, keep_permille)| Fault::Crash {
                 node,
                 power_loss,
-                keep_permille: k,
-            }));
-            out
-        }
+                keep_permille,
+            })
+            .collect(),
         Fault::CrashLeader {
             power_loss,
             keep_permille,
-        } => {
-            let mut out = Vec::new();
-            if power_loss {
-                out.push(Fault::CrashLeader {
-                    power_loss: false,
-                    keep_permille,
-                });
-            }
-            out.extend(
-                keeps(keep_permille)
-                    .into_iter()
-                    .map(|k| Fault::CrashLeader {
-                        power_loss,
-                        keep_permille: k,
-                    }),
-            );
-            out
-        }
+        } => crashes(power_loss, keep_permille)
+            .into_iter()
+            .map(|(power_loss, keep_permille)| Fault::CrashLeader {
+                power_loss,
+                keep_permille,
+            })
+            .collect(),
         Fault::CrashExternal {
             external,
             keep_permille,
