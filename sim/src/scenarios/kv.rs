@@ -15,7 +15,7 @@ use crate::cluster::{ClusterConfig, SimApp, SimCluster};
 use crate::kv_client::{spawn_kv_clients, KvHistory};
 use crate::linearizable::{self, KvReturn, Operation};
 use crate::scenario::{Ctx, ScenarioFuture};
-use crate::schedule::exec::check_fits;
+use crate::schedule::exec::{check_fits, cut_off_from_peers};
 use crate::schedule::{draw_chaos, execute, ChaosMix, SpareDraw, Weights};
 
 const KV_CLIENTS: usize = 5;
@@ -39,18 +39,6 @@ fn kv_cluster(ctx: &Ctx) -> SimCluster {
         batchers: Vec::new(),
         ..ClusterConfig::default()
     })
-}
-
-/// Cuts node `i` off from the other consensus nodes while clients still reach it: the classic
-/// setting for a stale read.
-fn cut_off_from_peers(c: &mut SimCluster, i: usize) {
-    for j in (0..c.size()).filter(|j| *j != i) {
-        c.net.block(i, j);
-        c.net.block(j, i);
-    }
-    c.note(format!(
-        "fault: n{i} cut off from its peers, clients still reach it"
-    ));
 }
 
 /// Stops the clients, lets open operations end, heals, and checks the history, which must hold

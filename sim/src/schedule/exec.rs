@@ -52,6 +52,17 @@ pub async fn execute(c: &mut SimCluster, schedule: &Schedule) {
     madsim::time::sleep_until(start + Duration::from_millis(schedule.end_ms)).await;
 }
 
+/// Node `i` is cut off from its peers both ways; clients still reach it.
+pub fn cut_off_from_peers(c: &mut SimCluster, i: usize) {
+    for j in (0..c.size()).filter(|j| *j != i) {
+        c.net.block(i, j);
+        c.net.block(j, i);
+    }
+    c.note(format!(
+        "fault: n{i} cut off from its peers, clients still reach it"
+    ));
+}
+
 fn apply(c: &mut SimCluster, fault: &Fault) {
     match *fault {
         Fault::Crash {
@@ -81,15 +92,7 @@ fn apply(c: &mut SimCluster, fault: &Fault) {
             c.net.block(from, to);
             c.note(format!("fault: drop n{from} -> n{to}"));
         }
-        Fault::CutOff { node } => {
-            for j in (0..c.size()).filter(|j| *j != node) {
-                c.net.block(node, j);
-                c.net.block(j, node);
-            }
-            c.note(format!(
-                "fault: n{node} cut off from its peers, clients still reach it"
-            ));
-        }
+        Fault::CutOff { node } => cut_off_from_peers(c, node),
         Fault::Loss { permille } => {
             c.net.set_loss_permille(permille);
             c.note(format!("fault: lose {permille}/1000 messages"));

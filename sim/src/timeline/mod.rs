@@ -118,6 +118,8 @@ pub struct Recorder {
     pub items: Vec<Item>,
     /// The highest height each node's chain reached, to record only changes.
     heights: Vec<u64>,
+    /// Batches already shown sealed (every node seals every batch).
+    sealed: std::collections::BTreeSet<u64>,
 }
 
 impl Recorder {
@@ -202,9 +204,7 @@ impl Recorder {
                 ..
             } => {
                 // Every node seals every batch: the L1 lane shows the first to.
-                if self.items.iter().rev().take(64).any(|i| {
-                    i.what == What::Sealed && i.text.starts_with(&format!("batch {number} "))
-                }) {
+                if !self.sealed.insert(*number) {
                     return;
                 }
                 self.push(
