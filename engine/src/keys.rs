@@ -48,6 +48,8 @@ pub fn derived_key(label: &str, i: usize) -> SecretKey {
 pub struct SecretKey {
     signer: PrivateKeySigner,
     secp: secp256k1::SecretKey,
+    /// The public key, uncompressed SEC1 (0x04 || X || Y), derived once.
+    public: [u8; 65],
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -63,7 +65,14 @@ impl SecretKey {
             PrivateKeySigner::from_bytes(&B256::from(bytes)).map_err(|_| KeyError::OutOfRange)?;
         let secp =
             secp256k1::SecretKey::from_byte_array(bytes).map_err(|_| KeyError::OutOfRange)?;
-        Ok(SecretKey { signer, secp })
+        let public = secp
+            .public_key(secp256k1::SECP256K1)
+            .serialize_uncompressed();
+        Ok(SecretKey {
+            signer,
+            secp,
+            public,
+        })
     }
 
     /// Parses 32 bytes of hex, `0x` optional, as the seed's `network_secret_key`.
@@ -79,14 +88,9 @@ impl SecretKey {
     }
 
     pub fn node_id(&self) -> NodeId {
-        let point = self
-            .signer
-            .credential()
-            .verifying_key()
-            .to_encoded_point(false);
         let mut id = [0u8; 64];
         // Uncompressed SEC1 is 0x04 || X || Y; the id drops the tag byte.
-        id.copy_from_slice(&point.as_bytes()[1..65]);
+        id.copy_from_slice(&self.public[1..65]);
         NodeId(id)
     }
 
@@ -95,6 +99,12 @@ impl SecretKey {
     }
 
     pub fn sign_hash(&self, hash: &B256) -> Sig65 {
+        let sig = self.sign_hash_unremembered(hash);
+        remember(hash, &sig, &self.public);
+        sig
+    }
+
+    fn sign_hash_unremembered(&self, hash: &B256) -> Sig65 {
         let sig = secp256k1::SECP256K1
             .sign_ecdsa_recoverable(secp256k1::Message::from_digest(hash.0), &self.secp);
         let (recovery_id, rs) = sig.serialize_compact();
@@ -134,10 +144,14 @@ static REMEMBERED: std::sync::Mutex<Option<Recovered>> = std::sync::Mutex::new(N
 /// Remembered recoveries at most; then the memory starts again empty.
 const REMEMBER_MAX: usize = 1 << 16;
 
-/// From now on this process remembers the keys it recovers. For the simulator: its nodes
-/// share one process and each recovers the same signatures (every transaction, vote and
-/// certificate); recovery is a pure function of (hash, signature), so a run is the same with
-/// or without it, only faster. Production nodes never call it (one node per process).
+/// From now on this process remembers the keys it recovers, and the key behind every
+/// signature it makes. For the simulator: its nodes and clients share one process, so almost
+/// every signature a node recovers (transactions, votes, certificates, block seals,
+/// handshake proofs) was made in the same process, and the others recover it again.
+/// Recovery is a pure function of (hash, signature), and a signature made by a key recovers
+/// to that key, so a run is the same with or without it, only faster (a test holds the two
+/// to that). A tampered signature has other bytes and is recovered afresh. Production nodes
+/// never call it (one node per process, and a node recovers others' signatures).
 pub fn remember_recoveries() {
     *crate::sync::lock(&REMEMBERED) = Some(Recovered::new());
     REMEMBERING.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -158,15 +172,21 @@ fn recover_point(hash: &B256, sig: &Sig65) -> Result<[u8; 65], KeyError> {
         .recover_from_prehash_secp256k1(hash)
         .map_err(|_| KeyError::BadSignature)?
         .serialize_uncompressed();
-    if remembering {
-        if let Some(m) = crate::sync::lock(&REMEMBERED).as_mut() {
-            if m.len() >= REMEMBER_MAX {
-                m.clear();
-            }
-            m.insert((*hash, sig.0), point);
-        }
-    }
+    remember(hash, sig, &point);
     Ok(point)
+}
+
+/// Notes that `sig` over `hash` recovers to `point`, when remembering.
+fn remember(hash: &B256, sig: &Sig65, point: &[u8; 65]) {
+    if !REMEMBERING.load(std::sync::atomic::Ordering::Relaxed) {
+        return;
+    }
+    if let Some(m) = crate::sync::lock(&REMEMBERED).as_mut() {
+        if m.len() >= REMEMBER_MAX {
+            m.clear();
+        }
+        m.insert((*hash, sig.0), *point);
+    }
 }
 
 /// The node id whose key produced `sig` over `hash`.
@@ -231,6 +251,19 @@ mod tests {
             let key = SecretKey::from_bytes(secret).unwrap();
             let hash = keccak256(&msg);
             proptest::prop_assert_eq!(key.sign_hash(&hash), key.sign_hash_k256(&hash));
+        }
+
+        /// What a signature is remembered to recover to is what recovery computes: the
+        /// signer's key, for every key and hash.
+        #[test]
+        fn a_signature_recovers_to_the_key_remembered_for_it(secret in proptest::array::uniform32(1u8..), msg in proptest::collection::vec(proptest::num::u8::ANY, 0..64)) {
+            let key = SecretKey::from_bytes(secret).unwrap();
+            let hash = keccak256(&msg);
+            let sig = key.sign_hash_unremembered(&hash);
+            let computed = parse_sig(&sig).unwrap().recover_from_prehash_secp256k1(&hash).unwrap().serialize_uncompressed();
+            proptest::prop_assert_eq!(computed, key.public);
+            let by_k256 = key.signer.credential().verifying_key().to_encoded_point(false);
+            proptest::prop_assert_eq!(by_k256.as_bytes(), &key.public[..]);
         }
 
         /// Recovery by libsecp256k1 and by k256 must agree on every signature,

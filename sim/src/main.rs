@@ -10,6 +10,11 @@ use canon_sim::{sweep, trace};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 
+/// mimalloc instead of glibc's malloc, as in the production node: see the dependency's note in
+/// `Cargo.toml`. A run's outcome never depends on the allocator (no addresses in any decision).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "canon-sim",
@@ -277,6 +282,11 @@ fn report_failure(r: &RunReport) {
 }
 
 fn main() -> ExitCode {
+    // No transparent huge pages: mimalloc asks for them, and a run is a short-lived process
+    // whose few megabytes the kernel then zeroes two at a time (a third of a heavy seed's
+    // time went to it). Children (explore's, shrink's) inherit the setting. Where the kernel
+    // refuses, a run is only slower.
+    let _ = nix::sys::prctl::set_thp_disable(true);
     let cli = Cli::parse();
     match cli.command {
         Command::List => {
