@@ -10,6 +10,8 @@ use rand::Rng;
 use super::common::{at, heal_and_check, running_cluster, sleep_ms, HEAL_BOUND, L1_BOUND};
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::scenario::{Ctx, ScenarioFuture};
+use crate::schedule::exec::check_fits;
+use crate::schedule::{draw_l1_weather, execute};
 
 /// Polls `f` every 50 ms until it yields, or fails after `bound` with what `failed` says.
 async fn poll_until<T>(
@@ -334,20 +336,9 @@ pub fn l1_weather(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let mut c = ctx.cluster(ClusterConfig::default());
         crate::client::spawn_client(&c, ctx.seed, Duration::from_millis(25));
-        for _ in 0..8 {
-            match c.rng.gen_range(0..3) {
-                0 => c.l1.drop_next(c.rng.gen_range(1..4)),
-                1 => c.l1.lose_receipts(c.rng.gen_range(1..3)),
-                _ => {
-                    c.l1.set_up(false);
-                    let down = c.rng.gen_range(200..5_000);
-                    sleep_ms(down).await;
-                    c.l1.set_up(true);
-                }
-            }
-            let gap = c.rng.gen_range(500..4_000);
-            sleep_ms(gap).await;
-        }
+        let schedule = ctx.schedule(|| draw_l1_weather(ctx.seed));
+        check_fits(&schedule, c.size(), 0, true).map_err(|e| e.to_string())?;
+        execute(&mut c, &schedule).await;
         let took = c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;
         c.record("l1_catchup_ms", took.as_millis() as f64);
         nothing_sent_twice(&c)?;

@@ -236,7 +236,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "l1-weather",
-        description: "L1 outages, lost transactions and lost receipts, seeded: the batcher backs off, re-reads the head, and L1 ends holding every sealed batch once, in order",
+        description: "eight spells of L1 weather drawn up front as a schedule (outages, lost transactions, lost receipts): the batcher backs off, re-reads the head, and L1 ends holding every sealed batch once, in order",
         body: l1_weather,
         sim_time_limit: Duration::from_secs(180),
     },
@@ -272,7 +272,7 @@ pub static SABOTAGE: &[Scenario] = &[Scenario {
 
 /// The scenarios that carry out a fault schedule (`run --schedule`, `--print-schedule`,
 /// `shrink`); the others script their faults.
-pub static SCHEDULED: &[&str] = &["chaos", "kv-chaos"];
+pub static SCHEDULED: &[&str] = &["chaos", "kv-chaos", "l1-weather"];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().chain(SABOTAGE).find(|s| s.name == name)

@@ -137,6 +137,47 @@ pub fn draw_chaos(seed: u64, mix: &ChaosMix) -> Schedule {
     Schedule::new(faults, at_ms)
 }
 
+/// Keeps l1-weather's schedule apart from the cluster's own draws.
+const L1_WEATHER_SALT: u64 = 0x11_3ea7_4e55_5000;
+
+/// Draws l1-weather's faults for `seed`: eight spells of L1 weather, each 0.5-4 s after the
+/// last one ends, each an outage of 0.2-5 s, 1-3 lost transactions or 1-2 lost receipts (a
+/// third each). The faults end with the last spell's gap.
+pub fn draw_l1_weather(seed: u64) -> Schedule {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ L1_WEATHER_SALT);
+    let mut faults = Vec::new();
+    let mut at_ms = 0u64;
+    for _ in 0..8 {
+        match rng.gen_range(0..3) {
+            0 => faults.push(Timed {
+                at_ms,
+                fault: Fault::L1DropNext {
+                    count: rng.gen_range(1..4),
+                },
+            }),
+            1 => faults.push(Timed {
+                at_ms,
+                fault: Fault::L1LoseReceipts {
+                    count: rng.gen_range(1..3),
+                },
+            }),
+            _ => {
+                faults.push(Timed {
+                    at_ms,
+                    fault: Fault::L1Down,
+                });
+                at_ms += rng.gen_range(200..5_000);
+                faults.push(Timed {
+                    at_ms,
+                    fault: Fault::L1Up,
+                });
+            }
+        }
+        at_ms += rng.gen_range(500..4_000);
+    }
+    Schedule::new(faults, at_ms)
+}
+
 /// One of the stream faults between two distinct nodes, each of four kinds equally likely.
 pub fn stream_fault(rng: &mut impl Rng, n: usize) -> Fault {
     let a = rng.gen_range(0..n);
@@ -219,6 +260,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// l1-weather's schedule is eight spells, each outage closed by its return, all L1.
+    #[test]
+    fn l1_weather_draws_eight_spells_of_l1_faults() {
+        let mut kinds = BTreeSet::new();
+        for seed in 0..200 {
+            let s = draw_l1_weather(seed);
+            assert_eq!(s, draw_l1_weather(seed));
+            assert!(s.faults.iter().all(|t| t.fault.needs_l1()), "seed {seed}");
+            let downs = s.faults.iter().filter(|t| t.fault == Fault::L1Down).count();
+            let ups = s.faults.iter().filter(|t| t.fault == Fault::L1Up).count();
+            assert_eq!(downs, ups, "seed {seed}");
+            assert_eq!(s.faults.len() - downs, 8, "seed {seed}: {s}");
+            // Eight gaps of at least 500 ms; at most eight spells of 5 s and gaps of 4 s.
+            assert!(s.end_ms >= 4_000 && s.end_ms < 72_000, "seed {seed}");
+            for t in &s.faults {
+                kinds.insert(
+                    t.fault
+                        .to_string()
+                        .split_whitespace()
+                        .next()
+                        .map(String::from),
+                );
+            }
+        }
+        assert_eq!(kinds.len(), 4, "{kinds:?}");
     }
 
     #[test]

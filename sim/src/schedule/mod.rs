@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use crate::net::stream::Tamper;
 
-pub use draw::{draw_chaos, ChaosMix, SpareDraw};
+pub use draw::{draw_chaos, draw_l1_weather, ChaosMix, SpareDraw};
 pub use exec::execute;
 pub use swarm::{Swarm, Weights};
 
