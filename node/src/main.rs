@@ -13,6 +13,20 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// No transparent huge pages for this process (and the cluster processes `devnet` starts,
+/// which inherit it). mimalloc asks for them, and each time it hands memory back and takes it
+/// again the kernel zeroes whole 2 MiB pages: at the key-value peak that was a quarter of every
+/// node's time (docs/benchmarks.md). Where the kernel refuses, the node is only slower.
+#[cfg(feature = "production")]
+fn no_huge_pages() {
+    if let Err(e) = nix::sys::prctl::set_thp_disable(true) {
+        eprintln!("note: transparent huge pages stay on ({e}); the node runs, somewhat slower");
+    }
+}
+
+#[cfg(not(feature = "production"))]
+fn no_huge_pages() {}
+
 #[derive(Subcommand)]
 enum GuardAction {
     /// Print the guard of the identity (validator_secret_key from the config) as JSON.
@@ -265,6 +279,7 @@ struct DevnetArgs {
 }
 
 fn main() -> ExitCode {
+    no_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         None => run_node(&cli.configs, cli.prefs.as_deref()),
