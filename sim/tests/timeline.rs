@@ -95,3 +95,41 @@ fn the_timeline_of_a_planted_stall_shows_lanes_and_the_violation() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A redundancy group's timeline has a lane per member and the rounds lane, one colour per
+/// member; in the unfenced partition both sides sign, and the rounds both signed are marked.
+#[test]
+fn the_timeline_of_a_partitioned_group_marks_rounds_signed_twice() {
+    let Some(chromium) = chromium() else {
+        eprintln!("skipped: no chromium on PATH (see the test above)");
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("canon-timeline-group-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let page = dir.join("redundancy-partition-1.html");
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-sim"))
+        .args(["run", "redundancy-partition", "--seed", "1", "--html"])
+        .arg(&page)
+        .env_remove("CANON_SIM_PLANT")
+        .env_remove("CANON_SIM_TRACE")
+        .output()
+        .expect("run canon-sim");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let dom = dump_dom(&chromium, &page);
+    assert!(!dom.contains("data-error"), "the script threw: {dom}");
+    for lane in ["m0 (member)", "m1 (member)", "rounds: who signed"] {
+        assert!(dom.contains(lane), "no lane {lane}");
+    }
+    assert!(dom.contains("class=\"item item-signed\""), "no round drawn");
+    // Before the partition m0 signs; cut off, m0 and level 1 both sign some rounds.
+    assert!(
+        dom.contains(": m0 (level 0) signed height"),
+        "m0 signed nothing"
+    );
+    assert!(
+        dom.contains(" signed by m0 and m") || dom.contains(" signed by m1 and m0"),
+        "no round marked as signed twice"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

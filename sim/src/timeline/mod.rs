@@ -34,6 +34,8 @@ pub enum Lane {
     Cluster,
     /// The L1 and the batches sent to it.
     L1,
+    /// A redundancy group's rounds: which member signed each one.
+    Rounds,
 }
 
 /// What an item is; its colour and shape on the page.
@@ -56,6 +58,11 @@ pub enum What {
     SteppedIn,
     Reverted,
     Refused,
+    /// Group member `member` (m0..) signed round `round`.
+    Signed {
+        round: u64,
+        member: u64,
+    },
     Crash,
     Restart,
     /// A fault that starts something lasting (a partition, failing disks, L1 down).
@@ -83,6 +90,7 @@ impl What {
             What::SteppedIn => "stepped-in",
             What::Reverted => "reverted",
             What::Refused => "refused",
+            What::Signed { .. } => "signed",
             What::Crash => "crash",
             What::Restart => "restart",
             What::FaultOn => "fault-on",
@@ -155,6 +163,20 @@ impl Recorder {
             Event::BlockApplied { height, .. }
             | Event::Replayed { height, .. }
             | Event::Signed { height, .. } => {
+                if let Event::Signed { round, level, .. } = event {
+                    // The group's rounds lane: who signed each round, so a takeover is a
+                    // change of colour and a round signed twice stands out.
+                    let member = node.saturating_sub(crate::group::MEMBER_INDEX_BASE);
+                    self.push(
+                        at_secs,
+                        Lane::Rounds,
+                        What::Signed {
+                            round: *round,
+                            member: member as u64,
+                        },
+                        format!("round {round}: m{member} (level {level}) signed height {height}"),
+                    );
+                }
                 if self.heights.len() <= node {
                     self.heights.resize(node + 1, 0);
                 }
@@ -440,6 +462,39 @@ mod tests {
                 (2, What::Height(1))
             ]
         );
+    }
+
+    /// Each signed round lands on the rounds lane with its member, as well as on the member's
+    /// own lane as a height.
+    #[test]
+    fn signed_rounds_name_their_member() {
+        let mut r = Recorder::default();
+        let signed = |height, round| Event::Signed {
+            height,
+            round,
+            level: 1,
+            hash: B256::ZERO,
+            parent_hash: B256::ZERO,
+            state_root: B256::ZERO,
+            transactions: 0,
+        };
+        let m1 = crate::group::MEMBER_INDEX_BASE + 1;
+        r.event(1.0, m1, &signed(7, 12));
+        let got: Vec<(Lane, What)> = r.items.iter().map(|i| (i.lane, i.what)).collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Lane::Rounds,
+                    What::Signed {
+                        round: 12,
+                        member: 1
+                    }
+                ),
+                (Lane::Node(m1), What::Height(7)),
+            ]
+        );
+        assert_eq!(r.items[0].text, "round 12: m1 (level 1) signed height 7");
     }
 
     #[test]

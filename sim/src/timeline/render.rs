@@ -53,6 +53,7 @@ fn lane_code(lane: Lane) -> i64 {
         Lane::Node(n) => n as i64,
         Lane::Cluster => -1,
         Lane::L1 => -2,
+        Lane::Rounds => -3,
     }
 }
 
@@ -61,7 +62,16 @@ fn value(what: What) -> u64 {
         What::Leader(t) => t,
         What::Height(h) => h,
         What::Snapshot(missing) => missing,
+        What::Signed { round, .. } => round,
         _ => 0,
+    }
+}
+
+/// Who an item is by, where the lane does not say (the member that signed a round).
+fn by(what: What) -> Option<u64> {
+    match what {
+        What::Signed { member, .. } => Some(member),
+        _ => None,
     }
 }
 
@@ -73,12 +83,13 @@ pub fn render(page: &Page<'_>, items: &[Item]) -> String {
             data.push(',');
         }
         data.push_str(&format!(
-            "[{:.3},{},{},{},{}]",
+            "[{:.3},{},{},{},{}{}]",
             it.at_secs,
             lane_code(it.lane),
             json_str(it.what.name()),
             value(it.what),
-            json_str(&it.text)
+            json_str(&it.text),
+            by(it.what).map_or(String::new(), |m| format!(",{m}"))
         ));
     }
     data.push_str(&format!(
@@ -144,11 +155,23 @@ window.addEventListener("error", function (e) { document.body.dataset.error = St
   for (var n = 0; n < D.nodes; n++) lanes.push({code: n, name: "n" + n});
   for (var x = 0; x < D.externals; x++) lanes.push({code: D.nodes + x, name: "x" + x + " (external)"});
   for (var m = 0; m < D.members; m++) lanes.push({code: D.memberBase + m, name: "m" + m + " (member)"});
+  if (D.members > 0) lanes.push({code: -3, name: "rounds: who signed"});
   lanes.push({code: -2, name: "L1 batches"});
   var LABEL = 130, LANE = 46, TOP = 24;
   var end = Math.max(D.end, 0.001);
   var view = {t0: 0, t1: end};
-  var items = D.items.map(function (r, i) { return {t: r[0], lane: r[1], what: r[2], v: r[3], text: r[4], i: i}; });
+  var items = D.items.map(function (r, i) { return {t: r[0], lane: r[1], what: r[2], v: r[3], text: r[4], by: r[5], i: i}; });
+  // One colour per group member on the rounds lane; a round two members signed is marked.
+  var MEMBER_COLORS = ["#3c78d8", "#8e44ad", "#e69138", "#38a169", "#c2185b", "#00838f"];
+  var signers = {};
+  items.forEach(function (it) {
+    if (it.what !== "signed") return;
+    var s = signers[it.v] || (signers[it.v] = []);
+    if (s.indexOf(it.by) < 0) s.push(it.by);
+  });
+  items.forEach(function (it) {
+    if (it.what === "signed" && signers[it.v].length > 1) it.text += " (round " + it.v + " signed by m" + signers[it.v].join(" and m") + ")";
+  });
   var details = document.getElementById("details");
   function say(it) { details.textContent = it.t.toFixed(3) + " s  " + laneName(it.lane) + "  " + it.text; }
   function laneName(code) {
@@ -183,7 +206,8 @@ window.addEventListener("error", function (e) { document.body.dataset.error = St
   var legend = document.getElementById("legend");
   [["leading", COLORS.leader], ["down", COLORS.down], ["network or disk faults", COLORS.faultOn], ["L1 down", COLORS.l1down],
    ["chain height", COLORS.height], ["snapshot", COLORS.snapshot], ["blocks missing below a snapshot", COLORS.gap], ["backfill", COLORS.backfill], ["batch committed", COLORS.committed],
-   ["fault / not committed", COLORS.fault], ["violation", COLORS.violation]].forEach(function (p) {
+   ["fault / not committed", COLORS.fault], ["violation", COLORS.violation]].concat(
+   Array.from({length: D.members}, function (_, m) { return ["round signed by m" + m, MEMBER_COLORS[m % MEMBER_COLORS.length]]; })).forEach(function (p) {
     var s = document.createElement("span"); var i = document.createElement("i"); i.style.background = p[1];
     s.appendChild(i); s.appendChild(document.createTextNode(p[0])); legend.appendChild(s);
   });
@@ -245,6 +269,13 @@ window.addEventListener("error", function (e) { document.body.dataset.error = St
         clusterFaults.forEach(function (iv) { band(iv[0], iv[1], y, COLORS.faultOn, "faults", 18, "from " + iv[0].toFixed(3) + " s: " + iv[2].text); });
         items.forEach(function (it) { if (it.lane !== -1) return;
           if (it.what === "heal") mark(it, y, "tri", COLORS.heal); else if (it.what === "fault" || it.what === "fault-on") mark(it, y, "tick", COLORS.fault); });
+        return;
+      }
+      if (lane.code === -3) {
+        items.forEach(function (it) { if (it.lane !== -3) return;
+          var twice = signers[it.v].length > 1;
+          mark(it, y, twice ? "x" : "tick", twice ? COLORS.violation : MEMBER_COLORS[it.by % MEMBER_COLORS.length]);
+        });
         return;
       }
       if (lane.code === -2) {
