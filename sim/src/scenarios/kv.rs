@@ -7,16 +7,14 @@ use std::time::Duration;
 
 use canon_engine::app::kv::{KvApp, KvOutcome, KvTx};
 use canon_engine::app::App;
-use rand::seq::SliceRandom;
-use rand::Rng;
 
 use super::common::{at, heal_and_check, sleep_ms, HEAL_BOUND, PROGRESS_BLOCKS};
 use crate::cluster::{ClusterConfig, SimApp, SimCluster};
 use crate::kv_client::{spawn_kv_clients, KvHistory};
 use crate::linearizable::{self, KvReturn, Operation};
 use crate::scenario::{Ctx, ScenarioFuture};
-use crate::schedule::exec::{check_fits, cut_off_from_peers};
-use crate::schedule::{draw_chaos, execute, ChaosMix, SpareDraw, Weights};
+use crate::schedule::exec::check_fits;
+use crate::schedule::{draw_chaos, draw_kv_linearizable, execute, ChaosMix, SpareDraw, Weights};
 
 const KV_CLIENTS: usize = 5;
 /// Few keys, so operations on one key overlap often.
@@ -157,40 +155,9 @@ async fn running(ctx: &Ctx) -> Result<(SimCluster, std::sync::Arc<KvHistory>), S
 pub(crate) fn kv_linearizable(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let (mut c, history) = running(&ctx).await?;
-        let n = c.size();
-        let start = madsim::time::Instant::now();
-        while start.elapsed().as_secs() < FAULT_SECS {
-            sleep_ms(c.rng.gen_range(500..2_500)).await;
-            match c.rng.gen_range(0..6) {
-                0 => {
-                    if let Some(l) = c.leader() {
-                        c.crash(l);
-                    }
-                }
-                1 => {
-                    let down = c.down_nodes();
-                    if let Some(&i) = down.choose(&mut c.rng) {
-                        c.restart(i);
-                    }
-                }
-                2 => {
-                    let i = c.leader().unwrap_or_else(|| c.rng.gen_range(0..n));
-                    cut_off_from_peers(&mut c, i);
-                }
-                3 => {
-                    let i = c.rng.gen_range(0..n);
-                    let delta = c.rng.gen_range(-5_000..=5_000);
-                    c.jump_clock(i, delta);
-                }
-                _ => {
-                    c.net.heal();
-                    c.note("fault: heal network");
-                    for i in c.down_nodes() {
-                        c.restart(i);
-                    }
-                }
-            }
-        }
+        let schedule = ctx.schedule(|| draw_kv_linearizable(ctx.seed, c.size(), FAULT_SECS));
+        check_fits(&schedule, c.size(), 0, false).map_err(|e| e.to_string())?;
+        execute(&mut c, &schedule).await;
         check_history(&mut c, &history, FEWEST_OPERATIONS).await
     })
 }

@@ -272,7 +272,7 @@ pub static SABOTAGE: &[Scenario] = &[Scenario {
 
 /// The scenarios that carry out a fault schedule (`run --schedule`, `--print-schedule`,
 /// `shrink`); the others script their faults.
-pub static SCHEDULED: &[&str] = &["chaos", "kv-chaos", "l1-weather"];
+pub static SCHEDULED: &[&str] = &["chaos", "kv-chaos", "kv-linearizable", "l1-weather"];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().chain(SABOTAGE).find(|s| s.name == name)

@@ -137,6 +137,45 @@ pub fn draw_chaos(seed: u64, mix: &ChaosMix) -> Schedule {
     Schedule::new(faults, at_ms)
 }
 
+/// Keeps kv-linearizable's schedule apart from the cluster's own draws.
+const KV_LINEARIZABLE_SALT: u64 = 0x4b5f_11ea_7a61_5000;
+
+/// Draws kv-linearizable's faults for `seed` on `nodes` nodes: every 0.5-2.5 s until `secs`
+/// have passed, one of six: crash the leader (a power loss or not, some of its unsynced
+/// writes kept), restart a node that is down, cut the leader off from its peers (a drawn node
+/// when none leads), jump a clock by up to 5 s, or (two in six) heal the network and restart
+/// every node that is down.
+pub fn draw_kv_linearizable(seed: u64, nodes: usize, secs: u64) -> Schedule {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ KV_LINEARIZABLE_SALT);
+    let mut faults = Vec::new();
+    let mut at_ms = 0u64;
+    while at_ms < secs * 1_000 {
+        at_ms += rng.gen_range(500..2_500);
+        let mut push = |fault| faults.push(Timed { at_ms, fault });
+        match rng.gen_range(0..6) {
+            0 => push(Fault::CrashLeader {
+                power_loss: rng.gen_bool(0.5),
+                keep_permille: rng.gen_range(0..=1_000),
+            }),
+            1 => push(Fault::RestartDown {
+                nth: rng.gen_range(0..nodes),
+            }),
+            2 => push(Fault::CutOffLeader {
+                otherwise: rng.gen_range(0..nodes),
+            }),
+            3 => push(Fault::ClockJump {
+                node: rng.gen_range(0..nodes),
+                delta_ms: rng.gen_range(-5_000..=5_000),
+            }),
+            _ => {
+                push(Fault::HealNetwork);
+                push(Fault::RestartAllDown);
+            }
+        }
+    }
+    Schedule::new(faults, at_ms)
+}
+
 /// Keeps l1-weather's schedule apart from the cluster's own draws.
 const L1_WEATHER_SALT: u64 = 0x11_3ea7_4e55_5000;
 
@@ -260,6 +299,33 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// kv-linearizable's schedule names only the nodes it has, spaces its faults as the
+    /// scenario did, pairs every heal with restarting the down nodes, and draws all six.
+    #[test]
+    fn kv_linearizable_draws_its_six_faults_in_bounds() {
+        let mut kinds = BTreeSet::new();
+        for seed in 0..200 {
+            let s = draw_kv_linearizable(seed, 3, 20);
+            assert_eq!(s, draw_kv_linearizable(seed, 3, 20));
+            assert!(s.highest_node().is_none_or(|n| n < 3), "seed {seed}");
+            assert!(s.end_ms >= 20_000 && s.end_ms < 22_500, "seed {seed}");
+            for (i, t) in s.faults.iter().enumerate() {
+                if t.fault == Fault::HealNetwork {
+                    assert_eq!(s.faults[i + 1].fault, Fault::RestartAllDown, "seed {seed}");
+                    assert_eq!(s.faults[i + 1].at_ms, t.at_ms, "seed {seed}");
+                }
+                kinds.insert(
+                    t.fault
+                        .to_string()
+                        .split_whitespace()
+                        .next()
+                        .map(String::from),
+                );
+            }
+        }
+        assert_eq!(kinds.len(), 6, "{kinds:?}");
     }
 
     /// l1-weather's schedule is eight spells, each outage closed by its return, all L1.

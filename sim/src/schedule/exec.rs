@@ -84,6 +84,26 @@ fn apply(c: &mut SimCluster, fault: &Fault) {
                 c.restart(node);
             }
         }
+        Fault::RestartDown { nth } => {
+            let down = c.down_nodes();
+            match down.get(nth % down.len().max(1)) {
+                Some(&node) => c.restart(node),
+                None => c.note("fault: restart a down node (none is down)"),
+            }
+        }
+        Fault::RestartAllDown => {
+            let down = c.down_nodes();
+            if down.is_empty() {
+                c.note("fault: restart every down node (none is down)");
+            }
+            for node in down {
+                c.restart(node);
+            }
+        }
+        Fault::CutOffLeader { otherwise } => {
+            let node = c.leader().unwrap_or(otherwise);
+            cut_off_from_peers(c, node);
+        }
         Fault::Isolate { node } => {
             c.net.isolate(node);
             c.note(format!("fault: isolate n{node}"));

@@ -27,7 +27,7 @@ use std::str::FromStr;
 
 use crate::net::stream::Tamper;
 
-pub use draw::{draw_chaos, draw_l1_weather, ChaosMix, SpareDraw};
+pub use draw::{draw_chaos, draw_kv_linearizable, draw_l1_weather, ChaosMix, SpareDraw};
 pub use exec::execute;
 pub use swarm::{Swarm, Weights};
 
@@ -56,6 +56,19 @@ pub enum Fault {
     },
     Restart {
         node: usize,
+    },
+    /// Restarts one of the nodes down when it happens: the `nth` of them (modulo how many)
+    /// in index order; nothing if none is. For schedules whose crashes pick their node at run
+    /// time (`crash-leader`), so the schedule cannot name whom to restart.
+    RestartDown {
+        nth: usize,
+    },
+    /// Restarts every node down when it happens.
+    RestartAllDown,
+    /// Cuts whichever node leads when it happens off from its peers (clients still reach
+    /// it); node `otherwise` when none leads.
+    CutOffLeader {
+        otherwise: usize,
     },
     /// Node `node` neither sends to nor receives from anyone.
     Isolate {
@@ -170,6 +183,7 @@ impl Fault {
             | Fault::Restart { node }
             | Fault::Isolate { node }
             | Fault::CutOff { node }
+            | Fault::CutOffLeader { otherwise: node }
             | Fault::DiskFails { node }
             | Fault::ClockJump { node, .. } => Some(node),
             Fault::Drop { from, to } | Fault::Tamper { from, to, .. } => Some(from.max(to)),
@@ -227,6 +241,9 @@ impl fmt::Display for Fault {
                 keep_permille,
             } => write!(f, "crash-leader {} keep={keep_permille}", how(power_loss)),
             Fault::Restart { node } => write!(f, "restart n{node}"),
+            Fault::RestartDown { nth } => write!(f, "restart-down {nth}"),
+            Fault::RestartAllDown => write!(f, "restart-all-down"),
+            Fault::CutOffLeader { otherwise } => write!(f, "cut-off-leader otherwise=n{otherwise}"),
             Fault::Isolate { node } => write!(f, "isolate n{node}"),
             Fault::Drop { from, to } => write!(f, "drop n{from}->n{to}"),
             Fault::CutOff { node } => write!(f, "cut-off n{node}"),
@@ -344,6 +361,19 @@ impl FromStr for Fault {
             "restart" => Fault::Restart {
                 node: index(arg().ok_or("missing n<node>")?, 'n')?,
             },
+            "restart-down" => Fault::RestartDown {
+                nth: number(arg(), "which down node (a number)")?,
+            },
+            "restart-all-down" => Fault::RestartAllDown,
+            "cut-off-leader" => {
+                let w = arg().ok_or("missing otherwise=n<node>")?;
+                let node = w
+                    .strip_prefix("otherwise=")
+                    .ok_or_else(|| format!("{w:?} is not otherwise=n<node>"))?;
+                Fault::CutOffLeader {
+                    otherwise: index(node, 'n')?,
+                }
+            }
             "isolate" => Fault::Isolate {
                 node: index(arg().ok_or("missing n<node>")?, 'n')?,
             },
@@ -500,6 +530,9 @@ mod tests {
                 keep_permille: 1000,
             },
             Fault::Restart { node: 2 },
+            Fault::RestartDown { nth: 4 },
+            Fault::RestartAllDown,
+            Fault::CutOffLeader { otherwise: 2 },
             Fault::Isolate { node: 0 },
             Fault::Drop { from: 2, to: 0 },
             Fault::CutOff { node: 1 },
