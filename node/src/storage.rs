@@ -1,10 +1,14 @@
 //! RocksDB behind the engine's storage seam: one column family per [`Column`], atomic write
 //! batches, and a real fsync for [`Durability::Synced`]. A database remembers the node id and
 //! format version it was written with; opening it as another node or another format is refused.
+//! Every record in it carries its checksum ([`Checksummed`]): [`RocksStorage::open`] hands out
+//! the checked store, never the raw one.
 
 use std::path::{Path, PathBuf};
 
-use canon_engine::storage::{Column, Durability, KeyValue, Op, Storage, StorageError, WriteBatch};
+use canon_engine::storage::{
+    Checksummed, Column, Durability, KeyValue, Op, Storage, StorageError, WriteBatch,
+};
 use canon_engine::NodeId;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options,
@@ -26,8 +30,9 @@ const BLOCK_CACHE_BYTES: usize = 16 << 20;
 /// lattice-hash checksum, so a chain stored by 4 would not verify; 6: blocks are served only
 /// with commit certificates, which a chain stored by 5 has none of; 7: blocks carry an
 /// application's opaque transactions, each length-prefixed, and the application's state lives
-/// in the `state` column, not `account`).
-pub const FORMAT_VERSION: u32 = 7;
+/// in the `state` column, not `account`; 8: every record ends in its checksum, so a database
+/// of 7 would read as corrupt throughout).
+pub const FORMAT_VERSION: u32 = 8;
 const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 
@@ -71,12 +76,13 @@ fn off_the_workers<T>(f: impl FnOnce() -> T) -> T {
 }
 
 fn rocks_err(e: rocksdb::Error) -> StorageError {
-    StorageError(format!("rocksdb: {e}"))
+    StorageError::Failed(format!("rocksdb: {e}"))
 }
 
 impl RocksStorage {
-    /// Opens (creating if missing) the database at `path` for node `node_id`.
-    pub fn open(path: &Path, node_id: NodeId) -> Result<RocksStorage, OpenError> {
+    /// Opens (creating if missing) the database at `path` for node `node_id`: the store that
+    /// seals and checks every record.
+    pub fn open(path: &Path, node_id: NodeId) -> Result<Checksummed<RocksStorage>, OpenError> {
         let p = path.to_path_buf();
         let mut opts = Options::default();
         opts.create_if_missing(true);
@@ -99,11 +105,26 @@ impl RocksStorage {
             path: p.clone(),
             source,
         })?;
-        let storage = RocksStorage { db };
+        let storage = Checksummed::new(RocksStorage { db });
         let corrupt = |what: String| OpenError::Corrupt {
             path: p.clone(),
             what,
         };
+        // A marker of four bare bytes is a database from before checksums (format 7 or
+        // older): say which format it is rather than that its marker is corrupt.
+        let raw_format = storage
+            .inner()
+            .get(Column::Meta, KEY_FORMAT)
+            .map_err(|e| corrupt(e.to_string()))?;
+        if let Some(bare) = raw_format.filter(|f| f.len() == 4) {
+            let mut b = [0u8; 4];
+            b.copy_from_slice(&bare);
+            return Err(OpenError::Format {
+                path: p,
+                found: u32::from_be_bytes(b),
+                expected: FORMAT_VERSION,
+            });
+        }
         let format = storage
             .get(Column::Meta, KEY_FORMAT)
             .map_err(|e| corrupt(e.to_string()))?;
@@ -152,7 +173,7 @@ impl RocksStorage {
     fn cf(&self, col: Column) -> Result<&rocksdb::ColumnFamily, StorageError> {
         self.db
             .cf_handle(col.name())
-            .ok_or_else(|| StorageError(format!("column family {} missing", col.name())))
+            .ok_or_else(|| StorageError::Failed(format!("column family {} missing", col.name())))
     }
 }
 
@@ -226,7 +247,7 @@ mod tests {
         SecretKey::from_bytes([n; 32]).unwrap().node_id()
     }
 
-    fn put(s: &RocksStorage, k: &[u8], v: &[u8]) {
+    fn put(s: &(impl Storage + ?Sized), k: &[u8], v: &[u8]) {
         let mut b = WriteBatch::default();
         b.put(Column::Log, k.to_vec(), v.to_vec());
         s.write(b, Durability::Synced).unwrap();
@@ -265,7 +286,7 @@ mod tests {
                 let mut i = 0u32;
                 // No await in here: only the handoff lets the ticker run meanwhile.
                 while started.elapsed() < Duration::from_millis(300) {
-                    put(&s, &i.to_be_bytes(), b"x");
+                    put(s.as_ref(), &i.to_be_bytes(), b"x");
                     i += 1;
                 }
                 t.load(Ordering::SeqCst) - before
@@ -334,5 +355,41 @@ mod tests {
             FORMAT_VERSION + 1
         );
         assert!(e.contains(&expected), "{e}");
+    }
+
+    /// A database written before records carried checksums (format 7: a bare 4-byte marker)
+    /// is refused by its format, not reported corrupt.
+    #[test]
+    fn refuses_a_database_from_before_checksums_by_its_format() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = RocksStorage::open(dir.path(), id(1)).unwrap();
+            let mut b = WriteBatch::default();
+            b.put(Column::Meta, KEY_FORMAT, 7u32.to_be_bytes().to_vec());
+            s.inner().write(b, Durability::Synced).unwrap();
+        }
+        let e = RocksStorage::open(dir.path(), id(1))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("written by format version 7, this build reads 8"),
+            "{e}"
+        );
+    }
+
+    /// What RocksDB holds is sealed: the raw value is the written one and its checksum.
+    #[test]
+    fn records_are_stored_with_their_checksums() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = RocksStorage::open(dir.path(), id(1)).unwrap();
+        put(&s, b"k", b"value");
+        let raw = s.inner().get(Column::Log, b"k").unwrap().unwrap();
+        assert_eq!(&raw[..5], b"value");
+        assert_eq!(
+            raw.len(),
+            5 + canon_engine::storage::checksum::CHECKSUM_BYTES
+        );
+        assert_eq!(s.get(Column::Log, b"k").unwrap(), Some(b"value".to_vec()));
     }
 }

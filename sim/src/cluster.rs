@@ -829,7 +829,8 @@ async fn run_node(parts: NodeParts) {
     };
     let listener = host.listen();
     let seams = Seams {
-        storage: Arc::new(disk),
+        // Every record sealed and checked; the disk's faults happen underneath.
+        storage: Arc::new(canon_engine::storage::Checksummed::new(disk)),
         transport: host.transport(),
         clock: Arc::new(SimClock { skew_ms }),
         events: host.events(),

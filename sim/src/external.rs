@@ -249,7 +249,8 @@ async fn run_external(
     };
     let listener = host.listen();
     let seams = Seams {
-        storage: Arc::new(disk),
+        // Every record sealed and checked; the disk's faults happen underneath.
+        storage: Arc::new(canon_engine::storage::Checksummed::new(disk)),
         transport: host.transport(),
         // External nodes stamp nothing; the clock is never read.
         clock: Arc::new(SimClock {

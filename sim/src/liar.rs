@@ -107,8 +107,7 @@ impl SimCluster {
     /// until a newer leader's entries overwrite them, so a scenario can hand a liar a real
     /// deposed leader's proposal.
     pub fn logged_blocks(&self, i: usize) -> Vec<Block> {
-        let rows = self
-            .disk(i)
+        let rows = canon_engine::storage::Checksummed::new(self.disk(i).clone())
             .scan(Column::Log, &[], &[0xff; 9], usize::MAX)
             .unwrap_or_default();
         rows.iter()

@@ -646,7 +646,7 @@ impl ChainStore {
         durability: Durability,
     ) -> Result<(), StorageError> {
         let staged = recent::RecentHashes::staged(&batch)
-            .map_err(|e| StorageError(format!("a block staged by this node: {e}")))?;
+            .map_err(|e| StorageError::Failed(format!("a block staged by this node: {e}")))?;
         self.storage.write(batch, durability)?;
         self.recent.written(staged);
         *self.state.write().unwrap_or_else(|p| p.into_inner()) = next;

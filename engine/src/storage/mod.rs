@@ -5,8 +5,12 @@
 //! `write` returns; a [`Durability::Buffered`] batch may be lost at a crash, together with every
 //! later buffered batch, but never partially (batches are atomic and ordered, like a WAL).
 
+pub mod checksum;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+
+pub use checksum::{Checksummed, Corruption};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Column {
@@ -81,9 +85,20 @@ pub enum Durability {
     Buffered,
 }
 
+/// Why a storage call failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("storage: {0}")]
-pub struct StorageError(pub String);
+pub enum StorageError {
+    /// The store itself failed (an I/O error, a missing column family, an injected fault).
+    #[error("storage: {0}")]
+    Failed(String),
+    /// A record read back is not what was written: never a value, always this.
+    #[error("storage: the {} record at key 0x{} is corrupt: {why}", .column.name(), hex::encode(.key))]
+    Corrupt {
+        column: Column,
+        key: Vec<u8>,
+        why: Corruption,
+    },
+}
 
 /// A key and its value, as scans return them.
 pub type KeyValue = (Vec<u8>, Vec<u8>);
@@ -239,7 +254,7 @@ impl Storage for MemDisk {
         let mut s = self.lock();
         if let Some(msg) = &s.fail_writes {
             if s.writes_before_fault == 0 {
-                return Err(StorageError(msg.clone()));
+                return Err(StorageError::Failed(msg.clone()));
             }
             s.writes_before_fault -= 1;
         }
@@ -340,6 +355,7 @@ mod tests {
     #[test]
     fn meets_the_storage_contract() {
         conformance::reads_scans_and_deletes(&MemDisk::new());
+        conformance::reads_scans_and_deletes(&Checksummed::new(MemDisk::new()));
     }
 
     #[test]
@@ -349,8 +365,8 @@ mod tests {
         let mut b = WriteBatch::default();
         b.put(Column::Meta, vec![1], vec![1]);
         assert_eq!(
-            disk.write(b, Durability::Synced).unwrap_err().0,
-            "disk full"
+            disk.write(b, Durability::Synced).unwrap_err(),
+            StorageError::Failed("disk full".into())
         );
     }
 }
