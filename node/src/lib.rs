@@ -6,6 +6,8 @@ pub mod genesis;
 pub mod verifier;
 
 #[cfg(feature = "production")]
+pub mod check_db;
+#[cfg(feature = "production")]
 pub mod client;
 #[cfg(feature = "production")]
 pub mod context;

@@ -137,6 +137,14 @@ enum Command {
     /// Start a local cluster of consensus nodes (child processes of this binary) configured
     /// like the seed's three-node example, show a live table, stop them all on Ctrl-C.
     Devnet(DevnetArgs),
+    /// Check a node's database, read-only: every record's checksum, and RocksDB's own checks
+    /// of its files. Prints each corrupt record by column and key and changes nothing. Exits 0
+    /// when all is well, 1 when something is corrupt, 2 when the directory cannot be checked
+    /// (missing, not a canon database, another format).
+    CheckDb {
+        /// The database directory (the node's general_rocks_db_path).
+        dir: PathBuf,
+    },
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
         /// YAML config file; repeat to layer (later files override earlier ones).
@@ -287,6 +295,7 @@ fn main() -> ExitCode {
         Some(Command::Devnet(args)) => devnet(args),
         Some(Command::Guard { action }) => guard(action),
         Some(Command::L1 { action }) => l1(action),
+        Some(Command::CheckDb { dir }) => check_db(&dir),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
         Some(Command::Id {
             secret_key,
@@ -441,6 +450,29 @@ fn guard(_action: GuardAction) -> ExitCode {
 
 #[cfg(not(feature = "production"))]
 fn l1(_action: L1Action) -> ExitCode {
+    run_node(&[], None)
+}
+
+#[cfg(feature = "production")]
+fn check_db(dir: &std::path::Path) -> ExitCode {
+    match canon_node::check_db::check(dir) {
+        Ok(report) => {
+            println!("{report}");
+            if report.clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(not(feature = "production"))]
+fn check_db(_dir: &std::path::Path) -> ExitCode {
     run_node(&[], None)
 }
 

@@ -33,7 +33,7 @@ const BLOCK_CACHE_BYTES: usize = 16 << 20;
 /// in the `state` column, not `account`; 8: every record ends in its checksum, so a database
 /// of 7 would read as corrupt throughout).
 pub const FORMAT_VERSION: u32 = 8;
-const KEY_FORMAT: &[u8] = b"canon/format";
+pub(crate) const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 
 #[derive(Debug, thiserror::Error)]
