@@ -6,11 +6,10 @@
 //! later buffered batch, but never partially (batches are atomic and ordered, like a WAL).
 
 pub mod checksum;
-
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+pub mod mem_disk;
 
 pub use checksum::{Checksummed, Corruption};
+pub use mem_disk::MemDisk;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Column {
@@ -118,162 +117,6 @@ pub trait Storage: Send + Sync + 'static {
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError>;
 }
 
-type Table = BTreeMap<(Column, Vec<u8>), Vec<u8>>;
-
-fn apply_batch(table: &mut Table, batch: &WriteBatch) {
-    for op in &batch.ops {
-        match op {
-            Op::Put(c, k, v) => {
-                table.insert((*c, k.clone()), v.clone());
-            }
-            Op::Delete(c, k) => {
-                table.remove(&(*c, k.clone()));
-            }
-            Op::DeleteRange(c, from, to) => {
-                let doomed: Vec<_> = table
-                    .range((*c, from.clone())..(*c, to.clone()))
-                    .map(|(k, _)| k.clone())
-                    .collect();
-                for k in doomed {
-                    table.remove(&k);
-                }
-            }
-        }
-    }
-}
-
-#[derive(Default)]
-struct DiskState {
-    /// What survives a crash.
-    durable: Table,
-    /// Buffered batches not yet durable, oldest first.
-    pending: Vec<WriteBatch>,
-    /// `durable` with `pending` applied: what reads see while the node runs.
-    view: Table,
-    /// When set, every write fails with this message (an injected disk fault).
-    fail_writes: Option<String>,
-    /// With `fail_writes`: writes that still succeed before the fault begins.
-    writes_before_fault: usize,
-}
-
-/// An in-memory disk with real durability semantics: buffered writes can be lost at a crash.
-/// Clones share one disk, so a restarted node re-opens what the crashed one left.
-#[derive(Clone, Default)]
-pub struct MemDisk {
-    state: Arc<Mutex<DiskState>>,
-}
-
-impl MemDisk {
-    pub fn new() -> MemDisk {
-        MemDisk::default()
-    }
-
-    fn lock(&self) -> MutexGuard<'_, DiskState> {
-        crate::sync::lock(&self.state)
-    }
-
-    /// Simulates power loss: the oldest `keep` buffered batches reach the platter, the rest are
-    /// lost. Returns how many were lost.
-    pub fn crash(&self, keep: usize) -> usize {
-        let mut s = self.lock();
-        let pending = std::mem::take(&mut s.pending);
-        let lost = pending.len().saturating_sub(keep);
-        for batch in pending.iter().take(keep) {
-            apply_batch(&mut s.durable, batch);
-        }
-        s.view = s.durable.clone();
-        lost
-    }
-
-    /// A disk that lied about fsync: everything, synced or not, is gone. Only sabotage
-    /// scenarios use it, to prove the checker notices.
-    pub fn lose_everything(&self) {
-        let mut s = self.lock();
-        s.durable.clear();
-        s.pending.clear();
-        s.view.clear();
-    }
-
-    /// Number of buffered batches a crash could lose now.
-    pub fn pending_batches(&self) -> usize {
-        self.lock().pending.len()
-    }
-
-    /// Makes every later write fail (or succeed again with `None`).
-    pub fn set_write_fault(&self, fault: Option<String>) {
-        self.set_write_fault_after(0, fault);
-    }
-
-    /// Lets `writes` more writes succeed, then fails every later one with `fault` (a disk
-    /// that dies between two writes of one operation).
-    pub fn set_write_fault_after(&self, writes: usize, fault: Option<String>) {
-        let mut s = self.lock();
-        s.fail_writes = fault;
-        s.writes_before_fault = writes;
-    }
-}
-
-impl Storage for MemDisk {
-    fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.lock().view.get(&(col, key.to_vec())).cloned())
-    }
-
-    fn scan(
-        &self,
-        col: Column,
-        from: &[u8],
-        to: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StorageError> {
-        if from >= to {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .lock()
-            .view
-            .range((col, from.to_vec())..(col, to.to_vec()))
-            .take(limit)
-            .map(|((_, k), v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn last_before(
-        &self,
-        col: Column,
-        to: &[u8],
-    ) -> Result<Option<(Vec<u8>, Vec<u8>)>, StorageError> {
-        Ok(self
-            .lock()
-            .view
-            .range((col, Vec::new())..(col, to.to_vec()))
-            .next_back()
-            .map(|((_, k), v)| (k.clone(), v.clone())))
-    }
-
-    fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError> {
-        let mut s = self.lock();
-        if let Some(msg) = &s.fail_writes {
-            if s.writes_before_fault == 0 {
-                return Err(StorageError::Failed(msg.clone()));
-            }
-            s.writes_before_fault -= 1;
-        }
-        apply_batch(&mut s.view, &batch);
-        match durability {
-            Durability::Buffered => s.pending.push(batch),
-            Durability::Synced => {
-                // A sync flushes everything before it too, as fsync does.
-                let pending = std::mem::take(&mut s.pending);
-                for b in &pending {
-                    apply_batch(&mut s.durable, b);
-                }
-                apply_batch(&mut s.durable, &batch);
-            }
-        }
-        Ok(())
-    }
-}
-
 /// The storage contract every implementation must meet, as one suite: the simulator's disk
 /// and RocksDB run the same checks. Test support; it panics on the first broken promise.
 #[allow(clippy::unwrap_used, clippy::panic)]
@@ -321,52 +164,6 @@ pub mod conformance {
         assert_eq!(
             s.last_before(Column::Log, &[4]).unwrap().unwrap().0,
             vec![1]
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn put(disk: &MemDisk, k: u8, d: Durability) {
-        let mut b = WriteBatch::default();
-        b.put(Column::Meta, vec![k], vec![k]);
-        disk.write(b, d).unwrap();
-    }
-
-    #[test]
-    fn crash_keeps_synced_and_a_prefix_of_buffered() {
-        let disk = MemDisk::new();
-        put(&disk, 1, Durability::Buffered);
-        put(&disk, 2, Durability::Synced);
-        put(&disk, 3, Durability::Buffered);
-        put(&disk, 4, Durability::Buffered);
-        assert_eq!(disk.crash(1), 1);
-        let keys: Vec<u8> = disk
-            .scan(Column::Meta, &[0], &[255], 10)
-            .unwrap()
-            .into_iter()
-            .map(|(k, _)| k[0])
-            .collect();
-        assert_eq!(keys, vec![1, 2, 3]);
-    }
-
-    #[test]
-    fn meets_the_storage_contract() {
-        conformance::reads_scans_and_deletes(&MemDisk::new());
-        conformance::reads_scans_and_deletes(&Checksummed::new(MemDisk::new()));
-    }
-
-    #[test]
-    fn write_fault_fails_writes() {
-        let disk = MemDisk::new();
-        disk.set_write_fault(Some("disk full".into()));
-        let mut b = WriteBatch::default();
-        b.put(Column::Meta, vec![1], vec![1]);
-        assert_eq!(
-            disk.write(b, Durability::Synced).unwrap_err(),
-            StorageError::Failed("disk full".into())
         );
     }
 }
