@@ -248,6 +248,16 @@ pub fn stream_fault(rng: &mut impl Rng, n: usize) -> Fault {
 mod tests {
     use super::*;
 
+    /// A fault's first word as printed (`crash`, `l1-down`, ...): its kind.
+    fn verb(fault: &Fault) -> String {
+        fault
+            .to_string()
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    }
+
     fn mix(spare: SpareDraw, externals: usize) -> ChaosMix {
         ChaosMix {
             nodes: 3,
@@ -316,13 +326,7 @@ mod tests {
                     assert_eq!(s.faults[i + 1].fault, Fault::RestartAllDown, "seed {seed}");
                     assert_eq!(s.faults[i + 1].at_ms, t.at_ms, "seed {seed}");
                 }
-                kinds.insert(
-                    t.fault
-                        .to_string()
-                        .split_whitespace()
-                        .next()
-                        .map(String::from),
-                );
+                kinds.insert(verb(&t.fault));
             }
         }
         assert_eq!(kinds.len(), 6, "{kinds:?}");
@@ -343,13 +347,7 @@ mod tests {
             // Eight gaps of at least 500 ms; at most eight spells of 5 s and gaps of 4 s.
             assert!(s.end_ms >= 4_000 && s.end_ms < 72_000, "seed {seed}");
             for t in &s.faults {
-                kinds.insert(
-                    t.fault
-                        .to_string()
-                        .split_whitespace()
-                        .next()
-                        .map(String::from),
-                );
+                kinds.insert(verb(&t.fault));
             }
         }
         assert_eq!(kinds.len(), 4, "{kinds:?}");
@@ -360,8 +358,7 @@ mod tests {
         let mut seen = BTreeSet::new();
         for seed in 0..100 {
             for t in draw_chaos(seed, &mix(SpareDraw::L1, 1)).faults {
-                let text = t.fault.to_string();
-                seen.insert(text.split_whitespace().next().unwrap_or("").to_string());
+                seen.insert(verb(&t.fault));
             }
         }
         let kinds: Vec<&str> = seen.iter().map(String::as_str).collect();
