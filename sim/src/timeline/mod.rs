@@ -328,6 +328,7 @@ impl Recorder {
         } else if text.starts_with("heal") {
             (What::Heal, vec![Lane::Cluster])
         } else if text.starts_with("isolate")
+            || text.starts_with("partition")
             || text.starts_with("drop")
             || text.starts_with("lose ")
             || text.starts_with("delay")
@@ -412,6 +413,7 @@ mod tests {
         r.note(7.0, "not a fault", 3);
         r.note(8.0, "fault: crash member m1 (0 unsynced batches lost)", 3);
         r.note(9.0, "start member m1 (level 1)", 3);
+        r.note(10.0, "fault: partition {m0} | {m1, m2, x0}", 3);
         let got: Vec<(Lane, What)> = r.items.iter().map(|i| (i.lane, i.what)).collect();
         assert_eq!(
             got,
@@ -424,6 +426,7 @@ mod tests {
                 (Lane::Node(1), What::Restart),
                 (Lane::Node(101), What::Crash),
                 (Lane::Node(101), What::Restart),
+                (Lane::Cluster, What::FaultOn),
             ]
         );
     }
