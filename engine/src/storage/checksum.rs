@@ -15,10 +15,15 @@
 //! it seals every value it writes and checks every value it reads, so the engine above it
 //! never sees the format and the disk below it may lie.
 
+use std::sync::{Arc, Mutex};
+
 use super::{Column, Durability, KeyValue, Op, Storage, StorageError, WriteBatch};
 
 /// Keeps these checksums apart from any other CRC-32C of the same bytes.
 const DOMAIN: &[u8] = b"canon/record/v1";
+
+/// Where the last batch is journaled on a disk that may tear batches.
+pub const KEY_JOURNAL: &[u8] = b"storage/journal";
 
 /// The checksum's size at the end of every stored value.
 pub const CHECKSUM_BYTES: usize = 4;
@@ -32,6 +37,10 @@ pub enum Corruption {
         "checksum 0x{stored:08x} stored, 0x{computed:08x} computed over its column, key and value"
     )]
     Mismatch { stored: u32, computed: u32 },
+    /// A record the node wrote and read back before is not there: its write went elsewhere
+    /// (a misdirected write) or was lost after the disk said it was durable.
+    #[error("written and held before, now missing")]
+    Missing,
 }
 
 /// Each column's byte in the checksum. Fixed here, not the enum's order, so that reordering
@@ -93,11 +102,55 @@ pub fn unseal(column: Column, key: &[u8], mut stored: Vec<u8>) -> Result<Vec<u8>
 #[derive(Clone, Debug, Default)]
 pub struct Checksummed<S> {
     inner: S,
+    /// The first corrupt record a read met (see [`Storage::corruption_seen`]).
+    seen: Arc<Mutex<Option<StorageError>>>,
+    /// A planted bug: reads of this column drop the checksum unchecked (the simulator's proof
+    /// that its checker notices a skipped check; see `Plant::UncheckedBlockReads`).
+    unchecked: Option<Column>,
+    /// A planted bug: no journal on a disk that may tear (see `Plant::NoJournal`).
+    unjournaled: bool,
 }
 
 impl<S: Storage> Checksummed<S> {
     pub fn new(inner: S) -> Self {
-        Checksummed { inner }
+        Checksummed {
+            inner,
+            seen: Arc::default(),
+            unchecked: None,
+            unjournaled: false,
+        }
+    }
+
+    /// This store with the planted bug: no journal, however the disk may tear. Only the
+    /// simulator's planted-bug runs call it.
+    pub fn planted_no_journal(mut self) -> Self {
+        self.unjournaled = true;
+        self
+    }
+
+    /// This store with the planted bug: reads of `column` skip the check. Only the
+    /// simulator's planted-bug runs call it.
+    pub fn planted_unchecked_reads(mut self, column: Column) -> Self {
+        self.unchecked = Some(column);
+        self
+    }
+
+    /// `unseal`, or, for the planted bug's column, the value with its checksum cut off
+    /// unchecked.
+    fn open(&self, col: Column, key: &[u8], mut stored: Vec<u8>) -> Result<Vec<u8>, StorageError> {
+        if self.unchecked == Some(col) {
+            stored.truncate(stored.len().saturating_sub(CHECKSUM_BYTES));
+            return Ok(stored);
+        }
+        unseal(col, key, stored)
+    }
+
+    /// `read`, remembering the first corrupt record it met.
+    fn noted<T>(&self, read: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(e @ StorageError::Corrupt { .. }) = &read {
+            crate::sync::lock(&self.seen).get_or_insert_with(|| e.clone());
+        }
+        read
     }
 
     /// The store underneath, whose values carry their checksums (for tools that read raw
@@ -109,10 +162,12 @@ impl<S: Storage> Checksummed<S> {
 
 impl<S: Storage> Storage for Checksummed<S> {
     fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        self.inner
-            .get(col, key)?
-            .map(|stored| unseal(col, key, stored))
-            .transpose()
+        self.noted(
+            self.inner
+                .get(col, key)?
+                .map(|stored| self.open(col, key, stored))
+                .transpose(),
+        )
     }
 
     fn scan(
@@ -122,23 +177,35 @@ impl<S: Storage> Storage for Checksummed<S> {
         to: &[u8],
         limit: usize,
     ) -> Result<Vec<KeyValue>, StorageError> {
-        self.inner
-            .scan(col, from, to, limit)?
-            .into_iter()
-            .map(|(k, stored)| unseal(col, &k, stored).map(|v| (k, v)))
-            .collect()
+        self.noted(
+            self.inner
+                .scan(col, from, to, limit)?
+                .into_iter()
+                .map(|(k, stored)| self.open(col, &k, stored).map(|v| (k, v)))
+                .collect(),
+        )
     }
 
     fn last_before(&self, col: Column, to: &[u8]) -> Result<Option<KeyValue>, StorageError> {
-        self.inner
-            .last_before(col, to)?
-            .map(|(k, stored)| unseal(col, &k, stored).map(|v| (k, v)))
-            .transpose()
+        self.noted(
+            self.inner
+                .last_before(col, to)?
+                .map(|(k, stored)| self.open(col, &k, stored).map(|v| (k, v)))
+                .transpose(),
+        )
     }
 
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError> {
-        let ops = batch
-            .ops
+        let mut ops = batch.ops;
+        if self.inner.may_tear() && !self.unjournaled {
+            // On a disk that may keep a prefix of a batch, the batch goes first as one
+            // record, then its operations: a torn prefix holds either nothing of it or the
+            // journal, from which the next start completes it ([`Storage::complete_torn_batch`]).
+            let journal =
+                crate::codec::encode(&ops).map_err(|e| StorageError::Failed(e.to_string()))?;
+            ops.insert(0, Op::Put(Column::Meta, KEY_JOURNAL.to_vec(), journal));
+        }
+        let ops = ops
             .into_iter()
             .map(|op| match op {
                 Op::Put(c, k, v) => {
@@ -149,6 +216,40 @@ impl<S: Storage> Storage for Checksummed<S> {
             })
             .collect();
         self.inner.write(WriteBatch { ops }, durability)
+    }
+
+    fn may_tear(&self) -> bool {
+        self.inner.may_tear()
+    }
+
+    fn complete_torn_batch(&self) -> Result<bool, StorageError> {
+        if !self.inner.may_tear() {
+            return Ok(false);
+        }
+        let Some(stored) = self.inner.get(Column::Meta, KEY_JOURNAL)? else {
+            return Ok(false);
+        };
+        // Corrupt: the scrub that follows reports it, and the repair forgets what it covers.
+        let Ok(journal) = unseal(Column::Meta, KEY_JOURNAL, stored) else {
+            return Ok(false);
+        };
+        let ops: Vec<Op> =
+            crate::codec::decode(&journal).map_err(|e| StorageError::Failed(e.to_string()))?;
+        // Every operation again: puts and deletes are idempotent, and this batch was the last.
+        self.write(WriteBatch { ops }, Durability::Synced)?;
+        Ok(true)
+    }
+
+    fn scrub(&self) -> Result<super::Scrub, StorageError> {
+        super::scrub::scrub(&self.inner)
+    }
+
+    fn corruption_seen(&self) -> Option<StorageError> {
+        crate::sync::lock(&self.seen).clone()
+    }
+
+    fn note_damage(&self, damage: StorageError) {
+        crate::sync::lock(&self.seen).get_or_insert(damage);
     }
 }
 
@@ -214,6 +315,41 @@ mod tests {
                 proptest::prop_assert!(unseal(Column::Log, &other, stored.clone()).is_err());
             }
             proptest::prop_assert!(unseal(Column::Certificate, &key, stored).is_err());
+        }
+    }
+
+    /// On a disk that may tear, a batch cut short by a crash is completed from its journal at
+    /// the next start; without the journal (the planted bug), half of it stays.
+    #[test]
+    fn a_torn_batch_is_completed_from_its_journal() {
+        for journaled in [true, false] {
+            let disk = MemDisk::new();
+            disk.set_may_tear(true);
+            let store = if journaled {
+                Checksummed::new(disk.clone())
+            } else {
+                Checksummed::new(disk.clone()).planted_no_journal()
+            };
+            let mut b = WriteBatch::default();
+            for k in 1u8..=4 {
+                b.put(Column::State, vec![k], vec![k; 3]);
+            }
+            store.write(b, Durability::Buffered).unwrap();
+            // The journal and two of the four puts reach the platter.
+            disk.crash_torn(0, 3);
+            let store = Checksummed::new(disk.clone());
+            let held = |s: &Checksummed<MemDisk>| {
+                (1u8..=4)
+                    .filter(|k| s.get(Column::State, &[*k]).unwrap().is_some())
+                    .count()
+            };
+            if journaled {
+                assert_eq!(held(&store), 2);
+                assert!(store.complete_torn_batch().unwrap());
+                assert_eq!(held(&store), 4);
+            } else {
+                assert_eq!(held(&store), 3, "no journal: three of four puts stay");
+            }
         }
     }
 

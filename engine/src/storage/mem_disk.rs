@@ -49,6 +49,8 @@ struct DiskState {
     flip_next_read: Option<(Column, u32)>,
     /// The next put to this column lands under its key with the last byte xor-ed by this.
     misdirect_next_put: Option<(Column, u8)>,
+    /// Crashes may tear batches ([`MemDisk::crash_torn`]): the store above journals.
+    may_tear: bool,
 }
 
 /// Flips bit `bit` (modulo the record's bits) of `bytes`; nothing for an empty record.
@@ -163,6 +165,12 @@ impl MemDisk {
         }
     }
 
+    /// Says whether crashes may tear this disk's batches, so the store above it journals
+    /// each batch (see `Checksummed`).
+    pub fn set_may_tear(&self, may: bool) {
+        self.lock().may_tear = may;
+    }
+
     /// Number of buffered batches a crash could lose now.
     pub fn pending_batches(&self) -> usize {
         self.lock().pending.len()
@@ -183,6 +191,10 @@ impl MemDisk {
 }
 
 impl Storage for MemDisk {
+    fn may_tear(&self) -> bool {
+        self.lock().may_tear
+    }
+
     fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let mut s = self.lock();
         let mut value = s.view.get(&(col, key.to_vec())).cloned();

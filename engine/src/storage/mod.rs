@@ -7,11 +7,15 @@
 
 pub mod checksum;
 pub mod mem_disk;
+pub mod scrub;
 
 pub use checksum::{Checksummed, Corruption};
 pub use mem_disk::MemDisk;
+pub use scrub::{CorruptRecord, Scrub};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub enum Column {
     /// Raft log entries by index (big-endian u64).
     Log,
@@ -40,6 +44,11 @@ impl Column {
         Column::Certificate,
     ];
 
+    /// The column named `name` (as [`Column::name`] spells it).
+    pub fn from_name(name: &str) -> Option<Column> {
+        Column::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Column::Log => "log",
@@ -53,7 +62,7 @@ impl Column {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Op {
     Put(Column, Vec<u8>, Vec<u8>),
     Delete(Column, Vec<u8>),
@@ -115,6 +124,29 @@ pub trait Storage: Send + Sync + 'static {
     /// The greatest key-value pair with `key < to`.
     fn last_before(&self, col: Column, to: &[u8]) -> Result<Option<KeyValue>, StorageError>;
     fn write(&self, batch: WriteBatch, durability: Durability) -> Result<(), StorageError>;
+    /// Every record read and checked (see [`scrub`]). A store that keeps no checksums finds
+    /// nothing.
+    fn scrub(&self) -> Result<Scrub, StorageError> {
+        Ok(Scrub::default())
+    }
+    /// The first corrupt record a read has met since the store was opened, if any: a node
+    /// that met one stops and repairs at its next start instead of going on.
+    fn corruption_seen(&self) -> Option<StorageError> {
+        None
+    }
+    /// Something above the store found it lying in a way no checksum shows (a record it held
+    /// before is missing): reported like a corrupt read, so the node stops and repairs.
+    fn note_damage(&self, _damage: StorageError) {}
+    /// Whether a crash can leave part of a batch written (RocksDB's write-ahead log never
+    /// does; a simulated disk may be made to).
+    fn may_tear(&self) -> bool {
+        false
+    }
+    /// Completes the last batch a crash may have torn, from its journal (see
+    /// [`checksum::Checksummed`]); `true` if there was one to complete.
+    fn complete_torn_batch(&self) -> Result<bool, StorageError> {
+        Ok(false)
+    }
 }
 
 /// The storage contract every implementation must meet, as one suite: the simulator's disk
