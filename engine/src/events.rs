@@ -17,6 +17,14 @@ pub enum Event {
         term: u64,
         committed_index: Option<u64>,
     },
+    /// The start-up scrub found damaged records (or a hole) and the repair policy decided
+    /// `repair` (never emitted for a clean store).
+    Scrubbed {
+        corrupt_records: usize,
+        repair: crate::policy::repair::Repair,
+    },
+    /// A read met a corrupt record: the node stops, and its next start repairs.
+    CorruptRead { error: crate::storage::StorageError },
     /// A vote was made durable: for `voted_for` in `term`; `committed` once a quorum granted
     /// it, i.e. `voted_for` leads `term`.
     VoteSaved {
@@ -44,6 +52,8 @@ pub enum Event {
     /// `height`, and `missing_blocks` below it are to be backfilled.
     SnapshotInstalled {
         index: Option<u64>,
+        /// The term of the last entry the snapshot stands for (0 for none).
+        term: u64,
         height: u64,
         hash: B256,
         state_root: B256,

@@ -46,6 +46,9 @@ pub enum NodeError {
     /// The replica (an external node's chain) could not be opened.
     #[error("{0}")]
     Replica(#[from] ReplayError),
+    /// Its store is damaged in a way it must not start with (see [`crate::policy::repair`]).
+    #[error("this node must not start: {0}")]
+    Halted(crate::policy::repair::Halt),
     /// openraft could not start.
     #[error("raft: {0}")]
     Raft(Box<openraft::error::Fatal<NodeId>>),

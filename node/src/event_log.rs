@@ -32,6 +32,27 @@ impl EventSink for EventLog {
                 );
             }
             Event::VoteSaved { term, .. } => m.set_term(term),
+            Event::Scrubbed {
+                corrupt_records,
+                repair,
+            } => match repair {
+                canon_engine::policy::repair::Repair::Halt(why) => {
+                    tracing::error!(corrupt_records, "the start-up scrub refuses this database: {why}");
+                }
+                canon_engine::policy::repair::Repair::Rejoin { abstain_until } => {
+                    tracing::error!(
+                        corrupt_records,
+                        abstain_until_term = abstain_until.term,
+                        abstain_until_index = abstain_until.index,
+                        "the start-up scrub found damaged records: forgot every replicated record, \
+                         catching up from peers; no election until it has applied that far"
+                    );
+                }
+                other => tracing::warn!(corrupt_records, "the start-up scrub repaired: {other:?}"),
+            },
+            Event::CorruptRead { error } => {
+                tracing::error!("a read met a corrupt record, stopping to repair at the next start: {error}");
+            }
             Event::Committed { .. } | Event::EntryApplied { .. } => {}
             Event::L1HeadRead {
                 batch_number,

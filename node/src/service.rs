@@ -294,7 +294,21 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         .await
         .map_err(|e| fail("rpc_address", e))?;
 
-    wait_for_signal(&stop).await;
+    // A consensus node that read a corrupt record stops itself; the process then exits
+    // non-zero so its supervisor starts it again, and the start-up scrub repairs.
+    let damaged = async {
+        match &role {
+            Role::Consensus(node) => Some(node.stopped_by_damage().await),
+            _ => std::future::pending().await,
+        }
+    };
+    let damage = tokio::select! {
+        () = wait_for_signal(&stop) => None,
+        d = damaged => d,
+    };
+    if let Some(d) = &damage {
+        tracing::error!("stopping on a corrupt read, to repair at the next start: {d}");
+    }
     tracing::info!("shutting down");
     servers.cancel();
     let _ = rpc.stop();
@@ -310,7 +324,15 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     drop(ctx);
     drop(role);
     tracing::info!("stopped");
-    Ok(())
+    match damage {
+        Some(d) => Err(fail(
+            "storage",
+            format!(
+                "a corrupt read ({d}): restart the node; its start-up scrub repairs from peers"
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// Starts the batcher on a consensus node with `batcher_enabled` and a settlement contract.

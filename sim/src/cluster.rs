@@ -5,7 +5,7 @@ use crate::l1::SimL1;
 use canon_engine::app::ledger::{account_in, SignedTransaction};
 use canon_engine::settlement::batcher_core::BatcherSetup;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -16,7 +16,7 @@ use canon_engine::consensus::config::Plant;
 use canon_engine::consensus::node::ConsensusNode;
 use canon_engine::keys::SecretKey;
 use canon_engine::seams::Seams;
-use canon_engine::storage::MemDisk;
+use canon_engine::storage::{Column, MemDisk};
 use canon_engine::NodeId;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::{Rng, SeedableRng};
@@ -67,6 +67,8 @@ pub struct ClusterConfig {
     pub app: SimApp,
     /// A bug planted in every node (`CANON_SIM_PLANT=stale-reads`), to show a checker fires.
     pub plant: Plant,
+    /// The nodes' disks may tear a batch at a crash (`crash-torn`): the store journals.
+    pub disks_may_tear: bool,
 }
 
 /// The application a simulated chain runs.
@@ -77,11 +79,14 @@ pub enum SimApp {
     Kv,
 }
 
-/// The bug `CANON_SIM_PLANT` names, if any: `stale-reads`, `forget-gap`.
+/// The bug `CANON_SIM_PLANT` names, if any: `stale-reads`, `forget-gap`,
+/// `unchecked-block-reads`, `no-journal`.
 pub fn planted() -> Plant {
     match std::env::var("CANON_SIM_PLANT").as_deref() {
         Ok("stale-reads") => Plant::StaleReads,
         Ok("forget-gap") => Plant::ForgetGap,
+        Ok("unchecked-block-reads") => Plant::UncheckedBlockReads,
+        Ok("no-journal") => Plant::NoJournal,
         _ => Plant::None,
     }
 }
@@ -107,6 +112,7 @@ impl Default for ClusterConfig {
             log_keep_entries: 10,
             app: SimApp::Ledger,
             plant: planted(),
+            disks_may_tear: false,
         }
     }
 }
@@ -130,6 +136,8 @@ struct Slot {
     handle: NodeHandle,
     live: LiveSlot,
     up: bool,
+    /// Its start-up repair refused to let it start (see `policy::repair`): it stays out.
+    halted: Arc<AtomicBool>,
 }
 
 pub struct SimCluster {
@@ -248,6 +256,7 @@ impl SimCluster {
                 plant: cfg.plant,
             };
             let disk = MemDisk::new();
+            disk.set_may_tear(cfg.disks_may_tear);
             let live: LiveSlot = Arc::new(Mutex::new(None));
             let serving_lie = ServingLieSlot::default();
             let (d, l, n, o, k, lie) = (
@@ -272,6 +281,10 @@ impl SimCluster {
                 retry_ms_min: 100,
                 retry_ms_max: 2_000,
             });
+            let me: Arc<std::sync::OnceLock<madsim::task::NodeId>> = Arc::default();
+            let m = me.clone();
+            let halted = Arc::new(AtomicBool::new(false));
+            let h = halted.clone();
             let node = handle
                 .create_node()
                 .name(format!("n{i}"))
@@ -279,6 +292,8 @@ impl SimCluster {
                 .init(move || {
                     run_node(NodeParts {
                         i,
+                        me: m.clone(),
+                        halted: h.clone(),
                         cfg: node_cfg.clone(),
                         disk: d.clone(),
                         net: n.clone(),
@@ -290,6 +305,7 @@ impl SimCluster {
                     })
                 })
                 .build();
+            let _ = me.set(node.id());
             slots.push(Slot {
                 key,
                 skew_ms: skew,
@@ -298,6 +314,7 @@ impl SimCluster {
                 handle: node,
                 live,
                 up: true,
+                halted,
             });
         }
         SimCluster {
@@ -383,8 +400,18 @@ impl SimCluster {
         self.slots.get(i).is_some_and(|s| s.up)
     }
 
+    /// Nodes up and not halted by their start-up repair.
     pub fn up_nodes(&self) -> Vec<usize> {
-        (0..self.size()).filter(|i| self.is_up(*i)).collect()
+        (0..self.size())
+            .filter(|i| self.is_up(*i) && !self.is_halted(*i))
+            .collect()
+    }
+
+    /// Whether node `i` refused to start on damage it must not start with.
+    pub fn is_halted(&self, i: usize) -> bool {
+        self.slots
+            .get(i)
+            .is_some_and(|s| s.halted.load(Ordering::Relaxed))
     }
 
     pub fn down_nodes(&self) -> Vec<usize> {
@@ -435,6 +462,26 @@ impl SimCluster {
         ));
     }
 
+    /// Node `i` loses power in the middle of a write: `keep_permille` thousandths of its
+    /// buffered batches reach the platter, then the first `torn_ops` operations of the next.
+    pub fn crash_torn(&mut self, i: usize, keep_permille: u16, torn_ops: usize) {
+        if !self.is_up(i) {
+            self.note(format!("fault: crash-torn n{i} (already down)"));
+            return;
+        }
+        self.net.set_powered(i, false);
+        self.handle.kill(self.slots[i].handle.id());
+        let pending = self.slots[i].disk.pending_batches();
+        let keep = pending * usize::from(keep_permille.min(1_000)) / 1_000;
+        let lost = self.slots[i].disk.crash_torn(keep, torn_ops);
+        let slot = &mut self.slots[i];
+        *canon_engine::sync::lock(&slot.live) = None;
+        slot.up = false;
+        self.note(format!(
+            "fault: crash n{i} (power loss mid-write; {lost} unsynced batches lost, the first {torn_ops} operations of one kept)"
+        ));
+    }
+
     /// Node `i`'s wall clock jumps by `delta_ms` (NTP step, VM pause, operator error).
     pub fn jump_clock(&mut self, i: usize, delta_ms: i64) {
         self.slots[i].skew_ms.fetch_add(delta_ms, Ordering::Relaxed);
@@ -447,6 +494,36 @@ impl SimCluster {
             .disk
             .set_write_fault(Some(format!("injected fault: n{i} disk write failed")));
         self.note(format!("fault: n{i} disk writes fail"));
+    }
+
+    /// Bit rot on node `i`'s disk: bit `bit` of the `nth` record of `column` flips at rest.
+    pub fn rot(&mut self, i: usize, column: Column, nth: usize, bit: u32) {
+        match self.slots[i].disk.flip_at_rest(column, nth, bit) {
+            Some(key) => self.note(format!(
+                "fault: n{i} disk rots the {} record at 0x{} (bit {bit})",
+                column.name(),
+                hex::encode(key)
+            )),
+            None => self.note(format!("fault: n{i} disk rot: no {} record", column.name())),
+        }
+    }
+
+    /// Node `i`'s disk returns the next `column` record it reads with bit `bit` flipped.
+    pub fn flip_next_read(&mut self, i: usize, column: Column, bit: u32) {
+        self.slots[i].disk.flip_next_read(column, bit);
+        self.note(format!(
+            "fault: n{i} disk flips bit {bit} of the next {} record read",
+            column.name()
+        ));
+    }
+
+    /// Node `i`'s disk puts the next `column` record under another key.
+    pub fn misdirect_next_put(&mut self, i: usize, column: Column, xor: u8) {
+        self.slots[i].disk.misdirect_next_put(column, xor);
+        self.note(format!(
+            "fault: n{i} disk misdirects the next {} write (key xor {xor})",
+            column.name()
+        ));
     }
 
     pub fn heal_disks(&mut self) {
@@ -798,6 +875,9 @@ fn for_each_block(
 /// What a consensus node's simulated machine runs with, at every (re)start.
 struct NodeParts {
     i: usize,
+    /// Its simulated machine, for the supervisor's restart after a corrupt read.
+    me: Arc<std::sync::OnceLock<madsim::task::NodeId>>,
+    halted: Arc<AtomicBool>,
     cfg: NodeConfig,
     disk: MemDisk,
     net: SimNet,
@@ -811,6 +891,8 @@ struct NodeParts {
 async fn run_node(parts: NodeParts) {
     let NodeParts {
         i,
+        me,
+        halted,
         cfg,
         disk,
         net,
@@ -830,7 +912,14 @@ async fn run_node(parts: NodeParts) {
     let listener = host.listen();
     let seams = Seams {
         // Every record sealed and checked; the disk's faults happen underneath.
-        storage: Arc::new(canon_engine::storage::Checksummed::new(disk)),
+        storage: Arc::new({
+            let store = canon_engine::storage::Checksummed::new(disk);
+            match cfg.plant {
+                Plant::UncheckedBlockReads => store.planted_unchecked_reads(Column::Block),
+                Plant::NoJournal => store.planted_no_journal(),
+                _ => store,
+            }
+        }),
         transport: host.transport(),
         clock: Arc::new(SimClock { skew_ms }),
         events: host.events(),
@@ -841,6 +930,13 @@ async fn run_node(parts: NodeParts) {
     let node = loop {
         match SimNode::start(cfg.clone(), seams.clone()).await {
             Ok(n) => break n,
+            Err(e @ canon_engine::seams::NodeError::Halted(_)) => {
+                // Restarting would find the same damage: it stays down, as a supervisor
+                // gives up on a unit that refuses to start for a reason it names.
+                observer.lock().note(format!("n{i} halted: {e}"));
+                halted.store(true, Ordering::Relaxed);
+                return;
+            }
             Err(e) => {
                 observer.lock().note(format!("n{i} failed to start: {e}"));
                 madsim::time::sleep(Duration::from_secs(1)).await;
@@ -851,11 +947,29 @@ async fn run_node(parts: NodeParts) {
     if let Some(setup) = batcher {
         node.start_batcher(setup);
     }
+    let damaged = node.clone();
     let serving = Arc::new(LyingPeer {
         node,
         lie: serving_lie,
     });
-    host.serve(listener, serving).await;
+    let stopped = futures::future::select(
+        Box::pin(host.serve(listener, serving)),
+        Box::pin(damaged.stopped_by_damage()),
+    )
+    .await;
+    if let futures::future::Either::Right((error, _)) = stopped {
+        // The node stopped itself on a corrupt read. Its supervisor starts the process again
+        // (what the OS had buffered survives: this is no power loss), and the start-up scrub
+        // repairs what is damaged at rest.
+        *canon_engine::sync::lock(&live) = None;
+        observer.lock().note(format!(
+            "n{i} stopped on a corrupt read ({error}); restarting"
+        ));
+        madsim::time::sleep(Duration::from_secs(1)).await;
+        if let Some(id) = me.get() {
+            madsim::runtime::Handle::current().restart(*id);
+        }
+    }
 }
 
 impl Serves for SimNode {

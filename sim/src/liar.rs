@@ -131,6 +131,9 @@ impl SimCluster {
         let chain_id = self.spec.chain_id;
         let deposed: Arc<Mutex<Vec<Block>>> = Arc::new(Mutex::new(Vec::new()));
         let (net, id, observer) = (self.net.clone(), key.node_id(), self.observer.clone());
+        // Its refusals are expected: the checker's "never serves a corrupt record" is about
+        // sound nodes.
+        observer.lock().checker.expect_serving_lies_from(id);
         let shared = deposed.clone();
         self.handle
             .create_node()

@@ -287,6 +287,14 @@ fn main() -> ExitCode {
     // time went to it). Children (explore's, shrink's) inherit the setting. Where the kernel
     // refuses, a run is only slower.
     let _ = nix::sys::prctl::set_thp_disable(true);
+    // The engine's and openraft's own logs, to stderr, only when asked for
+    // (`RUST_LOG=openraft=debug canon-sim run ...`): they never enter the trace.
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let cli = Cli::parse();
     match cli.command {
         Command::List => {

@@ -23,7 +23,7 @@ use crate::settlement::role::BatcherRole;
 use crate::storage::{Column, Durability, Storage, StorageError, WriteBatch};
 
 mod built;
-mod certified;
+pub(crate) mod certified;
 mod outcomes;
 mod recent;
 #[cfg(test)]
@@ -32,11 +32,11 @@ pub(crate) use certified::stage_certificate;
 pub use certified::{certificate_key, Serve};
 pub use outcomes::Applied;
 
-const KEY_APPLIED: &[u8] = b"sm/applied";
+pub(crate) const KEY_APPLIED: &[u8] = b"sm/applied";
 /// The blocks a snapshot jumped over, while any are missing (see [`crate::chain::backfill`]).
-const KEY_BACKFILL: &[u8] = b"sm/backfill";
+pub(crate) const KEY_BACKFILL: &[u8] = b"sm/backfill";
 /// The last snapshot built: written synced, so everything applied before it is durable.
-const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
+pub(crate) const KEY_SNAPSHOT: &[u8] = b"sm/snapshot";
 /// Every application key is stored under this prefix, so one range `[STATE_PREFIX,
 /// STATE_END)` holds them all whatever their length.
 const STATE_PREFIX: u8 = 0;
@@ -155,7 +155,7 @@ pub fn batch_key(number: u64) -> [u8; 8] {
     number.to_be_bytes()
 }
 
-fn attestation_key(number: u64, signer: &NodeId) -> Vec<u8> {
+pub(crate) fn attestation_key(number: u64, signer: &NodeId) -> Vec<u8> {
     let mut k = number.to_be_bytes().to_vec();
     k.extend_from_slice(&signer.0);
     k
@@ -523,6 +523,11 @@ impl ChainStore {
             });
         }
         Ok(out)
+    }
+
+    /// The store underneath (to report damage found above it).
+    pub(crate) fn storage(&self) -> &dyn Storage {
+        &*self.storage
     }
 
     fn backfill_guard(&self) -> MutexGuard<'_, Option<Backfill>> {

@@ -32,6 +32,8 @@ pub enum RecutError {
     Storage(StoreError),
     /// The stored gap does not cut again to the snapshot's batches: it never will.
     Inconsistent(BackfillError),
+    /// A block of the filled gap is missing from this node's disk.
+    Lost { height: u64 },
 }
 
 impl From<StoreError> for RecutError {
@@ -214,9 +216,9 @@ pub fn recut(
             MAX_RESPONSE_BYTES,
         )?;
         if blocks.is_empty() {
-            return Err(RecutError::Inconsistent(BackfillError::NotStored {
-                height,
-            }));
+            // The gap's blocks were stored and checked as they came: one missing now is a
+            // write the disk lost or put elsewhere, not a source's fault.
+            return Err(RecutError::Lost { height });
         }
         for block in &blocks {
             let hash = block.hash().map_err(|e| {
@@ -262,6 +264,16 @@ pub(crate) fn recut_reported(
                 RecutError::Storage(e) => Event::StorageFailed {
                     reason: e.to_string(),
                 },
+                RecutError::Lost { height } => {
+                    let damage = crate::storage::StorageError::Corrupt {
+                        column: crate::storage::Column::Block,
+                        key: crate::chain::store::block_key(height).to_vec(),
+                        why: crate::storage::Corruption::Missing,
+                    };
+                    // The node stops on it and its start-up scrub repairs (see the driver).
+                    chain.storage().note_damage(damage.clone());
+                    Event::CorruptRead { error: damage }
+                }
                 RecutError::Inconsistent(e) => Event::BackfillRecutFailed {
                     from_height: gap.base_height + 1,
                     to_height: gap.top_height,

@@ -136,4 +136,8 @@ pub enum Plant {
     /// A node that installs a snapshot never downloads the blocks it jumped over: the gap
     /// stays open (a bug `canon-sim shrink` is shown on).
     ForgetGap,
+    /// Reads of stored blocks skip the checksum check (the host wraps its store so).
+    UncheckedBlockReads,
+    /// No journal on a disk that may tear batches (the host wraps its store so).
+    NoJournal,
 }

@@ -534,6 +534,7 @@ mod tests {
             leader: (role == Role::Leader).then_some(me),
             millis_since_quorum_ack: (role == Role::Leader).then_some(0),
             failed: None,
+            abstain_until: None,
         }
     }
 

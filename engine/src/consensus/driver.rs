@@ -45,6 +45,10 @@ async fn drive<RT: AsyncRuntime>(
         if node.is_stopped() {
             return;
         }
+        if let Some(error) = node.storage().corruption_seen() {
+            node.stop_for_damage(error).await;
+            return;
+        }
         let view = node.raft_view();
         let effects = {
             let now = node.core().now_ms();

@@ -9,5 +9,6 @@ mod driver;
 pub mod mempool;
 pub mod node;
 pub mod raft;
+pub mod repair;
 pub mod shared_core;
 pub mod status;

@@ -30,6 +30,7 @@ use crate::ids::NodeId;
 use crate::net::peer;
 use crate::net::wire::{Request, Response, MAX_SUBMIT_WAIT_MS};
 use crate::policy::election::{LogPos, RaftView, Role};
+use crate::policy::repair::Repair;
 pub use crate::seams::{NodeError, Seams};
 
 mod admission;
@@ -58,6 +59,13 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     wake: UnboundedSender<Input>,
     /// Its commit votes, signed once each (see [`crate::consensus::certify`]).
     own_votes: crate::consensus::certify::OwnVotes,
+    /// A repair made it forget log entries it may have acknowledged: it never stands for
+    /// election and votes only for candidates whose log reaches this position, until it has
+    /// applied that far (see [`crate::policy::repair`]).
+    abstain_until: Option<LogPos>,
+    /// Set when it stopped itself on a corrupt read; hosts wait on [`Self::stopped_by_damage`].
+    damage: Mutex<Option<crate::storage::StorageError>>,
+    damage_seen: tokio::sync::Notify,
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
@@ -73,6 +81,23 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     ) -> Result<(Arc<Self>, UnboundedReceiver<Input>), NodeError> {
         cfg.validate()?;
         let id = cfg.id();
+        // Before anything reads the store: every record checked, and what is damaged
+        // repaired or refused (`policy::repair`).
+        let repaired = crate::consensus::repair::scrub_and_repair(&*seams.storage, &cfg.key)
+            .map_err(crate::chain::store::StoreError::from)?;
+        if repaired.repair != Repair::Nothing {
+            seams.events.emit(
+                &id,
+                Event::Scrubbed {
+                    corrupt_records: repaired.corrupt_records,
+                    repair: repaired.repair.clone(),
+                },
+            );
+        }
+        if let Repair::Halt(why) = repaired.repair {
+            return Err(NodeError::Halted(why));
+        }
+        let abstain_until = crate::consensus::repair::abstain_until(&*seams.storage);
         let chain = Arc::new(ChainStore::open(seams.storage.clone(), &cfg.chain)?);
         let (head, last_applied) = {
             let s = chain.state();
@@ -113,6 +138,9 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             l1: OnceLock::new(),
             wake,
             own_votes: Default::default(),
+            abstain_until,
+            damage: Mutex::new(None),
+            damage_seen: tokio::sync::Notify::new(),
         });
         Ok((node, finished))
     }
@@ -297,6 +325,32 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let _ = self.raft().shutdown().await;
     }
 
+    /// A read met a corrupt record: stop at once, so nothing goes on from a store that lies,
+    /// and tell the host, which starts the node again; its start-up scrub and repair then
+    /// deal with what is damaged at rest (a bit flipped on the way back reads right again).
+    pub(crate) async fn stop_for_damage(&self, error: crate::storage::StorageError) {
+        self.emit(Event::CorruptRead {
+            error: error.clone(),
+        });
+        self.shutdown().await;
+        *lock(&self.damage) = Some(error);
+        self.damage_seen.notify_one();
+    }
+
+    /// Resolves once the node stopped itself on a corrupt read, with what it read.
+    pub async fn stopped_by_damage(&self) -> crate::storage::StorageError {
+        loop {
+            if let Some(e) = lock(&self.damage).clone() {
+                return e;
+            }
+            self.damage_seen.notified().await;
+        }
+    }
+
+    pub(crate) fn storage(&self) -> &dyn crate::storage::Storage {
+        &*self.seams.storage
+    }
+
     fn stopped(&self) -> bool {
         self.stopped.load(Ordering::SeqCst)
     }
@@ -344,7 +398,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 self.core.appended_by(from);
                 Response::AppendEntries(self.raft().append_entries(r.into()).await)
             }
-            Request::Vote(r) if is_peer => Response::Vote(self.raft().vote(r).await),
+            Request::Vote(r) if is_peer => Response::Vote(self.answer_vote(r).await),
             Request::PreVote { last_log } if is_peer => Response::PreVote {
                 granted: self.answer_pre_vote(from, last_log),
             },
@@ -449,9 +503,49 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// What the election policy reads of Raft.
+    /// A repair's abstention bound, while the applied position is short of it.
+    pub(crate) fn abstaining(&self) -> Option<LogPos> {
+        let bound = self.abstain_until?;
+        let applied = self
+            .chain
+            .state()
+            .last_applied
+            .map_or(LogPos { term: 0, index: 0 }, |l| LogPos {
+                term: l.leader_id.term,
+                index: l.index,
+            });
+        (applied < bound).then_some(bound)
+    }
+
+    /// A vote request: Raft's answer, or, while abstaining, a refusal to a candidate whose log
+    /// does not reach the bound (the candidate sees this node's vote and log, and a rejection,
+    /// as from any voter that will not grant).
+    async fn answer_vote(
+        &self,
+        req: openraft::raft::VoteRequest<NodeId>,
+    ) -> Result<openraft::raft::VoteResponse<NodeId>, openraft::error::RaftError<NodeId>> {
+        let candidate = req.last_log_id.map(|l| LogPos {
+            term: l.leader_id.term,
+            index: l.index,
+        });
+        if self
+            .abstaining()
+            .is_none_or(|bound| candidate >= Some(bound))
+        {
+            return self.raft().vote(req).await;
+        }
+        let m = self.raft().metrics().borrow().clone();
+        Ok(openraft::raft::VoteResponse {
+            vote: m.vote,
+            vote_granted: false,
+            last_log_id: self.log.last_log_id().ok().flatten(),
+        })
+    }
+
     pub(crate) fn raft_view(&self) -> RaftView {
         let m = self.raft().metrics().borrow().clone();
         RaftView {
+            abstain_until: self.abstaining(),
             role: match m.state {
                 ServerState::Leader => Role::Leader,
                 ServerState::Candidate => Role::Candidate,

@@ -77,6 +77,10 @@ pub struct RaftView {
     pub millis_since_quorum_ack: Option<u64>,
     /// Raft stopped on this fatal error.
     pub failed: Option<String>,
+    /// A repair made this node forget log entries it may have acknowledged, and it has not
+    /// yet applied this far: it never asks for pre-votes or campaigns, and it grants a
+    /// pre-vote only to a candidate whose log reaches this position (`policy::repair`).
+    pub abstain_until: Option<LogPos>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -246,7 +250,11 @@ impl Elector {
             }
             Role::Follower | Role::Candidate => {
                 if now >= self.deadline(view) {
-                    self.start_round(now, &mut out);
+                    if view.abstain_until.is_some() {
+                        self.restart_timer(now);
+                    } else {
+                        self.start_round(now, &mut out);
+                    }
                 }
             }
             Role::Other => {}
@@ -317,7 +325,11 @@ impl Elector {
         let quorum = self.cfg.quorum();
         let alive = self.leader_alive(now, view, &self.cfg.id, self.cfg.election_timeout_ms_min);
         let r = self.round.as_mut().filter(|r| r.id == round)?;
-        if !granted || r.campaigned || !self.cfg.voters.contains(&from) {
+        if !granted
+            || r.campaigned
+            || !self.cfg.voters.contains(&from)
+            || view.abstain_until.is_some()
+        {
             return None;
         }
         r.grants.insert(from);
@@ -349,6 +361,8 @@ impl Elector {
         {
             return false;
         }
+        // An abstaining node compares with the log it forgot as well as the one it holds.
+        let own_last = own_last.max(view.abstain_until);
         candidate_last >= own_last
     }
 }
@@ -382,6 +396,7 @@ mod tests {
             leader: leader.map(|l| ids()[l]),
             millis_since_quorum_ack: None,
             failed: None,
+            abstain_until: None,
         }
     }
 
@@ -428,6 +443,25 @@ mod tests {
         let mut e = Elector::new(cfg(1), 1);
         let acts = run(&mut e, &follower(3, Some(0)), (0, 10_000, 10), 50);
         assert!(acts.is_empty(), "{acts:?}");
+    }
+
+    #[test]
+    fn an_abstaining_follower_never_asks_for_votes_and_resumes_once_repaired() {
+        let mut e = Elector::new(cfg(1), 1);
+        let abstaining = RaftView {
+            abstain_until: Some(LogPos { term: 3, index: 50 }),
+            ..follower(3, None)
+        };
+        let acts = run(&mut e, &abstaining, (0, 10_000, 10), 0);
+        assert!(acts.is_empty(), "{acts:?}");
+        // No hot loop: the next tick is at most a timeout away, never the next millisecond.
+        assert_eq!(e.next_tick(&abstaining), 10_000 + 50);
+        let acts = run(&mut e, &follower(3, None), (10_010, 11_000, 10), 0);
+        assert!(
+            acts.iter()
+                .any(|(_, a)| matches!(a, ElectionAction::RequestPreVotes { .. })),
+            "{acts:?}"
+        );
     }
 
     #[test]
@@ -540,6 +574,41 @@ mod tests {
             (pos(5, 10), pos(6, 1), follower(5, None), None, 1_000, true),
             (None, None, follower(0, None), None, 1_000, true),
             (pos(1, 1), None, follower(1, None), None, 1_000, false),
+            // A node repairing its log grants only to a candidate whose log reaches the bound
+            // (the term of its vote, the highest index it held), whatever it holds now.
+            (
+                None,
+                pos(5, 99),
+                RaftView {
+                    abstain_until: pos(5, 100),
+                    ..follower(5, None)
+                },
+                None,
+                1_000,
+                false,
+            ),
+            (
+                None,
+                pos(5, 100),
+                RaftView {
+                    abstain_until: pos(5, 100),
+                    ..follower(5, None)
+                },
+                None,
+                1_000,
+                true,
+            ),
+            (
+                pos(3, 10),
+                pos(6, 1),
+                RaftView {
+                    abstain_until: pos(5, 100),
+                    ..follower(6, None)
+                },
+                None,
+                1_000,
+                true,
+            ),
             // A leader heard within the minimum timeout is kept.
             (
                 pos(5, 10),

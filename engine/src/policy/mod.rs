@@ -24,6 +24,7 @@ pub mod fence_proposer;
 pub mod fork_choice;
 pub mod fork_search;
 pub mod redundancy;
+pub mod repair;
 pub mod round_clock;
 pub mod sequencer;
 

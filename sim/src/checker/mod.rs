@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use alloy_primitives::{keccak256, B256};
 use canon_engine::events::Event;
+use canon_engine::policy::election::LogPos;
 use canon_engine::policy::fork_choice::Keep;
+use canon_engine::policy::repair::Repair;
 use canon_engine::NodeId;
 
 mod certified;
@@ -69,10 +71,21 @@ struct NodeTrack {
     term: u64,
     committed: Option<u64>,
     applied_index: Option<u64>,
+    /// A repair made it forget its log: it must not stand for election until it has
+    /// applied this far.
+    abstain_until: Option<LogPos>,
+    /// The highest term of a block it applied.
+    applied_term: u64,
+    /// Its start-up scrub refused to let it start (a damaged vote, say): it stays down.
+    halted: bool,
 }
 
 pub struct Checker {
     genesis_hash: B256,
+    /// Start-up repairs that made a node forget what it replicated.
+    rejoins: usize,
+    /// See [`Checker::most_unhealthy_at_once`].
+    most_unhealthy: usize,
     canonical: BTreeMap<u64, Canonical>,
     nodes: Vec<NodeTrack>,
     /// The leader each term's committed votes name.
@@ -135,6 +148,8 @@ impl Checker {
         Checker {
             genesis_hash,
             canonical: BTreeMap::new(),
+            rejoins: 0,
+            most_unhealthy: 0,
             nodes: vec![NodeTrack::default(); nodes],
             leader_of_term: BTreeMap::new(),
             outcome_of_index: BTreeMap::new(),
@@ -207,6 +222,32 @@ impl Checker {
         self.canonical.get(&height).map(|c| c.hash)
     }
 
+    /// How many times a node's start-up repair made it forget its replicated records.
+    pub fn rejoins(&self) -> usize {
+        self.rejoins
+    }
+
+    /// The most nodes whose disks were unhealthy at once: halted, or repairing (abstaining
+    /// until they have applied past what they forgot). At a majority, the cluster may stall
+    /// for good, and only safety is owed.
+    pub fn most_unhealthy_at_once(&self) -> usize {
+        self.most_unhealthy
+    }
+
+    fn count_unhealthy(&mut self) {
+        let now = self
+            .nodes
+            .iter()
+            .filter(|t| {
+                t.halted
+                    || t.abstain_until.is_some_and(|b| {
+                        (t.applied_term, t.applied_index.unwrap_or(0)) < (b.term, b.index)
+                    })
+            })
+            .count();
+        self.most_unhealthy = self.most_unhealthy.max(now);
+    }
+
     pub fn node_head(&self, node: usize) -> u64 {
         self.nodes.get(node).map(|n| n.head).unwrap_or(0)
     }
@@ -216,7 +257,7 @@ impl Checker {
         self.nodes
             .iter()
             .enumerate()
-            .filter(|(_, t)| t.head < t.max_head)
+            .filter(|(_, t)| t.head < t.max_head && !t.halted)
             .map(|(i, t)| (i, t.head, t.max_head))
             .collect()
     }
@@ -401,7 +442,49 @@ impl Checker {
                     }
                 }
             }
+            Event::VoteSaved {
+                term,
+                voted_for: Some(whom),
+                committed: false,
+            } if self.node_ids.get(node) == Some(whom) => {
+                self.saw_term(node, *term, at);
+                let t = &self.nodes[node];
+                if let Some(bound) = t.abstain_until {
+                    // Restated: what it applied last (its term, as blocks and snapshots
+                    // report it, and index) is short of the bound, in Raft's order of logs.
+                    let applied = (t.applied_term, t.applied_index.unwrap_or(0));
+                    if applied < (bound.term, bound.index) {
+                        self.fail(
+                            "a node that forgot its log never stands for election until it has applied past it",
+                            node,
+                            None,
+                            at,
+                            format!("stood in term {term} at applied {applied:?}, its bound is {bound:?}"),
+                        );
+                    }
+                }
+            }
             Event::VoteSaved { term, .. } => self.saw_term(node, *term, at),
+            Event::Scrubbed { repair, .. } => match repair {
+                Repair::Rejoin { abstain_until } => {
+                    // It forgot everything replicated and starts over as a new member would;
+                    // only its vote (so its term) and its identity remain.
+                    let t = &mut self.nodes[node];
+                    t.committed = None;
+                    t.applied_index = None;
+                    t.head = 0;
+                    t.chain.clear();
+                    t.applied_term = 0;
+                    t.abstain_until = Some(*abstain_until);
+                    self.rejoins += 1;
+                    self.count_unhealthy();
+                }
+                Repair::Halt(_) => {
+                    self.nodes[node].halted = true;
+                    self.count_unhealthy();
+                }
+                Repair::Nothing | Repair::DropAttestations(_) => {}
+            },
             Event::Committed { index } => {
                 let prev = self.nodes[node].committed;
                 if prev.is_some_and(|p| *index < p) {
@@ -472,7 +555,8 @@ impl Checker {
             | Event::BatcherActive { .. }
             | Event::BatcherStandingBy { .. }
             | Event::BatcherSameLevel { .. }
-            | Event::Certified { .. } => {}
+            | Event::Certified { .. }
+            | Event::CorruptRead { .. } => {}
             Event::EntryApplied { index } | Event::EntryRejected { index, .. } => {
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, None, at);
@@ -484,17 +568,22 @@ impl Checker {
                 parent_hash,
                 state_root,
                 timestamp_ms,
+                term,
                 ..
-            } => self.block_applied(
-                node,
-                at,
-                *index,
-                *height,
-                *hash,
-                *parent_hash,
-                *state_root,
-                *timestamp_ms,
-            ),
+            } => {
+                let t = &mut self.nodes[node];
+                t.applied_term = t.applied_term.max(*term);
+                self.block_applied(
+                    node,
+                    at,
+                    *index,
+                    *height,
+                    *hash,
+                    *parent_hash,
+                    *state_root,
+                    *timestamp_ms,
+                );
+            }
             Event::Replayed {
                 height,
                 hash,
@@ -503,8 +592,24 @@ impl Checker {
                 source,
                 ..
             } => self.replayed(node, at, *height, *hash, *parent_hash, *state_root, *source),
-            Event::SourceRejected { source, kind, .. } => {
+            Event::SourceRejected {
+                source,
+                kind,
+                height,
+                reason,
+            } => {
                 self.rejected_sources.push((node, *source, kind.clone()));
+                // Only a node made to lie (or one of a forked identity) serves a block that
+                // does not check out: a sound node never serves what its disk corrupted.
+                if !self.fork_mode && !self.serving_liars.contains(source) {
+                    self.fail(
+                        "a node never serves a corrupt record",
+                        node,
+                        Some(*height),
+                        at,
+                        format!("source {source} served a block rejected as {kind}: {reason}"),
+                    );
+                }
             }
             Event::Signed {
                 height,
@@ -568,11 +673,16 @@ impl Checker {
             | Event::BackfillDone { .. } => {}
             Event::SnapshotInstalled {
                 index,
+                term,
                 height,
                 hash,
                 state_root,
                 ..
-            } => self.snapshot_installed(node, at, *index, *height, *hash, *state_root),
+            } => {
+                let t = &mut self.nodes[node];
+                t.applied_term = t.applied_term.max(*term);
+                self.snapshot_installed(node, at, *index, *height, *hash, *state_root)
+            }
             Event::BlockBackfilled {
                 height,
                 hash,

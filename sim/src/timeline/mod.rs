@@ -151,6 +151,23 @@ impl Recorder {
                 format!("started at height {head_height}, term {term}"),
             ),
             Event::BecameLeader { term } => (What::Leader(*term), format!("leads term {term}")),
+            Event::CorruptRead { error } => (What::Crash, format!("stopped on a corrupt read: {error}")),
+            Event::Scrubbed {
+                corrupt_records,
+                repair,
+            } => match repair {
+                canon_engine::policy::repair::Repair::Halt(why) => {
+                    (What::Crash, format!("halted: {why}"))
+                }
+                canon_engine::policy::repair::Repair::Rejoin { abstain_until } => (
+                    What::Fault,
+                    format!(
+                        "scrub: {corrupt_records} damaged records: forgot what it replicated, abstains until it applied term {} index {}",
+                        abstain_until.term, abstain_until.index
+                    ),
+                ),
+                other => (What::Fault, format!("scrub: {corrupt_records} damaged records: {other:?}")),
+            },
             Event::LostLeadership { term } => {
                 (What::Follower, format!("lost leadership to term {term}"))
             }

@@ -16,7 +16,7 @@ use crate::codec::{self, CodecError};
 use crate::storage::{Column, Durability, WriteBatch};
 
 /// Every block at or below the stored height has its certificate here.
-const KEY_CERTIFIED: &[u8] = b"sm/certified";
+pub(crate) const KEY_CERTIFIED: &[u8] = b"sm/certified";
 
 pub fn certificate_key(height: u64) -> [u8; 8] {
     height.to_be_bytes()

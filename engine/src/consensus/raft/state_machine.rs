@@ -403,6 +403,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
             &self.node,
             Event::SnapshotInstalled {
                 index: meta.last_log_id.map(|l| l.index),
+                term: meta.last_log_id.map_or(0, |l| l.leader_id.term),
                 height: head.height,
                 hash: head.hash,
                 state_root: head.state_root,
