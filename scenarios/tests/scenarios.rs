@@ -114,6 +114,61 @@ fn kv_linearizable_catches_a_planted_stale_read() {
     }
 }
 
+/// Lying disks: every seed here keeps a healthy majority, repairs at least one node from its
+/// peers (a node that reads a corrupt record stops, and its start-up scrub forgets what it
+/// replicated), and halts at most one.
+#[test]
+fn disk_corruption() {
+    let r = run_scenario("disk-corruption", 0..4, "disk_corruption");
+    assert_ran(&r);
+    assert_fact(&r, "rejoins", 1, 1.0, 20.0);
+    assert_fact(&r, "halted_nodes", 1, 0.0, 1.0);
+    assert_fact(&r, "most_unhealthy_at_once", 1, 0.0, 1.0);
+}
+
+#[test]
+fn misdirected_write() {
+    // (Seed 2 halts a node whose Meta write went astray and then repairs another: a majority
+    // unhealthy at once, so it owes no liveness and records no recovery.)
+    let r = run_scenario("misdirected-write", 0..2, "misdirected_write");
+    assert_ran(&r);
+    assert_fact(&r, "rejoins", 1, 1.0, 20.0);
+    assert_fact(&r, "halted_nodes", 1, 0.0, 1.0);
+}
+
+/// Ten power losses mid-write: every torn batch is completed from its journal at the next
+/// start, so nothing needs repairing.
+#[test]
+fn torn_write() {
+    let r = run_scenario("torn-write", 0..4, "torn_write");
+    assert_ran(&r);
+    assert_fact(&r, "rejoins", 1, 0.0, 0.0);
+    assert_fact(&r, "halted_nodes", 1, 0.0, 0.0);
+}
+
+/// The checker fires when the checksum is skipped on one read path (reads of blocks): a
+/// rotten block is served and its receiver refuses it (the first failing seeds of 500).
+#[test]
+fn disk_corruption_catches_a_skipped_checksum() {
+    for seed in [28, 29] {
+        let r = canon_scenarios::run_seed_planted("disk-corruption", seed, "unchecked-block-reads");
+        let text = r.failure_text();
+        assert!(
+            !r.ok() && text.contains("a node never serves a corrupt record"),
+            "seed {seed} with unchecked block reads passed: {text}"
+        );
+    }
+}
+
+/// Without the journal, a torn batch leaves a node half-written: it never comes back.
+#[test]
+fn torn_write_without_the_journal_fails() {
+    for seed in [1, 2] {
+        let r = canon_scenarios::run_seed_planted("torn-write", seed, "no-journal");
+        assert!(!r.ok(), "seed {seed} without the journal passed");
+    }
+}
+
 #[test]
 fn lying_backfill() {
     // Seeds cycle through the four lies (`canon_sim::lying_peer::ServingLie::ALL`); every seed's

@@ -5,6 +5,7 @@
 
 mod batcher;
 mod common;
+mod disk;
 mod external;
 mod kv;
 mod network;
@@ -18,6 +19,7 @@ use batcher::{
     batcher_crash, batcher_l1_partition, batcher_restart, batcher_zombie, l1_outage, l1_weather,
     two_batchers,
 };
+use disk::{disk_corruption, misdirected_write, torn_write};
 use external::{
     external_catchup, external_chain, external_failover, external_partition, external_restart,
     lying_source,
@@ -95,6 +97,24 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "every link delays each message by 10-15 ms, so a commit takes longer than the 25 ms block time: the leader pipelines its proposals and still canonizes a block per block time; then it crashes with its pipeline full, another leads, and nothing canonized is lost",
         body: slow_links,
         sim_time_limit: Duration::from_secs(120),
+    },
+    Scenario {
+        name: "disk-corruption",
+        description: "each node in turn has bits rot at rest, bits flipped on the way back and writes misdirected under other keys, mostly followed by a crash and restart; then four more spells on one node each. A node that reads a corrupt record stops and restarts; its start-up scrub repairs what it can from its peers (forgetting what Raft replicated and abstaining from elections until it has applied past it) and halts, saying why, on a damaged vote. Never a fork, a lost block or a double signature; every node not halted catches up",
+        body: disk_corruption,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "misdirected-write",
+        description: "disk-corruption's shape with every lie a write that lands under another key: the stray record fails its check (the key is in the checksum) and the write it was meant for leaves a hole the start-up scrub sees; the node repairs from peers, or halts when the stray may have been its vote",
+        body: misdirected_write,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "torn-write",
+        description: "ten power losses in the middle of a write on disks that keep a prefix of a batch: the store journals each batch first and the next start completes a torn one, so no block, vote or state is left half-written; then a rolling restart and the heal",
+        body: torn_write,
+        sim_time_limit: Duration::from_secs(300),
     },
     Scenario {
         name: "chaos",
@@ -272,7 +292,15 @@ pub static SABOTAGE: &[Scenario] = &[Scenario {
 
 /// The scenarios that carry out a fault schedule (`run --schedule`, `--print-schedule`,
 /// `shrink`); the others script their faults.
-pub static SCHEDULED: &[&str] = &["chaos", "kv-chaos", "kv-linearizable", "l1-weather"];
+pub static SCHEDULED: &[&str] = &[
+    "chaos",
+    "disk-corruption",
+    "kv-chaos",
+    "kv-linearizable",
+    "l1-weather",
+    "misdirected-write",
+    "torn-write",
+];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().chain(SABOTAGE).find(|s| s.name == name)

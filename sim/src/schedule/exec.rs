@@ -127,6 +127,19 @@ fn apply(c: &mut SimCluster, fault: &Fault) {
         }
         Fault::DiskFails { node } => c.fail_disk_writes(node),
         Fault::HealDisks => c.heal_disks(),
+        Fault::CrashTorn {
+            node,
+            keep_permille,
+            torn_ops,
+        } => c.crash_torn(node, keep_permille, torn_ops),
+        Fault::Rot {
+            node,
+            column,
+            nth,
+            bit,
+        } => c.rot(node, column, nth, bit),
+        Fault::FlipRead { node, column, bit } => c.flip_next_read(node, column, bit),
+        Fault::Misdirect { node, column, xor } => c.misdirect_next_put(node, column, xor),
         Fault::ClockJump { node, delta_ms } => c.jump_clock(node, delta_ms),
         Fault::Reset { a, b } => {
             let k = c.net.reset_between(a, b);

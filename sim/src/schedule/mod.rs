@@ -17,6 +17,7 @@
 //! much of the unsynced disk survives), so removing one fault never changes what another does.
 //! Only `crash-leader` picks its node when it happens: the leader is not known in advance.
 
+pub mod disk;
 pub mod draw;
 pub mod exec;
 pub mod shrink;
@@ -25,8 +26,11 @@ pub mod swarm;
 use std::fmt;
 use std::str::FromStr;
 
+use canon_engine::storage::Column;
+
 use crate::net::stream::Tamper;
 
+pub use disk::{draw_disk_corruption, draw_misdirected_write, draw_torn_write};
 pub use draw::{draw_chaos, draw_kv_linearizable, draw_l1_weather, ChaosMix, SpareDraw};
 pub use exec::execute;
 pub use swarm::{Swarm, Weights};
@@ -48,6 +52,13 @@ pub enum Fault {
         node: usize,
         power_loss: bool,
         keep_permille: u16,
+    },
+    /// Node `node` loses power in the middle of a write: `keep_permille` of its unsynced
+    /// batches survive, then the first `torn_ops` operations of the next one.
+    CrashTorn {
+        node: usize,
+        keep_permille: u16,
+        torn_ops: usize,
     },
     /// [`Fault::Crash`] of whichever node leads when it happens (none: nothing).
     CrashLeader {
@@ -97,6 +108,28 @@ pub enum Fault {
         node: usize,
     },
     HealDisks,
+    /// Bit rot: bit `bit` of the `nth` record (in key order, modulo how many) of `column` on
+    /// node `node`'s disk flips at rest.
+    Rot {
+        node: usize,
+        column: Column,
+        nth: usize,
+        bit: u32,
+    },
+    /// The next record of `column` node `node` reads comes back with bit `bit` flipped; the
+    /// stored one stays sound.
+    FlipRead {
+        node: usize,
+        column: Column,
+        bit: u32,
+    },
+    /// The next put to `column` on node `node`'s disk lands under another key (its last byte
+    /// xor-ed with `xor`); the key it was meant for keeps what it had.
+    Misdirect {
+        node: usize,
+        column: Column,
+        xor: u8,
+    },
     ClockJump {
         node: usize,
         delta_ms: i64,
@@ -180,11 +213,15 @@ impl Fault {
     fn highest_node(&self) -> Option<usize> {
         match *self {
             Fault::Crash { node, .. }
+            | Fault::CrashTorn { node, .. }
             | Fault::Restart { node }
             | Fault::Isolate { node }
             | Fault::CutOff { node }
             | Fault::CutOffLeader { otherwise: node }
             | Fault::DiskFails { node }
+            | Fault::Rot { node, .. }
+            | Fault::FlipRead { node, .. }
+            | Fault::Misdirect { node, .. }
             | Fault::ClockJump { node, .. } => Some(node),
             Fault::Drop { from, to } | Fault::Tamper { from, to, .. } => Some(from.max(to)),
             Fault::Reset { a, b } | Fault::HalfOpen { a, b } => Some(a.max(b)),
@@ -236,6 +273,11 @@ impl fmt::Display for Fault {
                 power_loss,
                 keep_permille,
             } => write!(f, "crash n{node} {} keep={keep_permille}", how(power_loss)),
+            Fault::CrashTorn {
+                node,
+                keep_permille,
+                torn_ops,
+            } => write!(f, "crash-torn n{node} keep={keep_permille} ops={torn_ops}"),
             Fault::CrashLeader {
                 power_loss,
                 keep_permille,
@@ -252,6 +294,18 @@ impl fmt::Display for Fault {
             Fault::HealNetwork => write!(f, "heal-network"),
             Fault::DiskFails { node } => write!(f, "disk-fails n{node}"),
             Fault::HealDisks => write!(f, "heal-disks"),
+            Fault::Rot {
+                node,
+                column,
+                nth,
+                bit,
+            } => write!(f, "rot n{node} {} nth={nth} bit={bit}", column.name()),
+            Fault::FlipRead { node, column, bit } => {
+                write!(f, "flip-read n{node} {} bit={bit}", column.name())
+            }
+            Fault::Misdirect { node, column, xor } => {
+                write!(f, "misdirect n{node} {} xor={xor}", column.name())
+            }
             Fault::ClockJump { node, delta_ms } => write!(f, "clock-jump n{node} {delta_ms:+}ms"),
             Fault::Reset { a, b } => write!(f, "reset n{a}<->n{b}"),
             Fault::HalfOpen { a, b } => write!(f, "half-open n{a}<->n{b}"),
@@ -336,6 +390,23 @@ fn millis(word: Option<&str>) -> Result<u64, String> {
         .ok_or_else(|| format!("{w:?} is not <n>ms"))
 }
 
+fn column(word: Option<&str>) -> Result<Column, String> {
+    let w = word.ok_or("missing a column")?;
+    Column::from_name(w).ok_or_else(|| {
+        let names: Vec<&str> = Column::ALL.iter().map(|c| c.name()).collect();
+        format!("{w:?} is not a column ({})", names.join(", "))
+    })
+}
+
+/// `<name>=<value>`.
+fn named<T: FromStr>(word: Option<&str>, name: &str) -> Result<T, String> {
+    let w = word.ok_or_else(|| format!("missing {name}=<n>"))?;
+    w.strip_prefix(name)
+        .and_then(|r| r.strip_prefix('='))
+        .and_then(|v| v.parse::<T>().ok())
+        .ok_or_else(|| format!("{w:?} is not {name}=<n>"))
+}
+
 fn number<T: FromStr>(word: Option<&str>, what: &str) -> Result<T, String> {
     let w = word.ok_or_else(|| format!("missing {what}"))?;
     w.parse::<T>().map_err(|_| format!("{w:?} is not {what}"))
@@ -353,6 +424,11 @@ impl FromStr for Fault {
                 node: index(arg().ok_or("missing n<node>")?, 'n')?,
                 power_loss: power(arg())?,
                 keep_permille: keep(arg())?,
+            },
+            "crash-torn" => Fault::CrashTorn {
+                node: index(arg().ok_or("missing n<node>")?, 'n')?,
+                keep_permille: keep(arg())?,
+                torn_ops: named(arg(), "ops")?,
             },
             "crash-leader" => Fault::CrashLeader {
                 power_loss: power(arg())?,
@@ -401,6 +477,22 @@ impl FromStr for Fault {
                 node: index(arg().ok_or("missing n<node>")?, 'n')?,
             },
             "heal-disks" => Fault::HealDisks,
+            "rot" => Fault::Rot {
+                node: index(arg().ok_or("missing n<node>")?, 'n')?,
+                column: column(arg())?,
+                nth: named(arg(), "nth")?,
+                bit: named(arg(), "bit")?,
+            },
+            "flip-read" => Fault::FlipRead {
+                node: index(arg().ok_or("missing n<node>")?, 'n')?,
+                column: column(arg())?,
+                bit: named(arg(), "bit")?,
+            },
+            "misdirect" => Fault::Misdirect {
+                node: index(arg().ok_or("missing n<node>")?, 'n')?,
+                column: column(arg())?,
+                xor: named::<u8>(arg(), "xor")?.max(1),
+            },
             "clock-jump" => {
                 let node = index(arg().ok_or("missing n<node>")?, 'n')?;
                 let w = arg().ok_or("missing <+-n>ms")?;

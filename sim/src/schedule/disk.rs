@@ -1,0 +1,207 @@
+//! Drawing the disk's lies from a seed: bit rot at rest, bits flipped on the way back,
+//! writes that land under another key, each followed or not by a restart that makes the node
+//! scrub its store at start (`policy::repair`); and power lost in the middle of a write.
+
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use canon_engine::storage::Column;
+
+use super::{Fault, Schedule, Timed};
+
+/// Keep these scenarios' schedules apart from the cluster's own draws.
+const DISK_SALT: u64 = 0xd15c_0e11_0a7e_5000;
+const MISDIRECT_SALT: u64 = 0x0d15_d12e_c7ed_5000;
+const TORN_SALT: u64 = 0x7012_0717_e5a1_5000;
+
+/// Which column a lie hits, weighted by how much of a node's store it is and how often it is
+/// written: blocks, log entries and state most; the Raft vote and marks (Meta) least, since
+/// a damaged vote halts the node for good.
+const COLUMN_WEIGHTS: [(Column, u32); 7] = [
+    (Column::Block, 5),
+    (Column::Log, 5),
+    (Column::State, 3),
+    (Column::Certificate, 2),
+    (Column::Batch, 2),
+    (Column::Attestation, 2),
+    (Column::Meta, 1),
+];
+
+fn column(rng: &mut impl Rng) -> Column {
+    COLUMN_WEIGHTS
+        .choose_weighted(rng, |(_, w)| *w)
+        .map_or(Column::Block, |(c, _)| *c)
+}
+
+/// One lie on node `node`'s disk: rot at rest (half), a flipped read or a misdirected write
+/// (a quarter each).
+fn lie(rng: &mut impl Rng, node: usize) -> Fault {
+    let column = column(rng);
+    match rng.gen_range(0..4) {
+        0 | 1 => Fault::Rot {
+            node,
+            column,
+            nth: rng.gen_range(0..10_000),
+            bit: rng.gen_range(0..1 << 16),
+        },
+        2 => Fault::FlipRead {
+            node,
+            column,
+            bit: rng.gen_range(0..1 << 16),
+        },
+        _ => Fault::Misdirect {
+            node,
+            column,
+            xor: rng.gen_range(1..=255),
+        },
+    }
+}
+
+/// Draws disk-corruption's faults for `seed` over `nodes` nodes. First each node in turn (in
+/// an order drawn) gets one to three lies, and 0.5-3 s later it crashes (a power loss or
+/// not, keeping some of what it had not synced) and restarts 0.3-2 s after: its start-up
+/// scrub finds what rotted. The next node's turn waits 6-10 s, time to repair. Then a
+/// minority of the nodes, drawn, gets four spells of lies with no restart planned: reads
+/// meet them, or the rolling restart at the end does. So a majority of disks stays healthy.
+pub fn draw_disk_corruption(seed: u64, nodes: usize) -> Schedule {
+    draw_lies(seed ^ DISK_SALT, nodes, lie)
+}
+
+/// misdirected-write's faults: disk-corruption's shape, every lie a write under another key.
+pub fn draw_misdirected_write(seed: u64, nodes: usize) -> Schedule {
+    draw_lies(seed ^ MISDIRECT_SALT, nodes, |rng, node| Fault::Misdirect {
+        node,
+        column: column(rng),
+        xor: rng.gen_range(1..=255),
+    })
+}
+
+/// torn-write's faults: ten power losses in the middle of a write, one node down at a time,
+/// each keeping some of its unsynced batches and then the first 0-24 operations of the next
+/// (a block's apply is a few dozen), and a restart 0.3-2 s later.
+pub fn draw_torn_write(seed: u64, nodes: usize) -> Schedule {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ TORN_SALT);
+    let mut faults = Vec::new();
+    let mut at_ms = 500u64;
+    for _ in 0..10 {
+        let node = rng.gen_range(0..nodes);
+        faults.push(Timed {
+            at_ms,
+            fault: Fault::CrashTorn {
+                node,
+                keep_permille: rng.gen_range(0..=1_000),
+                torn_ops: rng.gen_range(0..=24),
+            },
+        });
+        at_ms += rng.gen_range(300..2_000);
+        faults.push(Timed {
+            at_ms,
+            fault: Fault::Restart { node },
+        });
+        at_ms += rng.gen_range(1_500..4_000);
+    }
+    Schedule::new(faults, at_ms)
+}
+
+fn draw_lies(seed: u64, nodes: usize, lie: impl Fn(&mut ChaCha8Rng, usize) -> Fault) -> Schedule {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut faults = Vec::new();
+    let mut at_ms = 500u64;
+    let mut order: Vec<usize> = (0..nodes).collect();
+    order.shuffle(&mut rng);
+    for &node in &order {
+        for _ in 0..rng.gen_range(1..=3) {
+            faults.push(Timed {
+                at_ms,
+                fault: lie(&mut rng, node),
+            });
+            at_ms += rng.gen_range(0..300);
+        }
+        at_ms += rng.gen_range(500..3_000);
+        faults.push(Timed {
+            at_ms,
+            fault: Fault::Crash {
+                node,
+                power_loss: rng.gen_bool(0.5),
+                keep_permille: rng.gen_range(0..=1_000),
+            },
+        });
+        at_ms += rng.gen_range(300..2_000);
+        faults.push(Timed {
+            at_ms,
+            fault: Fault::Restart { node },
+        });
+        at_ms += rng.gen_range(6_000..10_000);
+    }
+    order.shuffle(&mut rng);
+    let minority = &order[..(nodes.saturating_sub(1) / 2).max(1)];
+    for _ in 0..4 {
+        let node = *minority.choose(&mut rng).unwrap_or(&0);
+        for _ in 0..rng.gen_range(1..=2) {
+            faults.push(Timed {
+                at_ms,
+                fault: lie(&mut rng, node),
+            });
+            at_ms += rng.gen_range(0..500);
+        }
+        at_ms += rng.gen_range(2_000..5_000);
+    }
+    Schedule::new(faults, at_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_draw_is_the_seed_s_and_hits_every_node_one_at_a_time() {
+        for seed in 0..200 {
+            let s = draw_disk_corruption(seed, 3);
+            assert_eq!(s, draw_disk_corruption(seed, 3), "seed {seed}");
+            assert_eq!(
+                s.to_string().parse::<Schedule>(),
+                Ok(s.clone()),
+                "seed {seed}"
+            );
+            let lied: std::collections::BTreeSet<usize> = s
+                .faults
+                .iter()
+                .filter_map(|t| match t.fault {
+                    Fault::Rot { node, .. }
+                    | Fault::FlipRead { node, .. }
+                    | Fault::Misdirect { node, .. } => Some(node),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(lied.len(), 3, "seed {seed}: {s}");
+            // After the last restart, lies hit one node only (a minority of three).
+            let last_restart = s
+                .faults
+                .iter()
+                .rposition(|t| matches!(t.fault, Fault::Restart { .. }))
+                .unwrap();
+            let late: std::collections::BTreeSet<usize> = s.faults[last_restart + 1..]
+                .iter()
+                .filter_map(|t| t.fault.highest_node())
+                .collect();
+            assert!(late.len() <= 1, "seed {seed}: {s}");
+            // Every crash is followed by its node's restart before another node's crash.
+            let mut down: Option<usize> = None;
+            for t in &s.faults {
+                match t.fault {
+                    Fault::Crash { node, .. } => {
+                        assert_eq!(down, None, "seed {seed}: two nodes down at once");
+                        down = Some(node);
+                    }
+                    Fault::Restart { node } => {
+                        assert_eq!(down, Some(node), "seed {seed}");
+                        down = None;
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(down, None, "seed {seed}");
+        }
+    }
+}
