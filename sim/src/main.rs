@@ -51,7 +51,7 @@ enum Command {
         #[arg(long, value_name = "NODE")]
         node: Option<trace::NodeName>,
         /// Carry out this fault schedule instead of the one the seed draws (a file as
-        /// --print-schedule or shrink writes it; chaos, kv-chaos, kv-linearizable and l1-weather run schedules).
+        /// --print-schedule or shrink writes it; chaos, kv-chaos, kv-linearizable, l1-weather and the disk scenarios run schedules).
         #[arg(long, value_name = "FILE")]
         schedule: Option<std::path::PathBuf>,
         /// Write the fault schedule the run carried out to FILE ("-": standard output).

@@ -219,7 +219,7 @@ fn sweep_runs_every_scenario_and_prints_its_table() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(err.contains("from seed 5"), "{err}");
     assert!(out.starts_with("scenario "), "{out}");
-    assert!(out.contains(" of 37 scenarios, "), "{out}");
+    assert!(out.contains(" of 40 scenarios, "), "{out}");
     assert!(out.contains(" 0 failures in "), "{out}");
     let (code, _, err) = canon_sim(&["sweep", "--minutes", "0"]);
     assert_eq!(code, Some(2));
@@ -276,7 +276,7 @@ fn a_bad_schedule_is_refused_naming_the_file_and_line() {
     assert!(err.contains("n7") && err.contains("n0..n2"), "{err}");
     let (code, _, err) = canon_sim(&["run", "leader-failover", "--seed", "1", "--schedule", path]);
     assert_eq!(code, Some(2));
-    assert!(err.contains("chaos, kv-chaos"), "{err}");
+    assert!(err.contains("chaos, disk-corruption, kv-chaos"), "{err}");
 }
 
 /// The planted bug (`forget-gap`: a node never downloads the blocks a snapshot jumped over)

@@ -86,22 +86,36 @@ pub fn draw_torn_write(seed: u64, nodes: usize) -> Schedule {
     let mut at_ms = 500u64;
     for _ in 0..10 {
         let node = rng.gen_range(0..nodes);
-        faults.push(Timed {
-            at_ms,
-            fault: Fault::CrashTorn {
-                node,
-                keep_permille: rng.gen_range(0..=1_000),
-                torn_ops: rng.gen_range(0..=24),
-            },
-        });
-        at_ms += rng.gen_range(300..2_000);
-        faults.push(Timed {
-            at_ms,
-            fault: Fault::Restart { node },
-        });
+        let crash = Fault::CrashTorn {
+            node,
+            keep_permille: rng.gen_range(0..=1_000),
+            torn_ops: rng.gen_range(0..=24),
+        };
+        at_ms = crash_and_restart(&mut rng, &mut faults, at_ms, crash, node);
         at_ms += rng.gen_range(1_500..4_000);
     }
     Schedule::new(faults, at_ms)
+}
+
+/// `crash` of node `node` at `at_ms`, and its restart 0.3-2 s later; returns the restart's
+/// time.
+fn crash_and_restart(
+    rng: &mut ChaCha8Rng,
+    faults: &mut Vec<Timed>,
+    at_ms: u64,
+    crash: Fault,
+    node: usize,
+) -> u64 {
+    faults.push(Timed {
+        at_ms,
+        fault: crash,
+    });
+    let restart_ms = at_ms + rng.gen_range(300..2_000);
+    faults.push(Timed {
+        at_ms: restart_ms,
+        fault: Fault::Restart { node },
+    });
+    restart_ms
 }
 
 fn draw_lies(seed: u64, nodes: usize, lie: impl Fn(&mut ChaCha8Rng, usize) -> Fault) -> Schedule {
@@ -119,19 +133,12 @@ fn draw_lies(seed: u64, nodes: usize, lie: impl Fn(&mut ChaCha8Rng, usize) -> Fa
             at_ms += rng.gen_range(0..300);
         }
         at_ms += rng.gen_range(500..3_000);
-        faults.push(Timed {
-            at_ms,
-            fault: Fault::Crash {
-                node,
-                power_loss: rng.gen_bool(0.5),
-                keep_permille: rng.gen_range(0..=1_000),
-            },
-        });
-        at_ms += rng.gen_range(300..2_000);
-        faults.push(Timed {
-            at_ms,
-            fault: Fault::Restart { node },
-        });
+        let crash = Fault::Crash {
+            node,
+            power_loss: rng.gen_bool(0.5),
+            keep_permille: rng.gen_range(0..=1_000),
+        };
+        at_ms = crash_and_restart(&mut rng, &mut faults, at_ms, crash, node);
         at_ms += rng.gen_range(6_000..10_000);
     }
     order.shuffle(&mut rng);
