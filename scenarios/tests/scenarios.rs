@@ -146,6 +146,16 @@ fn torn_write() {
     assert_fact(&r, "halted_nodes", 1, 0.0, 0.0);
 }
 
+/// Stalled disks: every seed here keeps canonizing while the stalls last (the scenario's own
+/// check: at least a block a simulated second) and nothing needs repairing, since a slow
+/// disk loses nothing.
+#[test]
+fn slow_disk() {
+    let r = run_scenario("slow-disk", 0..4, "slow_disk");
+    assert_ran(&r);
+    assert_fact(&r, "canonized_while_stalled", 1, 20.0, f64::MAX);
+}
+
 /// The checker fires when the checksum is skipped on one read path (reads of blocks): a
 /// rotten block is served and its receiver refuses it (the first failing seeds of 500).
 #[test]

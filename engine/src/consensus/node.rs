@@ -22,7 +22,7 @@ use crate::consensus::core::{Input, NodeCore};
 use crate::consensus::raft::log_store::LogStore;
 use crate::consensus::raft::network::NetworkFactory;
 use crate::consensus::raft::state_machine::StateMachine;
-use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId};
+use crate::consensus::raft::types::{log_pos, ApplyOutcome, Canon, Command, LogId};
 use crate::consensus::shared_core::SharedCore;
 use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, NodeStatus};
 use crate::events::Event;
@@ -33,6 +33,7 @@ use crate::policy::election::{LogPos, RaftView, Role};
 use crate::policy::repair::Repair;
 pub use crate::seams::{NodeError, Seams};
 
+mod abstention;
 mod admission;
 pub mod client;
 use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
@@ -503,45 +504,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// What the election policy reads of Raft.
-    /// A repair's abstention bound, while the applied position is short of it.
-    pub(crate) fn abstaining(&self) -> Option<LogPos> {
-        let bound = self.abstain_until?;
-        let applied = self
-            .chain
-            .state()
-            .last_applied
-            .map_or(LogPos { term: 0, index: 0 }, |l| LogPos {
-                term: l.leader_id.term,
-                index: l.index,
-            });
-        (applied < bound).then_some(bound)
-    }
-
-    /// A vote request: Raft's answer, or, while abstaining, a refusal to a candidate whose log
-    /// does not reach the bound (the candidate sees this node's vote and log, and a rejection,
-    /// as from any voter that will not grant).
-    async fn answer_vote(
-        &self,
-        req: openraft::raft::VoteRequest<NodeId>,
-    ) -> Result<openraft::raft::VoteResponse<NodeId>, openraft::error::RaftError<NodeId>> {
-        let candidate = req.last_log_id.map(|l| LogPos {
-            term: l.leader_id.term,
-            index: l.index,
-        });
-        if self
-            .abstaining()
-            .is_none_or(|bound| candidate >= Some(bound))
-        {
-            return self.raft().vote(req).await;
-        }
-        let m = self.raft().metrics().borrow().clone();
-        Ok(openraft::raft::VoteResponse {
-            vote: m.vote,
-            vote_granted: false,
-            last_log_id: self.log.last_log_id().ok().flatten(),
-        })
-    }
-
     pub(crate) fn raft_view(&self) -> RaftView {
         let m = self.raft().metrics().borrow().clone();
         RaftView {
@@ -563,10 +525,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// This node's last log position, as a pre-vote compares it.
     pub(crate) fn last_log_pos(&self) -> Result<Option<LogPos>, NodeError> {
         let last: Option<LogId> = self.log.last_log_id()?;
-        Ok(last.map(|l| LogPos {
-            term: l.leader_id.term,
-            index: l.index,
-        }))
+        Ok(last.as_ref().map(log_pos))
     }
 
     fn answer_pre_vote(&self, from: NodeId, candidate_last: Option<LogPos>) -> bool {

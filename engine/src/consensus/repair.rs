@@ -14,7 +14,9 @@ use crate::policy::election::LogPos;
 use crate::policy::repair::{decide, Damaged, Findings, Mark, Repair};
 use crate::settlement::batch::{Attestation, BatchHeader};
 use crate::storage::checksum::KEY_JOURNAL;
-use crate::storage::{Column, Durability, Scrub, Storage, StorageError, WriteBatch};
+use crate::storage::{
+    Column, Durability, Scrub, Storage, StorageError, WriteBatch, PAST_EVERY_KEY,
+};
 
 /// Where a repair's abstention bound is kept: the applied index a node must reach before it
 /// takes part in elections again.
@@ -24,17 +26,9 @@ pub(crate) const KEY_ABSTAIN: &[u8] = b"repair/abstain_until";
 const CHAIN_MARKS: [&[u8]; 4] = [KEY_APPLIED, KEY_BACKFILL, KEY_SNAPSHOT, KEY_CERTIFIED];
 
 /// Every column that holds what Raft replicated or what the node derived from it.
-const REPLICATED: [Column; 6] = [
-    Column::Log,
-    Column::Block,
-    Column::State,
-    Column::Batch,
-    Column::Attestation,
-    Column::Certificate,
-];
-
-/// Above every key a canon store holds.
-const PAST_EVERY_KEY: [u8; 64] = [0xff; 64];
+fn replicated() -> impl Iterator<Item = Column> {
+    Column::ALL.into_iter().filter(|c| *c != Column::Meta)
+}
 
 /// What a damaged record held, from where it sits.
 pub fn classify(column: Column, key: &[u8]) -> Damaged {
@@ -172,7 +166,7 @@ pub fn scrub_and_repair(store: &dyn Storage, key: &SecretKey) -> Result<Repaired
             let bound =
                 codec::encode(abstain_until).map_err(|e| StorageError::Failed(e.to_string()))?;
             batch.put(Column::Meta, KEY_ABSTAIN, bound);
-            for column in REPLICATED {
+            for column in replicated() {
                 batch.delete_range(column, Vec::new(), PAST_EVERY_KEY.to_vec());
             }
             // The journal too: completing a batch from before the wipe would undo it.
@@ -299,7 +293,7 @@ mod tests {
                 abstain_until: bound
             }
         );
-        for column in REPLICATED {
+        for column in replicated() {
             assert!(
                 s.scan(column, &[], &PAST_EVERY_KEY, 10).unwrap().is_empty(),
                 "{column:?}"

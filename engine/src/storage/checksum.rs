@@ -15,7 +15,7 @@
 //! it seals every value it writes and checks every value it reads, so the engine above it
 //! never sees the format and the disk below it may lie.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, OnceLock};
 
 use super::{Column, Durability, KeyValue, Op, Storage, StorageError, WriteBatch};
 
@@ -103,7 +103,8 @@ pub fn unseal(column: Column, key: &[u8], mut stored: Vec<u8>) -> Result<Vec<u8>
 pub struct Checksummed<S> {
     inner: S,
     /// The first corrupt record a read met (see [`Storage::corruption_seen`]).
-    seen: Arc<Mutex<Option<StorageError>>>,
+    /// Set once; the driver reads it at every step, so reading takes no lock.
+    seen: Arc<OnceLock<StorageError>>,
     /// A planted bug: reads of this column drop the checksum unchecked (the simulator's proof
     /// that its checker notices a skipped check; see `Plant::UncheckedBlockReads`).
     unchecked: Option<Column>,
@@ -148,7 +149,7 @@ impl<S: Storage> Checksummed<S> {
     /// `read`, remembering the first corrupt record it met.
     fn noted<T>(&self, read: Result<T, StorageError>) -> Result<T, StorageError> {
         if let Err(e @ StorageError::Corrupt { .. }) = &read {
-            crate::sync::lock(&self.seen).get_or_insert_with(|| e.clone());
+            let _ = self.seen.set(e.clone());
         }
         read
     }
@@ -222,6 +223,10 @@ impl<S: Storage> Storage for Checksummed<S> {
         self.inner.may_tear()
     }
 
+    fn synced_write_stall(&self) -> std::time::Duration {
+        self.inner.synced_write_stall()
+    }
+
     fn complete_torn_batch(&self) -> Result<bool, StorageError> {
         if !self.inner.may_tear() {
             return Ok(false);
@@ -245,11 +250,11 @@ impl<S: Storage> Storage for Checksummed<S> {
     }
 
     fn corruption_seen(&self) -> Option<StorageError> {
-        crate::sync::lock(&self.seen).clone()
+        self.seen.get().cloned()
     }
 
     fn note_damage(&self, damage: StorageError) {
-        crate::sync::lock(&self.seen).get_or_insert(damage);
+        let _ = self.seen.set(damage);
     }
 }
 

@@ -51,6 +51,8 @@ struct DiskState {
     misdirect_next_put: Option<(Column, u8)>,
     /// Crashes may tear batches ([`MemDisk::crash_torn`]): the store above journals.
     may_tear: bool,
+    /// A stalled device: the next this many synced writes each wait this long.
+    stall: Option<(u32, std::time::Duration)>,
 }
 
 /// Flips bit `bit` (modulo the record's bits) of `bytes`; nothing for an empty record.
@@ -149,6 +151,12 @@ impl MemDisk {
         self.lock().flip_next_read = Some((col, bit));
     }
 
+    /// Stalls the device: each of the next `writes` synced writes waits `each` first (the
+    /// writer's runtime does the waiting; see [`Storage::synced_write_stall`]).
+    pub fn stall_synced_writes(&self, writes: u32, each: std::time::Duration) {
+        self.lock().stall = (writes > 0).then_some((writes, each));
+    }
+
     /// The next put to column `col` lands under its key with the last byte xor-ed by `xor`
     /// (another key, `xor` being nonzero); the key it was meant for keeps what it had.
     pub fn misdirect_next_put(&self, col: Column, xor: u8) {
@@ -193,6 +201,17 @@ impl MemDisk {
 impl Storage for MemDisk {
     fn may_tear(&self) -> bool {
         self.lock().may_tear
+    }
+
+    fn synced_write_stall(&self) -> std::time::Duration {
+        let mut s = self.lock();
+        match s.stall {
+            Some((left, each)) if left > 0 => {
+                s.stall = (left > 1).then_some((left - 1, each));
+                each
+            }
+            _ => std::time::Duration::ZERO,
+        }
     }
 
     fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {

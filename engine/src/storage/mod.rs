@@ -13,6 +13,11 @@ pub use checksum::{Checksummed, Corruption};
 pub use mem_disk::MemDisk;
 pub use scrub::{CorruptRecord, Scrub};
 
+/// Above every key canon writes: application state keys start with a zero byte, and every
+/// other key is a short name or a big-endian number of a few bytes. A scan or a range delete to
+/// it covers a whole column.
+pub const PAST_EVERY_KEY: [u8; 64] = [0xff; 64];
+
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -146,6 +151,13 @@ pub trait Storage: Send + Sync + 'static {
     /// [`checksum::Checksummed`]); `true` if there was one to complete.
     fn complete_torn_batch(&self) -> Result<bool, StorageError> {
         Ok(false)
+    }
+    /// How long the device keeps the next synced write waiting before it starts: a stalled
+    /// disk. A real store stalls inside `write` itself and says zero here; the simulated one
+    /// says how long, and the async caller waits that long on its runtime's clock, blocking
+    /// what a real stall would block.
+    fn synced_write_stall(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
     }
 }
 

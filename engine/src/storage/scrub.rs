@@ -9,13 +9,10 @@
 use std::collections::BTreeMap;
 
 use super::checksum::unseal;
-use super::{Column, Corruption, Storage, StorageError};
+use super::{Column, Corruption, Storage, StorageError, PAST_EVERY_KEY};
 
 /// Records read per scan while walking a column.
 const PAGE_RECORDS: usize = 1_024;
-
-/// Above every key a canon store holds (keys are at most a few dozen bytes).
-const PAST_EVERY_KEY: [u8; 64] = [0xff; 64];
 
 /// One record that failed its check twice.
 #[derive(Clone, Debug, PartialEq, Eq)]

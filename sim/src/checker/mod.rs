@@ -10,11 +10,12 @@ use alloy_primitives::{keccak256, B256};
 use canon_engine::events::Event;
 use canon_engine::policy::election::LogPos;
 use canon_engine::policy::fork_choice::Keep;
-use canon_engine::policy::repair::Repair;
 use canon_engine::NodeId;
 
 mod certified;
 mod chain;
+mod raft;
+mod repair;
 mod settlement;
 mod signing;
 use certified::Holders;
@@ -222,32 +223,6 @@ impl Checker {
         self.canonical.get(&height).map(|c| c.hash)
     }
 
-    /// How many times a node's start-up repair made it forget its replicated records.
-    pub fn rejoins(&self) -> usize {
-        self.rejoins
-    }
-
-    /// The most nodes whose disks were unhealthy at once: halted, or repairing (abstaining
-    /// until they have applied past what they forgot). At a majority, the cluster may stall
-    /// for good, and only safety is owed.
-    pub fn most_unhealthy_at_once(&self) -> usize {
-        self.most_unhealthy
-    }
-
-    fn count_unhealthy(&mut self) {
-        let now = self
-            .nodes
-            .iter()
-            .filter(|t| {
-                t.halted
-                    || t.abstain_until.is_some_and(|b| {
-                        (t.applied_term, t.applied_index.unwrap_or(0)) < (b.term, b.index)
-                    })
-            })
-            .count();
-        self.most_unhealthy = self.most_unhealthy.max(now);
-    }
-
     pub fn node_head(&self, node: usize) -> u64 {
         self.nodes.get(node).map(|n| n.head).unwrap_or(0)
     }
@@ -279,37 +254,6 @@ impl Checker {
         });
     }
 
-    /// Replicas apply one committed entry identically: the same block, or all reject it.
-    fn same_outcome(&mut self, node: usize, index: u64, outcome: Option<B256>, at: Duration) {
-        match self.outcome_of_index.get(&index).copied() {
-            Some(first) if first != outcome => self.fail(
-                "replicas apply each committed entry identically",
-                node,
-                None,
-                at,
-                format!("entry {index}: here {outcome:?}, elsewhere {first:?}"),
-            ),
-            Some(_) => {}
-            None => {
-                self.outcome_of_index.insert(index, outcome);
-            }
-        }
-    }
-
-    fn saw_term(&mut self, node: usize, term: u64, at: Duration) {
-        let prev = self.nodes[node].term;
-        if term < prev {
-            self.fail(
-                "term never goes backwards",
-                node,
-                None,
-                at,
-                format!("vote for term {term} after {prev}"),
-            );
-        }
-        self.nodes[node].term = term;
-    }
-
     /// Node `node` reached `height`: its head now, and the highest it ever held.
     fn set_head(&mut self, node: usize, height: u64) {
         let track = &mut self.nodes[node];
@@ -339,20 +283,6 @@ impl Checker {
         }
     }
 
-    fn monotonic_index(&mut self, node: usize, index: u64, at: Duration) {
-        let prev = self.nodes[node].applied_index;
-        if prev.is_some_and(|p| index <= p) {
-            self.fail(
-                "applied index never goes backwards",
-                node,
-                None,
-                at,
-                format!("applied index {index} after {prev:?}"),
-            );
-        }
-        self.nodes[node].applied_index = Some(index);
-    }
-
     pub fn observe(&mut self, node: usize, at: Duration, event: &Event) {
         if node >= self.nodes.len() {
             self.nodes.resize(node + 1, NodeTrack::default());
@@ -364,140 +294,27 @@ impl Checker {
                 applied_index,
                 term,
                 committed_index,
-            } => {
-                let t = self.nodes[node].clone();
-                if self.fork_mode {
-                    // What reached the disk: the chain up to the head it restarted on.
-                    let kept = self.node_chain_hash(node, *head_height);
-                    if kept.is_some_and(|k| k != *head_hash) {
-                        self.fail(
-                            "every node's chain is a chain of the identity's blocks",
-                            node,
-                            Some(*head_height),
-                            at,
-                            format!("restarted on head {head_hash}, it held {kept:?} there"),
-                        );
-                    }
-                    self.nodes[node].chain.split_off(&(*head_height + 1));
-                } else if let Some(expected) = self.canonical_hash(*head_height) {
-                    if expected != *head_hash {
-                        self.fail(
-                            "every node's chain is a prefix of the canonical chain",
-                            node,
-                            Some(*head_height),
-                            at,
-                            format!("restarted on head {head_hash}, canonical is {expected}"),
-                        );
-                    }
-                }
-                if *term < t.term {
-                    self.fail(
-                        "term never goes backwards",
-                        node,
-                        None,
-                        at,
-                        format!("restarted in term {term} after {}", t.term),
-                    );
-                }
-                // The commit index is synced: what was committed stays committed, so every
-                // canonized block is re-applied from the log even if applied state was lost.
-                if committed_index < &t.committed {
-                    self.fail(
-                        "a canonized block is never lost across restarts",
-                        node,
-                        None,
-                        at,
-                        format!(
-                            "restarted with commit {committed_index:?} after {:?}",
-                            t.committed
-                        ),
-                    );
-                }
-                // Applied state may roll back to what reached the disk; the log replays the rest.
-                self.nodes[node].head = *head_height;
-                self.nodes[node].applied_index = *applied_index;
-            }
+            } => self.started(
+                node,
+                at,
+                (*head_height, *head_hash),
+                *applied_index,
+                *term,
+                *committed_index,
+            ),
             Event::VoteSaved {
                 term,
                 voted_for: Some(leader),
                 committed: true,
-            } => {
-                self.saw_term(node, *term, at);
-                // Election safety from the votes themselves: a committed vote names the leader
-                // a quorum granted, and one term has one.
-                let peer = format!("{leader:?}");
-                match self.leader_of_term.get(term) {
-                    Some(other) if *other != peer => {
-                        let other = other.clone();
-                        self.fail(
-                            "at most one leader per term",
-                            node,
-                            None,
-                            at,
-                            format!("term {term} led by {other} and by {peer}"),
-                        )
-                    }
-                    _ => {
-                        self.leader_of_term.insert(*term, peer);
-                    }
-                }
-            }
+            } => self.leader_chosen(node, at, *term, leader),
             Event::VoteSaved {
                 term,
                 voted_for: Some(whom),
                 committed: false,
-            } if self.node_ids.get(node) == Some(whom) => {
-                self.saw_term(node, *term, at);
-                let t = &self.nodes[node];
-                if let Some(bound) = t.abstain_until {
-                    // Restated: what it applied last (its term, as blocks and snapshots
-                    // report it, and index) is short of the bound, in Raft's order of logs.
-                    let applied = (t.applied_term, t.applied_index.unwrap_or(0));
-                    if applied < (bound.term, bound.index) {
-                        self.fail(
-                            "a node that forgot its log never stands for election until it has applied past it",
-                            node,
-                            None,
-                            at,
-                            format!("stood in term {term} at applied {applied:?}, its bound is {bound:?}"),
-                        );
-                    }
-                }
-            }
+            } if self.node_ids.get(node) == Some(whom) => self.stood(node, at, *term),
             Event::VoteSaved { term, .. } => self.saw_term(node, *term, at),
-            Event::Scrubbed { repair, .. } => match repair {
-                Repair::Rejoin { abstain_until } => {
-                    // It forgot everything replicated and starts over as a new member would;
-                    // only its vote (so its term) and its identity remain.
-                    let t = &mut self.nodes[node];
-                    t.committed = None;
-                    t.applied_index = None;
-                    t.head = 0;
-                    t.chain.clear();
-                    t.applied_term = 0;
-                    t.abstain_until = Some(*abstain_until);
-                    self.rejoins += 1;
-                    self.count_unhealthy();
-                }
-                Repair::Halt(_) => {
-                    self.nodes[node].halted = true;
-                    self.count_unhealthy();
-                }
-                Repair::Nothing | Repair::DropAttestations(_) => {}
-            },
-            Event::Committed { index } => {
-                let prev = self.nodes[node].committed;
-                if prev.is_some_and(|p| *index < p) {
-                    self.fail(
-                        "commit index never goes backwards",
-                        node,
-                        None,
-                        at,
-                        format!("commit {index} after {prev:?}"),
-                    );
-                }
-                self.nodes[node].committed = Some(*index);
-            }
+            Event::Scrubbed { repair, .. } => self.scrubbed(node, repair),
+            Event::Committed { index } => self.committed(node, at, *index),
             Event::BatchSealed {
                 number,
                 first_height,
@@ -737,47 +554,6 @@ impl Checker {
                 format!("gap {from_height}..={to_height}: {reason}"),
             ),
         }
-    }
-
-    /// A node installed a snapshot: its applied state jumps to a head that some node applied,
-    /// ahead of its own, with the same state root; its applied index moves forward.
-    fn snapshot_installed(
-        &mut self,
-        node: usize,
-        at: Duration,
-        index: Option<u64>,
-        height: u64,
-        hash: B256,
-        state_root: B256,
-    ) {
-        const INV: &str = "a snapshot installs a canonical head ahead of the node's own";
-        match self.canonical.get(&height).copied() {
-            Some(c) if c.hash == hash && c.state_root == state_root => {}
-            other => self.fail(
-                INV,
-                node,
-                Some(height),
-                at,
-                format!(
-                    "snapshot head {hash} (state root {state_root}), canonical {:?}",
-                    other.map(|c| (c.hash, c.state_root))
-                ),
-            ),
-        }
-        let head = self.nodes[node].head;
-        if height < head {
-            self.fail(
-                INV,
-                node,
-                Some(height),
-                at,
-                format!("snapshot at height {height} below the applied head {head}"),
-            );
-        }
-        if let Some(i) = index {
-            self.monotonic_index(node, i, at);
-        }
-        self.set_head(node, height);
     }
 }
 

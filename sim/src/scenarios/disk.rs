@@ -7,7 +7,8 @@ use crate::cluster::{ClusterConfig, SimCluster};
 use crate::scenario::{Ctx, ScenarioFuture};
 use crate::schedule::exec::check_fits;
 use crate::schedule::{
-    draw_disk_corruption, draw_misdirected_write, draw_torn_write, execute, Schedule,
+    draw_disk_corruption, draw_misdirected_write, draw_slow_disk, draw_torn_write, execute,
+    Schedule,
 };
 
 pub(crate) fn disk_corruption(ctx: Ctx) -> ScenarioFuture {
@@ -20,6 +21,41 @@ pub(crate) fn misdirected_write(ctx: Ctx) -> ScenarioFuture {
 
 pub(crate) fn torn_write(ctx: Ctx) -> ScenarioFuture {
     lying_disks(ctx, draw_torn_write, true)
+}
+
+/// Disks that stall their synced writes: a stalled leader blocks inside Raft's log append (as
+/// a slow fsync does), so it stops answering and its followers elect another. While the stalls
+/// last, a majority with working disks must keep canonizing: at least one block per simulated
+/// second of the schedule, a tenth of the usual rate.
+pub(crate) fn slow_disk(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let cfg = ClusterConfig {
+            batchers: vec![(0, 0), (1, 1)],
+            ..ClusterConfig::default()
+        };
+        let (mut c, _) = running_cluster_with(&ctx, cfg).await?;
+        let x = c.add_external(c.peers().to_vec());
+        let schedule = ctx.schedule(|| draw_slow_disk(ctx.seed, c.size()));
+        check_fits(&schedule, c.size(), x + 1, true).map_err(|e| e.to_string())?;
+        let before = c.canonical_height();
+        let started = madsim::time::Instant::now();
+        execute(&mut c, &schedule).await;
+        let canonized = c.canonical_height().saturating_sub(before);
+        let secs = started.elapsed().as_secs();
+        c.record("canonized_while_stalled", canonized as f64);
+        // Only a schedule that stalls every node at once may pause the cluster, and briefly.
+        if canonized < secs {
+            return Err(at(
+                &c,
+                format!(
+                    "liveness: {canonized} blocks canonized in the {secs} s of stalled disks, \
+                     fewer than one a second"
+                ),
+            ));
+        }
+        heal_and_check(&mut c).await?;
+        c.check_externals().map_err(|e| at(&c, e))
+    })
 }
 
 /// A cluster with the batcher, its standby and an external node downloading throughout,

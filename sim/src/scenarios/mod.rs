@@ -19,7 +19,7 @@ use batcher::{
     batcher_crash, batcher_l1_partition, batcher_restart, batcher_zombie, l1_outage, l1_weather,
     two_batchers,
 };
-use disk::{disk_corruption, misdirected_write, torn_write};
+use disk::{disk_corruption, misdirected_write, slow_disk, torn_write};
 use external::{
     external_catchup, external_chain, external_failover, external_partition, external_restart,
     lying_source,
@@ -114,6 +114,12 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "torn-write",
         description: "ten power losses in the middle of a write on disks that keep a prefix of a batch: the store journals each batch first and the next start completes a torn one, so no block, vote or state is left half-written; then a rolling restart and the heal",
         body: torn_write,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "slow-disk",
+        description: "each node's disk in turn stalls its synced writes (Raft's log appends and votes wait 50-1,500 ms each, as behind a slow fsync), then a minority's at once, then every disk briefly: a stalled leader stops answering and is replaced; the cluster keeps canonizing at least a block a simulated second throughout, and then heals",
+        body: slow_disk,
         sim_time_limit: Duration::from_secs(300),
     },
     Scenario {
@@ -299,6 +305,7 @@ pub static SCHEDULED: &[&str] = &[
     "kv-linearizable",
     "l1-weather",
     "misdirected-write",
+    "slow-disk",
     "torn-write",
 ];
 

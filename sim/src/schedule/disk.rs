@@ -14,6 +14,7 @@ use super::{Fault, Schedule, Timed};
 const DISK_SALT: u64 = 0xd15c_0e11_0a7e_5000;
 const MISDIRECT_SALT: u64 = 0x0d15_d12e_c7ed_5000;
 const TORN_SALT: u64 = 0x7012_0717_e5a1_5000;
+const SLOW_SALT: u64 = 0x5106_f5c0_d15c_5000;
 
 /// Which column a lie hits, weighted by how much of a node's store it is and how often it is
 /// written: blocks, log entries and state most; the Raft vote and marks (Meta) least, since
@@ -99,6 +100,45 @@ pub fn draw_torn_write(seed: u64, nodes: usize) -> Schedule {
 
 /// `crash` of node `node` at `at_ms`, and its restart 0.3-2 s later; returns the restart's
 /// time.
+/// slow-disk's faults: each node's disk in turn stalls its synced writes (one to three spells
+/// of 3-30 writes, 50-1,500 ms each), then a minority's disks at once, then every disk briefly
+/// (1-5 writes of 50-300 ms), as a device does under a firmware hiccup or a neighbour's load.
+pub fn draw_slow_disk(seed: u64, nodes: usize) -> Schedule {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SLOW_SALT);
+    let mut faults = Vec::new();
+    let mut at_ms = 500u64;
+    let mut stall = |rng: &mut ChaCha8Rng, at_ms: u64, node: usize, writes, ms| {
+        faults.push(Timed {
+            at_ms,
+            fault: Fault::SlowFsync {
+                node,
+                writes: rng.gen_range(writes),
+                ms: rng.gen_range(ms),
+            },
+        })
+    };
+    let mut order: Vec<usize> = (0..nodes).collect();
+    order.shuffle(&mut rng);
+    for &node in &order {
+        for _ in 0..rng.gen_range(1..=3) {
+            stall(&mut rng, at_ms, node, 3..=30, 50..=1_500);
+            at_ms += rng.gen_range(500..4_000);
+        }
+        at_ms += rng.gen_range(2_000..5_000);
+    }
+    order.shuffle(&mut rng);
+    for &node in &order[..(nodes.saturating_sub(1) / 2).max(1)] {
+        stall(&mut rng, at_ms, node, 3..=30, 50..=1_500);
+        at_ms += rng.gen_range(0..200);
+    }
+    at_ms += rng.gen_range(5_000..10_000);
+    for node in 0..nodes {
+        stall(&mut rng, at_ms, node, 1..=5, 50..=300);
+    }
+    at_ms += rng.gen_range(3_000..6_000);
+    Schedule::new(faults, at_ms)
+}
+
 fn crash_and_restart(
     rng: &mut ChaCha8Rng,
     faults: &mut Vec<Timed>,
@@ -118,6 +158,26 @@ fn crash_and_restart(
     restart_ms
 }
 
+/// A spell of lies on `node` from `at_ms`: one to `most` of them, each up to `gap_ms` after
+/// the last; returns when the spell ends.
+fn spell(
+    rng: &mut ChaCha8Rng,
+    faults: &mut Vec<Timed>,
+    mut at_ms: u64,
+    node: usize,
+    (most, gap_ms): (u32, u64),
+    lie: &impl Fn(&mut ChaCha8Rng, usize) -> Fault,
+) -> u64 {
+    for _ in 0..rng.gen_range(1..=most) {
+        faults.push(Timed {
+            at_ms,
+            fault: lie(rng, node),
+        });
+        at_ms += rng.gen_range(0..gap_ms);
+    }
+    at_ms
+}
+
 fn draw_lies(seed: u64, nodes: usize, lie: impl Fn(&mut ChaCha8Rng, usize) -> Fault) -> Schedule {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut faults = Vec::new();
@@ -125,13 +185,7 @@ fn draw_lies(seed: u64, nodes: usize, lie: impl Fn(&mut ChaCha8Rng, usize) -> Fa
     let mut order: Vec<usize> = (0..nodes).collect();
     order.shuffle(&mut rng);
     for &node in &order {
-        for _ in 0..rng.gen_range(1..=3) {
-            faults.push(Timed {
-                at_ms,
-                fault: lie(&mut rng, node),
-            });
-            at_ms += rng.gen_range(0..300);
-        }
+        at_ms = spell(&mut rng, &mut faults, at_ms, node, (3, 300), &lie);
         at_ms += rng.gen_range(500..3_000);
         let crash = Fault::Crash {
             node,
@@ -145,13 +199,7 @@ fn draw_lies(seed: u64, nodes: usize, lie: impl Fn(&mut ChaCha8Rng, usize) -> Fa
     let minority = &order[..(nodes.saturating_sub(1) / 2).max(1)];
     for _ in 0..4 {
         let node = *minority.choose(&mut rng).unwrap_or(&0);
-        for _ in 0..rng.gen_range(1..=2) {
-            faults.push(Timed {
-                at_ms,
-                fault: lie(&mut rng, node),
-            });
-            at_ms += rng.gen_range(0..500);
-        }
+        at_ms = spell(&mut rng, &mut faults, at_ms, node, (2, 500), &lie);
         at_ms += rng.gen_range(2_000..5_000);
     }
     Schedule::new(faults, at_ms)

@@ -230,6 +230,22 @@ fn milder(fault: &Fault) -> Vec<Fault> {
             writer,
             ms: ms / 2,
         }],
+        // A shorter stall, or fewer stalled writes.
+        Fault::SlowFsync { node, writes, ms } if ms >= 2 * SMALLEST_STEP_MS || writes > 1 => [
+            Fault::SlowFsync {
+                node,
+                writes,
+                ms: ms / 2,
+            },
+            Fault::SlowFsync {
+                node,
+                writes: writes.div_ceil(2),
+                ms,
+            },
+        ]
+        .into_iter()
+        .filter(|f| f != fault)
+        .collect(),
         Fault::L1DropNext { count } if count > 1 => vec![Fault::L1DropNext { count: 1 }],
         Fault::L1LoseReceipts { count } if count > 1 => vec![Fault::L1LoseReceipts { count: 1 }],
         _ => Vec::new(),

@@ -14,7 +14,7 @@ use super::types::{io_err, Canon, LogId, Vote};
 use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
-use crate::storage::{Column, Durability, Storage, WriteBatch};
+use crate::storage::{Column, Durability, Storage, WriteBatch, PAST_EVERY_KEY};
 
 pub(crate) const KEY_VOTE: &[u8] = b"raft/vote";
 pub(crate) const KEY_COMMITTED: &[u8] = b"raft/committed";
@@ -73,11 +73,17 @@ impl<RT: AsyncRuntime> LogStore<RT> {
         }
     }
 
-    fn write_synced(
+    /// Writes `batch` durably. A stalled device (simulated) is waited out first on the
+    /// runtime's clock, inside Raft's storage call, so it blocks what a slow fsync blocks.
+    async fn write_synced(
         &self,
         batch: WriteBatch,
         subject: ErrorSubject<NodeId>,
     ) -> Result<(), StorageError<NodeId>> {
+        let stall = self.storage.synced_write_stall();
+        if !stall.is_zero() {
+            RT::sleep(stall).await;
+        }
         self.storage.write(batch, Durability::Synced).map_err(|e| {
             self.events.emit(
                 &self.node,
@@ -119,7 +125,7 @@ impl<RT: AsyncRuntime> LogStore<RT> {
     pub fn last_log_id(&self) -> Result<Option<LogId>, StorageError<NodeId>> {
         let last = self
             .storage
-            .last_before(Column::Log, &KEY_AFTER_ALL)
+            .last_before(Column::Log, &PAST_EVERY_KEY)
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Read, e))?;
         match last {
             Some((_, v)) => Ok(Some(
@@ -155,8 +161,6 @@ fn bound_end(b: Bound<&u64>) -> Option<u64> {
     }
 }
 
-const KEY_AFTER_ALL: [u8; 9] = [0xff; 9];
-
 impl<RT: AsyncRuntime> RaftLogReader<C<RT>> for LogStore<RT> {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
         &mut self,
@@ -169,7 +173,7 @@ impl<RT: AsyncRuntime> RaftLogReader<C<RT>> for LogStore<RT> {
         let from = index_key(start);
         let to: Vec<u8> = match bound_end(range.end_bound()) {
             Some(end) => index_key(end).to_vec(),
-            None => KEY_AFTER_ALL.to_vec(),
+            None => PAST_EVERY_KEY.to_vec(),
         };
         let rows = self
             .storage
@@ -205,7 +209,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
             codec::encode(vote).map_err(|e| io_err(ErrorSubject::Vote, ErrorVerb::Write, e))?;
         let mut b = WriteBatch::default();
         b.put(Column::Meta, KEY_VOTE, bytes);
-        self.write_synced(b, ErrorSubject::Vote)?;
+        self.write_synced(b, ErrorSubject::Vote).await?;
         self.events.emit(
             &self.node,
             Event::VoteSaved {
@@ -229,7 +233,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
             .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, e))?;
         let mut b = WriteBatch::default();
         b.put(Column::Meta, KEY_COMMITTED, bytes);
-        self.write_synced(b, ErrorSubject::Store)?;
+        self.write_synced(b, ErrorSubject::Store).await?;
         if let Some(c) = committed {
             self.events
                 .emit(&self.node, Event::Committed { index: c.index });
@@ -257,7 +261,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
                 .map_err(|e| io_err(ErrorSubject::Log(entry.log_id), ErrorVerb::Write, e))?;
             b.put(Column::Log, index_key(entry.log_id.index), bytes);
         }
-        let res = self.write_synced(b, ErrorSubject::Logs);
+        let res = self.write_synced(b, ErrorSubject::Logs).await;
         if res.is_ok() {
             self.recent.appended(entries);
         }
@@ -272,8 +276,8 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
         self.recent.truncate(log_id.index);
         let mut b = WriteBatch::default();
-        b.delete_range(Column::Log, index_key(log_id.index), KEY_AFTER_ALL);
-        self.write_synced(b, ErrorSubject::Logs)
+        b.delete_range(Column::Log, index_key(log_id.index), PAST_EVERY_KEY);
+        self.write_synced(b, ErrorSubject::Logs).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError<NodeId>> {
@@ -288,7 +292,7 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
             index_key(0),
             index_key(log_id.index.saturating_add(1)),
         );
-        self.write_synced(b, ErrorSubject::Logs)
+        self.write_synced(b, ErrorSubject::Logs).await
     }
 }
 

@@ -96,6 +96,14 @@ impl<RT: AsyncRuntime> openraft::RaftTypeConfig for Canon<RT> {
 }
 
 pub type LogId = openraft::LogId<NodeId>;
+
+/// A log id as the election policy compares logs: its term, then its index.
+pub fn log_pos(id: &LogId) -> crate::policy::election::LogPos {
+    crate::policy::election::LogPos {
+        term: id.leader_id.term,
+        index: id.index,
+    }
+}
 pub type Vote = openraft::Vote<NodeId>;
 pub type Membership = openraft::StoredMembership<NodeId, openraft::EmptyNode>;
 
