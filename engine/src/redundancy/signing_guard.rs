@@ -440,6 +440,40 @@ mod tests {
         guard.record(13, &block(6, 1)).unwrap();
     }
 
+    /// A guard whose record rotted on disk is never opened, so nothing is signed from it: the
+    /// error names the record, and the repair policy's verdict on it is a halt.
+    #[test]
+    fn a_rotten_guard_is_refused_by_name_and_halts() {
+        use crate::consensus::repair::{classify, findings};
+        use crate::policy::repair::{decide, Damaged, Halt, Repair};
+        use crate::storage::Checksummed;
+        let disk = MemDisk::new();
+        let store = Arc::new(Checksummed::new(disk.clone()));
+        let identity = NodeId([3; 64]);
+        let guard = SigningGuard::open(store.clone(), identity).unwrap();
+        guard.record(12, &block(5, 1)).unwrap();
+        let rotted = disk.flip_at_rest(Column::Meta, 0, 77).unwrap();
+        assert_eq!(rotted, key(&identity));
+        match SigningGuard::open(store.clone(), identity) {
+            Err(GuardError::Storage(StorageError::Corrupt {
+                column: Column::Meta,
+                key,
+                ..
+            })) => assert_eq!(key, rotted),
+            Err(other) => panic!("opened with {other}"),
+            Ok(_) => panic!("a rotten guard opened"),
+        }
+        // The start-up scrub finds it, and the policy halts the node on it.
+        let scrub = store.scrub().unwrap();
+        assert_eq!(scrub.corrupt.len(), 1);
+        assert_eq!(
+            classify(Column::Meta, &scrub.corrupt[0].key),
+            Damaged::SigningGuard
+        );
+        let findings = findings(&*store, &scrub).unwrap();
+        assert_eq!(decide(&findings), Repair::Halt(Halt::SigningGuard));
+    }
+
     #[test]
     fn a_published_block_is_never_pending_again() {
         let disk = MemDisk::new();
