@@ -47,8 +47,14 @@ pub struct Settings {
     pub consensus_bootstrap: bool,
     /// `0x`-prefixed node ids; empty means just this node.
     pub consensus_peer_ids: Vec<String>,
+    /// Milliseconds a follower waits without hearing a leader before it asks for votes: a
+    /// fresh draw between min and max each time.
     pub consensus_election_timeout_min: u64,
     pub consensus_election_timeout_max: u64,
+    /// Milliseconds between a leader's heartbeats, and (openraft 0.9) the time each
+    /// AppendEntries has to come back: 250, since a block of thousands of transactions takes
+    /// a follower over 100 ms to store under load, and a leader whose requests time out loses
+    /// its quorum (the loopback bench lost its leader at 100 and at 200).
     pub consensus_heartbeat_interval: u64,
     /// A Raft snapshot of the applied state (no blocks) is built every this many log entries,
     /// and the log before it purged but for `consensus_log_keep_entries`.
@@ -141,9 +147,9 @@ impl Default for Settings {
             consensus_enabled: true,
             consensus_bootstrap: true,
             consensus_peer_ids: Vec::new(),
-            consensus_election_timeout_min: 500,
-            consensus_election_timeout_max: 1_000,
-            consensus_heartbeat_interval: 100,
+            consensus_election_timeout_min: 1_000,
+            consensus_election_timeout_max: 2_000,
+            consensus_heartbeat_interval: 250,
             consensus_snapshot_interval_entries: 1_024,
             consensus_log_keep_entries: 256,
             sequencer_block_time: 250,
