@@ -141,6 +141,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "under kv-chaos's first fault plan (before it drew chaos's own), 38 operations in 40 s, all linearizable, failed a floor of 50: a run with nothing wrong in it",
     ),
     (
+        "disk-corruption",
+        3100529,
+        "a misdirected write took the first log entry after a snapshot's purge elsewhere; the log was whole from its lowest key, so the scrub passed it and openraft refused to start on it at every restart",
+    ),
+    (
+        "disk-corruption",
+        3100685,
+        "the same with nothing purged: log entry 0 went elsewhere after a rejoin",
+    ),
+    (
         "lying-backfill",
         972074,
         "only the leader lied, and the node, not knowing the leader yet, backfilled from the honest follower: no lie was ever told it",

@@ -101,17 +101,27 @@ pub fn findings(store: &dyn Storage, scrub: &Scrub) -> Result<Findings, StorageE
         // Damaged: the policy rejoins over it anyway.
         _ => (0..0, 0..0),
     };
+    let purged_index = mark(store, KEY_PURGED, |l: LogId| l.index)?;
+    // openraft reads its log from the entry after the purged one (from 0 when nothing was
+    // purged) to the last: an entry missing anywhere in that span, the first included, is a
+    // hole it cannot start over. A purge deletes entries and moves the mark in one batch.
+    let log_first = match purged_index {
+        Mark::At(index) => index.saturating_add(1),
+        Mark::Absent => 0,
+        // The policy rejoins over a damaged mark whatever the log holds.
+        Mark::Corrupt => u64::MAX,
+    };
     Ok(Findings {
         damaged: scrub
             .corrupt
             .iter()
             .map(|c| classify(c.column, &c.key))
             .collect(),
-        log_contiguous: scrub.contiguous_u64(Column::Log),
+        log_contiguous: scrub.complete_u64_except(Column::Log, log_first, 0..0),
         blocks_contiguous: scrub.complete_u64_except(Column::Block, 1, unfilled)
             && scrub.complete_u64_except(Column::Batch, 1, uncut),
         log_last_index: scrub.last_u64(Column::Log),
-        purged_index: mark(store, KEY_PURGED, |l: LogId| l.index)?,
+        purged_index,
         vote_term: match mark(store, KEY_VOTE, |v: Vote| v.leader_id().term)? {
             Mark::At(t) => t,
             // A damaged vote halts the node whatever else is found.
@@ -309,6 +319,45 @@ mod tests {
         let again = scrub_and_repair(&s, &key()).unwrap();
         assert_eq!(again.repair, Repair::Nothing);
         assert_eq!(abstain_until(&s), Some(bound));
+    }
+
+    /// Seeds 3100529 and 3100685 of `disk-corruption`: a misdirected write took the first
+    /// entry after the purge (or entry 0, with nothing purged) elsewhere. The log was
+    /// contiguous from its lowest key, so the scrub passed it, and openraft then refused to
+    /// start on it at every restart. A hole at the bottom is a hole.
+    #[test]
+    fn a_log_missing_its_first_entry_is_a_hole() {
+        // (purged mark, entries held, whether the log is whole)
+        let table: [(Option<u64>, std::ops::RangeInclusive<u64>, bool); 6] = [
+            (Some(4), 5..=9, true),
+            (Some(4), 6..=9, false),
+            (Some(4), 3..=9, true),
+            (None, 0..=9, true),
+            (None, 1..=9, false),
+            (Some(9), 1..=0, true),
+        ];
+        for (purged, held, whole) in table {
+            let store = Checksummed::new(MemDisk::new());
+            let mut b = WriteBatch::default();
+            for i in held.clone() {
+                b.put(Column::Log, i.to_be_bytes().to_vec(), vec![1; 30]);
+            }
+            if let Some(p) = purged {
+                let purged = LogId::new(openraft::CommittedLeaderId::new(1, me()), p);
+                b.put(Column::Meta, KEY_PURGED, codec::encode(&purged).unwrap());
+            }
+            let vote = Vote::new_committed(3, me());
+            b.put(Column::Meta, KEY_VOTE, codec::encode(&vote).unwrap());
+            store.write(b, Durability::Synced).unwrap();
+            let scrub = store.scrub().unwrap();
+            let found = findings(&store, &scrub).unwrap();
+            assert_eq!(
+                found.log_contiguous, whole,
+                "purged {purged:?}, held {held:?}"
+            );
+            let rejoins = matches!(decide(&found), Repair::Rejoin { .. });
+            assert_eq!(rejoins, !whole, "purged {purged:?}, held {held:?}");
+        }
     }
 
     #[test]

@@ -77,7 +77,8 @@ pub enum Mark {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Findings {
     pub damaged: Vec<Damaged>,
-    /// The Raft log holds every index between its lowest and highest.
+    /// The Raft log holds every index from the one after its purged mark (from 0 without
+    /// one) to its highest.
     pub log_contiguous: bool,
     /// The blocks and batches columns hold every height and number between their lowest and
     /// highest, but for a snapshot's gap still being filled (a hole on purpose).
