@@ -339,6 +339,15 @@ fn external_catchup() {
     assert_fact(&r, "catchup_ms", 1, 0.0, 30_000.0);
 }
 
+/// Every seed's external node rotted on disk and repaired each time at its next start (the
+/// scenario's own check); at least once, since the chain it holds is never empty.
+#[test]
+fn external_disk_rot() {
+    let r = run_scenario("external-disk-rot", 0..6, "external_disk_rot");
+    assert_ran(&r);
+    assert_fact(&r, "repairs", 1, 1.0, 3.0);
+}
+
 #[test]
 fn external_restart() {
     assert_ran(&run_scenario("external-restart", 0..10, "external_restart"));

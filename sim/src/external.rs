@@ -12,7 +12,7 @@ use canon_engine::external::node::{ExternalConfig, Trust};
 use canon_engine::keys::derived_key;
 use canon_engine::net::transport::BoxFuture;
 use canon_engine::seams::Seams;
-use canon_engine::storage::MemDisk;
+use canon_engine::storage::{Column, MemDisk};
 use canon_engine::NodeId;
 use rand::Rng;
 
@@ -170,6 +170,33 @@ impl SimCluster {
         self.note(format!(
             "fault: crash external x{e} ({lost} unsynced batches lost)"
         ));
+    }
+
+    /// Bit rot on external `e`'s disk while it is down: one bit of one record of what it
+    /// replayed (a block, the state, a certificate) flips, drawn from the run's rng. Returns
+    /// whether a record rotted (the column drawn may be empty).
+    pub fn rot_external_disk(&mut self, e: usize) -> bool {
+        const ROTTABLE: [Column; 3] = [Column::Block, Column::State, Column::Certificate];
+        let column = ROTTABLE[self.rng.gen_range(0..ROTTABLE.len())];
+        let nth = self.rng.gen_range(0..100_000);
+        let bit = self.rng.gen_range(0..1_024);
+        match self.externals[e].disk.flip_at_rest(column, nth, bit) {
+            Some(key) => {
+                self.note(format!(
+                    "fault: external x{e} disk rots the {} record at 0x{} (bit {bit})",
+                    column.name(),
+                    hex::encode(key)
+                ));
+                true
+            }
+            None => {
+                self.note(format!(
+                    "fault: external x{e} disk would rot a {} record but holds none",
+                    column.name()
+                ));
+                false
+            }
+        }
     }
 
     pub fn restart_external(&mut self, e: usize) {

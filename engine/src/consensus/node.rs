@@ -84,7 +84,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let id = cfg.id();
         // Before anything reads the store: every record checked, and what is damaged
         // repaired or refused (`policy::repair`).
-        let repaired = crate::consensus::repair::scrub_and_repair(&*seams.storage, &cfg.key)
+        let repaired = crate::consensus::repair::scrub_and_repair(&*seams.storage, Some(&cfg.key))
             .map_err(crate::chain::store::StoreError::from)?;
         if repaired.repair != Repair::Nothing {
             seams.events.emit(

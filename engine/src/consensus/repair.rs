@@ -147,8 +147,15 @@ pub struct Repaired {
 /// dropped, or every replicated record forgotten with the abstention bound written first
 /// (one synced batch: a crash leaves the store before or after, never between). A halt is
 /// returned for the caller to refuse to start with.
-pub fn scrub_and_repair(store: &dyn Storage, key: &SecretKey) -> Result<Repaired, StorageError> {
-    let me = key.node_id();
+///
+/// `member` is the key of a consensus node, which votes and attests; `None` for a node
+/// outside Raft (an external node, a member of a single-sequencer group). Such a node holds no
+/// vote and signs no attestation: it only drops a damaged one, and what it forgets it
+/// downloads again from its sources, checked against the hash chain and the certificates.
+pub fn scrub_and_repair(
+    store: &dyn Storage,
+    member: Option<&SecretKey>,
+) -> Result<Repaired, StorageError> {
     // First the last batch a crash may have torn, completed from its journal.
     store.complete_torn_batch()?;
     let scrub = store.scrub()?;
@@ -160,15 +167,18 @@ pub fn scrub_and_repair(store: &dyn Storage, key: &SecretKey) -> Result<Repaired
             for k in keys {
                 batch.delete(Column::Attestation, k.clone());
             }
-            // Peers' attestations are collected again. Its own it signs again (the same
-            // signature: they are deterministic) for every batch it holds without one: a
-            // damaged one, or one whose write went under another key.
-            for (number, header) in batch_headers(store)? {
-                let own_key = crate::chain::store::attestation_key(number, &me);
-                let dropped = keys.contains(&own_key);
-                if dropped || store.get(Column::Attestation, &own_key)?.is_none() {
-                    stage_attestations(&mut batch, number, &[Attestation::sign(&header, key)])
-                        .map_err(|e| StorageError::Failed(e.to_string()))?;
+            // Peers' attestations are collected again. A member signs its own again (the
+            // same signature: they are deterministic) for every batch it holds without one:
+            // a damaged one, or one whose write went under another key.
+            if let Some(key) = member {
+                let me = key.node_id();
+                for (number, header) in batch_headers(store)? {
+                    let own_key = crate::chain::store::attestation_key(number, &me);
+                    let dropped = keys.contains(&own_key);
+                    if dropped || store.get(Column::Attestation, &own_key)?.is_none() {
+                        stage_attestations(&mut batch, number, &[Attestation::sign(&header, key)])
+                            .map_err(|e| StorageError::Failed(e.to_string()))?;
+                    }
                 }
             }
         }
@@ -189,7 +199,8 @@ pub fn scrub_and_repair(store: &dyn Storage, key: &SecretKey) -> Result<Repaired
             // openraft restores leadership from a committed vote of its own at start, and
             // would lead with an empty log. The same vote, uncommitted, is what a candidate
             // holds: it votes for nobody else in that term and starts a follower.
-            if let Ok(Some(bytes)) = store.get(Column::Meta, KEY_VOTE) {
+            let me = member.map(SecretKey::node_id);
+            if let (Some(me), Ok(Some(bytes))) = (me, store.get(Column::Meta, KEY_VOTE)) {
                 if let Ok(vote) = codec::decode::<Vote>(&bytes) {
                     if vote.is_committed() && vote.leader_id().voted_for() == Some(me) {
                         let held = Vote::new(vote.leader_id().term, me);
@@ -283,7 +294,7 @@ mod tests {
     #[test]
     fn a_sound_store_is_left_alone() {
         let (_, s) = store();
-        let r = scrub_and_repair(&s, &key()).unwrap();
+        let r = scrub_and_repair(&s, Some(&key())).unwrap();
         assert_eq!(r.repair, Repair::Nothing);
         assert_eq!(
             s.get(Column::Block, &1u64.to_be_bytes()).unwrap(),
@@ -295,7 +306,7 @@ mod tests {
     fn a_rotten_block_makes_the_node_forget_and_abstain_keeping_its_vote_uncommitted() {
         let (disk, s) = store();
         disk.flip_at_rest(Column::Block, 1, 7);
-        let r = scrub_and_repair(&s, &key()).unwrap();
+        let r = scrub_and_repair(&s, Some(&key())).unwrap();
         let bound = LogPos { term: 3, index: 9 };
         assert_eq!(
             r.repair,
@@ -316,7 +327,7 @@ mod tests {
         assert_eq!(vote, Vote::new(3, me()));
         assert!(!vote.is_committed());
         // The next start finds nothing to repair, and the bound stays.
-        let again = scrub_and_repair(&s, &key()).unwrap();
+        let again = scrub_and_repair(&s, Some(&key())).unwrap();
         assert_eq!(again.repair, Repair::Nothing);
         assert_eq!(abstain_until(&s), Some(bound));
     }
@@ -368,7 +379,7 @@ mod tests {
             disk.flip_at_rest(Column::Meta, 1, 3),
             Some(KEY_VOTE.to_vec())
         );
-        let r = scrub_and_repair(&s, &key()).unwrap();
+        let r = scrub_and_repair(&s, Some(&key())).unwrap();
         assert_eq!(r.repair, Repair::Halt(Halt::VoteUnreadable));
         // Nothing changed: the operator gets the store as it was.
         assert!(!s
@@ -381,7 +392,7 @@ mod tests {
     fn a_rotten_attestation_is_dropped_alone() {
         let (disk, s) = store();
         disk.flip_at_rest(Column::Attestation, 0, 1);
-        let r = scrub_and_repair(&s, &key()).unwrap();
+        let r = scrub_and_repair(&s, Some(&key())).unwrap();
         assert_eq!(r.repair, Repair::DropAttestations(vec![vec![0, 1]]));
         assert!(s
             .scan(Column::Attestation, &[], &PAST_EVERY_KEY, 10)
@@ -418,7 +429,7 @@ mod tests {
             disk.flip_at_rest(Column::Attestation, 0, 5),
             Some(own_key.clone())
         );
-        let r = scrub_and_repair(&s, &key()).unwrap();
+        let r = scrub_and_repair(&s, Some(&key())).unwrap();
         assert_eq!(r.repair, Repair::DropAttestations(vec![own_key.clone()]));
         assert_eq!(s.get(Column::Attestation, &own_key).unwrap(), Some(sound));
     }

@@ -27,6 +27,7 @@ use crate::net::wire::{
     fill_checked, refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection,
 };
 use crate::policy::download::{DownloadConfig, Fetch, Plan, RoundResult};
+use crate::policy::repair::Repair;
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
 
@@ -170,6 +171,23 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             return Err(NodeError::Config(
                 "network_boot_nodes must name at least one source of blocks".into(),
             ));
+        }
+        // Before anything reads the store: every record checked. What is damaged it drops
+        // and downloads again, checked as any download is; damage it cannot repair that way
+        // (its signing guard, its identity) it refuses to start with.
+        let repaired = crate::consensus::repair::scrub_and_repair(&*seams.storage, None)
+            .map_err(crate::chain::store::StoreError::from)?;
+        if repaired.repair != Repair::Nothing {
+            seams.events.emit(
+                &id,
+                Event::Scrubbed {
+                    corrupt_records: repaired.corrupt_records,
+                    repair: repaired.repair.clone(),
+                },
+            );
+        }
+        if let Repair::Halt(why) = repaired.repair {
+            return Err(NodeError::Halted(why));
         }
         let replica = Replica::open(
             seams.storage.clone(),

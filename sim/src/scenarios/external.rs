@@ -92,6 +92,46 @@ pub(crate) fn external_restart(ctx: Ctx) -> ScenarioFuture {
     })
 }
 
+/// An external node's disk rots while it is down, three times: each time one bit of what it
+/// replayed flips (a block, the state or a certificate). Its start-up scrub finds the damage;
+/// it forgets what it replayed and downloads the chain again, checked as any download is. It
+/// must reach the canonical head after each restart, and never hold a block off the canonical
+/// chain (the checker watches every block it replays).
+pub(crate) fn external_disk_rot(ctx: Ctx) -> ScenarioFuture {
+    Box::pin(async move {
+        let mut c = long_chain(&ctx, 100).await?;
+        let sources = c.peers().to_vec();
+        let x = c.add_external(sources);
+        let mut rotted = 0usize;
+        for _ in 0..3 {
+            let target = c.canonical_height();
+            c.wait_for_external(x, target, EXTERNAL_BOUND)
+                .await
+                .map_err(|e| at(&c, e))?;
+            c.crash_external(x);
+            if c.rot_external_disk(x) {
+                rotted += 1;
+            }
+            sleep_ms(c.rng.gen_range(100..2_000)).await;
+            c.restart_external(x);
+        }
+        let target = c.canonical_height();
+        c.wait_for_external(x, target, EXTERNAL_BOUND)
+            .await
+            .map_err(|e| at(&c, e))?;
+        // Every rotten record was found at the next start: one repair each.
+        let repairs = c.observer.lock().checker.rejoins();
+        c.record("repairs", repairs as f64);
+        if repairs != rotted {
+            return Err(at(
+                &c,
+                format!("x{x}'s disk rotted {rotted} times and it repaired {repairs} times"),
+            ));
+        }
+        externals_converge(&mut c).await
+    })
+}
+
 pub(crate) fn external_partition(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let (mut c, _) = running_cluster(&ctx).await?;

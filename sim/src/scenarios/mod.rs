@@ -21,8 +21,8 @@ use batcher::{
 };
 use disk::{disk_corruption, misdirected_write, slow_disk, torn_write};
 use external::{
-    external_catchup, external_chain, external_failover, external_partition, external_restart,
-    lying_source,
+    external_catchup, external_chain, external_disk_rot, external_failover, external_partition,
+    external_restart, lying_source,
 };
 use kv::{kv_chaos, kv_linearizable};
 use network::hostile_network;
@@ -144,6 +144,12 @@ pub static SCENARIOS: &[Scenario] = &[
         name: "external-restart",
         description: "an external node crashes mid-replay (only synced data survives), restarts and catches up with no gap and no duplicate",
         body: external_restart,
+        sim_time_limit: Duration::from_secs(300),
+    },
+    Scenario {
+        name: "external-disk-rot",
+        description: "an external node's disk rots while it is down, three times (a bit of a block, the state or a certificate it replayed): its start-up scrub finds each, it forgets what it replayed and downloads the chain again, checked as any download; it reaches the canonical head after every restart and never holds a block off the canonical chain",
+        body: external_disk_rot,
         sim_time_limit: Duration::from_secs(300),
     },
     Scenario {
