@@ -49,6 +49,10 @@ pub enum NodeError {
     /// Its store is damaged in a way it must not start with (see [`crate::policy::repair`]).
     #[error("this node must not start: {0}")]
     Halted(crate::policy::repair::Halt),
+    /// A stopped Raft instance's state machine went on applying for this long, and a fresh
+    /// one must not start beside it.
+    #[error("raft: the stopped instance's state machine was still applying after {0:?}")]
+    StillApplying(std::time::Duration),
     /// openraft could not start.
     #[error("raft: {0}")]
     Raft(Box<openraft::error::Fatal<NodeId>>),

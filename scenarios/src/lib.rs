@@ -151,6 +151,11 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "the same with nothing purged: log entry 0 went elsewhere after a rejoin",
     ),
     (
+        "slow-disk",
+        3300477,
+        "a stalled leader stepped down; openraft's shutdown returned while the old state machine was still applying entries 156-159, and the fresh instance read applied index 155 and applied them again: the applied index went backwards",
+    ),
+    (
         "lying-backfill",
         972074,
         "only the leader lied, and the node, not knowing the leader yet, backfilled from the honest follower: no lie was ever told it",

@@ -46,6 +46,8 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     id: NodeId,
     seams: Seams,
     raft: Mutex<Raft<Canon<RT>>>,
+    /// The state machine of the Raft instance in `raft`, alive while any part of it is.
+    state_machine: Mutex<std::sync::Weak<()>>,
     /// The one handle through which this node reads its Raft log outside openraft (its last
     /// position for pre-votes, the committed tail for status); openraft gets clones of it.
     log: LogStore<RT>,
@@ -68,6 +70,10 @@ pub struct ConsensusNode<RT: AsyncRuntime> {
     damage: Mutex<Option<crate::storage::StorageError>>,
     damage_seen: tokio::sync::Notify,
 }
+
+/// How long a reopen waits for the stopped instance's state machine to drain its queue (a
+/// few blocks to apply, or a snapshot to finish building).
+const STATE_MACHINE_DRAIN: Duration = Duration::from_secs(30);
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
     pub(crate) fn own_votes(&self) -> &crate::consensus::certify::OwnVotes {
@@ -125,7 +131,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             0,
         );
         let core = Arc::new(SharedCore::new(RT::Instant::now(), core));
-        let raft = Self::open_raft(&cfg, &seams, &log, &chain, &core).await?;
+        let (raft, state_machine) = Self::open_raft(&cfg, &seams, &log, &chain, &core).await?;
         let (wake, finished) = unbounded();
         let node = Arc::new(ConsensusNode {
             core,
@@ -133,6 +139,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             id,
             seams,
             raft: Mutex::new(raft),
+            state_machine: Mutex::new(state_machine),
             log,
             chain,
             stopped: AtomicBool::new(false),
@@ -152,7 +159,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         log: &LogStore<RT>,
         chain: &Arc<ChainStore>,
         core: &Arc<SharedCore<RT::Instant>>,
-    ) -> Result<Raft<Canon<RT>>, NodeError> {
+    ) -> Result<(Raft<Canon<RT>>, std::sync::Weak<()>), NodeError> {
         let id = cfg.id();
         let sm = StateMachine::new(
             chain.clone(),
@@ -160,7 +167,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             cfg.peers.clone(),
             seams.events.clone(),
         );
-        Raft::new(
+        let instance = sm.instance();
+        let raft = Raft::new(
             id,
             Arc::new(cfg.raft_config()?),
             NetworkFactory::new(seams.transport.clone(), core.clone()),
@@ -168,7 +176,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             sm,
         )
         .await
-        .map_err(NodeError::from)
+        .map_err(NodeError::from)?;
+        Ok((raft, instance))
     }
 
     pub fn id(&self) -> NodeId {
@@ -545,6 +554,17 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     /// leave leadership in openraft 0.9.
     pub(crate) async fn reopen_raft(&self, step_down: bool) -> Result<(), NodeError> {
         let _ = self.raft().shutdown().await;
+        // The old state machine applies what it had queued after the core stops (seed
+        // 3300477 of slow-disk: the fresh instance read applied index 155 while the old one
+        // applied 156-159, then applied them again). It ends once that queue is drained.
+        let old = lock(&self.state_machine).clone();
+        let waited = RT::Instant::now();
+        while old.strong_count() > 0 {
+            if waited.elapsed() > STATE_MACHINE_DRAIN {
+                return Err(NodeError::StillApplying(STATE_MACHINE_DRAIN));
+            }
+            RT::sleep(Duration::from_millis(1)).await;
+        }
         if step_down {
             // openraft restores leadership from a committed vote of its own at startup. Moving
             // to the next term with an uncommitted vote for itself is what a candidate does, so
@@ -554,9 +574,10 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             log.save_vote(&openraft::Vote::new(term + 1, self.id))
                 .await?;
         }
-        let fresh =
+        let (fresh, state_machine) =
             Self::open_raft(&self.cfg, &self.seams, &self.log, &self.chain, &self.core).await?;
         *lock(&self.raft) = fresh;
+        *lock(&self.state_machine) = state_machine;
         Ok(())
     }
 }

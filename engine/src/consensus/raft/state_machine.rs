@@ -55,6 +55,9 @@ pub struct StateMachine<RT> {
     key: SecretKey,
     peers: Vec<NodeId>,
     events: Arc<dyn EventSink>,
+    /// Held by every clone of this instance (openraft's state machine worker, its snapshot
+    /// builders): gone once the last of them is (see [`StateMachine::instance`]).
+    instance: Arc<()>,
     _rt: PhantomData<fn() -> RT>,
 }
 
@@ -66,6 +69,7 @@ impl<RT> Clone for StateMachine<RT> {
             key: self.key.clone(),
             peers: self.peers.clone(),
             events: self.events.clone(),
+            instance: self.instance.clone(),
             _rt: PhantomData,
         }
     }
@@ -87,8 +91,18 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
             key,
             peers,
             events,
+            instance: Arc::new(()),
             _rt: PhantomData,
         }
+    }
+
+    /// Whether this instance, or any clone of it, still exists. `Raft::shutdown` in openraft
+    /// 0.9 waits for the Raft core only: its state machine worker goes on applying what was
+    /// queued, and a snapshot build goes on, after it returns. A fresh instance over the same
+    /// chain must not start before they end, or it reads the applied index they are moving
+    /// and applies the same entries again.
+    pub fn instance(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.instance)
     }
 
     fn commit(
