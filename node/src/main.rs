@@ -30,7 +30,24 @@ fn no_huge_pages() {
 #[cfg(not(feature = "production"))]
 fn no_huge_pages() {}
 
+/// mimalloc keeps the pages it frees. By default it hands them back to the kernel 10 ms after
+/// they empty (`madvise`), and the next allocation faults them in again zeroed: at the
+/// key-value peak, where every block is megabytes of short-lived buffers, that was over 1,000
+/// hand-backs every 4 s per node and 12-16% of its time in the kernel zeroing pages
+/// (docs/benchmarks.md). The cost is memory: a node holds its high-water mark. An operator's
+/// own `MIMALLOC_PURGE_DELAY` wins. mimalloc reads it at its first purge, after this.
+#[cfg(feature = "production")]
+fn keep_freed_memory() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
+    }
+}
+
+#[cfg(not(feature = "production"))]
+fn keep_freed_memory() {}
+
 fn main() -> ExitCode {
+    keep_freed_memory();
     no_huge_pages();
     let cli = Cli::parse();
     match cli.command {
