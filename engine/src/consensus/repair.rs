@@ -338,19 +338,21 @@ mod tests {
     /// start on it at every restart. A hole at the bottom is a hole.
     #[test]
     fn a_log_missing_its_first_entry_is_a_hole() {
+        /// The first and last log entry held; `None`: the log is empty.
+        type Held = Option<(u64, u64)>;
         // (purged mark, entries held, whether the log is whole)
-        let table: [(Option<u64>, std::ops::RangeInclusive<u64>, bool); 6] = [
-            (Some(4), 5..=9, true),
-            (Some(4), 6..=9, false),
-            (Some(4), 3..=9, true),
-            (None, 0..=9, true),
-            (None, 1..=9, false),
-            (Some(9), 1..=0, true),
+        let table: [(Option<u64>, Held, bool); 6] = [
+            (Some(4), Some((5, 9)), true),
+            (Some(4), Some((6, 9)), false),
+            (Some(4), Some((3, 9)), true),
+            (None, Some((0, 9)), true),
+            (None, Some((1, 9)), false),
+            (Some(9), None, true),
         ];
         for (purged, held, whole) in table {
             let store = Checksummed::new(MemDisk::new());
             let mut b = WriteBatch::default();
-            for i in held.clone() {
+            for i in held.map_or(0..0, |(first, last)| first..last + 1) {
                 b.put(Column::Log, i.to_be_bytes().to_vec(), vec![1; 30]);
             }
             if let Some(p) = purged {
