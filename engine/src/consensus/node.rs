@@ -30,7 +30,6 @@ use crate::ids::NodeId;
 use crate::net::peer;
 use crate::net::wire::{Request, Response, MAX_SUBMIT_WAIT_MS};
 use crate::policy::election::{LogPos, RaftView, Role};
-use crate::policy::repair::Repair;
 pub use crate::seams::{NodeError, Seams};
 
 mod abstention;
@@ -90,20 +89,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let id = cfg.id();
         // Before anything reads the store: every record checked, and what is damaged
         // repaired or refused (`policy::repair`).
-        let repaired = crate::consensus::repair::scrub_and_repair(&*seams.storage, Some(&cfg.key))
-            .map_err(crate::chain::store::StoreError::from)?;
-        if repaired.repair != Repair::Nothing {
-            seams.events.emit(
-                &id,
-                Event::Scrubbed {
-                    corrupt_records: repaired.corrupt_records,
-                    repair: repaired.repair.clone(),
-                },
-            );
-        }
-        if let Repair::Halt(why) = repaired.repair {
-            return Err(NodeError::Halted(why));
-        }
+        crate::consensus::repair::repair_at_start(&seams, &id, Some(&cfg.key))?;
         let abstain_until = crate::consensus::repair::abstain_until(&*seams.storage);
         let chain = Arc::new(ChainStore::open(seams.storage.clone(), &cfg.chain)?);
         let (head, last_applied) = {

@@ -221,6 +221,31 @@ pub fn scrub_and_repair(
     })
 }
 
+/// What a node does first at every start, before anything reads its store:
+/// [`scrub_and_repair`], the repair announced as [`Event::Scrubbed`] when there was one, and
+/// a halt returned as the error the node refuses to start with.
+pub fn repair_at_start(
+    seams: &crate::seams::Seams,
+    id: &crate::ids::NodeId,
+    member: Option<&SecretKey>,
+) -> Result<Repair, crate::seams::NodeError> {
+    let repaired =
+        scrub_and_repair(&*seams.storage, member).map_err(crate::chain::store::StoreError::from)?;
+    if repaired.repair != Repair::Nothing {
+        seams.events.emit(
+            id,
+            crate::events::Event::Scrubbed {
+                corrupt_records: repaired.corrupt_records,
+                repair: repaired.repair.clone(),
+            },
+        );
+    }
+    match repaired.repair {
+        Repair::Halt(why) => Err(crate::seams::NodeError::Halted(why)),
+        repair => Ok(repair),
+    }
+}
+
 /// Every batch header held, by number (a scrub found them sound).
 fn batch_headers(store: &dyn Storage) -> Result<Vec<(u64, BatchHeader)>, StorageError> {
     let mut out = Vec::new();

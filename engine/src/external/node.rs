@@ -27,7 +27,6 @@ use crate::net::wire::{
     fill_checked, refuse_over_limit, Request, Response, SubmitOutcome, SubmitRejection,
 };
 use crate::policy::download::{DownloadConfig, Fetch, Plan, RoundResult};
-use crate::policy::repair::Repair;
 use crate::seams::{NodeError, Seams};
 use crate::sync::lock;
 
@@ -175,20 +174,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         // Before anything reads the store: every record checked. What is damaged it drops
         // and downloads again, checked as any download is; damage it cannot repair that way
         // (its signing guard, its identity) it refuses to start with.
-        let repaired = crate::consensus::repair::scrub_and_repair(&*seams.storage, None)
-            .map_err(crate::chain::store::StoreError::from)?;
-        if repaired.repair != Repair::Nothing {
-            seams.events.emit(
-                &id,
-                Event::Scrubbed {
-                    corrupt_records: repaired.corrupt_records,
-                    repair: repaired.repair.clone(),
-                },
-            );
-        }
-        if let Repair::Halt(why) = repaired.repair {
-            return Err(NodeError::Halted(why));
-        }
+        crate::consensus::repair::repair_at_start(&seams, &id, None)?;
         let replica = Replica::open(
             seams.storage.clone(),
             &cfg.chain,
