@@ -156,6 +156,11 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "a stalled leader stepped down; openraft's shutdown returned while the old state machine was still applying entries 156-159, and the fresh instance read applied index 155 and applied them again: the applied index went backwards",
     ),
     (
+        "redundancy-chaos",
+        3600162,
+        "the disk failed the guard's note that a signed block was published; the block then lost a fork and was rolled back, and the next sign published it again from the guard as if a crash had left it unsent: a rollback with no new equivocation",
+    ),
+    (
         "lying-backfill",
         972074,
         "only the leader lied, and the node, not knowing the leader yet, backfilled from the honest follower: no lie was ever told it",

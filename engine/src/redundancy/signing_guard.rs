@@ -192,8 +192,13 @@ impl SigningGuard {
         };
         let mut batch = WriteBatch::default();
         batch.put(Column::Meta, key(&self.identity), codec::encode(&record)?);
-        self.storage.write(batch, durability)?;
+        // The block is on the chain whether or not the note reaches the disk, so memory says
+        // so first: with the write failed and the note in memory still pending, a rollback of
+        // the block (it lost a fork) would let the next sign publish it again (seed 3600162 of
+        // redundancy-chaos). On disk the note stays pending until the next write of this
+        // record; `reconcile` covers a restart that finds the block on the chain.
         *r = record;
+        self.storage.write(batch, durability)?;
         Ok(())
     }
 
@@ -490,6 +495,20 @@ mod tests {
         disk.crash(0);
         let guard = open(&disk);
         assert_eq!(guard.watermark().map(|w| w.height), Some(5));
+    }
+
+    #[test]
+    fn a_block_published_while_the_disk_fails_is_not_pending_again() {
+        let disk = MemDisk::new();
+        let guard = open(&disk);
+        let a = block(5, 1);
+        guard.record(12, &a).unwrap();
+        disk.set_write_fault(Some("disk on fire".into()));
+        assert!(matches!(guard.published(5), Err(GuardError::Storage(_))));
+        disk.set_write_fault(None);
+        // The block lost a fork and the chain rolled back to 4: it must not come back.
+        assert_eq!(guard.pending(4), None);
+        assert!(guard.record(13, &block(5, 2)).is_err());
     }
 
     #[test]
