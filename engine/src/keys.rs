@@ -5,7 +5,7 @@ use alloy_primitives::{Address, Signature, B256};
 use alloy_signer::SignerSync;
 use alloy_signer_local::PrivateKeySigner;
 
-use crate::ids::{parse_hex_fixed, NodeId, Sig65};
+use crate::ids::{NodeId, Sig65};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
@@ -59,6 +59,15 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
+/// The key leaves memory with its owner: alloy's signer (k256's `SigningKey`) zeroizes its
+/// scalar on drop, and libsecp256k1's copy is overwritten here the same way (a volatile write,
+/// as the `zeroize` crate does). Copies the compiler made on moves are beyond reach.
+impl Drop for SecretKey {
+    fn drop(&mut self) {
+        self.secp.non_secure_erase();
+    }
+}
+
 impl SecretKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
         let signer =
@@ -76,9 +85,20 @@ impl SecretKey {
     }
 
     /// Parses 32 bytes of hex, `0x` optional, as the seed's `network_secret_key`.
+    /// Errors say what is wrong without quoting any of the text (it may be a real key).
     pub fn from_hex(s: &str) -> Result<Self, KeyError> {
-        let bytes = parse_hex_fixed::<32>(s.trim()).map_err(KeyError::BadHex)?;
-        Self::from_bytes(bytes)
+        let digits = s.trim();
+        let digits = digits.strip_prefix("0x").unwrap_or(digits);
+        if digits.len() != 64 {
+            return Err(KeyError::BadHex(format!(
+                "expected 64 hex digits (32 bytes), got {}",
+                digits.len()
+            )));
+        }
+        let mut bytes = zeroize::Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(digits, bytes.as_mut_slice())
+            .map_err(|_| KeyError::BadHex("not hex digits".into()))?;
+        Self::from_bytes(*bytes)
     }
 
     /// The 64-byte uncompressed public key, which is the Raft node id.

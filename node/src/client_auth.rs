@@ -18,7 +18,7 @@ pub const BEARER: &str = "Bearer ";
 
 /// The secret clients present.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ClientToken(String);
+pub struct ClientToken(zeroize::Zeroizing<String>);
 
 impl fmt::Debug for ClientToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -40,27 +40,13 @@ impl ClientToken {
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err("the token must be visible ASCII characters without spaces".into());
         }
-        Ok(ClientToken(token.to_string()))
+        Ok(ClientToken(zeroize::Zeroizing::new(token.to_string())))
     }
 
     /// Reads the token from `path`, refusing a file that group or others can read.
     pub fn read(path: &Path) -> Result<ClientToken, String> {
-        let shown = path.display();
-        let meta = std::fs::metadata(path).map_err(|e| format!("{shown}: {e}"))?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Err(format!(
-                    "{shown} is readable by group or others (mode {mode:o}): run `chmod 600 {shown}`"
-                ));
-            }
-        }
-        #[cfg(not(unix))]
-        let _ = meta;
-        let text = std::fs::read_to_string(path).map_err(|e| format!("{shown}: {e}"))?;
-        ClientToken::new(&text).map_err(|e| format!("{shown}: {e}"))
+        let text = crate::secret::read_secret_file(path)?;
+        ClientToken::new(text.expose()).map_err(|e| format!("{}: {e}", path.display()))
     }
 
     /// Whether an `Authorization` header's value presents this token.

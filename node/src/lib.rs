@@ -3,6 +3,7 @@
 pub mod client_auth;
 pub mod config;
 pub mod genesis;
+pub mod secret;
 pub mod verifier;
 
 #[cfg(feature = "production")]
@@ -27,6 +28,8 @@ pub mod load;
 pub mod metrics;
 #[cfg(feature = "production")]
 pub mod p2p;
+#[cfg(feature = "production")]
+pub mod reachability;
 #[cfg(feature = "production")]
 pub mod rpc;
 #[cfg(feature = "production")]

@@ -37,6 +37,11 @@ fn no_huge_pages() {}
 /// (docs/benchmarks.md). The cost is memory: a node holds its high-water mark. An operator's
 /// own `MIMALLOC_PURGE_DELAY` wins. mimalloc reads it at its first purge, after this.
 #[cfg(feature = "production")]
+/// The log filter without RUST_LOG: ours at info, openraft's warnings but not the ones it
+/// repeats for every failed request to an unreachable peer.
+const DEFAULT_LOG_FILTER: &str = "info,openraft=warn,openraft::replication=off,\
+openraft::engine::handler::replication_handler=error";
+
 fn keep_freed_memory() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         std::env::set_var("MIMALLOC_PURGE_DELAY", "-1");
@@ -139,14 +144,7 @@ fn main() -> ExitCode {
 fn check_config(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
     match load(configs, prefs) {
         Ok(v) => {
-            let mut shown = v.settings.clone();
-            shown.network_secret_key = "<redacted>".into();
-            if shown.validator_secret_key.is_some() {
-                shown.validator_secret_key = Some("<redacted>".into());
-            }
-            if shown.batcher_l1_secret_key.is_some() {
-                shown.batcher_l1_secret_key = Some("<redacted>".into());
-            }
+            let shown = v.settings.redacted();
             println!("node_id: {}", v.node_id);
             println!("peers: {}", v.peers.len());
             match serde_yaml_ng::to_string(&shown) {
@@ -392,7 +390,10 @@ fn run_node(configs: &[PathBuf], prefs: Option<&std::path::Path>) -> ExitCode {
         .with_env_filter(
             // openraft narrates every vote and election at info; ours says what matters.
             EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn")),
+                // openraft logs an error and two warnings per failed replication request
+                // (ten a second to a paused follower); `reachability` says it once and then
+                // summarises.
+                .unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER)),
         )
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)

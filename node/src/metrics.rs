@@ -35,6 +35,8 @@ pub struct Metrics {
     pub storage_failures: Counter,
     pub apply_latency_seconds: Histogram,
     pub connected_peers: Gauge,
+    pub peers_unreachable: Gauge,
+    pub peer_request_failures: Counter,
     pub mempool_size: Gauge,
     pub raft_log_entries: Gauge,
     pub blocks_missing: Gauge,
@@ -122,6 +124,8 @@ impl Metrics {
                 prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16),
             ),
             connected_peers: Gauge::default(),
+            peers_unreachable: Gauge::default(),
+            peer_request_failures: Counter::default(),
             mempool_size: Gauge::default(),
             raft_log_entries: Gauge::default(),
             blocks_missing: Gauge::default(),
@@ -221,6 +225,16 @@ impl Metrics {
             "connected_peers",
             "Consensus peers with an open authenticated connection",
             m.connected_peers.clone(),
+        );
+        registry.register(
+            "peers_unreachable",
+            "Peers whose last request from this node failed (no route, or no answer in time)",
+            m.peers_unreachable.clone(),
+        );
+        registry.register(
+            "peer_request_failures",
+            "Requests to peers that failed: no route, or no answer in time",
+            m.peer_request_failures.clone(),
         );
         registry.register(
             "mempool_size",

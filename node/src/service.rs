@@ -73,6 +73,15 @@ fn fail(key: &str, message: impl std::fmt::Display) -> StartError {
     }
 }
 
+/// `host:port`, with an IPv6 host in brackets.
+fn listen_on(host: &str, port: u16) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
 async fn bind(key: &str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -134,7 +143,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     // Every port first: a clash fails before anything touches the database.
     let p2p_addr = parse_addr(
         "network_port",
-        &format!("{}:{}", s.network_address, s.network_port),
+        &listen_on(&s.network_address, s.network_port),
     )?;
     let p2p_listener = bind("network_port", p2p_addr).await?;
     let status_listener = if s.status_server_enabled {
@@ -143,7 +152,13 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     } else {
         None
     };
-    let metrics_addr = SocketAddr::from(([0, 0, 0, 0], s.observability_prometheus_port));
+    let metrics_addr = parse_addr(
+        "observability_prometheus_address",
+        &listen_on(
+            &s.observability_prometheus_address,
+            s.observability_prometheus_port,
+        ),
+    )?;
     let metrics_listener = bind("observability_prometheus_port", metrics_addr).await?;
     let rpc_addr = parse_addr("rpc_address", &s.rpc_address)?;
 
@@ -170,7 +185,10 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     ));
     let seams = Seams {
         storage: storage.clone(),
-        transport: transport.clone(),
+        transport: Arc::new(crate::reachability::WatchedTransport::new(
+            transport.clone(),
+            metrics.clone(),
+        )),
         clock: Arc::new(SystemClock),
         events: events.clone(),
         verifier: Arc::new(crate::verifier::ParallelVerifier),
@@ -225,15 +243,21 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         (None, true) => "external",
         (None, false) => "main",
     };
+    // The other machines this role talks to: Raft's other voters, an external node's sources,
+    // a group member's fellow members.
+    let peers = match &role {
+        Role::Consensus(_) => v.peers.iter().filter(|p| **p != v.node_id).count(),
+        Role::External(_) | Role::Group(_) => v.boot_nodes.len(),
+    };
     tracing::info!(
         node_id = %network_key.node_id(), role = role_name, %p2p_addr,
-        db = %db_path.display(), peers = v.peers.len(), application = v.chain.app.kind(),
+        db = %db_path.display(), peers, application = v.chain.app.kind(),
         client_auth = v.client_token.is_some(), "node started"
     );
     if let Some(g) = &v.group {
         tracing::info!(
             identity = %g.identity.node_id(), level = g.level,
-            max_missed_rounds = g.max_missed_rounds, members = v.boot_nodes.len(),
+            max_missed_rounds = g.max_missed_rounds, other_members = v.boot_nodes.len(),
             "single-sequencer mode: this network identity is new at every start"
         );
     }

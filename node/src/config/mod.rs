@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::secret::SecretText;
+
 /// The dev chain's network key when none is configured. It is public: anything beyond a local
 /// dev chain must set `network_secret_key`.
 pub const DEV_SECRET_KEY: &str = "0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308";
@@ -31,7 +33,10 @@ pub enum NodeRole {
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     pub network_enabled: bool,
-    pub network_secret_key: String,
+    /// This node's network key (32-byte hex), or `network_secret_key_file`, a file holding
+    /// it that only its owner may read.
+    pub network_secret_key: SecretText,
+    pub network_secret_key_file: Option<PathBuf>,
     pub network_address: String,
     pub network_port: u16,
     /// `enode://<128 hex id>@host:port`, comma separated in the environment.
@@ -77,6 +82,8 @@ pub struct Settings {
     pub status_server_enabled: bool,
     pub status_server_address: String,
     pub rpc_address: String,
+    /// The address `/metrics` listens on, with `observability_prometheus_port`.
+    pub observability_prometheus_address: String,
     pub observability_prometheus_port: u16,
     pub general_rocks_db_path: PathBuf,
     pub general_node_role: NodeRole,
@@ -92,7 +99,8 @@ pub struct Settings {
     pub l1_settlement_address: Option<String>,
     /// The L1 account the batcher pays from (32-byte hex). Unset: anvil's first public
     /// development account, fit for a local anvil only.
-    pub batcher_l1_secret_key: Option<String>,
+    pub batcher_l1_secret_key: Option<SecretText>,
+    pub batcher_l1_secret_key_file: Option<PathBuf>,
     /// What the chain runs: `ledger` (accounts and signed transfers) or `kv` (a replicated
     /// key-value store). A rule of the chain: every node of it must run the same one.
     pub application: crate::genesis::Application,
@@ -122,7 +130,7 @@ pub struct Settings {
     pub redundancy_fencing: bool,
     /// The group's shared signing identity (32-byte hex), single-sequencer mode only; or
     /// `validator_secret_key_file`, a file holding it.
-    pub validator_secret_key: Option<String>,
+    pub validator_secret_key: Option<SecretText>,
     pub validator_secret_key_file: Option<PathBuf>,
     /// Wall-clock milliseconds (Unix epoch) at which round 0 starts; every member of a group must
     /// use the same value. Rounds are `sequencer_block_time` long.
@@ -134,6 +142,7 @@ impl Default for Settings {
         Settings {
             network_enabled: true,
             network_secret_key: DEV_SECRET_KEY.into(),
+            network_secret_key_file: None,
             network_address: "0.0.0.0".into(),
             network_port: 3060,
             network_boot_nodes: Vec::new(),
@@ -154,8 +163,11 @@ impl Default for Settings {
             batcher_redundancy_level: 0,
             prover_api_enabled: true,
             status_server_enabled: true,
-            status_server_address: "0.0.0.0:3071".into(),
-            rpc_address: "0.0.0.0:3050".into(),
+            // Clients' and operators' listeners answer this machine only until told otherwise:
+            // what they serve (writes, status, metrics) is not for whoever reaches the port.
+            status_server_address: "127.0.0.1:3071".into(),
+            rpc_address: "127.0.0.1:3050".into(),
+            observability_prometheus_address: "127.0.0.1".into(),
             observability_prometheus_port: 3312,
             general_rocks_db_path: PathBuf::from("./db/node"),
             general_node_role: NodeRole::Main,
@@ -164,6 +176,7 @@ impl Default for Settings {
             general_l1_rpc_url: "http://localhost:8545".into(),
             l1_settlement_address: None,
             batcher_l1_secret_key: None,
+            batcher_l1_secret_key_file: None,
             application: crate::genesis::Application::Ledger,
             rpc_auth_token_file: None,
             genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
@@ -216,6 +229,23 @@ pub fn from_sources(
     load(files, env)?.validate()
 }
 
+impl Settings {
+    /// These settings with every secret replaced by `<redacted>`: what is ever shown.
+    pub fn redacted(&self) -> Settings {
+        let mut shown = self.clone();
+        shown.network_secret_key = SecretText::redacted();
+        for secret in [
+            &mut shown.validator_secret_key,
+            &mut shown.batcher_l1_secret_key,
+        ] {
+            if secret.is_some() {
+                *secret = Some(SecretText::redacted());
+            }
+        }
+        shown
+    }
+}
+
 /// Where a relative database path lands.
 pub fn db_path(settings: &Settings, cwd: &Path) -> PathBuf {
     if settings.general_rocks_db_path.is_absolute() {
@@ -263,7 +293,10 @@ mod tests {
         assert_eq!(v.peers, vec![v.node_id]);
         assert!(v.settings.consensus_bootstrap);
         assert_eq!(v.settings.general_rocks_db_path, PathBuf::from("./db/node"));
-        assert_eq!(v.settings.rpc_address, "0.0.0.0:3050");
+        // Every listener but p2p (which peers must reach) answers loopback only by default.
+        assert_eq!(v.settings.rpc_address, "127.0.0.1:3050");
+        assert_eq!(v.settings.status_server_address, "127.0.0.1:3071");
+        assert_eq!(v.settings.observability_prometheus_address, "127.0.0.1");
         assert_eq!(v.settings.network_port, 3060);
         assert_eq!(v.settings.observability_prometheus_port, 3312);
     }
@@ -408,6 +441,7 @@ mod tests {
         // YAML, with the key in a file.
         let key_file = dir.path().join("validator.key");
         std::fs::write(&key_file, format!("0x{VALIDATOR_KEY}\n")).unwrap();
+        owner_only(&key_file);
         let file = yaml(
             dir.path(),
             "group.yaml",
@@ -526,5 +560,80 @@ mod tests {
             bad(&[("NETWORK_BOOT_NODES", "localhost")]).key,
             "network_boot_nodes"
         );
+    }
+    fn owner_only(path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        #[cfg(not(unix))]
+        let _ = path;
+    }
+
+    #[test]
+    fn keys_come_from_owner_only_files_and_errors_never_quote_them() {
+        let dir = tempdir("keyfiles");
+        let network = dir.path().join("network.key");
+        let l1 = dir.path().join("l1.key");
+        let seed_key = "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7";
+        std::fs::write(&network, format!("{seed_key}\n")).unwrap();
+        std::fs::write(&l1, format!("0x{VALIDATOR_KEY}")).unwrap();
+        owner_only(&network);
+        owner_only(&l1);
+        let files = [
+            ("NETWORK_SECRET_KEY_FILE", network.to_str().unwrap()),
+            ("BATCHER_L1_SECRET_KEY_FILE", l1.to_str().unwrap()),
+            ("CONSENSUS_PEER_IDS__JSON", SEED_PEERS),
+        ];
+        let v = from_sources(&[], env(&files)).unwrap();
+        assert_eq!(
+            v.key.to_bytes(),
+            SecretKey::from_hex(seed_key).unwrap().to_bytes()
+        );
+        assert_eq!(
+            v.batcher_l1_key.unwrap().to_bytes(),
+            SecretKey::from_hex(VALIDATOR_KEY).unwrap().to_bytes()
+        );
+        // The settings as shown, and as Debug, hold no key.
+        let shown = format!(
+            "{:?} {}",
+            v.settings,
+            serde_yaml_ng::to_string(&v.settings.redacted()).unwrap()
+        );
+        assert!(!shown.contains(&seed_key[..16]), "{shown}");
+
+        // (environment, the key the error names)
+        let not_hex = "zz".repeat(32);
+        let cases: Vec<(Vec<(&str, &str)>, &str)> = vec![
+            (
+                vec![
+                    ("NETWORK_SECRET_KEY", seed_key),
+                    ("NETWORK_SECRET_KEY_FILE", network.to_str().unwrap()),
+                ],
+                "network_secret_key",
+            ),
+            (
+                vec![
+                    ("BATCHER_L1_SECRET_KEY", VALIDATOR_KEY),
+                    ("BATCHER_L1_SECRET_KEY_FILE", l1.to_str().unwrap()),
+                ],
+                "batcher_l1_secret_key",
+            ),
+            (vec![("NETWORK_SECRET_KEY", &not_hex)], "network_secret_key"),
+            (
+                vec![("BATCHER_L1_SECRET_KEY", &seed_key[..60])],
+                "batcher_l1_secret_key",
+            ),
+        ];
+        for (vars, key) in cases {
+            let e = from_sources(&[], env(&vars)).unwrap_err();
+            assert_eq!(e.key, key, "{e}");
+            let text = e.to_string();
+            assert!(
+                !text.contains(&seed_key[..8]) && !text.contains("zzzz"),
+                "{text}"
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@ use canon_engine::policy::fence::MIN_FENCED_GROUP;
 use canon_engine::NodeId;
 
 use super::{err, ConfigError, NodeRole, Settings};
+use crate::secret::{read_secret_file, SecretText};
 
 #[derive(Clone, Debug)]
 pub struct Validated {
@@ -57,34 +58,48 @@ pub fn parse_boot_node(s: &str) -> Result<(NodeId, String), String> {
     }
 }
 
-fn validator_key(s: &Settings) -> Result<SecretKey, ConfigError> {
-    let (key, text) = match (&s.validator_secret_key, &s.validator_secret_key_file) {
+/// The key a setting gives as hex (`key`) or as a file (`file_key`), refusing both; the file
+/// must be readable by its owner only. Errors name the setting, never the key.
+fn secret_key(
+    key: &str,
+    text: Option<&SecretText>,
+    file_key: &str,
+    file: Option<&std::path::Path>,
+) -> Result<Option<SecretKey>, ConfigError> {
+    let (named, text) = match (text, file) {
         (Some(_), Some(_)) => {
             return Err(err(
-                "validator_secret_key",
-                "set either validator_secret_key or validator_secret_key_file, not both",
+                key,
+                format!("set either {key} or {file_key}, not both"),
             ))
         }
-        (Some(k), None) => ("validator_secret_key", k.clone()),
+        (Some(t), None) => (key, t.clone()),
         (None, Some(path)) => (
-            "validator_secret_key_file",
-            std::fs::read_to_string(path).map_err(|e| {
-                err(
-                    "validator_secret_key_file",
-                    format!("{}: {e}", path.display()),
-                )
-            })?,
+            file_key,
+            read_secret_file(path).map_err(|e| err(file_key, e))?,
         ),
-        (None, None) => {
-            return Err(err(
-                "validator_secret_key",
-                "single-sequencer mode (consensus_enabled: false) signs every block with the \
-                 group's identity; set validator_secret_key (or VALIDATOR_SECRET_KEY) or \
-                 validator_secret_key_file",
-            ))
-        }
+        (None, None) => return Ok(None),
     };
-    SecretKey::from_hex(text.trim()).map_err(|e| err(key, e.to_string()))
+    SecretKey::from_hex(text.expose())
+        .map(Some)
+        .map_err(|e| err(named, format!("not a 32-byte hex secp256k1 key ({e})")))
+}
+
+fn validator_key(s: &Settings) -> Result<SecretKey, ConfigError> {
+    secret_key(
+        "validator_secret_key",
+        s.validator_secret_key.as_ref(),
+        "validator_secret_key_file",
+        s.validator_secret_key_file.as_deref(),
+    )?
+    .ok_or_else(|| {
+        err(
+            "validator_secret_key",
+            "single-sequencer mode (consensus_enabled: false) signs every block with the \
+             group's identity; set validator_secret_key (or VALIDATOR_SECRET_KEY) or \
+             validator_secret_key_file",
+        )
+    })
 }
 
 /// Parses `enode://<128 hex>@host:port`.
@@ -110,8 +125,18 @@ pub fn parse_enode(s: &str) -> Result<(NodeId, String), String> {
 
 impl Settings {
     pub fn validate(self) -> Result<Validated, ConfigError> {
-        let key = SecretKey::from_hex(&self.network_secret_key)
-            .map_err(|e| err("network_secret_key", e.to_string()))?;
+        // The dev key is the default, so a key file may be set only with the default left.
+        let network_text = match &self.network_secret_key_file {
+            Some(_) if self.network_secret_key.expose() == super::DEV_SECRET_KEY => None,
+            _ => Some(&self.network_secret_key),
+        };
+        let key = secret_key(
+            "network_secret_key",
+            network_text,
+            "network_secret_key_file",
+            self.network_secret_key_file.as_deref(),
+        )?
+        .ok_or_else(|| err("network_secret_key", "unset"))?;
         let node_id = key.node_id();
         let mut peers = Vec::new();
         for (i, p) in self.consensus_peer_ids.iter().enumerate() {
@@ -263,15 +288,12 @@ impl Settings {
                 )
             })?),
         };
-        let batcher_l1_key = match &self.batcher_l1_secret_key {
-            None => None,
-            Some(k) => Some(SecretKey::from_hex(k).map_err(|e| {
-                err(
-                    "batcher_l1_secret_key",
-                    format!("not a 32-byte hex key: {e}"),
-                )
-            })?),
-        };
+        let batcher_l1_key = secret_key(
+            "batcher_l1_secret_key",
+            self.batcher_l1_secret_key.as_ref(),
+            "batcher_l1_secret_key_file",
+            self.batcher_l1_secret_key_file.as_deref(),
+        )?;
         let client_token = match &self.rpc_auth_token_file {
             Some(path) => Some(
                 crate::client_auth::ClientToken::read(path)

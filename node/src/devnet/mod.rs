@@ -259,12 +259,10 @@ impl Devnet {
             (Some(_), false) => group_external_env(i - n, n, self.offset, dir),
         };
         let env = self.routed(i, env);
+        // The children inherit RUST_LOG when set; otherwise each uses the node's own default
+        // filter, which keeps openraft's per-request errors out.
         let child = Command::new(&self.exe)
             .envs(env)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
             .envs(self.extra_env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log)

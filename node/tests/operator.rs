@@ -1,0 +1,115 @@
+//! What an operator sees, on real processes: a paused follower is one warning on the leader,
+//! summarised while it lasts, with a metric, not an error ten times a second; and the
+//! listeners answer only on the addresses they were given.
+#![cfg(feature = "production")]
+
+mod common;
+
+use std::time::Duration;
+
+use canon_node::devnet::{Devnet, Ports};
+use common::*;
+use nix::sys::signal::Signal;
+
+/// Ports of this test: the seed's (3050/3060/3071/3312 + i) moved up by this much.
+const PORT_OFFSET: u16 = 22_000;
+
+/// A metric's value on node `i`, if it serves it.
+fn metric(i: usize, name: &str) -> Option<f64> {
+    let url = format!(
+        "http://127.0.0.1:{}/metrics",
+        Ports::of(i, PORT_OFFSET).prometheus
+    );
+    let text = ureq::get(&url)
+        .call()
+        .ok()?
+        .body_mut()
+        .read_to_string()
+        .ok()?;
+    text.lines()
+        .find(|l| l.split(' ').next() == Some(name))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+fn log(net: &Devnet, i: usize) -> String {
+    std::fs::read_to_string(net.log_path(i)).unwrap_or_default()
+}
+
+#[test]
+fn a_paused_follower_is_one_warning_and_a_metric() {
+    let dir = scratch("operator-pause");
+    let mut net = Devnet::start(exe(), 3, dir.path(), PORT_OFFSET).expect("devnet starts");
+    let leader = wait_for("a leader", Duration::from_secs(30), || agreed_leader(&net));
+    wait_for("blocks", Duration::from_secs(20), || {
+        height(&net, leader).filter(|h| *h >= 3)
+    });
+    let follower = (leader + 1) % 3;
+    let short = status(&net, follower)
+        .expect("follower status")
+        .node_id
+        .short();
+    let short = short.as_str();
+    let before = log(&net, leader);
+
+    net.signal(follower, Signal::SIGSTOP);
+    wait_for(
+        "the leader's unreachable gauge",
+        Duration::from_secs(10),
+        || metric(leader, "canon_peers_unreachable").filter(|v| *v >= 1.0),
+    );
+    // Six seconds of a leader retrying its follower ten times a second.
+    std::thread::sleep(Duration::from_secs(6));
+    let failures = metric(leader, "canon_peer_request_failures_total").unwrap_or(0.0);
+    let during = log(&net, leader)[before.len()..].to_string();
+    net.signal(follower, Signal::SIGCONT);
+    eprintln!("the leader's log while n{follower} was paused:\n{during}");
+
+    let errors: Vec<&str> = during.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(
+        errors.is_empty(),
+        "errors while a follower was paused:\n{}",
+        errors.join("\n")
+    );
+    let said: Vec<&str> = during
+        .lines()
+        .filter(|l| l.contains("peer unreachable") && l.contains(short))
+        .collect();
+    assert_eq!(said.len(), 1, "said once:\n{during}");
+    assert!(
+        during.lines().count() <= 10,
+        "the leader's log grew by {} lines in 6 s:\n{during}",
+        during.lines().count()
+    );
+    assert!(failures >= 5.0, "failed requests counted: {failures}");
+
+    wait_for(
+        "the follower answers again",
+        Duration::from_secs(20),
+        || {
+            let back = log(&net, leader)
+                .lines()
+                .any(|l| l.contains("peer reachable again") && l.contains(short));
+            (back && metric(leader, "canon_peers_unreachable") == Some(0.0)).then_some(())
+        },
+    );
+    net.stop_all();
+}
+
+#[test]
+fn operator_listeners_answer_on_loopback_by_default() {
+    // The defaults, as `check-config` shows them: every listener but p2p on 127.0.0.1.
+    let out = std::process::Command::new(exe())
+        .arg("check-config")
+        .env_clear()
+        .output()
+        .expect("check-config runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    for line in [
+        "rpc_address: 127.0.0.1:3050",
+        "status_server_address: 127.0.0.1:3071",
+        "observability_prometheus_address: 127.0.0.1",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
