@@ -161,6 +161,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "the disk failed the guard's note that a signed block was published; the block then lost a fork and was rolled back, and the next sign published it again from the guard as if a crash had left it unsent: a rollback with no new equivocation",
     ),
     (
+        "chaos",
+        3714334,
+        "a follower's log truncation failed on a failing disk after the cache of recent entries had dropped 182-183; the entries stayed stored, the cache answered none for them, and every reopen failed: 'try to get log at index 182 but got None'",
+    ),
+    (
+        "chaos",
+        3713292,
+        "the same cache fault on a five-node swarm: n4 never reopened Raft and stayed at height 129",
+    ),
+    (
         "lying-backfill",
         972074,
         "only the leader lied, and the node, not knowing the leader yet, backfilled from the honest follower: no lie was ever told it",

@@ -134,8 +134,10 @@ async fn carry_out<RT: AsyncRuntime>(
             }
         }
         Effect::Reopen { after } => {
-            if node.reopen_raft(false).await.is_ok() {
-                node.emit(Event::RaftReopened { after });
+            match node.reopen_raft(false).await {
+                Ok(()) => node.emit(Event::RaftReopened { after }),
+                // Raft stays failed, so the election policy asks again after a timeout.
+                Err(e) => tracing::warn!(node = ?node.id(), "could not reopen raft: {e}"),
             }
         }
         Effect::Probe => probe_peers(node),

@@ -85,6 +85,7 @@ impl<RT: AsyncRuntime> LogStore<RT> {
             RT::sleep(stall).await;
         }
         self.storage.write(batch, Durability::Synced).map_err(|e| {
+            self.recent.clear();
             self.events.emit(
                 &self.node,
                 Event::StorageFailed {
@@ -301,6 +302,56 @@ mod tests {
     use super::*;
     use crate::events::NoEvents;
     use crate::storage::MemDisk;
+
+    /// A truncation or purge whose write fails leaves the log as it was, and every stored
+    /// entry readable: the cache of recent entries must not answer for what it dropped.
+    #[test]
+    fn a_failed_truncation_or_purge_leaves_every_entry_readable() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let node = crate::keys::derived_key("log-store-test", 0).node_id();
+            let id = |i: u64| openraft::LogId::new(openraft::CommittedLeaderId::new(1, node), i);
+            for purge in [false, true] {
+                let disk = MemDisk::new();
+                let mut log: LogStore<openraft::TokioRuntime> =
+                    LogStore::new(Arc::new(disk.clone()), node, Arc::new(NoEvents));
+                let entries: Vec<Entry<openraft::TokioRuntime>> = (1..=6)
+                    .map(|i| openraft::Entry {
+                        log_id: id(i),
+                        payload: openraft::EntryPayload::Blank,
+                    })
+                    .collect();
+                let mut b = WriteBatch::default();
+                for e in &entries {
+                    b.put(
+                        Column::Log,
+                        index_key(e.log_id.index),
+                        codec::encode(e).unwrap(),
+                    );
+                }
+                disk.write(b, Durability::Synced).unwrap();
+                log.recent.appended(entries);
+                disk.set_write_fault(Some("disk on fire".into()));
+                let failed = if purge {
+                    log.purge(id(2)).await
+                } else {
+                    log.truncate(id(4)).await
+                };
+                assert!(failed.is_err());
+                disk.set_write_fault(None);
+                let read: Vec<u64> = log
+                    .try_get_log_entries(1..=6)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| e.log_id.index)
+                    .collect();
+                assert_eq!(read, vec![1, 2, 3, 4, 5, 6], "purge: {purge}");
+            }
+        });
+    }
 
     /// The purged id is read back by `get_log_state` and stands in for the last log id once
     /// every entry is purged, across a reopen (what openraft reads at startup).

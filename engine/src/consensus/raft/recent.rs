@@ -107,6 +107,16 @@ impl<RT: AsyncRuntime> RecentEntries<RT> {
         }
     }
 
+    /// Forgets every entry: after a write that failed, the stored log is not known to match
+    /// what was dropped or added, so readers go to storage until the next append starts a run
+    /// (a truncation whose write failed left entries stored that the run no longer held, and
+    /// the run answered "none" for them: chaos seed 3714334).
+    pub(crate) fn clear(&self) {
+        let mut tail = lock(&self.inner);
+        tail.entries.clear();
+        tail.bytes = 0;
+    }
+
     /// Drops entries from `index` on (a truncation about to be written).
     pub(crate) fn truncate(&self, index: u64) {
         let mut tail = lock(&self.inner);
