@@ -124,6 +124,8 @@ pub(crate) enum Command {
         /// The database directory (the node's general_rocks_db_path).
         dir: PathBuf,
     },
+    /// Print every setting as a Markdown table: its environment name, default and meaning.
+    Settings,
     /// Load and validate the configuration; print the effective settings (secret redacted).
     CheckConfig {
         /// YAML config file; repeat to layer (later files override earlier ones).
@@ -136,7 +138,7 @@ pub(crate) enum Command {
     /// Print the node id (uncompressed secp256k1 public key) and enode URL of a secret key.
     Id {
         /// 32-byte hex network secret key (0x optional); NETWORK_SECRET_KEY if omitted.
-        #[arg(long, env = "NETWORK_SECRET_KEY")]
+        #[arg(long, env = "NETWORK_SECRET_KEY", hide_env_values = true)]
         secret_key: String,
         /// Host and port for the enode URL.
         #[arg(long, default_value = "127.0.0.1:3060")]

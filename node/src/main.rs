@@ -63,6 +63,10 @@ fn main() -> ExitCode {
         Some(Command::L1 { action }) => l1(action),
         Some(Command::CheckDb { dir }) => check_db(&dir),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
+        Some(Command::Settings) => {
+            print!("{}", canon_node::config::settings_table());
+            ExitCode::SUCCESS
+        }
         Some(Command::Id {
             secret_key,
             address,

@@ -154,3 +154,37 @@ fn check_config_names_bad_batcher_settings_and_hides_the_l1_key() {
         "{stdout}"
     );
 }
+
+#[test]
+fn help_never_shows_a_key_from_the_environment() {
+    let key = "c2c8042b03801e2e14b395ed24f970ead7646a9ff315b54f747bcefdb99afda7";
+    for args in [vec!["id", "--help"], vec!["l1", "deploy", "--help"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+            .args(&args)
+            .env("NETWORK_SECRET_KEY", key)
+            .env("L1_DEPLOYER_KEY", key)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{args:?}: {text}");
+        assert!(!text.contains(&key[..12]), "{args:?} shows the key:\n{text}");
+    }
+}
+
+#[test]
+fn settings_prints_every_setting_with_its_environment_name() {
+    let out = Command::new(env!("CARGO_BIN_EXE_canon-node"))
+        .arg("settings")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for row in [
+        "| `network_enabled` | `NETWORK_ENABLED` |",
+        "| `prover_api_enabled` | `PROVER_API_ENABLED` |",
+        "| `redundancy_max_missed_rounds` | `REDUNDANCY_MAX_MISSED_ROUNDS` |",
+        "| `observability_prometheus_address` | `OBSERVABILITY_PROMETHEUS_ADDRESS` | `127.0.0.1` |",
+    ] {
+        assert!(text.contains(row), "missing {row:?} in\n{text}");
+    }
+}

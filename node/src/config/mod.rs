@@ -215,8 +215,11 @@ fn err(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     }
 }
 
+mod doc;
 mod load;
 mod validate;
+
+pub use doc::settings_table;
 
 pub use load::{load, load_with_prefs, read_prefs};
 pub use validate::{address_label, parse_boot_node, parse_enode, GroupSettings, Validated};
