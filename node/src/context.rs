@@ -42,6 +42,8 @@ pub struct NodeContext {
     pub client_token: Option<crate::client_auth::ClientToken>,
     /// The numbering of the key-value writes this node makes for its RPC clients.
     pub kv_requests: RequestIds,
+    /// The most transactions one submitting call may carry (`rpc_max_transactions_per_call`).
+    pub max_transactions_per_call: usize,
 }
 
 /// A client number drawn at start and a request counter: every key-value write this process

@@ -270,6 +270,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         batcher_enabled: s.batcher_enabled && !external,
         client_token: v.client_token.clone(),
         kv_requests: crate::context::RequestIds::new(rand::random()),
+        max_transactions_per_call: s.rpc_max_transactions_per_call,
     });
     let servers = stop.child_token();
     let mut tasks = Vec::new();
@@ -314,7 +315,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     if let Role::Consensus(node) = &role {
         start_batcher(&v, node)?;
     }
-    let rpc = crate::rpc::start(rpc_addr, ctx.clone())
+    let rpc = crate::rpc::start(rpc_addr, crate::rpc::Limits::of(s), ctx.clone())
         .await
         .map_err(|e| fail("rpc_address", e))?;
 

@@ -167,7 +167,10 @@ fn help_never_shows_a_key_from_the_environment() {
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{args:?}: {text}");
-        assert!(!text.contains(&key[..12]), "{args:?} shows the key:\n{text}");
+        assert!(
+            !text.contains(&key[..12]),
+            "{args:?} shows the key:\n{text}"
+        );
     }
 }
 

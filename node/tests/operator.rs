@@ -113,3 +113,109 @@ fn operator_listeners_answer_on_loopback_by_default() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+/// One HTTP/1.1 POST of `body` to the node's JSON-RPC, answered in full: (status, body);
+/// status 0 when nothing listens yet.
+fn post(port: u16, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn rpc_bounds_are_stated_and_kept() {
+    let dir = scratch("operator-rpc-bounds");
+    let env = [
+        ("RPC_MAX_BATCH_CALLS", "3"),
+        ("RPC_MAX_REQUEST_BYTES", "4096"),
+        ("RPC_MAX_TRANSACTIONS_PER_CALL", "5"),
+        ("RPC_FIRST_REQUEST_TIMEOUT_MS", "500"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut net =
+        Devnet::start_with(exe(), 1, 0, dir.path(), PORT_OFFSET + 100, env).expect("node starts");
+    let port = Ports::of(0, PORT_OFFSET + 100).rpc;
+    wait_for("the node's RPC", Duration::from_secs(30), || {
+        let (status, _) = post(
+            port,
+            r#"{"jsonrpc":"2.0","id":1,"method":"canon_blockNumber","params":[]}"#,
+        );
+        (status == 200).then_some(())
+    });
+    let call = |id: u32| {
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"method":"canon_blockNumber","params":[]}}"#)
+    };
+
+    // A batch at the limit is answered call by call; one over it is refused whole.
+    let (status, body) = post(port, &format!("[{},{},{}]", call(1), call(2), call(3)));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body.matches("\"result\"").count(), 3, "{body}");
+    let (_, body) = post(
+        port,
+        &format!("[{},{},{},{}]", call(1), call(2), call(3), call(4)),
+    );
+    assert!(
+        !body.contains("\"result\"") && body.contains("error"),
+        "{body}"
+    );
+
+    // A body over the limit never reaches a method.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"canon_sendTransactions","params":[["0x{}"]]}}"#,
+        "00".repeat(2_100)
+    );
+    let (status, body) = post(port, &big);
+    assert_eq!(status, 413, "{body}");
+
+    // Six transactions where five are allowed: refused, naming the setting.
+    let six = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"canon_sendTransactions","params":[[{}]]}}"#,
+        vec!["\"0x00\""; 6].join(",")
+    );
+    let (_, body) = post(port, &six);
+    assert!(body.contains("rpc_max_transactions_per_call"), "{body}");
+
+    // A client that opens a connection and sends half a request is closed after the timeout.
+    {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            .unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = [0u8; 256];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => continue,
+                Err(e) => panic!("the half-sent request still holds its connection: {e}"),
+            }
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(3),
+            "closed only after {waited:?}"
+        );
+    }
+    net.stop_all();
+}

@@ -82,6 +82,12 @@ pub struct Settings {
     pub status_server_enabled: bool,
     pub status_server_address: String,
     pub rpc_address: String,
+    /// Bounds on what JSON-RPC clients can make the node hold (see the settings table).
+    pub rpc_max_connections: u32,
+    pub rpc_max_request_bytes: u32,
+    pub rpc_max_batch_calls: u32,
+    pub rpc_max_transactions_per_call: usize,
+    pub rpc_first_request_timeout_ms: u64,
     /// The address `/metrics` listens on, with `observability_prometheus_port`.
     pub observability_prometheus_address: String,
     pub observability_prometheus_port: u16,
@@ -167,6 +173,11 @@ impl Default for Settings {
             // what they serve (writes, status, metrics) is not for whoever reaches the port.
             status_server_address: "127.0.0.1:3071".into(),
             rpc_address: "127.0.0.1:3050".into(),
+            rpc_max_connections: 100,
+            rpc_max_request_bytes: 10 << 20,
+            rpc_max_batch_calls: 100,
+            rpc_max_transactions_per_call: canon_engine::net::wire::MAX_SUBMIT_BATCH,
+            rpc_first_request_timeout_ms: 10_000,
             observability_prometheus_address: "127.0.0.1".into(),
             observability_prometheus_port: 3312,
             general_rocks_db_path: PathBuf::from("./db/node"),

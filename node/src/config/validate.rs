@@ -294,6 +294,27 @@ impl Settings {
             "batcher_l1_secret_key_file",
             self.batcher_l1_secret_key_file.as_deref(),
         )?;
+        if self.rpc_max_transactions_per_call == 0
+            || self.rpc_max_transactions_per_call > canon_engine::net::wire::MAX_SUBMIT_BATCH
+        {
+            return Err(err(
+                "rpc_max_transactions_per_call",
+                format!(
+                    "{} is not between 1 and {} (what one forward to the leader carries)",
+                    self.rpc_max_transactions_per_call,
+                    canon_engine::net::wire::MAX_SUBMIT_BATCH
+                ),
+            ));
+        }
+        for (key, value) in [
+            ("rpc_max_connections", self.rpc_max_connections),
+            ("rpc_max_request_bytes", self.rpc_max_request_bytes),
+            ("rpc_max_batch_calls", self.rpc_max_batch_calls),
+        ] {
+            if value == 0 {
+                return Err(err(key, "must be at least 1"));
+            }
+        }
         let client_token = match &self.rpc_auth_token_file {
             Some(path) => Some(
                 crate::client_auth::ClientToken::read(path)

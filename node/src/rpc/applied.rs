@@ -174,7 +174,7 @@ pub async fn send_transactions_and_wait(
     let mut seq = params.sequence();
     let raws: Vec<String> = param(&mut seq, usage)?;
     let wait = parse_wait(optional_param(&mut seq, usage)?)?;
-    let (decoded, txs) = decode_batch(&raws)?;
+    let (decoded, txs) = decode_batch(&raws, ctx.max_transactions_per_call)?;
     let mut results = submit_and_wait(&ctx, txs, wait).await.into_iter();
     Ok(batch_answer(decoded, |hash| {
         let (height, output) = results

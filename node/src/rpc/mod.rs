@@ -197,7 +197,7 @@ async fn send_transactions(
             "expected [[\"0x<encoded signed transaction>\", ...]]: {e}"
         ))
     })?;
-    let (decoded, txs) = decode_batch(&raws)?;
+    let (decoded, txs) = decode_batch(&raws, ctx.max_transactions_per_call)?;
     let mut outcomes = ctx.submit_many(txs).await.into_iter();
     Ok(batch_answer(decoded, |hash| {
         let outcome = outcomes
@@ -210,14 +210,17 @@ async fn send_transactions(
 }
 
 /// A batch's transactions each as its bytes and id, or the error of the one that did not
-/// decode; and the ones that did, in order. More than [`MAX_SUBMIT_BATCH`] is refused whole.
+/// decode; and the ones that did, in order. More than `max` (`rpc_max_transactions_per_call`,
+/// at most [`MAX_SUBMIT_BATCH`]) is refused whole.
 #[allow(clippy::type_complexity)]
 fn decode_batch(
     raws: &[String],
+    max: usize,
 ) -> Result<(Vec<Result<(Tx, B256), ErrorObjectOwned>>, Vec<Tx>), ErrorObjectOwned> {
-    if raws.len() > MAX_SUBMIT_BATCH {
+    let max = max.min(MAX_SUBMIT_BATCH);
+    if raws.len() > max {
         return Err(invalid(format!(
-            "{} transactions in one call; at most {MAX_SUBMIT_BATCH}",
+            "{} transactions in one call; at most {max} (rpc_max_transactions_per_call)",
             raws.len()
         )));
     }
@@ -390,9 +393,30 @@ pub fn module(ctx: Arc<NodeContext>) -> Result<RpcModule<NodeContext>, String> {
     Ok(m)
 }
 
+/// What one client can make the RPC server hold, from the `rpc_max_*` settings.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_connections: u32,
+    pub max_request_bytes: u32,
+    pub max_batch_calls: u32,
+    pub first_request_timeout_ms: u64,
+}
+
+impl Limits {
+    pub fn of(s: &crate::config::Settings) -> Limits {
+        Limits {
+            max_connections: s.rpc_max_connections,
+            max_request_bytes: s.rpc_max_request_bytes,
+            max_batch_calls: s.rpc_max_batch_calls,
+            first_request_timeout_ms: s.rpc_first_request_timeout_ms,
+        }
+    }
+}
+
 /// Binds and starts the RPC server; stop it through the handle.
 pub async fn start(
     addr: std::net::SocketAddr,
+    limits: Limits,
     ctx: Arc<NodeContext>,
 ) -> Result<ServerHandle, String> {
     let token = ctx.client_token.clone();
@@ -404,7 +428,18 @@ pub async fn start(
         }
         req
     });
+    let config = jsonrpsee::server::ServerConfig::builder()
+        .max_connections(limits.max_connections)
+        .max_request_body_size(limits.max_request_bytes)
+        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
+            limits.max_batch_calls,
+        ))
+        .set_first_request_timeout(Some(std::time::Duration::from_millis(
+            limits.first_request_timeout_ms.max(1),
+        )))
+        .build();
     let server = Server::builder()
+        .set_config(config)
         .set_http_middleware(mark)
         .build(addr)
         .await
