@@ -190,7 +190,7 @@ fn rpc_bounds_are_stated_and_kept() {
     // Six transactions where five are allowed: refused, naming the setting.
     let six = format!(
         r#"{{"jsonrpc":"2.0","id":1,"method":"canon_sendTransactions","params":[[{}]]}}"#,
-        vec!["\"0x00\""; 6].join(",")
+        ["\"0x00\""; 6].join(",")
     );
     let (_, body) = post(port, &six);
     assert!(body.contains("rpc_max_transactions_per_call"), "{body}");
