@@ -18,6 +18,7 @@ use canon_engine::external::core::{EquivocationSeen, SourceState};
 use canon_engine::redundancy::group::GroupStatus;
 
 use crate::context::{NodeContext, Role};
+use crate::http_serve::{serve, HttpBounds};
 
 /// A consensus node's Raft log compaction, for `/status`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -237,23 +238,24 @@ async fn metrics(State(ctx): State<Arc<NodeContext>>) -> impl IntoResponse {
     )
 }
 
-pub async fn serve_status(listener: TcpListener, ctx: Arc<NodeContext>, stop: CancellationToken) {
+pub async fn serve_status(
+    listener: TcpListener,
+    ctx: Arc<NodeContext>,
+    bounds: HttpBounds,
+    stop: CancellationToken,
+) {
     let app = Router::new().route("/status", get(status)).with_state(ctx);
-    serve(listener, app, stop, "status").await;
+    serve(listener, app, bounds, stop, "status").await;
 }
 
-pub async fn serve_metrics(listener: TcpListener, ctx: Arc<NodeContext>, stop: CancellationToken) {
+pub async fn serve_metrics(
+    listener: TcpListener,
+    ctx: Arc<NodeContext>,
+    bounds: HttpBounds,
+    stop: CancellationToken,
+) {
     let app = Router::new()
         .route("/metrics", get(metrics))
         .with_state(ctx);
-    serve(listener, app, stop, "metrics").await;
-}
-
-async fn serve(listener: TcpListener, app: Router, stop: CancellationToken, what: &str) {
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("{what} server failed: {e}");
-    }
+    serve(listener, app, bounds, stop, "metrics").await;
 }

@@ -21,6 +21,8 @@ pub mod guard_file;
 #[cfg(feature = "production")]
 pub mod http;
 #[cfg(feature = "production")]
+pub mod http_serve;
+#[cfg(feature = "production")]
 pub mod l1;
 #[cfg(feature = "production")]
 pub mod load;

@@ -73,6 +73,13 @@ fn fail(key: &str, message: impl std::fmt::Display) -> StartError {
     }
 }
 
+fn mempool_bounds(s: &crate::config::Settings) -> canon_engine::consensus::mempool::MempoolBounds {
+    canon_engine::consensus::mempool::MempoolBounds {
+        total: s.sequencer_mempool_capacity,
+        per_lane: s.sequencer_mempool_per_sender,
+    }
+}
+
 /// `host:port`, with an IPv6 host in brackets.
 fn listen_on(host: &str, port: u16) -> String {
     if host.contains(':') && !host.starts_with('[') {
@@ -107,7 +114,7 @@ pub fn node_config(v: &Validated) -> NodeConfig {
         max_blocks_in_flight: s.sequencer_max_blocks_in_flight,
         snapshot_interval_entries: s.consensus_snapshot_interval_entries,
         log_keep_entries: s.consensus_log_keep_entries,
-        mempool_capacity: s.sequencer_mempool_capacity,
+        mempool: mempool_bounds(s),
         rpc_timeout_ms: 2_000,
         batch_timeout_ms: s.batcher_batch_timeout_ms,
         chain: v.chain.clone(),
@@ -206,7 +213,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             genesis_ms: s.genesis_timestamp_ms,
             block_time_ms: s.sequencer_block_time,
             max_block_transactions: s.sequencer_max_block_transactions,
-            mempool_capacity: s.sequencer_mempool_capacity,
+            mempool: mempool_bounds(s),
             request_timeout_ms: 2_000,
             fencing: g.fencing,
         };
@@ -287,12 +294,14 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         tasks.push(tokio::spawn(crate::http::serve_status(
             l,
             ctx.clone(),
+            crate::http_serve::HttpBounds::of(s),
             servers.clone(),
         )));
     }
     tasks.push(tokio::spawn(crate::http::serve_metrics(
         metrics_listener,
         ctx.clone(),
+        crate::http_serve::HttpBounds::of(s),
         servers.clone(),
     )));
     match &role {

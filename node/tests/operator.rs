@@ -140,14 +140,35 @@ fn post(port: u16, body: &str) -> (u16, String) {
     (status, body)
 }
 
+/// Opens a connection to `port`, sends half a request's headers and waits for the server to
+/// close it: how long that took (the test fails if it never does within 5 s).
+fn half_request_closed_after(port: u16) -> Duration {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return started.elapsed(),
+            Ok(_) => continue,
+            Err(e) => panic!("port {port}: a half-sent request still holds its connection: {e}"),
+        }
+    }
+}
+
 #[test]
-fn rpc_bounds_are_stated_and_kept() {
+fn http_bounds_are_stated_and_kept() {
     let dir = scratch("operator-rpc-bounds");
     let env = [
         ("RPC_MAX_BATCH_CALLS", "3"),
         ("RPC_MAX_REQUEST_BYTES", "4096"),
         ("RPC_MAX_TRANSACTIONS_PER_CALL", "5"),
         ("RPC_FIRST_REQUEST_TIMEOUT_MS", "500"),
+        ("HTTP_HEADER_TIMEOUT_MS", "500"),
+        ("HTTP_MAX_CONNECTIONS", "2"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -195,27 +216,33 @@ fn rpc_bounds_are_stated_and_kept() {
     let (_, body) = post(port, &six);
     assert!(body.contains("rpc_max_transactions_per_call"), "{body}");
 
-    // A client that opens a connection and sends half a request is closed after the timeout.
-    {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-            .unwrap();
-        let started = std::time::Instant::now();
-        let mut buf = [0u8; 256];
-        loop {
-            match s.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => continue,
-                Err(e) => panic!("the half-sent request still holds its connection: {e}"),
-            }
-        }
-        let waited = started.elapsed();
+    // A client that opens a connection and sends half a request is closed after the timeout,
+    // on every HTTP server.
+    let ports = Ports::of(0, PORT_OFFSET + 100);
+    for (what, port) in [
+        ("rpc", ports.rpc),
+        ("status", ports.status),
+        ("metrics", ports.prometheus),
+    ] {
+        let waited = half_request_closed_after(port);
         assert!(
             waited < Duration::from_secs(3),
-            "closed only after {waited:?}"
+            "{what}: closed only after {waited:?}"
         );
     }
+    // Twenty slow clients hold connections past the cap of two: /status still answers once
+    // the header timeout frees a slot.
+    let slow: Vec<std::net::TcpStream> = (0..20)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", ports.status)).ok())
+        .collect();
+    let asked = std::time::Instant::now();
+    wait_for("/status past slow clients", Duration::from_secs(20), || {
+        net.clients[0].status().ok()
+    });
+    eprintln!(
+        "/status answered {:?} after 20 slow connections",
+        asked.elapsed()
+    );
+    drop(slow);
     net.stop_all();
 }

@@ -205,7 +205,7 @@ impl GroupRun {
             genesis_ms: g.genesis_ms,
             block_time_ms: g.setup.block_time_ms,
             max_block_transactions: 256,
-            mempool_capacity: 10_000,
+            mempool: canon_engine::consensus::mempool::MempoolBounds::total(10_000),
             request_timeout_ms: 1_000,
             fencing: g.setup.fencing,
         };

@@ -24,7 +24,7 @@ pub struct NodeConfig {
     /// How many proposals the leader keeps waiting for canonization at once; each next block
     /// builds on the last of them (1: every block waits for the one before).
     pub max_blocks_in_flight: usize,
-    pub mempool_capacity: usize,
+    pub mempool: crate::consensus::mempool::MempoolBounds,
     /// A Raft snapshot of the applied state is built after this many applied entries; the log
     /// before it is then purged, all but `log_keep_entries`.
     pub snapshot_interval_entries: u64,

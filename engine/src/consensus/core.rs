@@ -160,7 +160,7 @@ impl NodeCore {
         });
         NodeCore {
             id: cfg.id(),
-            mempool: Mempool::new(cfg.mempool_capacity),
+            mempool: Mempool::new(cfg.mempool),
             elector: Elector::new(cfg.election_config(), seed),
             elector_due_ms: None,
             sequencer,
@@ -509,7 +509,7 @@ mod tests {
             block_time_ms: BLOCK_MS,
             max_block_transactions: 100,
             max_blocks_in_flight: max_in_flight,
-            mempool_capacity: 1_000,
+            mempool: crate::consensus::mempool::MempoolBounds::total(1_000),
             snapshot_interval_entries: 1_000,
             log_keep_entries: 100,
             rpc_timeout_ms: 1_000,

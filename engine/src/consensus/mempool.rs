@@ -13,6 +13,8 @@ use crate::app::{AppState, Rejection, Tx};
 pub enum AdmitError {
     #[error("mempool is full ({0} transactions)")]
     Full(usize),
+    #[error("this sender already has {0} transactions pending, the most one may have")]
+    LaneFull(usize),
     #[error(
         "sequence number (a ledger sender's nonce) {got} already used; its lane expects {expected}"
     )]
@@ -31,25 +33,58 @@ enum Place {
     Arrival(u64),
 }
 
+/// How much the pool holds. Nothing admitted is ever evicted (an accepted transaction leaves
+/// only when a block includes it or the chain passes its sequence number): a full pool, or a
+/// full lane, refuses the newcomer, whose client sends it again later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MempoolBounds {
+    /// Transactions in all.
+    pub total: usize,
+    /// Transactions of one lane (a ledger sender), so one sender cannot fill the pool.
+    pub per_lane: usize,
+}
+
+impl MempoolBounds {
+    /// `total` in all, and no lane bound below it.
+    pub const fn total(total: usize) -> MempoolBounds {
+        MempoolBounds {
+            total,
+            per_lane: total,
+        }
+    }
+}
+
 pub struct Mempool {
     by_lane: BTreeMap<(B256, u64), Tx>,
+    /// How many transactions each lane has pending.
+    lane_pending: BTreeMap<B256, usize>,
     by_arrival: BTreeMap<u64, Tx>,
     /// Every pending transaction by id, so one can be removed by its bytes alone and a
     /// first-come one is not queued twice. Ordered, not hashed: a `HashMap` draws its keys from
     /// the simulator's random stream when made, which shifted every later draw of a run.
     places: BTreeMap<B256, Place>,
     arrivals: u64,
-    capacity: usize,
+    bounds: MempoolBounds,
 }
 
 impl Mempool {
-    pub fn new(capacity: usize) -> Mempool {
+    pub fn new(bounds: MempoolBounds) -> Mempool {
         Mempool {
             by_lane: BTreeMap::new(),
+            lane_pending: BTreeMap::new(),
             by_arrival: BTreeMap::new(),
             places: BTreeMap::new(),
             arrivals: 0,
-            capacity,
+            bounds,
+        }
+    }
+
+    fn lane_left(&mut self, lane: &B256) {
+        if let Some(n) = self.lane_pending.get_mut(lane) {
+            *n -= 1;
+            if *n == 0 {
+                self.lane_pending.remove(lane);
+            }
         }
     }
 
@@ -83,12 +118,19 @@ impl Mempool {
             None if self.places.contains_key(&id) => return Err(AdmitError::Duplicate),
             None => Place::Arrival(self.arrivals),
         };
-        if self.places.len() >= self.capacity {
-            return Err(AdmitError::Full(self.capacity));
+        if self.places.len() >= self.bounds.total {
+            return Err(AdmitError::Full(self.bounds.total));
+        }
+        if let Place::Lane(lane, _) = place {
+            let pending = self.lane_pending.get(&lane).copied().unwrap_or(0);
+            if pending >= self.bounds.per_lane {
+                return Err(AdmitError::LaneFull(pending));
+            }
         }
         match place {
             Place::Lane(lane, sequence) => {
                 self.by_lane.insert((lane, sequence), tx);
+                *self.lane_pending.entry(lane).or_insert(0) += 1;
             }
             Place::Arrival(n) => {
                 self.arrivals += 1;
@@ -102,13 +144,18 @@ impl Mempool {
     /// Drops transactions whose sequence number the chain has already used.
     pub fn prune(&mut self, state: &AppState) {
         let places = &mut self.places;
+        let mut left: Vec<B256> = Vec::new();
         self.by_lane.retain(|(lane, sequence), tx| {
             let keep = *sequence >= state.next_in_lane(lane);
             if !keep {
                 places.remove(&tx.hash());
+                left.push(*lane);
             }
             keep
         });
+        for lane in left {
+            self.lane_left(&lane);
+        }
     }
 
     /// Takes the first-come transactions of a block just built out of the pool. They have no
@@ -134,6 +181,7 @@ impl Mempool {
         match self.places.remove(&tx.hash()) {
             Some(Place::Lane(lane, sequence)) => {
                 self.by_lane.remove(&(lane, sequence));
+                self.lane_left(&lane);
             }
             Some(Place::Arrival(n)) => {
                 self.by_arrival.remove(&n);
@@ -223,7 +271,7 @@ mod tests {
     fn candidates_are_consecutive_nonces_per_sender() {
         let a = SecretKey::from_bytes([1; 32]).unwrap();
         let ledger = ledger();
-        let mut mp = Mempool::new(10);
+        let mut mp = Mempool::new(MempoolBounds::total(10));
         for n in [0, 1, 3] {
             mp.admit(tx(&a, n), &ledger).unwrap();
         }
@@ -242,7 +290,7 @@ mod tests {
         let a = SecretKey::from_bytes([1; 32]).unwrap();
         let b = SecretKey::from_bytes([2; 32]).unwrap();
         let ledger = ledger();
-        let mut mp = Mempool::new(100);
+        let mut mp = Mempool::new(MempoolBounds::total(100));
         for n in 0..10 {
             mp.admit(tx(&a, n), &ledger).unwrap();
         }
@@ -278,7 +326,7 @@ mod tests {
     fn full_and_stale_are_refused_and_prune_drops_used_nonces() {
         let a = SecretKey::from_bytes([1; 32]).unwrap();
         let mut ledger = ledger();
-        let mut mp = Mempool::new(2);
+        let mut mp = Mempool::new(MempoolBounds::total(2));
         mp.admit(tx(&a, 0), &ledger).unwrap();
         mp.admit(tx(&a, 1), &ledger).unwrap();
         assert_eq!(mp.admit(tx(&a, 2), &ledger), Err(AdmitError::Full(2)));
@@ -301,6 +349,41 @@ mod tests {
             mp.admit(Tx::new(vec![1, 2, 3]), &ledger),
             Err(AdmitError::Refused(r)) if r.rule == crate::app::RULE_ENCODING
         ));
+    }
+
+    #[test]
+    fn a_sender_holds_at_most_its_lane_and_nothing_admitted_is_evicted() {
+        let a = SecretKey::from_bytes([1; 32]).unwrap();
+        let b = SecretKey::from_bytes([2; 32]).unwrap();
+        let mut ledger = ledger();
+        let mut mp = Mempool::new(MempoolBounds {
+            total: 5,
+            per_lane: 3,
+        });
+        // (sender, nonce, admitted?)
+        let table = [
+            (&a, 0, Ok(())),
+            (&a, 1, Ok(())),
+            (&a, 2, Ok(())),
+            (&a, 3, Err(AdmitError::LaneFull(3))),
+            (&b, 0, Ok(())),
+            (&b, 1, Ok(())),
+            // Full in all: the newcomer is refused, nobody is evicted.
+            (&b, 2, Err(AdmitError::Full(5))),
+        ];
+        for (i, (key, nonce, expect)) in table.into_iter().enumerate() {
+            assert_eq!(mp.admit(tx(key, nonce), &ledger), expect, "row {i}");
+        }
+        assert_eq!(mp.len(), 5);
+        // The chain passes a's nonce 0: its lane has room again.
+        ledger.execute(&tx(&a, 0)).unwrap();
+        mp.prune(&ledger);
+        assert_eq!(mp.admit(tx(&a, 3), &ledger), Ok(()));
+        mp.remove(&tx(&b, 1));
+        assert_eq!(mp.len(), 4);
+        assert_eq!(mp.admit(tx(&a, 4), &ledger), Err(AdmitError::LaneFull(3)));
+        mp.remove(&tx(&a, 1));
+        assert_eq!(mp.admit(tx(&a, 4), &ledger), Ok(()));
     }
 
     /// An application without lanes: every transaction first come, first served.
@@ -335,7 +418,7 @@ mod tests {
     #[test]
     fn first_come_transactions_leave_in_arrival_order_once_each() {
         let state = App::new(Notes).genesis();
-        let mut mp = Mempool::new(10);
+        let mut mp = Mempool::new(MempoolBounds::total(10));
         // Arrival order, not byte order.
         let notes: Vec<Tx> = [9u8, 3, 7, 1].iter().map(|b| Tx::new(vec![*b])).collect();
         for n in &notes {

@@ -56,7 +56,7 @@ pub struct GroupConfig {
     pub genesis_ms: u64,
     pub block_time_ms: u64,
     pub max_block_transactions: usize,
-    pub mempool_capacity: usize,
+    pub mempool: crate::consensus::mempool::MempoolBounds,
     pub request_timeout_ms: u64,
     /// `redundancy_fencing`: a block is signed only once a majority of the group chose it
     /// ([`policy::fence`]). Needs [`MIN_FENCED_GROUP`] machines or more.
@@ -182,7 +182,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
             fence,
             state: Mutex::new(MemberState {
                 core: MemberCore::new(failover, cfg.fencing),
-                mempool: Mempool::new(cfg.mempool_capacity),
+                mempool: Mempool::new(cfg.mempool),
             }),
             cfg,
             seams,

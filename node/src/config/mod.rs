@@ -81,6 +81,9 @@ pub struct Settings {
     pub prover_api_enabled: bool,
     pub status_server_enabled: bool,
     pub status_server_address: String,
+    /// Bounds of the status and metrics servers (see the settings table).
+    pub http_max_connections: usize,
+    pub http_header_timeout_ms: u64,
     pub rpc_address: String,
     /// Bounds on what JSON-RPC clients can make the node hold (see the settings table).
     pub rpc_max_connections: u32,
@@ -121,6 +124,7 @@ pub struct Settings {
     pub genesis_alloc: Vec<String>,
     /// The most transactions the leader's mempool holds.
     pub sequencer_mempool_capacity: usize,
+    pub sequencer_mempool_per_sender: usize,
     /// Single-sequencer mode (`consensus_enabled: false`): this machine's place in its group's
     /// takeover order (the seed's `RedundancyLevel`, also read from `--prefs prefs.toml`).
     /// 0 is the main; level L > 0 signs after L x `redundancy_max_missed_rounds` rounds in which
@@ -172,6 +176,8 @@ impl Default for Settings {
             // Clients' and operators' listeners answer this machine only until told otherwise:
             // what they serve (writes, status, metrics) is not for whoever reaches the port.
             status_server_address: "127.0.0.1:3071".into(),
+            http_max_connections: 64,
+            http_header_timeout_ms: 5_000,
             rpc_address: "127.0.0.1:3050".into(),
             rpc_max_connections: 100,
             rpc_max_request_bytes: 10 << 20,
@@ -193,6 +199,7 @@ impl Default for Settings {
             genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
             genesis_alloc: crate::genesis::dev_alloc(),
             sequencer_mempool_capacity: 100_000,
+            sequencer_mempool_per_sender: 4_096,
             redundancy_level: 0,
             redundancy_max_missed_rounds:
                 canon_engine::policy::redundancy::DEFAULT_MAX_MISSED_ROUNDS,

@@ -249,7 +249,7 @@ impl SimCluster {
                 block_time_ms: cfg.block_time_ms,
                 max_block_transactions: cfg.max_block_transactions,
                 max_blocks_in_flight: cfg.max_blocks_in_flight,
-                mempool_capacity: 10_000,
+                mempool: canon_engine::consensus::mempool::MempoolBounds::total(10_000),
                 snapshot_interval_entries: cfg.snapshot_interval_entries,
                 log_keep_entries: cfg.log_keep_entries,
                 rpc_timeout_ms: 500,

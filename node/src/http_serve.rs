@@ -1,0 +1,79 @@
+//! Serving the status and metrics routers with bounds an outsider cannot stretch: at most
+//! `http_max_connections` connections at once (the next ones wait in the kernel's backlog),
+//! and a connection that takes longer than `http_header_timeout_ms` to send a request's headers
+//! (slowloris), or sits idle that long between requests, is closed. `axum::serve` has neither.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// Bounds of one HTTP server.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpBounds {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+}
+
+impl HttpBounds {
+    pub fn of(s: &crate::config::Settings) -> HttpBounds {
+        HttpBounds {
+            max_connections: s.http_max_connections.max(1),
+            header_timeout: Duration::from_millis(s.http_header_timeout_ms.max(1)),
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `stop`, within `bounds`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    bounds: HttpBounds,
+    stop: CancellationToken,
+    what: &'static str,
+) {
+    let slots = Arc::new(Semaphore::new(bounds.max_connections));
+    loop {
+        let permit = tokio::select! {
+            _ = stop.cancelled() => return,
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+        };
+        let (stream, _) = tokio::select! {
+            _ = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("{what} server: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(bounds.header_timeout)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
+                }
+            }
+        });
+    }
+}
