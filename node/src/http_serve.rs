@@ -1,9 +1,13 @@
 //! Serving the status and metrics routers with bounds an outsider cannot stretch: at most
-//! `http_max_connections` connections at once (the next ones wait in the kernel's backlog),
-//! and a connection that takes longer than `http_header_timeout_ms` to send a request's headers
-//! (slowloris), or sits idle that long between requests, is closed. `axum::serve` has neither.
+//! `http_max_connections` connections at once (the next ones wait in the kernel's backlog), at
+//! most `http_max_connections_per_ip` from one address (more are closed at once, so one host's
+//! slow clients cannot take every slot), and a connection that takes longer than
+//! `http_header_timeout_ms` to send a request's headers (slowloris), or sits idle that long
+//! between requests, is closed. `axum::serve` has none of these.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -17,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone, Copy, Debug)]
 pub struct HttpBounds {
     pub max_connections: usize,
+    pub max_connections_per_ip: usize,
     pub header_timeout: Duration,
 }
 
@@ -24,6 +29,7 @@ impl HttpBounds {
     pub fn of(s: &crate::config::Settings) -> HttpBounds {
         HttpBounds {
             max_connections: s.http_max_connections.max(1),
+            max_connections_per_ip: s.http_max_connections_per_ip.max(1),
             header_timeout: Duration::from_millis(s.http_header_timeout_ms.max(1)),
         }
     }
@@ -38,6 +44,7 @@ pub async fn serve(
     what: &'static str,
 ) {
     let slots = Arc::new(Semaphore::new(bounds.max_connections));
+    let per_ip: Arc<Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
@@ -46,7 +53,7 @@ pub async fn serve(
                 Err(_) => return,
             },
         };
-        let (stream, _) = tokio::select! {
+        let (stream, remote) = tokio::select! {
             _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -58,10 +65,15 @@ pub async fn serve(
                 }
             },
         };
+        let Some(held) = PerIp::take(&per_ip, remote.ip(), bounds.max_connections_per_ip) else {
+            drop(stream);
+            continue;
+        };
         let service = TowerToHyperService::new(app.clone());
         let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _held = held;
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(bounds.header_timeout)
@@ -75,5 +87,38 @@ pub async fn serve(
                 }
             }
         });
+    }
+}
+
+/// One connection counted against its address; uncounted when dropped.
+struct PerIp {
+    counts: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(counts: &Arc<Mutex<BTreeMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<PerIp> {
+        let mut c = canon_engine::sync::lock(counts);
+        let n = c.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PerIp {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PerIp {
+    fn drop(&mut self) {
+        let mut c = canon_engine::sync::lock(&self.counts);
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
     }
 }

@@ -40,6 +40,7 @@ pub const SETTINGS_DOC: &[(&str, &str, Option<&str>)] = &[
     ("status_server_enabled", "Serve `GET /status`.", None),
     ("status_server_address", "Where `/status` listens.", None),
     ("http_max_connections", "Connections the status and metrics servers each serve at once; the next wait.", None),
+    ("http_max_connections_per_ip", "Connections the status and metrics servers each hold from one address; more are closed at once.", None),
     ("http_header_timeout_ms", "A status or metrics connection that takes longer to send a request's headers, or idles longer between requests, is closed.", None),
     ("rpc_address", "Where JSON-RPC listens.", None),
     ("rpc_max_connections", "JSON-RPC connections served at once; more are refused.", None),

@@ -83,6 +83,7 @@ pub struct Settings {
     pub status_server_address: String,
     /// Bounds of the status and metrics servers (see the settings table).
     pub http_max_connections: usize,
+    pub http_max_connections_per_ip: usize,
     pub http_header_timeout_ms: u64,
     pub rpc_address: String,
     /// Bounds on what JSON-RPC clients can make the node hold (see the settings table).
@@ -177,6 +178,7 @@ impl Default for Settings {
             // what they serve (writes, status, metrics) is not for whoever reaches the port.
             status_server_address: "127.0.0.1:3071".into(),
             http_max_connections: 64,
+            http_max_connections_per_ip: 8,
             http_header_timeout_ms: 5_000,
             rpc_address: "127.0.0.1:3050".into(),
             rpc_max_connections: 100,
