@@ -1,9 +1,12 @@
 //! What the engine reports, logged and counted: every [`Event`] becomes a log line at its
 //! level and moves the Prometheus metrics it concerns ([`Metrics`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use canon_engine::events::{Event, EventSink};
+use canon_engine::net::p2p::ConnectionFault;
+use canon_engine::policy::log_budget::{LogBudget, Say};
 use canon_engine::NodeId;
 
 use crate::metrics::{now_ms, ConnectionFaultLabels, Metrics, RejectLabels};
@@ -11,6 +14,41 @@ use crate::metrics::{now_ms, ConnectionFaultLabels, Metrics, RejectLabels};
 /// Logs and counts what the engine reports.
 pub struct EventLog {
     pub metrics: Arc<Metrics>,
+    started: Instant,
+    /// Refused connections by (address, fault): said once, then summarised.
+    refusals: Mutex<LogBudget<(String, &'static str)>>,
+}
+
+impl EventLog {
+    pub fn new(metrics: Arc<Metrics>) -> EventLog {
+        EventLog {
+            metrics,
+            started: Instant::now(),
+            refusals: Mutex::new(LogBudget::default()),
+        }
+    }
+
+    fn refused(&self, peer: Option<NodeId>, remote: &str, fault: ConnectionFault, detail: &str) {
+        // The address without its port: a flood comes from many ports of one host.
+        let host = remote
+            .rsplit_once(':')
+            .map_or(remote, |(h, _)| h)
+            .to_string();
+        let now = self.started.elapsed().as_millis() as u64;
+        let say =
+            canon_engine::sync::lock(&self.refusals).note(now, (host.clone(), fault.as_str()));
+        match say {
+            Some(Say::First) => tracing::warn!(
+                ?peer, %remote, ?fault,
+                "p2p connection refused: {detail} (more from {host} for this are summarised every minute)"
+            ),
+            Some(Say::Summary { count, over_ms }) => tracing::warn!(
+                %host, ?fault, refused = count, over_secs = over_ms / 1000,
+                "p2p connections refused: {detail} (the latest)"
+            ),
+            None => {}
+        }
+    }
 }
 
 impl EventSink for EventLog {
@@ -276,8 +314,7 @@ impl EventSink for EventLog {
                         fault: fault.as_str().to_string(),
                     })
                     .inc();
-                // The listener and the dialer log it where it happens, naming the peer.
-                tracing::debug!(?peer, %remote, ?fault, "p2p connection refused: {detail}");
+                self.refused(peer, &remote, fault, &detail);
             }
             Event::SnapshotBuilt { index, height } => {
                 tracing::debug!(?index, height, "raft snapshot built; the log before it may be purged")

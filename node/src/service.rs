@@ -177,9 +177,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     };
     let storage = Arc::new(RocksStorage::open(&db_path, owner).map_err(|e| fail("storage", e))?);
     let metrics = Arc::new(Metrics::new());
-    let events: Arc<dyn canon_engine::events::EventSink> = Arc::new(EventLog {
-        metrics: metrics.clone(),
-    });
+    let events: Arc<dyn canon_engine::events::EventSink> = Arc::new(EventLog::new(metrics.clone()));
     let local = Local {
         key: network_key.clone(),
         chain_id: v.chain.chain_id,

@@ -23,6 +23,7 @@ pub mod fence;
 pub mod fence_proposer;
 pub mod fork_choice;
 pub mod fork_search;
+pub mod log_budget;
 pub mod reachability;
 pub mod redundancy;
 pub mod repair;

@@ -82,8 +82,9 @@ impl Local {
         }
     }
 
+    /// Reported as an event only: an outsider can cause this a thousand times a second, so the
+    /// node's event log says it once per address and fault and then summarises.
     fn refused(&self, peer: Option<NodeId>, remote: &str, fault: ConnectionFault, detail: String) {
-        tracing::warn!(?peer, %remote, ?fault, "p2p connection refused: {detail}");
         self.events.emit(
             &self.key.node_id(),
             Event::ConnectionRefused {
