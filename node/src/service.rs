@@ -73,6 +73,18 @@ fn fail(key: &str, message: impl std::fmt::Display) -> StartError {
     }
 }
 
+fn inbound_limits(s: &crate::config::Settings) -> canon_engine::net::p2p::InboundLimits {
+    canon_engine::net::p2p::InboundLimits {
+        handshaking: s.network_max_handshakes.max(1),
+        handshaking_per_address: s.network_max_handshakes_per_address.max(1),
+        handshake_timeout: std::time::Duration::from_millis(s.network_handshake_timeout_ms.max(1)),
+        connections: s.network_max_connections.max(1),
+        per_peer: s.network_max_connections_per_peer.max(1),
+        in_flight: s.network_max_requests_per_connection.max(1),
+        ..canon_engine::net::p2p::InboundLimits::default()
+    }
+}
+
 fn mempool_bounds(s: &crate::config::Settings) -> canon_engine::consensus::mempool::MempoolBounds {
     canon_engine::consensus::mempool::MempoolBounds {
         total: s.sequencer_mempool_capacity,
@@ -284,7 +296,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
             TcpAcceptor::new(p2p_listener),
             local,
             Arc::new(role.clone()),
-            canon_engine::net::p2p::InboundLimits::default(),
+            inbound_limits(s),
             servers.clone(),
         ),
     ));

@@ -41,6 +41,13 @@ pub struct Settings {
     pub network_port: u16,
     /// `enode://<128 hex id>@host:port`, comma separated in the environment.
     pub network_boot_nodes: Vec<String>,
+    /// Bounds on what anyone who reaches the p2p port may cost (see the settings table).
+    pub network_max_connections: usize,
+    pub network_max_connections_per_peer: usize,
+    pub network_max_handshakes: usize,
+    pub network_max_handshakes_per_address: usize,
+    pub network_handshake_timeout_ms: u64,
+    pub network_max_requests_per_connection: usize,
     pub consensus_enabled: bool,
     pub consensus_bootstrap: bool,
     /// `0x`-prefixed node ids; empty means just this node.
@@ -157,6 +164,12 @@ impl Default for Settings {
             network_address: "0.0.0.0".into(),
             network_port: 3060,
             network_boot_nodes: Vec::new(),
+            network_max_connections: 128,
+            network_max_connections_per_peer: 4,
+            network_max_handshakes: 32,
+            network_max_handshakes_per_address: 4,
+            network_handshake_timeout_ms: 5_000,
+            network_max_requests_per_connection: 256,
             consensus_enabled: true,
             consensus_bootstrap: true,
             consensus_peer_ids: Vec::new(),
