@@ -43,6 +43,28 @@ pub async fn serve(
     stop: CancellationToken,
     what: &'static str,
 ) {
+    serve_with(listener, move |_| app.clone(), bounds, stop, what).await
+}
+
+/// Serves on `listener` until `stop`, within `bounds`, with the service `make` gives for each
+/// connection's remote address.
+pub async fn serve_with<S, B>(
+    listener: TcpListener,
+    make: impl Fn(IpAddr) -> S,
+    bounds: HttpBounds,
+    stop: CancellationToken,
+    what: &'static str,
+) where
+    S: tower::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let slots = Arc::new(Semaphore::new(bounds.max_connections));
     let per_ip: Arc<Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
     loop {
@@ -69,7 +91,7 @@ pub async fn serve(
             drop(stream);
             continue;
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(make(remote.ip()));
         let stop = stop.clone();
         tokio::spawn(async move {
             let _permit = permit;

@@ -117,10 +117,16 @@ fn operator_listeners_answer_on_loopback_by_default() {
 /// One HTTP/1.1 POST of `body` to the node's JSON-RPC, answered in full: (status, body);
 /// status 0 when nothing listens yet.
 fn post(port: u16, body: &str) -> (u16, String) {
+    post_from([127, 0, 0, 1], port, body)
+}
+
+/// [`post`] from the loopback address `from`.
+fn post_from(from: [u8; 4], port: u16, body: &str) -> (u16, String) {
     use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+    let Some(mut s) = connect_from(from, port) else {
         return (0, String::new());
     };
+    s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(
         s,
@@ -188,6 +194,7 @@ fn http_bounds_are_stated_and_kept() {
         ("RPC_MAX_TRANSACTIONS_PER_CALL", "5"),
         ("RPC_FIRST_REQUEST_TIMEOUT_MS", "500"),
         ("HTTP_HEADER_TIMEOUT_MS", "500"),
+        ("RPC_MAX_REQUESTS_PER_SECOND_PER_IP", "20"),
         ("HTTP_MAX_CONNECTIONS", "4"),
         ("HTTP_MAX_CONNECTIONS_PER_IP", "2"),
     ]
@@ -236,6 +243,19 @@ fn http_bounds_are_stated_and_kept() {
     );
     let (_, body) = post(port, &six);
     assert!(body.contains("rpc_max_transactions_per_call"), "{body}");
+
+    // Forty requests at once from one address: its burst of 20 is answered, the rest get
+    // 429; another address is still answered.
+    let statuses: Vec<u16> = (0..40)
+        .map(|_| post_from([127, 0, 0, 4], port, &call(1)).0)
+        .collect();
+    let answered = statuses.iter().filter(|s| **s == 200).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert!(
+        (20..=22).contains(&answered) && answered + limited == 40,
+        "statuses: {statuses:?}"
+    );
+    assert_eq!(post(port, &call(2)).0, 200);
 
     // A client that opens a connection and sends half a request is closed after the timeout,
     // on every HTTP server.

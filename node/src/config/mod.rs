@@ -95,6 +95,8 @@ pub struct Settings {
     pub rpc_address: String,
     /// Bounds on what JSON-RPC clients can make the node hold (see the settings table).
     pub rpc_max_connections: u32,
+    pub rpc_max_connections_per_ip: usize,
+    pub rpc_max_requests_per_second_per_ip: u64,
     pub rpc_max_request_bytes: u32,
     pub rpc_max_batch_calls: u32,
     pub rpc_max_transactions_per_call: usize,
@@ -195,6 +197,8 @@ impl Default for Settings {
             http_header_timeout_ms: 5_000,
             rpc_address: "127.0.0.1:3050".into(),
             rpc_max_connections: 100,
+            rpc_max_connections_per_ip: 32,
+            rpc_max_requests_per_second_per_ip: 1_000,
             rpc_max_request_bytes: 10 << 20,
             rpc_max_batch_calls: 100,
             rpc_max_transactions_per_call: canon_engine::net::wire::MAX_SUBMIT_BATCH,

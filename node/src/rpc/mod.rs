@@ -7,6 +7,9 @@
 
 mod applied;
 mod kv;
+mod serve;
+
+pub use serve::{start, Limits};
 
 pub use applied::{DEFAULT_WAIT_MS, TIMED_OUT};
 
@@ -19,7 +22,7 @@ use canon_engine::chain::block::{Block, BlockHeader};
 use canon_engine::chain::certificate::Certificate;
 use canon_engine::codec;
 use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
-use jsonrpsee::server::{HttpRequest, RpcModule, Server, ServerHandle};
+use jsonrpsee::server::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -48,7 +51,7 @@ fn internal(msg: impl Into<String>) -> ErrorObjectOwned {
 /// Set on a call whose HTTP request presented the client token, or came to a node that asks
 /// for none.
 #[derive(Clone, Copy, Debug)]
-struct ClientAuthorized;
+pub(super) struct ClientAuthorized;
 
 fn authorized(ext: &Extensions) -> Result<(), ErrorObjectOwned> {
     match ext.get::<ClientAuthorized>() {
@@ -391,58 +394,4 @@ pub fn module(ctx: Arc<NodeContext>) -> Result<RpcModule<NodeContext>, String> {
     async_method(&mut m, "kv_get", kv::get)?;
     async_method(&mut m, "kv_range", kv::range)?;
     Ok(m)
-}
-
-/// What one client can make the RPC server hold, from the `rpc_max_*` settings.
-#[derive(Clone, Copy, Debug)]
-pub struct Limits {
-    pub max_connections: u32,
-    pub max_request_bytes: u32,
-    pub max_batch_calls: u32,
-    pub first_request_timeout_ms: u64,
-}
-
-impl Limits {
-    pub fn of(s: &crate::config::Settings) -> Limits {
-        Limits {
-            max_connections: s.rpc_max_connections,
-            max_request_bytes: s.rpc_max_request_bytes,
-            max_batch_calls: s.rpc_max_batch_calls,
-            first_request_timeout_ms: s.rpc_first_request_timeout_ms,
-        }
-    }
-}
-
-/// Binds and starts the RPC server; stop it through the handle.
-pub async fn start(
-    addr: std::net::SocketAddr,
-    limits: Limits,
-    ctx: Arc<NodeContext>,
-) -> Result<ServerHandle, String> {
-    let token = ctx.client_token.clone();
-    // Marks each call that presented the token; the methods refuse the rest.
-    let mark = tower::ServiceBuilder::new().map_request(move |mut req: HttpRequest<_>| {
-        let header = req.headers().get("authorization").map(|h| h.as_bytes());
-        if token.as_ref().is_none_or(|t| t.admits(header)) {
-            req.extensions_mut().insert(ClientAuthorized);
-        }
-        req
-    });
-    let config = jsonrpsee::server::ServerConfig::builder()
-        .max_connections(limits.max_connections)
-        .max_request_body_size(limits.max_request_bytes)
-        .set_batch_request_config(jsonrpsee::server::BatchRequestConfig::Limit(
-            limits.max_batch_calls,
-        ))
-        .set_first_request_timeout(Some(std::time::Duration::from_millis(
-            limits.first_request_timeout_ms.max(1),
-        )))
-        .build();
-    let server = Server::builder()
-        .set_config(config)
-        .set_http_middleware(mark)
-        .build(addr)
-        .await
-        .map_err(|e| format!("cannot bind {addr}: {e}"))?;
-    Ok(server.start(module(ctx)?))
 }
