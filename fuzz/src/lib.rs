@@ -86,3 +86,163 @@ pub fn p2p_accept(data: &[u8]) -> bool {
         canon_engine::net::p2p::handshake::accept_over(Incoming { data }, &key, 7, [7; 32]);
     futures::executor::block_on(handshake).is_err()
 }
+
+/// Reads `data` as a node's configuration: YAML up to the first 0 byte, then `KEY=VALUE`
+/// environment lines, then (after a second 0 byte) a prefs.toml. Every input ends in settings
+/// or an error naming a key; never a panic. Returns whether it validated.
+pub fn config(data: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(data);
+    let mut parts = text.splitn(3, '\0');
+    let yaml = parts.next().unwrap_or_default().to_string();
+    let env: Vec<(String, String)> = parts
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let level = match parts.next() {
+        Some(prefs) => match canon_node::config::prefs_from_text(prefs, "prefs.toml") {
+            Ok(level) => Some(level),
+            Err(_) => return false,
+        },
+        None => None,
+    };
+    match canon_node::config::layer(&[("config.yaml".into(), yaml)], level, env) {
+        Ok(settings) => settings.validate().is_ok(),
+        Err(e) => {
+            // An error always names where it is from.
+            assert!(!e.key.is_empty(), "a config error without a key: {e}");
+            false
+        }
+    }
+}
+
+/// Drives a signing guard with `data` as a sequence of asks (height, round, which block,
+/// whether the machine then crashes), each 4 bytes, and holds it to its rule: per height and
+/// per round at most one block is ever let through (retries of the same block aside), across
+/// crashes, and the watermark never goes down. A violation panics, which is what a fuzzer
+/// reports.
+pub fn signing_guard(data: &[u8]) {
+    use canon_engine::redundancy::signing_guard::SigningGuard;
+    use canon_engine::storage::MemDisk;
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    let disk = MemDisk::new();
+    let identity = canon_engine::keys::derived_key("canon-fuzz/guard", 0);
+    let open = |disk: &MemDisk| {
+        SigningGuard::open(Arc::new(disk.clone()), identity.node_id()).expect("guard opens")
+    };
+    let mut guard = open(&disk);
+    let mut by_height: BTreeMap<u64, alloy_primitives::B256> = BTreeMap::new();
+    let mut by_round: BTreeMap<u64, alloy_primitives::B256> = BTreeMap::new();
+    let mut high = (0u64, 0u64);
+    for ask in data.chunks_exact(4) {
+        let (height, round, salt, crash) = (
+            u64::from(ask[0] % 16),
+            u64::from(ask[1] % 16),
+            u64::from(ask[2] % 4),
+            ask[3] % 5 == 0,
+        );
+        let block = guard_block(&identity, height, salt);
+        let hash = block.hash().expect("hash");
+        if guard.record(round, &block).is_ok() {
+            assert!(
+                by_height.get(&height).is_none_or(|h| *h == hash),
+                "two blocks let through for height {height}"
+            );
+            assert!(
+                by_round.get(&round).is_none_or(|h| *h == hash),
+                "two blocks let through for round {round}"
+            );
+            assert!((height, round) >= high, "the watermark went down");
+            by_height.insert(height, hash);
+            by_round.insert(round, hash);
+            high = (height, round);
+        }
+        if crash {
+            disk.crash(0);
+            guard = open(&disk);
+        }
+    }
+}
+
+fn guard_block(key: &canon_engine::keys::SecretKey, height: u64, salt: u64) -> Block {
+    let spec = canon_engine::chain::block::ChainSpec {
+        chain_id: 7,
+        app: canon_engine::app::App::new(canon_engine::app::ledger::LedgerApp::default()),
+        blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
+    };
+    let mut header = spec.genesis_header().expect("genesis");
+    header.height = height;
+    header.timestamp_ms = salt;
+    header.proposer = key.node_id();
+    Block::seal(header, vec![], key).expect("seal")
+}
+
+/// A fuzz target's entry point: it returns whatever it is given, or panics on a broken rule.
+pub type EntryPoint = fn(&[u8]);
+
+/// Every fuzz target by name, with its entry point: what `tests/corpus.rs` replays each
+/// committed input through.
+pub const TARGETS: &[(&str, EntryPoint)] = &[
+    ("codec_decode", |d| {
+        decode_all(d);
+    }),
+    ("untrusted_block", |d| {
+        verify_untrusted_block(d);
+    }),
+    ("p2p_accept", |d| assert!(p2p_accept(d))),
+    ("config", |d| {
+        config(d);
+    }),
+    ("signing_guard", signing_guard),
+];
+
+/// Starting inputs per target, made from real encodings so the fuzzer begins past the length
+/// prefixes and enum tags: (target, file name, bytes).
+pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    use canon_engine::app::ledger::{Payload, Transaction};
+    use canon_engine::net::wire::Request;
+    let key = canon_engine::keys::derived_key("canon-fuzz/seed", 0);
+    let tx = Transaction {
+        sender: key.address(),
+        nonce: 3,
+        payload: Payload::Transfer {
+            to: key.address(),
+            amount: 5,
+        },
+    }
+    .sign(&key)
+    .expect("sign");
+    let block = guard_block(&key, 4, 1);
+    let enc = |v: Result<Vec<u8>, codec::CodecError>| v.expect("encode");
+    let mut framed = Vec::new();
+    for piece in [&[7u8; 32][..], &[1u8; 48][..]] {
+        framed.extend_from_slice(&(piece.len() as u32).to_be_bytes());
+        framed.extend_from_slice(piece);
+    }
+    vec![
+        ("codec_decode", "block", enc(codec::encode(&block))),
+        ("codec_decode", "transaction", enc(codec::encode(&tx))),
+        ("codec_decode", "get-head", enc(codec::encode(&Request::GetHead))),
+        (
+            "codec_decode",
+            "get-blocks",
+            enc(codec::encode(&Request::GetBlocks {
+                from: 1,
+                max: 64,
+                wait_ms: 0,
+            })),
+        ),
+        ("untrusted_block", "block", enc(codec::encode(&block))),
+        ("p2p_accept", "framed", framed),
+        (
+            "config",
+            "group",
+            b"consensus:\n  enabled: false\nredundancy_level: 2\nvalidator_secret_key: 0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308\n\0RPC_ADDRESS=127.0.0.1:3050\nNETWORK_BOOT_NODES=10.0.0.1:3060\n\0[Preferences]\nRedundancyLevel = 1\n".to_vec(),
+        ),
+        ("signing_guard", "asks", vec![1, 1, 0, 1, 2, 2, 1, 0, 2, 3, 2, 0, 1, 4, 3, 5]),
+    ]
+}

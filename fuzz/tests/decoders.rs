@@ -28,3 +28,17 @@ proptest! {
         prop_assert!(canon_fuzz::p2p_accept(&data));
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn configs_end_in_settings_or_a_named_error(data in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let _ = canon_fuzz::config(&data);
+    }
+
+    #[test]
+    fn the_signing_guard_never_lets_two_blocks_through(data in proptest::collection::vec(any::<u8>(), 0..160)) {
+        canon_fuzz::signing_guard(&data);
+    }
+}

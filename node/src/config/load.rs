@@ -92,8 +92,13 @@ pub fn read_prefs(path: &Path) -> Result<i64, ConfigError> {
     let origin = path.display().to_string();
     let text =
         std::fs::read_to_string(path).map_err(|e| err(&origin, format!("cannot read: {e}")))?;
+    prefs_from_text(&text, &origin)
+}
+
+/// [`read_prefs`] of a prefs.toml's text; `origin` names it in errors.
+pub fn prefs_from_text(text: &str, origin: &str) -> Result<i64, ConfigError> {
     let doc: toml::Table =
-        toml::from_str(&text).map_err(|e| err(&origin, format!("not valid TOML: {e}")))?;
+        toml::from_str(text).map_err(|e| err(origin, format!("not valid TOML: {e}")))?;
     let Some(prefs) = doc.get("Preferences") else {
         return Ok(0);
     };
@@ -115,29 +120,41 @@ pub fn load_with_prefs(
     prefs: Option<&Path>,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Settings, ConfigError> {
+    let mut texts = Vec::new();
+    for file in files {
+        let origin = file.display().to_string();
+        let text =
+            std::fs::read_to_string(file).map_err(|e| err(&origin, format!("cannot read: {e}")))?;
+        texts.push((origin, text));
+    }
+    let level = prefs.map(read_prefs).transpose()?;
+    layer(&texts, level, env)
+}
+
+/// Layers the defaults, YAML `texts` (origin, text) in order, a prefs.toml's level, then
+/// `env`: what [`load_with_prefs`] does once the files are read.
+pub fn layer(
+    texts: &[(String, String)],
+    prefs_level: Option<i64>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Settings, ConfigError> {
     let defaults = match serde_yaml_ng::to_value(Settings::default()) {
         Ok(Value::Mapping(m)) => m,
         _ => return Err(err("defaults", "cannot represent the embedded defaults")),
     };
     let mut merged = BTreeMap::new();
     flatten_into("", &defaults, &mut merged, "defaults")?;
-    for file in files {
-        let origin = file.display().to_string();
-        let text =
-            std::fs::read_to_string(file).map_err(|e| err(&origin, format!("cannot read: {e}")))?;
-        let value: Value = serde_yaml_ng::from_str(&text)
-            .map_err(|e| err(&origin, format!("not valid YAML: {e}")))?;
+    for (origin, text) in texts {
+        let value: Value = serde_yaml_ng::from_str(text)
+            .map_err(|e| err(origin, format!("not valid YAML: {e}")))?;
         match value {
             Value::Null => {}
-            Value::Mapping(m) => flatten_into("", &m, &mut merged, &origin)?,
-            _ => return Err(err(&origin, "must be a mapping of settings")),
+            Value::Mapping(m) => flatten_into("", &m, &mut merged, origin)?,
+            _ => return Err(err(origin, "must be a mapping of settings")),
         }
     }
-    if let Some(path) = prefs {
-        merged.insert(
-            "redundancy_level".to_string(),
-            Value::Number(read_prefs(path)?.into()),
-        );
+    if let Some(level) = prefs_level {
+        merged.insert("redundancy_level".to_string(), Value::Number(level.into()));
     }
     for (name, raw) in env {
         let lower = name.to_ascii_lowercase();

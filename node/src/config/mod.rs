@@ -258,7 +258,7 @@ mod validate;
 
 pub use doc::settings_table;
 
-pub use load::{load, load_with_prefs, read_prefs};
+pub use load::{layer, load, load_with_prefs, prefs_from_text, read_prefs};
 pub use validate::{address_label, parse_boot_node, parse_enode, GroupSettings, Validated};
 
 /// Loads and validates in one step, as the binary does.
