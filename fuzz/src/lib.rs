@@ -198,6 +198,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
         config(d);
     }),
     ("signing_guard", signing_guard),
+    ("fence", fence),
 ];
 
 /// Starting inputs per target, made from real encodings so the fuzzer begins past the length
@@ -244,5 +245,112 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             b"consensus:\n  enabled: false\nredundancy_level: 2\nvalidator_secret_key: 0af6153646bbf600f55ce455e1995283542b1ae25ce2622ce1fda443927c5308\n\0RPC_ADDRESS=127.0.0.1:3050\nNETWORK_BOOT_NODES=10.0.0.1:3060\n\0[Preferences]\nRedundancyLevel = 1\n".to_vec(),
         ),
         ("signing_guard", "asks", vec![1, 1, 0, 1, 2, 2, 1, 0, 2, 3, 2, 0, 1, 4, 3, 5]),
+        // Proposer 0 starts, promises from acceptors 0 and 1, accepts at 0 and 1: chosen.
+        ("fence", "main-chooses", vec![0, 0, 0, 3, 0, 4, 0, 6, 0, 7]),
     ]
+}
+
+/// Drives the fenced takeover's Paxos (`policy::fence`) with `data` as a schedule: three
+/// proposers (levels 0, 1, 2) and three acceptors; each byte pair is one step (a proposer
+/// asks one acceptor to promise or to accept, an acceptor restarts from its persisted record,
+/// levels are seen, or the clock moves). Holds the fence to its rule: never two different
+/// blocks chosen (accepted by a majority in one round) for one height. A violation panics.
+pub fn fence(data: &[u8]) {
+    use canon_engine::policy::fence::{
+        choose, majority, Acceptor, AcceptorRecord, Ballot, Promise,
+    };
+    use std::collections::{BTreeMap, BTreeSet};
+
+    const ACCEPTORS: usize = 3;
+    const HEIGHT: u64 = 1;
+    struct Proposer {
+        level: i64,
+        round: u64,
+        promises: BTreeMap<usize, Promise<u8>>,
+        value: Option<u8>,
+    }
+    let mut acceptors: Vec<Acceptor<u8>> = (0..ACCEPTORS)
+        .map(|_| Acceptor::new(AcceptorRecord::default(), 2))
+        .collect();
+    let mut proposers: Vec<Proposer> = (0..3)
+        .map(|p| Proposer {
+            level: p as i64,
+            round: 0,
+            promises: BTreeMap::new(),
+            value: None,
+        })
+        .collect();
+    let mut now = 1u64;
+    for a in &mut acceptors {
+        a.on_round(now);
+    }
+    // Per round, which acceptors accepted which value.
+    let mut accepted: BTreeMap<(u64, u8), BTreeSet<usize>> = BTreeMap::new();
+    let mut chosen: BTreeSet<u8> = BTreeSet::new();
+    for step in data.chunks_exact(2) {
+        let (who, what) = (usize::from(step[0] % 3), step[1]);
+        let i = usize::from(what % 3);
+        match what / 3 % 6 {
+            // A proposer starts a new attempt in the current round.
+            0 => {
+                let p = &mut proposers[who];
+                p.round = now;
+                p.promises.clear();
+                p.value = None;
+            }
+            1 => {
+                let p = &mut proposers[who];
+                let b = Ballot {
+                    round: p.round,
+                    level: p.level,
+                    height: HEIGHT,
+                };
+                if let Ok(promise) = acceptors[i].prepare(&b, now) {
+                    p.promises.insert(i, promise);
+                }
+            }
+            2 => {
+                let p = &mut proposers[who];
+                if p.promises.len() < majority(ACCEPTORS) {
+                    continue;
+                }
+                let promises: Vec<Promise<u8>> = p.promises.values().cloned().collect();
+                let own = who as u8 + 1;
+                let v = *p
+                    .value
+                    .get_or_insert_with(|| choose(HEIGHT, &promises).map_or(own, |a| a.value));
+                let b = Ballot {
+                    round: p.round,
+                    level: p.level,
+                    height: HEIGHT,
+                };
+                if acceptors[i].accept(&b, v, now, 0).is_ok() {
+                    let set = accepted.entry((p.round, v)).or_default();
+                    set.insert(i);
+                    if set.len() >= majority(ACCEPTORS) {
+                        chosen.insert(v);
+                    }
+                }
+            }
+            // An acceptor restarts: only its persisted record survives.
+            3 => {
+                let record = acceptors[i].record().clone();
+                acceptors[i] = Acceptor::new(record, 2);
+                acceptors[i].on_round(now);
+            }
+            // An acceptor sees a level alive in the current round.
+            4 => acceptors[i].observe(who as i64, now),
+            // The clock moves on.
+            _ => {
+                now += 1;
+                for a in &mut acceptors {
+                    a.on_round(now);
+                }
+            }
+        }
+        assert!(
+            chosen.len() <= 1,
+            "two blocks chosen for one height: {chosen:?}"
+        );
+    }
 }

@@ -42,3 +42,12 @@ proptest! {
         canon_fuzz::signing_guard(&data);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+    #[test]
+    fn the_fence_never_chooses_two_blocks_for_a_height(data in proptest::collection::vec(any::<u8>(), 0..120)) {
+        canon_fuzz::fence(&data);
+    }
+}
