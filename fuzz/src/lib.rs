@@ -199,6 +199,7 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     }),
     ("signing_guard", signing_guard),
     ("fence", fence),
+    ("election", election),
 ];
 
 /// Starting inputs per target, made from real encodings so the fuzzer begins past the length
@@ -247,6 +248,8 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("signing_guard", "asks", vec![1, 1, 0, 1, 2, 2, 1, 0, 2, 3, 2, 0, 1, 4, 3, 5]),
         // Proposer 0 starts, promises from acceptors 0 and 1, accepts at 0 and 1: chosen.
         ("fence", "main-chooses", vec![0, 0, 0, 3, 0, 4, 0, 6, 0, 7]),
+        // Ticks as a follower until the timer fires, then two granted pre-votes.
+        ("election", "pre-votes", vec![100, 3, 0, 100, 3, 0, 100, 3, 0, 2, 4, 1, 2, 4, 2]),
     ]
 }
 
@@ -352,5 +355,104 @@ pub fn fence(data: &[u8]) {
             chosen.len() <= 1,
             "two blocks chosen for one height: {chosen:?}"
         );
+    }
+}
+
+/// Drives the election policy (`policy::election`) with `data` as a schedule of ticks with
+/// varied views of Raft, pre-vote answers (from voters and strangers, for current and stale
+/// rounds), and contact, for a node among three voters. Holds it to its rule: it campaigns
+/// only with a quorum of pre-votes granted for that round (itself included), never twice for
+/// one round, and never while it abstains. A violation panics.
+pub fn election(data: &[u8]) {
+    use canon_engine::policy::election::{
+        ElectionAction, ElectionConfig, Elector, LogPos, RaftView, Role,
+    };
+    use std::collections::{BTreeMap, BTreeSet};
+
+    let ids: Vec<canon_engine::NodeId> = (0..4)
+        .map(|i| canon_engine::keys::derived_key("canon-fuzz/election", i).node_id())
+        .collect();
+    let me = ids[0];
+    let voters = ids[..3].to_vec();
+    let cfg = ElectionConfig {
+        id: me,
+        voters: voters.clone(),
+        election_timeout_ms_min: 150,
+        election_timeout_ms_max: 300,
+        heartbeat_interval_ms: 50,
+    };
+    let quorum = cfg.quorum();
+    let mut elector = Elector::new(cfg, 7);
+    let mut now = 0u64;
+    let mut requested: BTreeSet<u64> = BTreeSet::new();
+    let mut granted: BTreeMap<u64, BTreeSet<canon_engine::NodeId>> = BTreeMap::new();
+    let mut campaigned: BTreeSet<u64> = BTreeSet::new();
+    let mut last_round = 0u64;
+    let mut check = |action: &ElectionAction,
+                     view: &RaftView,
+                     granted: &BTreeMap<u64, BTreeSet<canon_engine::NodeId>>,
+                     requested: &mut BTreeSet<u64>,
+                     last_round: &mut u64| match action {
+        ElectionAction::RequestPreVotes { round } => {
+            requested.insert(*round);
+            *last_round = (*last_round).max(*round);
+        }
+        ElectionAction::Campaign { round } => {
+            assert!(view.abstain_until.is_none(), "campaigned while abstaining");
+            let votes = granted.get(round).map_or(0, |g| g.len()) + 1;
+            assert!(
+                votes >= quorum,
+                "campaigned in round {round} with {votes} pre-votes"
+            );
+            assert!(
+                campaigned.insert(*round),
+                "campaigned twice in round {round}"
+            );
+            *last_round = (*last_round).max(*round);
+        }
+        _ => {}
+    };
+    for step in data.chunks_exact(3) {
+        let view = RaftView {
+            role: match step[1] % 5 {
+                0 => Role::Leader,
+                1 => Role::Candidate,
+                2 => Role::Other,
+                _ => Role::Follower,
+            },
+            term: u64::from(step[1] / 5 % 4),
+            voted_for: (step[2] % 3 != 0).then(|| ids[usize::from(step[2] % 4)]),
+            leader: (step[2] % 5 == 1).then(|| ids[usize::from(step[2] / 5 % 4)]),
+            millis_since_quorum_ack: (step[2] % 7 == 2).then_some(u64::from(step[2]) * 10),
+            failed: (step[2] == 255).then(|| "disk".to_string()),
+            abstain_until: (step[1] >= 250).then_some(LogPos { term: 1, index: 9 }),
+        };
+        match step[0] % 4 {
+            0 | 1 => {
+                now += u64::from(step[0]) * 3;
+                for action in elector.tick(now, &view) {
+                    check(&action, &view, &granted, &mut requested, &mut last_round);
+                }
+            }
+            2 => {
+                let from = ids[usize::from(step[2] % 4)];
+                let round = last_round.saturating_sub(u64::from(step[1] % 2));
+                let yes = step[1] % 3 != 0;
+                if yes && voters.contains(&from) && from != me {
+                    granted.entry(round).or_default().insert(from);
+                }
+                if let Some(action) = elector.on_pre_vote_answer(now, round, from, yes, &view) {
+                    check(&action, &view, &granted, &mut requested, &mut last_round);
+                }
+            }
+            _ => {
+                let from = ids[usize::from(step[2] % 4)];
+                if step[1] % 2 == 0 {
+                    elector.appended_by(now, from);
+                } else {
+                    elector.heard(now, from);
+                }
+            }
+        }
     }
 }

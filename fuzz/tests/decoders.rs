@@ -50,4 +50,9 @@ proptest! {
     fn the_fence_never_chooses_two_blocks_for_a_height(data in proptest::collection::vec(any::<u8>(), 0..120)) {
         canon_fuzz::fence(&data);
     }
+
+    #[test]
+    fn the_election_never_campaigns_without_pre_votes(data in proptest::collection::vec(any::<u8>(), 0..240)) {
+        canon_fuzz::election(&data);
+    }
 }
