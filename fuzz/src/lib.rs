@@ -81,9 +81,11 @@ impl tokio::io::AsyncWrite for Incoming<'_> {
 /// it must end in an error (nobody can answer a fresh ephemeral key from canned bytes), never
 /// panic. Returns whether the handshake failed, as it always must.
 pub fn p2p_accept(data: &[u8]) -> bool {
-    let key = canon_engine::keys::derived_key("canon-fuzz/p2p", 0);
+    // Derived once: a key derivation per input was most of a fuzzer's time.
+    static KEY: std::sync::OnceLock<canon_engine::keys::SecretKey> = std::sync::OnceLock::new();
+    let key = KEY.get_or_init(|| canon_engine::keys::derived_key("canon-fuzz/p2p", 0));
     let handshake =
-        canon_engine::net::p2p::handshake::accept_over(Incoming { data }, &key, 7, [7; 32]);
+        canon_engine::net::p2p::handshake::accept_over(Incoming { data }, key, 7, [7; 32]);
     futures::executor::block_on(handshake).is_err()
 }
 
