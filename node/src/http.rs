@@ -107,6 +107,10 @@ pub struct StatusView {
     /// L1 and the lag, the last L1 error).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batcher: Option<canon_engine::consensus::status::BatchStatus>,
+    /// Consensus nodes: the Raft membership in effect (voters, learners, the entry that set
+    /// it), which survives restarts in the log; the configured peers were only the first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub membership: Option<canon_engine::consensus::status::MembershipStatus>,
 }
 
 impl NodeContext {
@@ -121,6 +125,12 @@ impl NodeContext {
                 self.metrics.mempool_size.set(s.mempool_len as i64);
                 self.metrics.raft_log_entries.set(s.log_entries as i64);
                 self.metrics.blocks_missing.set(s.blocks_missing as i64);
+                self.metrics
+                    .raft_voters
+                    .set(s.membership.voters.len() as i64);
+                self.metrics
+                    .raft_learners
+                    .set(s.membership.learners.len() as i64);
                 let canonized = node.canonized_height();
                 self.metrics.canonized_height.set(canonized as i64);
                 StatusView {
@@ -152,6 +162,7 @@ impl NodeContext {
                     redundancy: None,
                     equivocations: Vec::new(),
                     batcher: Some(s.batches),
+                    membership: Some(s.membership),
                 }
             }
             Role::External(x) => {
@@ -183,6 +194,7 @@ impl NodeContext {
                     redundancy: None,
                     equivocations: s.equivocations,
                     batcher: None,
+                    membership: None,
                 }
             }
             Role::Group(m) => {
@@ -216,6 +228,7 @@ impl NodeContext {
                     redundancy: Some(g),
                     equivocations: sync.equivocations,
                     batcher: None,
+                    membership: None,
                 }
             }
         }

@@ -39,6 +39,8 @@ pub struct Metrics {
     pub peer_request_failures: Counter,
     pub mempool_size: Gauge,
     pub raft_log_entries: Gauge,
+    pub raft_voters: Gauge,
+    pub raft_learners: Gauge,
     pub blocks_missing: Gauge,
     pub replay_rate_blocks_per_second: Gauge,
     pub replay_lag_blocks: Gauge,
@@ -128,6 +130,8 @@ impl Metrics {
             peer_request_failures: Counter::default(),
             mempool_size: Gauge::default(),
             raft_log_entries: Gauge::default(),
+            raft_voters: Gauge::default(),
+            raft_learners: Gauge::default(),
             blocks_missing: Gauge::default(),
             replay_rate_blocks_per_second: Gauge::default(),
             replay_lag_blocks: Gauge::default(),
@@ -245,6 +249,16 @@ impl Metrics {
             "raft_log_entries",
             "Entries in this node's Raft log; older ones are compacted into a snapshot",
             m.raft_log_entries.clone(),
+        );
+        registry.register(
+            "raft_voters",
+            "Voters in the Raft membership in effect",
+            m.raft_voters.clone(),
+        );
+        registry.register(
+            "raft_learners",
+            "Learners in the Raft membership in effect (replicated to, not voting)",
+            m.raft_learners.clone(),
         );
         registry.register(
             "blocks_missing",

@@ -44,6 +44,14 @@ fn a_paused_follower_is_one_warning_and_a_metric() {
         height(&net, leader).filter(|h| *h >= 3)
     });
     let follower = (leader + 1) % 3;
+    // The membership in effect shows on every node: the three configured voters, no learner.
+    for i in 0..3 {
+        let m = status(&net, i)
+            .and_then(|s| s.membership)
+            .expect("membership");
+        assert_eq!((m.voters.len(), m.learners.len()), (3, 0), "n{i}: {m:?}");
+    }
+    assert_eq!(metric(leader, "canon_raft_voters"), Some(3.0));
     let short = status(&net, follower)
         .expect("follower status")
         .node_id

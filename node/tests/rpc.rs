@@ -212,6 +212,8 @@ fn rpc_status_and_metrics_of_a_single_node_chain() {
         "canon_proposals_dropped_total",
         "canon_block_apply_latency_seconds_bucket",
         "canon_connected_peers",
+        "canon_raft_voters",
+        "canon_raft_learners",
         "canon_mempool_size",
         "canon_batch_submit_failures_total",
         "canon_batch_reverts_total",

@@ -232,6 +232,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             log_entries: log_entries(m.last_log_index, m.purged.map(|p| p.index)),
             last_snapshot_index: m.snapshot.map(|s| s.index),
             batches,
+            membership: crate::consensus::status::MembershipStatus {
+                voters: m.membership_config.voter_ids().collect(),
+                learners: m.membership_config.membership().learner_ids().collect(),
+                log_index: m.membership_config.log_id().map(|l| l.index),
+            },
         }
     }
 

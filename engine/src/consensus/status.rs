@@ -27,6 +27,17 @@ pub struct NodeStatus {
     /// The last entry the latest Raft snapshot includes.
     pub last_snapshot_index: Option<u64>,
     pub batches: BatchStatus,
+    /// The Raft membership in effect, as the log holds it (the configured peers are only the
+    /// first one).
+    pub membership: MembershipStatus,
+}
+
+/// Who votes and who only learns, and the log entry that set it (`None`: the initial one).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembershipStatus {
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub log_index: Option<u64>,
 }
 
 /// A node's place in Raft, as status shows it (openraft's server state, or none at all).
