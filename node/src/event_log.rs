@@ -30,10 +30,7 @@ impl EventLog {
 
     fn refused(&self, peer: Option<NodeId>, remote: &str, fault: ConnectionFault, detail: &str) {
         // The address without its port: a flood comes from many ports of one host.
-        let host = remote
-            .rsplit_once(':')
-            .map_or(remote, |(h, _)| h)
-            .to_string();
+        let host = canon_engine::net::address_slot::host_of(remote).to_string();
         let now = self.started.elapsed().as_millis() as u64;
         let say =
             canon_engine::sync::lock(&self.refusals).note(now, (host.clone(), fault.as_str()));

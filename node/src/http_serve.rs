@@ -5,12 +5,12 @@
 //! `http_header_timeout_ms` to send a request's headers (slowloris), or sits idle that long
 //! between requests, is closed. `axum::serve` has none of these.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use canon_engine::net::address_slot::{AddressCounts, AddressSlot};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -66,7 +66,7 @@ pub async fn serve_with<S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let slots = Arc::new(Semaphore::new(bounds.max_connections));
-    let per_ip: Arc<Mutex<BTreeMap<IpAddr, usize>>> = Arc::default();
+    let per_ip: AddressCounts = Arc::default();
     loop {
         let permit = tokio::select! {
             _ = stop.cancelled() => return,
@@ -87,7 +87,8 @@ pub async fn serve_with<S, B>(
                 }
             },
         };
-        let Some(held) = PerIp::take(&per_ip, remote.ip(), bounds.max_connections_per_ip) else {
+        let held = AddressSlot::take(&per_ip, &remote.to_string(), bounds.max_connections_per_ip);
+        let Some(held) = held else {
             drop(stream);
             continue;
         };
@@ -109,38 +110,5 @@ pub async fn serve_with<S, B>(
                 }
             }
         });
-    }
-}
-
-/// One connection counted against its address; uncounted when dropped.
-struct PerIp {
-    counts: Arc<Mutex<BTreeMap<IpAddr, usize>>>,
-    ip: IpAddr,
-}
-
-impl PerIp {
-    fn take(counts: &Arc<Mutex<BTreeMap<IpAddr, usize>>>, ip: IpAddr, max: usize) -> Option<PerIp> {
-        let mut c = canon_engine::sync::lock(counts);
-        let n = c.entry(ip).or_insert(0);
-        if *n >= max {
-            return None;
-        }
-        *n += 1;
-        Some(PerIp {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PerIp {
-    fn drop(&mut self) {
-        let mut c = canon_engine::sync::lock(&self.counts);
-        if let Some(n) = c.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.remove(&self.ip);
-            }
-        }
     }
 }

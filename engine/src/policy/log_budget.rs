@@ -67,14 +67,7 @@ impl<K: Ord + Clone> LogBudget<K> {
             return Some(Say::Summary { count, over_ms });
         }
         if self.keys.len() >= self.max_keys {
-            let oldest = self
-                .keys
-                .iter()
-                .min_by_key(|(_, s)| s.said_at)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = oldest {
-                self.keys.remove(&k);
-            }
+            super::forget_oldest(&mut self.keys, |s| s.said_at);
         }
         self.keys.insert(
             key,

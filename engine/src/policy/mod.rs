@@ -33,3 +33,18 @@ pub mod sequencer;
 
 /// Monotonic milliseconds since the node started: the only time a policy sees.
 pub type Millis = u64;
+
+/// Forgets the entry of `map` whose `at` is earliest: how a policy keeps per-client memory
+/// bounded.
+pub(crate) fn forget_oldest<K: Ord + Clone, V>(
+    map: &mut std::collections::BTreeMap<K, V>,
+    at: impl Fn(&V) -> Millis,
+) {
+    let oldest = map
+        .iter()
+        .min_by_key(|(_, v)| at(v))
+        .map(|(k, _)| k.clone());
+    if let Some(k) = oldest {
+        map.remove(&k);
+    }
+}

@@ -38,14 +38,7 @@ impl<K: Ord + Clone> RateLimit<K> {
     pub fn allow(&mut self, now: Millis, client: K) -> bool {
         let full = self.burst * 1_000;
         if !self.buckets.contains_key(&client) && self.buckets.len() >= self.max_clients {
-            let stalest = self
-                .buckets
-                .iter()
-                .min_by_key(|(_, b)| b.at)
-                .map(|(k, _)| k.clone());
-            if let Some(k) = stalest {
-                self.buckets.remove(&k);
-            }
+            super::forget_oldest(&mut self.buckets, |b| b.at);
         }
         let b = self.buckets.entry(client).or_insert(Bucket {
             milli_tokens: full,

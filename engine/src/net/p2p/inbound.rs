@@ -111,48 +111,6 @@ impl Connections {
     }
 }
 
-/// One handshake's place in its address's count, given back when dropped.
-struct AddressSlot {
-    counts: Arc<Mutex<BTreeMap<String, usize>>>,
-    address: String,
-}
-
-impl AddressSlot {
-    fn take(
-        counts: &Arc<Mutex<BTreeMap<String, usize>>>,
-        remote: &str,
-        limit: usize,
-    ) -> Option<AddressSlot> {
-        // The host part of "ip:port" (or of "[v6]:port").
-        let address = remote
-            .rsplit_once(':')
-            .map_or(remote, |(host, _)| host)
-            .to_string();
-        let mut map = lock(counts);
-        let n = map.entry(address.clone()).or_default();
-        if *n >= limit {
-            return None;
-        }
-        *n += 1;
-        Some(AddressSlot {
-            counts: counts.clone(),
-            address,
-        })
-    }
-}
-
-impl Drop for AddressSlot {
-    fn drop(&mut self) {
-        let mut map = lock(&self.counts);
-        if let Some(n) = map.get_mut(&self.address) {
-            *n -= 1;
-            if *n == 0 {
-                map.remove(&self.address);
-            }
-        }
-    }
-}
-
 struct Shared {
     local: Local,
     handler: Arc<dyn Handler>,
@@ -199,7 +157,7 @@ pub async fn serve<R: AsyncRuntime, L: Listener>(
             );
             continue;
         };
-        let Some(from_address) = AddressSlot::take(
+        let Some(from_address) = crate::net::address_slot::AddressSlot::take(
             &shared.handshaking_from,
             &accepted.remote,
             limits.handshaking_per_address,
@@ -375,20 +333,22 @@ mod tests {
     fn handshakes_per_address_are_counted_by_host_and_given_back() {
         let counts = Arc::default();
         let a: Vec<_> = (0..2)
-            .filter_map(|p| AddressSlot::take(&counts, &format!("10.0.0.1:{p}"), 2))
+            .filter_map(|p| {
+                crate::net::address_slot::AddressSlot::take(&counts, &format!("10.0.0.1:{p}"), 2)
+            })
             .collect();
         assert_eq!(a.len(), 2);
         assert!(
-            AddressSlot::take(&counts, "10.0.0.1:9", 2).is_none(),
+            crate::net::address_slot::AddressSlot::take(&counts, "10.0.0.1:9", 2).is_none(),
             "same host, other port"
         );
         assert!(
-            AddressSlot::take(&counts, "10.0.0.2:9", 2).is_some(),
+            crate::net::address_slot::AddressSlot::take(&counts, "10.0.0.2:9", 2).is_some(),
             "another host"
         );
         drop(a);
         assert!(
-            AddressSlot::take(&counts, "10.0.0.1:9", 2).is_some(),
+            crate::net::address_slot::AddressSlot::take(&counts, "10.0.0.1:9", 2).is_some(),
             "given back"
         );
         assert!(
