@@ -100,6 +100,31 @@ fn a_paused_follower_is_one_warning_and_a_metric() {
             (back && metric(leader, "canon_peers_unreachable") == Some(0.0)).then_some(())
         },
     );
+
+    // No node's secret key shows in any log, /status or /metrics.
+    for i in 0..3 {
+        let key = hex::encode(canon_node::devnet::node_key(i).to_bytes());
+        let status = serde_json::to_string(&status(&net, i)).unwrap_or_default();
+        let url = format!(
+            "http://127.0.0.1:{}/metrics",
+            Ports::of(i, PORT_OFFSET).prometheus
+        );
+        let metrics = ureq::get(&url)
+            .call()
+            .ok()
+            .and_then(|mut r| r.body_mut().read_to_string().ok())
+            .unwrap_or_default();
+        assert!(status.len() > 100 && metrics.len() > 100, "n{i} answered");
+        for j in 0..3 {
+            for (what, text) in [
+                ("log", log(&net, j)),
+                ("status", status.clone()),
+                ("metrics", metrics.clone()),
+            ] {
+                assert!(!text.contains(&key[..16]), "n{i}'s key in n{j}'s {what}");
+            }
+        }
+    }
     net.stop_all();
 }
 
