@@ -49,7 +49,7 @@ pub const SETTINGS_DOC: &[(&str, &str, Option<&str>)] = &[
     ("http_max_connections_per_ip", "Connections the status and metrics servers each hold from one address; more are closed at once.", None),
     ("http_header_timeout_ms", "A status or metrics connection that takes longer to send a request's headers, or idles longer between requests, is closed.", None),
     ("rpc_address", "Where JSON-RPC listens.", None),
-    ("rpc_max_connections", "JSON-RPC connections served at once; more are refused.", None),
+    ("rpc_max_connections", "JSON-RPC connections served at once; the next wait for one to close.", None),
     ("rpc_max_connections_per_ip", "JSON-RPC connections from one address; more are closed at once.", None),
     ("rpc_max_requests_per_second_per_ip", "JSON-RPC requests per second from one address (bursts of as many); more are answered HTTP 429.", None),
     ("rpc_max_request_bytes", "The largest JSON-RPC request body; a larger one is refused (HTTP 413).", None),

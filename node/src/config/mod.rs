@@ -196,13 +196,17 @@ impl Default for Settings {
             http_max_connections_per_ip: 8,
             http_header_timeout_ms: 5_000,
             rpc_address: "127.0.0.1:3050".into(),
-            rpc_max_connections: 100,
-            rpc_max_connections_per_ip: 32,
+            // `canon-node load` keeps up to 96 connections to each node from one address.
+            rpc_max_connections: 256,
+            rpc_max_connections_per_ip: 128,
             rpc_max_requests_per_second_per_ip: 1_000,
             rpc_max_request_bytes: 10 << 20,
             rpc_max_batch_calls: 100,
             rpc_max_transactions_per_call: canon_engine::net::wire::MAX_SUBMIT_BATCH,
-            rpc_first_request_timeout_ms: 10_000,
+            // Also the longest a kept-alive connection may idle between requests: a load
+            // client's pooled connection idles while its other calls wait (up to 10 s each),
+            // and one closed under it fails the call (a broken pipe at 10 s).
+            rpc_first_request_timeout_ms: 60_000,
             observability_prometheus_address: "127.0.0.1".into(),
             observability_prometheus_port: 3312,
             general_rocks_db_path: PathBuf::from("./db/node"),

@@ -31,7 +31,7 @@ use crate::client::ClientError;
 /// How long a batch's call asks the node to wait for its transactions, in milliseconds.
 const WAIT_MS: u64 = 10_000;
 /// Most sending threads: each keeps a connection to every node, and a node's JSON-RPC server
-/// takes 100 connections.
+/// takes 128 from one address by default (`rpc_max_connections_per_ip`).
 const MAX_THREADS: usize = 96;
 /// The open loop's batches hold at most this much of the schedule, so a transaction is sent
 /// at most this early and the node starts on it at once.
