@@ -39,6 +39,19 @@ fn flatten_into(
         let Some(k) = k.as_str() else {
             return Err(err(origin, format!("key {k:?} is not a string")));
         };
+        // An empty name would reach the error below as "unknown field ``", naming nothing
+        // (found by the config fuzz target).
+        if k.trim().is_empty() {
+            let at = if prefix.is_empty() {
+                "the top level"
+            } else {
+                prefix
+            };
+            return Err(err(
+                origin,
+                format!("a setting under {at} has an empty name"),
+            ));
+        }
         let key = if prefix.is_empty() {
             k.to_ascii_lowercase()
         } else {
@@ -187,6 +200,7 @@ pub fn layer(
         let key = if path.is_empty() || path == "." {
             text.split('`')
                 .nth(1)
+                .filter(|k| !k.is_empty())
                 .map(str::to_string)
                 .unwrap_or_else(|| "config".to_string())
         } else {

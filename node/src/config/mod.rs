@@ -680,4 +680,13 @@ mod tests {
             );
         }
     }
+    #[test]
+    fn an_empty_setting_name_is_refused_naming_the_file() {
+        // Found by the config fuzz target: the error named no key at all.
+        for text in ["\"\": 1\n", "network:\n  \"\": 2\n"] {
+            let e = layer(&[("a.yaml".into(), text.into())], None, env(&[])).unwrap_err();
+            assert_eq!(e.key, "a.yaml", "{text:?}: {e}");
+            assert!(e.message.contains("empty name"), "{e}");
+        }
+    }
 }
