@@ -235,8 +235,8 @@ fn http_bounds_are_stated_and_kept() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     let mut net =
-        Devnet::start_with(exe(), 1, 0, dir.path(), PORT_OFFSET + 100, env).expect("node starts");
-    let port = Ports::of(0, PORT_OFFSET + 100).rpc;
+        Devnet::start_with(exe(), 1, 0, dir.path(), PORT_OFFSET + 30, env).expect("node starts");
+    let port = Ports::of(0, PORT_OFFSET + 30).rpc;
     wait_for("the node's RPC", Duration::from_secs(30), || {
         let (status, _) = post(
             port,
@@ -292,7 +292,7 @@ fn http_bounds_are_stated_and_kept() {
 
     // A client that opens a connection and sends half a request is closed after the timeout,
     // on every HTTP server.
-    let ports = Ports::of(0, PORT_OFFSET + 100);
+    let ports = Ports::of(0, PORT_OFFSET + 30);
     for (what, port) in [
         ("rpc", ports.rpc),
         ("status", ports.status),
