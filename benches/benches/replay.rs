@@ -84,6 +84,7 @@ fn main() {
                 term: 1,
                 slot: None,
                 seals_batch: false,
+                members: None,
                 timestamp_ms: h,
                 max_transactions: usize::MAX,
             },
@@ -142,7 +143,9 @@ fn main() {
                     ServedBlock { block, certificate }
                 })
                 .collect();
-            assert!(replica.first_bad_certificate(&range).is_none());
+            assert!(replica
+                .first_bad_certificate(&range, &replica.members())
+                .is_none());
             if every_signature {
                 assert_eq!(
                     replica.first_bad_signature(range.iter().map(|s| &s.block)),

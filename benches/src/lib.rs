@@ -95,6 +95,7 @@ pub fn block_of(f: &Fixture, txs: Vec<Tx>) -> (Head, Built) {
             term: 1,
             slot: None,
             seals_batch: false,
+            members: None,
             timestamp_ms: 1,
             max_transactions: usize::MAX,
         },

@@ -46,6 +46,9 @@ pub enum Event {
         proposer: NodeId,
         transactions: usize,
     },
+    /// The block applied at `height` declared a new signer set: the Raft voters in effect,
+    /// who certify the blocks after it (see [`crate::chain::members`]).
+    MembersDeclared { height: u64, members: Vec<NodeId> },
     /// A Raft snapshot of the applied state was made durable; the log before it may be purged.
     SnapshotBuilt { index: Option<u64>, height: u64 },
     /// The node installed a leader's snapshot: its applied state jumped to the head at

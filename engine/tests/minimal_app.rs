@@ -144,6 +144,7 @@ fn a_tally_runs_through_the_engine_and_survives_a_reopen() {
                 term: 0,
                 slot: None,
                 seals_batch: false,
+                members: None,
                 timestamp_ms: round as u64,
                 max_transactions: 10,
             },

@@ -39,6 +39,7 @@ fn sample_block() -> Block {
         term: 9,
         slot: None,
         seals_batch: false,
+        members: Some(vec![key(3).node_id(), key(4).node_id()]),
     };
     Block::seal(header, vec![sample_tx().to_tx().unwrap()], &key(3)).unwrap()
 }
@@ -80,9 +81,9 @@ fn golden_block_encoding() {
 const GOLDEN_SIGNED_TX_HASH: &str =
     "0x96da2f907a3f6ce5d6b04528c90d182a53954e4bc6eb83a7d1b571c45605020f";
 const GOLDEN_BLOCK_HASH: &str =
-    "0xe6b779c5a41d87e5c027452853fd9fec33f4249f3c5ff7157ba94d0a67ca79fa";
+    "0xa1826a55ac51b4bf72f57d3cd7f9061efd656840039a5de9b52215c25df29dd3";
 const GOLDEN_GENESIS_HASH: &str =
-    "0x5e3057bea7d803e5164cedbc1bb4b23b17701c28c7a55f44d09172f5e462c998";
+    "0xc8259eadd928e1fb33348afd0a75f9670bc5e0ee525712f786377a2c06a33f63";
 
 #[test]
 fn round_trips() {

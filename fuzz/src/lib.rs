@@ -444,6 +444,7 @@ pub fn election(data: &[u8]) {
             leader: (step[2] % 5 == 1).then(|| ids[usize::from(step[2] / 5 % 4)]),
             millis_since_quorum_ack: (step[2] % 7 == 2).then_some(u64::from(step[2]) * 10),
             failed: (step[2] == 255).then(|| "disk".to_string()),
+            voters: Vec::new(),
             abstain_until: (step[1] >= 250).then_some(LogPos { term: 1, index: 9 }),
         };
         match step[0] % 4 {

@@ -274,6 +274,6 @@ mod tests {
             s.inner().write(b, Durability::Synced).unwrap();
         }
         let e = check(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("format version 7, this build checks 8"), "{e}");
+        assert!(e.contains("format version 7, this build checks 9"), "{e}");
     }
 }

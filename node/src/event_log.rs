@@ -89,6 +89,14 @@ impl EventSink for EventLog {
                 tracing::error!("a read met a corrupt record, stopping to repair at the next start: {error}");
             }
             Event::Committed { .. } | Event::EntryApplied { .. } => {}
+            Event::MembersDeclared { height, members } => {
+                let members: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+                tracing::info!(
+                    height,
+                    members = %members.join(","),
+                    "the chain declared new members: they certify the blocks after this one"
+                );
+            }
             Event::L1HeadRead {
                 batch_number,
                 epoch,

@@ -35,8 +35,9 @@ const SYNC_EVERY_BYTES: u64 = 1 << 20;
 /// with commit certificates, which a chain stored by 5 has none of; 7: blocks carry an
 /// application's opaque transactions, each length-prefixed, and the application's state lives
 /// in the `state` column, not `account`; 8: every record ends in its checksum, so a database
-/// of 7 would read as corrupt throughout).
-pub const FORMAT_VERSION: u32 = 8;
+/// of 7 would read as corrupt throughout; 9: block headers may declare new members and the
+/// applied state records the chain's signer sets, so headers and state of 8 do not decode).
+pub const FORMAT_VERSION: u32 = 9;
 pub(crate) const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 
@@ -399,7 +400,7 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            e.contains("written by format version 7, this build reads 8"),
+            e.contains("written by format version 7, this build reads 9"),
             "{e}"
         );
     }

@@ -201,6 +201,7 @@ mod tests {
             term: 1,
             slot: None,
             seals_batch: false,
+            members: None,
         };
         let block = Block::seal(header, Vec::new(), &keys[0]).unwrap();
         let hash = block.hash().unwrap();

@@ -171,6 +171,16 @@ pub const REGRESSIONS: &[(&str, u64, &str)] = &[
         "the same cache fault on a five-node swarm: n4 never reopened Raft and stayed at height 129",
     ),
     (
+        "membership-chaos",
+        3900437,
+        "an external node checked a range fetched ahead of its head against the signers it knew, before the block declaring the fresh member was applied: the member's vote in a certificate was taken for a forgery and an honest source dropped",
+    ),
+    (
+        "membership-chaos",
+        3900569,
+        "the leader removing itself crashed between the joint and the final configuration; re-elected, it refused every change while a joint configuration stood, so the half-done removal could never be finished",
+    ),
+    (
         "lying-backfill",
         972074,
         "only the leader lied, and the node, not knowing the leader yet, backfilled from the honest follower: no lie was ever told it",

@@ -243,6 +243,7 @@ mod tests {
                     term: 1,
                     slot: None,
                     seals_batch: false,
+                    members: None,
                     timestamp_ms: head.timestamp_ms + 1,
                     max_transactions: 0,
                 },

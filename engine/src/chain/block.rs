@@ -26,6 +26,9 @@ pub struct BlockHeader {
     /// `batcher_batch_timeout_ms` (batches also close every `blocks_per_batch` blocks). In the
     /// block, so every node cuts the same batches.
     pub seals_batch: bool,
+    /// The Raft voters in effect from the next block on, when they differ from the set that
+    /// certifies this block (see [`crate::chain::members`]); `None` while they agree.
+    pub members: Option<Vec<NodeId>>,
 }
 
 /// Where a single-sequencer block sits in time, and which member of the group signed it.
@@ -108,6 +111,7 @@ impl ChainSpec {
             term: 0,
             slot: None,
             seals_batch: false,
+            members: None,
         })
     }
 }

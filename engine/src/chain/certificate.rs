@@ -11,6 +11,7 @@ use alloy_primitives::{keccak256, B256};
 use serde::{Deserialize, Serialize};
 
 use crate::chain::block::Block;
+use crate::chain::members::Signers;
 use crate::ids::{NodeId, Sig65};
 use crate::keys::{recover_node_id, SecretKey};
 
@@ -105,7 +106,8 @@ enum Checked {
 
 pub struct Tally<'a> {
     chain_id: u64,
-    peers: &'a [NodeId],
+    /// Whose majority certifies each height.
+    signers: &'a Signers,
     /// Per height this node holds: its block hash and the distinct votes for it so far.
     heights: std::collections::BTreeMap<u64, (B256, Vec<CommitVote>)>,
     /// Certificates complete (offered whole, or reached a majority), by height.
@@ -116,13 +118,13 @@ impl<'a> Tally<'a> {
     /// A round over `held` (height, block hash) pairs, with this node's own `votes`.
     pub fn new(
         chain_id: u64,
-        peers: &'a [NodeId],
+        signers: &'a Signers,
         held: &[(u64, B256)],
         own: impl Fn(u64, &B256) -> CommitVote,
     ) -> Tally<'a> {
         let mut tally = Tally {
             chain_id,
-            peers,
+            signers,
             heights: held
                 .iter()
                 .map(|(h, hash)| (*h, (*hash, Vec::new())))
@@ -138,7 +140,8 @@ impl<'a> Tally<'a> {
     }
 
     fn add_vote(&mut self, height: u64, block_hash: &B256, vote: CommitVote, checked: Checked) {
-        if self.done.contains_key(&height) || !self.peers.contains(&vote.signer) {
+        let peers = self.signers.of(height);
+        if self.done.contains_key(&height) || !peers.contains(&vote.signer) {
             return;
         }
         let Some((hash, votes)) = self.heights.get_mut(&height) else {
@@ -151,11 +154,11 @@ impl<'a> Tally<'a> {
             return;
         }
         votes.push(vote);
-        if votes.len() >= majority(self.peers.len()) {
-            // Signers in the order of `consensus_peer_ids`: the same certificate whoever
-            // gathers the same votes.
+        if votes.len() >= majority(peers.len()) {
+            // Signers in the order of their set: the same certificate whoever gathers the
+            // same votes.
             let mut votes = std::mem::take(votes);
-            votes.sort_by_key(|v| self.peers.iter().position(|p| *p == v.signer));
+            votes.sort_by_key(|v| peers.iter().position(|p| *p == v.signer));
             let certificate = Certificate {
                 height,
                 block_hash: *hash,
@@ -179,7 +182,8 @@ impl<'a> Tally<'a> {
                     return;
                 };
                 if !self.done.contains_key(&c.height)
-                    && c.verify(self.chain_id, self.peers, c.height, hash).is_ok()
+                    && c.verify(self.chain_id, self.signers.of(c.height), c.height, hash)
+                        .is_ok()
                 {
                     self.done.insert(c.height, c);
                 }
@@ -214,7 +218,7 @@ pub enum CertificateError {
     OtherBlock { certified: B256, block: B256 },
     #[error("{0} signed the certificate twice")]
     Duplicate(NodeId),
-    #[error("{0} is not one of consensus_peer_ids")]
+    #[error("{0} is not one of the members that certify this height")]
     UnknownSigner(NodeId),
     #[error("{0}'s signature does not cover this chain, height and block")]
     BadSignature(NodeId),
@@ -398,7 +402,8 @@ mod tests {
             block_hash: hash,
             vote: CommitVote::sign(CHAIN, h, &hash, &k[i]),
         };
-        let mut t = Tally::new(CHAIN, &p, &held, own);
+        let signers = Signers::fixed(&p);
+        let mut t = Tally::new(CHAIN, &signers, &held, own);
         // Each of these adds nothing: a vote for another block at 5, a height not held, a
         // non-member, our own vote again, a vote claiming another signer.
         t.offer(vote(1, 5, b));

@@ -5,6 +5,7 @@
 pub mod backfill;
 pub mod block;
 pub mod certificate;
+pub mod members;
 pub mod replica;
 pub mod rules;
 pub mod signatures;

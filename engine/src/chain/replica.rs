@@ -10,6 +10,7 @@ use openraft::AsyncRuntime;
 
 use crate::chain::block::{Block, ChainSpec};
 use crate::chain::certificate::{Certificate, CertificateCheck, ServedBlock};
+use crate::chain::members::{MemberHistory, Signers};
 use crate::chain::rules::{self, BlockError, Head};
 use crate::chain::signatures::{Signatures, TxVerifier};
 use crate::chain::store::{
@@ -68,6 +69,11 @@ impl Replica {
         self.chain.head()
     }
 
+    /// The signer sets the blocks up to the head declared.
+    pub fn members(&self) -> MemberHistory {
+        self.chain.state().members.clone()
+    }
+
     pub fn chain(&self) -> &Arc<ChainStore> {
         &self.chain
     }
@@ -118,9 +124,28 @@ impl Replica {
 
     /// The certificates of a downloaded range checked at once (on every core the host's
     /// verifier uses): the first that fails, by index, with why. A block without one fails.
-    pub fn first_bad_certificate(&self, served: &[ServedBlock]) -> Option<(usize, BlockError)> {
+    ///
+    /// Each block's certificate is checked against the signer set at its height: the one
+    /// `members` (this replica's declarations up to the block before the range) leave in
+    /// effect, changed by any block of the range that declares a new one (see
+    /// [`crate::chain::members`]). A range checked ahead of the head is checked again if a
+    /// block before it declared new members meanwhile ([`Replica::members`]).
+    pub fn first_bad_certificate(
+        &self,
+        served: &[ServedBlock],
+        members: &MemberHistory,
+    ) -> Option<(usize, BlockError)> {
+        let mut signers = Signers::new(&self.validators, members);
+        let mut sets = Vec::with_capacity(served.len());
+        for s in served {
+            let h = &s.block.header;
+            sets.push(signers.of(h.height).to_vec());
+            if let Some(members) = &h.members {
+                signers.declare(h.height, members.clone());
+            }
+        }
         let mut checks = Vec::with_capacity(served.len());
-        for (i, s) in served.iter().enumerate() {
+        for (i, (s, peers)) in served.iter().zip(&sets).enumerate() {
             let hash = match s.block.hash() {
                 Ok(h) => h,
                 Err(e) => return Some((i, BlockError::from(e))),
@@ -132,7 +157,7 @@ impl Replica {
             };
             checks.push(CertificateCheck {
                 chain_id: self.spec.chain_id,
-                peers: &self.validators,
+                peers,
                 height: s.block.header.height,
                 block_hash: hash,
                 certificate,
@@ -175,8 +200,15 @@ impl Replica {
     ) -> Result<Head, ReplayError> {
         let _writer = crate::sync::lock(&self.writer);
         let mut next = self.chain.state().clone();
+        let mut signers = next.signers(&self.validators);
+        let declared = block.header.members.as_ref();
+        let may_propose = crate::chain::members::proposers(signers.current(), declared);
         let executed =
-            rules::verify_block(&next.head, &next.state, &self.validators, block, signatures)?;
+            rules::verify_block(&next.head, &next.state, &may_propose, block, signatures)?;
+        if let Some(members) = declared {
+            signers.declare(block.header.height, members.clone());
+            next.members = signers.history().clone();
+        }
         let mut batch = WriteBatch::default();
         let head = stage_block(&mut batch, block, &executed).map_err(StoreError::from)?;
         if let Some(c) = certificate {
@@ -206,6 +238,7 @@ impl Replica {
         let genesis = self.spec.genesis_header().map_err(StoreError::from)?;
         let mut head = Head::of(&genesis).map_err(StoreError::from)?;
         let mut state = self.spec.genesis_state();
+        let mut signers = Signers::fixed(&self.validators);
         while head.height < height {
             let blocks = self.chain.blocks_between(
                 head.height + 1,
@@ -221,13 +254,13 @@ impl Replica {
             }
             for block in &blocks {
                 // Blocks this store accepted before: their signatures were checked then.
-                let executed = rules::verify_block(
-                    &head,
-                    &state,
-                    &self.validators,
-                    block,
-                    Signatures::Trusted,
-                )?;
+                let declared = block.header.members.as_ref();
+                let may_propose = crate::chain::members::proposers(signers.current(), declared);
+                let executed =
+                    rules::verify_block(&head, &state, &may_propose, block, Signatures::Trusted)?;
+                if let Some(members) = declared {
+                    signers.declare(block.header.height, members.clone());
+                }
                 head = Head::of(&block.header).map_err(StoreError::from)?;
                 state = executed.state;
             }
@@ -235,6 +268,7 @@ impl Replica {
         let next = ChainState {
             head,
             state,
+            members: signers.history().clone(),
             ..current
         };
         let mut batch = WriteBatch::default();
@@ -324,6 +358,7 @@ mod tests {
                 term: 0,
                 slot: Some(Slot { round, level: 0 }),
                 seals_batch: false,
+                members: None,
                 timestamp_ms: round,
                 max_transactions: 10,
             },

@@ -64,6 +64,13 @@ pub enum BlockError {
         log: u64,
         proposer: NodeId,
     },
+    /// The block does not declare the Raft voters in effect where it was appended (it was
+    /// built before a membership change reached the log): see [`crate::chain::members`].
+    #[error("block declares members {declared:?}, the voters in effect call for {expected:?}")]
+    Members {
+        declared: Option<Vec<NodeId>>,
+        expected: Option<Vec<NodeId>>,
+    },
     #[error("encoding: {0}")]
     Codec(String),
     /// Served without the certificate that shows a majority of consensus peers applied it.
@@ -87,6 +94,7 @@ impl BlockError {
             BlockError::Transaction { .. } => "transaction",
             BlockError::StateRoot { .. } => "state_root",
             BlockError::WrongLeader { .. } => "wrong_leader",
+            BlockError::Members { .. } => "members",
             BlockError::Codec(_) => "codec",
             BlockError::Uncertified => "uncertified",
             BlockError::Certificate(e) => e.kind(),
@@ -247,6 +255,8 @@ pub struct BuildBase {
     pub head: Head,
     pub state: AppState,
     pub batches: BatchCursor,
+    /// The set that certifies the next block (see [`crate::chain::members`]).
+    pub members: Vec<NodeId>,
 }
 
 impl BuildBase {
@@ -260,6 +270,12 @@ impl BuildBase {
             head,
             state: built.state.clone(),
             batches,
+            members: built
+                .block
+                .header
+                .members
+                .clone()
+                .unwrap_or_else(|| self.members.clone()),
         })
     }
 }
@@ -286,6 +302,8 @@ pub struct Proposal<'a> {
     pub slot: Option<Slot>,
     /// Close the open L1 batch with this block (see [`BlockHeader::seals_batch`]).
     pub seals_batch: bool,
+    /// The voters this block declares (see [`BlockHeader::members`]).
+    pub members: Option<Vec<NodeId>>,
     pub timestamp_ms: u64,
     pub max_transactions: usize,
 }
@@ -325,6 +343,7 @@ pub fn build_block(
         term: p.term,
         slot: p.slot,
         seals_batch: p.seals_batch,
+        members: p.members,
     };
     Ok(Built {
         block: Block::seal(header, included, p.key)?,
@@ -405,6 +424,7 @@ mod tests {
                 term: 1,
                 slot: None,
                 seals_batch: false,
+                members: None,
                 timestamp_ms: 5,
                 max_transactions: 10,
             },
@@ -591,6 +611,7 @@ mod tests {
                 key: &f.leader,
                 term: 1,
                 seals_batch: false,
+                members: None,
                 slot: None,
                 timestamp_ms: 5,
                 max_transactions: 1,
@@ -615,6 +636,7 @@ mod tests {
                     term: 0,
                     slot: round.map(|round| Slot { round, level: 0 }),
                     seals_batch: false,
+                    members: None,
                     timestamp_ms: 5,
                     max_transactions: 1,
                 },
@@ -655,6 +677,7 @@ mod tests {
             head: Head::of(&f.spec.genesis_header().unwrap()).unwrap(),
             state: f.spec.genesis_state(),
             batches: BatchCursor::default(),
+            members: f.peers.clone(),
         };
         // (blocks per batch, seal mark) -> the cursor after one block
         for (per_batch, seals) in [(10, false), (10, true), (1, false)] {
@@ -668,6 +691,7 @@ mod tests {
                         term: 1,
                         slot: None,
                         seals_batch: seals,
+                        members: None,
                         timestamp_ms: 5 + nonce,
                         max_transactions: 10,
                     },

@@ -152,6 +152,7 @@ mod tests {
                 term: 0,
                 slot: None,
                 seals_batch: false,
+                members: None,
             };
             Block::seal(header, txs(&s), &k).unwrap()
         };

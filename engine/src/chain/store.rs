@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 use crate::app::{AppState, Entry, Rejection, Write};
 use crate::chain::backfill::Backfill;
 use crate::chain::block::{Block, BlockHeader, ChainSpec};
+use crate::chain::members::{MemberHistory, Signers};
 use crate::chain::rules::{BuildBase, Executed, Head};
 use crate::codec::{self, CodecError};
 use crate::consensus::raft::types::{LogId, Membership};
@@ -108,6 +109,9 @@ pub struct ChainState {
     /// The Raft entry the state includes (consensus nodes only).
     pub last_applied: Option<LogId>,
     pub membership: Membership,
+    /// The signer sets the chain's blocks declared up to `head` (consensus nodes only; see
+    /// [`crate::chain::members`]).
+    pub members: MemberHistory,
     /// Where cutting L1 batches stands after `head` (consensus nodes only).
     pub batches: BatchCursor,
     /// Who holds the batcher role (consensus nodes only).
@@ -116,12 +120,18 @@ pub struct ChainState {
 
 impl ChainState {
     /// What the sequencer builds on when nothing it proposed is in flight.
-    pub fn build_base(&self) -> BuildBase {
+    pub fn build_base(&self, genesis_members: &[NodeId]) -> BuildBase {
         BuildBase {
             head: self.head,
             state: self.state.clone(),
             batches: self.batches.clone(),
+            members: self.signers(genesis_members).current().to_vec(),
         }
+    }
+
+    /// The signer set at every height up to the head's next, given the genesis set.
+    pub fn signers(&self, genesis_members: &[NodeId]) -> Signers {
+        Signers::new(genesis_members, &self.members)
     }
 }
 
@@ -131,6 +141,7 @@ pub(crate) struct AppliedMeta {
     pub(crate) head: Head,
     pub(crate) last_applied: Option<LogId>,
     pub(crate) membership: Membership,
+    pub(crate) members: MemberHistory,
     pub(crate) batches: BatchCursor,
     pub(crate) batcher_role: BatcherRole,
 }
@@ -141,6 +152,7 @@ impl AppliedMeta {
             head: state.head,
             last_applied: state.last_applied,
             membership: state.membership.clone(),
+            members: state.members.clone(),
             batches: state.batches.clone(),
             batcher_role: state.batcher_role,
         }
@@ -353,6 +365,7 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
             state: spec.genesis_state(),
             last_applied: None,
             membership: Membership::default(),
+            members: MemberHistory::default(),
             batches: BatchCursor::default(),
             batcher_role: BatcherRole::default(),
         });
@@ -389,6 +402,7 @@ fn load(storage: &dyn Storage, spec: &ChainSpec) -> Result<ChainState, StoreErro
         state,
         last_applied: meta.last_applied,
         membership: meta.membership,
+        members: meta.members,
         batches: meta.batches,
         batcher_role: meta.batcher_role,
     })

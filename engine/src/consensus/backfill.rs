@@ -61,9 +61,10 @@ pub(crate) async fn fetch<RT: AsyncRuntime>(
         _ => None,
     });
     let cfg = node.config();
+    let signers = node.signers();
     let certified = Certifiers {
         chain_id: cfg.chain.chain_id,
-        peers: &cfg.peers,
+        signers: &signers,
     };
     match answer.await {
         Ok(served) => store_fetched(
@@ -85,7 +86,7 @@ pub(crate) async fn fetch<RT: AsyncRuntime>(
 /// so this node serves it on as it serves what it applied.
 pub struct Certifiers<'a> {
     pub chain_id: u64,
-    pub peers: &'a [NodeId],
+    pub signers: &'a crate::chain::members::Signers,
 }
 
 /// What `source` answered when asked for blocks from `from` up.
@@ -145,7 +146,12 @@ pub fn store_fetched(
         let checked = match certificate {
             None => Ok(None),
             Some(c) => c
-                .verify(certifiers.chain_id, certifiers.peers, height, hash)
+                .verify(
+                    certifiers.chain_id,
+                    certifiers.signers.of(height),
+                    height,
+                    hash,
+                )
                 .map(|()| Some(c))
                 .map_err(|e| {
                     (
@@ -356,6 +362,7 @@ mod tests {
                 term: 1,
                 slot: None,
                 seals_batch: false,
+                members: None,
                 timestamp_ms: s.head.timestamp_ms + 1,
                 max_transactions: 0,
             };
@@ -432,10 +439,10 @@ mod tests {
                         from,
                         served: &served,
                     };
-                    let peers = [key().node_id()];
+                    let signers = crate::chain::members::Signers::fixed(&[key().node_id()]);
                     let certifiers = Certifiers {
                         chain_id: spec().chain_id,
-                        peers: &peers,
+                        signers: &signers,
                     };
                     let step =
                         store_fetched(store, &gap, fetched, &certifiers, &mut |e| events.push(e));
@@ -540,10 +547,10 @@ mod tests {
             .map(certified)
             .collect();
         let stranger = derived_key("backfill-test/stranger", 0);
-        let peers = [key().node_id()];
+        let signers = crate::chain::members::Signers::fixed(&[key().node_id()]);
         let certifiers = Certifiers {
             chain_id: spec().chain_id,
-            peers: &peers,
+            signers: &signers,
         };
         // (what the lying source does to one block of the range, the reason it is refused)
         type Lie = fn(&mut ServedBlock, &SecretKey);
@@ -558,7 +565,7 @@ mod tests {
                         k,
                     )];
                 },
-                "is not one of consensus_peer_ids",
+                "is not one of the members that certify this height",
             ),
             (
                 |s, _| s.certificate.as_mut().unwrap().height += 1,

@@ -69,7 +69,8 @@ pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Rou
         Ok(h) => h,
         Err(e) => return storage_failed(node, e),
     };
-    let mut tally = Tally::new(chain_id, &cfg.peers, &held, |height, hash| {
+    let signers = node.signers();
+    let mut tally = Tally::new(chain_id, &signers, &held, |height, hash| {
         node.own_votes().vote(chain_id, height, hash, &cfg.key)
     });
     if let Some((to, _)) = held.last() {

@@ -50,9 +50,9 @@ impl NodeConfig {
     /// The checks a config must pass before a node starts; messages name the setting.
     pub fn validate(&self) -> Result<(), NodeError> {
         let id = self.id();
-        if !self.peers.contains(&id) {
+        if !self.peers.contains(&id) && self.bootstrap {
             return Err(NodeError::Config(format!(
-                "consensus_peer_ids must contain this node's id {id} (derived from network_secret_key)"
+                "consensus_peer_ids (the genesis membership) must contain this node's id {id} (derived from network_secret_key) when consensus_bootstrap is on; a node joining a running chain sets consensus_bootstrap: false and is added by the leader (canon-node admin add-learner)"
             )));
         }
         if self.election_timeout_ms_min >= self.election_timeout_ms_max {

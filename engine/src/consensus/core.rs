@@ -136,6 +136,9 @@ pub struct NodeCore {
     confirming: bool,
     /// What the last proposal in flight leads to; a pipelined block builds on it.
     tip: Option<BuildBase>,
+    /// The Raft voters in effect as last seen: a block declares them once they differ from
+    /// the chain's signer set (see [`crate::chain::members`]).
+    voters: Vec<NodeId>,
     /// The batcher, on a node that runs one.
     batcher: Option<BatcherCore>,
     /// Where the backfill of a snapshot's gap asks next.
@@ -167,6 +170,7 @@ impl NodeCore {
             block_due_ms: now + cfg.block_time_ms,
             confirming: false,
             tip: None,
+            voters: Vec::new(),
             batcher: None,
             backfill: BackfillCursor::new(u64::from(MAX_BLOCKS_PER_RESPONSE)),
             certifier: Certifier::new(now),
@@ -179,6 +183,9 @@ impl NodeCore {
     /// Runs what is due at `now` and what `input` brings; `view` is Raft now.
     pub fn handle(&mut self, now: Millis, view: &RaftView, input: Input) -> Vec<Effect> {
         let mut out = Vec::new();
+        if self.voters != view.voters {
+            self.voters.clone_from(&view.voters);
+        }
         match input {
             Input::Tick => {}
             Input::Confirmed(confirmed) => {
@@ -335,7 +342,7 @@ impl NodeCore {
             }) => {
                 let base = match (on, self.tip.take()) {
                     (BuildOn::Tip, Some(tip)) => tip,
-                    _ => self.chain.state().build_base(),
+                    _ => self.chain.state().build_base(&self.cfg.peers),
                 };
                 if let Some((block, next)) = self.build_next(term, base, out) {
                     self.sequencer.on_proposed(block.header.height);
@@ -394,6 +401,7 @@ impl NodeCore {
             term,
             slot: None,
             seals_batch,
+            members: crate::chain::members::declaration(&base.members, &self.voters),
             timestamp_ms,
             max_transactions: self.cfg.max_block_transactions,
         };
@@ -534,6 +542,7 @@ mod tests {
             leader: (role == Role::Leader).then_some(me),
             millis_since_quorum_ack: (role == Role::Leader).then_some(0),
             failed: None,
+            voters: Vec::new(),
             abstain_until: None,
         }
     }

@@ -35,6 +35,7 @@ pub use crate::seams::{NodeError, Seams};
 mod abstention;
 mod admission;
 pub mod client;
+pub mod membership;
 use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
 use crate::settlement::l1::L1;
 use crate::settlement::role::BatcherClaim;
@@ -236,6 +237,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 voters: m.membership_config.voter_ids().collect(),
                 learners: m.membership_config.membership().learner_ids().collect(),
                 log_index: m.membership_config.log_id().map(|l| l.index),
+                changing_to: {
+                    let configs = m.membership_config.membership().get_joint_config();
+                    (configs.len() > 1)
+                        .then(|| configs.last().map(|c| c.iter().copied().collect()))
+                        .flatten()
+                },
             },
         }
     }
@@ -364,9 +371,38 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         &self.core
     }
 
-    /// Every consensus peer but this node.
+    /// Every member but this node: Raft's membership in effect (voters and learners) and
+    /// the chain's signer set. Before this node has heard of any membership, the chain's
+    /// signer set is the genesis one (`consensus_peer_ids`).
     pub(crate) fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.cfg.peers.iter().copied().filter(|p| *p != self.id)
+        let me = self.id;
+        self.member_ids().into_iter().filter(move |p| *p != me)
+    }
+
+    /// Every member, this node included if it is one (see [`Self::other_peers`]).
+    pub(crate) fn member_ids(&self) -> BTreeSet<NodeId> {
+        let raft = self.raft().metrics().borrow().membership_config.clone();
+        let mut ids: BTreeSet<NodeId> = raft.membership().nodes().map(|(id, _)| *id).collect();
+        ids.extend(self.chain.state().signers(&self.cfg.peers).current());
+        ids
+    }
+
+    /// Whether `id` is a member (see [`Self::other_peers`]): asked for every request, so it
+    /// allocates nothing.
+    pub(crate) fn is_member(&self, id: &NodeId) -> bool {
+        let raft = self.raft().metrics().borrow().membership_config.clone();
+        if raft.membership().get_node(id).is_some() {
+            return true;
+        }
+        match self.chain.state().members.changes().last() {
+            Some(last) => last.members.contains(id),
+            None => self.cfg.peers.contains(id),
+        }
+    }
+
+    /// The chain's signer sets, genesis and declared (see [`crate::chain::members`]).
+    pub fn signers(&self) -> crate::chain::members::Signers {
+        self.chain.state().signers(&self.cfg.peers)
     }
 
     pub(crate) fn config(&self) -> &NodeConfig {
@@ -389,7 +425,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
 
     /// This node's answer to `req` from `from`.
     pub async fn answer(&self, from: NodeId, req: Request) -> Response {
-        let is_peer = self.cfg.peers.contains(&from);
+        let is_peer = self.is_member(&from);
         if is_peer {
             self.core.heard(from);
         }
@@ -466,7 +502,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             Request::GetCommitVotes { from, to } if is_peer => {
                 crate::consensus::certify::answer(self, from, to)
             }
-            _ => Response::Refused(format!("{from} is not in consensus_peer_ids")),
+            _ => Response::Refused(format!("{from} is not a member")),
         }
     }
 
@@ -496,6 +532,12 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         if !matches!(raft.is_initialized().await, Ok(false)) {
             return;
         }
+        if !self.cfg.peers.contains(&self.id) {
+            // Not in the genesis membership: a node joining a running chain, which a leader
+            // adds (`canon-node admin add-learner`) and replicates to.
+            tracing::info!(node = ?self.id, "not in consensus_peer_ids: waiting to be added as a learner");
+            return;
+        }
         let members: BTreeSet<NodeId> = self.cfg.peers.iter().copied().collect();
         if let Err(e) = raft.initialize(members).await {
             // Another node initialized first; this one joins as a member.
@@ -519,6 +561,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             leader: m.current_leader,
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             failed: m.running_state.as_ref().err().map(|e| e.to_string()),
+            voters: {
+                let mut v: Vec<NodeId> = m.membership_config.voter_ids().collect();
+                v.sort();
+                v
+            },
         }
     }
 

@@ -38,6 +38,9 @@ pub struct MembershipStatus {
     pub voters: Vec<NodeId>,
     pub learners: Vec<NodeId>,
     pub log_index: Option<u64>,
+    /// During a change (a joint configuration): the voters it is headed for. A change a
+    /// leader's crash left here is finished by asking for it again.
+    pub changing_to: Option<Vec<NodeId>>,
 }
 
 /// A node's place in Raft, as status shows it (openraft's server state, or none at all).

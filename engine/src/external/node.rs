@@ -430,8 +430,8 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
             return Applied::Blocks(0);
         };
         let checks = match fetched.checks {
-            Some(c) => c,
-            None => self.check_range(&served),
+            Some(c) if c.holds_with(&self.replica.members()) => c,
+            _ => self.check_range(&served),
         };
         let mut applied = 0;
         for (i, s) in served.iter().enumerate() {

@@ -7,7 +7,7 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AsyncRuntime, EmptyNode, EntryPayload, SnapshotMeta};
+use openraft::{AsyncRuntime, EntryPayload, SnapshotMeta};
 use serde::{Deserialize, Serialize};
 
 use crate::app::{Rejection, Tx};
@@ -15,7 +15,7 @@ use crate::chain::block::Block;
 use crate::chain::certificate::{ServedBlock, VoteAnswer};
 use crate::chain::rules::Head;
 use crate::consensus::mempool::AdmitError;
-use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId, Vote};
+use crate::consensus::raft::types::{ApplyOutcome, Canon, Command, LogId, PeerNode, Vote};
 use crate::ids::NodeId;
 use crate::policy::election::LogPos;
 use crate::policy::fence::Promise;
@@ -46,14 +46,14 @@ pub struct LogEntry {
 pub enum LogPayload {
     Blank,
     Normal(Command),
-    Membership(openraft::Membership<NodeId, EmptyNode>),
+    Membership(openraft::Membership<NodeId, PeerNode>),
 }
 
 /// openraft's `InstallSnapshotRequest` without its runtime parameter.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct InstallSnapshot {
     pub vote: Vote,
-    pub meta: SnapshotMeta<NodeId, EmptyNode>,
+    pub meta: SnapshotMeta<NodeId, PeerNode>,
     pub offset: u64,
     pub data: Vec<u8>,
     pub done: bool,
@@ -373,6 +373,7 @@ mod tests {
                 term: 3,
                 slot: None,
                 seals_batch: false,
+                members: None,
                 timestamp_ms: 9,
                 max_transactions: 0,
             },

@@ -42,6 +42,7 @@ mod tests {
             leader,
             millis_since_quorum_ack: None,
             failed: None,
+            voters: Vec::new(),
             abstain_until: None,
         };
         // (our role, the leader we know, already forwarded) -> route

@@ -77,6 +77,9 @@ pub struct RaftView {
     pub millis_since_quorum_ack: Option<u64>,
     /// Raft stopped on this fatal error.
     pub failed: Option<String>,
+    /// The voters of the membership in effect (the last in the log), sorted; empty before
+    /// Raft is initialized, when the configured `voters` stand.
+    pub voters: Vec<NodeId>,
     /// A repair made this node forget log entries it may have acknowledged, and it has not
     /// yet applied this far: it never asks for pre-votes or campaigns, and it grants a
     /// pre-vote only to a candidate whose log reaches this position (`policy::repair`).
@@ -214,8 +217,17 @@ impl Elector {
         }
     }
 
+    /// The voters are Raft's membership in effect once there is one: a node added or removed
+    /// by a membership change counts (or stops counting) for quorums from then on.
+    fn follow_membership(&mut self, view: &RaftView) {
+        if !view.voters.is_empty() && view.voters != self.cfg.voters {
+            self.cfg.voters.clone_from(&view.voters);
+        }
+    }
+
     pub fn tick(&mut self, now: Millis, view: &RaftView) -> Vec<ElectionAction> {
         let now = self.clamp(now);
+        self.follow_membership(view);
         let mut out = Vec::new();
         self.report_leadership(now, view, &mut out);
         if let Some(why) = &view.failed {
@@ -321,6 +333,7 @@ impl Elector {
         view: &RaftView,
     ) -> Option<ElectionAction> {
         let now = self.clamp(now);
+        self.follow_membership(view);
         self.contact.heard(now, from);
         let quorum = self.cfg.quorum();
         let alive = self.leader_alive(now, view, &self.cfg.id, self.cfg.election_timeout_ms_min);
@@ -351,6 +364,7 @@ impl Elector {
         view: &RaftView,
     ) -> bool {
         let now = self.clamp(now);
+        self.follow_membership(view);
         self.contact.heard(now, from);
         if from == self.cfg.id || !self.cfg.voters.contains(&from) {
             return false;
@@ -396,6 +410,7 @@ mod tests {
             leader: leader.map(|l| ids()[l]),
             millis_since_quorum_ack: None,
             failed: None,
+            voters: Vec::new(),
             abstain_until: None,
         }
     }
@@ -436,6 +451,42 @@ mod tests {
             t += step;
         }
         out
+    }
+
+    #[test]
+    fn quorums_follow_the_membership_in_effect() {
+        // Configured (genesis) voters 0, 1, 2; the membership in effect then makes them 0, 1
+        // and a newcomer, 2 removed. Node 0 asks for pre-votes after its timeout.
+        let newcomer = derived_key("elector", 9).node_id();
+        let mut voters = vec![ids()[0], ids()[1], newcomer];
+        voters.sort();
+        let v = RaftView {
+            voters,
+            ..follower(3, None)
+        };
+        // (who answers 'granted', whether node 0 then campaigns): one other member's grant
+        // makes a majority of three with its own; a removed voter's never counts.
+        let table = [(ids()[2], false), (newcomer, true), (ids()[1], true)];
+        for (from, campaigns) in table {
+            let mut e = Elector::new(cfg(0), 1);
+            let acts = run(&mut e, &v, (0, 1_000, 10), 0);
+            // The round still open: the last one asked for.
+            let round = acts
+                .iter()
+                .rev()
+                .find_map(|(_, a)| match a {
+                    ElectionAction::RequestPreVotes { round } => Some(*round),
+                    _ => None,
+                })
+                .expect("a pre-vote round");
+            let got = e.on_pre_vote_answer(1_000, round, from, true, &v);
+            assert_eq!(got.is_some(), campaigns, "granted by {from}");
+        }
+        // And it answers the newcomer's question, not the removed voter's.
+        let mut e = Elector::new(cfg(0), 1);
+        let _ = run(&mut e, &v, (0, 10, 10), 0);
+        assert!(e.answer_pre_vote(5_000, newcomer, pos(3, 9), pos(3, 9), &v));
+        assert!(!e.answer_pre_vote(5_000, ids()[2], pos(3, 9), pos(3, 9), &v));
     }
 
     #[test]

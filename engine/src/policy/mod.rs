@@ -24,6 +24,7 @@ pub mod fence_proposer;
 pub mod fork_choice;
 pub mod fork_search;
 pub mod log_budget;
+pub mod membership;
 pub mod rate_limit;
 pub mod reachability;
 pub mod redundancy;

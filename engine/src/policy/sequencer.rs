@@ -219,6 +219,7 @@ mod tests {
             leader: None,
             millis_since_quorum_ack: None,
             failed: None,
+            voters: Vec::new(),
             abstain_until: None,
         }
     }

@@ -218,6 +218,7 @@ mod tests {
             term: 1,
             slot: None,
             seals_batch,
+            members: None,
         };
         (h, B256::repeat_byte(height as u8))
     }

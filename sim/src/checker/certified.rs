@@ -14,6 +14,10 @@ use alloy_primitives::B256;
 pub struct Holders {
     consensus_nodes: usize,
     by_height: BTreeMap<u64, BTreeMap<B256, BTreeSet<usize>>>,
+    /// The nodes whose majority certifies blocks at genesis, and each set a block declared
+    /// (by the height of the declaring block): a set certifies the blocks above its height.
+    genesis: BTreeSet<usize>,
+    declared: BTreeMap<u64, BTreeSet<usize>>,
 }
 
 impl Holders {
@@ -21,7 +25,32 @@ impl Holders {
         Holders {
             consensus_nodes,
             by_height: BTreeMap::new(),
+            genesis: (0..consensus_nodes).collect(),
+            declared: BTreeMap::new(),
         }
+    }
+
+    /// Only nodes `0..n` are members at genesis (the rest are spares a scenario adds later).
+    pub fn set_genesis_members(&mut self, n: usize) {
+        self.genesis = (0..n).collect();
+    }
+
+    /// The block at `height` declared `members` (by node index).
+    pub fn declare(&mut self, height: u64, members: BTreeSet<usize>) {
+        self.declared.insert(height, members);
+    }
+
+    /// What was declared at `height`, if anything.
+    pub fn declared_at(&self, height: u64) -> Option<&BTreeSet<usize>> {
+        self.declared.get(&height)
+    }
+
+    /// The set whose majority must hold the block at `height`.
+    fn members_for(&self, height: u64) -> &BTreeSet<usize> {
+        self.declared
+            .range(..height)
+            .next_back()
+            .map_or(&self.genesis, |(_, set)| set)
     }
 
     /// Consensus node `node` applied or backfilled `hash` at `height`.
@@ -43,18 +72,20 @@ impl Holders {
         if self.consensus_nodes == 0 {
             return None;
         }
+        let members = self.members_for(height);
         let holders = self
             .by_height
             .get(&height)
             .and_then(|blocks| blocks.get(hash))
-            .map_or(0, BTreeSet::len);
-        // More than half, counted here rather than with the engine's `majority`.
-        if 2 * holders > self.consensus_nodes {
+            .map_or(0, |held| held.intersection(members).count());
+        // More than half of the members at that height, counted here rather than with the
+        // engine's `majority`.
+        if 2 * holders > members.len() {
             return None;
         }
         Some(format!(
-            "replayed {hash} at {height}, which {holders} of {} consensus nodes held",
-            self.consensus_nodes
+            "replayed {hash} at {height}, which {holders} of its {} members held",
+            members.len()
         ))
     }
 }
@@ -85,5 +116,24 @@ mod tests {
                 "after node {node} held {hash} at {height}"
             );
         }
+    }
+
+    #[test]
+    fn after_a_declaration_a_majority_of_the_new_members_must_hold() {
+        let a = B256::repeat_byte(1);
+        // Nodes 0-2 at genesis, 3 a spare; block 5 declares {0, 1, 3}: 2 removed, 3 added.
+        let mut h = Holders::new(4);
+        h.set_genesis_members(3);
+        h.declare(5, [0, 1, 3].into());
+        for node in [0, 2] {
+            h.hold(node, 5, a);
+            h.hold(node, 6, a);
+        }
+        // Block 5 is still certified by the genesis set: 0 and 2 are two of three.
+        assert!(h.replay_refused(5, &a).is_none());
+        // Block 6 by the declared one: 2 no longer counts, and 0 alone is one of three.
+        assert!(h.replay_refused(6, &a).is_some());
+        h.hold(3, 6, a);
+        assert!(h.replay_refused(6, &a).is_none());
     }
 }

@@ -14,6 +14,7 @@ use canon_engine::NodeId;
 
 mod certified;
 mod chain;
+mod members;
 mod raft;
 mod repair;
 mod settlement;
@@ -374,6 +375,9 @@ impl Checker {
             | Event::BatcherSameLevel { .. }
             | Event::Certified { .. }
             | Event::CorruptRead { .. } => {}
+            Event::MembersDeclared { height, members } => {
+                self.members_declared(node, at, *height, members)
+            }
             Event::EntryApplied { index } | Event::EntryRejected { index, .. } => {
                 self.monotonic_index(node, *index, at);
                 self.same_outcome(node, *index, None, at);

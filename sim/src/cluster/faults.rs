@@ -147,6 +147,10 @@ impl SimCluster {
         if self.is_up(i) {
             return;
         }
+        if self.is_out(i) {
+            self.note(format!("fault: restart n{i} (gone for good: stays down)"));
+            return;
+        }
         self.net.set_powered(i, true);
         self.handle.restart(self.slots[i].handle.id());
         self.slots[i].up = true;

@@ -37,7 +37,11 @@ pub use canon_engine::keys::SEED_SECRET_KEYS;
 
 #[derive(Clone, Debug)]
 pub struct ClusterConfig {
+    /// The consensus nodes at genesis (`consensus_peer_ids`).
     pub nodes: usize,
+    /// Machines set up beyond them, not started and in no membership until a scenario starts
+    /// one ([`SimCluster::join`]) and a leader adds it: nodes `nodes..nodes + spares`.
+    pub spares: usize,
     pub election_timeout_ms_min: u64,
     pub election_timeout_ms_max: u64,
     pub heartbeat_interval_ms: u64,
@@ -97,6 +101,7 @@ impl Default for ClusterConfig {
     fn default() -> Self {
         ClusterConfig {
             nodes: 3,
+            spares: 0,
             election_timeout_ms_min: 150,
             election_timeout_ms_max: 300,
             heartbeat_interval_ms: 50,
@@ -140,6 +145,8 @@ struct Slot {
     up: bool,
     /// Its start-up repair refused to let it start (see `policy::repair`): it stays out.
     halted: Arc<AtomicBool>,
+    /// A spare not yet started, or a node retired for good: down, and no heal restarts it.
+    out: bool,
 }
 
 pub struct SimCluster {
@@ -191,8 +198,9 @@ impl SimCluster {
     /// Starts the cluster. Call inside the madsim runtime.
     pub fn start(seed: u64, cfg: ClusterConfig) -> SimCluster {
         let handle = Handle::current();
-        let keys: Vec<SecretKey> = (0..cfg.nodes).map(node_key).collect();
-        let peers: Vec<NodeId> = keys.iter().map(|k| k.node_id()).collect();
+        let keys: Vec<SecretKey> = (0..cfg.nodes + cfg.spares).map(node_key).collect();
+        let all_ids: Vec<NodeId> = keys.iter().map(|k| k.node_id()).collect();
+        let peers: Vec<NodeId> = all_ids[..cfg.nodes].to_vec();
         let accounts: Vec<SecretKey> = (0..cfg.accounts).map(account_key).collect();
         let app = match cfg.app {
             SimApp::Ledger => {
@@ -214,20 +222,21 @@ impl SimCluster {
             .genesis_header()
             .and_then(|h| h.hash())
             .unwrap_or(B256::ZERO);
-        let mut checker = Checker::new(cfg.nodes, genesis_hash);
+        let mut checker = Checker::new(keys.len(), genesis_hash);
+        checker.set_genesis_members(cfg.nodes);
         checker.set_blocks_per_batch(cfg.blocks_per_batch);
-        checker.set_node_ids(peers.clone());
+        checker.set_node_ids(all_ids.clone());
         let mut watching = Observer::new(checker);
-        watching.nodes = cfg.nodes;
+        watching.nodes = keys.len();
         let observer = SharedObserver::from(watching);
         let l1 = SimL1::new(
             handle.create_node().name("l1").build(),
-            keys.iter().map(|k| k.address()).collect(),
+            keys[..cfg.nodes].iter().map(|k| k.address()).collect(),
             cfg.l1_block_time_ms,
             observer.clone(),
         );
         let net = SimNet::new(
-            peers
+            all_ids
                 .iter()
                 .enumerate()
                 .map(|(i, id)| (*id, SocketAddr::new(node_ip(i), PORT)))
@@ -239,10 +248,12 @@ impl SimCluster {
             let skew = Arc::new(AtomicI64::new(
                 rng.gen_range(-(cfg.clock_skew_ms_max as i64)..=cfg.clock_skew_ms_max as i64),
             ));
+            let spare = i >= cfg.nodes;
             let node_cfg = NodeConfig {
                 key: key.clone(),
                 peers: peers.clone(),
-                bootstrap: true,
+                // A spare joins a running chain: the leader adds it.
+                bootstrap: !spare,
                 election_timeout_ms_min: cfg.election_timeout_ms_min,
                 election_timeout_ms_max: cfg.election_timeout_ms_max,
                 heartbeat_interval_ms: cfg.heartbeat_interval_ms,
@@ -308,6 +319,10 @@ impl SimCluster {
                 })
                 .build();
             let _ = me.set(node.id());
+            if spare {
+                // Not started yet: a machine waiting for its operator.
+                handle.kill(node.id());
+            }
             slots.push(Slot {
                 key,
                 skew_ms: skew,
@@ -315,8 +330,9 @@ impl SimCluster {
                 disk,
                 handle: node,
                 live,
-                up: true,
+                up: !spare,
                 halted,
+                out: spare,
             });
         }
         SimCluster {
@@ -417,7 +433,28 @@ impl SimCluster {
     }
 
     pub fn down_nodes(&self) -> Vec<usize> {
-        (0..self.size()).filter(|i| !self.is_up(*i)).collect()
+        (0..self.size())
+            .filter(|i| !self.is_up(*i) && !self.slots[*i].out)
+            .collect()
+    }
+
+    /// A spare not yet started, or a node retired for good.
+    pub fn is_out(&self, i: usize) -> bool {
+        self.slots.get(i).is_some_and(|s| s.out)
+    }
+
+    /// Starts spare `i` in no membership: it waits for a leader to add it.
+    pub fn join(&mut self, i: usize) {
+        self.slots[i].out = false;
+        self.note(format!("start n{i}, in no membership yet"));
+        self.restart(i);
+    }
+
+    /// Node `i` crashes and never comes back (a machine that died for good).
+    pub fn retire(&mut self, i: usize) {
+        self.crash(i);
+        self.slots[i].out = true;
+        self.note(format!("fault: n{i} is gone for good"));
     }
 
     /// Node `i`'s disk, as it holds data now.
@@ -587,7 +624,7 @@ mod tests {
                 .handle_request(stranger, &codec::encode(&vote).unwrap())
                 .await;
             match codec::decode::<Response>(&resp) {
-                Ok(Response::Refused(why)) => assert!(why.contains("consensus_peer_ids"), "{why}"),
+                Ok(Response::Refused(why)) => assert!(why.contains("is not a member"), "{why}"),
                 _ => panic!("a non-peer's vote was not refused"),
             }
             let before = c.canonical_height();

@@ -8,6 +8,7 @@ mod common;
 mod disk;
 mod external;
 mod kv;
+mod membership;
 mod network;
 mod raft;
 mod redundancy;
@@ -25,6 +26,7 @@ use external::{
     external_restart, lying_source,
 };
 use kv::{kv_chaos, kv_linearizable};
+use membership::{membership_chaos, replace_node};
 use network::hostile_network;
 use raft::{
     asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, lying_backfill,
@@ -38,6 +40,18 @@ use redundancy::{
 };
 
 pub static SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "replace-node",
+        description: "3 nodes: one (the leader or not) dies for good; a fresh machine starts in no membership, the leader adds it as a learner, promotes it once it has caught up and removes the dead one, while clients submit, blocks flow, L1 batches land and an external node follows the chain's new signers",
+        body: replace_node,
+        sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "membership-chaos",
+        description: "a genesis node (the batcher's, the leader or any) is replaced by a fresh one, each step (add learner, promote, remove) after 5 s of chaos's faults and handed to the leader under what they left, half the time with the leader crashing in the middle of it; then the old node is shut down, and voters, signers, L1 and an external node must follow",
+        body: membership_chaos,
+        sim_time_limit: Duration::from_secs(300),
+    },
     Scenario {
         name: "kv-linearizable",
         description: "the key-value application: 5 clients put, delete, compare-and-set and read 3 keys through random nodes while leaders crash, a node is cut off from its peers but not its clients, and clocks jump; every operation's invocation and completion (timeouts included) is recorded and the history must be linearizable",

@@ -118,6 +118,7 @@ mod tests {
             term: 1,
             slot: None,
             seals_batch: false,
+            members: None,
         };
         let block = Block::seal(header, vec![b.clone(), a.clone()], &k).unwrap();
         store.resolve_applied(&block, &[vec![1], vec![2]]);

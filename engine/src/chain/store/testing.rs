@@ -38,6 +38,7 @@ pub(crate) fn grow(store: &ChainStore, key: &SecretKey) -> Block {
         term: 1,
         slot: None,
         seals_batch: false,
+        members: None,
         timestamp_ms: s.head.timestamp_ms + 1,
         max_transactions: 0,
     };

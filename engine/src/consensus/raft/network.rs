@@ -12,9 +12,9 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
     VoteRequest, VoteResponse,
 };
-use openraft::{AsyncRuntime, EmptyNode};
+use openraft::AsyncRuntime;
 
-use super::types::Canon;
+use super::types::{Canon, PeerNode};
 use crate::consensus::shared_core::SharedCore;
 use crate::ids::NodeId;
 use crate::net::peer::{self, CallError};
@@ -47,7 +47,7 @@ pub struct PeerClient<RT: AsyncRuntime> {
 impl<RT: AsyncRuntime> RaftNetworkFactory<Canon<RT>> for NetworkFactory<RT> {
     type Network = PeerClient<RT>;
 
-    async fn new_client(&mut self, target: NodeId, _node: &EmptyNode) -> PeerClient<RT> {
+    async fn new_client(&mut self, target: NodeId, _node: &PeerNode) -> PeerClient<RT> {
         PeerClient {
             target,
             transport: self.transport.clone(),
@@ -57,9 +57,9 @@ impl<RT: AsyncRuntime> RaftNetworkFactory<Canon<RT>> for NetworkFactory<RT> {
     }
 }
 
-type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, EmptyNode, RaftError<NodeId, E>>;
+type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, PeerNode, RaftError<NodeId, E>>;
 
-fn call_err<E: std::error::Error>(e: CallError) -> RPCError<NodeId, EmptyNode, E> {
+fn call_err<E: std::error::Error>(e: CallError) -> RPCError<NodeId, PeerNode, E> {
     match e {
         CallError::Transport(t @ TransportError::Unreachable(_)) => {
             RPCError::Unreachable(Unreachable::new(&t))
@@ -73,7 +73,7 @@ impl<RT: AsyncRuntime> PeerClient<RT> {
         &self,
         req: Request,
         ttl: Duration,
-    ) -> Result<Response, RPCError<NodeId, EmptyNode, E>> {
+    ) -> Result<Response, RPCError<NodeId, PeerNode, E>> {
         let resp = peer::call(&*self.transport, self.target, &req, ttl)
             .await
             .map_err(call_err)?;
@@ -81,7 +81,7 @@ impl<RT: AsyncRuntime> PeerClient<RT> {
         Ok(resp)
     }
 
-    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, EmptyNode, E> {
+    fn unexpected<E: std::error::Error>(&self) -> RPCError<NodeId, PeerNode, E> {
         call_err(CallError::Unexpected { peer: self.target })
     }
 }

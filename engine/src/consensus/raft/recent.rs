@@ -167,6 +167,7 @@ mod tests {
                 term: 1,
                 slot: None,
                 seals_batch: false,
+                members: None,
             },
             signature: crate::ids::Sig65([0; 65]),
             transactions: vec![Tx::new(vec![7u8; tx_bytes])],

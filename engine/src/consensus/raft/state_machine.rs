@@ -17,10 +17,11 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::types::{io_err, ApplyOutcome, Canon, Command, LogId, Membership};
+use super::types::{io_err, ApplyOutcome, Canon, Command, LogId, Membership, PeerNode};
 use crate::app::Entry as StateEntry;
 use crate::chain::backfill::Backfill;
 use crate::chain::block::Block;
+use crate::chain::members;
 use crate::chain::rules::{self, BlockError};
 use crate::chain::signatures::Signatures;
 use crate::chain::store::{
@@ -53,7 +54,8 @@ pub struct StateMachine<RT> {
     node: NodeId,
     /// Signs each batch this node seals: its attestation.
     key: SecretKey,
-    peers: Vec<NodeId>,
+    /// The chain's signer set at genesis (`consensus_peer_ids`).
+    genesis_members: Vec<NodeId>,
     events: Arc<dyn EventSink>,
     /// Held by every clone of this instance (openraft's state machine worker, its snapshot
     /// builders): gone once the last of them is (see [`StateMachine::instance`]).
@@ -67,7 +69,7 @@ impl<RT> Clone for StateMachine<RT> {
             chain: self.chain.clone(),
             node: self.node,
             key: self.key.clone(),
-            peers: self.peers.clone(),
+            genesis_members: self.genesis_members.clone(),
             events: self.events.clone(),
             instance: self.instance.clone(),
             _rt: PhantomData,
@@ -82,14 +84,14 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
     pub fn new(
         chain: Arc<ChainStore>,
         key: SecretKey,
-        peers: Vec<NodeId>,
+        genesis_members: Vec<NodeId>,
         events: Arc<dyn EventSink>,
     ) -> Self {
         StateMachine {
             chain,
             node: key.node_id(),
             key,
-            peers,
+            genesis_members,
             events,
             instance: Arc::new(()),
             _rt: PhantomData,
@@ -184,22 +186,33 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         // A block must come from the leader that appended it: with one leader per term
         // (openraft's `single-term-leader`), the entry's term names that leader, so a stale
         // proposal carried into a later term cannot masquerade as the new leader's.
+        // The voters in effect where this entry sits in the log decide what the block must
+        // declare: every node applies the same log, so every node expects the same.
+        let mut signers = next.signers(&self.genesis_members);
+        let voters: Vec<NodeId> = next.membership.membership().voter_ids().collect();
+        let expected = members::declaration(signers.current(), &voters);
+        let may_propose = members::proposers(signers.current(), h.members.as_ref());
         let verdict = if h.term != log_id.leader_id.term {
             Err(BlockError::WrongLeader {
                 header: h.term,
                 log: log_id.leader_id.term,
                 proposer: h.proposer,
             })
+        } else if h.members != expected {
+            Err(BlockError::Members {
+                declared: h.members.clone(),
+                expected,
+            })
         } else {
             // This node's own block: what building it executed (see `rules::check_built`).
             let built = h.hash().ok().and_then(|hash| self.chain.take_built(&hash));
             match built {
-                Some(executed) => rules::check_built(&next.head, &self.peers, block, executed),
+                Some(executed) => rules::check_built(&next.head, &may_propose, block, executed),
                 // Signatures were checked by the leader at admission: members trust each other.
                 None => rules::verify_block(
                     &next.head,
                     &next.state,
-                    &self.peers,
+                    &may_propose,
                     block,
                     Signatures::Trusted,
                 ),
@@ -238,6 +251,17 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
         );
         next.head = head;
         next.state = executed.state;
+        if let Some(declared) = &h.members {
+            signers.declare(h.height, declared.clone());
+            next.members = signers.history().clone();
+            self.events.emit(
+                &self.node,
+                Event::MembersDeclared {
+                    height: h.height,
+                    members: declared.clone(),
+                },
+            );
+        }
         let outputs = executed.outputs;
         if let Some(sealed) =
             next.batches
@@ -359,7 +383,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
 
     async fn install_snapshot(
         &mut self,
-        meta: &SnapshotMeta<NodeId, openraft::EmptyNode>,
+        meta: &SnapshotMeta<NodeId, PeerNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
         let err = |e: String| {
@@ -402,6 +426,7 @@ impl<RT: AsyncRuntime> RaftStateMachine<C<RT>> for StateMachine<RT> {
             state: app_state,
             last_applied: meta.last_log_id,
             membership: meta.last_membership.clone(),
+            members: payload.meta.members,
             batches: payload.meta.batches,
             batcher_role: payload.meta.batcher_role,
         };

@@ -88,7 +88,7 @@ impl<RT: AsyncRuntime> openraft::RaftTypeConfig for Canon<RT> {
     type D = Command;
     type R = ApplyOutcome;
     type NodeId = NodeId;
-    type Node = openraft::EmptyNode;
+    type Node = PeerNode;
     type Entry = openraft::Entry<Canon<RT>>;
     type SnapshotData = Cursor<Vec<u8>>;
     type AsyncRuntime = RT;
@@ -105,7 +105,12 @@ pub fn log_pos(id: &LogId) -> crate::policy::election::LogPos {
     }
 }
 pub type Vote = openraft::Vote<NodeId>;
-pub type Membership = openraft::StoredMembership<NodeId, openraft::EmptyNode>;
+pub type Membership = openraft::StoredMembership<NodeId, PeerNode>;
+
+/// What Raft's membership says of a member besides its id: where it listens for p2p
+/// (`host:port`), so every node that comes to lead can reach a member added later. Empty for
+/// the genesis members, whom `network_boot_nodes` locate, and in the simulator.
+pub type PeerNode = openraft::BasicNode;
 
 /// Storage error for a given subject, the way openraft wants it reported.
 pub(crate) fn io_err(

@@ -8,6 +8,8 @@ use crate::chain::certificate::ServedBlock;
 use crate::chain::rules::BlockError;
 use openraft::AsyncRuntime;
 
+use crate::chain::members::MemberHistory;
+
 /// What checking a fetched range at once found.
 pub(super) enum RangeChecks {
     /// A certified chain: the first block (by index) whose certificate, or with
@@ -15,6 +17,9 @@ pub(super) enum RangeChecks {
     Certified {
         bad: Option<(usize, BlockError)>,
         signatures_checked: bool,
+        /// The declarations the certificates were checked against: those up to the head
+        /// when the range arrived.
+        members: MemberHistory,
     },
     /// A group's chain: the first block with a bad transaction signature.
     Signed { first_bad_signature: Option<usize> },
@@ -29,6 +34,16 @@ pub(super) enum Verdict {
 }
 
 impl RangeChecks {
+    /// Whether these checks still hold with `members` declared up to the head: a range
+    /// fetched ahead of the head was checked before the blocks between them were applied,
+    /// and one of those may have declared new signers.
+    pub(super) fn holds_with(&self, members: &MemberHistory) -> bool {
+        match self {
+            RangeChecks::Certified { members: with, .. } => with == members,
+            RangeChecks::Signed { .. } => true,
+        }
+    }
+
     pub(super) fn verdict(&self, i: usize) -> Verdict {
         match self {
             RangeChecks::Certified {
@@ -89,11 +104,13 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
                 first_bad_signature: self.replica.first_bad_signature(blocks).map(|(b, _, _)| b),
             };
         };
-        let bad_certificate = self.replica.first_bad_certificate(served);
+        let members = self.replica.members();
+        let bad_certificate = self.replica.first_bad_certificate(served, &members);
         if !verify_every_signature {
             return RangeChecks::Certified {
                 bad: bad_certificate,
                 signatures_checked: false,
+                members,
             };
         }
         // A bad transaction signature refuses its block like a bad certificate: whichever
@@ -109,6 +126,7 @@ impl<RT: AsyncRuntime> ExternalNode<RT> {
         RangeChecks::Certified {
             bad,
             signatures_checked: true,
+            members,
         }
     }
 }
@@ -136,6 +154,7 @@ mod tests {
                     term: 1,
                     slot: None,
                     seals_batch: false,
+                    members: None,
                 };
                 ServedBlock {
                     block: Block::seal(header, Vec::new(), &k).expect("seal"),

@@ -57,6 +57,7 @@ impl<RT: AsyncRuntime> GroupMember<RT> {
                 term: 0,
                 slot: Some(Slot { round, level }),
                 seals_batch: false,
+                members: None,
                 timestamp_ms: self.seams.clock.now_ms(),
                 max_transactions: self.cfg.max_block_transactions,
             },

@@ -1,0 +1,106 @@
+//! Membership changes on the leader, as an operator asks for them (`canon-node admin`, the
+//! simulator's `replace-node`): `policy::membership` decides, openraft's `add_learner` and
+//! `change_membership` carry it out (joint consensus, one change at a time). The chain learns
+//! the new voters from the first block applied after the change (see
+//! [`crate::chain::members`]).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use openraft::{AsyncRuntime, ChangeMembers, ServerState};
+
+use super::ConsensusNode;
+use crate::consensus::raft::types::PeerNode;
+use crate::consensus::status::MembershipStatus;
+use crate::ids::NodeId;
+use crate::policy::membership::{decide, Change, LeaderView, Plan, Refusal};
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MembershipError {
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("Raft did not make the change: {0}")]
+    Raft(String),
+    #[error("the change was not committed within {0} ms; `members` shows whether it took")]
+    TimedOut(u64),
+}
+
+impl<RT: AsyncRuntime> ConsensusNode<RT> {
+    /// The membership in effect, as this node's log holds it.
+    pub fn members(&self) -> MembershipStatus {
+        self.status().membership
+    }
+
+    /// Where member `id` listens for p2p, as the membership recorded it when it was added
+    /// (`None` for the genesis members, whom `network_boot_nodes` locate).
+    pub fn member_address(&self, id: &NodeId) -> Option<String> {
+        let m = self.raft().metrics().borrow().membership_config.clone();
+        m.membership()
+            .get_node(id)
+            .map(|n| n.addr.clone())
+            .filter(|a| !a.is_empty())
+    }
+
+    /// Carries out `change` if this node leads and the policy allows it; returns the
+    /// membership after it. `learner_address` is where a learner being added listens for p2p
+    /// (`host:port`): recorded in the membership, so whoever leads later reaches it too.
+    pub async fn change_members(
+        &self,
+        change: Change,
+        learner_address: &str,
+    ) -> Result<MembershipStatus, MembershipError> {
+        let plan = decide(&self.leader_view(), change)?;
+        let raft = self.raft();
+        let set = |id: NodeId| BTreeSet::from([id]);
+        let write = async {
+            match plan {
+                Plan::Nothing => Ok(()),
+                Plan::AddLearner(id) => raft
+                    .add_learner(id, PeerNode::new(learner_address), false)
+                    .await
+                    .map(drop),
+                Plan::AddVoter(id) => raft
+                    .change_membership(ChangeMembers::AddVoterIds(set(id)), false)
+                    .await
+                    .map(drop),
+                Plan::RemoveVoter(id) => raft
+                    .change_membership(ChangeMembers::RemoveVoters(set(id)), false)
+                    .await
+                    .map(drop),
+                Plan::RemoveLearner(id) => raft
+                    .change_membership(ChangeMembers::RemoveNodes(set(id)), false)
+                    .await
+                    .map(drop),
+            }
+        };
+        let within_ms = self.claim_timeout_ms();
+        match RT::timeout(Duration::from_millis(within_ms), write).await {
+            Ok(Ok(())) => Ok(self.members()),
+            Ok(Err(e)) => Err(MembershipError::Raft(e.to_string())),
+            Err(_) => Err(MembershipError::TimedOut(within_ms)),
+        }
+    }
+
+    /// What the membership policy reads of Raft on this node.
+    fn leader_view(&self) -> LeaderView {
+        let m = self.raft().metrics().borrow().clone();
+        let config = m.membership_config.membership();
+        let configs = config.get_joint_config();
+        LeaderView {
+            id: self.id,
+            is_leader: m.state == ServerState::Leader,
+            leader: m.current_leader,
+            voters: configs.last().cloned().unwrap_or_default(),
+            learners: config.learner_ids().collect(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            matched: m
+                .replication
+                .as_ref()
+                .map(|r| r.iter().map(|(id, l)| (*id, l.map(|l| l.index))).collect())
+                .unwrap_or_default(),
+            changing: m.membership_config.log_id().map(|l| l.index)
+                > m.last_applied.map(|l| l.index),
+            joint: configs.len() > 1,
+        }
+    }
+}
