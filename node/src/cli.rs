@@ -26,6 +26,30 @@ pub(crate) enum GuardAction {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum AdminAction {
+    /// Print the membership: voters, learners, and during a change the voters it is headed
+    /// for.
+    Members,
+    /// Add a node as a learner: the leader sends it the log (a snapshot and the blocks below
+    /// it); it does not vote yet. Start the node first, with `consensus_bootstrap: false`.
+    AddLearner {
+        /// `enode://<id>@host:port`: the node's id and where it listens for p2p.
+        enode: String,
+    },
+    /// Make a learner a voter. Refused until it has caught up with the leader's log: ask
+    /// again.
+    Promote {
+        /// The learner's node id (`0x` and 128 hex digits).
+        id: String,
+    },
+    /// Remove a voter or learner: a dead machine, or the old one after a replacement.
+    Remove {
+        /// The member's node id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub(crate) enum L1Action {
     /// Deploy the settlement contract (contracts/Settlement.sol), registering the consensus
     /// nodes whose signatures attest batches; prints `l1_settlement_address: 0x...`.
@@ -101,6 +125,19 @@ pub(crate) enum Command {
         /// redundancy_level (the environment still overrides it).
         #[arg(long)]
         prefs: Option<PathBuf>,
+    },
+    /// Membership changes on a running chain, through the leader's admin interface
+    /// (`admin_address`, with the token in `admin_token_file`). Replacing a machine: start the
+    /// new node, `add-learner` it, `promote` it once caught up, `remove` the old one.
+    Admin {
+        #[command(subcommand)]
+        action: AdminAction,
+        /// The admin interface of the node to ask (the leader, for a change).
+        #[arg(long, default_value = "http://127.0.0.1:3090", global = true)]
+        url: String,
+        /// A file (owner-only) holding the admin token: the node's admin_token_file.
+        #[arg(long, global = true)]
+        token_file: Option<PathBuf>,
     },
     /// The L1 settlement contract: deploy it, or read its head.
     L1 {

@@ -7,6 +7,8 @@ pub mod secret;
 pub mod verifier;
 
 #[cfg(feature = "production")]
+pub mod admin;
+#[cfg(feature = "production")]
 pub mod check_db;
 #[cfg(feature = "production")]
 pub mod client;

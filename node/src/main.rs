@@ -9,7 +9,7 @@ mod cli;
 use canon_engine::keys::SecretKey;
 use canon_node::genesis::Application;
 use clap::Parser;
-use cli::{Cli, Command, DevnetArgs, GuardAction, L1Action};
+use cli::{AdminAction, Cli, Command, DevnetArgs, GuardAction, L1Action};
 
 /// mimalloc instead of glibc's malloc: see the dependency's note in `Cargo.toml`.
 #[cfg(feature = "production")]
@@ -61,6 +61,11 @@ fn main() -> ExitCode {
         Some(Command::Devnet(args)) => devnet(args),
         Some(Command::Guard { action }) => guard(action),
         Some(Command::L1 { action }) => l1(action),
+        Some(Command::Admin {
+            action,
+            url,
+            token_file,
+        }) => admin(action, &url, token_file.as_deref()),
         Some(Command::CheckDb { dir }) => check_db(&dir),
         Some(Command::CheckConfig { configs, prefs }) => check_config(&configs, prefs.as_deref()),
         Some(Command::Settings) => {
@@ -213,6 +218,41 @@ fn guard(_action: GuardAction) -> ExitCode {
 
 #[cfg(not(feature = "production"))]
 fn l1(_action: L1Action) -> ExitCode {
+    run_node(&[], None)
+}
+
+#[cfg(feature = "production")]
+fn admin(action: AdminAction, url: &str, token_file: Option<&std::path::Path>) -> ExitCode {
+    use canon_node::admin::{AdminClient, AdminRequest};
+    let outcome = (|| {
+        let path = token_file.ok_or("--token-file: the admin token is required")?;
+        let token = canon_node::client_auth::ClientToken::read(path)
+            .map_err(|e| format!("--token-file {e}"))?;
+        let client = AdminClient::new(url, token);
+        let id = |text: &str| {
+            text.parse::<canon_engine::NodeId>()
+                .map_err(|e| format!("node id {text:?}: {e}"))
+        };
+        let status = match action {
+            AdminAction::Members => client.members()?,
+            AdminAction::AddLearner { enode } => {
+                let (id, address) = canon_node::config::parse_enode(&enode)?;
+                client.change(&AdminRequest::AddLearner { id, address })?
+            }
+            AdminAction::Promote { id: text } => {
+                client.change(&AdminRequest::Promote { id: id(&text)? })?
+            }
+            AdminAction::Remove { id: text } => {
+                client.change(&AdminRequest::Remove { id: id(&text)? })?
+            }
+        };
+        serde_json::to_string_pretty(&status).map_err(|e| e.to_string())
+    })();
+    print_outcome(outcome)
+}
+
+#[cfg(not(feature = "production"))]
+fn admin(_action: AdminAction, _url: &str, _token_file: Option<&std::path::Path>) -> ExitCode {
     run_node(&[], None)
 }
 

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use canon_engine::net::p2p::{Accepted, Connected, Dialer, Listener, P2pTransport};
 use canon_engine::net::transport::BoxFuture;
@@ -18,8 +19,13 @@ pub use canon_engine::net::p2p::{address_label, frame, handshake, Delivery, Hand
 /// more than packet count.
 pub struct TcpDialer {
     addresses: BTreeMap<NodeId, String>,
+    learned: LearnedAddresses,
     dialed: AtomicU64,
 }
+
+/// Where members added after genesis listen, as Raft's membership recorded it when a leader
+/// added them (`canon-node admin add-learner`); set once the node runs.
+pub type LearnedAddresses = Arc<OnceLock<Box<dyn Fn(&NodeId) -> Option<String> + Send + Sync>>>;
 
 impl TcpDialer {
     /// `addresses`: every peer this node may dial, from `network_boot_nodes`. A peer whose id is
@@ -27,15 +33,24 @@ impl TcpDialer {
     pub fn new(addresses: &[(NodeId, String)]) -> TcpDialer {
         TcpDialer {
             addresses: addresses.iter().cloned().collect(),
+            learned: LearnedAddresses::default(),
             dialed: AtomicU64::new(0),
         }
+    }
+
+    /// Where to set how members added later are found.
+    pub fn learned(&self) -> LearnedAddresses {
+        self.learned.clone()
     }
 }
 
 impl Dialer for TcpDialer {
     type Stream = TcpStream;
     fn address_of(&self, peer: &NodeId) -> Option<String> {
-        self.addresses.get(peer).cloned()
+        self.addresses
+            .get(peer)
+            .cloned()
+            .or_else(|| self.learned.get().and_then(|find| find(peer)))
     }
     fn connect<'a>(&'a self, address: &'a str) -> BoxFuture<'a, io::Result<Connected<TcpStream>>> {
         Box::pin(async move {

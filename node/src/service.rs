@@ -180,6 +180,13 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     )?;
     let metrics_listener = bind("observability_prometheus_port", metrics_addr).await?;
     let rpc_addr = parse_addr("rpc_address", &s.rpc_address)?;
+    let admin_listener = match &v.admin_token {
+        Some(_) if s.general_node_role == NodeRole::Main && s.consensus_enabled => {
+            let addr = parse_addr("admin_address", &s.admin_address)?;
+            Some(bind("admin_address", addr).await?)
+        }
+        _ => None,
+    };
 
     // A group member advertises a network identity new at every start (the seed's hot
     // standbys): the identity's key shows only in what it signs. Its database is the identity's.
@@ -196,10 +203,9 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         events: events.clone(),
         watch: None,
     };
-    let transport = Arc::new(TcpTransport::new(
-        local.clone(),
-        TcpDialer::new(&v.boot_nodes),
-    ));
+    let dialer = TcpDialer::new(&v.boot_nodes);
+    let learned_addresses = dialer.learned();
+    let transport = Arc::new(TcpTransport::new(local.clone(), dialer));
     let seams = Seams {
         storage: storage.clone(),
         transport: Arc::new(crate::reachability::WatchedTransport::new(
@@ -333,6 +339,18 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     }
     if let Role::Consensus(node) = &role {
         start_batcher(&v, node)?;
+        let weak = Arc::downgrade(node);
+        let _ = learned_addresses.set(Box::new(move |id| weak.upgrade()?.member_address(id)));
+        if let (Some(listener), Some(token)) = (admin_listener, v.admin_token.clone()) {
+            tracing::info!(address = %s.admin_address, "admin interface up");
+            tasks.push(tokio::spawn(crate::admin::serve_admin(
+                listener,
+                node.clone(),
+                token,
+                crate::http_serve::HttpBounds::of(s),
+                servers.clone(),
+            )));
+        }
     }
     let rpc = crate::rpc::start(rpc_addr, crate::rpc::Limits::of(s), ctx.clone())
         .await

@@ -127,6 +127,11 @@ pub struct Settings {
     /// JSON-RPC call; the file must not be readable by group or others. Required with
     /// `application: kv`, whose writes carry no signature; optional for the ledger.
     pub rpc_auth_token_file: Option<PathBuf>,
+    /// Where the admin interface (`canon-node admin`: membership changes) listens.
+    pub admin_address: String,
+    /// A file (owner-only) holding the token the admin interface requires; unset, there is no
+    /// admin interface.
+    pub admin_token_file: Option<PathBuf>,
     /// Part of every block's genesis parent hash: nodes of different chains never agree.
     pub genesis_chain_id: u64,
     /// Funded accounts at height 0, `0x<address>:<balance>`; comma separated in the
@@ -219,6 +224,8 @@ impl Default for Settings {
             batcher_l1_secret_key_file: None,
             application: crate::genesis::Application::Ledger,
             rpc_auth_token_file: None,
+            admin_address: "127.0.0.1:3090".into(),
+            admin_token_file: None,
             genesis_chain_id: crate::genesis::DEV_CHAIN_ID,
             genesis_alloc: crate::genesis::dev_alloc(),
             sequencer_mempool_capacity: 100_000,

@@ -26,6 +26,8 @@ pub struct Validated {
     pub batcher_l1_key: Option<SecretKey>,
     /// What JSON-RPC clients must present; `None`: any client is served.
     pub client_token: Option<crate::client_auth::ClientToken>,
+    /// What admin requests must present; `None`: no admin interface.
+    pub admin_token: Option<crate::client_auth::ClientToken>,
 }
 
 /// A member of a single-sequencer group.
@@ -156,11 +158,14 @@ impl Settings {
         }
         if self.general_node_role == NodeRole::Main
             && self.consensus_enabled
+            && self.consensus_bootstrap
             && !peers.contains(&node_id)
         {
             return Err(err(
                 "consensus_peer_ids",
-                format!("must contain this node's id {node_id} (derived from network_secret_key)"),
+                format!(
+                    "must contain this node's id {node_id} (derived from network_secret_key):                      it names the genesis members; a node joining a running chain sets                      consensus_bootstrap: false and is added with canon-node admin add-learner"
+                ),
             ));
         }
         let mut boot_nodes = Vec::new();
@@ -331,7 +336,15 @@ impl Settings {
             }
             None => None,
         };
+        let admin_token = match &self.admin_token_file {
+            Some(path) => Some(
+                crate::client_auth::ClientToken::read(path)
+                    .map_err(|e| err("admin_token_file", e))?,
+            ),
+            None => None,
+        };
         Ok(Validated {
+            admin_token,
             client_token,
             l1_settlement,
             batcher_l1_key,

@@ -9,14 +9,16 @@ use canon_engine::NodeId;
 
 pub const MAX_NODES: usize = 10;
 
-/// One node's ports: the seed's defaults (3050 RPC, 3060 p2p, 3071 status, 3312 Prometheus)
-/// plus the node's index, plus an optional offset for running beside other clusters.
+/// One node's ports: the seed's defaults (3050 RPC, 3060 p2p, 3071 status, 3312 Prometheus;
+/// 3090 admin) plus the node's index, plus an optional offset for running beside other
+/// clusters.
 #[derive(Clone, Copy, Debug)]
 pub struct Ports {
     pub rpc: u16,
     pub p2p: u16,
     pub status: u16,
     pub prometheus: u16,
+    pub admin: u16,
 }
 
 impl Ports {
@@ -27,6 +29,7 @@ impl Ports {
             p2p: 3060 + i + offset,
             status: 3071 + i + offset,
             prometheus: 3312 + i + offset,
+            admin: 3090 + i + offset,
         }
     }
 }
@@ -40,6 +43,8 @@ fn slot_env(p: Ports, db: PathBuf) -> Vec<(String, String)> {
         ("NETWORK_PORT", p.p2p.to_string()),
         ("STATUS_SERVER_ADDRESS", format!("127.0.0.1:{}", p.status)),
         ("RPC_ADDRESS", format!("127.0.0.1:{}", p.rpc)),
+        // Up only where an admin token is set (ADMIN_TOKEN_FILE).
+        ("ADMIN_ADDRESS", format!("127.0.0.1:{}", p.admin)),
         ("OBSERVABILITY_PROMETHEUS_PORT", p.prometheus.to_string()),
         ("GENERAL_ROCKS_DB_PATH", db.display().to_string()),
     ]
