@@ -126,6 +126,14 @@ impl fmt::Debug for Sig65 {
     }
 }
 
+/// A node id for tests: `n` in its first byte, zeros after; no key behind it.
+#[cfg(test)]
+pub(crate) fn test_id(n: u8) -> NodeId {
+    let mut b = [0u8; 64];
+    b[0] = n;
+    NodeId(b)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

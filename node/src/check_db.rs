@@ -274,6 +274,10 @@ mod tests {
             s.inner().write(b, Durability::Synced).unwrap();
         }
         let e = check(dir.path()).unwrap_err().to_string();
-        assert!(e.contains("format version 7, this build checks 9"), "{e}");
+        let checks = crate::storage::FORMAT_VERSION;
+        assert!(
+            e.contains(&format!("format version 7, this build checks {checks}")),
+            "{e}"
+        );
     }
 }

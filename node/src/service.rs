@@ -117,6 +117,7 @@ pub fn node_config(v: &Validated) -> NodeConfig {
     NodeConfig {
         key: v.key.clone(),
         peers: v.peers.clone(),
+        boot_peers: v.boot_nodes.iter().map(|(id, _)| *id).collect(),
         bootstrap: s.consensus_bootstrap,
         election_timeout_ms_min: s.consensus_election_timeout_min,
         election_timeout_ms_max: s.consensus_election_timeout_max,

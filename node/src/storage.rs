@@ -400,7 +400,9 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            e.contains("written by format version 7, this build reads 9"),
+            e.contains(&format!(
+                "written by format version 7, this build reads {FORMAT_VERSION}"
+            )),
             "{e}"
         );
     }

@@ -227,6 +227,28 @@ fn replace_node() {
     assert_fact(&r, "replace_ms", 1, 0.0, 30_000.0);
 }
 
+/// A second replacement made by a leader that joined after genesis: the second newcomer
+/// takes its traffic because its boot peers name it.
+#[test]
+fn replace_twice() {
+    let r = run_scenario("replace-twice", 0..10, "replace_twice");
+    assert_ran(&r);
+    assert_fact(&r, "led_by_newcomer", 1, 0.0, 1.0);
+    let led: usize = r
+        .iter()
+        .map(|x| {
+            x.fact("led_by_newcomer")
+                .iter()
+                .filter(|v| **v > 0.5)
+                .count()
+        })
+        .sum();
+    assert!(
+        led >= 5,
+        "the first newcomer led the second replacement in {led} of 10 seeds"
+    );
+}
+
 #[test]
 fn membership_chaos() {
     assert_ran(&run_scenario("membership-chaos", 0..10, "membership_chaos"));

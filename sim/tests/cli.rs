@@ -219,7 +219,7 @@ fn sweep_runs_every_scenario_and_prints_its_table() {
     assert_eq!(code, Some(0), "{out}\n{err}");
     assert!(err.contains("from seed 5"), "{err}");
     assert!(out.starts_with("scenario "), "{out}");
-    assert!(out.contains(" of 44 scenarios, "), "{out}");
+    assert!(out.contains(" of 45 scenarios, "), "{out}");
     assert!(out.contains(" 0 failures in "), "{out}");
     let (code, _, err) = canon_sim(&["sweep", "--minutes", "0"]);
     assert_eq!(code, Some(2));

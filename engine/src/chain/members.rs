@@ -116,11 +116,7 @@ pub fn proposers(before: &[NodeId], declared: Option<&Vec<NodeId>>) -> Vec<NodeI
 mod tests {
     use super::*;
 
-    fn id(n: u8) -> NodeId {
-        let mut b = [0u8; 64];
-        b[0] = n;
-        NodeId(b)
-    }
+    use crate::ids::test_id as id;
 
     #[test]
     fn the_set_certifying_a_block_is_the_last_declared_below_it() {

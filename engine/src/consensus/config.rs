@@ -12,8 +12,13 @@ use crate::seams::NodeError;
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
     pub key: SecretKey,
-    /// Every consensus node's id, this one's included.
+    /// The genesis members' ids (`consensus_peer_ids`): the chain's first signer set. Later
+    /// members come from Raft's membership and the chain's declarations.
     pub peers: Vec<NodeId>,
+    /// The peers the operator pointed this node at (`network_boot_nodes`). A node joining a
+    /// running chain knows no membership yet: it takes Raft traffic from these as well as from
+    /// the genesis members, so a leader added after genesis can add it.
+    pub boot_peers: Vec<NodeId>,
     /// May initialize the cluster's membership; safe on every node (the first one wins).
     pub bootstrap: bool,
     pub election_timeout_ms_min: u64,

@@ -508,6 +508,7 @@ mod tests {
 
     fn core(max_in_flight: usize) -> NodeCore {
         let cfg = NodeConfig {
+            boot_peers: Vec::new(),
             key: derived_key("core-test", 0),
             peers: peers(),
             bootstrap: true,

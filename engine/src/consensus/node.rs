@@ -387,17 +387,19 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         ids
     }
 
-    /// Whether `id` is a member (see [`Self::other_peers`]): asked for every request, so it
-    /// allocates nothing.
+    /// Whether `id` may send Raft traffic: a member (see [`Self::other_peers`]) or one of the
+    /// operator's boot peers (how a joining node knows a leader added after genesis). Asked
+    /// for every request, so it allocates nothing.
     pub(crate) fn is_member(&self, id: &NodeId) -> bool {
         let raft = self.raft().metrics().borrow().membership_config.clone();
         if raft.membership().get_node(id).is_some() {
             return true;
         }
-        match self.chain.state().members.changes().last() {
+        let declared = match self.chain.state().members.changes().last() {
             Some(last) => last.members.contains(id),
             None => self.cfg.peers.contains(id),
-        }
+        };
+        declared || self.cfg.boot_peers.contains(id)
     }
 
     /// The chain's signer sets, genesis and declared (see [`crate::chain::members`]).

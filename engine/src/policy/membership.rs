@@ -137,11 +137,7 @@ pub fn decide(view: &LeaderView, change: Change) -> Result<Plan, Refusal> {
 mod tests {
     use super::*;
 
-    fn id(n: u8) -> NodeId {
-        let mut b = [0u8; 64];
-        b[0] = n;
-        NodeId(b)
-    }
+    use crate::ids::test_id as id;
 
     fn leader() -> LeaderView {
         LeaderView {

@@ -252,6 +252,13 @@ impl SimCluster {
             let node_cfg = NodeConfig {
                 key: key.clone(),
                 peers: peers.clone(),
+                // A genesis node is told of the genesis members; a spare of every machine
+                // (its operator lists the current members, whichever they will be).
+                boot_peers: if spare {
+                    all_ids.clone()
+                } else {
+                    peers.clone()
+                },
                 // A spare joins a running chain: the leader adds it.
                 bootstrap: !spare,
                 election_timeout_ms_min: cfg.election_timeout_ms_min,

@@ -26,7 +26,7 @@ use external::{
     external_restart, lying_source,
 };
 use kv::{kv_chaos, kv_linearizable};
-use membership::{membership_chaos, replace_node};
+use membership::{membership_chaos, replace_node, replace_twice};
 use network::hostile_network;
 use raft::{
     asymmetric_partition, bootstrap_race, chaos, follower_restart, leader_failover, lying_backfill,
@@ -45,6 +45,12 @@ pub static SCENARIOS: &[Scenario] = &[
         description: "3 nodes: one (the leader or not) dies for good; a fresh machine starts in no membership, the leader adds it as a learner, promotes it once it has caught up and removes the dead one, while clients submit, blocks flow, L1 batches land and an external node follows the chain's new signers",
         body: replace_node,
         sim_time_limit: Duration::from_secs(180),
+    },
+    Scenario {
+        name: "replace-twice",
+        description: "replace-node, then the newcomer is made to lead (its predecessors crash in turn until it does) and replaces the other genesis follower with a second fresh machine, which knows the current members only as its boot peers; the old node is shut down once removed",
+        body: replace_twice,
+        sim_time_limit: Duration::from_secs(240),
     },
     Scenario {
         name: "membership-chaos",
