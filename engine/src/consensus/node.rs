@@ -371,42 +371,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         &self.core
     }
 
-    /// Every member but this node: Raft's membership in effect (voters and learners) and
-    /// the chain's signer set. Before this node has heard of any membership, the chain's
-    /// signer set is the genesis one (`consensus_peer_ids`).
-    pub(crate) fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        let me = self.id;
-        self.member_ids().into_iter().filter(move |p| *p != me)
-    }
-
-    /// Every member, this node included if it is one (see [`Self::other_peers`]).
-    pub(crate) fn member_ids(&self) -> BTreeSet<NodeId> {
-        let raft = self.raft().metrics().borrow().membership_config.clone();
-        let mut ids: BTreeSet<NodeId> = raft.membership().nodes().map(|(id, _)| *id).collect();
-        ids.extend(self.chain.state().signers(&self.cfg.peers).current());
-        ids
-    }
-
-    /// Whether `id` may send Raft traffic: a member (see [`Self::other_peers`]) or one of the
-    /// operator's boot peers (how a joining node knows a leader added after genesis). Asked
-    /// for every request, so it allocates nothing.
-    pub(crate) fn is_member(&self, id: &NodeId) -> bool {
-        let raft = self.raft().metrics().borrow().membership_config.clone();
-        if raft.membership().get_node(id).is_some() {
-            return true;
-        }
-        let declared = match self.chain.state().members.changes().last() {
-            Some(last) => last.members.contains(id),
-            None => self.cfg.peers.contains(id),
-        };
-        declared || self.cfg.boot_peers.contains(id)
-    }
-
-    /// The chain's signer sets, genesis and declared (see [`crate::chain::members`]).
-    pub fn signers(&self) -> crate::chain::members::Signers {
-        self.chain.state().signers(&self.cfg.peers)
-    }
-
     pub(crate) fn config(&self) -> &NodeConfig {
         &self.cfg
     }

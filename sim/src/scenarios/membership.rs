@@ -135,6 +135,17 @@ async fn replace(
     Ok(status)
 }
 
+/// The end of a replacement: external node `x` reaches the canonical head before anything is
+/// healed (it followed the new signers on its own), then the heal and the final checks.
+async fn external_follows_then_heal(c: &mut SimCluster, x: usize) -> Result<(), String> {
+    let target = c.canonical_height();
+    c.wait_for_external(x, target, EXTERNAL_BOUND)
+        .await
+        .map_err(|e| at(c, e))?;
+    heal_and_check(c).await?;
+    c.check_externals().map_err(|m| at(c, m))
+}
+
 pub(crate) fn replace_node(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let cfg = ClusterConfig {
@@ -161,12 +172,7 @@ pub(crate) fn replace_node(ctx: Ctx) -> ScenarioFuture {
         let want: BTreeSet<usize> = (0..=fresh).filter(|i| *i != dead).collect();
         check_members(&c, &status, &want).await?;
         c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;
-        let target = c.canonical_height();
-        c.wait_for_external(x, target, EXTERNAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
-        heal_and_check(&mut c).await?;
-        c.check_externals().map_err(|m| at(&c, m))
+        external_follows_then_heal(&mut c, x).await
     })
 }
 
@@ -221,12 +227,7 @@ pub(crate) fn replace_twice(ctx: Ctx) -> ScenarioFuture {
         let status = replace(&mut c, other, second).await?;
         c.retire(other);
         check_members(&c, &status, &[0, first, second].into()).await?;
-        let target = c.canonical_height();
-        c.wait_for_external(x, target, EXTERNAL_BOUND)
-            .await
-            .map_err(|e| at(&c, e))?;
-        heal_and_check(&mut c).await?;
-        c.check_externals().map_err(|m| at(&c, m))
+        external_follows_then_heal(&mut c, x).await
     })
 }
 

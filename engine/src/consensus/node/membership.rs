@@ -26,6 +26,42 @@ pub enum MembershipError {
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
+    /// Every member but this node: Raft's membership in effect (voters and learners) and
+    /// the chain's signer set. Before this node has heard of any membership, the chain's
+    /// signer set is the genesis one (`consensus_peer_ids`).
+    pub(crate) fn other_peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        let me = self.id;
+        self.member_ids().into_iter().filter(move |p| *p != me)
+    }
+
+    /// Every member, this node included if it is one (see [`Self::other_peers`]).
+    pub(crate) fn member_ids(&self) -> BTreeSet<NodeId> {
+        let raft = self.raft().metrics().borrow().membership_config.clone();
+        let mut ids: BTreeSet<NodeId> = raft.membership().nodes().map(|(id, _)| *id).collect();
+        ids.extend(self.chain.state().signers(&self.cfg.peers).current());
+        ids
+    }
+
+    /// Whether `id` may send Raft traffic: a member (see [`Self::other_peers`]) or one of the
+    /// operator's boot peers (how a joining node knows a leader added after genesis). Asked
+    /// for every request, so it allocates nothing.
+    pub(crate) fn is_member(&self, id: &NodeId) -> bool {
+        let raft = self.raft().metrics().borrow().membership_config.clone();
+        if raft.membership().get_node(id).is_some() {
+            return true;
+        }
+        let declared = match self.chain.state().members.changes().last() {
+            Some(last) => last.members.contains(id),
+            None => self.cfg.peers.contains(id),
+        };
+        declared || self.cfg.boot_peers.contains(id)
+    }
+
+    /// The chain's signer sets, genesis and declared (see [`crate::chain::members`]).
+    pub fn signers(&self) -> crate::chain::members::Signers {
+        self.chain.state().signers(&self.cfg.peers)
+    }
+
     /// The membership in effect, as this node's log holds it.
     pub fn members(&self) -> MembershipStatus {
         self.status().membership
@@ -59,18 +95,15 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                     .add_learner(id, PeerNode::new(learner_address), false)
                     .await
                     .map(drop),
-                Plan::AddVoter(id) => raft
-                    .change_membership(ChangeMembers::AddVoterIds(set(id)), false)
-                    .await
-                    .map(drop),
-                Plan::RemoveVoter(id) => raft
-                    .change_membership(ChangeMembers::RemoveVoters(set(id)), false)
-                    .await
-                    .map(drop),
-                Plan::RemoveLearner(id) => raft
-                    .change_membership(ChangeMembers::RemoveNodes(set(id)), false)
-                    .await
-                    .map(drop),
+                Plan::AddVoter(id) => {
+                    commit_voters(&raft, ChangeMembers::AddVoterIds(set(id))).await
+                }
+                Plan::RemoveVoter(id) => {
+                    commit_voters(&raft, ChangeMembers::RemoveVoters(set(id))).await
+                }
+                Plan::RemoveLearner(id) => {
+                    commit_voters(&raft, ChangeMembers::RemoveNodes(set(id))).await
+                }
             }
         };
         let within_ms = self.claim_timeout_ms();
@@ -103,4 +136,15 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             joint: configs.len() > 1,
         }
     }
+}
+
+/// A voter change, committed through joint consensus; removed voters are not kept as learners.
+async fn commit_voters<RT: AsyncRuntime>(
+    raft: &openraft::Raft<crate::consensus::raft::types::Canon<RT>>,
+    members: ChangeMembers<NodeId, PeerNode>,
+) -> Result<
+    (),
+    openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, PeerNode>>,
+> {
+    raft.change_membership(members, false).await.map(drop)
 }
