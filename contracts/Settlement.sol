@@ -3,10 +3,14 @@ pragma solidity 0.8.28;
 
 /// canon's L1 settlement: a hash chain of batch commitments. A batch is accepted only as the next
 /// link of the chain, continuing the last block range, at an epoch not below the highest seen,
-/// and attested by a majority of the consensus nodes registered at deployment (secp256k1
-/// signatures over its commitment): L1 accepts only what the consensus agreed on.
+/// and attested by a majority of the consensus nodes' current set (secp256k1 signatures over
+/// its commitment): L1 accepts only what the consensus agreed on. The set is the one registered
+/// at deployment until a batch names a new one (the chain's membership changed): that batch is
+/// attested by the old set, its commitment covers the new one, and the new set attests the
+/// batches after it.
 contract Settlement {
-    /// The consensus nodes' addresses (keccak of their public keys), fixed at deployment.
+    /// The consensus nodes' addresses (keccak of their public keys): the deployment's, then
+    /// each set a committed batch named.
     address[] private validators;
     mapping(address => bool) public isValidator;
 
@@ -24,6 +28,7 @@ contract Settlement {
         bytes32 commitment,
         uint64 epoch
     );
+    event ValidatorsChanged(uint64 indexed batchNumber, address[] validators);
 
     error NoValidators();
     error BadValidator(address validator);
@@ -37,6 +42,8 @@ contract Settlement {
     /// Attesters must come in strictly ascending address order, so none counts twice.
     error AttestersNotAscending(uint256 index);
     error NotEnoughAttestations(uint256 valid, uint256 needed);
+    /// A batch's next validators must be non-zero and strictly ascending.
+    error BadNextValidator(uint256 index);
 
     constructor(address[] memory initialValidators) {
         if (initialValidators.length == 0) revert NoValidators();
@@ -55,11 +62,19 @@ contract Settlement {
         uint64 firstHeight,
         uint64 batchLastHeight,
         bytes32 stateRoot,
-        bytes32 blockHashesHash
+        bytes32 blockHashesHash,
+        bytes32 nextValidatorsHash
     ) public pure returns (bytes32) {
         return keccak256(
-            abi.encode(batchNumber, previous, firstHeight, batchLastHeight, stateRoot, blockHashesHash)
+            abi.encode(
+                batchNumber, previous, firstHeight, batchLastHeight, stateRoot, blockHashesHash, nextValidatorsHash
+            )
         );
+    }
+
+    /// What a commitment holds of a batch's next validators (empty: the set stays).
+    function validatorsHash(address[] memory next) public pure returns (bytes32) {
+        return keccak256(abi.encodePacked(next));
     }
 
     function commitBatch(
@@ -69,6 +84,7 @@ contract Settlement {
         uint64 batchLastHeight,
         bytes32 stateRoot,
         bytes32 blockHashesHash,
+        address[] calldata nextValidators,
         uint64 epoch,
         bytes[] calldata signatures
     ) external {
@@ -77,7 +93,9 @@ contract Settlement {
         if (firstHeight != lastHeight + 1) revert RangeNotContinuous(lastHeight + 1, firstHeight);
         if (batchLastHeight < firstHeight) revert EmptyRange(firstHeight, batchLastHeight);
         if (epoch < highestEpoch) revert StaleEpoch(highestEpoch, epoch);
-        bytes32 c = commitment(batchNumber, previous, firstHeight, batchLastHeight, stateRoot, blockHashesHash);
+        bytes32 c = commitment(
+            batchNumber, previous, firstHeight, batchLastHeight, stateRoot, blockHashesHash, validatorsHash(nextValidators)
+        );
         uint256 needed = validators.length / 2 + 1;
         address last = address(0);
         for (uint256 i = 0; i < signatures.length; i++) {
@@ -93,6 +111,23 @@ contract Settlement {
         lastCommitment = c;
         highestEpoch = epoch;
         emit BatchCommitted(batchNumber, firstHeight, batchLastHeight, stateRoot, c, epoch);
+        if (nextValidators.length > 0) replaceValidators(batchNumber, nextValidators);
+    }
+
+    /// The set a committed batch named attests from the next batch on.
+    function replaceValidators(uint64 batchNumber, address[] calldata next) private {
+        for (uint256 i = 0; i < validators.length; i++) {
+            isValidator[validators[i]] = false;
+        }
+        delete validators;
+        address last = address(0);
+        for (uint256 i = 0; i < next.length; i++) {
+            if (next[i] <= last) revert BadNextValidator(i);
+            isValidator[next[i]] = true;
+            validators.push(next[i]);
+            last = next[i];
+        }
+        emit ValidatorsChanged(batchNumber, next);
     }
 
     /// Where a restarting batcher resumes.

@@ -123,6 +123,7 @@ fn attestation(c: &mut Criterion) {
         last_height: 70,
         state_root: B256::repeat_byte(2),
         block_hashes_hash: block_hashes_hash(&hashes),
+        next_attesters: Vec::new(),
     };
     let atts: Vec<Attestation> = keys.iter().map(|k| Attestation::sign(&header, k)).collect();
     let mut g = c.benchmark_group("attestation_per_batch");

@@ -11,7 +11,9 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use canon_engine::keys::SecretKey;
 use canon_engine::policy::batcher::SubmitOutcome;
-use canon_engine::settlement::batch::{ordered_signatures, Attestation, BatchHeader};
+use canon_engine::settlement::batch::{
+    attesters_hash, ordered_signatures, Attestation, BatchHeader,
+};
 
 // The generated call builders take one argument per contract parameter.
 #[allow(clippy::too_many_arguments)]
@@ -154,7 +156,6 @@ impl L1 {
         })
     }
 
-    /// The commitment the contract computes for `header` (to check ours against it).
     /// Every batch the contract committed, in the order L1 took them: (number, first height,
     /// last height, epoch), from its `BatchCommitted` events.
     pub async fn committed(
@@ -177,6 +178,17 @@ impl L1 {
             .collect())
     }
 
+    /// The attester set the contract holds now: the deployment's, or the last one a committed
+    /// batch named.
+    pub async fn validator_set(&self, settlement: Address) -> Result<Vec<Address>, L1Error> {
+        let c = Settlement::new(settlement, &self.provider);
+        c.validatorSet()
+            .call()
+            .await
+            .map_err(|e| decode(e, &self.url))
+    }
+
+    /// The commitment the contract computes for `header` (to check ours against it).
     pub async fn commitment(
         &self,
         settlement: Address,
@@ -190,6 +202,7 @@ impl L1 {
             header.last_height,
             header.state_root,
             header.block_hashes_hash,
+            attesters_hash(&header.next_attesters),
         )
         .call()
         .await
@@ -230,6 +243,7 @@ impl L1 {
                 header.last_height,
                 header.state_root,
                 header.block_hashes_hash,
+                header.next_attesters.clone(),
                 epoch,
                 signatures,
             )

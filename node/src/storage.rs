@@ -36,8 +36,10 @@ const SYNC_EVERY_BYTES: u64 = 1 << 20;
 /// application's opaque transactions, each length-prefixed, and the application's state lives
 /// in the `state` column, not `account`; 8: every record ends in its checksum, so a database
 /// of 7 would read as corrupt throughout; 9: block headers may declare new members and the
-/// applied state records the chain's signer sets, so headers and state of 8 do not decode).
-pub const FORMAT_VERSION: u32 = 9;
+/// applied state records the chain's signer sets, so headers and state of 8 do not decode; 10:
+/// sealed batches name their next L1 attesters and commit to them, so batches of 9 neither
+/// decode nor match what L1 now computes).
+pub const FORMAT_VERSION: u32 = 10;
 pub(crate) const KEY_FORMAT: &[u8] = b"canon/format";
 const KEY_NODE_ID: &[u8] = b"canon/node_id";
 

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use alloy::primitives::{Bytes, B256};
 use canon_engine::keys::{derived_key, SecretKey};
-use canon_engine::settlement::batch::{address_of, block_hashes_hash, Attestation, BatchHeader};
+use canon_engine::settlement::batch::{
+    address_of, attester_addresses, block_hashes_hash, Attestation, BatchHeader,
+};
 use canon_node::l1::{AnvilProcess, L1Error, ANVIL_DEV_KEY, L1};
 
 fn validators() -> Vec<SecretKey> {
@@ -28,6 +30,7 @@ fn batch(number: u64, previous: B256, first: u64, last: u64) -> BatchHeader {
         last_height: last,
         state_root: B256::repeat_byte(number as u8),
         block_hashes_hash: block_hashes_hash(&hashes),
+        next_attesters: Vec::new(),
     }
 }
 
@@ -162,6 +165,89 @@ async fn settlement_enforces_the_hash_chain_and_the_majority() {
     );
     let head = l1.head(addr).await.unwrap();
     assert_eq!((head.batch_number, head.height, head.epoch), (2, 20, 2));
+}
+
+/// The chain replaced two of its three genesis members, one at a time; each batch that names a
+/// new set is attested by the set L1 holds, and the named set attests from the next batch on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_attester_set_follows_the_batches_that_name_one() {
+    let anvil = AnvilProcess::start(0, None, None).expect("anvil");
+    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
+    l1.wait_ready(Duration::from_secs(20))
+        .await
+        .expect("anvil answers");
+    let keys: Vec<SecretKey> = (0..5).map(|i| derived_key("l1-contract-test", i)).collect();
+    let ids = |ks: &[usize]| -> Vec<_> { ks.iter().map(|&i| keys[i].node_id()).collect() };
+    let signers =
+        |ks: &[usize]| -> Vec<SecretKey> { ks.iter().map(|&i| keys[i].clone()).collect() };
+    let addr = l1
+        .deploy(attester_addresses(&ids(&[0, 1, 2])))
+        .await
+        .expect("deploy");
+
+    // Batch 1 names {0, 1, 3} (node 2 replaced by node 3): our commitment is still the
+    // contract's, and the genesis majority {0, 1} commits it.
+    let mut b1 = batch(1, B256::ZERO, 1, 10);
+    b1.next_attesters = attester_addresses(&ids(&[0, 1, 3]));
+    assert_eq!(l1.commitment(addr, &b1).await.unwrap(), b1.commitment());
+    refused(
+        l1.commit_batch(addr, &b1, &attest(&b1, &signers(&[0, 3])), 1)
+            .await,
+        "UnknownAttester",
+    );
+    l1.commit_batch(addr, &b1, &attest(&b1, &signers(&[0, 1])), 1)
+        .await
+        .expect("the genesis majority commits the batch naming the new set");
+    assert_eq!(
+        l1.validator_set(addr).await.unwrap(),
+        b1.next_attesters,
+        "L1 holds the named set"
+    );
+
+    // Batch 2: the replaced node's signature no longer counts; the newcomer's does. It names
+    // {1, 3, 4} (node 0 replaced by node 4).
+    let mut b2 = batch(2, b1.commitment(), 11, 20);
+    b2.next_attesters = attester_addresses(&ids(&[1, 3, 4]));
+    refused(
+        l1.commit_batch(addr, &b2, &attest(&b2, &signers(&[1, 2])), 1)
+            .await,
+        "UnknownAttester",
+    );
+    l1.commit_batch(addr, &b2, &attest(&b2, &signers(&[3, 0])), 1)
+        .await
+        .expect("the set batch 1 named commits batch 2");
+
+    // Batch 3 needs two of {1, 3, 4}: no genesis majority can commit it any more.
+    let b3 = batch(3, b2.commitment(), 21, 30);
+    refused(
+        l1.commit_batch(addr, &b3, &attest(&b3, &signers(&[0, 2])), 1)
+            .await,
+        "UnknownAttester",
+    );
+    refused(
+        l1.commit_batch(addr, &b3, &attest(&b3, &signers(&[4])), 1)
+            .await,
+        "NotEnoughAttestations",
+    );
+    l1.commit_batch(addr, &b3, &attest(&b3, &signers(&[4, 3])), 1)
+        .await
+        .expect("two of the newest set");
+    assert_eq!(
+        l1.validator_set(addr).await.unwrap(),
+        attester_addresses(&ids(&[1, 3, 4])),
+        "a batch naming nobody keeps the set"
+    );
+
+    // A named set out of order (or with a zero address) is refused whole: L1 keeps its set.
+    let mut b4 = batch(4, b3.commitment(), 31, 31);
+    b4.next_attesters = attester_addresses(&ids(&[0, 1]));
+    b4.next_attesters.reverse();
+    refused(
+        l1.commit_batch(addr, &b4, &attest(&b4, &signers(&[1, 3])), 1)
+            .await,
+        "BadNextValidator",
+    );
+    assert_eq!(l1.head(addr).await.unwrap().batch_number, 3);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

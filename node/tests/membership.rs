@@ -1,8 +1,10 @@
 //! Replacing a machine on real processes, as the README's operator section says: a follower
 //! dies for good; a fresh node starts with `consensus_bootstrap: false`; through the leader's
 //! admin interface (`canon-node admin`) it is added as a learner, promoted once caught up, and
-//! the dead one removed, while blocks flow. Then one of the old nodes stops too, and the two
-//! left (the new one among them) must still canonize: the new node votes.
+//! the dead one removed, while blocks flow and node 0's batcher commits to a real anvil. L1's
+//! attester set must follow: the batch ending at the block that declares the new voters hands
+//! it over, and the new set attests the batches after it. Then one of the old nodes stops too,
+//! and the two left (the new one among them) must still canonize: the new node votes.
 #![cfg(feature = "production")]
 
 mod common;
@@ -12,9 +14,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use canon_engine::keys::SecretKey;
+use canon_engine::settlement::batch::attester_addresses;
 use canon_node::client::NodeClient;
 use canon_node::devnet::{node_env, node_key, Devnet, Ports};
 use canon_node::http::StatusView;
+use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
 use common::*;
 
 /// Ports of this test: the seed's moved up by this much (the others use 22_000-22_330).
@@ -95,7 +100,21 @@ fn a_dead_node_is_replaced_while_blocks_flow() {
     let token = dir.path().join("admin-token");
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-    let env = vec![("ADMIN_TOKEN_FILE".to_string(), token.display().to_string())];
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    let anvil = AnvilProcess::start(0, Some(0.25), None)
+        .expect("anvil (the README's test command installs it)");
+    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
+    rt.block_on(l1.wait_ready(Duration::from_secs(20)))
+        .expect("anvil answers");
+    let genesis: Vec<_> = (0..3).map(|i| node_key(i).node_id()).collect();
+    let settlement = rt
+        .block_on(l1.deploy(attester_addresses(&genesis)))
+        .expect("deploy");
+    let env = vec![
+        ("ADMIN_TOKEN_FILE".to_string(), token.display().to_string()),
+        ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),
+        ("L1_SETTLEMENT_ADDRESS".to_string(), settlement.to_string()),
+    ];
     let mut net =
         Devnet::start_with(exe(), 3, 0, dir.path(), PORT_OFFSET, env).expect("devnet starts");
     let leader = wait_for("a leader", Duration::from_secs(30), || agreed_leader(&net));
@@ -159,6 +178,32 @@ fn a_dead_node_is_replaced_while_blocks_flow() {
         assert_eq!(a["hash"], b["hash"], "height {h}");
     }
 
+    // L1 follows: it holds the new voters as its attesters, and they attest what comes next.
+    let l1_set = |rt: &tokio::runtime::Runtime| {
+        let mut set = rt.block_on(l1.validator_set(settlement)).ok()?;
+        set.sort();
+        Some(set)
+    };
+    wait_for(
+        "L1's attesters follow the voters",
+        Duration::from_secs(60),
+        || l1_set(&rt).filter(|set| *set == attester_addresses(&want)),
+    );
+    let handed_over = rt
+        .block_on(l1.head(settlement))
+        .expect("L1 head")
+        .batch_number;
+    wait_for(
+        "batches attested by the new set",
+        Duration::from_secs(60),
+        || {
+            rt.block_on(l1.head(settlement))
+                .ok()
+                .filter(|h| h.batch_number >= handed_over + 2)
+        },
+    );
+    eprintln!("L1 handed over to the new voters by batch {handed_over}");
+
     // One of the two old nodes stops: the other and the new one are a majority, and only if
     // the new one votes and acknowledges do blocks go on.
     let stop = alive[0];
@@ -175,4 +220,5 @@ fn a_dead_node_is_replaced_while_blocks_flow() {
     let _ = fresh.kill();
     let _ = fresh.wait();
     net.stop_all();
+    drop(anvil);
 }

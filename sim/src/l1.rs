@@ -1,8 +1,8 @@
 //! A simulated L1 with the settlement contract's rules, written again here (not calling the
 //! engine's batch code, so a bug in one cannot hide in the other): the next batch number only,
 //! the previous commitment, a continuous non-empty range, no epoch below the highest seen, and
-//! signatures over the commitment from a majority of the registered consensus nodes, in
-//! ascending address order. Deterministic: transactions land on the next multiple of
+//! signatures over the commitment from a majority of the consensus nodes' current set, in
+//! ascending address order; a batch that names a new set hands L1 over to it. Deterministic: transactions land on the next multiple of
 //! `block_time_ms` (anvil's `--block-time`); faults are what the scenario sets, by the rules of
 //! [`crate::l1_weather`]: an outage, one node's path cut, transactions lost before they land,
 //! receipts lost after they landed, a sender's transactions held.
@@ -177,6 +177,11 @@ impl SimL1 {
         self.lock().batches.clone()
     }
 
+    /// The attester set the contract holds now.
+    pub fn validators(&self) -> Vec<Address> {
+        self.lock().validators.clone()
+    }
+
     pub fn refusals(&self) -> Vec<(usize, u64, String)> {
         self.lock().refusals.clone()
     }
@@ -260,6 +265,16 @@ impl SimL1 {
         if sigs.len() < needed {
             return Err(format!("NotEnoughAttestations({}, {needed})", sigs.len()));
         }
+        let mut last = Address::ZERO;
+        for (i, a) in h.next_attesters.iter().enumerate() {
+            if *a <= last {
+                return Err(format!("BadNextValidator({i})"));
+            }
+            last = *a;
+        }
+        if !h.next_attesters.is_empty() {
+            s.validators = h.next_attesters.clone();
+        }
         let at = self.observer.lock().now();
         s.highest_epoch = epoch;
         let b = L1Batch {
@@ -327,6 +342,7 @@ impl SimL1 {
             }
             !s.weather.receipt_arrives(self.sender, result.is_ok())
         };
+        let validators = self.validators();
         {
             let mut o = self.observer.lock();
             match &result {
@@ -353,6 +369,8 @@ impl SimL1 {
                         b.state_root,
                         b.commitment,
                     );
+                    o.checker
+                        .l1_attesters(at, b.number, b.last_height, &validators);
                 }
                 Err(reason) => o.note(format!(
                     "L1: n{}'s batch {} at epoch {epoch} reverted: {reason}",
@@ -370,10 +388,15 @@ impl SimL1 {
     }
 }
 
-/// keccak256 over the six ABI words, as the contract computes it.
+/// keccak256 over the seven ABI words, as the contract computes it; the last is the hash of
+/// `abi.encodePacked(nextValidators)` (each address padded to a word).
 fn contract_commitment(h: &BatchHeader) -> B256 {
     let word = |v: u64| B256::left_padding_from(&v.to_be_bytes());
-    let mut abi = Vec::with_capacity(6 * 32);
+    let mut packed = Vec::with_capacity(32 * h.next_attesters.len());
+    for a in &h.next_attesters {
+        packed.extend_from_slice(B256::left_padding_from(a.as_slice()).as_slice());
+    }
+    let mut abi = Vec::with_capacity(7 * 32);
     for w in [
         word(h.number),
         h.previous,
@@ -381,6 +404,7 @@ fn contract_commitment(h: &BatchHeader) -> B256 {
         word(h.last_height),
         h.state_root,
         h.block_hashes_hash,
+        keccak256(&packed),
     ] {
         abi.extend_from_slice(w.as_slice());
     }

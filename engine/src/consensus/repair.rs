@@ -441,6 +441,7 @@ mod tests {
             last_height: 10,
             state_root: alloy_primitives::B256::repeat_byte(4),
             block_hashes_hash: alloy_primitives::B256::repeat_byte(5),
+            next_attesters: Vec::new(),
         };
         let mut b = WriteBatch::default();
         crate::chain::store::stage_sealed_batch(&mut b, &header, &key()).unwrap();

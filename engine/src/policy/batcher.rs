@@ -11,8 +11,6 @@ use super::Millis;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BatcherConfig {
-    /// Attestations a batch needs: a majority of the consensus nodes registered on L1.
-    pub quorum: usize,
     /// The first retry waits this long after a failure; each next failure doubles it...
     pub retry_ms_min: u64,
     /// ...up to this.
@@ -29,6 +27,9 @@ pub struct BatcherView {
     /// Valid attestations from distinct consensus nodes this node holds for the next batch L1
     /// needs (0 when it is not sealed here yet).
     pub attestations: usize,
+    /// Attestations that batch needs: a majority of the attester set L1 holds when it
+    /// arrives (the set its blocks' certificates name; see `settlement::batch`).
+    pub quorum: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -160,7 +161,7 @@ impl Batcher {
                 ..
             } => return None,
             Phase::Known { next, .. } if next > view.sealed => return None,
-            Phase::Known { next, .. } if view.attestations < self.cfg.quorum => {
+            Phase::Known { next, .. } if view.attestations < view.quorum => {
                 // Collecting is not busy: the next poll submits as soon as enough arrived.
                 if now < self.collect_not_before_ms {
                     return None;
@@ -287,7 +288,6 @@ mod tests {
 
     fn batcher() -> Batcher {
         Batcher::new(BatcherConfig {
-            quorum: 2,
             retry_ms_min: 100,
             retry_ms_max: 1_000,
             epoch: 1,
@@ -298,6 +298,7 @@ mod tests {
         BatcherView {
             sealed,
             attestations,
+            quorum: 2,
         }
     }
 
@@ -363,8 +364,18 @@ mod tests {
         );
         b.on_submitted(120, SubmitOutcome::Committed);
         assert_eq!(b.next_for_l1(), Some(2));
+        // Batch 1 named a set of five: batch 2 needs three of them, whatever batch 1 needed.
+        let of_five = |attestations| BatcherView {
+            sealed: 3,
+            attestations,
+            quorum: 3,
+        };
         assert_eq!(
-            b.poll(120, view(3, 3)),
+            b.poll(300, of_five(2)),
+            Some(BatcherAction::Collect { number: 2 })
+        );
+        assert_eq!(
+            b.poll(301, of_five(3)),
             Some(BatcherAction::Submit {
                 number: 2,
                 epoch: 1

@@ -1,7 +1,14 @@
 //! L1 batches: a run of canonized blocks committed to L1 as one link of a hash chain. The
 //! commitment is exactly what `contracts/Settlement.sol` computes (`commitment(...)`:
-//! keccak256 over the ABI encoding of its six fields), and what each consensus node signs to
+//! keccak256 over the ABI encoding of its seven fields), and what each consensus node signs to
 //! attest the batch.
+//!
+//! L1's attester set follows the chain's membership: a block that declares new members
+//! ([`crate::chain::members`]) ends its batch, and that batch names the new set's addresses.
+//! The set L1 holds (the old one) attests it, as the old set certified every block in it; L1
+//! then switches, and the new set attests the batches after it, whose blocks it certified. So a
+//! batch's attesters are always the signers of its blocks, and L1 never trusts a set the
+//! chain's own certificates did not hand over.
 
 use alloy_primitives::{keccak256, Address, B256};
 use serde::{Deserialize, Serialize};
@@ -23,6 +30,30 @@ pub struct BatchHeader {
     pub state_root: B256,
     /// keccak256 over the batch's block hashes, in height order.
     pub block_hashes_hash: B256,
+    /// The L1 addresses of the members its last block declares, ascending: L1's attester set
+    /// from the next batch on. Empty: the set stays.
+    pub next_attesters: Vec<Address>,
+}
+
+/// What a batch commits to of its next attesters: keccak256 over their addresses, each
+/// left-padded to a 32-byte word (Solidity's `abi.encodePacked(address[])`); the hash of
+/// nothing when the set stays.
+pub fn attesters_hash(addresses: &[Address]) -> B256 {
+    let mut buf = Vec::with_capacity(32 * addresses.len());
+    for a in addresses {
+        buf.extend_from_slice(&[0u8; 12]);
+        buf.extend_from_slice(a.as_slice());
+    }
+    keccak256(&buf)
+}
+
+/// The L1 attester set of a signer set: their addresses, ascending (the order the contract
+/// demands, so none counts twice).
+pub fn attester_addresses(members: &[NodeId]) -> Vec<Address> {
+    let mut addresses: Vec<Address> = members.iter().map(address_of).collect();
+    addresses.sort();
+    addresses.dedup();
+    addresses
 }
 
 /// keccak256 over the concatenated block hashes, in height order.
@@ -42,15 +73,17 @@ fn word_u64(v: u64) -> [u8; 32] {
 
 impl BatchHeader {
     /// `keccak256(abi.encode(number, previous, first_height, last_height, state_root,
-    /// block_hashes_hash))`: every field is a static ABI type, one 32-byte word each.
+    /// block_hashes_hash, attesters_hash(next_attesters)))`: every field is a static ABI type,
+    /// one 32-byte word each.
     pub fn commitment(&self) -> B256 {
-        let mut buf = Vec::with_capacity(6 * 32);
+        let mut buf = Vec::with_capacity(7 * 32);
         buf.extend_from_slice(&word_u64(self.number));
         buf.extend_from_slice(self.previous.as_slice());
         buf.extend_from_slice(&word_u64(self.first_height));
         buf.extend_from_slice(&word_u64(self.last_height));
         buf.extend_from_slice(self.state_root.as_slice());
         buf.extend_from_slice(self.block_hashes_hash.as_slice());
+        buf.extend_from_slice(attesters_hash(&self.next_attesters).as_slice());
         keccak256(&buf)
     }
 }
@@ -74,8 +107,8 @@ pub struct BatchCursor {
 
 impl BatchCursor {
     /// Takes the next applied block (`hash` is its header's hash). Returns the batch it closes:
-    /// the block carries the leader's seal mark, or the batch reached `blocks_per_batch` blocks
-    /// (at least 1).
+    /// the block carries the leader's seal mark, declares new members, or the batch reached
+    /// `blocks_per_batch` blocks (at least 1).
     pub fn on_block(
         &mut self,
         header: &BlockHeader,
@@ -87,7 +120,7 @@ impl BatchCursor {
         }
         self.open_hashes.push(hash);
         let full = self.open_hashes.len() as u64 >= blocks_per_batch.max(1);
-        if !(full || header.seals_batch) {
+        if !(full || header.seals_batch || header.members.is_some()) {
             return None;
         }
         let sealed = BatchHeader {
@@ -97,6 +130,11 @@ impl BatchCursor {
             last_height: header.height,
             state_root: header.state_root,
             block_hashes_hash: block_hashes_hash(&self.open_hashes),
+            next_attesters: header
+                .members
+                .as_deref()
+                .map(attester_addresses)
+                .unwrap_or_default(),
         };
         self.sealed_number = sealed.number;
         self.sealed_commitment = sealed.commitment();
@@ -169,6 +207,7 @@ mod tests {
             last_height: 10,
             state_root: B256::repeat_byte(3),
             block_hashes_hash: block_hashes_hash(&[B256::repeat_byte(1), B256::repeat_byte(2)]),
+            next_attesters: Vec::new(),
         }
     }
 
@@ -199,6 +238,10 @@ mod tests {
             },
             BatchHeader {
                 block_hashes_hash: B256::ZERO,
+                ..base.clone()
+            },
+            BatchHeader {
+                next_attesters: vec![Address::repeat_byte(1)],
                 ..base.clone()
             },
         ];
@@ -273,6 +316,36 @@ mod tests {
                 assert_eq!(b.block_hashes_hash, block_hashes_hash(&hashes));
             }
         }
+    }
+
+    #[test]
+    fn a_block_declaring_members_ends_its_batch_and_names_their_addresses() {
+        let keys: Vec<_> = (0..3).map(|i| derived_key("batch-members", i)).collect();
+        let declared: Vec<NodeId> = keys.iter().map(|k| k.node_id()).collect();
+        let mut c = BatchCursor::default();
+        let mut sealed = Vec::new();
+        for height in 1..=6 {
+            let (mut h, hash) = block(height, height * 100, false);
+            if height == 2 {
+                h.members = Some(declared.clone());
+            }
+            sealed.extend(c.on_block(&h, hash, 4));
+        }
+        let ranges: Vec<(u64, u64)> = sealed
+            .iter()
+            .map(|b| (b.first_height, b.last_height))
+            .collect();
+        assert_eq!(ranges, [(1, 2), (3, 6)]);
+        // Restated here: each key's address, ascending.
+        let mut want: Vec<Address> = keys.iter().map(|k| k.address()).collect();
+        want.sort();
+        assert_eq!(sealed[0].next_attesters, want);
+        assert!(sealed[1].next_attesters.is_empty(), "the set stays");
+        let mut packed = Vec::new();
+        for a in &want {
+            packed.extend_from_slice(B256::left_padding_from(a.as_slice()).as_slice());
+        }
+        assert_eq!(attesters_hash(&want), keccak256(&packed));
     }
 
     #[test]

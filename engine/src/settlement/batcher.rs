@@ -64,7 +64,8 @@ async fn claim_batcher<RT: AsyncRuntime>(
     }
 }
 
-/// Asks the other consensus nodes for their attestations of batch `number`, all at once,
+/// Asks the batch's other attesters (the signers of its blocks) for their attestations of
+/// batch `number`, all at once,
 /// and keeps the valid ones as soon as those held and those answered make a quorum: a peer
 /// that is down costs nothing once the others answered. Asked one after another, a dead
 /// peer cost every batch a whole `rpc_timeout_ms`, and a takeover's backlog drained at a
@@ -80,11 +81,10 @@ async fn collect_attestations<RT: AsyncRuntime>(node: &ConsensusNode<RT>, number
         .into_iter()
         .map(|a| a.signer)
         .collect();
+    let attesters = node.signers().of(header.first_height).to_vec();
     let timeout = Duration::from_millis(node.config().rpc_timeout_ms);
     let req = Request::GetAttestations { number };
-    let mut asking: FuturesUnordered<_> = node
-        .config()
-        .peers
+    let mut asking: FuturesUnordered<_> = attesters
         .iter()
         .filter(|p| **p != node.id() && !have.contains(p))
         .map(|peer| {
@@ -98,7 +98,7 @@ async fn collect_attestations<RT: AsyncRuntime>(node: &ConsensusNode<RT>, number
             }
         })
         .collect();
-    let quorum = crate::chain::certificate::majority(node.config().peers.len());
+    let quorum = crate::chain::certificate::majority(attesters.len());
     let mut got: Vec<Attestation> = Vec::new();
     while let Some((peer, answer)) = asking.next().await {
         if let Ok(atts) = answer {

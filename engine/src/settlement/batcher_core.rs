@@ -165,9 +165,15 @@ impl BatcherCore {
         self.waiting.is_none().then_some(self.due_ms)
     }
 
-    /// Attestations a batch needs: a majority of the consensus nodes.
-    pub fn quorum(&self) -> usize {
-        crate::chain::certificate::majority(self.peers.len())
+    /// Who attests `header` on L1: the signers of its blocks, which is the set L1 holds when
+    /// it arrives (a batch ends at every block that declares new members; see
+    /// [`crate::settlement::batch`]).
+    fn attesters(&self, chain: &ChainStore, header: &BatchHeader) -> Vec<NodeId> {
+        chain
+            .state()
+            .signers(&self.peers)
+            .of(header.first_height)
+            .to_vec()
     }
 
     /// Runs one step if one is due at `now`, reading the role and batches `chain` applied.
@@ -211,11 +217,9 @@ impl BatcherCore {
         chain: &ChainStore,
         out: &mut Vec<BatcherOut>,
     ) {
-        let quorum = self.quorum();
         let setup = self.setup;
         let policy = self.active.get_or_insert_with(|| {
             Batcher::new(BatcherConfig {
-                quorum,
                 retry_ms_min: setup.retry_ms_min,
                 retry_ms_max: setup.retry_ms_max,
                 // A new policy starts below any claimed epoch.
@@ -227,11 +231,18 @@ impl BatcherCore {
             out.push(BatcherOut::Emit(Event::BatcherActive { epoch: role.epoch }));
         }
         let sealed = chain.state().batches.sealed_number;
-        let attestations = match policy.next_for_l1() {
-            Some(n) if n <= sealed => self
-                .batch_with_signatures(chain, n)
-                .map_or(0, |(_, s)| s.len()),
-            _ => 0,
+        let (attestations, quorum) = match policy.next_for_l1() {
+            Some(n) if n <= sealed => {
+                self.batch_with_signatures(chain, n)
+                    .map_or((0, usize::MAX), |(header, s)| {
+                        let attesters = self.attesters(chain, &header);
+                        (
+                            s.len(),
+                            crate::chain::certificate::majority(attesters.len()),
+                        )
+                    })
+            }
+            _ => (0, usize::MAX),
         };
         let Some(policy) = self.active.as_mut() else {
             return;
@@ -241,6 +252,7 @@ impl BatcherCore {
             BatcherView {
                 sealed,
                 attestations,
+                quorum,
             },
         ) {
             None => self.due_ms = now + self.setup.poll_ms,
@@ -454,19 +466,20 @@ impl BatcherCore {
         self.published.last_error = None;
     }
 
-    /// Batch `number` and the valid signatures over it from distinct consensus nodes, in the
-    /// contract's order.
+    /// Batch `number` and the valid signatures over it from distinct members of its attester
+    /// set, in the contract's order.
     fn batch_with_signatures(
         &self,
         chain: &ChainStore,
         number: u64,
     ) -> Option<(BatchHeader, Vec<Sig65>)> {
         let header = chain.batch(number).ok().flatten()?;
+        let attesters = self.attesters(chain, &header);
         let atts: Vec<Attestation> = chain
             .attestations(number)
             .ok()?
             .into_iter()
-            .filter(|a| self.peers.contains(&a.signer))
+            .filter(|a| attesters.contains(&a.signer))
             .collect();
         let sigs = ordered_signatures(&header, &atts);
         Some((header, sigs))
@@ -499,6 +512,10 @@ mod tests {
     //! the driver would bring is handed in by the table.
     use super::*;
     use crate::chain::block::{ChainSpec, DEFAULT_BLOCKS_PER_BATCH};
+    use std::collections::BTreeSet;
+
+    use alloy_primitives::Address;
+
     use crate::chain::store::stage_applied;
     use crate::keys::derived_key;
     use crate::net::transport::BoxFuture;
@@ -593,6 +610,66 @@ mod tests {
                 _ => None,
             })
             .collect()
+    }
+
+    #[test]
+    fn a_batch_counts_only_the_signers_of_its_blocks() {
+        let keys: Vec<_> = (0..5)
+            .map(|i| derived_key("batcher-core-test", i))
+            .collect();
+        let chain = store();
+        // Genesis {0, 1, 2}; the block at 10 declares {0, 3, 4} and ends batch 1.
+        let mut next = chain.state().clone();
+        next.members.declare(10, vec![id(0), id(3), id(4)]);
+        let b1 = BatchHeader {
+            number: 1,
+            previous: B256::ZERO,
+            first_height: 1,
+            last_height: 10,
+            state_root: B256::repeat_byte(1),
+            block_hashes_hash: B256::repeat_byte(2),
+            next_attesters: crate::settlement::batch::attester_addresses(&[id(0), id(3), id(4)]),
+        };
+        let b2 = BatchHeader {
+            number: 2,
+            previous: b1.commitment(),
+            first_height: 11,
+            last_height: 20,
+            state_root: B256::repeat_byte(3),
+            block_hashes_hash: B256::repeat_byte(4),
+            next_attesters: Vec::new(),
+        };
+        next.batches.sealed_number = 2;
+        let mut batch = WriteBatch::default();
+        for b in [&b1, &b2] {
+            crate::chain::store::stage_sealed_batch(&mut batch, b, &keys[0]).unwrap();
+        }
+        stage_applied(&mut batch, &next).unwrap();
+        chain.commit(batch, next, Durability::Buffered).unwrap();
+        for b in [&b1, &b2] {
+            let all: Vec<Attestation> = keys[1..].iter().map(|k| Attestation::sign(b, k)).collect();
+            chain.add_attestations(b.number, &all).unwrap();
+        }
+        let c = core(0);
+        // (batch, the nodes whose signatures count): everyone signed both.
+        for (b, counted) in [(&b1, [0, 1, 2]), (&b2, [0, 3, 4])] {
+            let (_, sigs) = c.batch_with_signatures(&chain, b.number).unwrap();
+            let mut got: Vec<Address> = sigs
+                .iter()
+                .map(|s| crate::keys::recover_address(&b.commitment(), s).unwrap())
+                .collect();
+            got.sort();
+            let mut want: Vec<Address> = counted.iter().map(|&i| keys[i].address()).collect();
+            want.sort();
+            assert_eq!(got, want, "batch {}", b.number);
+            let attesters: BTreeSet<NodeId> = c.attesters(&chain, b).into_iter().collect();
+            assert_eq!(
+                attesters,
+                counted.iter().map(|&i| id(i)).collect(),
+                "batch {}",
+                b.number
+            );
+        }
     }
 
     #[test]

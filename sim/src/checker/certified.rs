@@ -45,8 +45,13 @@ impl Holders {
         self.declared.get(&height)
     }
 
+    /// The heights in `range` at which a block declared members.
+    pub fn declared_in(&self, range: std::ops::Range<u64>) -> Vec<u64> {
+        self.declared.range(range).map(|(h, _)| *h).collect()
+    }
+
     /// The set whose majority must hold the block at `height`.
-    fn members_for(&self, height: u64) -> &BTreeSet<usize> {
+    pub fn members_for(&self, height: u64) -> &BTreeSet<usize> {
         self.declared
             .range(..height)
             .next_back()

@@ -772,6 +772,7 @@ mod tests {
                     .map(|h| B256::repeat_byte(h as u8))
                     .collect::<Vec<_>>(),
             ),
+            next_attesters: Vec::new(),
         };
         let sealed = |h: &BatchHeader| Event::BatchSealed {
             number: h.number,
@@ -840,6 +841,7 @@ mod tests {
             last_height: h,
             state_root: B256::repeat_byte(0xee),
             block_hashes_hash: block_hashes_hash(&[B256::repeat_byte(h as u8)]),
+            next_attesters: Vec::new(),
         };
         let b1 = header(1, B256::ZERO, 1);
         let b2 = header(2, b1.commitment(), 2);

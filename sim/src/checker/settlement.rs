@@ -1,10 +1,13 @@
 //! The checker's part for L1: every node seals the same contiguous batches of the canonical
-//! chain, and L1 commits them in order, each from the batcher that won its epoch.
+//! chain, and L1 commits them in order, each from the batcher that won its epoch. L1's
+//! attester set follows the chain's membership: a batch ends at each block declaring members
+//! and commits to their addresses, and after each batch L1 holds the set that certifies the
+//! blocks after it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use alloy_primitives::{keccak256, B256};
+use alloy_primitives::{keccak256, Address, B256};
 
 use super::{Checker, SealedBatch};
 
@@ -89,6 +92,44 @@ impl Checker {
         self.l1.push((number, last_height));
     }
 
+    /// L1 committed batch `number`, ending at `last_height`, and now holds `attesters`: they
+    /// must be the L1 addresses of the set that certifies the block after it (the genesis
+    /// members, or the last set a block up to `last_height` declared).
+    pub fn l1_attesters(
+        &mut self,
+        at: Duration,
+        number: u64,
+        last_height: u64,
+        attesters: &[Address],
+    ) {
+        const RULE: &str =
+            "after each batch L1's attesters are the chain's signers after its last block";
+        let members = self.holders.members_for(last_height + 1).clone();
+        let expected = self.addresses(&members);
+        // The deployment registers its set in node order; a named set comes ascending.
+        let mut held = attesters.to_vec();
+        held.sort();
+        if expected != Some(held) {
+            self.fail(RULE, 0, Some(last_height), at, format!(
+                "after batch {number} L1 holds attesters {attesters:?}; the chain's signers after height {last_height} are nodes {members:?}"
+            ));
+        }
+    }
+
+    /// The L1 addresses of nodes `members`, ascending (`None`: an index names no node).
+    fn addresses(&self, members: &BTreeSet<usize>) -> Option<Vec<Address>> {
+        let mut out = members
+            .iter()
+            .map(|&i| {
+                self.node_ids
+                    .get(i)
+                    .map(|id| Address::from_raw_public_key(&id.0))
+            })
+            .collect::<Option<Vec<Address>>>()?;
+        out.sort();
+        Some(out)
+    }
+
     /// The batches sealed so far, by number.
     pub fn sealed_batches(&self) -> &BTreeMap<u64, SealedBatch> {
         &self.batches
@@ -96,8 +137,9 @@ impl Checker {
 
     /// A node sealed batch `number`: it must be the canonical batch of that number (all nodes
     /// agree), continue the batch before it with no gap or overlap, end on a canonical block
-    /// with that block's state root, and carry the commitment the checker computes itself
-    /// from the canonical block hashes (keccak over the six ABI words the contract hashes).
+    /// with that block's state root, end at any block declaring members, and carry the
+    /// commitment the checker computes itself from the canonical block hashes and the
+    /// declared members (keccak over the seven ABI words the contract hashes).
     pub(super) fn batch_sealed(
         &mut self,
         node: usize,
@@ -161,7 +203,32 @@ impl Checker {
                     self.blocks_per_batch
                 ),
             );
+        } else if let Some(&inside) = self
+            .holders
+            .declared_in(got.first_height..got.last_height)
+            .first()
+        {
+            self.fail(
+                "a batch ends at each block that declares members",
+                node,
+                Some(got.last_height),
+                at,
+                format!(
+                    "batch {number} covers {}..={} past the declaration at {inside}",
+                    got.first_height, got.last_height
+                ),
+            );
         } else {
+            // What the batch commits to of its next attesters: the members its last block
+            // declared, as abi.encodePacked(address[]) of their ascending addresses.
+            let declared = self.holders.declared_at(got.last_height).cloned();
+            let next = declared
+                .map(|set| self.addresses(&set).unwrap_or_default())
+                .unwrap_or_default();
+            let mut packed = Vec::with_capacity(32 * next.len());
+            next.iter().for_each(|a| {
+                packed.extend_from_slice(B256::left_padding_from(a.as_slice()).as_slice())
+            });
             let hashes: Option<Vec<B256>> = (got.first_height..=got.last_height)
                 .map(|h| self.canonical.get(&h).map(|c| c.hash))
                 .collect();
@@ -171,7 +238,7 @@ impl Checker {
                     let mut concat = Vec::with_capacity(32 * hashes.len());
                     hashes.iter().for_each(|h| concat.extend_from_slice(h.as_slice()));
                     let word = |v: u64| B256::left_padding_from(&v.to_be_bytes());
-                    let mut abi = Vec::with_capacity(6 * 32);
+                    let mut abi = Vec::with_capacity(7 * 32);
                     for w in [
                         word(number),
                         prev_commitment,
@@ -179,6 +246,7 @@ impl Checker {
                         word(got.last_height),
                         got.state_root,
                         keccak256(&concat),
+                        keccak256(&packed),
                     ] {
                         abi.extend_from_slice(w.as_slice());
                     }
@@ -197,5 +265,133 @@ impl Checker {
             }
         }
         self.batches.insert(number, got);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use canon_engine::events::Event;
+    use canon_engine::keys::derived_key;
+    use canon_engine::settlement::batch::{attester_addresses, block_hashes_hash, BatchHeader};
+    use canon_engine::NodeId;
+
+    use super::*;
+
+    const ENDS: &str = "a batch ends at each block that declares members";
+    const HANDED: &str =
+        "after each batch L1's attesters are the chain's signers after its last block";
+    const SEALED: &str = "every node seals the same contiguous L1 batches of the canonical chain";
+
+    fn at() -> Duration {
+        Duration::from_millis(5)
+    }
+
+    /// Four nodes (three at genesis); blocks 1..=4 with hashes 1..=4; the block at 2 declares
+    /// nodes {0, 1, 3}.
+    fn setup() -> (Checker, Vec<NodeId>) {
+        let g = B256::ZERO;
+        let ids: Vec<NodeId> = (0..4)
+            .map(|i| derived_key("checker-l1-members", i).node_id())
+            .collect();
+        let mut c = Checker::new(4, g);
+        c.set_node_ids(ids.clone());
+        c.set_genesis_members(3);
+        let mut parent = g;
+        for h in 1..=4u64 {
+            c.observe(
+                0,
+                at(),
+                &Event::BlockApplied {
+                    index: h,
+                    height: h,
+                    hash: B256::repeat_byte(h as u8),
+                    parent_hash: parent,
+                    state_root: B256::repeat_byte(0xee),
+                    timestamp_ms: h,
+                    term: 1,
+                    proposer: NodeId::default(),
+                    transactions: 0,
+                },
+            );
+            if h == 2 {
+                let members = vec![ids[0], ids[1], ids[3]];
+                c.observe(0, at(), &Event::MembersDeclared { height: 2, members });
+            }
+            parent = B256::repeat_byte(h as u8);
+        }
+        (c, ids)
+    }
+
+    fn header(
+        number: u64,
+        previous: B256,
+        first: u64,
+        last: u64,
+        next: Vec<Address>,
+    ) -> BatchHeader {
+        BatchHeader {
+            number,
+            previous,
+            first_height: first,
+            last_height: last,
+            state_root: B256::repeat_byte(0xee),
+            block_hashes_hash: block_hashes_hash(
+                &(first..=last)
+                    .map(|h| B256::repeat_byte(h as u8))
+                    .collect::<Vec<_>>(),
+            ),
+            next_attesters: next,
+        }
+    }
+
+    fn seal(c: &mut Checker, h: &BatchHeader) {
+        c.observe(
+            0,
+            at(),
+            &Event::BatchSealed {
+                number: h.number,
+                first_height: h.first_height,
+                last_height: h.last_height,
+                state_root: h.state_root,
+                commitment: h.commitment(),
+            },
+        );
+    }
+
+    fn rules(c: &Checker) -> Vec<&'static str> {
+        c.violations().iter().map(|v| v.invariant).collect()
+    }
+
+    #[test]
+    fn a_batch_ends_at_a_declaration_names_its_members_and_l1_takes_them() {
+        // Right: batch 1 ends at the declaration naming {0, 1, 3}; L1 then holds them.
+        let (mut ok, ids) = setup();
+        let named = attester_addresses(&[ids[0], ids[1], ids[3]]);
+        let b1 = header(1, B256::ZERO, 1, 2, named.clone());
+        seal(&mut ok, &b1);
+        seal(&mut ok, &header(2, b1.commitment(), 3, 4, Vec::new()));
+        ok.l1_attesters(at(), 1, 2, &named);
+        assert!(ok.violations().is_empty(), "{:?}", ok.violations());
+
+        // A batch running past the declaration.
+        let (mut past, _) = setup();
+        seal(&mut past, &header(1, B256::ZERO, 1, 3, Vec::new()));
+        assert_eq!(rules(&past), [ENDS]);
+
+        // Ending there but naming nobody, or another set: its commitment is not the chain's.
+        for next in [Vec::new(), attester_addresses(&ids[..3])] {
+            let (mut unnamed, _) = setup();
+            seal(&mut unnamed, &header(1, B256::ZERO, 1, 2, next));
+            assert_eq!(rules(&unnamed), [SEALED]);
+        }
+
+        // L1 kept the genesis set after the batch that named the new one, or took a set
+        // before any was declared.
+        let (mut kept, ids) = setup();
+        kept.l1_attesters(at(), 1, 2, &attester_addresses(&ids[..3]));
+        assert_eq!(rules(&kept), [HANDED]);
+        let (mut early, ids) = setup();
+        early.l1_attesters(at(), 1, 1, &attester_addresses(&[ids[0], ids[1], ids[3]]));
+        assert_eq!(rules(&early), [HANDED]);
     }
 }

@@ -38,7 +38,6 @@ impl SimCluster {
         self.node(i).map(|n| n.head().height).unwrap_or(0)
     }
 
-    /// The highest canonized height any node has applied.
     /// The highest batch any node sealed, and the last batch on L1.
     pub fn batch_progress(&self) -> (u64, u64) {
         let o = self.observer.lock();
@@ -70,6 +69,27 @@ impl SimCluster {
             }
             madsim::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// L1's attester set must be nodes `members`: their addresses (the last 20 bytes of
+    /// keccak over each public key), ascending.
+    pub fn check_l1_attesters(
+        &self,
+        members: &std::collections::BTreeSet<usize>,
+    ) -> Result<(), String> {
+        let mut want: Vec<Address> = members
+            .iter()
+            .map(|&i| Address::from_raw_public_key(&self.node_id(i).0))
+            .collect();
+        want.sort();
+        let mut held = self.l1.validators();
+        held.sort();
+        if held != want {
+            return Err(format!(
+                "L1 holds attesters {held:?}; nodes {members:?} are {want:?}"
+            ));
+        }
+        Ok(())
     }
 
     pub fn canonical_height(&self) -> u64 {

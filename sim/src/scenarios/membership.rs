@@ -1,5 +1,6 @@
 //! Membership changes (issue 34): a node that died for good is replaced by a fresh machine
-//! while blocks flow, L1 batches land and an external node follows the chain's new signers.
+//! while blocks flow, L1 batches land (attested by the set L1 holds, which follows the chain's
+//! declarations) and an external node follows the chain's new signers.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -93,6 +94,13 @@ async fn check_members(
     Ok(())
 }
 
+/// L1 lands every batch sealed by now, the ones naming new members included, and then holds
+/// nodes `want` as its attesters.
+async fn l1_follows(c: &SimCluster, want: &BTreeSet<usize>) -> Result<(), String> {
+    c.wait_for_l1(L1_BOUND).await.map_err(|e| at(c, e))?;
+    c.check_l1_attesters(want).map_err(|e| at(c, e))
+}
+
 /// Replaces `dead` (down for good, or still up and shut down once removed) by spare `fresh`,
 /// in the order the seed draws, as an operator would; the membership after it.
 async fn replace(
@@ -171,19 +179,17 @@ pub(crate) fn replace_node(ctx: Ctx) -> ScenarioFuture {
         c.record("replace_ms", ms(started.elapsed()));
         let want: BTreeSet<usize> = (0..=fresh).filter(|i| *i != dead).collect();
         check_members(&c, &status, &want).await?;
-        c.wait_for_l1(L1_BOUND).await.map_err(|e| at(&c, e))?;
+        l1_follows(&c, &want).await?;
         external_follows_then_heal(&mut c, x).await
     })
 }
 
 pub(crate) fn replace_twice(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        // No batcher: L1's attester set is the one registered at deployment, and two of the
-        // three genesis members are gone by the end (README: L1 does not follow the
-        // membership yet).
+        // Two of the three genesis members are gone by the end, so L1 lands batches only if
+        // its attester set followed the chain's.
         let cfg = ClusterConfig {
             spares: 2,
-            batchers: Vec::new(),
             ..ClusterConfig::default()
         };
         let (mut c, _) = running_cluster_with(&ctx, cfg).await?;
@@ -226,7 +232,9 @@ pub(crate) fn replace_twice(ctx: Ctx) -> ScenarioFuture {
         // shut down.
         let status = replace(&mut c, other, second).await?;
         c.retire(other);
-        check_members(&c, &status, &[0, first, second].into()).await?;
+        let want: BTreeSet<usize> = [0, first, second].into();
+        check_members(&c, &status, &want).await?;
+        l1_follows(&c, &want).await?;
         external_follows_then_heal(&mut c, x).await
     })
 }
@@ -308,6 +316,7 @@ pub(crate) fn membership_chaos(ctx: Ctx) -> ScenarioFuture {
         let want: BTreeSet<usize> = (0..=fresh).filter(|i| *i != old).collect();
         let status = status.ok_or("no membership change was made")?;
         check_members(&c, &status, &want).await?;
+        l1_follows(&c, &want).await?;
         heal_and_check(&mut c).await?;
         c.check_externals().map_err(|m| at(&c, m))
     })
