@@ -46,6 +46,7 @@ fn seed_inputs_reach_past_the_decoders() {
         match target {
             "codec_decode" => assert!(canon_fuzz::decode_all(&bytes) >= 1, "{name}"),
             "config" => assert!(canon_fuzz::config(&bytes), "{name} validates"),
+            "rpc_params" => assert!(canon_fuzz::rpc_params(&bytes), "{name} parses"),
             _ => {}
         }
     }

@@ -37,6 +37,18 @@ proptest! {
         let _ = canon_fuzz::config(&data);
     }
 
+    /// JSON-ish parameter text (arrays of hex strings, numbers, nulls and stray tokens), so
+    /// random cases get past the first bracket.
+    #[test]
+    fn rpc_parameters_end_in_a_call_or_invalid_params(
+        selector in any::<u8>(),
+        text in r#"\[("0x[0-9a-fz]{0,6}"|-?[0-9]{1,22}|null|"latest"|"local"|\[|\]|,| ){0,12}\]?"#,
+    ) {
+        let mut data = vec![selector];
+        data.extend_from_slice(text.as_bytes());
+        let _ = canon_fuzz::rpc_params(&data);
+    }
+
     #[test]
     fn the_signing_guard_never_lets_two_blocks_through(data in proptest::collection::vec(any::<u8>(), 0..160)) {
         canon_fuzz::signing_guard(&data);

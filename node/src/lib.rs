@@ -3,6 +3,7 @@
 pub mod client_auth;
 pub mod config;
 pub mod genesis;
+pub mod rpc_params;
 pub mod secret;
 pub mod verifier;
 

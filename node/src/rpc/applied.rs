@@ -7,72 +7,19 @@ use std::time::Duration;
 
 use alloy_primitives::B256;
 use canon_engine::app::{Tx, RULE_ENCODING};
-use canon_engine::net::wire::{
-    Awaited, ReadAnswer, ReadConsistency, ReadError, MAX_SUBMIT_WAIT_MS,
-};
-use jsonrpsee::types::params::ParamsSequence;
+use canon_engine::net::wire::{Awaited, ReadAnswer, ReadError};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
-use super::{
-    batch_answer, decode_batch, decode_transaction, invalid, outcome_result, BatchEntry, NO_LEADER,
-};
+use super::{admitted, batch_answer, outcome_result, BatchEntry, NO_LEADER};
 use crate::context::NodeContext;
+use crate::rpc_params::{self, invalid};
 
-/// How long a call that waits for its transaction waits when it does not say.
-pub const DEFAULT_WAIT_MS: u64 = 5_000;
 /// Admitted, but not seen applied within the wait: it may still apply.
 pub const TIMED_OUT: i32 = -32002;
 
-/// The next positional parameter; a missing or malformed one is named with the call's `usage`.
-pub fn param<T: serde::de::DeserializeOwned>(
-    seq: &mut ParamsSequence<'_>,
-    usage: &str,
-) -> Result<T, ErrorObjectOwned> {
-    seq.next()
-        .map_err(|e| invalid(format!("expected {usage}: {e}")))
-}
-
-/// The next positional parameter if there is one.
-pub fn optional_param<T: serde::de::DeserializeOwned>(
-    seq: &mut ParamsSequence<'_>,
-    usage: &str,
-) -> Result<Option<T>, ErrorObjectOwned> {
-    seq.optional_next()
-        .map_err(|e| invalid(format!("expected {usage}: {e}")))
-}
-
-/// `0x` hex (the prefix is optional) as bytes; the message names `what`.
-pub fn hex_bytes(what: &str, raw: &str) -> Result<Vec<u8>, ErrorObjectOwned> {
-    hex::decode(raw.strip_prefix("0x").unwrap_or(raw))
-        .map_err(|e| invalid(format!("{what} {raw:?} is not hex: {e}")))
-}
-
 pub fn hex_string(bytes: &[u8]) -> String {
     format!("0x{}", hex::encode(bytes))
-}
-
-/// A wait in milliseconds (default [`DEFAULT_WAIT_MS`], at most [`MAX_SUBMIT_WAIT_MS`]).
-pub fn parse_wait(ms: Option<u64>) -> Result<Duration, ErrorObjectOwned> {
-    let ms = ms.unwrap_or(DEFAULT_WAIT_MS);
-    if ms == 0 || ms > u64::from(MAX_SUBMIT_WAIT_MS) {
-        return Err(invalid(format!(
-            "wait of {ms} ms: between 1 and {MAX_SUBMIT_WAIT_MS}"
-        )));
-    }
-    Ok(Duration::from_millis(ms))
-}
-
-/// `"linearizable"` (the default) or `"local"`.
-pub fn parse_consistency(raw: Option<String>) -> Result<ReadConsistency, ErrorObjectOwned> {
-    match raw.as_deref().map(str::to_ascii_lowercase).as_deref() {
-        None | Some("linearizable") => Ok(ReadConsistency::Linearizable),
-        Some("local") => Ok(ReadConsistency::Local),
-        Some(other) => Err(invalid(format!(
-            "consistency {other:?}: \"linearizable\" (sees every write that finished before the \
-             read) or \"local\" (this node's applied state, maybe stale)"
-        ))),
-    }
 }
 
 /// What came of a transaction waited on: the height that applied it and its output, or the
@@ -154,11 +101,7 @@ pub async fn send_transaction_and_wait(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<AppliedAnswer, ErrorObjectOwned> {
-    let usage = "[\"0x<transaction>\", wait_ms?]";
-    let mut seq = params.sequence();
-    let raw: String = param(&mut seq, usage)?;
-    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
-    let (tx, hash) = decode_transaction(&raw)?;
+    let ((tx, hash), wait) = rpc_params::send_transaction_and_wait(&params)?;
     let result = submit_and_wait(&ctx, vec![tx], wait).await.pop();
     let (height, output) = result.unwrap_or_else(|| Err(invalid("no answer came back")))?;
     Ok(AppliedAnswer::new(hash, height, &output))
@@ -170,11 +113,9 @@ pub async fn send_transactions_and_wait(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Vec<BatchEntry<AppliedAnswer>>, ErrorObjectOwned> {
-    let usage = "[[\"0x<transaction>\", ...], wait_ms?]";
-    let mut seq = params.sequence();
-    let raws: Vec<String> = param(&mut seq, usage)?;
-    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
-    let (decoded, txs) = decode_batch(&raws, ctx.max_transactions_per_call)?;
+    let (decoded, wait) =
+        rpc_params::send_transactions_and_wait(&params, ctx.max_transactions_per_call)?;
+    let txs = admitted(&decoded);
     let mut results = submit_and_wait(&ctx, txs, wait).await.into_iter();
     Ok(batch_answer(decoded, |hash| {
         let (height, output) = results
@@ -189,11 +130,7 @@ pub async fn query(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "[\"0x<query>\", consistency?]";
-    let mut seq = params.sequence();
-    let raw: String = param(&mut seq, usage)?;
-    let consistency = parse_consistency(optional_param(&mut seq, usage)?)?;
-    let query = hex_bytes("query", &raw)?;
+    let (query, consistency) = rpc_params::query(&params)?;
     let read = read_result(ctx.read(query, consistency).await)?;
     Ok(json!({ "answer": hex_string(&read.answer), "height": read.height }))
 }
@@ -201,29 +138,6 @@ pub async fn query(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn waits_and_consistencies_are_checked_and_named() {
-        assert_eq!(
-            parse_wait(None).unwrap(),
-            Duration::from_millis(DEFAULT_WAIT_MS)
-        );
-        assert!(parse_wait(Some(0))
-            .unwrap_err()
-            .message()
-            .contains("wait of 0 ms"));
-        assert!(parse_wait(Some(u64::from(MAX_SUBMIT_WAIT_MS) + 1)).is_err());
-        assert_eq!(
-            parse_consistency(None).unwrap(),
-            ReadConsistency::Linearizable
-        );
-        assert_eq!(
-            parse_consistency(Some("Local".into())).unwrap(),
-            ReadConsistency::Local
-        );
-        let e = parse_consistency(Some("eventual".into())).unwrap_err();
-        assert!(e.message().contains("\"eventual\""), "{}", e.message());
-    }
 
     #[test]
     fn a_timed_out_write_says_it_may_still_apply() {

@@ -5,16 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use canon_engine::app::kv::{KvAnswer, KvOp, KvOutcome, KvQuery, KvTx, MAX_RANGE_PAIRS};
+use canon_engine::app::kv::{KvAnswer, KvOp, KvOutcome, KvQuery, KvTx};
 use jsonrpsee::types::{ErrorObjectOwned, Params};
 use serde_json::{json, Value};
 
-use super::applied::{
-    hex_bytes, hex_string, optional_param, param, parse_consistency, parse_wait, read_result,
-    submit_and_wait,
-};
-use super::{internal, invalid};
+use canon_engine::net::wire::ReadConsistency;
+
+use super::applied::{hex_string, read_result, submit_and_wait};
+use super::internal;
 use crate::context::NodeContext;
+use crate::rpc_params::{self, invalid};
 
 fn require_kv(ctx: &NodeContext) -> Result<(), ErrorObjectOwned> {
     match ctx.spec.app.kind() {
@@ -23,10 +23,6 @@ fn require_kv(ctx: &NodeContext) -> Result<(), ErrorObjectOwned> {
             "kv_ methods need a chain with application kv; this one runs {other}"
         ))),
     }
-}
-
-fn optional_hex(what: &str, raw: Option<String>) -> Result<Option<Vec<u8>>, ErrorObjectOwned> {
-    raw.map(|r| hex_bytes(what, &r)).transpose()
 }
 
 /// Applies one operation and returns the height and what it answered.
@@ -55,15 +51,7 @@ pub async fn put(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "[\"0x<key>\", \"0x<value>\", wait_ms?]";
-    let mut seq = params.sequence();
-    let key: String = param(&mut seq, usage)?;
-    let value: String = param(&mut seq, usage)?;
-    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
-    let op = KvOp::Put {
-        key: hex_bytes("key", &key)?,
-        value: hex_bytes("value", &value)?,
-    };
+    let (op, wait) = rpc_params::kv_put(&params)?;
     let (height, _) = write(&ctx, op, wait).await?;
     Ok(json!({ "height": height }))
 }
@@ -73,13 +61,7 @@ pub async fn delete(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "[\"0x<key>\", wait_ms?]";
-    let mut seq = params.sequence();
-    let key: String = param(&mut seq, usage)?;
-    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
-    let op = KvOp::Delete {
-        key: hex_bytes("key", &key)?,
-    };
+    let (op, wait) = rpc_params::kv_delete(&params)?;
     match write(&ctx, op, wait).await? {
         (height, KvOutcome::Deleted(existed)) => {
             Ok(json!({ "height": height, "existed": existed }))
@@ -95,17 +77,7 @@ pub async fn compare_and_set(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "[\"0x<key>\", \"0x<expected>\" or null, \"0x<new>\" or null, wait_ms?]";
-    let mut seq = params.sequence();
-    let key: String = param(&mut seq, usage)?;
-    let expected: Option<String> = param(&mut seq, usage)?;
-    let new: Option<String> = param(&mut seq, usage)?;
-    let wait = parse_wait(optional_param(&mut seq, usage)?)?;
-    let op = KvOp::CompareAndSet {
-        key: hex_bytes("key", &key)?,
-        expected: optional_hex("expected", expected)?,
-        new: optional_hex("new", new)?,
-    };
+    let (op, wait) = rpc_params::kv_compare_and_set(&params)?;
     match write(&ctx, op, wait).await? {
         (height, KvOutcome::Swapped(swapped)) => {
             Ok(json!({ "height": height, "swapped": swapped }))
@@ -117,10 +89,9 @@ pub async fn compare_and_set(
 async fn read(
     ctx: &NodeContext,
     query: KvQuery,
-    consistency: Option<String>,
+    consistency: ReadConsistency,
 ) -> Result<(KvAnswer, u64), ErrorObjectOwned> {
     require_kv(ctx)?;
-    let consistency = parse_consistency(consistency)?;
     let query = query.encode().map_err(|e| internal(e.to_string()))?;
     let read = read_result(ctx.read(query, consistency).await)?;
     let answer = KvAnswer::decode(&read.answer).map_err(|e| internal(e.to_string()))?;
@@ -132,13 +103,7 @@ pub async fn get(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "[\"0x<key>\", consistency?]";
-    let mut seq = params.sequence();
-    let key: String = param(&mut seq, usage)?;
-    let consistency = optional_param(&mut seq, usage)?;
-    let query = KvQuery::Get {
-        key: hex_bytes("key", &key)?,
-    };
+    let (query, consistency) = rpc_params::kv_get(&params)?;
     match read(&ctx, query, consistency).await? {
         (KvAnswer::Value(v), height) => {
             Ok(json!({ "value": v.as_deref().map(hex_string), "height": height }))
@@ -148,28 +113,14 @@ pub async fn get(
 }
 
 /// `kv_range(["0x<start>", "0x<end>" | null, limit, "linearizable" | "local"])`: the pairs with
-/// `start <= key < end` in key order, at most `limit` (and [`MAX_RANGE_PAIRS`]):
-/// `{pairs: [{key, value}], more, height}`.
+/// `start <= key < end` in key order, at most `limit` (and
+/// [`MAX_RANGE_PAIRS`](canon_engine::app::kv::MAX_RANGE_PAIRS)): `{pairs: [{key, value}], more,
+/// height}`.
 pub async fn range(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let usage = "[\"0x<start>\", \"0x<end>\" or null, limit, consistency?]";
-    let mut seq = params.sequence();
-    let start: String = param(&mut seq, usage)?;
-    let end: Option<String> = param(&mut seq, usage)?;
-    let limit: u32 = param(&mut seq, usage)?;
-    if limit == 0 || limit > MAX_RANGE_PAIRS {
-        return Err(invalid(format!(
-            "limit {limit}: between 1 and {MAX_RANGE_PAIRS}"
-        )));
-    }
-    let consistency = optional_param(&mut seq, usage)?;
-    let query = KvQuery::Range {
-        start: hex_bytes("start", &start)?,
-        end: optional_hex("end", end)?,
-        limit,
-    };
+    let (query, consistency) = rpc_params::kv_range(&params)?;
     match read(&ctx, query, consistency).await? {
         (KvAnswer::Pairs { pairs, more }, height) => Ok(json!({
             "pairs": pairs

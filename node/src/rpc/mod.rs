@@ -11,26 +11,27 @@ mod serve;
 
 pub use serve::{start, Limits};
 
-pub use applied::{DEFAULT_WAIT_MS, TIMED_OUT};
+pub use crate::rpc_params::DEFAULT_WAIT_MS;
+pub use applied::TIMED_OUT;
 
 use std::sync::Arc;
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::B256;
 use canon_engine::app::ledger::{account_query, decode_account, Payload, SignedTransaction};
 use canon_engine::app::{Tx, RULE_ENCODING};
 use canon_engine::chain::block::{Block, BlockHeader};
 use canon_engine::chain::certificate::Certificate;
 use canon_engine::codec;
-use canon_engine::net::wire::{SubmitOutcome, SubmitRejection, MAX_SUBMIT_BATCH};
+use canon_engine::net::wire::{SubmitOutcome, SubmitRejection};
 use jsonrpsee::server::RpcModule;
 use jsonrpsee::types::{ErrorObjectOwned, Extensions, Params};
 use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::context::NodeContext;
+use crate::rpc_params::{self, invalid, DecodedTx};
+pub use crate::rpc_params::{parse_height, INVALID_PARAMS};
 
-/// Invalid method parameters (JSON-RPC 2.0).
-pub const INVALID_PARAMS: i32 = -32602;
 /// The node refused the transaction (bad signature, nonce, funds, full mempool).
 pub const TX_REJECTED: i32 = -32000;
 /// No leader is known right now; retry shortly.
@@ -39,10 +40,6 @@ pub const NO_LEADER: i32 = -32001;
 pub const UNAUTHORIZED: i32 = -32003;
 /// Storage could not be read.
 pub const INTERNAL: i32 = -32603;
-
-fn invalid(msg: impl Into<String>) -> ErrorObjectOwned {
-    ErrorObjectOwned::owned(INVALID_PARAMS, msg.into(), None::<()>)
-}
 
 fn internal(msg: impl Into<String>) -> ErrorObjectOwned {
     ErrorObjectOwned::owned(INTERNAL, msg.into(), None::<()>)
@@ -62,23 +59,6 @@ fn authorized(ext: &Extensions) -> Result<(), ErrorObjectOwned> {
              (the token in the node's rpc_auth_token_file)",
             None::<()>,
         )),
-    }
-}
-
-/// Parses `"latest"`, a JSON number, or a `0x` hex quantity.
-pub fn parse_height(v: &Value, latest: u64) -> Result<u64, String> {
-    match v {
-        Value::Number(n) => n
-            .as_u64()
-            .ok_or_else(|| format!("height {n} is not a non-negative integer")),
-        Value::String(s) if s == "latest" => Ok(latest),
-        Value::String(s) => {
-            let digits = s
-                .strip_prefix("0x")
-                .ok_or_else(|| format!("height {s:?} is not a number, \"latest\" or 0x hex"))?;
-            u64::from_str_radix(digits, 16).map_err(|e| format!("height {s:?}: {e}"))
-        }
-        other => Err(format!("height must be a number or string, got {other}")),
     }
 }
 
@@ -139,15 +119,6 @@ pub fn certificate_json(c: &Certificate) -> Value {
     })
 }
 
-/// A submitted transaction's bytes (what they mean is the application's to check) and its id.
-fn decode_transaction(raw: &str) -> Result<(Tx, B256), ErrorObjectOwned> {
-    let bytes = hex::decode(raw.trim_start_matches("0x"))
-        .map_err(|e| invalid(format!("transaction is not hex: {e}")))?;
-    let tx = Tx::new(bytes);
-    let hash = tx.hash();
-    Ok((tx, hash))
-}
-
 /// The answer to one submitted transaction: its hash, or why it was not taken.
 fn outcome_result(outcome: SubmitOutcome, hash: B256) -> Result<Value, ErrorObjectOwned> {
     match outcome {
@@ -178,29 +149,21 @@ async fn send_transaction(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Value, ErrorObjectOwned> {
-    let (raw,): (String,) = params.parse().map_err(|e| {
-        invalid(format!(
-            "expected [\"0x<encoded signed transaction>\"]: {e}"
-        ))
-    })?;
-    let (tx, hash) = decode_transaction(&raw)?;
+    let (tx, hash) = rpc_params::send_transaction(&params)?;
     outcome_result(ctx.submit(tx).await, hash)
 }
 
-/// `canon_sendTransactions([["0x<tx>", ...]])`: up to [`MAX_SUBMIT_BATCH`] transactions in one
-/// call, checked together and passed to the leader in one request. The answer has one entry
-/// per transaction, in order: `{"hash": "0x.."}` or `{"error": {"code", "message"}}`. A
+/// `canon_sendTransactions([["0x<tx>", ...]])`: up to
+/// [`MAX_SUBMIT_BATCH`](canon_engine::net::wire::MAX_SUBMIT_BATCH) transactions in one call,
+/// checked together and passed to the leader in one request. The answer has one entry per
+/// transaction, in order: `{"hash": "0x.."}` or `{"error": {"code", "message"}}`. A
 /// transaction that does not decode fails only its own entry.
 async fn send_transactions(
     params: Params<'static>,
     ctx: Arc<NodeContext>,
 ) -> Result<Vec<BatchEntry<Admitted>>, ErrorObjectOwned> {
-    let (raws,): (Vec<String>,) = params.parse().map_err(|e| {
-        invalid(format!(
-            "expected [[\"0x<encoded signed transaction>\", ...]]: {e}"
-        ))
-    })?;
-    let (decoded, txs) = decode_batch(&raws, ctx.max_transactions_per_call)?;
+    let decoded = rpc_params::send_transactions(&params, ctx.max_transactions_per_call)?;
+    let txs = admitted(&decoded);
     let mut outcomes = ctx.submit_many(txs).await.into_iter();
     Ok(batch_answer(decoded, |hash| {
         let outcome = outcomes
@@ -212,28 +175,12 @@ async fn send_transactions(
     }))
 }
 
-/// A batch's transactions each as its bytes and id, or the error of the one that did not
-/// decode; and the ones that did, in order. More than `max` (`rpc_max_transactions_per_call`,
-/// at most [`MAX_SUBMIT_BATCH`]) is refused whole.
-#[allow(clippy::type_complexity)]
-fn decode_batch(
-    raws: &[String],
-    max: usize,
-) -> Result<(Vec<Result<(Tx, B256), ErrorObjectOwned>>, Vec<Tx>), ErrorObjectOwned> {
-    let max = max.min(MAX_SUBMIT_BATCH);
-    if raws.len() > max {
-        return Err(invalid(format!(
-            "{} transactions in one call; at most {max} (rpc_max_transactions_per_call)",
-            raws.len()
-        )));
-    }
-    let decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>> =
-        raws.iter().map(|r| decode_transaction(r)).collect();
-    let txs = decoded
+/// The transactions of a batch that decoded, in order.
+fn admitted(decoded: &[DecodedTx]) -> Vec<Tx> {
+    decoded
         .iter()
         .filter_map(|d| d.as_ref().ok().map(|(tx, _)| tx.clone()))
-        .collect();
-    Ok((decoded, txs))
+        .collect()
 }
 
 /// One entry of a batch's answer: what the transaction came to, or `{"error": {code,
@@ -261,7 +208,7 @@ pub struct Admitted {
 /// One entry per transaction of a batch, in order: what `answer` makes of a decoded one
 /// (called in order), or the error.
 fn batch_answer<T>(
-    decoded: Vec<Result<(Tx, B256), ErrorObjectOwned>>,
+    decoded: Vec<DecodedTx>,
     mut answer: impl FnMut(B256) -> Result<T, ErrorObjectOwned>,
 ) -> Vec<BatchEntry<T>> {
     decoded
@@ -279,12 +226,7 @@ fn batch_answer<T>(
 }
 
 fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
-    let mut seq = params.sequence();
-    let raw: Value = seq
-        .next()
-        .map_err(|e| invalid(format!("expected [height]: {e}")))?;
-    let head = ctx.head().height;
-    let height = parse_height(&raw, head).map_err(invalid)?;
+    let height = rpc_params::get_block(&params, ctx.head().height)?;
     if height == 0 {
         let genesis = ctx
             .spec
@@ -313,12 +255,7 @@ fn get_block(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObject
 }
 
 fn get_account(params: Params<'_>, ctx: &NodeContext) -> Result<Value, ErrorObjectOwned> {
-    let (addr,): (String,) = params
-        .parse()
-        .map_err(|e| invalid(format!("expected [\"0x<address>\"]: {e}")))?;
-    let addr: Address = addr
-        .parse()
-        .map_err(|e| invalid(format!("address {addr:?}: {e}")))?;
+    let addr = rpc_params::get_account(&params)?;
     let (answer, height) = ctx.query(&account_query(&addr));
     let acc = answer.and_then(|a| decode_account(&a)).map_err(|e| {
         invalid(format!(
