@@ -203,6 +203,65 @@ pub fn rpc_params(data: &[u8]) -> bool {
     }
 }
 
+/// Reads `data` as a log of the settlement contract, as the L1 client does
+/// (`canon_node::settlement_events`): the first byte picks the first topic (one of the
+/// contract's two event signatures, or the next 32 bytes as they are) and how many topics
+/// follow it (0-3, 32 bytes each); the rest is the log's data. Every input ends in one of our
+/// events or an error naming why; never a panic. What decodes encodes back to a log that
+/// decodes to the same event, with the batch number its indexed topic. Returns whether it
+/// decoded.
+pub fn settlement_events(data: &[u8]) -> bool {
+    use alloy_primitives::B256;
+    use canon_node::settlement_events::{decode, encode, SettlementEvent};
+
+    let Some((&selector, mut rest)) = data.split_first() else {
+        return false;
+    };
+    let word = |rest: &mut &[u8]| -> Option<B256> {
+        let (w, tail) = rest.split_first_chunk::<32>()?;
+        *rest = tail;
+        Some(B256::from(*w))
+    };
+    let (committed, changed) = {
+        let (t, _) = encode(&SettlementEvent::BatchCommitted {
+            number: 0,
+            first_height: 0,
+            last_height: 0,
+            state_root: B256::ZERO,
+            commitment: B256::ZERO,
+            epoch: 0,
+        });
+        let (v, _) = encode(&SettlementEvent::ValidatorsChanged {
+            batch_number: 0,
+            validators: Vec::new(),
+        });
+        (t[0], v[0])
+    };
+    let mut topics = Vec::new();
+    match selector % 3 {
+        0 => topics.push(committed),
+        1 => topics.push(changed),
+        _ => topics.extend(word(&mut rest)),
+    }
+    for _ in 0..(selector / 3) % 4 {
+        topics.extend(word(&mut rest));
+    }
+    let Ok(event) = decode(&topics, rest) else {
+        return false;
+    };
+    let (again_topics, again_data) = encode(&event);
+    assert_eq!(decode(&again_topics, &again_data).as_ref(), Ok(&event));
+    let number = match &event {
+        SettlementEvent::BatchCommitted { number, .. } => *number,
+        SettlementEvent::ValidatorsChanged { batch_number, .. } => *batch_number,
+    };
+    assert_eq!(
+        topics.get(1),
+        Some(&B256::left_padding_from(&number.to_be_bytes()))
+    );
+    true
+}
+
 /// Drives a signing guard with `data` as a sequence of asks (height, round, which block,
 /// whether the machine then crashes), each 4 bytes, and holds it to its rule: per height and
 /// per round at most one block is ever let through (retries of the same block aside), across
@@ -302,6 +361,9 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("rpc_params", |d| {
         rpc_params(d);
     }),
+    ("settlement_events", |d| {
+        settlement_events(d);
+    }),
     ("signing_guard", signing_guard),
     ("fence", fence),
     ("election", election),
@@ -369,12 +431,41 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
             rpc_seed("kv_compareAndSet", r#"["0x6b", null, "0x76", 1000]"#),
         ),
         ("rpc_params", "range", rpc_seed("kv_range", r#"["0x00", "0xff", 10, "linearizable"]"#)),
+        ("settlement_events", "batch-committed", event_seed(0)),
+        ("settlement_events", "validators-changed", event_seed(1)),
         ("signing_guard", "asks", vec![1, 1, 0, 1, 2, 2, 1, 0, 2, 3, 2, 0, 1, 4, 3, 5]),
         // Proposer 0 starts, promises from acceptors 0 and 1, accepts at 0 and 1: chosen.
         ("fence", "main-chooses", vec![0, 0, 0, 3, 0, 4, 0, 6, 0, 7]),
         // Ticks as a follower until the timer fires, then two granted pre-votes.
         ("election", "pre-votes", vec![100, 3, 0, 100, 3, 0, 100, 3, 0, 2, 4, 1, 2, 4, 2]),
     ]
+}
+
+/// A `settlement_events` input: a real log of the contract's `which`-th event (0: a batch
+/// committed, 1: a new attester set), in the target's layout.
+fn event_seed(which: u8) -> Vec<u8> {
+    use canon_node::settlement_events::{encode, SettlementEvent};
+    let event = if which == 0 {
+        SettlementEvent::BatchCommitted {
+            number: 7,
+            first_height: 61,
+            last_height: 70,
+            state_root: alloy_primitives::B256::repeat_byte(3),
+            commitment: alloy_primitives::B256::repeat_byte(4),
+            epoch: 2,
+        }
+    } else {
+        SettlementEvent::ValidatorsChanged {
+            batch_number: 7,
+            validators: vec![alloy_primitives::Address::repeat_byte(5); 3],
+        }
+    };
+    let (topics, data) = encode(&event);
+    // The selector: that event's signature, and one more topic (the batch number).
+    let mut input = vec![which + 3];
+    input.extend_from_slice(topics[1].as_slice());
+    input.extend_from_slice(&data);
+    input
 }
 
 /// An `rpc_params` input: the call's selector byte, then its parameter text.

@@ -47,6 +47,7 @@ fn seed_inputs_reach_past_the_decoders() {
             "codec_decode" => assert!(canon_fuzz::decode_all(&bytes) >= 1, "{name}"),
             "config" => assert!(canon_fuzz::config(&bytes), "{name} validates"),
             "rpc_params" => assert!(canon_fuzz::rpc_params(&bytes), "{name} parses"),
+            "settlement_events" => assert!(canon_fuzz::settlement_events(&bytes), "{name} decodes"),
             _ => {}
         }
     }

@@ -50,6 +50,11 @@ proptest! {
     }
 
     #[test]
+    fn settlement_logs_end_in_an_event_or_a_named_error(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+        let _ = canon_fuzz::settlement_events(&data);
+    }
+
+    #[test]
     fn the_signing_guard_never_lets_two_blocks_through(data in proptest::collection::vec(any::<u8>(), 0..160)) {
         canon_fuzz::signing_guard(&data);
     }

@@ -10,6 +10,8 @@ use alloy::primitives::{Address, Bytes};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::signers::local::PrivateKeySigner;
 use canon_engine::keys::SecretKey;
+
+use crate::settlement_events::{self, SettlementEvent};
 use canon_engine::policy::batcher::SubmitOutcome;
 use canon_engine::settlement::batch::{
     attesters_hash, ordered_signatures, Attestation, BatchHeader,
@@ -156,25 +158,50 @@ impl L1 {
         })
     }
 
+    /// Every event the contract emitted, in the order L1 took them (decoded by
+    /// [`crate::settlement_events`]; a log that does not decode is an error naming it).
+    pub async fn events(&self, settlement: Address) -> Result<Vec<SettlementEvent>, L1Error> {
+        let filter = alloy::rpc::types::Filter::new()
+            .address(settlement)
+            .from_block(0u64);
+        let logs = self
+            .provider
+            .get_logs(&filter)
+            .await
+            .map_err(|e| self.unreachable(e))?;
+        logs.iter()
+            .map(|log| {
+                settlement_events::decode(log.topics(), &log.data().data).map_err(|e| {
+                    L1Error::Rejected {
+                        reason: format!(
+                            "the settlement contract at {settlement} logged what canon cannot read: {e}"
+                        ),
+                    }
+                })
+            })
+            .collect()
+    }
+
     /// Every batch the contract committed, in the order L1 took them: (number, first height,
     /// last height, epoch), from its `BatchCommitted` events.
     pub async fn committed(
         &self,
         settlement: Address,
     ) -> Result<Vec<(u64, u64, u64, u64)>, L1Error> {
-        let c = Settlement::new(settlement, &self.provider);
-        let events = c
-            .BatchCommitted_filter()
-            .from_block(0u64)
-            .query()
-            .await
-            .map_err(|e| L1Error::Unreachable {
-                url: self.url.clone(),
-                reason: e.to_string(),
-            })?;
-        Ok(events
+        Ok(self
+            .events(settlement)
+            .await?
             .into_iter()
-            .map(|(e, _)| (e.batchNumber, e.firstHeight, e.lastHeight, e.epoch))
+            .filter_map(|e| match e {
+                SettlementEvent::BatchCommitted {
+                    number,
+                    first_height,
+                    last_height,
+                    epoch,
+                    ..
+                } => Some((number, first_height, last_height, epoch)),
+                SettlementEvent::ValidatorsChanged { .. } => None,
+            })
             .collect())
     }
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod genesis;
 pub mod rpc_params;
 pub mod secret;
+pub mod settlement_events;
 pub mod verifier;
 
 #[cfg(feature = "production")]
