@@ -89,6 +89,83 @@ pub fn p2p_accept(data: &[u8]) -> bool {
     futures::executor::block_on(handshake).is_err()
 }
 
+/// Feeds `data` through an established p2p channel as a hostile peer that completed the
+/// handshake would: pieces of its choosing (each a length byte, then that many plaintext
+/// bytes whose first is the piece's flag), sealed with the session's real keys, read by the
+/// receiving side's own piece and frame handling. One session serves every input (a real
+/// handshake per input held the target to about a thousand inputs a second): after each
+/// input a closing piece and a sentinel frame are sent, and the receiver reads until the
+/// sentinel. Its rules: malformed pieces and frames are refused without knocking the
+/// session's counters out of step (no piece fails authentication), a call to read never
+/// hangs and consumes at least one piece, and no more frames arrive than pieces ended one.
+/// Returns how many frames arrived.
+pub fn p2p_channel(data: &[u8]) -> usize {
+    use canon_engine::net::p2p::channel::Channel;
+    use canon_engine::net::p2p::frame::{Frame, FrameError};
+    use canon_engine::net::p2p::handshake::{accept_over, dial_over};
+    use tokio::io::DuplexStream;
+
+    type Pair = (Channel<DuplexStream>, Channel<DuplexStream>);
+    static PAIR: std::sync::OnceLock<std::sync::Mutex<Pair>> = std::sync::OnceLock::new();
+    const SENTINEL: u64 = u64::MAX;
+    let pair = PAIR.get_or_init(|| {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let (k0, k1) = (
+            canon_engine::keys::derived_key("canon-fuzz/channel", 0),
+            canon_engine::keys::derived_key("canon-fuzz/channel", 1),
+        );
+        let (d, s) = futures::executor::block_on(futures::future::join(
+            dial_over(a, &k0, None, 7, [1; 32]),
+            accept_over(b, &k1, 7, [2; 32]),
+        ));
+        let ((_, dialer), (_, acceptor)) = (d.expect("dial"), s.expect("accept"));
+        std::sync::Mutex::new((dialer, acceptor))
+    });
+    let mut pair = canon_engine::sync::lock(pair);
+    let (peer, node) = &mut *pair;
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    let mut rest = data;
+    while let Some((&len, tail)) = rest.split_first() {
+        let (piece, tail) = tail.split_at(usize::from(len).min(tail.len()));
+        pieces.push(piece);
+        rest = tail;
+    }
+    let ends = pieces.iter().filter(|p| p.first() == Some(&0)).count();
+    let sentinel = canon_engine::codec::encode(&Frame::Response {
+        id: SENTINEL,
+        body: Vec::new(),
+    })
+    .expect("encode");
+    // Closes whatever frame the input left open (its bytes then fail to decode, or complete
+    // one), then the sentinel on its own.
+    let closing: &[u8] = &[0];
+    let mut last = vec![0u8];
+    last.extend_from_slice(&sentinel);
+    pieces.push(closing);
+    pieces.push(&last);
+    futures::executor::block_on(async {
+        peer.send_pieces(&pieces).await.expect("the session seals");
+        let mut frames = 0usize;
+        for _ in 0..pieces.len() {
+            match node.recv().await {
+                Ok(Frame::Response { id: SENTINEL, .. }) => {
+                    assert!(
+                        frames <= ends + 1,
+                        "{frames} frames from {ends} ending pieces"
+                    );
+                    return frames;
+                }
+                Ok(_) => frames += 1,
+                Err(e @ (FrameError::Unauthentic(_) | FrameError::Closed | FrameError::Io(_))) => {
+                    panic!("the session broke on a piece it sealed itself: {e}")
+                }
+                Err(FrameError::Malformed(_) | FrameError::TooSlow) => {}
+            }
+        }
+        panic!("the sentinel did not arrive within {} reads", pieces.len())
+    })
+}
+
 /// Reads `data` as a node's configuration: YAML up to the first 0 byte, then `KEY=VALUE`
 /// environment lines, then (after a second 0 byte) a prefs.toml. Every input ends in settings
 /// or an error naming a key; never a panic. Returns whether it validated.
@@ -355,6 +432,9 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
         verify_untrusted_block(d);
     }),
     ("p2p_accept", |d| assert!(p2p_accept(d))),
+    ("p2p_channel", |d| {
+        p2p_channel(d);
+    }),
     ("config", |d| {
         config(d);
     }),
@@ -407,6 +487,8 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ),
         ("untrusted_block", "block", enc(codec::encode(&block))),
         ("p2p_accept", "framed", framed),
+        // A request frame in one piece, then one cut in two.
+        ("p2p_channel", "pieces", channel_seed()),
         (
             "config",
             "group",
@@ -465,6 +547,29 @@ fn event_seed(which: u8) -> Vec<u8> {
     let mut input = vec![which + 3];
     input.extend_from_slice(topics[1].as_slice());
     input.extend_from_slice(&data);
+    input
+}
+
+/// A `p2p_channel` input: a whole request frame in one piece, then another in two pieces.
+fn channel_seed() -> Vec<u8> {
+    use canon_engine::net::p2p::frame::Frame;
+    let frame = |id| {
+        codec::encode(&Frame::Request {
+            id,
+            body: vec![7; 9],
+        })
+        .expect("encode")
+    };
+    let mut input = Vec::new();
+    let mut piece = |flag: u8, bytes: &[u8]| {
+        input.push(bytes.len() as u8 + 1);
+        input.push(flag);
+        input.extend_from_slice(bytes);
+    };
+    piece(0, &frame(1));
+    let two = frame(2);
+    piece(1, &two[..4]);
+    piece(0, &two[4..]);
     input
 }
 

@@ -46,6 +46,7 @@ fn seed_inputs_reach_past_the_decoders() {
         match target {
             "codec_decode" => assert!(canon_fuzz::decode_all(&bytes) >= 1, "{name}"),
             "config" => assert!(canon_fuzz::config(&bytes), "{name} validates"),
+            "p2p_channel" => assert_eq!(canon_fuzz::p2p_channel(&bytes), 2, "{name}: two frames"),
             "rpc_params" => assert!(canon_fuzz::rpc_params(&bytes), "{name} parses"),
             "settlement_events" => assert!(canon_fuzz::settlement_events(&bytes), "{name} decodes"),
             _ => {}

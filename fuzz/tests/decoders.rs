@@ -50,6 +50,11 @@ proptest! {
     }
 
     #[test]
+    fn a_hostile_peers_pieces_never_break_the_session(data in proptest::collection::vec(any::<u8>(), 0..600)) {
+        let _ = canon_fuzz::p2p_channel(&data);
+    }
+
+    #[test]
     fn settlement_logs_end_in_an_event_or_a_named_error(data in proptest::collection::vec(any::<u8>(), 0..400)) {
         let _ = canon_fuzz::settlement_events(&data);
     }

@@ -87,6 +87,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Channel<S> {
         )
     }
 
+    /// Seals each of `pieces` as one transport message, exactly as given (its first byte is
+    /// read as the piece's flag): what a hostile peer that completed the handshake can send.
+    /// The node never calls it; the fuzzer (`p2p_channel`) feeds the receiving side with it.
+    pub async fn send_pieces(&mut self, pieces: &[&[u8]]) -> Result<(), FrameError> {
+        for piece in pieces {
+            let mut cipher = vec![0u8; piece.len() + TAG_BYTES];
+            let n = lock(&self.noise)
+                .write_message(piece, &mut cipher)
+                .map_err(|e| FrameError::Malformed(format!("encrypt: {e}")))?;
+            cipher.truncate(n);
+            self.wire.send(Bytes::from(cipher)).await?;
+        }
+        Ok(())
+    }
+
     /// The byte stream underneath, for tests that misbehave on purpose.
     pub fn get_mut(&mut self) -> &mut S {
         self.wire.get_mut()
