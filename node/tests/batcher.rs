@@ -11,11 +11,9 @@ mod common;
 use std::time::Duration;
 
 use canon_engine::consensus::status::BatchDuty;
-use canon_engine::keys::SecretKey;
-use canon_engine::settlement::batch::address_of;
 use canon_engine::settlement::l1::L1Head;
 use canon_node::devnet::{node_key, Devnet};
-use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
+use canon_node::l1::{AnvilProcess, L1};
 use common::*;
 
 const PORT_OFFSET: u16 = 25_000;
@@ -35,13 +33,7 @@ struct WithL1 {
 impl WithL1 {
     fn start(tag: &str, offset: u16, standbys: usize, env: &[(&str, &str)]) -> WithL1 {
         let rt = tokio::runtime::Runtime::new().expect("tokio");
-        let anvil = AnvilProcess::start(0, Some(0.25), None)
-            .expect("anvil (the README's test command installs it)");
-        let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
-        rt.block_on(l1.wait_ready(Duration::from_secs(20)))
-            .expect("anvil answers");
-        let validators = (0..3).map(|i| address_of(&node_key(i).node_id())).collect();
-        let address = rt.block_on(l1.deploy(validators)).expect("deploy");
+        let (anvil, l1, address) = anvil_with_settlement(&rt);
         let dir = scratch(tag);
         let mut all = vec![
             ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),

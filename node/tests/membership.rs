@@ -14,12 +14,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use canon_engine::keys::SecretKey;
 use canon_engine::settlement::batch::attester_addresses;
 use canon_node::client::NodeClient;
 use canon_node::devnet::{node_env, node_key, Devnet, Ports};
 use canon_node::http::StatusView;
-use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
 use common::*;
 
 /// Ports of this test: the seed's moved up by this much (the others use 22_000-22_330).
@@ -101,15 +99,7 @@ fn a_dead_node_is_replaced_while_blocks_flow() {
     std::fs::write(&token, "0123456789abcdef0123456789abcdef\n").expect("token");
     std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let rt = tokio::runtime::Runtime::new().expect("tokio");
-    let anvil = AnvilProcess::start(0, Some(0.25), None)
-        .expect("anvil (the README's test command installs it)");
-    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
-    rt.block_on(l1.wait_ready(Duration::from_secs(20)))
-        .expect("anvil answers");
-    let genesis: Vec<_> = (0..3).map(|i| node_key(i).node_id()).collect();
-    let settlement = rt
-        .block_on(l1.deploy(attester_addresses(&genesis)))
-        .expect("deploy");
+    let (anvil, l1, settlement) = anvil_with_settlement(&rt);
     let env = vec![
         ("ADMIN_TOKEN_FILE".to_string(), token.display().to_string()),
         ("GENERAL_L1_RPC_URL".to_string(), anvil.url.clone()),

@@ -5,8 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use canon_node::devnet::Devnet;
+use canon_engine::keys::SecretKey;
+use canon_engine::settlement::batch::attester_addresses;
+use canon_node::devnet::{node_key, Devnet};
 use canon_node::http::StatusView;
+use canon_node::l1::{AnvilProcess, ANVIL_DEV_KEY, L1};
 
 pub fn exe() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_canon-node"))
@@ -90,4 +93,22 @@ pub fn scratch(name: &str) -> tempfile::TempDir {
         .prefix(&format!("canon-{name}-"))
         .tempdir()
         .expect("temp dir")
+}
+
+/// A real anvil (0.25 s blocks) with the settlement contract deployed, registering the
+/// devnet's three genesis consensus nodes: the anvil process (dropping it stops anvil), a
+/// client paying from anvil's development account, and the contract's address.
+pub fn anvil_with_settlement(
+    rt: &tokio::runtime::Runtime,
+) -> (AnvilProcess, L1, alloy_primitives::Address) {
+    let anvil = AnvilProcess::start(0, Some(0.25), None)
+        .expect("anvil (the README's test command installs it)");
+    let l1 = L1::connect(&anvil.url, &SecretKey::from_hex(ANVIL_DEV_KEY).unwrap()).unwrap();
+    rt.block_on(l1.wait_ready(Duration::from_secs(20)))
+        .expect("anvil answers");
+    let genesis: Vec<_> = (0..3).map(|i| node_key(i).node_id()).collect();
+    let address = rt
+        .block_on(l1.deploy(attester_addresses(&genesis)))
+        .expect("deploy");
+    (anvil, l1, address)
 }

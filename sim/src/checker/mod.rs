@@ -751,7 +751,7 @@ mod tests {
 
     #[test]
     fn checks_sealed_batches_against_its_own_arithmetic() {
-        use canon_engine::settlement::batch::{block_hashes_hash, BatchHeader};
+        use canon_engine::settlement::batch::BatchHeader;
         let g = B256::repeat_byte(0);
         // Blocks 1..=4 with hashes 1..=4, every state root 0xee.
         let chain = |c: &mut Checker| {
@@ -761,18 +761,8 @@ mod tests {
                 parent = B256::repeat_byte(h as u8);
             }
         };
-        let header = |number, previous, first: u64, last: u64| BatchHeader {
-            number,
-            previous,
-            first_height: first,
-            last_height: last,
-            state_root: B256::repeat_byte(0xee),
-            block_hashes_hash: block_hashes_hash(
-                &(first..=last)
-                    .map(|h| B256::repeat_byte(h as u8))
-                    .collect::<Vec<_>>(),
-            ),
-            next_attesters: Vec::new(),
+        let header = |number, previous, first: u64, last: u64| {
+            super::settlement::test_batch(number, previous, first, last, Vec::new())
         };
         let sealed = |h: &BatchHeader| Event::BatchSealed {
             number: h.number,

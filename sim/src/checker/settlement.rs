@@ -268,11 +268,36 @@ impl Checker {
     }
 }
 
+/// A batch of blocks `first..=last` of the checker tests' chain (block `h` hashes to
+/// `[h; 32]`, every state root is `0xee`), naming `next` as its next attesters.
+#[cfg(test)]
+pub(super) fn test_batch(
+    number: u64,
+    previous: B256,
+    first: u64,
+    last: u64,
+    next: Vec<Address>,
+) -> canon_engine::settlement::batch::BatchHeader {
+    canon_engine::settlement::batch::BatchHeader {
+        number,
+        previous,
+        first_height: first,
+        last_height: last,
+        state_root: B256::repeat_byte(0xee),
+        block_hashes_hash: canon_engine::settlement::batch::block_hashes_hash(
+            &(first..=last)
+                .map(|h| B256::repeat_byte(h as u8))
+                .collect::<Vec<_>>(),
+        ),
+        next_attesters: next,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use canon_engine::events::Event;
     use canon_engine::keys::derived_key;
-    use canon_engine::settlement::batch::{attester_addresses, block_hashes_hash, BatchHeader};
+    use canon_engine::settlement::batch::{attester_addresses, BatchHeader};
     use canon_engine::NodeId;
 
     use super::*;
@@ -322,28 +347,6 @@ mod tests {
         (c, ids)
     }
 
-    fn header(
-        number: u64,
-        previous: B256,
-        first: u64,
-        last: u64,
-        next: Vec<Address>,
-    ) -> BatchHeader {
-        BatchHeader {
-            number,
-            previous,
-            first_height: first,
-            last_height: last,
-            state_root: B256::repeat_byte(0xee),
-            block_hashes_hash: block_hashes_hash(
-                &(first..=last)
-                    .map(|h| B256::repeat_byte(h as u8))
-                    .collect::<Vec<_>>(),
-            ),
-            next_attesters: next,
-        }
-    }
-
     fn seal(c: &mut Checker, h: &BatchHeader) {
         c.observe(
             0,
@@ -367,21 +370,21 @@ mod tests {
         // Right: batch 1 ends at the declaration naming {0, 1, 3}; L1 then holds them.
         let (mut ok, ids) = setup();
         let named = attester_addresses(&[ids[0], ids[1], ids[3]]);
-        let b1 = header(1, B256::ZERO, 1, 2, named.clone());
+        let b1 = test_batch(1, B256::ZERO, 1, 2, named.clone());
         seal(&mut ok, &b1);
-        seal(&mut ok, &header(2, b1.commitment(), 3, 4, Vec::new()));
+        seal(&mut ok, &test_batch(2, b1.commitment(), 3, 4, Vec::new()));
         ok.l1_attesters(at(), 1, 2, &named);
         assert!(ok.violations().is_empty(), "{:?}", ok.violations());
 
         // A batch running past the declaration.
         let (mut past, _) = setup();
-        seal(&mut past, &header(1, B256::ZERO, 1, 3, Vec::new()));
+        seal(&mut past, &test_batch(1, B256::ZERO, 1, 3, Vec::new()));
         assert_eq!(rules(&past), [ENDS]);
 
         // Ending there but naming nobody, or another set: its commitment is not the chain's.
         for next in [Vec::new(), attester_addresses(&ids[..3])] {
             let (mut unnamed, _) = setup();
-            seal(&mut unnamed, &header(1, B256::ZERO, 1, 2, next));
+            seal(&mut unnamed, &test_batch(1, B256::ZERO, 1, 2, next));
             assert_eq!(rules(&unnamed), [SEALED]);
         }
 
