@@ -1,12 +1,18 @@
-//! Fuzz entry points for everything that decodes bytes from outside: each must return, never
-//! panic, whatever it is given. `tests/` drives them with proptest; a cargo-fuzz harness can
-//! call the same functions.
+//! Fuzz entry points for everything that decodes bytes from outside, and for the engine's
+//! policies (`policies`): each must return, never panic, whatever it is given (and a policy
+//! must hold its safety rule). `tests/` drives them with proptest and replays the committed
+//! inputs; the cargo-fuzz harness in `libfuzzer/` calls the same functions.
 
+use canon_engine::app::kv::{KvQuery, KvTx};
 use canon_engine::app::ledger::SignedTransaction;
 use canon_engine::chain::block::Block;
 use canon_engine::codec;
 use canon_engine::net::p2p::frame::Frame;
 use canon_engine::net::wire::{Request, Response};
+
+pub mod policies;
+use policies::seed_reaching;
+pub use policies::{election, fence, signing_guard};
 
 /// Decodes `data` as every externally supplied message type. Returns how many decoded.
 pub fn decode_all(data: &[u8]) -> usize {
@@ -16,6 +22,8 @@ pub fn decode_all(data: &[u8]) -> usize {
         codec::decode::<Request>(data).is_ok(),
         codec::decode::<Response>(data).is_ok(),
         codec::decode::<Frame>(data).is_ok(),
+        codec::decode::<KvTx>(data).is_ok(),
+        codec::decode::<KvQuery>(data).is_ok(),
     ]
     .iter()
     .filter(|ok| **ok)
@@ -339,86 +347,6 @@ pub fn settlement_events(data: &[u8]) -> bool {
     true
 }
 
-/// Drives a signing guard with `data` as a sequence of asks (height, round, which block,
-/// whether the machine then crashes), each 4 bytes, and holds it to its rule: per height and
-/// per round at most one block is ever let through (retries of the same block aside), across
-/// crashes, and the watermark never goes down. A violation panics, which is what a fuzzer
-/// reports.
-pub fn signing_guard(data: &[u8]) {
-    use canon_engine::redundancy::signing_guard::SigningGuard;
-    use canon_engine::storage::MemDisk;
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
-    let disk = MemDisk::new();
-    let identity = guard_blocks()[0].0.header.proposer;
-    let open =
-        |disk: &MemDisk| SigningGuard::open(Arc::new(disk.clone()), identity).expect("guard opens");
-    let mut guard = open(&disk);
-    let mut by_height: BTreeMap<u64, alloy_primitives::B256> = BTreeMap::new();
-    let mut by_round: BTreeMap<u64, alloy_primitives::B256> = BTreeMap::new();
-    let mut high = (0u64, 0u64);
-    for ask in data.chunks_exact(4) {
-        let (height, round, salt, crash) = (
-            u64::from(ask[0] % 16),
-            u64::from(ask[1] % 16),
-            u64::from(ask[2] % 4),
-            ask[3] % 5 == 0,
-        );
-        let (block, hash) = &guard_blocks()[(height * 4 + salt) as usize];
-        let (block, hash) = (block.clone(), *hash);
-        if guard.record(round, &block).is_ok() {
-            assert!(
-                by_height.get(&height).is_none_or(|h| *h == hash),
-                "two blocks let through for height {height}"
-            );
-            assert!(
-                by_round.get(&round).is_none_or(|h| *h == hash),
-                "two blocks let through for round {round}"
-            );
-            assert!((height, round) >= high, "the watermark went down");
-            by_height.insert(height, hash);
-            by_round.insert(round, hash);
-            high = (height, round);
-        }
-        if crash {
-            disk.crash(0);
-            guard = open(&disk);
-        }
-    }
-}
-
-/// Every block the guard target can ask for (16 heights x 4 salts), sealed once: sealing a
-/// block per ask held the target to 380 inputs a second.
-fn guard_blocks() -> &'static [(Block, alloy_primitives::B256)] {
-    static BLOCKS: std::sync::OnceLock<Vec<(Block, alloy_primitives::B256)>> =
-        std::sync::OnceLock::new();
-    BLOCKS.get_or_init(|| {
-        let key = canon_engine::keys::derived_key("canon-fuzz/guard", 0);
-        (0..16u64)
-            .flat_map(|h| (0..4u64).map(move |salt| (h, salt)))
-            .map(|(h, salt)| {
-                let b = guard_block(&key, h, salt);
-                let hash = b.hash().expect("hash");
-                (b, hash)
-            })
-            .collect()
-    })
-}
-
-fn guard_block(key: &canon_engine::keys::SecretKey, height: u64, salt: u64) -> Block {
-    let spec = canon_engine::chain::block::ChainSpec {
-        chain_id: 7,
-        app: canon_engine::app::App::new(canon_engine::app::ledger::LedgerApp::default()),
-        blocks_per_batch: canon_engine::chain::block::DEFAULT_BLOCKS_PER_BATCH,
-    };
-    let mut header = spec.genesis_header().expect("genesis");
-    header.height = height;
-    header.timestamp_ms = salt;
-    header.proposer = key.node_id();
-    Block::seal(header, vec![], key).expect("seal")
-}
-
 /// A fuzz target's entry point: it returns whatever it is given, or panics on a broken rule.
 pub type EntryPoint = fn(&[u8]);
 
@@ -444,9 +372,15 @@ pub const TARGETS: &[(&str, EntryPoint)] = &[
     ("settlement_events", |d| {
         settlement_events(d);
     }),
-    ("signing_guard", signing_guard),
-    ("fence", fence),
-    ("election", election),
+    ("signing_guard", |d| {
+        signing_guard(d);
+    }),
+    ("fence", |d| {
+        fence(d);
+    }),
+    ("election", |d| {
+        election(d);
+    }),
 ];
 
 /// Starting inputs per target, made from real encodings so the fuzzer begins past the length
@@ -465,7 +399,7 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     .sign(&key)
     .expect("sign");
-    let block = guard_block(&key, 4, 1);
+    let block = policies::guard_block(&key, 4, 1);
     let enc = |v: Result<Vec<u8>, codec::CodecError>| v.expect("encode");
     let mut framed = Vec::new();
     for piece in [&[7u8; 32][..], &[1u8; 48][..]] {
@@ -483,6 +417,28 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
                 from: 1,
                 max: 64,
                 wait_ms: 0,
+            })),
+        ),
+        (
+            "codec_decode",
+            "kv-cas",
+            enc(codec::encode(&KvTx {
+                client: 1,
+                request: 2,
+                op: canon_engine::app::kv::KvOp::CompareAndSet {
+                    key: b"k".to_vec(),
+                    expected: None,
+                    new: Some(b"v".to_vec()),
+                },
+            })),
+        ),
+        (
+            "codec_decode",
+            "kv-range",
+            enc(codec::encode(&KvQuery::Range {
+                start: b"a".to_vec(),
+                end: Some(b"z".to_vec()),
+                limit: 10,
             })),
         ),
         ("untrusted_block", "block", enc(codec::encode(&block))),
@@ -515,11 +471,10 @@ pub fn seed_inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ("rpc_params", "range", rpc_seed("kv_range", r#"["0x00", "0xff", 10, "linearizable"]"#)),
         ("settlement_events", "batch-committed", event_seed(0)),
         ("settlement_events", "validators-changed", event_seed(1)),
-        ("signing_guard", "asks", vec![1, 1, 0, 1, 2, 2, 1, 0, 2, 3, 2, 0, 1, 4, 3, 5]),
-        // Proposer 0 starts, promises from acceptors 0 and 1, accepts at 0 and 1: chosen.
-        ("fence", "main-chooses", vec![0, 0, 0, 3, 0, 4, 0, 6, 0, 7]),
-        // Ticks as a follower until the timer fires, then two granted pre-votes.
-        ("election", "pre-votes", vec![100, 3, 0, 100, 3, 0, 100, 3, 0, 2, 4, 1, 2, 4, 2]),
+        // Schedules that get somewhere: four blocks let through, a value chosen, a campaign.
+        ("signing_guard", "lets-through", seed_reaching(128, |b| signing_guard(b) >= 4)),
+        ("fence", "chooses", seed_reaching(256, |b| fence(b) == 1)),
+        ("election", "campaigns", seed_reaching(256, |b| election(b) >= 1)),
     ]
 }
 
@@ -582,214 +537,4 @@ fn rpc_seed(call: &str, params: &str) -> Vec<u8> {
     let mut input = vec![selector as u8];
     input.extend_from_slice(params.as_bytes());
     input
-}
-
-/// Drives the fenced takeover's Paxos (`policy::fence`) with `data` as a schedule: three
-/// proposers (levels 0, 1, 2) and three acceptors; each byte pair is one step (a proposer
-/// asks one acceptor to promise or to accept, an acceptor restarts from its persisted record,
-/// levels are seen, or the clock moves). Holds the fence to its rule: never two different
-/// blocks chosen (accepted by a majority in one round) for one height. A violation panics.
-pub fn fence(data: &[u8]) {
-    use canon_engine::policy::fence::{
-        choose, majority, Acceptor, AcceptorRecord, Ballot, Promise,
-    };
-    use std::collections::{BTreeMap, BTreeSet};
-
-    const ACCEPTORS: usize = 3;
-    const HEIGHT: u64 = 1;
-    struct Proposer {
-        level: i64,
-        round: u64,
-        promises: BTreeMap<usize, Promise<u8>>,
-        value: Option<u8>,
-    }
-    let mut acceptors: Vec<Acceptor<u8>> = (0..ACCEPTORS)
-        .map(|_| Acceptor::new(AcceptorRecord::default(), 2))
-        .collect();
-    let mut proposers: Vec<Proposer> = (0..3)
-        .map(|p| Proposer {
-            level: p as i64,
-            round: 0,
-            promises: BTreeMap::new(),
-            value: None,
-        })
-        .collect();
-    let mut now = 1u64;
-    for a in &mut acceptors {
-        a.on_round(now);
-    }
-    // Per round, which acceptors accepted which value.
-    let mut accepted: BTreeMap<(u64, u8), BTreeSet<usize>> = BTreeMap::new();
-    let mut chosen: BTreeSet<u8> = BTreeSet::new();
-    for step in data.chunks_exact(2) {
-        let (who, what) = (usize::from(step[0] % 3), step[1]);
-        let i = usize::from(what % 3);
-        match what / 3 % 6 {
-            // A proposer starts a new attempt in the current round.
-            0 => {
-                let p = &mut proposers[who];
-                p.round = now;
-                p.promises.clear();
-                p.value = None;
-            }
-            1 => {
-                let p = &mut proposers[who];
-                let b = Ballot {
-                    round: p.round,
-                    level: p.level,
-                    height: HEIGHT,
-                };
-                if let Ok(promise) = acceptors[i].prepare(&b, now) {
-                    p.promises.insert(i, promise);
-                }
-            }
-            2 => {
-                let p = &mut proposers[who];
-                if p.promises.len() < majority(ACCEPTORS) {
-                    continue;
-                }
-                let promises: Vec<Promise<u8>> = p.promises.values().cloned().collect();
-                let own = who as u8 + 1;
-                let v = *p
-                    .value
-                    .get_or_insert_with(|| choose(HEIGHT, &promises).map_or(own, |a| a.value));
-                let b = Ballot {
-                    round: p.round,
-                    level: p.level,
-                    height: HEIGHT,
-                };
-                if acceptors[i].accept(&b, v, now, 0).is_ok() {
-                    let set = accepted.entry((p.round, v)).or_default();
-                    set.insert(i);
-                    if set.len() >= majority(ACCEPTORS) {
-                        chosen.insert(v);
-                    }
-                }
-            }
-            // An acceptor restarts: only its persisted record survives.
-            3 => {
-                let record = acceptors[i].record().clone();
-                acceptors[i] = Acceptor::new(record, 2);
-                acceptors[i].on_round(now);
-            }
-            // An acceptor sees a level alive in the current round.
-            4 => acceptors[i].observe(who as i64, now),
-            // The clock moves on.
-            _ => {
-                now += 1;
-                for a in &mut acceptors {
-                    a.on_round(now);
-                }
-            }
-        }
-        assert!(
-            chosen.len() <= 1,
-            "two blocks chosen for one height: {chosen:?}"
-        );
-    }
-}
-
-/// Drives the election policy (`policy::election`) with `data` as a schedule of ticks with
-/// varied views of Raft, pre-vote answers (from voters and strangers, for current and stale
-/// rounds), and contact, for a node among three voters. Holds it to its rule: it campaigns
-/// only with a quorum of pre-votes granted for that round (itself included), never twice for
-/// one round, and never while it abstains. A violation panics.
-pub fn election(data: &[u8]) {
-    use canon_engine::policy::election::{
-        ElectionAction, ElectionConfig, Elector, LogPos, RaftView, Role,
-    };
-    use std::collections::{BTreeMap, BTreeSet};
-
-    // Derived once: four key derivations per input were most of the fuzzer's time (850
-    // inputs a second).
-    static IDS: std::sync::OnceLock<Vec<canon_engine::NodeId>> = std::sync::OnceLock::new();
-    let ids = IDS.get_or_init(|| {
-        (0..4)
-            .map(|i| canon_engine::keys::derived_key("canon-fuzz/election", i).node_id())
-            .collect()
-    });
-    let me = ids[0];
-    let voters = ids[..3].to_vec();
-    let cfg = ElectionConfig {
-        id: me,
-        voters: voters.clone(),
-        election_timeout_ms_min: 150,
-        election_timeout_ms_max: 300,
-        heartbeat_interval_ms: 50,
-    };
-    let quorum = cfg.quorum();
-    let mut elector = Elector::new(cfg, 7);
-    let mut now = 0u64;
-    let mut requested: BTreeSet<u64> = BTreeSet::new();
-    let mut granted: BTreeMap<u64, BTreeSet<canon_engine::NodeId>> = BTreeMap::new();
-    let mut campaigned: BTreeSet<u64> = BTreeSet::new();
-    let mut last_round = 0u64;
-    let mut check = |action: &ElectionAction,
-                     view: &RaftView,
-                     granted: &BTreeMap<u64, BTreeSet<canon_engine::NodeId>>,
-                     requested: &mut BTreeSet<u64>,
-                     last_round: &mut u64| match action {
-        ElectionAction::RequestPreVotes { round } => {
-            requested.insert(*round);
-            *last_round = (*last_round).max(*round);
-        }
-        ElectionAction::Campaign { round } => {
-            assert!(view.abstain_until.is_none(), "campaigned while abstaining");
-            let votes = granted.get(round).map_or(0, |g| g.len()) + 1;
-            assert!(
-                votes >= quorum,
-                "campaigned in round {round} with {votes} pre-votes"
-            );
-            assert!(
-                campaigned.insert(*round),
-                "campaigned twice in round {round}"
-            );
-            *last_round = (*last_round).max(*round);
-        }
-        _ => {}
-    };
-    for step in data.chunks_exact(3) {
-        let view = RaftView {
-            role: match step[1] % 5 {
-                0 => Role::Leader,
-                1 => Role::Candidate,
-                2 => Role::Other,
-                _ => Role::Follower,
-            },
-            term: u64::from(step[1] / 5 % 4),
-            voted_for: (step[2] % 3 != 0).then(|| ids[usize::from(step[2] % 4)]),
-            leader: (step[2] % 5 == 1).then(|| ids[usize::from(step[2] / 5 % 4)]),
-            millis_since_quorum_ack: (step[2] % 7 == 2).then_some(u64::from(step[2]) * 10),
-            failed: (step[2] == 255).then(|| "disk".to_string()),
-            voters: Vec::new(),
-            abstain_until: (step[1] >= 250).then_some(LogPos { term: 1, index: 9 }),
-        };
-        match step[0] % 4 {
-            0 | 1 => {
-                now += u64::from(step[0]) * 3;
-                for action in elector.tick(now, &view) {
-                    check(&action, &view, &granted, &mut requested, &mut last_round);
-                }
-            }
-            2 => {
-                let from = ids[usize::from(step[2] % 4)];
-                let round = last_round.saturating_sub(u64::from(step[1] % 2));
-                let yes = step[1] % 3 != 0;
-                if yes && voters.contains(&from) && from != me {
-                    granted.entry(round).or_default().insert(from);
-                }
-                if let Some(action) = elector.on_pre_vote_answer(now, round, from, yes, &view) {
-                    check(&action, &view, &granted, &mut requested, &mut last_round);
-                }
-            }
-            _ => {
-                let from = ids[usize::from(step[2] % 4)];
-                if step[1] % 2 == 0 {
-                    elector.appended_by(now, from);
-                } else {
-                    elector.heard(now, from);
-                }
-            }
-        }
-    }
 }
