@@ -289,6 +289,11 @@ pub async fn answer_get_blocks<RT: AsyncRuntime>(
     wait_ms: u32,
     serve: Serve,
 ) -> Response {
+    // A device slow to read holds the download up.
+    let stall = chain.storage().read_stall();
+    if !stall.is_zero() {
+        RT::sleep(stall).await;
+    }
     match chain.wait_for_served::<RT>(from, max, wait_ms, serve).await {
         Ok(blocks) => Response::Blocks(blocks),
         Err(e) => Response::Refused(format!("cannot read blocks: {e}")),

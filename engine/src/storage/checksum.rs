@@ -227,6 +227,10 @@ impl<S: Storage> Storage for Checksummed<S> {
         self.inner.synced_write_stall()
     }
 
+    fn read_stall(&self) -> std::time::Duration {
+        self.inner.read_stall()
+    }
+
     fn complete_torn_batch(&self) -> Result<bool, StorageError> {
         if !self.inner.may_tear() {
             return Ok(false);

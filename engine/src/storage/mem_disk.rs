@@ -53,6 +53,21 @@ struct DiskState {
     may_tear: bool,
     /// A stalled device: the next this many synced writes each wait this long.
     stall: Option<(u32, std::time::Duration)>,
+    /// A device slow to read: the next this many stallable reads each wait this long.
+    read_stall: Option<(u32, std::time::Duration)>,
+    /// Reads that waited out a stall, for reports: a fault that never bites tests nothing.
+    reads_stalled: u64,
+}
+
+/// One wait of a stall with `(left, each)` waits left, counting it off.
+fn take_one(stall: &mut Option<(u32, std::time::Duration)>) -> std::time::Duration {
+    match *stall {
+        Some((left, each)) if left > 0 => {
+            *stall = (left > 1).then_some((left - 1, each));
+            each
+        }
+        _ => std::time::Duration::ZERO,
+    }
 }
 
 /// Flips bit `bit` (modulo the record's bits) of `bytes`; nothing for an empty record.
@@ -157,6 +172,18 @@ impl MemDisk {
         self.lock().stall = (writes > 0).then_some((writes, each));
     }
 
+    /// Slows the device's reads: each of the next `reads` reads that can wait (Raft's log
+    /// read past its cache, a block download served) waits `each` first (the reader's
+    /// runtime does the waiting; see [`Storage::read_stall`]).
+    pub fn stall_reads(&self, reads: u32, each: std::time::Duration) {
+        self.lock().read_stall = (reads > 0).then_some((reads, each));
+    }
+
+    /// How many reads have waited out a stall so far.
+    pub fn reads_stalled(&self) -> u64 {
+        self.lock().reads_stalled
+    }
+
     /// The next put to column `col` lands under its key with the last byte xor-ed by `xor`
     /// (another key, `xor` being nonzero); the key it was meant for keeps what it had.
     pub fn misdirect_next_put(&self, col: Column, xor: u8) {
@@ -204,14 +231,14 @@ impl Storage for MemDisk {
     }
 
     fn synced_write_stall(&self) -> std::time::Duration {
+        take_one(&mut self.lock().stall)
+    }
+
+    fn read_stall(&self) -> std::time::Duration {
         let mut s = self.lock();
-        match s.stall {
-            Some((left, each)) if left > 0 => {
-                s.stall = (left > 1).then_some((left - 1, each));
-                each
-            }
-            _ => std::time::Duration::ZERO,
-        }
+        let wait = take_one(&mut s.read_stall);
+        s.reads_stalled += u64::from(!wait.is_zero());
+        wait
     }
 
     fn get(&self, col: Column, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
@@ -308,6 +335,26 @@ mod tests {
         let mut b = WriteBatch::default();
         b.put(Column::Meta, vec![k], vec![k]);
         disk.write(b, d).unwrap();
+    }
+
+    /// A stall counts off its waits one per ask and then says zero; reads and synced
+    /// writes stall apart, and healing (zero waits) ends a stall early.
+    #[test]
+    fn stalls_count_off_their_waits() {
+        use std::time::Duration;
+        let disk = MemDisk::new();
+        disk.stall_reads(2, Duration::from_millis(40));
+        disk.stall_synced_writes(1, Duration::from_millis(700));
+        let reads: Vec<u64> = (0..3)
+            .map(|_| disk.read_stall().as_millis() as u64)
+            .collect();
+        assert_eq!(reads, vec![40, 40, 0]);
+        assert_eq!(disk.reads_stalled(), 2);
+        assert_eq!(disk.synced_write_stall(), Duration::from_millis(700));
+        assert_eq!(disk.synced_write_stall(), Duration::ZERO);
+        disk.stall_reads(5, Duration::from_millis(9));
+        disk.stall_reads(0, Duration::ZERO);
+        assert_eq!(disk.read_stall(), Duration::ZERO);
     }
 
     #[test]

@@ -159,6 +159,13 @@ pub trait Storage: Send + Sync + 'static {
     fn synced_write_stall(&self) -> std::time::Duration {
         std::time::Duration::ZERO
     }
+    /// How long the device keeps the next read waiting: a disk slow to read. As with
+    /// [`Storage::synced_write_stall`], a real store stalls inside the read and says zero;
+    /// the simulated one says how long, and the async readers that a slow read would hold up
+    /// (Raft's log reader past its cache, the block server) wait that long first.
+    fn read_stall(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// The storage contract every implementation must meet, as one suite: the simulator's disk

@@ -129,10 +129,20 @@ impl SimCluster {
         ));
     }
 
+    pub fn slow_reads(&mut self, i: usize, reads: u32, ms: u64) {
+        self.slots[i]
+            .disk
+            .stall_reads(reads, Duration::from_millis(ms));
+        self.note(format!(
+            "fault: n{i} disk slows its next {reads} reads {ms} ms each"
+        ));
+    }
+
     pub fn heal_disks(&mut self) {
         for slot in &self.slots {
             slot.disk.set_write_fault(None);
             slot.disk.stall_synced_writes(0, Duration::ZERO);
+            slot.disk.stall_reads(0, Duration::ZERO);
         }
         self.note("fault: heal disks");
     }

@@ -23,9 +23,10 @@ pub(crate) fn torn_write(ctx: Ctx) -> ScenarioFuture {
     lying_disks(ctx, draw_torn_write, true)
 }
 
-/// Disks that stall their synced writes: a stalled leader blocks inside Raft's log append (as
-/// a slow fsync does), so it stops answering and its followers elect another. While the stalls
-/// last, a majority with working disks must keep canonizing: at least one block per simulated
+/// Disks that stall their synced writes or their reads: a leader stalled on writes blocks
+/// inside Raft's log append (as a slow fsync does), so it stops answering and its followers
+/// elect another; one slow to read holds up a lagging follower's entries and the external
+/// node's downloads. While the stalls last, a majority with working disks must keep canonizing: at least one block per simulated
 /// second of the schedule, a tenth of the usual rate.
 pub(crate) fn slow_disk(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
@@ -43,6 +44,8 @@ pub(crate) fn slow_disk(ctx: Ctx) -> ScenarioFuture {
         let canonized = c.canonical_height().saturating_sub(before);
         let secs = started.elapsed().as_secs();
         c.record("canonized_while_stalled", canonized as f64);
+        let reads_stalled: u64 = (0..c.size()).map(|i| c.disk(i).reads_stalled()).sum();
+        c.record("reads_stalled", reads_stalled as f64);
         // Only a schedule that stalls every node at once may pause the cluster, and briefly.
         if canonized < secs {
             return Err(at(

@@ -138,7 +138,7 @@ pub static SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "slow-disk",
-        description: "each node's disk in turn stalls its synced writes (Raft's log appends and votes wait 50-1,500 ms each, as behind a slow fsync), then a minority's at once, then every disk briefly: a stalled leader stops answering and is replaced; the cluster keeps canonizing at least a block a simulated second throughout, and then heals",
+        description: "each node's disk in turn stalls its synced writes (Raft's log appends and votes wait 50-1,500 ms each, as behind a slow fsync) or its reads (Raft's log reads past the cache and the blocks it serves wait as long), then a minority's at once, then every disk briefly: a stalled leader stops answering and is replaced; the cluster keeps canonizing at least a block a simulated second throughout, and then heals",
         body: slow_disk,
         sim_time_limit: Duration::from_secs(300),
     },

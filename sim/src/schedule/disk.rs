@@ -98,24 +98,30 @@ pub fn draw_torn_write(seed: u64, nodes: usize) -> Schedule {
     Schedule::new(faults, at_ms)
 }
 
-/// `crash` of node `node` at `at_ms`, and its restart 0.3-2 s later; returns the restart's
-/// time.
-/// slow-disk's faults: each node's disk in turn stalls its synced writes (one to three spells
-/// of 3-30 writes, 50-1,500 ms each), then a minority's disks at once, then every disk briefly
-/// (1-5 writes of 50-300 ms), as a device does under a firmware hiccup or a neighbour's load.
+/// slow-disk's faults: each node's disk in turn stalls (one to three spells of 3-30 synced
+/// writes or reads, 50-1,500 ms each; a spell stalls writes or reads evenly), then a
+/// minority's disks at once, then every disk briefly (1-5 of 50-300 ms), as a device does
+/// under a firmware hiccup or a neighbour's load.
 pub fn draw_slow_disk(seed: u64, nodes: usize) -> Schedule {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ SLOW_SALT);
     let mut faults = Vec::new();
     let mut at_ms = 500u64;
-    let mut stall = |rng: &mut ChaCha8Rng, at_ms: u64, node: usize, writes, ms| {
-        faults.push(Timed {
-            at_ms,
-            fault: Fault::SlowFsync {
+    let mut stall = |rng: &mut ChaCha8Rng, at_ms: u64, node: usize, count, ms| {
+        let (count, ms) = (rng.gen_range(count), rng.gen_range(ms));
+        let fault = if rng.gen_bool(0.5) {
+            Fault::SlowFsync {
                 node,
-                writes: rng.gen_range(writes),
-                ms: rng.gen_range(ms),
-            },
-        })
+                writes: count,
+                ms,
+            }
+        } else {
+            Fault::SlowReads {
+                node,
+                reads: count,
+                ms,
+            }
+        };
+        faults.push(Timed { at_ms, fault })
     };
     let mut order: Vec<usize> = (0..nodes).collect();
     order.shuffle(&mut rng);
@@ -139,6 +145,8 @@ pub fn draw_slow_disk(seed: u64, nodes: usize) -> Schedule {
     Schedule::new(faults, at_ms)
 }
 
+/// `crash` of node `node` at `at_ms`, and its restart 0.3-2 s later; returns the restart's
+/// time.
 fn crash_and_restart(
     rng: &mut ChaCha8Rng,
     faults: &mut Vec<Timed>,

@@ -141,6 +141,7 @@ fn apply(c: &mut SimCluster, fault: &Fault) {
         Fault::FlipRead { node, column, bit } => c.flip_next_read(node, column, bit),
         Fault::Misdirect { node, column, xor } => c.misdirect_next_put(node, column, xor),
         Fault::SlowFsync { node, writes, ms } => c.slow_fsync(node, writes, ms),
+        Fault::SlowReads { node, reads, ms } => c.slow_reads(node, reads, ms),
         Fault::ClockJump { node, delta_ms } => c.jump_clock(node, delta_ms),
         Fault::Reset { a, b } => {
             let k = c.net.reset_between(a, b);

@@ -137,6 +137,14 @@ pub enum Fault {
         writes: u32,
         ms: u64,
     },
+    /// Node `node`'s disk is slow to read: each of its next `reads` reads that can wait
+    /// (Raft's log read past its cache, as a lagging follower needs; a block download it
+    /// serves) waits `ms` first.
+    SlowReads {
+        node: usize,
+        reads: u32,
+        ms: u64,
+    },
     ClockJump {
         node: usize,
         delta_ms: i64,
@@ -230,6 +238,7 @@ impl Fault {
             | Fault::FlipRead { node, .. }
             | Fault::Misdirect { node, .. }
             | Fault::SlowFsync { node, .. }
+            | Fault::SlowReads { node, .. }
             | Fault::ClockJump { node, .. } => Some(node),
             Fault::Drop { from, to } | Fault::Tamper { from, to, .. } => Some(from.max(to)),
             Fault::Reset { a, b } | Fault::HalfOpen { a, b } => Some(a.max(b)),
@@ -291,6 +300,11 @@ mod tests {
                 node: 2,
                 writes: 7,
                 ms: 900,
+            },
+            Fault::SlowReads {
+                node: 1,
+                reads: 12,
+                ms: 350,
             },
             Fault::HealDisks,
             Fault::ClockJump {

@@ -246,6 +246,22 @@ fn milder(fault: &Fault) -> Vec<Fault> {
         .into_iter()
         .filter(|f| f != fault)
         .collect(),
+        // A shorter wait, or fewer slow reads.
+        Fault::SlowReads { node, reads, ms } if ms >= 2 * SMALLEST_STEP_MS || reads > 1 => [
+            Fault::SlowReads {
+                node,
+                reads,
+                ms: ms / 2,
+            },
+            Fault::SlowReads {
+                node,
+                reads: reads.div_ceil(2),
+                ms,
+            },
+        ]
+        .into_iter()
+        .filter(|f| f != fault)
+        .collect(),
         Fault::L1DropNext { count } if count > 1 => vec![Fault::L1DropNext { count: 1 }],
         Fault::L1LoseReceipts { count } if count > 1 => vec![Fault::L1LoseReceipts { count: 1 }],
         _ => Vec::new(),

@@ -71,6 +71,9 @@ impl fmt::Display for Fault {
             Fault::SlowFsync { node, writes, ms } => {
                 write!(f, "slow-fsync n{node} writes={writes} ms={ms}")
             }
+            Fault::SlowReads { node, reads, ms } => {
+                write!(f, "slow-reads n{node} reads={reads} ms={ms}")
+            }
             Fault::ClockJump { node, delta_ms } => write!(f, "clock-jump n{node} {delta_ms:+}ms"),
             Fault::Reset { a, b } => write!(f, "reset n{a}<->n{b}"),
             Fault::HalfOpen { a, b } => write!(f, "half-open n{a}<->n{b}"),
@@ -261,6 +264,11 @@ impl FromStr for Fault {
             "slow-fsync" => Fault::SlowFsync {
                 node: index(arg().ok_or("missing n<node>")?, 'n')?,
                 writes: named(arg(), "writes")?,
+                ms: named(arg(), "ms")?,
+            },
+            "slow-reads" => Fault::SlowReads {
+                node: index(arg().ok_or("missing n<node>")?, 'n')?,
+                reads: named(arg(), "reads")?,
                 ms: named(arg(), "ms")?,
             },
             "clock-jump" => {

@@ -171,6 +171,11 @@ impl<RT: AsyncRuntime> RaftLogReader<C<RT>> for LogStore<RT> {
         if let Some(entries) = self.recent.get(start, bound_end(range.end_bound())) {
             return Ok(entries);
         }
+        // Past the cache the read goes to the device, and a slow one holds replication up.
+        let stall = self.storage.read_stall();
+        if !stall.is_zero() {
+            RT::sleep(stall).await;
+        }
         let from = index_key(start);
         let to: Vec<u8> = match bound_end(range.end_bound()) {
             Some(end) => index_key(end).to_vec(),
