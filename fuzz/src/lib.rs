@@ -102,8 +102,8 @@ pub fn p2p_accept(data: &[u8]) -> bool {
 /// bytes whose first is the piece's flag), sealed with the session's real keys, read by the
 /// receiving side's own piece and frame handling. One session serves every input (a real
 /// handshake per input held the target to about a thousand inputs a second): after each
-/// input a closing piece and a sentinel frame are sent, and the receiver reads until the
-/// sentinel. Its rules: malformed pieces and frames are refused without knocking the
+/// input a closing piece and a sentinel frame (with a token fresh for the call) are sent, and
+/// the receiver reads until the sentinel. Its rules: malformed pieces and frames are refused without knocking the
 /// session's counters out of step (no piece fails authentication), a call to read never
 /// hangs and consumes at least one piece, and no more frames arrive than pieces ended one.
 /// Returns how many frames arrived.
@@ -139,9 +139,15 @@ pub fn p2p_channel(data: &[u8]) -> usize {
         rest = tail;
     }
     let ends = pieces.iter().filter(|p| p.first() == Some(&0)).count();
+    // The sentinel carries a token the input cannot know: a sentinel forged inside an input
+    // (libFuzzer learns the id from the comparison) once ended the read early, and the
+    // pieces after it were left for the next input to trip over. A fresh token per call.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = alloy_primitives::keccak256(call.to_be_bytes()).to_vec();
     let sentinel = canon_engine::codec::encode(&Frame::Response {
         id: SENTINEL,
-        body: Vec::new(),
+        body: token.clone(),
     })
     .expect("encode");
     // Closes whatever frame the input left open (its bytes then fail to decode, or complete
@@ -156,7 +162,7 @@ pub fn p2p_channel(data: &[u8]) -> usize {
         let mut frames = 0usize;
         for _ in 0..pieces.len() {
             match node.recv().await {
-                Ok(Frame::Response { id: SENTINEL, .. }) => {
+                Ok(Frame::Response { id: SENTINEL, body }) if body == token => {
                     assert!(
                         frames <= ends + 1,
                         "{frames} frames from {ends} ending pieces"
