@@ -26,8 +26,9 @@ pub(crate) fn torn_write(ctx: Ctx) -> ScenarioFuture {
 /// Disks that stall their synced writes or their reads: a leader stalled on writes blocks
 /// inside Raft's log append (as a slow fsync does), so it stops answering and its followers
 /// elect another; one slow to read holds up a lagging follower's entries and the external
-/// node's downloads. While the stalls last, a majority with working disks must keep canonizing: at least one block per simulated
-/// second of the schedule, a tenth of the usual rate.
+/// node's downloads. While the stalls last, a majority with working disks must keep
+/// canonizing: at least one block per simulated second of the schedule, a tenth of the usual
+/// rate.
 pub(crate) fn slow_disk(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
         let cfg = ClusterConfig {
