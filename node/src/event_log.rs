@@ -83,6 +83,15 @@ impl EventSink for EventLog {
                          catching up from peers; no election until it has applied that far"
                     );
                 }
+                canon_engine::policy::repair::Repair::Refetch { heights } => {
+                    tracing::error!(
+                        corrupt_records,
+                        ?heights,
+                        "the start-up scrub found rotten blocks below the head: fetching them \
+                         again from peers with the rest of their batches, checked against the \
+                         hash chain"
+                    );
+                }
                 other => tracing::warn!(corrupt_records, "the start-up scrub repaired: {other:?}"),
             },
             Event::CorruptRead { error } => {

@@ -1,7 +1,8 @@
 //! A byte flipped in a stored block on a real database file: `canon-node check-db` names the
-//! record, the node's start-up scrub finds it and repairs from its peers (it forgets what it
-//! replicated and catches up by snapshot and block download), and afterwards the database
-//! checks clean and the node holds the same chain as the others.
+//! record, the node's start-up scrub finds it and repairs from its peers (the block is below
+//! its head, so it fetches that block's batch again, checked against the hash chain, and
+//! keeps its Raft log and state), and afterwards the database checks clean and the node holds
+//! the same chain as the others.
 #![cfg(feature = "production")]
 
 mod common;
@@ -72,8 +73,14 @@ fn a_flipped_byte_in_a_stored_block_is_found_and_repaired_from_peers() {
         "{report}"
     );
 
-    // The node starts, its scrub finds the block, and it repairs from its peers.
+    // The node starts, its scrub finds the block, and it fetches it again from its peers.
     net.start_node(victim).expect("restart");
+    let log = dir.path().join(format!("node-{victim}.log"));
+    wait_for("the repair in its log", Duration::from_secs(30), || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        text.contains("rotten blocks below the head: fetching them")
+            .then_some(())
+    });
     let target = height(&net, leader).expect("leader status") + 5;
     wait_for(
         "the repaired node at the head",

@@ -116,14 +116,23 @@ fn kv_linearizable_catches_a_planted_stale_read() {
 
 /// Lying disks: every seed here keeps a healthy majority, repairs at least one node from its
 /// peers (a node that reads a corrupt record stops, and its start-up scrub forgets what it
-/// replicated), and halts at most one.
+/// replicated), and halts at most one. Seeds 0 and 1 also find only rotten blocks below a
+/// node's head once, and fetch just those batches again.
 #[test]
 fn disk_corruption() {
     let r = run_scenario("disk-corruption", 0..4, "disk_corruption");
     assert_ran(&r);
     assert_fact(&r, "rejoins", 1, 1.0, 20.0);
+    assert_fact(&r, "refetches", 1, 0.0, 20.0);
     assert_fact(&r, "halted_nodes", 1, 0.0, 1.0);
     assert_fact(&r, "most_unhealthy_at_once", 1, 0.0, 1.0);
+    for seed in [0, 1] {
+        let refetched = r
+            .iter()
+            .find(|x| x.seed == seed)
+            .map(|x| x.fact("refetches"));
+        assert_eq!(refetched, Some(vec![1.0]), "seed {seed}");
+    }
 }
 
 #[test]

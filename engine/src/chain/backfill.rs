@@ -16,6 +16,10 @@
 //!
 //! [`Backfill`] is the pure record of where that stands; it is stored with each range it
 //! accepts, so a crash resumes where the disk left it.
+//!
+//! The same gap serves a node whose disk rotted blocks below its head
+//! ([`crate::policy::repair`]): [`refetch_span`] widens the damaged heights to whole batches,
+//! and [`Backfill::over`] opens a gap there, which fills and closes as a snapshot's does.
 
 use alloy_primitives::B256;
 use serde::{Deserialize, Serialize};
@@ -121,6 +125,24 @@ impl Backfill {
         })
     }
 
+    /// A gap over stored blocks `base.height + 1..=top.height` that are to be fetched again:
+    /// `base` and `top` are each a height, the hash of the block there and the batch cursor
+    /// after it. Cutting again from `base`'s cursor must give `top`'s, so both are batch
+    /// boundaries or `top` is the applied head ([`refetch_span`]).
+    pub fn over(base: (u64, B256, BatchCursor), top: (u64, B256, BatchCursor)) -> Backfill {
+        let (base_height, base_hash, base_batches) = base;
+        let (top_height, top_hash, top_batches) = top;
+        Backfill {
+            base_height,
+            base_hash,
+            base_batches,
+            top_height,
+            top_batches,
+            filled_from: top_height + 1,
+            next_hash: top_hash,
+        }
+    }
+
     /// The heights still missing, lowest and highest; `None` once the gap is closed.
     pub fn missing(&self) -> Option<(u64, u64)> {
         let hi = self.filled_from.checked_sub(1)?;
@@ -213,6 +235,31 @@ impl Backfill {
             got: Box::new(cursor.clone()),
         })
     }
+}
+
+/// Where a gap to fetch blocks `lowest..=highest` again must start and end, so the batches
+/// cut again over it are whole ones: from the last height of the last batch sealed below
+/// `lowest` (0 before the first batch) to the last height of the first batch sealed at or
+/// above `highest`, or the applied head `head` when the open batch holds it.
+/// `sealed_last_heights` are the sealed batches' last heights, ascending.
+pub fn refetch_span(
+    lowest: u64,
+    highest: u64,
+    sealed_last_heights: &[u64],
+    head: u64,
+) -> (u64, u64) {
+    let base = sealed_last_heights
+        .iter()
+        .copied()
+        .take_while(|last| *last < lowest)
+        .last()
+        .unwrap_or(0);
+    let top = sealed_last_heights
+        .iter()
+        .copied()
+        .find(|last| *last >= highest)
+        .unwrap_or(head);
+    (base, top)
 }
 
 #[cfg(test)]
@@ -444,5 +491,53 @@ mod tests {
             .check_recut(&BatchCursor::default())
             .expect_err("differs");
         assert!(matches!(e, BackfillError::BatchesDisagree { .. }));
+    }
+
+    #[test]
+    fn a_refetch_spans_whole_batches() {
+        // Four blocks a batch, but a seal mark closed one at 9; the head is 18.
+        let sealed = [4, 8, 9, 13, 17];
+        // (lowest, highest damaged) -> (base, top)
+        let table = [
+            ((1, 1), (0, 4)),
+            ((4, 4), (0, 4)),
+            ((5, 5), (4, 8)),
+            ((8, 9), (4, 9)),
+            ((9, 9), (8, 9)),
+            ((10, 10), (9, 13)),
+            ((3, 14), (0, 17)),
+            // In the open batch: up to the head.
+            ((17, 17), (13, 17)),
+            ((18, 18), (17, 18)),
+        ];
+        for ((lo, hi), expected) in table {
+            assert_eq!(refetch_span(lo, hi, &sealed, 18), expected, "{lo}..={hi}");
+        }
+        // No batch sealed yet: from genesis to the head.
+        assert_eq!(refetch_span(2, 3, &[], 7), (0, 7));
+    }
+
+    #[test]
+    fn a_gap_over_stored_blocks_fills_downward_and_joins_its_base() {
+        let (_, blocks) = chain(10);
+        let hash = |h: u64| blocks[h as usize - 1].hash().expect("hash");
+        let mut gap = Backfill::over(
+            (4, hash(4), BatchCursor::default()),
+            (8, hash(8), BatchCursor::default()),
+        );
+        assert_eq!(gap.missing(), Some((5, 8)));
+        assert_eq!(gap.next_request(3), Some((6, 3)));
+        let accepted = gap.accept(&blocks[5..8]).expect("6..=8 chain to 8's hash");
+        assert_eq!(accepted.len(), 3);
+        // Block 5 must be the one block 6 names as its parent.
+        let mut other = blocks[4].clone();
+        other.header.timestamp_ms += 1;
+        assert!(matches!(
+            gap.clone().accept(std::slice::from_ref(&other)),
+            Err(BackfillError::WrongHash { height: 5, .. })
+        ));
+        gap.accept(&blocks[4..5])
+            .expect("5 chains to 6's parent and joins 4");
+        assert_eq!(gap.missing(), None);
     }
 }

@@ -608,4 +608,102 @@ mod tests {
         assert_eq!(store.certificate(from + 1).unwrap(), None);
         assert_eq!(store.certificate(from).unwrap(), served[0].certificate);
     }
+
+    /// A node that applied the whole chain finds blocks rotten below its head at start: the
+    /// repair deletes them and opens a gap over their batches; the backfill fetches the gap
+    /// again from a peer, checked against the hash chain, and cuts the same batches again. Its
+    /// applied state, Raft records and every other block stay. A crash in the middle resumes
+    /// without another repair: the deleted blocks are holes on purpose.
+    #[test]
+    fn rotten_blocks_below_the_head_are_fetched_again_from_a_peer() {
+        use crate::chain::store::block_key;
+        use crate::consensus::repair::{scrub_and_repair, Member};
+        use crate::policy::repair::Repair;
+        use crate::storage::{Checksummed, Column};
+
+        let (source, blocks) = source();
+        let key = key();
+        let member = Member {
+            key: &key,
+            genesis_hash: spec().genesis_header().unwrap().hash().unwrap(),
+        };
+        // Batches of four end at 4, 8, ..., 28; the head is 30. (rotten heights, the gap's
+        // base and top)
+        let table: [(&[u64], (u64, u64)); 4] = [
+            (&[1], (0, 4)),
+            (&[13], (12, 16)),
+            (&[6, 14, 15], (4, 16)),
+            (&[29], (28, 30)),
+        ];
+        for (rotten, span) in table {
+            for crash_after in [None, Some(1)] {
+                let case = format!("rotten {rotten:?}, crash after {crash_after:?} steps");
+                let disk = MemDisk::new();
+                let checked = Arc::new(Checksummed::new(disk.clone()));
+                let store = ChainStore::open(checked.clone(), &spec()).unwrap();
+                for block in &blocks {
+                    apply(&store, block);
+                }
+                let head = store.state().head;
+                let batches: Vec<_> = (1..=7).map(|n| store.batch(n).unwrap()).collect();
+                drop(store);
+                for h in rotten {
+                    let flipped = disk.flip_at_rest(Column::Block, (*h - 1) as usize, 77);
+                    assert_eq!(flipped, Some(block_key(*h).to_vec()), "{case}");
+                }
+                let repaired = scrub_and_repair(&*checked, Some(member)).unwrap();
+                let refetch = Repair::Refetch {
+                    heights: rotten.to_vec(),
+                };
+                assert_eq!(repaired.repair, refetch, "{case}");
+                let mut store = ChainStore::open(checked.clone(), &spec()).unwrap();
+                let gap = store.backfill().expect("a gap is open");
+                assert_eq!((gap.base_height, gap.top_height), span, "{case}");
+                for h in span.0 + 1..=span.1 {
+                    assert_eq!(store.block(h).unwrap(), None, "{case}: {h} deleted");
+                }
+                let mut events = Vec::new();
+                if let Some(steps) = crash_after {
+                    run(&store, &source, steps, &mut events);
+                    drop(store);
+                    disk.crash(0);
+                    let again = scrub_and_repair(&*checked, Some(member)).unwrap();
+                    assert_eq!(
+                        again.repair,
+                        Repair::Nothing,
+                        "{case}: the gap is on purpose"
+                    );
+                    store = ChainStore::open(checked.clone(), &spec()).unwrap();
+                }
+                let (_, done) = run(&store, &source, 100, &mut events);
+                assert!(done, "{case}");
+                for (i, block) in blocks.iter().enumerate() {
+                    let h = i as u64 + 1;
+                    assert_eq!(store.block(h).unwrap().as_ref(), Some(block), "{case}: {h}");
+                }
+                assert_eq!(store.state().head, head, "{case}");
+                let after: Vec<_> = (1..=7).map(|n| store.batch(n).unwrap()).collect();
+                assert_eq!(after, batches, "{case}: the same batches cut again");
+                // What came back is the span, each block checked on its way in.
+                let mut fetched: Vec<u64> = events
+                    .iter()
+                    .filter_map(|e| match e {
+                        Event::BlockBackfilled { height, .. } => Some(*height),
+                        _ => None,
+                    })
+                    .collect();
+                fetched.sort_unstable();
+                fetched.dedup();
+                let (base, top) = span;
+                assert_eq!(fetched, (base + 1..=top).collect::<Vec<_>>(), "{case}");
+                drop(store);
+                let clean = scrub_and_repair(&*checked, Some(member)).unwrap();
+                assert_eq!(
+                    clean.repair,
+                    Repair::Nothing,
+                    "{case}: the store checks clean"
+                );
+            }
+        }
+    }
 }

@@ -16,7 +16,7 @@ use rand::Rng;
 use crate::app::Rejection;
 use crate::chain::block::{Block, ChainSpec};
 use crate::chain::rules::Head;
-use crate::chain::store::ChainStore;
+use crate::chain::store::{ChainStore, StoreError};
 use crate::consensus::config::NodeConfig;
 use crate::consensus::core::{Input, NodeCore};
 use crate::consensus::raft::log_store::LogStore;
@@ -90,7 +90,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let id = cfg.id();
         // Before anything reads the store: every record checked, and what is damaged
         // repaired or refused (`policy::repair`).
-        crate::consensus::repair::repair_at_start(&seams, &id, Some(&cfg.key))?;
+        let genesis_hash = cfg
+            .chain
+            .genesis_header()
+            .and_then(|h| h.hash())
+            .map_err(StoreError::from)?;
+        let member = crate::consensus::repair::Member {
+            key: &cfg.key,
+            genesis_hash,
+        };
+        crate::consensus::repair::repair_at_start(&seams, &id, Some(member))?;
         let abstain_until = crate::consensus::repair::abstain_until(&*seams.storage);
         let chain = Arc::new(ChainStore::open(seams.storage.clone(), &cfg.chain)?);
         let (head, last_applied) = {

@@ -3,16 +3,21 @@
 //! the store. The abstention it may leave behind is enforced by the election policy (no
 //! pre-vote asked or granted) and by [`crate::consensus::node`] (no vote granted).
 
-use crate::chain::backfill::Backfill;
+use alloy_primitives::B256;
+
+use crate::chain::backfill::{refetch_span, Backfill};
 use crate::chain::store::certified::KEY_CERTIFIED;
-use crate::chain::store::{batch_key, stage_attestations, KEY_APPLIED, KEY_BACKFILL, KEY_SNAPSHOT};
+use crate::chain::store::{
+    batch_key, block_key, read_blocks, stage_attestations, AppliedMeta, KEY_APPLIED, KEY_BACKFILL,
+    KEY_SNAPSHOT,
+};
 use crate::codec;
 use crate::consensus::raft::log_store::{KEY_COMMITTED, KEY_PURGED, KEY_VOTE};
 use crate::consensus::raft::types::{LogId, Vote};
 use crate::keys::SecretKey;
 use crate::policy::election::LogPos;
 use crate::policy::repair::{decide, Damaged, Findings, Mark, Repair};
-use crate::settlement::batch::{Attestation, BatchHeader};
+use crate::settlement::batch::{Attestation, BatchCursor, BatchHeader};
 use crate::storage::checksum::KEY_JOURNAL;
 use crate::storage::{
     Column, Durability, Scrub, Storage, StorageError, WriteBatch, PAST_EVERY_KEY,
@@ -85,12 +90,19 @@ fn mark<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// The policy's view of what `scrub` found in `store`.
-pub fn findings(store: &dyn Storage, scrub: &Scrub) -> Result<Findings, StorageError> {
-    // Blocks a snapshot jumped over and the backfill has not fetched yet are absent on
-    // purpose; every other block from the lowest to the highest must be there.
-    // The same for the gap's batches, cut again only once every block is there.
-    let (unfilled, uncut) = match store.get(Column::Meta, KEY_BACKFILL) {
+/// The policy's view of what `scrub` found in `store`; `consensus_member` for a consensus
+/// node (see [`Findings::consensus_member`]).
+pub fn findings(
+    store: &dyn Storage,
+    scrub: &Scrub,
+    consensus_member: bool,
+) -> Result<Findings, StorageError> {
+    // Blocks a snapshot jumped over (or a refetch deleted) and the backfill has not fetched
+    // yet are absent on purpose; every other block from the lowest to the highest must be
+    // there. The same for a snapshot gap's batches, cut again only once every block is there.
+    let gap = store.get(Column::Meta, KEY_BACKFILL);
+    let gap_open = !matches!(gap, Ok(None));
+    let (unfilled, uncut) = match gap {
         Ok(Some(bytes)) => codec::decode::<Backfill>(&bytes).map_or((0..0, 0..0), |gap| {
             (
                 gap.base_height.saturating_add(1)..gap.filled_from,
@@ -118,8 +130,11 @@ pub fn findings(store: &dyn Storage, scrub: &Scrub) -> Result<Findings, StorageE
             .map(|c| classify(c.column, &c.key))
             .collect(),
         log_contiguous: scrub.complete_u64_except(Column::Log, log_first, 0..0),
+        // A snapshot's gap has none of its batches until they are cut again; a refetch's
+        // keeps every one the node sealed. Either way all or none: a recut writes them at once.
         blocks_contiguous: scrub.complete_u64_except(Column::Block, 1, unfilled)
-            && scrub.complete_u64_except(Column::Batch, 1, uncut),
+            && (scrub.complete_u64_except(Column::Batch, 1, uncut)
+                || scrub.complete_u64_except(Column::Batch, 1, 0..0)),
         log_last_index: scrub.last_u64(Column::Log),
         purged_index,
         vote_term: match mark(store, KEY_VOTE, |v: Vote| v.leader_id().term)? {
@@ -133,7 +148,89 @@ pub fn findings(store: &dyn Storage, scrub: &Scrub) -> Result<Findings, StorageE
             Err(StorageError::Corrupt { .. }) => Some(None),
             Err(e) => return Err(e),
         },
+        applied_height: applied(store).ok().flatten().map(|m| m.head.height),
+        gap_open,
+        consensus_member,
     })
+}
+
+/// The applied position, if one is stored and reads back sound.
+fn applied(store: &dyn Storage) -> Result<Option<AppliedMeta>, StorageError> {
+    store
+        .get(Column::Meta, KEY_APPLIED)?
+        .map(|bytes| codec::decode::<AppliedMeta>(&bytes))
+        .transpose()
+        .map_err(|e| StorageError::Failed(format!("the applied position: {e}")))
+}
+
+/// What a consensus member's repair needs besides its store.
+#[derive(Clone, Copy)]
+pub struct Member<'a> {
+    /// Its key: it signs its attestations again.
+    pub key: &'a SecretKey,
+    /// The genesis header's hash: what block 1 of a refetch must name as its parent.
+    pub genesis_hash: B256,
+}
+
+/// Stages what a refetch of the damaged `heights` (ascending, below the applied head) writes:
+/// a gap opened over them, widened to whole batches ([`refetch_span`]), with the blocks it
+/// spans deleted; the backfill fills it from peers and closes it by cutting the same batches
+/// again. Returns the gap.
+fn stage_refetch(
+    store: &dyn Storage,
+    heights: &[u64],
+    genesis_hash: B256,
+    batch: &mut WriteBatch,
+) -> Result<Backfill, StorageError> {
+    let failed = |what: String| StorageError::Failed(format!("refetching blocks: {what}"));
+    let (Some(&lowest), Some(&highest)) = (heights.first(), heights.last()) else {
+        return Err(failed("no heights".into()));
+    };
+    let meta = applied(store)?.ok_or_else(|| failed("no applied position".into()))?;
+    let sealed = batch_headers(store)?;
+    let last_heights: Vec<u64> = sealed.iter().map(|(_, h)| h.last_height).collect();
+    let (base, top) = refetch_span(lowest, highest, &last_heights, meta.head.height);
+    let cursor_after = |height: u64| -> Result<BatchCursor, StorageError> {
+        if height == 0 {
+            return Ok(BatchCursor::default());
+        }
+        sealed
+            .iter()
+            .find(|(_, h)| h.last_height == height)
+            .map(|(_, h)| BatchCursor::after(h))
+            .ok_or_else(|| failed(format!("no batch sealed at height {height}")))
+    };
+    // A sound stored block (the scrub checked it): below the lowest damaged height, or above
+    // the highest.
+    let stored = |height: u64| {
+        read_blocks(store, height, height, 1, usize::MAX)
+            .map_err(|e| failed(e.to_string()))?
+            .pop()
+            .ok_or_else(|| failed(format!("block {height} is not stored")))
+    };
+    let base_hash = match base {
+        0 => genesis_hash,
+        h => stored(h)?.hash().map_err(|e| failed(e.to_string()))?,
+    };
+    let top_end = if top == meta.head.height {
+        (top, meta.head.hash, meta.batches.clone())
+    } else {
+        (top, stored(top + 1)?.header.parent_hash, cursor_after(top)?)
+    };
+    let gap = Backfill::over((base, base_hash, cursor_after(base)?), top_end);
+    // Every block of the span goes, the sound ones too: a gap holds no block below where it
+    // is filled from, which is how the scrub tells a hole on purpose from a lost record.
+    batch.delete_range(
+        Column::Block,
+        block_key(base + 1).to_vec(),
+        block_key(top + 1).to_vec(),
+    );
+    batch.put(
+        Column::Meta,
+        KEY_BACKFILL,
+        codec::encode(&gap).map_err(|e| failed(e.to_string()))?,
+    );
+    Ok(gap)
 }
 
 /// What a start-up repair did.
@@ -148,21 +245,26 @@ pub struct Repaired {
 /// (one synced batch: a crash leaves the store before or after, never between). A halt is
 /// returned for the caller to refuse to start with.
 ///
-/// `member` is the key of a consensus node, which votes and attests; `None` for a node
-/// outside Raft (an external node, a member of a single-sequencer group). Such a node holds no
-/// vote and signs no attestation: it only drops a damaged one, and what it forgets it
-/// downloads again from its sources, checked against the hash chain and the certificates.
+/// `member` is a consensus node, which votes, attests and backfills from its peers; `None`
+/// for a node outside Raft (an external node, a member of a single-sequencer group). Such a
+/// node holds no vote and signs no attestation: it only drops a damaged one, and what it
+/// forgets it downloads again from its sources, checked against the hash chain and the
+/// certificates.
 pub fn scrub_and_repair(
     store: &dyn Storage,
-    member: Option<&SecretKey>,
+    member: Option<Member<'_>>,
 ) -> Result<Repaired, StorageError> {
     // First the last batch a crash may have torn, completed from its journal.
     store.complete_torn_batch()?;
     let scrub = store.scrub()?;
-    let repair = decide(&findings(store, &scrub)?);
+    let repair = decide(&findings(store, &scrub, member.is_some())?);
     let mut batch = WriteBatch::default();
     match &repair {
         Repair::Nothing | Repair::Halt(_) => {}
+        Repair::Refetch { heights } => {
+            let genesis_hash = member.map_or(B256::ZERO, |m| m.genesis_hash);
+            stage_refetch(store, heights, genesis_hash, &mut batch)?;
+        }
         Repair::DropAttestations(keys) => {
             for k in keys {
                 batch.delete(Column::Attestation, k.clone());
@@ -170,7 +272,7 @@ pub fn scrub_and_repair(
             // Peers' attestations are collected again. A member signs its own again (the
             // same signature: they are deterministic) for every batch it holds without one:
             // a damaged one, or one whose write went under another key.
-            if let Some(key) = member {
+            if let Some(key) = member.map(|m| m.key) {
                 let me = key.node_id();
                 for (number, header) in batch_headers(store)? {
                     let own_key = crate::chain::store::attestation_key(number, &me);
@@ -199,7 +301,7 @@ pub fn scrub_and_repair(
             // openraft restores leadership from a committed vote of its own at start, and
             // would lead with an empty log. The same vote, uncommitted, is what a candidate
             // holds: it votes for nobody else in that term and starts a follower.
-            let me = member.map(SecretKey::node_id);
+            let me = member.map(|m| m.key.node_id());
             if let (Some(me), Ok(Some(bytes))) = (me, store.get(Column::Meta, KEY_VOTE)) {
                 if let Ok(vote) = codec::decode::<Vote>(&bytes) {
                     if vote.is_committed() && vote.leader_id().voted_for() == Some(me) {
@@ -227,7 +329,7 @@ pub fn scrub_and_repair(
 pub fn repair_at_start(
     seams: &crate::seams::Seams,
     id: &crate::ids::NodeId,
-    member: Option<&SecretKey>,
+    member: Option<Member<'_>>,
 ) -> Result<Repair, crate::seams::NodeError> {
     let repaired =
         scrub_and_repair(&*seams.storage, member).map_err(crate::chain::store::StoreError::from)?;
@@ -294,6 +396,13 @@ mod tests {
         key().node_id()
     }
 
+    fn member(key: &SecretKey) -> Member<'_> {
+        Member {
+            key,
+            genesis_hash: B256::repeat_byte(0x6e),
+        }
+    }
+
     /// A node's store: a log 5..=9 (4 purged), blocks 1..=3, state, a vote it leads with.
     fn store() -> (MemDisk, Checksummed<MemDisk>) {
         let disk = MemDisk::new();
@@ -319,7 +428,7 @@ mod tests {
     #[test]
     fn a_sound_store_is_left_alone() {
         let (_, s) = store();
-        let r = scrub_and_repair(&s, Some(&key())).unwrap();
+        let r = scrub_and_repair(&s, Some(member(&key()))).unwrap();
         assert_eq!(r.repair, Repair::Nothing);
         assert_eq!(
             s.get(Column::Block, &1u64.to_be_bytes()).unwrap(),
@@ -327,11 +436,14 @@ mod tests {
         );
     }
 
+    /// The store's applied position is not one the chain store wrote, so the block cannot be
+    /// placed below a head: the node forgets everything (a refetch is tested with a real chain
+    /// in `consensus::backfill`).
     #[test]
     fn a_rotten_block_makes_the_node_forget_and_abstain_keeping_its_vote_uncommitted() {
         let (disk, s) = store();
         disk.flip_at_rest(Column::Block, 1, 7);
-        let r = scrub_and_repair(&s, Some(&key())).unwrap();
+        let r = scrub_and_repair(&s, Some(member(&key()))).unwrap();
         let bound = LogPos { term: 3, index: 9 };
         assert_eq!(
             r.repair,
@@ -352,7 +464,7 @@ mod tests {
         assert_eq!(vote, Vote::new(3, me()));
         assert!(!vote.is_committed());
         // The next start finds nothing to repair, and the bound stays.
-        let again = scrub_and_repair(&s, Some(&key())).unwrap();
+        let again = scrub_and_repair(&s, Some(member(&key()))).unwrap();
         assert_eq!(again.repair, Repair::Nothing);
         assert_eq!(abstain_until(&s), Some(bound));
     }
@@ -388,7 +500,7 @@ mod tests {
             b.put(Column::Meta, KEY_VOTE, codec::encode(&vote).unwrap());
             store.write(b, Durability::Synced).unwrap();
             let scrub = store.scrub().unwrap();
-            let found = findings(&store, &scrub).unwrap();
+            let found = findings(&store, &scrub, true).unwrap();
             assert_eq!(
                 found.log_contiguous, whole,
                 "purged {purged:?}, held {held:?}"
@@ -406,7 +518,7 @@ mod tests {
             disk.flip_at_rest(Column::Meta, 1, 3),
             Some(KEY_VOTE.to_vec())
         );
-        let r = scrub_and_repair(&s, Some(&key())).unwrap();
+        let r = scrub_and_repair(&s, Some(member(&key()))).unwrap();
         assert_eq!(r.repair, Repair::Halt(Halt::VoteUnreadable));
         // Nothing changed: the operator gets the store as it was.
         assert!(!s
@@ -419,7 +531,7 @@ mod tests {
     fn a_rotten_attestation_is_dropped_alone() {
         let (disk, s) = store();
         disk.flip_at_rest(Column::Attestation, 0, 1);
-        let r = scrub_and_repair(&s, Some(&key())).unwrap();
+        let r = scrub_and_repair(&s, Some(member(&key()))).unwrap();
         assert_eq!(r.repair, Repair::DropAttestations(vec![vec![0, 1]]));
         assert!(s
             .scan(Column::Attestation, &[], &PAST_EVERY_KEY, 10)
@@ -457,7 +569,7 @@ mod tests {
             disk.flip_at_rest(Column::Attestation, 0, 5),
             Some(own_key.clone())
         );
-        let r = scrub_and_repair(&s, Some(&key())).unwrap();
+        let r = scrub_and_repair(&s, Some(member(&key()))).unwrap();
         assert_eq!(r.repair, Repair::DropAttestations(vec![own_key.clone()]));
         assert_eq!(s.get(Column::Attestation, &own_key).unwrap(), Some(sound));
     }

@@ -4,6 +4,14 @@
 //!
 //! The rules, and why each is safe:
 //! - **Attestations** are collected from peers again: they are dropped.
+//! - **Blocks strictly below the applied head**, and nothing else, on a consensus node with no
+//!   snapshot gap open: the node **refetches** them. A gap like a snapshot's is opened over
+//!   them (widened to whole L1 batches, its blocks deleted), which the backfill fills
+//!   from peers: each block checked top down against the hash chain that ends at the applied
+//!   head and against its transactions root, then the batches cut again must be the ones the
+//!   node sealed. Raft's log and vote are untouched, so it keeps voting: a block is derived
+//!   from the committed log, never acknowledged by itself. At the head, or beside any other
+//!   damage, the rule below applies (the head block is what the next one is built on).
 //! - **Anything Raft replicated or the node derived from it** (a log entry, the committed or
 //!   purged mark, the applied state, a block, a sealed batch, a certificate, a hole in the log
 //!   or below the head): the node forgets every replicated record and catches up from its
@@ -91,6 +99,13 @@ pub struct Findings {
     pub vote_term: u64,
     /// A bound a repair before this one left: `None` for none, `Some(None)` if unreadable.
     pub abstain_until: Option<Option<LogPos>>,
+    /// The applied head's height, when the applied position was read.
+    pub applied_height: Option<u64>,
+    /// A snapshot's gap (or an earlier refetch's) is still being filled.
+    pub gap_open: bool,
+    /// The node is a consensus member, whose backfill can fetch blocks from its peers. A node
+    /// outside Raft downloads what it forgets from its sources instead.
+    pub consensus_member: bool,
 }
 
 /// Why a node must not start.
@@ -129,6 +144,11 @@ pub enum Repair {
     /// Delete these attestations (their batch and signer keys); peers' copies are collected
     /// again.
     DropAttestations(Vec<Vec<u8>>),
+    /// Fetch these blocks (heights, ascending) again from peers, through a gap opened over
+    /// them and the rest of their batches; everything else stays.
+    Refetch {
+        heights: Vec<u64>,
+    },
     /// Forget every replicated record, keep the vote, abstain from elections until the
     /// applied index reaches `abstain_until.index` (granting votes only to candidates whose
     /// log reaches `abstain_until`), and catch up from peers.
@@ -176,6 +196,9 @@ pub fn decide(f: &Findings) -> Repair {
     if let Some(h) = stray_or_halt {
         return Repair::Halt(h);
     }
+    if let Some(heights) = refetchable(f) {
+        return Repair::Refetch { heights };
+    }
     if !rejoin {
         return if attestations.is_empty() {
             Repair::Nothing
@@ -209,6 +232,26 @@ pub fn decide(f: &Findings) -> Repair {
     }
 }
 
+/// The damaged heights, ascending, when every damaged record is a block strictly below the
+/// applied head (height 1 up) and the rest of the store is whole with no gap open, on a
+/// consensus member.
+fn refetchable(f: &Findings) -> Option<Vec<u64>> {
+    let head = f.applied_height?;
+    if !(f.consensus_member && f.log_contiguous && f.blocks_contiguous && !f.gap_open) {
+        return None;
+    }
+    let mut heights = Vec::with_capacity(f.damaged.len());
+    for d in &f.damaged {
+        match d {
+            Damaged::Block { height } if (1..head).contains(height) => heights.push(*height),
+            _ => return None,
+        }
+    }
+    heights.sort_unstable();
+    heights.dedup();
+    (!heights.is_empty()).then_some(heights)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +265,9 @@ mod tests {
             purged_index: Mark::At(100),
             vote_term: 7,
             abstain_until: None,
+            applied_height: Some(50),
+            gap_open: false,
+            consensus_member: true,
         }
     }
 
@@ -250,8 +296,87 @@ mod tests {
                 rejoin_120.clone(),
             ),
             (
-                "a block",
+                "a block below the head is fetched again",
                 with(vec![Damaged::Block { height: 7 }]),
+                Repair::Refetch { heights: vec![7] },
+            ),
+            (
+                "blocks below the head, ascending, each once",
+                with(vec![
+                    Damaged::Block { height: 49 },
+                    Damaged::Block { height: 1 },
+                    Damaged::Block { height: 49 },
+                ]),
+                Repair::Refetch {
+                    heights: vec![1, 49],
+                },
+            ),
+            (
+                "the head block: rejoin",
+                with(vec![Damaged::Block { height: 50 }]),
+                rejoin_120.clone(),
+            ),
+            (
+                "a block above the head: rejoin",
+                with(vec![Damaged::Block { height: 51 }]),
+                rejoin_120.clone(),
+            ),
+            (
+                "a block at height 0 is nothing the chain stores: rejoin",
+                with(vec![Damaged::Block { height: 0 }]),
+                rejoin_120.clone(),
+            ),
+            (
+                "a block beside other damage: rejoin",
+                with(vec![Damaged::Block { height: 7 }, Damaged::Certificate]),
+                rejoin_120.clone(),
+            ),
+            (
+                "a block beside a rotten attestation: rejoin",
+                with(vec![
+                    Damaged::Block { height: 7 },
+                    Damaged::Attestation { key: vec![1] },
+                ]),
+                rejoin_120.clone(),
+            ),
+            (
+                "a block while a gap is open: rejoin",
+                Findings {
+                    gap_open: true,
+                    ..with(vec![Damaged::Block { height: 7 }])
+                },
+                rejoin_120.clone(),
+            ),
+            (
+                "a block with a hole elsewhere: rejoin",
+                Findings {
+                    blocks_contiguous: false,
+                    ..with(vec![Damaged::Block { height: 7 }])
+                },
+                rejoin_120.clone(),
+            ),
+            (
+                "a block with a hole in the log: rejoin",
+                Findings {
+                    log_contiguous: false,
+                    ..with(vec![Damaged::Block { height: 7 }])
+                },
+                rejoin_120.clone(),
+            ),
+            (
+                "a block on a node outside Raft: it downloads everything again",
+                Findings {
+                    consensus_member: false,
+                    ..with(vec![Damaged::Block { height: 7 }])
+                },
+                rejoin_120.clone(),
+            ),
+            (
+                "a block with the applied position unread: rejoin",
+                Findings {
+                    applied_height: None,
+                    ..with(vec![Damaged::Block { height: 7 }])
+                },
                 rejoin_120.clone(),
             ),
             ("the state", with(vec![Damaged::State]), rejoin_120.clone()),
@@ -355,7 +480,7 @@ mod tests {
                 Findings {
                     log_last_index: None,
                     purged_index: Mark::At(90),
-                    ..with(vec![Damaged::Block { height: 1 }])
+                    ..with(vec![Damaged::Batch])
                 },
                 Repair::Rejoin {
                     abstain_until: LogPos { term: 7, index: 90 },

@@ -475,7 +475,7 @@ mod tests {
             classify(Column::Meta, &scrub.corrupt[0].key),
             Damaged::SigningGuard
         );
-        let findings = findings(&*store, &scrub).unwrap();
+        let findings = findings(&*store, &scrub, false).unwrap();
         assert_eq!(decide(&findings), Repair::Halt(Halt::SigningGuard));
     }
 

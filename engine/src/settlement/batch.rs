@@ -106,6 +106,18 @@ pub struct BatchCursor {
 }
 
 impl BatchCursor {
+    /// The cursor right after `sealed` was sealed: what [`BatchCursor::on_block`] leaves when
+    /// it closes a batch.
+    pub fn after(sealed: &BatchHeader) -> BatchCursor {
+        BatchCursor {
+            sealed_number: sealed.number,
+            sealed_commitment: sealed.commitment(),
+            sealed_height: sealed.last_height,
+            open_since_ms: None,
+            open_hashes: Vec::new(),
+        }
+    }
+
     /// Takes the next applied block (`hash` is its header's hash). Returns the batch it closes:
     /// the block carries the leader's seal mark, declares new members, or the batch reached
     /// `blocks_per_batch` blocks (at least 1).

@@ -86,6 +86,7 @@ pub struct Checker {
     genesis_hash: B256,
     /// Start-up repairs that made a node forget what it replicated.
     rejoins: usize,
+    refetches: usize,
     /// See [`Checker::most_unhealthy_at_once`].
     most_unhealthy: usize,
     canonical: BTreeMap<u64, Canonical>,
@@ -151,6 +152,7 @@ impl Checker {
             genesis_hash,
             canonical: BTreeMap::new(),
             rejoins: 0,
+            refetches: 0,
             most_unhealthy: 0,
             nodes: vec![NodeTrack::default(); nodes],
             leader_of_term: BTreeMap::new(),

@@ -14,6 +14,12 @@ impl Checker {
         self.rejoins
     }
 
+    /// How many times a node's start-up repair deleted rotten blocks below its head to fetch
+    /// them again, keeping everything else.
+    pub fn refetches(&self) -> usize {
+        self.refetches
+    }
+
     /// The most nodes whose disks were unhealthy at once: halted, or repairing (abstaining
     /// until they have applied past what they forgot). At a majority, the cluster may stall
     /// for good, and only safety is owed.
@@ -51,6 +57,10 @@ impl Checker {
                 self.rejoins += 1;
                 self.count_unhealthy();
             }
+            // Blocks below its head go and come back through the backfill, each checked as it
+            // comes (`BlockBackfilled`); its log, vote and applied state stay, so it is not
+            // unhealthy: it keeps voting and may lead.
+            Repair::Refetch { .. } => self.refetches += 1,
             Repair::Halt(_) => {
                 self.nodes[node].halted = true;
                 self.count_unhealthy();

@@ -129,15 +129,18 @@ async fn repaired_or_halted(c: &SimCluster, i: usize) -> Result<(), String> {
 }
 
 /// How the disks fared: nodes halted, repairs that made a node forget what it replicated,
-/// and the most nodes unhealthy (halted or repairing) at once.
+/// repairs that fetched rotten blocks again, and the most nodes unhealthy (halted or
+/// repairing) at once.
 fn record_disk_facts(c: &SimCluster) {
     let halted = (0..c.size()).filter(|i| c.is_halted(*i)).count();
-    let (rejoins, unhealthy) = {
+    let (rejoins, refetches, unhealthy) = {
         let obs = c.observer.lock();
-        (obs.checker.rejoins(), obs.checker.most_unhealthy_at_once())
+        let k = &obs.checker;
+        (k.rejoins(), k.refetches(), k.most_unhealthy_at_once())
     };
     c.record("halted_nodes", halted as f64);
     c.record("rejoins", rejoins as f64);
+    c.record("refetches", refetches as f64);
     c.record("most_unhealthy_at_once", unhealthy as f64);
 }
 

@@ -166,6 +166,12 @@ impl Recorder {
                         abstain_until.term, abstain_until.index
                     ),
                 ),
+                canon_engine::policy::repair::Repair::Refetch { heights } => (
+                    What::Fault,
+                    format!(
+                        "scrub: {corrupt_records} damaged records: fetching blocks {heights:?} again from peers"
+                    ),
+                ),
                 other => (What::Fault, format!("scrub: {corrupt_records} damaged records: {other:?}")),
             },
             Event::LostLeadership { term } => {
