@@ -89,11 +89,15 @@ impl tokio::io::AsyncWrite for Incoming<'_> {
 /// it must end in an error (nobody can answer a fresh ephemeral key from canned bytes), never
 /// panic. Returns whether the handshake failed, as it always must.
 pub fn p2p_accept(data: &[u8]) -> bool {
-    // Derived once: a key derivation per input was most of a fuzzer's time.
-    static KEY: std::sync::OnceLock<canon_engine::keys::SecretKey> = std::sync::OnceLock::new();
-    let key = KEY.get_or_init(|| canon_engine::keys::derived_key("canon-fuzz/p2p", 0));
-    let handshake =
-        canon_engine::net::p2p::handshake::accept_over(Incoming { data }, key, 7, [7; 32]);
+    use canon_engine::net::p2p::handshake::{accept_over, Identity};
+    // Made once, as a node makes its own once: a key derivation per input was most of a
+    // fuzzer's time.
+    static IDENTITY: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    let identity = IDENTITY.get_or_init(|| {
+        let key = canon_engine::keys::derived_key("canon-fuzz/p2p", 0);
+        Identity::new(&key, 7, [8; 32]).expect("an identity")
+    });
+    let handshake = accept_over(Incoming { data }, identity, 7, [7; 32]);
     futures::executor::block_on(handshake).is_err()
 }
 
@@ -110,7 +114,7 @@ pub fn p2p_accept(data: &[u8]) -> bool {
 pub fn p2p_channel(data: &[u8]) -> usize {
     use canon_engine::net::p2p::channel::Channel;
     use canon_engine::net::p2p::frame::{Frame, FrameError};
-    use canon_engine::net::p2p::handshake::{accept_over, dial_over};
+    use canon_engine::net::p2p::handshake::{accept_over, dial_over, Identity};
     use tokio::io::DuplexStream;
 
     type Pair = (Channel<DuplexStream>, Channel<DuplexStream>);
@@ -122,9 +126,11 @@ pub fn p2p_channel(data: &[u8]) -> usize {
             canon_engine::keys::derived_key("canon-fuzz/channel", 0),
             canon_engine::keys::derived_key("canon-fuzz/channel", 1),
         );
+        let i0 = Identity::new(&k0, 7, [1; 32]).expect("an identity");
+        let i1 = Identity::new(&k1, 7, [2; 32]).expect("an identity");
         let (d, s) = futures::executor::block_on(futures::future::join(
-            dial_over(a, &k0, None, 7, [1; 32]),
-            accept_over(b, &k1, 7, [2; 32]),
+            dial_over(a, &i0, None, 7, [1; 32]),
+            accept_over(b, &i1, 7, [2; 32]),
         ));
         let ((_, dialer), (_, acceptor)) = (d.expect("dial"), s.expect("accept"));
         std::sync::Mutex::new((dialer, acceptor))

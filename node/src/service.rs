@@ -198,12 +198,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     let storage = Arc::new(RocksStorage::open(&db_path, owner).map_err(|e| fail("storage", e))?);
     let metrics = Arc::new(Metrics::new());
     let events: Arc<dyn canon_engine::events::EventSink> = Arc::new(EventLog::new(metrics.clone()));
-    let local = Local {
-        key: network_key.clone(),
-        chain_id: v.chain.chain_id,
-        events: events.clone(),
-        watch: None,
-    };
+    let local = Local::new(network_key.clone(), v.chain.chain_id, events.clone(), None);
     let dialer = TcpDialer::new(&v.boot_nodes);
     let learned_addresses = dialer.learned();
     let transport = Arc::new(TcpTransport::new(local.clone(), dialer));

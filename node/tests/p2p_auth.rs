@@ -14,7 +14,7 @@ use canon_engine::net::wire::{Request, Response};
 use canon_node::devnet::{node_key, Devnet, Ports};
 use canon_node::genesis::DEV_CHAIN_ID;
 use canon_node::p2p::frame::Frame;
-use canon_node::p2p::handshake::{dial_over, HandshakeError};
+use canon_node::p2p::handshake::{dial_over, HandshakeError, Identity};
 use common::*;
 use openraft::Vote;
 use tokio::io::AsyncWriteExt;
@@ -30,7 +30,8 @@ async fn dial(
     expected: Option<canon_engine::NodeId>,
     chain_id: u64,
 ) -> Result<(canon_engine::NodeId, Conn), HandshakeError> {
-    dial_over(stream, key, expected, chain_id, rand::random()).await
+    let identity = Identity::new(key, chain_id, rand::random())?;
+    dial_over(stream, &identity, expected, chain_id, rand::random()).await
 }
 
 async fn connect(key: &SecretKey, expected: canon_engine::NodeId) -> Result<Conn, HandshakeError> {

@@ -112,12 +112,12 @@ impl NetHost {
 
     /// Answers with the production p2p listener until the host is killed.
     pub(crate) async fn serve<S: Serves>(&self, listener: SimListener, node: Arc<S>) {
-        let local = Local {
-            key: self.key.clone(),
-            chain_id: CHAIN_ID,
-            events: self.events(),
-            watch: Some(self.watch()),
-        };
+        let local = Local::new(
+            self.key.clone(),
+            CHAIN_ID,
+            self.events(),
+            Some(self.watch()),
+        );
         p2p::serve::<MadsimRuntime, _>(
             listener,
             local,

@@ -376,12 +376,7 @@ impl SimNet {
         events: Arc<dyn EventSink>,
         watch: Option<Arc<dyn DeliveryWatch>>,
     ) -> SimTransport {
-        let local = Local {
-            key: key.clone(),
-            chain_id: CHAIN_ID,
-            events,
-            watch,
-        };
+        let local = Local::new(key.clone(), CHAIN_ID, events, watch);
         P2pTransport::new(
             local,
             SimDialer {

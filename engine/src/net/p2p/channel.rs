@@ -263,7 +263,7 @@ mod tests {
     use tokio::io::{AsyncWriteExt, DuplexStream};
 
     use super::*;
-    use crate::net::p2p::handshake::{accept_over, dial_over};
+    use crate::net::p2p::handshake::{accept_over, dial_over, Identity};
 
     type Pair = (Channel<DuplexStream>, Channel<DuplexStream>);
 
@@ -274,8 +274,10 @@ mod tests {
         let seeds = ([n; 32], [n + 1; 32]);
         let (a, b) = tokio::io::duplex(1 << 22);
         let (k0, k1) = (derived_key("ch", 0), derived_key("ch", 1));
-        let d = tokio::spawn(async move { dial_over(a, &k0, None, 7, seeds.0).await });
-        let s = tokio::spawn(async move { accept_over(b, &k1, 7, seeds.1).await });
+        let i0 = Identity::new(&k0, 7, seeds.0).unwrap();
+        let i1 = Identity::new(&k1, 7, seeds.1).unwrap();
+        let d = tokio::spawn(async move { dial_over(a, &i0, None, 7, seeds.0).await });
+        let s = tokio::spawn(async move { accept_over(b, &i1, 7, seeds.1).await });
         let (_, dialer) = d.await.unwrap().unwrap();
         let (_, acceptor) = s.await.unwrap().unwrap();
         (dialer, acceptor)

@@ -2,11 +2,15 @@
 //! each side's node key bound to its Noise static key, the way libp2p's Noise handshake binds
 //! identity keys.
 //!
-//! Each connection draws a fresh X25519 static key. In the handshake each side sends, encrypted,
-//! an [`IdentityProof`]: its node id and its secp256k1 signature over the chain id and its own
-//! Noise static key. The other side checks that the signature recovers to the claimed id and
-//! covers the static key Noise authenticated. A proof is useless to anyone without that static
-//! key's secret, which never leaves the process, so replaying a recorded handshake fails.
+//! Each node draws one X25519 static key per start (an [`Identity`], made at its first
+//! connection), as a libp2p node keeps one for its lifetime. In the handshake each side sends,
+//! encrypted, an [`IdentityProof`]: its node id and its secp256k1 signature over the chain id
+//! and its own Noise static key. The other side checks that the signature recovers to the
+//! claimed id and covers the static key Noise authenticated. A proof is useless to anyone
+//! without that static key's secret, which never leaves the process, so replaying a recorded
+//! handshake fails. (A fresh static key and proof per connection bought nothing more and cost
+//! a key generation and a secp256k1 signature per connection, which any stranger who opens
+//! connections could make a node pay at will.)
 //!
 //! Three messages (one and a half round trips); after them every frame is encrypted and
 //! authenticated with ChaCha20-Poly1305 under per-direction counters ([`super::channel`]), so a
@@ -122,20 +126,30 @@ fn builder(rng: &mut dyn RngCore) -> Result<snow::Builder<'static>, HandshakeErr
     Ok(snow::Builder::with_resolver(params, Box::new(resolver)))
 }
 
-fn identity(
-    key: &SecretKey,
-    chain_id: u64,
-    rng: &mut dyn RngCore,
-) -> Result<(snow::Keypair, Vec<u8>), HandshakeError> {
-    let keypair = builder(rng)?.generate_keypair()?;
-    let proof = IdentityProof {
-        protocol: PROTOCOL_VERSION,
-        chain_id,
-        id: key.node_id(),
-        signature: key.sign_hash(&binding_hash(chain_id, &keypair.public)),
-    };
-    let bytes = codec::encode(&proof).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
-    Ok((keypair, bytes))
+/// This node's side of its handshakes: a Noise static key and the proof that binds it to the
+/// node key.
+pub struct Identity {
+    keypair: snow::Keypair,
+    proof: Vec<u8>,
+}
+
+impl Identity {
+    /// A static key drawn from `seed` (separated from the connection seeds it may be one of,
+    /// so it never equals an ephemeral key drawn from the same seed), and `key`'s proof over
+    /// it for `chain_id`.
+    pub fn new(key: &SecretKey, chain_id: u64, seed: [u8; 32]) -> Result<Self, HandshakeError> {
+        let separated = keccak256([b"canon/p2p/static-key/".as_slice(), &seed].concat());
+        let rng = &mut ChaCha20Rng::from_seed(separated.0);
+        let keypair = builder(rng)?.generate_keypair()?;
+        let proof = IdentityProof {
+            protocol: PROTOCOL_VERSION,
+            chain_id,
+            id: key.node_id(),
+            signature: key.sign_hash(&binding_hash(chain_id, &keypair.public)),
+        };
+        let proof = codec::encode(&proof).map_err(|e| HandshakeError::Protocol(e.to_string()))?;
+        Ok(Identity { keypair, proof })
+    }
 }
 
 fn verify(
@@ -186,24 +200,22 @@ where
     }
 }
 
-/// A handshake about to start on `stream`: the Noise state (initiator or responder) with a
-/// fresh static key, this node's proof over it, and the framing the channel continues on.
+/// A handshake about to start on `stream`: the Noise state (initiator or responder) with the
+/// node's static key and an ephemeral key drawn from `seed`, and the framing the channel
+/// continues on.
 struct Start<S> {
     noise: snow::HandshakeState,
-    proof: Vec<u8>,
     framed: Framed<S, LengthDelimitedCodec>,
 }
 
 fn start<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    key: &SecretKey,
-    chain_id: u64,
+    identity: &Identity,
     initiator: bool,
     seed: [u8; 32],
 ) -> Result<Start<S>, HandshakeError> {
     let rng = &mut ChaCha20Rng::from_seed(seed);
-    let (keypair, proof) = identity(key, chain_id, rng)?;
-    let builder = builder(rng)?.local_private_key(&keypair.private)?;
+    let builder = builder(rng)?.local_private_key(&identity.keypair.private)?;
     let noise = if initiator {
         builder.build_initiator()?
     } else {
@@ -211,7 +223,6 @@ fn start<S: AsyncRead + AsyncWrite + Unpin>(
     };
     Ok(Start {
         noise,
-        proof,
         framed: Framed::new(stream, wire_codec()),
     })
 }
@@ -254,7 +265,7 @@ async fn read_payload<S: AsyncRead + AsyncWrite + Unpin>(
 /// trusts is signed by the shared identity, not by the connection.
 pub async fn dial_over<S>(
     stream: S,
-    key: &SecretKey,
+    identity: &Identity,
     expected: Option<NodeId>,
     chain_id: u64,
     seed: [u8; 32],
@@ -264,9 +275,8 @@ where
 {
     let Start {
         mut noise,
-        proof,
         mut framed,
-    } = start(stream, key, chain_id, true, seed)?;
+    } = start(stream, identity, true, seed)?;
     // -> e
     write_message(&mut noise, &mut framed, &[]).await?;
     // <- e, ee, s, es (+ the responder's proof)
@@ -279,15 +289,16 @@ where
         })));
     }
     // -> s, se (+ this node's proof)
-    write_message(&mut noise, &mut framed, &proof).await?;
+    write_message(&mut noise, &mut framed, &identity.proof).await?;
     let transport = noise.into_transport_mode()?;
     Ok((id, Channel::new(framed, transport)))
 }
 
-/// The accepting side (the Noise responder): proves `key` and learns the dialer's proven id.
+/// The accepting side (the Noise responder): proves `identity` and learns the dialer's
+/// proven id.
 pub async fn accept_over<S>(
     stream: S,
-    key: &SecretKey,
+    identity: &Identity,
     chain_id: u64,
     seed: [u8; 32],
 ) -> Result<(NodeId, Channel<S>), HandshakeError>
@@ -296,13 +307,12 @@ where
 {
     let Start {
         mut noise,
-        proof,
         mut framed,
-    } = start(stream, key, chain_id, false, seed)?;
+    } = start(stream, identity, false, seed)?;
     // -> e
     read_payload(&mut noise, &mut framed).await?;
     // <- e, ee, s, es (+ this node's proof)
-    write_message(&mut noise, &mut framed, &proof).await?;
+    write_message(&mut noise, &mut framed, &identity.proof).await?;
     // -> s, se (+ the dialer's proof)
     let payload = read_payload(&mut noise, &mut framed).await?;
     let id = verify(&payload, noise.get_remote_static(), chain_id)?;
@@ -327,12 +337,54 @@ mod tests {
         Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
         Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
     ) {
+        let dialer = Identity::new(&dialer, chain_ids.0, [3; 32]).unwrap();
+        let acceptor = Identity::new(&acceptor, chain_ids.1, [4; 32]).unwrap();
+        connect(&dialer, &acceptor, expected, chain_ids, ([1; 32], [2; 32])).await
+    }
+
+    /// One connection between two identities, each side's ephemeral key from its seed.
+    async fn connect(
+        dialer: &Identity,
+        acceptor: &Identity,
+        expected: Option<NodeId>,
+        chain_ids: (u64, u64),
+        seeds: ([u8; 32], [u8; 32]),
+    ) -> (
+        Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
+        Result<(NodeId, Channel<tokio::io::DuplexStream>), HandshakeError>,
+    ) {
         let (a, b) = tokio::io::duplex(1 << 20);
-        let d = tokio::spawn(
-            async move { dial_over(a, &dialer, expected, chain_ids.0, [1; 32]).await },
-        );
-        let s = tokio::spawn(async move { accept_over(b, &acceptor, chain_ids.1, [2; 32]).await });
-        (d.await.unwrap(), s.await.unwrap())
+        futures::join!(
+            dial_over(a, dialer, expected, chain_ids.0, seeds.0),
+            accept_over(b, acceptor, chain_ids.1, seeds.1)
+        )
+    }
+
+    /// A node's one identity serves every connection it makes: the same two nodes connect
+    /// twice, each time with fresh ephemeral keys, and both channels carry frames.
+    #[tokio::test]
+    async fn one_identity_serves_every_connection() {
+        let (k0, k1) = (derived_key("hs", 0), derived_key("hs", 1));
+        let dialer = Identity::new(&k0, CHAIN, [3; 32]).unwrap();
+        let acceptor = Identity::new(&k1, CHAIN, [4; 32]).unwrap();
+        for round in 0u8..2 {
+            let seeds = ([10 + round; 32], [20 + round; 32]);
+            let expected = Some(k1.node_id());
+            let (d, s) = connect(&dialer, &acceptor, expected, (CHAIN, CHAIN), seeds).await;
+            let (id_d, mut cd) = d.unwrap();
+            let (id_s, mut cs) = s.unwrap();
+            assert_eq!((id_d, id_s), (k1.node_id(), k0.node_id()), "round {round}");
+            let frame = Frame::Request {
+                id: u64::from(round),
+                body: vec![7; 32],
+            };
+            cd.send(&frame).await.unwrap();
+            let got = cs.recv().await.unwrap();
+            assert!(
+                matches!(got, Frame::Request { id, .. } if id == u64::from(round)),
+                "round {round}: {got:?}"
+            );
+        }
     }
 
     #[tokio::test]
@@ -361,8 +413,12 @@ mod tests {
         let (a, b) = tokio::io::duplex(1 << 20);
         // The dialer's first frame goes out at once behind its last handshake message; the
         // acceptor reads both in one go and must keep the frame it buffered.
+        let (i0, i1) = (
+            Identity::new(&k0, CHAIN, [3; 32]).unwrap(),
+            Identity::new(&k1, CHAIN, [4; 32]).unwrap(),
+        );
         let d = tokio::spawn(async move {
-            let (_, mut conn) = dial_over(a, &k0, None, CHAIN, [1; 32]).await.unwrap();
+            let (_, mut conn) = dial_over(a, &i0, None, CHAIN, [1; 32]).await.unwrap();
             conn.send(&Frame::Request {
                 id: 1,
                 body: vec![1; 10],
@@ -372,7 +428,7 @@ mod tests {
             conn
         });
         tokio::task::yield_now().await;
-        let (_, mut acceptor) = accept_over(b, &k1, CHAIN, [2; 32]).await.unwrap();
+        let (_, mut acceptor) = accept_over(b, &i1, CHAIN, [2; 32]).await.unwrap();
         let _dialer = d.await.unwrap();
         assert!(matches!(
             acceptor.recv().await,

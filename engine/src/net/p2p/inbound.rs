@@ -182,7 +182,9 @@ pub async fn serve<R: AsyncRuntime, L: Listener>(
                 remote,
                 connection,
             } = accepted;
-            let handshake = accept_over(stream, &shared.local.key, shared.local.chain_id, seed);
+            let local = &shared.local;
+            let handshake =
+                async { accept_over(stream, local.identity(seed)?, local.chain_id, seed).await };
             let (peer, conn) = match R::timeout(shared.limits.handshake_timeout, handshake).await {
                 Ok(Ok(x)) => x,
                 Ok(Err(e)) => {

@@ -17,7 +17,7 @@ pub mod inbound;
 pub mod outbound;
 
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -60,6 +60,8 @@ pub struct Local {
     pub events: Arc<dyn EventSink>,
     /// Sees every frame handed to the engine; the simulator's checker, `None` in production.
     pub watch: Option<Arc<dyn DeliveryWatch>>,
+    /// Its handshake identity, made at its first handshake and shared by its clones.
+    identity: Arc<OnceLock<handshake::Identity>>,
 }
 
 /// A frame as it reaches the engine: who proved to have sent it, on which connection.
@@ -76,6 +78,31 @@ pub trait DeliveryWatch: Send + Sync + 'static {
 }
 
 impl Local {
+    pub fn new(
+        key: SecretKey,
+        chain_id: u64,
+        events: Arc<dyn EventSink>,
+        watch: Option<Arc<dyn DeliveryWatch>>,
+    ) -> Local {
+        Local {
+            key,
+            chain_id,
+            events,
+            watch,
+            identity: Arc::default(),
+        }
+    }
+
+    /// The handshake identity, made from `seed` the first time (later seeds are not used).
+    fn identity(&self, seed: [u8; 32]) -> Result<&handshake::Identity, handshake::HandshakeError> {
+        if let Some(made) = self.identity.get() {
+            return Ok(made);
+        }
+        let made = handshake::Identity::new(&self.key, self.chain_id, seed)?;
+        // Another handshake may have made one meanwhile: the first one stays.
+        Ok(self.identity.get_or_init(|| made))
+    }
+
     fn delivered(&self, delivery: Delivery) {
         if let Some(w) = &self.watch {
             w.delivered(delivery);

@@ -241,10 +241,10 @@ impl<R: AsyncRuntime, D: Dialer> P2pTransport<R, D> {
                 .connect(&peer.address)
                 .await
                 .map_err(DialError::Connect)?;
-            let key = &self.local.key;
+            let identity = self.local.identity(seed).map_err(DialError::Handshake)?;
             dial_over(
                 connected.stream,
-                key,
+                identity,
                 peer.expected,
                 self.local.chain_id,
                 seed,
