@@ -102,6 +102,8 @@ pub enum Event {
     /// or fails verification; every node rejects it identically.
     EntryRejected {
         index: u64,
+        /// The entry's Raft term.
+        term: u64,
         height: u64,
         reason: String,
     },
@@ -153,8 +155,8 @@ pub enum Event {
     /// Misconfiguration: `holder` holds the role at this node's own level; only one node per
     /// level should have the batcher enabled.
     BatcherSameLevel { holder: NodeId, level: u32 },
-    /// A committed entry without a block (leader no-op, membership).
-    EntryApplied { index: u64 },
+    /// A committed entry without a block (leader no-op, membership), of Raft term `term`.
+    EntryApplied { index: u64, term: u64 },
     /// The node observed itself as leader of `term`.
     BecameLeader { term: u64 },
     /// The node stopped being leader.

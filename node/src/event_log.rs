@@ -201,11 +201,12 @@ impl EventSink for EventLog {
             }
             Event::EntryRejected {
                 index,
+                term,
                 height,
                 reason,
             } => {
                 m.entries_rejected.inc();
-                tracing::info!(index, height, "committed entry rejected: {reason}");
+                tracing::info!(index, term, height, "committed entry rejected: {reason}");
             }
             Event::BecameLeader { term } => {
                 m.set_term(term);

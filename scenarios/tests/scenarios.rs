@@ -135,6 +135,17 @@ fn disk_corruption() {
     }
 }
 
+/// Seed 3946582: a misdirected log write left a stray key at index 174, so n1's repair bound
+/// it to (term 4, index 174). At 15 s it stood for election having applied the term-10
+/// leader's no-op at (10, 134), past the bound in Raft's order of logs, as the rule allows.
+/// The checker took the applied term from blocks only, still read term 4 and called it a
+/// violation; it now takes the term of every applied entry.
+#[test]
+fn disk_corruption_a_leaders_no_op_moves_past_an_abstention_bound() {
+    let r = canon_scenarios::run_seed("disk-corruption", 3_946_582);
+    assert!(r.ok(), "{}", r.failure_text());
+}
+
 #[test]
 fn misdirected_write() {
     // (Seed 2 halts a node whose Meta write went astray and then repairs another: a majority

@@ -89,3 +89,61 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::B256;
+    use canon_engine::events::Event;
+    use canon_engine::policy::election::LogPos;
+    use canon_engine::NodeId;
+
+    use super::*;
+
+    const RULE: &str =
+        "a node that forgot its log never stands for election until it has applied past it";
+
+    /// Node 0 repairs with the bound (4, 174), applies `applied`, then votes for itself: the
+    /// rule fires exactly when what it applied is short of the bound in Raft's order.
+    #[test]
+    fn standing_is_a_violation_only_short_of_the_bound() {
+        let me = NodeId([1; 64]);
+        let entry = |index, term| Event::EntryApplied { index, term };
+        let table: [(&str, Vec<Event>, bool); 4] = [
+            ("nothing applied", vec![], true),
+            ("term 4's entries short of 174", vec![entry(134, 4)], true),
+            // Seed 3946582 of disk-corruption: a later leader's no-op moves past the bound.
+            ("a later term's no-op", vec![entry(134, 10)], false),
+            ("term 4 up to the bound", vec![entry(174, 4)], false),
+        ];
+        for (what, applied, fires) in table {
+            let mut c = Checker::new(1, B256::ZERO);
+            c.set_node_ids(vec![me]);
+            let at = Duration::from_millis(5);
+            let repair = Repair::Rejoin {
+                abstain_until: LogPos {
+                    term: 4,
+                    index: 174,
+                },
+            };
+            c.observe(
+                0,
+                at,
+                &Event::Scrubbed {
+                    corrupt_records: 1,
+                    repair,
+                },
+            );
+            for e in &applied {
+                c.observe(0, at, e);
+            }
+            let stand = Event::VoteSaved {
+                term: 11,
+                voted_for: Some(me),
+                committed: false,
+            };
+            c.observe(0, at, &stand);
+            let fired = c.violations().iter().any(|v| v.invariant == RULE);
+            assert_eq!(fired, fires, "{what}: {:?}", c.violations());
+        }
+    }
+}

@@ -169,6 +169,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 &self.node,
                 Event::EntryApplied {
                     index: log_id.index,
+                    term: log_id.leader_id.term,
                 },
             );
         }
@@ -225,6 +226,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                     &self.node,
                     Event::EntryRejected {
                         index: log_id.index,
+                        term: log_id.leader_id.term,
                         height: h.height,
                         reason: e.to_string(),
                     },
