@@ -259,11 +259,10 @@ where
 mod tests {
     //! The channel against an attacker on the path: every piece is authentic, in order, of
     //! this connection, or the connection closes with nothing delivered.
-    use crate::keys::derived_key;
     use tokio::io::{AsyncWriteExt, DuplexStream};
 
     use super::*;
-    use crate::net::p2p::handshake::{accept_over, dial_over, Identity};
+    use crate::net::p2p::handshake::duplex_pair;
 
     type Pair = (Channel<DuplexStream>, Channel<DuplexStream>);
 
@@ -271,16 +270,7 @@ mod tests {
     async fn pair() -> Pair {
         static NEXT: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
         let n = NEXT.fetch_add(2, std::sync::atomic::Ordering::Relaxed);
-        let seeds = ([n; 32], [n + 1; 32]);
-        let (a, b) = tokio::io::duplex(1 << 22);
-        let (k0, k1) = (derived_key("ch", 0), derived_key("ch", 1));
-        let i0 = Identity::new(&k0, 7, seeds.0).unwrap();
-        let i1 = Identity::new(&k1, 7, seeds.1).unwrap();
-        let d = tokio::spawn(async move { dial_over(a, &i0, None, 7, seeds.0).await });
-        let s = tokio::spawn(async move { accept_over(b, &i1, 7, seeds.1).await });
-        let (_, dialer) = d.await.unwrap().unwrap();
-        let (_, acceptor) = s.await.unwrap().unwrap();
-        (dialer, acceptor)
+        duplex_pair(([n; 32], [n + 1; 32])).await
     }
 
     fn frame(id: u64, len: usize) -> Frame {

@@ -320,6 +320,28 @@ where
     Ok((id, Channel::new(framed, transport)))
 }
 
+/// Test support for the channel's tests: two channels at either end of an in-memory stream,
+/// after a real handshake between two test keys, each side's keys drawn from its seed.
+#[cfg(test)]
+pub(crate) async fn duplex_pair(
+    seeds: ([u8; 32], [u8; 32]),
+) -> (
+    Channel<tokio::io::DuplexStream>,
+    Channel<tokio::io::DuplexStream>,
+) {
+    use crate::keys::derived_key;
+    let (a, b) = tokio::io::duplex(1 << 22);
+    let (k0, k1) = (derived_key("ch", 0), derived_key("ch", 1));
+    let i0 = Identity::new(&k0, 7, seeds.0).expect("an identity");
+    let i1 = Identity::new(&k1, 7, seeds.1).expect("an identity");
+    let (d, s) = futures::join!(
+        dial_over(a, &i0, None, 7, seeds.0),
+        accept_over(b, &i1, 7, seeds.1)
+    );
+    let ((_, dialer), (_, acceptor)) = (d.expect("dial"), s.expect("accept"));
+    (dialer, acceptor)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
