@@ -146,6 +146,15 @@ fn disk_corruption_a_leaders_no_op_moves_past_an_abstention_bound() {
     assert!(r.ok(), "{}", r.failure_text());
 }
 
+/// Seed 3948089: the L1 weather drew 16 lost transactions in its first 10 s. The scenario
+/// waited for L1 with them still owed, one spent per attempt until 35 s, past the bound. The
+/// weather now ends with the schedule, as a real L1 owes no future losses.
+#[test]
+fn l1_weather_owes_no_losses_after_its_schedule() {
+    let r = canon_scenarios::run_seed("l1-weather", 3_948_089);
+    assert!(r.ok(), "{}", r.failure_text());
+}
+
 #[test]
 fn misdirected_write() {
     // (Seed 2 halts a node whose Meta write went astray and then repairs another: a majority
