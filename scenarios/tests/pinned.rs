@@ -127,7 +127,7 @@ fn every_scenario_gives_its_pinned_trace() {
         assert!(r.ok(), "{}", r.failure_text());
         if r.trace != pin.trace {
             changed.push(format!(
-                "{} seed {}: pinned {}, computed {} (replay: cargo run --release -p canon-sim -- run {} --seed {})",
+                "{} seed {}: pinned {}, computed {} (replay: cargo run --profile sim -p canon-sim -- run {} --seed {})",
                 pin.scenario, pin.seed, pin.trace, r.trace, pin.scenario, pin.seed
             ));
         }

@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use canon_sim::scenario::{self, RunReport};
 use canon_sim::scenarios::{self, SCENARIOS};
+use canon_sim::schedule::{Swarming, SWARMED};
 use canon_sim::{sweep, trace};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -62,6 +63,11 @@ enum Command {
         /// batches and the violation marked; zoom with the wheel, details on hover.
         #[arg(long, value_name = "FILE")]
         html: Option<std::path::PathBuf>,
+        /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos
+        /// before swarm testing) instead of drawing shape, timing and mix per seed; rates are
+        /// compared on it.
+        #[arg(long, value_enum, default_value_t = Swarming::On)]
+        swarm: Swarming,
     },
     /// Shrink a failing seed's fault schedule: remove faults, then move the rest earlier and
     /// shorten the run, keeping each change only while the same check still fails. Prints the
@@ -82,6 +88,11 @@ enum Command {
         /// Candidate runs at once (default: one per core; the result does not depend on it).
         #[arg(long)]
         jobs: Option<usize>,
+        /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos
+        /// before swarm testing) instead of drawing shape, timing and mix per seed; rates are
+        /// compared on it.
+        #[arg(long, value_enum, default_value_t = Swarming::On)]
+        swarm: Swarming,
     },
     /// Run a scenario over consecutive seeds, each in its own process, stopping at the first
     /// failure unless --keep-going. Ends with one summary line, then p50/p99/max of what the
@@ -101,6 +112,11 @@ enum Command {
         /// Run every seed and report all failures instead of stopping at the first.
         #[arg(long)]
         keep_going: bool,
+        /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos
+        /// before swarm testing) instead of drawing shape, timing and mix per seed; rates are
+        /// compared on it.
+        #[arg(long, value_enum, default_value_t = Swarming::On)]
+        swarm: Swarming,
     },
     /// Run every scenario round-robin over fresh seeds until the time is up, then print a
     /// table (scenario, seeds, failures, simulated and wall seconds, seeds a minute) and every
@@ -179,6 +195,19 @@ fn write_timeline(r: &RunReport, file: &std::path::Path) -> Result<(), ExitCode>
     Ok(())
 }
 
+/// Whether `s` takes `swarm`; says which scenarios swarm if not.
+fn swarm_fits(s: &scenario::Scenario, swarm: Swarming) -> bool {
+    let fits = swarm == Swarming::On || SWARMED.contains(&s.name);
+    if !fits {
+        eprintln!(
+            "error: --swarm off: {} does not swarm; scenarios that do: {}",
+            s.name,
+            SWARMED.join(", ")
+        );
+    }
+    fits
+}
+
 /// Whether `s` runs fault schedules; says which do if not.
 fn takes_schedule(s: &scenario::Scenario) -> bool {
     let takes = scenarios::SCHEDULED.contains(&s.name);
@@ -216,12 +245,14 @@ fn shrink(
     start: Option<&canon_sim::schedule::Schedule>,
     exe: &std::path::Path,
     jobs: usize,
+    swarm: Swarming,
     out: &std::path::Path,
 ) -> ExitCode {
     let scratch = std::env::temp_dir().join(format!("canon-shrink-{}", std::process::id()));
     let runner = canon_sim::minimize::Runner {
         exe,
         jobs,
+        swarm,
         scratch: scratch.clone(),
     };
     let wall = Instant::now();
@@ -317,11 +348,15 @@ fn main() -> ExitCode {
             schedule,
             print_schedule,
             html,
+            swarm,
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if !swarm_fits(s, swarm) {
+                return ExitCode::from(2);
+            }
             if (schedule.is_some() || print_schedule.is_some()) && !takes_schedule(s) {
                 return ExitCode::from(2);
             }
@@ -338,7 +373,7 @@ fn main() -> ExitCode {
             if html.is_some() {
                 canon_sim::timeline::enable();
             }
-            let mut r = scenario::run_given(s, seed, given);
+            let mut r = scenario::run_given(s, seed, given, swarm);
             if let Some(file) = &html {
                 if let Err(code) = write_timeline(&r, file) {
                     return code;
@@ -384,11 +419,15 @@ fn main() -> ExitCode {
             schedule,
             out,
             jobs,
+            swarm,
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if !swarm_fits(s, swarm) {
+                return ExitCode::from(2);
+            }
             if !takes_schedule(s) {
                 return ExitCode::from(2);
             }
@@ -401,7 +440,7 @@ fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let out = out.unwrap_or_else(|| format!("shrunk-{}-{seed}.schedule", s.name).into());
-            shrink(s, seed, start.as_ref(), &exe, jobs, &out)
+            shrink(s, seed, start.as_ref(), &exe, jobs, swarm, &out)
         }
         Command::Explore {
             scenario,
@@ -409,11 +448,15 @@ fn main() -> ExitCode {
             start,
             jobs,
             keep_going,
+            swarm,
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
                 Err(code) => return code,
             };
+            if !swarm_fits(s, swarm) {
+                return ExitCode::from(2);
+            }
             let (exe, jobs) = match children(jobs) {
                 Ok(c) => c,
                 Err(code) => return code,
@@ -424,6 +467,7 @@ fn main() -> ExitCode {
                 start..start.saturating_add(seeds),
                 jobs,
                 keep_going,
+                swarm,
             )
         }
         Command::Sweep {
@@ -485,6 +529,7 @@ fn explore(
     seeds: std::ops::Range<u64>,
     jobs: usize,
     keep_going: bool,
+    swarm: Swarming,
 ) -> ExitCode {
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
     use std::sync::Mutex;
@@ -519,7 +564,11 @@ fn explore(
                 }
                 let mut cmd = std::process::Command::new(exe);
                 cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
-                let r = scenario::run_in_child(cmd, s, seed);
+                if swarm == Swarming::Off {
+                    cmd.args(["--swarm", "off"]);
+                }
+                let mut r = scenario::run_in_child(cmd, s, seed);
+                r.swarm = swarm;
                 bar.inc(1);
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if plain && (n / every != (n - 1) / every || n == total) {

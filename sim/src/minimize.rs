@@ -40,6 +40,8 @@ pub struct Shrunk {
 pub struct Runner<'a> {
     pub exe: &'a Path,
     pub jobs: usize,
+    /// Whether chaos swarms in every candidate (as in the run being shrunk).
+    pub swarm: crate::schedule::Swarming,
     pub scratch: PathBuf,
 }
 
@@ -53,6 +55,9 @@ impl Runner<'_> {
     ) -> Result<RunReport, ShrinkError> {
         let mut cmd = Command::new(self.exe);
         cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
+        if self.swarm == crate::schedule::Swarming::Off {
+            cmd.args(["--swarm", "off"]);
+        }
         if let Some(sched) = schedule {
             let file = self.scratch.join(name);
             std::fs::write(&file, sched.to_string()).map_err(|source| ShrinkError::Scratch {
@@ -61,7 +66,9 @@ impl Runner<'_> {
             })?;
             cmd.arg("--schedule").arg(&file);
         }
-        Ok(scenario::run_in_child(cmd, s, seed))
+        let mut r = scenario::run_in_child(cmd, s, seed);
+        r.swarm = self.swarm;
+        Ok(r)
     }
 
     /// Shrinks `s` under `seed`, starting from `start` (or the schedule the seed draws);

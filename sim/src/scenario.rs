@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::cluster::{ClusterConfig, SharedObserver, SimCluster};
-use crate::schedule::Schedule;
+use crate::schedule::{Schedule, Swarming};
 
 pub type ScenarioFuture = Pin<Box<dyn Future<Output = Result<(), String>>>>;
 
@@ -30,6 +30,8 @@ pub struct Scenario {
 /// to start a cluster the runner can watch.
 pub struct Ctx {
     pub seed: u64,
+    /// Whether a scenario that swarms does (chaos).
+    pub swarm: Swarming,
     observer: Arc<Mutex<Option<SharedObserver>>>,
     given: Option<Schedule>,
     ran: Arc<Mutex<Option<Schedule>>>,
@@ -83,6 +85,8 @@ pub struct RunReport {
     pub schedule_file: Option<String>,
     /// What the seed drew besides its faults (chaos's swarm: cluster shape, timing, mix).
     pub setup: Option<String>,
+    /// Whether chaos swarmed (`--swarm off` is in the replay command when it did not).
+    pub swarm: Swarming,
     /// The run's timeline, when one was asked for ([`crate::timeline::enable`]), with the
     /// number of consensus and external nodes it has lanes for.
     pub timeline: Option<crate::timeline::Recorded>,
@@ -115,8 +119,12 @@ impl RunReport {
             Some(f) => format!(" --schedule {f}"),
             None => String::new(),
         };
+        let swarm = match self.swarm {
+            Swarming::On => "",
+            Swarming::Off => " --swarm off",
+        };
         format!(
-            "{plant}cargo run --release -p canon-sim -- run {} --seed {}{schedule}",
+            "{plant}cargo run --profile sim -p canon-sim -- run {} --seed {}{schedule}{swarm}",
             self.scenario, self.seed
         )
     }
@@ -181,7 +189,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 /// first simulation of its process (see the module docs); many seeds go through
 /// [`run_in_child`].
 pub fn run(scenario: &'static Scenario, seed: u64) -> RunReport {
-    run_given(scenario, seed, None)
+    run_given(scenario, seed, None, Swarming::On)
 }
 
 /// A schedule a run is given instead of drawing one, and the file it came from.
@@ -191,7 +199,12 @@ pub struct Given {
 }
 
 /// [`run`], carrying out `given`'s schedule instead of drawing one.
-pub fn run_given(scenario: &'static Scenario, seed: u64, given: Option<Given>) -> RunReport {
+pub fn run_given(
+    scenario: &'static Scenario,
+    seed: u64,
+    given: Option<Given>,
+    swarm: Swarming,
+) -> RunReport {
     // Every simulated node recovers the same signatures: once per process is enough.
     canon_engine::keys::remember_recoveries();
     let slot: Arc<Mutex<Option<SharedObserver>>> = Arc::new(Mutex::new(None));
@@ -203,6 +216,7 @@ pub fn run_given(scenario: &'static Scenario, seed: u64, given: Option<Given>) -
     };
     let ctx = Ctx {
         seed,
+        swarm,
         observer: slot.clone(),
         given,
         ran: ran.clone(),
@@ -306,6 +320,7 @@ pub fn run_given(scenario: &'static Scenario, seed: u64, given: Option<Given>) -
         schedule,
         schedule_file,
         setup,
+        swarm,
         timeline,
     }
 }
@@ -412,6 +427,7 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         facts: Vec::new(),
         schedule: None,
         schedule_file: None,
+        swarm: Swarming::On,
         timeline: None,
     };
     let out = match cmd.output() {
@@ -489,6 +505,7 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         schedule: schedule.parse().ok(),
         schedule_file: None,
         setup,
+        swarm: Swarming::On,
         timeline: None,
     }
 }

@@ -147,6 +147,7 @@ mod tests {
             schedule: None,
             schedule_file: None,
             setup: None,
+            swarm: crate::schedule::Swarming::On,
             timeline: None,
         }
     }
@@ -206,7 +207,7 @@ mod tests {
         );
         assert!(
             text.contains(&format!(
-                "  replay: cargo run --release -p canon-sim -- run {b} --seed 7"
+                "  replay: cargo run --profile sim -p canon-sim -- run {b} --seed 7"
             )),
             "{text}"
         );

@@ -77,6 +77,35 @@ fn run_ends_with_the_ok_line_and_replays_identically() {
     assert_eq!(trace, trace2);
 }
 
+/// `--swarm off` runs chaos's fixed shape (said in the trace), the same run each time and
+/// another than the seed's swarm; a scenario that does not swarm refuses it by name.
+#[test]
+fn chaos_runs_its_fixed_shape_with_swarm_off() {
+    let trace_of = |out: &str| {
+        let last = out.lines().last().unwrap_or_default().to_string();
+        assert!(last.starts_with("ok scenario=chaos seed=2 "), "{out}");
+        last.rsplit("trace=").next().unwrap_or_default().to_string()
+    };
+    let off = ["run", "chaos", "--seed", "2", "--swarm", "off"];
+    let (code, first, err) = canon_sim(&[&off[..], &["--events", "all"]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        first.contains("swarm: off, the fixed shape"),
+        "no fixed shape in the trace"
+    );
+    assert!(!first.contains("swarm: nodes="), "drew a swarm");
+    let (_, second, _) = canon_sim(&off);
+    assert_eq!(trace_of(&first), trace_of(&second));
+    let (_, swarmed, _) = canon_sim(&["run", "chaos", "--seed", "2"]);
+    assert_ne!(trace_of(&first), trace_of(&swarmed));
+    let (code, _, err) = canon_sim(&["run", "leader-failover", "--seed", "1", "--swarm", "off"]);
+    assert_eq!(code, Some(2));
+    assert!(
+        err.contains("--swarm off: leader-failover does not swarm; scenarios that do: chaos"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_violation_reports_invariant_events_and_replay_command() {
     let (code, _, err) = canon_sim(&["run", "sabotage-lying-disk", "--seed", "4"]);
@@ -104,7 +133,7 @@ fn a_violation_reports_invariant_events_and_replay_command() {
     );
     assert!(
         err.lines().last().unwrap_or_default()
-            == "replay: cargo run --release -p canon-sim -- run sabotage-lying-disk --seed 4",
+            == "replay: cargo run --profile sim -p canon-sim -- run sabotage-lying-disk --seed 4",
         "{err}"
     );
 }
@@ -172,7 +201,7 @@ fn explore_summarises_and_stops_at_the_first_failure() {
     assert!(out.contains("seeds=1 failures=1"), "{out}");
     assert!(
         err.contains(
-            "replay: cargo run --release -p canon-sim -- run sabotage-lying-disk --seed 0"
+            "replay: cargo run --profile sim -p canon-sim -- run sabotage-lying-disk --seed 0"
         ),
         "{err}"
     );
@@ -355,4 +384,24 @@ fn shrink_refuses_a_passing_seed_and_a_scripted_scenario() {
     let (code, _, err) = canon_sim(&["shrink", "quorum-loss", "--seed", "1"]);
     assert_eq!(code, Some(2));
     assert!(err.contains("scripts its faults"), "{err}");
+}
+
+/// A run of chaos's fixed shape replays with `--swarm off` (explore and shrink set it on
+/// the reports of the children they ran so).
+#[test]
+fn the_replay_command_keeps_swarm_off() {
+    use canon_sim::scenario;
+    use canon_sim::schedule::Swarming;
+    let chaos = canon_sim::scenarios::find("chaos").expect("chaos");
+    let mut r = scenario::run_in_child(Command::new("/nonexistent/canon-sim"), chaos, 9);
+    assert!(!r.ok(), "a child that cannot start is a failure");
+    assert_eq!(
+        r.replay_command(),
+        "cargo run --profile sim -p canon-sim -- run chaos --seed 9"
+    );
+    r.swarm = Swarming::Off;
+    assert_eq!(
+        r.replay_command(),
+        "cargo run --profile sim -p canon-sim -- run chaos --seed 9 --swarm off"
+    );
 }

@@ -15,7 +15,7 @@ use crate::cluster::ClusterConfig;
 use crate::lying_peer::ServingLie;
 use crate::scenario::{Ctx, ScenarioFuture};
 use crate::schedule::exec::check_fits;
-use crate::schedule::{draw_chaos, execute, ChaosMix, SpareDraw, Swarm};
+use crate::schedule::{draw_chaos, execute, ChaosMix, SpareDraw, Swarm, Swarming, Weights};
 
 pub(crate) fn leader_failover(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
@@ -411,17 +411,26 @@ const CHAOS_SECS: u64 = 60;
 
 pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
     Box::pin(async move {
-        // Swarm testing: the seed shapes the cluster and weighs the fault mix.
-        let swarm = Swarm::draw(ctx.seed);
-        ctx.describe(format!("swarm: {swarm}"));
         // The main batcher and a level-1 standby, both hit by crashes like every node.
         let mut cfg = ClusterConfig {
             batchers: vec![(0, 0), (1, 1)],
             ..ClusterConfig::default()
         };
-        swarm.apply(&mut cfg);
+        // Swarm testing: the seed shapes the cluster and weighs the fault mix.
+        let (said, weights) = match ctx.swarm {
+            Swarming::On => {
+                let swarm = Swarm::draw(ctx.seed);
+                swarm.apply(&mut cfg);
+                (format!("swarm: {swarm}"), swarm.weights)
+            }
+            Swarming::Off => (
+                format!("swarm: off, the fixed shape, mix={}", Weights::CHAOS),
+                Weights::CHAOS,
+            ),
+        };
+        ctx.describe(said.clone());
         let mut c = ctx.cluster(cfg);
-        c.note(format!("swarm: {swarm}"));
+        c.note(said);
         spawn_client(&c, ctx.seed, CLIENT_INTERVAL);
         // An external node follows throughout, checking every block's certificate while its
         // sources crash, lose power, split and lose their disks, and crashes itself now and
@@ -435,7 +444,7 @@ pub(crate) fn chaos(ctx: Ctx) -> ScenarioFuture {
                     externals: x + 1,
                     spare: SpareDraw::L1,
                     secs: CHAOS_SECS,
-                    weights: swarm.weights,
+                    weights,
                 },
             )
         });

@@ -33,7 +33,7 @@ use crate::net::stream::Tamper;
 pub use disk::{draw_disk_corruption, draw_misdirected_write, draw_slow_disk, draw_torn_write};
 pub use draw::{draw_chaos, draw_kv_linearizable, draw_l1_weather, ChaosMix, SpareDraw};
 pub use exec::execute;
-pub use swarm::{Swarm, Weights};
+pub use swarm::{Swarm, Swarming, Weights, SWARMED};
 
 /// One fault and when it happens, in milliseconds after the faults start.
 #[derive(Clone, Debug, PartialEq, Eq)]
