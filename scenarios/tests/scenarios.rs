@@ -186,10 +186,11 @@ fn slow_disk() {
 }
 
 /// The checker fires when the checksum is skipped on one read path (reads of blocks): a
-/// rotten block is served and its receiver refuses it (the first failing seeds of 500).
+/// rotten block is served and its receiver refuses it (the first failing seeds of 500: 3, 28,
+/// 36, 67, 72 and five more up to 174 since only a designated majority signs each height).
 #[test]
 fn disk_corruption_catches_a_skipped_checksum() {
-    for seed in [2, 41] {
+    for seed in [3, 28] {
         let r = canon_scenarios::run_seed_planted("disk-corruption", seed, "unchecked-block-reads");
         let text = r.failure_text();
         assert!(

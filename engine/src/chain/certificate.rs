@@ -1,8 +1,9 @@
 //! Commit certificates: a majority of `consensus_peer_ids` signed that they applied one block.
 //!
 //! Raft gives no proof that an entry was committed: a deposed leader's signed proposal that
-//! lost verifies like one that won. After applying a block each consensus node signs (chain
-//! id, height, block hash) with its node key; a majority of those signatures is a
+//! lost verifies like one that won. After applying a block a consensus node signs (chain id,
+//! height, block hash) with its node key when it is one of the majority [`designated`] for the
+//! height, or when asked by a round that needs everyone; a majority of those signatures is a
 //! [`Certificate`]. An external node applies a block only with one, so a source can serve it
 //! only what a majority applied. The majority is the batcher's attestation quorum
 //! ([`majority`]), shared.
@@ -19,6 +20,21 @@ use crate::keys::{recover_node_id, SecretKey};
 /// an L1 batch, and certifies a block.
 pub fn majority(peers: usize) -> usize {
     peers / 2 + 1
+}
+
+/// Whether `me` is one of the majority of `signers` designated to sign the block at `height`:
+/// the majority that starts at position `height mod n` of the set and wraps around. Every
+/// member holds the same set for a height, so every member agrees on who signs. One majority
+/// is all a certificate needs, so the rest of the members sign only when a round asks everyone
+/// ([`crate::policy::certifier`]), and a 3-member cluster makes two signatures a height instead
+/// of three (a 5-member one three instead of five): signing was a fifth of a simulated run.
+pub fn designated(height: u64, me: &NodeId, signers: &[NodeId]) -> bool {
+    let n = signers.len();
+    let Some(at) = signers.iter().position(|s| s == me) else {
+        return false;
+    };
+    let first = (height % n as u64) as usize;
+    (at + n - first) % n < majority(n)
 }
 
 /// What a consensus node signs once it applied the block `block_hash` at `height`.
@@ -115,12 +131,13 @@ pub struct Tally<'a> {
 }
 
 impl<'a> Tally<'a> {
-    /// A round over `held` (height, block hash) pairs, with this node's own `votes`.
+    /// A round over `held` (height, block hash) pairs, with this node's own votes where
+    /// `own` gives one (where it is to sign).
     pub fn new(
         chain_id: u64,
         signers: &'a Signers,
         held: &[(u64, B256)],
-        own: impl Fn(u64, &B256) -> CommitVote,
+        own: impl Fn(u64, &B256) -> Option<CommitVote>,
     ) -> Tally<'a> {
         let mut tally = Tally {
             chain_id,
@@ -132,9 +149,10 @@ impl<'a> Tally<'a> {
             done: std::collections::BTreeMap::new(),
         };
         for (h, hash) in held {
-            let vote = own(*h, hash);
-            // This node's own signature, just made: recovering it again only costs.
-            tally.add_vote(*h, hash, vote, Checked::Own);
+            if let Some(vote) = own(*h, hash) {
+                // This node's own signature, just made: recovering it again only costs.
+                tally.add_vote(*h, hash, vote, Checked::Own);
+            }
         }
         tally
     }
@@ -390,13 +408,77 @@ mod tests {
         ));
     }
 
+    /// Who signs which height, written out: the majority starting at `height mod n`.
+    #[test]
+    fn a_majority_designated_by_the_height_signs() {
+        let k = keys();
+        let three = peers(&k[..3]);
+        let five = peers(&k);
+        // (set, height, the positions that sign)
+        let table: [(&[NodeId], u64, &[usize]); 7] = [
+            (&three, 0, &[0, 1]),
+            (&three, 1, &[1, 2]),
+            (&three, 2, &[0, 2]),
+            (&three, 3, &[0, 1]),
+            (&five, 3, &[0, 3, 4]),
+            (&five, 7, &[2, 3, 4]),
+            (&five[..1], 9, &[0]),
+        ];
+        for (set, height, signing) in table {
+            for (i, id) in set.iter().enumerate() {
+                assert_eq!(
+                    designated(height, id, set),
+                    signing.contains(&i),
+                    "{} members, height {height}, position {i}",
+                    set.len()
+                );
+            }
+        }
+        assert!(!designated(0, &k[4].node_id(), &three), "not a member");
+        assert!(!designated(0, &k[0].node_id(), &[]), "no members");
+        for height in 0..40 {
+            let count = five
+                .iter()
+                .filter(|id| designated(height, id, &five))
+                .count();
+            assert_eq!(count, 3, "height {height}");
+        }
+    }
+
+    /// A member not designated for a height adds no vote of its own; the designated pair's
+    /// votes certify it.
+    #[test]
+    fn the_designated_votes_certify_without_the_others() {
+        let k = keys();
+        let p = peers(&k[..3]);
+        let a = B256::repeat_byte(0xa);
+        let signers = Signers::fixed(&p);
+        // Height 1 is for positions 1 and 2; this node is position 0.
+        let mut t = Tally::new(CHAIN, &signers, &[(1, a)], |_, _| None);
+        t.offer(VoteAnswer::Vote {
+            height: 1,
+            block_hash: a,
+            vote: CommitVote::sign(CHAIN, 1, &a, &k[1]),
+        });
+        assert!(!t.complete(), "one vote of three");
+        t.offer(VoteAnswer::Vote {
+            height: 1,
+            block_hash: a,
+            vote: CommitVote::sign(CHAIN, 1, &a, &k[2]),
+        });
+        assert!(t.complete());
+        let c = t.certificates();
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].verify(CHAIN, &p, 1, &a), Ok(()));
+    }
+
     #[test]
     fn a_tally_counts_only_distinct_peer_votes_for_the_blocks_held() {
         let k = keys();
         let p = peers(&k[..3]);
         let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
         let held = [(5, a), (6, b)];
-        let own = |h: u64, hash: &B256| CommitVote::sign(CHAIN, h, hash, &k[0]);
+        let own = |h: u64, hash: &B256| Some(CommitVote::sign(CHAIN, h, hash, &k[0]));
         let vote = |i: usize, h: u64, hash: B256| VoteAnswer::Vote {
             height: h,
             block_hash: hash,

@@ -17,7 +17,7 @@ use alloy_primitives::B256;
 use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::AsyncRuntime;
 
-use crate::chain::certificate::{CommitVote, Tally, VoteAnswer};
+use crate::chain::certificate::{designated, CommitVote, Tally, VoteAnswer};
 use crate::chain::store::StoreError;
 use crate::consensus::node::ConsensusNode;
 use crate::events::Event;
@@ -70,13 +70,16 @@ pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Rou
         Err(e) => return storage_failed(node, e),
     };
     let signers = node.signers();
+    let me = cfg.key.node_id();
     let mut tally = Tally::new(chain_id, &signers, &held, |height, hash| {
-        node.own_votes().vote(chain_id, height, hash, &cfg.key)
+        (round.everyone || designated(height, &me, signers.of(height)))
+            .then(|| node.own_votes().vote(chain_id, height, hash, &cfg.key))
     });
     if let Some((to, _)) = held.last() {
         let req = Request::GetCommitVotes {
             from: round.from,
             to: *to,
+            everyone: round.everyone,
         };
         let timeout = Duration::from_millis(cfg.rpc_timeout_ms);
         let mut asked: FuturesUnordered<_> = node
@@ -118,19 +121,30 @@ fn storage_failed<RT: AsyncRuntime>(node: &ConsensusNode<RT>, e: StoreError) -> 
 }
 
 /// This node's answer to a peer's `GetCommitVotes`: for each block it holds at heights
-/// `from..=to` (at most [`ROUND_HEIGHTS`]), its certificate if stored, else this node's vote.
-pub(crate) fn answer<RT: AsyncRuntime>(node: &ConsensusNode<RT>, from: u64, to: u64) -> Response {
+/// `from..=to` (at most [`ROUND_HEIGHTS`]), its certificate if stored, else this node's vote
+/// where it is designated to sign the height or the round asks `everyone`.
+pub(crate) fn answer<RT: AsyncRuntime>(
+    node: &ConsensusNode<RT>,
+    from: u64,
+    to: u64,
+    everyone: bool,
+) -> Response {
     let chain = node.chain();
     let cfg = node.config();
+    let me = cfg.key.node_id();
+    let signers = node.signers();
     let to = to.min(from.saturating_add(ROUND_HEIGHTS - 1));
     let answered = chain
         .held_hashes(from, to, ROUND_HEIGHTS as usize)
         .and_then(|held| {
-            held.into_iter()
-                .map(|(height, block_hash)| {
-                    Ok(match chain.certificate(height)? {
-                        Some(c) if c.block_hash == block_hash => VoteAnswer::Certified(c),
-                        _ => VoteAnswer::Vote {
+            let mut answers = Vec::with_capacity(held.len());
+            for (height, block_hash) in held {
+                match chain.certificate(height)? {
+                    Some(c) if c.block_hash == block_hash => {
+                        answers.push(VoteAnswer::Certified(c));
+                    }
+                    _ if everyone || designated(height, &me, signers.of(height)) => {
+                        answers.push(VoteAnswer::Vote {
                             height,
                             block_hash,
                             vote: node.own_votes().vote(
@@ -139,10 +153,12 @@ pub(crate) fn answer<RT: AsyncRuntime>(node: &ConsensusNode<RT>, from: u64, to: 
                                 &block_hash,
                                 &cfg.key,
                             ),
-                        },
-                    })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            Ok::<_, StoreError>(answers)
         });
     match answered {
         Ok(votes) => Response::CommitVotes(votes),

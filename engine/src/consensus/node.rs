@@ -474,8 +474,8 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
                 )
                 .await
             }
-            Request::GetCommitVotes { from, to } if is_peer => {
-                crate::consensus::certify::answer(self, from, to)
+            Request::GetCommitVotes { from, to, everyone } if is_peer => {
+                crate::consensus::certify::answer(self, from, to, everyone)
             }
             _ => Response::Refused(format!("{from} is not a member")),
         }

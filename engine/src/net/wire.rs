@@ -199,6 +199,9 @@ pub enum Request {
     GetCommitVotes {
         from: u64,
         to: u64,
+        /// Sign every height held, not only those the receiver is designated to sign
+        /// ([`crate::chain::certificate::designated`]): the asker's cursor is stuck.
+        everyone: bool,
     },
 }
 

@@ -3,6 +3,12 @@
 //! stores the certificates a majority completes. One round at a time; at once again while
 //! rounds make progress, backing off while they do not (peers that have not applied yet, a
 //! partition), and looking for new blocks at a short, steady interval while idle.
+//!
+//! Not every member signs every height: a majority designated by the height does
+//! ([`crate::chain::certificate::designated`]), which is all a certificate needs, and the
+//! others take the certificate from them. A round that finds the cursor stuck for
+//! [`EVERYONE_AFTER_MS`] (a designated signer down or cut off) asks every member to sign, and
+//! rounds keep asking so for [`EVERYONE_HOLD_MS`] after the cursor last stood stuck.
 
 use super::Millis;
 
@@ -10,6 +16,13 @@ use super::Millis;
 pub const IDLE_CHECK_MS: u64 = 20;
 /// The longest pause after rounds that certified nothing.
 pub const MAX_BACKOFF_MS: u64 = 500;
+/// How long the cursor may stand below the head, no round moving it, before rounds ask every
+/// member to sign. Rounds back off meanwhile (20, 40, 80 ms ...), so the first round that
+/// asks everyone runs about 300 ms after the cursor stopped.
+pub const EVERYONE_AFTER_MS: u64 = 150;
+/// How long rounds keep asking every member after the cursor was last stuck that long: a
+/// member that is down stays down for a while, and each stall would cost the wait again.
+pub const EVERYONE_HOLD_MS: u64 = 5_000;
 /// Heights one round covers at most (one `GetCommitVotes` answer's worth).
 pub const ROUND_HEIGHTS: u64 = 256;
 
@@ -17,6 +30,8 @@ pub const ROUND_HEIGHTS: u64 = 256;
 pub struct Round {
     pub from: u64,
     pub to: u64,
+    /// Every member signs, not only the designated majority.
+    pub everyone: bool,
 }
 
 #[derive(Debug)]
@@ -25,6 +40,10 @@ pub struct Certifier {
     due_ms: Millis,
     /// The pause after the next round that certifies nothing.
     backoff_ms: u64,
+    /// Since when the cursor stands below the head with no round moving it.
+    stuck_since: Option<Millis>,
+    /// Rounds ask every member to sign until then.
+    everyone_until: Millis,
 }
 
 impl Certifier {
@@ -33,6 +52,8 @@ impl Certifier {
             in_flight: false,
             due_ms: now,
             backoff_ms: IDLE_CHECK_MS,
+            stuck_since: None,
+            everyone_until: 0,
         }
     }
 
@@ -44,13 +65,19 @@ impl Certifier {
         }
         if certified >= head {
             self.due_ms = now + IDLE_CHECK_MS;
+            self.stuck_since = None;
             return None;
+        }
+        let stuck_since = *self.stuck_since.get_or_insert(now);
+        if now >= stuck_since + EVERYONE_AFTER_MS {
+            self.everyone_until = now + EVERYONE_HOLD_MS;
         }
         self.in_flight = true;
         let from = certified + 1;
         Some(Round {
             from,
             to: head.min(from + ROUND_HEIGHTS - 1),
+            everyone: now < self.everyone_until,
         })
     }
 
@@ -58,6 +85,7 @@ impl Certifier {
     pub fn on_round(&mut self, now: Millis, progressed: bool) {
         self.in_flight = false;
         if progressed {
+            self.stuck_since = None;
             self.backoff_ms = IDLE_CHECK_MS;
             self.due_ms = now;
         } else {
@@ -82,7 +110,14 @@ mod tests {
         assert_eq!(c.poll(0, 5, 5), None, "nothing to certify");
         assert_eq!(c.next_deadline(), Some(IDLE_CHECK_MS));
         assert_eq!(c.poll(IDLE_CHECK_MS - 1, 5, 9), None, "not due yet");
-        assert_eq!(c.poll(IDLE_CHECK_MS, 5, 9), Some(Round { from: 6, to: 9 }));
+        assert_eq!(
+            c.poll(IDLE_CHECK_MS, 5, 9),
+            Some(Round {
+                from: 6,
+                to: 9,
+                everyone: false
+            })
+        );
         assert_eq!(c.poll(IDLE_CHECK_MS, 5, 9), None, "one in flight");
         assert_eq!(c.next_deadline(), None);
         // A long way behind: one answer's worth at a time.
@@ -91,7 +126,8 @@ mod tests {
             c.poll(0, 0, 10_000),
             Some(Round {
                 from: 1,
-                to: ROUND_HEIGHTS
+                to: ROUND_HEIGHTS,
+                everyone: false,
             })
         );
     }
@@ -118,5 +154,38 @@ mod tests {
             c.on_round(i * 1_000, false);
         }
         assert_eq!(c.next_deadline(), Some(19_000 + MAX_BACKOFF_MS));
+    }
+
+    /// (now, certified, head, whether the round came back with progress) -> whether that
+    /// round asked everyone; restated: a stall of EVERYONE_AFTER_MS (150) with no progress
+    /// turns it on, and it stays on for EVERYONE_HOLD_MS (5,000) after the last such round.
+    #[test]
+    fn a_stuck_cursor_asks_everyone_and_keeps_asking_for_a_while() {
+        let table: [(u64, u64, u64, bool, bool); 9] = [
+            (1_000, 4, 5, false, false),
+            (1_100, 4, 5, false, false),
+            (1_149, 4, 5, false, false),
+            // 150 ms without progress since 1,000.
+            (1_150, 4, 5, true, true),
+            // Progress came; held on until 6,150.
+            (1_200, 5, 6, true, true),
+            (6_149, 9, 10, true, true),
+            (6_150, 10, 11, true, false),
+            // A fresh stall starts counting from its first round.
+            (7_000, 11, 12, false, false),
+            (7_150, 11, 12, false, true),
+        ];
+        let mut c = Certifier::new(0);
+        for (now, certified, head, progressed, everyone) in table {
+            c.due_ms = now;
+            let round = c.poll(now, certified, head).expect("a round is due");
+            assert_eq!(round.everyone, everyone, "the round at {now}");
+            c.on_round(now, progressed);
+        }
+        // Caught up: nothing stuck, and the next stall counts afresh.
+        c.due_ms = 20_000;
+        assert_eq!(c.poll(20_000, 12, 12), None);
+        c.due_ms = 20_100;
+        assert!(!c.poll(20_100, 12, 13).expect("due").everyone);
     }
 }
