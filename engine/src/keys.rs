@@ -42,14 +42,19 @@ pub fn derived_key(label: &str, i: usize) -> SecretKey {
 ///
 /// Signing goes through libsecp256k1, as recovery does: several times faster than k256 at
 /// both, with the same RFC 6979 deterministic nonces, so the same key signs the same bytes
-/// either way (a test holds the two to that). alloy's signer derives the public key, the
-/// address and the L1 client's signing.
+/// either way (a test holds the two to that). libsecp256k1 derives the public key and with it
+/// the address; alloy's signer (k256) is made only when a signature needs it (an R above the
+/// group order, odds about 2^-128), since deriving k256's own public key cost a simulated run
+/// more than its signing ever did.
 #[derive(Clone)]
 pub struct SecretKey {
-    signer: PrivateKeySigner,
+    /// `None` only if k256 refused a scalar libsecp256k1 accepted (it accepts the same ones).
+    signer: std::sync::OnceLock<Option<PrivateKeySigner>>,
     secp: secp256k1::SecretKey,
     /// The public key, uncompressed SEC1 (0x04 || X || Y), derived once.
     public: [u8; 65],
+    /// keccak256 of the public key's X || Y, last 20 bytes: the account address.
+    address: Address,
 }
 
 impl std::fmt::Debug for SecretKey {
@@ -70,16 +75,15 @@ impl Drop for SecretKey {
 
 impl SecretKey {
     pub fn from_bytes(bytes: [u8; 32]) -> Result<Self, KeyError> {
-        let signer =
-            PrivateKeySigner::from_bytes(&B256::from(bytes)).map_err(|_| KeyError::OutOfRange)?;
         let secp =
             secp256k1::SecretKey::from_byte_array(bytes).map_err(|_| KeyError::OutOfRange)?;
         let public = secp
             .public_key(secp256k1::SECP256K1)
             .serialize_uncompressed();
         Ok(SecretKey {
-            signer,
+            signer: std::sync::OnceLock::new(),
             secp,
+            address: Address::from_raw_public_key(&public[1..]),
             public,
         })
     }
@@ -104,7 +108,7 @@ impl SecretKey {
     /// The 64-byte uncompressed public key, which is the Raft node id.
     /// The raw secret, for handing a key to a child process's environment.
     pub fn to_bytes(&self) -> [u8; 32] {
-        self.signer.credential().to_bytes().into()
+        self.secp.secret_bytes()
     }
 
     pub fn node_id(&self) -> NodeId {
@@ -115,7 +119,16 @@ impl SecretKey {
     }
 
     pub fn address(&self) -> Address {
-        self.signer.address()
+        self.address
+    }
+
+    /// alloy's signer for this key, made at first use.
+    fn signer(&self) -> Option<&PrivateKeySigner> {
+        self.signer
+            .get_or_init(|| {
+                PrivateKeySigner::from_bytes(&B256::from(self.secp.secret_bytes())).ok()
+            })
+            .as_ref()
     }
 
     pub fn sign_hash(&self, hash: &B256) -> Sig65 {
@@ -139,15 +152,16 @@ impl SecretKey {
     fn sign_hash_k256(&self, hash: &B256) -> Sig65 {
         // Signing a 32-byte prehash with a valid key cannot fail in k256; the Result is
         // alloy's generic signer interface.
-        match self.signer.sign_hash_sync(hash) {
-            Ok(sig) => Sig65(sig.as_bytes()),
-            Err(e) => unreachable_sign(e),
+        match self.signer().map(|s| s.sign_hash_sync(hash)) {
+            Some(Ok(sig)) => Sig65(sig.as_bytes()),
+            Some(Err(e)) => unreachable_sign(&e),
+            None => unreachable_sign(&"k256 refused the secret"),
         }
     }
 }
 
 #[cold]
-fn unreachable_sign(e: alloy_signer::Error) -> Sig65 {
+fn unreachable_sign(e: &dyn std::fmt::Display) -> Sig65 {
     tracing::error!("local signing failed: {e}");
     Sig65([0u8; 65])
 }
@@ -282,8 +296,11 @@ mod tests {
             let sig = key.sign_hash_unremembered(&hash);
             let computed = parse_sig(&sig).unwrap().recover_from_prehash_secp256k1(&hash).unwrap().serialize_uncompressed();
             proptest::prop_assert_eq!(computed, key.public);
-            let by_k256 = key.signer.credential().verifying_key().to_encoded_point(false);
+            let by_k256 = key.signer().unwrap().credential().verifying_key().to_encoded_point(false);
             proptest::prop_assert_eq!(by_k256.as_bytes(), &key.public[..]);
+            proptest::prop_assert_eq!(key.signer().unwrap().address(), key.address());
+            let k256_bytes: [u8; 32] = key.signer().unwrap().credential().to_bytes().into();
+            proptest::prop_assert_eq!(k256_bytes, key.to_bytes());
         }
 
         /// Recovery by libsecp256k1 and by k256 must agree on every signature,

@@ -128,16 +128,23 @@ pub struct Tally<'a> {
     heights: std::collections::BTreeMap<u64, (B256, Vec<CommitVote>)>,
     /// Certificates complete (offered whole, or reached a majority), by height.
     done: std::collections::BTreeMap<u64, Certificate>,
+    /// This node's own vote for a height, where it is to sign one. Asked for only once the
+    /// peers' votes leave the height one short of a majority: a height a peer offers whole
+    /// needs no signature of this node's (a node catching up signed every height it applied,
+    /// for certificates its peers held long since).
+    own: &'a (dyn Fn(u64, &B256) -> Option<CommitVote> + Sync),
+    /// Heights whose own vote was asked for already.
+    own_asked: std::collections::BTreeSet<u64>,
 }
 
 impl<'a> Tally<'a> {
     /// A round over `held` (height, block hash) pairs, with this node's own votes where
-    /// `own` gives one (where it is to sign).
+    /// `own` gives one (where it is to sign), asked for when they complete a certificate.
     pub fn new(
         chain_id: u64,
         signers: &'a Signers,
         held: &[(u64, B256)],
-        own: impl Fn(u64, &B256) -> Option<CommitVote>,
+        own: &'a (dyn Fn(u64, &B256) -> Option<CommitVote> + Sync),
     ) -> Tally<'a> {
         let mut tally = Tally {
             chain_id,
@@ -147,14 +154,30 @@ impl<'a> Tally<'a> {
                 .map(|(h, hash)| (*h, (*hash, Vec::new())))
                 .collect(),
             done: std::collections::BTreeMap::new(),
+            own,
+            own_asked: std::collections::BTreeSet::new(),
         };
-        for (h, hash) in held {
-            if let Some(vote) = own(*h, hash) {
-                // This node's own signature, just made: recovering it again only costs.
-                tally.add_vote(*h, hash, vote, Checked::Own);
-            }
+        // A member alone is its own majority.
+        for (h, _) in held {
+            tally.sign_if_it_completes(*h);
         }
         tally
+    }
+
+    /// Adds this node's own vote for the block it holds at `height` if it is to sign one and
+    /// the vote completes the majority.
+    fn sign_if_it_completes(&mut self, height: u64) {
+        let Some((hash, votes)) = self.heights.get(&height) else {
+            return;
+        };
+        let hash = *hash;
+        let short = majority(self.signers.of(height).len()).saturating_sub(votes.len());
+        if short == 1 && !self.done.contains_key(&height) && self.own_asked.insert(height) {
+            if let Some(vote) = (self.own)(height, &hash) {
+                // This node's own signature, just made: recovering it again only costs.
+                self.add_vote(height, &hash, vote, Checked::Own);
+            }
+        }
     }
 
     fn add_vote(&mut self, height: u64, block_hash: &B256, vote: CommitVote, checked: Checked) {
@@ -194,7 +217,10 @@ impl<'a> Tally<'a> {
                 height,
                 block_hash,
                 vote,
-            } => self.add_vote(height, &block_hash, vote, Checked::Received),
+            } => {
+                self.add_vote(height, &block_hash, vote, Checked::Received);
+                self.sign_if_it_completes(height);
+            }
             VoteAnswer::Certified(c) => {
                 let Some((hash, _)) = self.heights.get(&c.height) else {
                     return;
@@ -445,6 +471,49 @@ mod tests {
         }
     }
 
+    /// This node signs a height only when its vote completes the majority: not for a height a
+    /// peer offers whole, not before a peer's vote leaves it one short.
+    #[test]
+    fn the_own_vote_is_asked_for_only_when_it_completes_a_certificate() {
+        let k = keys();
+        let p = peers(&k[..5]);
+        let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
+        let signers = Signers::fixed(&p);
+        let asked = std::sync::Mutex::new(Vec::new());
+        let own = |h: u64, hash: &B256| {
+            asked.lock().expect("unpoisoned").push(h);
+            Some(CommitVote::sign(CHAIN, h, hash, &k[0]))
+        };
+        let vote = |i: usize, h: u64, hash: B256| VoteAnswer::Vote {
+            height: h,
+            block_hash: hash,
+            vote: CommitVote::sign(CHAIN, h, &hash, &k[i]),
+        };
+        let mut t = Tally::new(CHAIN, &signers, &[(5, a), (6, a)], &own);
+        assert!(
+            asked.lock().expect("unpoisoned").is_empty(),
+            "3 of 5 needed, none offered yet"
+        );
+        t.offer(VoteAnswer::Certified(cert(&k[1..4], 5, a)));
+        t.offer(vote(1, 6, a));
+        t.offer(vote(2, 6, b));
+        assert!(
+            asked.lock().expect("unpoisoned").is_empty(),
+            "one vote for our block at 6: two short"
+        );
+        t.offer(vote(2, 6, a));
+        assert_eq!(
+            *asked.lock().expect("unpoisoned"),
+            vec![6],
+            "one short: our vote completes 6"
+        );
+        assert!(t.complete());
+        t.offer(vote(3, 6, a));
+        assert_eq!(*asked.lock().expect("unpoisoned"), vec![6], "asked once");
+        let certs = t.certificates();
+        assert_eq!(certs[1], cert(&k[..3], 6, a));
+    }
+
     /// A member not designated for a height adds no vote of its own; the designated pair's
     /// votes certify it.
     #[test]
@@ -454,7 +523,7 @@ mod tests {
         let a = B256::repeat_byte(0xa);
         let signers = Signers::fixed(&p);
         // Height 1 is for positions 1 and 2; this node is position 0.
-        let mut t = Tally::new(CHAIN, &signers, &[(1, a)], |_, _| None);
+        let mut t = Tally::new(CHAIN, &signers, &[(1, a)], &|_, _| None);
         t.offer(VoteAnswer::Vote {
             height: 1,
             block_hash: a,
@@ -479,6 +548,7 @@ mod tests {
         let (a, b) = (B256::repeat_byte(0xa), B256::repeat_byte(0xb));
         let held = [(5, a), (6, b)];
         let own = |h: u64, hash: &B256| Some(CommitVote::sign(CHAIN, h, hash, &k[0]));
+        let own: &(dyn Fn(u64, &B256) -> Option<CommitVote> + Sync) = &own;
         let vote = |i: usize, h: u64, hash: B256| VoteAnswer::Vote {
             height: h,
             block_hash: hash,
@@ -486,8 +556,9 @@ mod tests {
         };
         let signers = Signers::fixed(&p);
         let mut t = Tally::new(CHAIN, &signers, &held, own);
-        // Each of these adds nothing: a vote for another block at 5, a height not held, a
-        // non-member, our own vote again, a vote claiming another signer.
+        // None of these certifies 5: a vote for another block at 5, a height not held, a
+        // non-member, our own vote relayed (it counts once, and our own signature then adds
+        // nothing), a vote claiming another signer.
         t.offer(vote(1, 5, b));
         t.offer(vote(1, 7, a));
         t.offer(vote(3, 5, a));

@@ -71,10 +71,11 @@ pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Rou
     };
     let signers = node.signers();
     let me = cfg.key.node_id();
-    let mut tally = Tally::new(chain_id, &signers, &held, |height, hash| {
+    let own = |height: u64, hash: &B256| {
         (round.everyone || designated(height, &me, signers.of(height)))
             .then(|| node.own_votes().vote(chain_id, height, hash, &cfg.key))
-    });
+    };
+    let mut tally = Tally::new(chain_id, &signers, &held, &own);
     if let Some((to, _)) = held.last() {
         let req = Request::GetCommitVotes {
             from: round.from,
