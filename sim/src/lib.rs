@@ -5,6 +5,7 @@
 pub mod checker;
 pub mod client;
 pub mod cluster;
+pub mod explore;
 pub mod external;
 pub mod group;
 pub mod host;

@@ -9,7 +9,6 @@ use canon_sim::scenarios::{self, SCENARIOS};
 use canon_sim::schedule::{Swarming, SWARMED};
 use canon_sim::{sweep, trace};
 use clap::{Parser, Subcommand};
-use indicatif::{ProgressBar, ProgressStyle};
 
 /// mimalloc instead of glibc's malloc, as in the production node: see the dependency's note in
 /// `Cargo.toml`. A run's outcome never depends on the allocator (no addresses in any decision).
@@ -63,11 +62,8 @@ enum Command {
         /// batches and the violation marked; zoom with the wheel, details on hover.
         #[arg(long, value_name = "FILE")]
         html: Option<std::path::PathBuf>,
-        /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos
-        /// before swarm testing) instead of drawing shape, timing and mix per seed; rates are
-        /// compared on it.
-        #[arg(long, value_enum, default_value_t = Swarming::On)]
-        swarm: Swarming,
+        #[command(flatten)]
+        swarm: SwarmArg,
     },
     /// Shrink a failing seed's fault schedule: remove faults, then move the rest earlier and
     /// shorten the run, keeping each change only while the same check still fails. Prints the
@@ -88,11 +84,8 @@ enum Command {
         /// Candidate runs at once (default: one per core; the result does not depend on it).
         #[arg(long)]
         jobs: Option<usize>,
-        /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos
-        /// before swarm testing) instead of drawing shape, timing and mix per seed; rates are
-        /// compared on it.
-        #[arg(long, value_enum, default_value_t = Swarming::On)]
-        swarm: Swarming,
+        #[command(flatten)]
+        swarm: SwarmArg,
     },
     /// Run a scenario over consecutive seeds, each in its own process, stopping at the first
     /// failure unless --keep-going. Ends with one summary line, then p50/p99/max of what the
@@ -112,11 +105,8 @@ enum Command {
         /// Run every seed and report all failures instead of stopping at the first.
         #[arg(long)]
         keep_going: bool,
-        /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos
-        /// before swarm testing) instead of drawing shape, timing and mix per seed; rates are
-        /// compared on it.
-        #[arg(long, value_enum, default_value_t = Swarming::On)]
-        swarm: Swarming,
+        #[command(flatten)]
+        swarm: SwarmArg,
     },
     /// Run every scenario round-robin over fresh seeds until the time is up, then print a
     /// table (scenario, seeds, failures, simulated and wall seconds, seeds a minute) and every
@@ -193,6 +183,16 @@ fn write_timeline(r: &RunReport, file: &std::path::Path) -> Result<(), ExitCode>
     })?;
     eprintln!("timeline: {} ({} items)", file.display(), items.len());
     Ok(())
+}
+
+/// `--swarm`, as `run`, `explore` and `shrink` take it.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct SwarmArg {
+    /// chaos only: "off" runs its fixed shape (3 nodes, 100 ms blocks, the mix of chaos before
+    /// swarm testing) instead of drawing shape, timing and mix per seed; rates are compared
+    /// on it.
+    #[arg(long = "swarm", value_enum, default_value_t = Swarming::On)]
+    swarming: Swarming,
 }
 
 /// Whether `s` takes `swarm`; says which scenarios swarm if not.
@@ -348,7 +348,7 @@ fn main() -> ExitCode {
             schedule,
             print_schedule,
             html,
-            swarm,
+            swarm: SwarmArg { swarming: swarm },
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
@@ -419,7 +419,7 @@ fn main() -> ExitCode {
             schedule,
             out,
             jobs,
-            swarm,
+            swarm: SwarmArg { swarming: swarm },
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
@@ -448,7 +448,7 @@ fn main() -> ExitCode {
             start,
             jobs,
             keep_going,
-            swarm,
+            swarm: SwarmArg { swarming: swarm },
         } => {
             let s = match lookup(&scenario) {
                 Ok(s) => s,
@@ -461,14 +461,12 @@ fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            explore(
-                s,
-                &exe,
-                start..start.saturating_add(seeds),
-                jobs,
-                keep_going,
-                swarm,
-            )
+            let seeds = start..start.saturating_add(seeds);
+            if canon_sim::explore::explore(s, &exe, seeds, jobs, keep_going, swarm) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Sweep {
             minutes,
@@ -518,104 +516,5 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
-    }
-}
-
-/// Runs `seeds` of `s`, `jobs` child processes at a time (one process per seed: see
-/// `canon_sim::scenario`), with a progress bar; prints the summary and the facts' spread.
-fn explore(
-    s: &'static scenario::Scenario,
-    exe: &std::path::Path,
-    seeds: std::ops::Range<u64>,
-    jobs: usize,
-    keep_going: bool,
-    swarm: Swarming,
-) -> ExitCode {
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Mutex;
-
-    let bar = ProgressBar::new(seeds.end - seeds.start);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} seeds, eta {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    // indicatif draws nothing when stderr is not a terminal (CI, a log file): print a plain
-    // line every 5% there instead, so a long run is never silent.
-    let plain = !std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let total = seeds.end - seeds.start;
-    let every = (total / 20).max(1);
-    let done = AtomicU64::new(0);
-    let wall = Instant::now();
-    let next = AtomicU64::new(seeds.start);
-    let stop = AtomicBool::new(false);
-    let reports: Mutex<Vec<RunReport>> = Mutex::new(Vec::new());
-    let failed = AtomicU64::new(0);
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| loop {
-                if stop.load(Ordering::SeqCst) {
-                    return;
-                }
-                let seed = next.fetch_add(1, Ordering::SeqCst);
-                if seed >= seeds.end {
-                    return;
-                }
-                let mut cmd = std::process::Command::new(exe);
-                cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
-                if swarm == Swarming::Off {
-                    cmd.args(["--swarm", "off"]);
-                }
-                let mut r = scenario::run_in_child(cmd, s, seed);
-                r.swarm = swarm;
-                bar.inc(1);
-                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if plain && (n / every != (n - 1) / every || n == total) {
-                    eprintln!(
-                        "progress: {n}/{total} seeds, {} failed, {:.0}s",
-                        failed.load(Ordering::SeqCst) + u64::from(!r.ok()),
-                        wall.elapsed().as_secs_f64()
-                    );
-                }
-                if !r.ok() {
-                    let n = failed.fetch_add(1, Ordering::SeqCst) + 1;
-                    bar.set_message(format!("{n} failed"));
-                    bar.suspend(|| report_failure(&r));
-                    if !keep_going {
-                        stop.store(true, Ordering::SeqCst);
-                    }
-                }
-                canon_engine::sync::lock(&reports).push(r);
-            });
-        }
-    });
-    bar.finish_and_clear();
-    let mut reports = reports.into_inner().unwrap_or_else(|p| p.into_inner());
-    reports.sort_by_key(|r| r.seed);
-    let wall_secs = wall.elapsed().as_secs_f64();
-    let sim_secs: f64 = reports.iter().map(|r| r.sim_secs).sum();
-    let failing: Vec<u64> = reports.iter().filter(|r| !r.ok()).map(|r| r.seed).collect();
-    println!(
-        "explored scenario={} seeds={} failures={} jobs={} sim_secs={:.1} wall_secs={:.1} speedup={:.1}x",
-        s.name,
-        reports.len(),
-        failing.len(),
-        jobs,
-        sim_secs,
-        wall_secs,
-        sim_secs / wall_secs.max(1e-9)
-    );
-    if !failing.is_empty() {
-        let list: Vec<String> = failing.iter().map(u64::to_string).collect();
-        println!("failing seeds: {}", list.join(" "));
-    }
-    for line in scenario::fact_summary(&reports) {
-        println!("{line}");
-    }
-    if failing.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
     }
 }

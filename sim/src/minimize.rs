@@ -3,7 +3,6 @@
 //! fails the same check.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use crate::scenario::{self, RunReport, Scenario};
 use crate::schedule::shrink::{Shrinker, Step};
@@ -53,11 +52,7 @@ impl Runner<'_> {
         schedule: Option<&Schedule>,
         name: &str,
     ) -> Result<RunReport, ShrinkError> {
-        let mut cmd = Command::new(self.exe);
-        cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
-        if self.swarm == crate::schedule::Swarming::Off {
-            cmd.args(["--swarm", "off"]);
-        }
+        let mut cmd = scenario::run_command(self.exe, s, seed, self.swarm);
         if let Some(sched) = schedule {
             let file = self.scratch.join(name);
             std::fs::write(&file, sched.to_string()).map_err(|source| ShrinkError::Scratch {
@@ -66,9 +61,7 @@ impl Runner<'_> {
             })?;
             cmd.arg("--schedule").arg(&file);
         }
-        let mut r = scenario::run_in_child(cmd, s, seed);
-        r.swarm = self.swarm;
-        Ok(r)
+        Ok(scenario::run_in_child(cmd, s, seed))
     }
 
     /// Shrinks `s` under `seed`, starting from `start` (or the schedule the seed draws);

@@ -119,10 +119,7 @@ impl RunReport {
             Some(f) => format!(" --schedule {f}"),
             None => String::new(),
         };
-        let swarm = match self.swarm {
-            Swarming::On => "",
-            Swarming::Off => " --swarm off",
-        };
+        let swarm: String = self.swarm.args().iter().map(|a| format!(" {a}")).collect();
         format!(
             "{plant}cargo run --profile sim -p canon-sim -- run {} --seed {}{schedule}{swarm}",
             self.scenario, self.seed
@@ -364,7 +361,7 @@ const TEXT_TAG: &str = "CANON-TEXT ";
 /// The machine-readable form of a report that a child prints for its parent.
 pub fn machine_report(r: &RunReport) -> String {
     let mut out = format!(
-        "{REPORT_TAG} ok={} scenario={} seed={} blocks={} sim_secs={} wall_secs={} trace={} lines={}\n",
+        "{REPORT_TAG} ok={} scenario={} seed={} blocks={} sim_secs={} wall_secs={} trace={} lines={} swarm={}\n",
         u8::from(r.ok()),
         r.scenario,
         r.seed,
@@ -372,7 +369,8 @@ pub fn machine_report(r: &RunReport) -> String {
         r.sim_secs,
         r.wall_secs,
         r.trace,
-        r.trace_lines
+        r.trace_lines,
+        u8::from(r.swarm == Swarming::On)
     );
     if let Some(f) = &r.failure {
         for line in f.lines() {
@@ -405,6 +403,26 @@ pub fn machine_report(r: &RunReport) -> String {
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace()
         .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+}
+
+/// The command that runs `scenario` under `seed` in a child `canon-sim` (`exe`) and prints
+/// its [`machine_report`], for [`run_in_child`]; chaos swarms or not as `swarm` says.
+pub fn run_command(
+    exe: &std::path::Path,
+    scenario: &Scenario,
+    seed: u64,
+    swarm: Swarming,
+) -> Command {
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "run",
+        scenario.name,
+        "--seed",
+        &seed.to_string(),
+        "--machine",
+    ]);
+    cmd.args(swarm.args());
+    cmd
 }
 
 /// Runs one seed in a child process. `cmd` must run exactly `scenario` with `seed` and print
@@ -505,7 +523,12 @@ pub fn run_in_child(mut cmd: Command, scenario: &'static Scenario, seed: u64) ->
         schedule: schedule.parse().ok(),
         schedule_file: None,
         setup,
-        swarm: Swarming::On,
+        // The child says how it ran, so the replay command is the child's own.
+        swarm: if field(head, "swarm") == Some("0") {
+            Swarming::Off
+        } else {
+            Swarming::On
+        },
         timeline: None,
     }
 }

@@ -12,6 +12,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::scenario::{self, RunReport, Scenario};
+use crate::schedule::Swarming;
 
 /// The k-th run of a sweep over `scenarios` from `start`.
 pub fn nth_run(scenarios: &[Scenario], start: u64, k: u64) -> (&Scenario, u64) {
@@ -39,8 +40,7 @@ pub fn sweep(
                 while began.elapsed() < budget {
                     let k = next.fetch_add(1, Ordering::SeqCst);
                     let (s, seed) = nth_run(scenarios, start, k);
-                    let mut cmd = std::process::Command::new(exe);
-                    cmd.args(["run", s.name, "--seed", &seed.to_string(), "--machine"]);
+                    let cmd = scenario::run_command(exe, s, seed, Swarming::On);
                     let r = scenario::run_in_child(cmd, s, seed);
                     let mut all = canon_engine::sync::lock(&reports);
                     all.push((k, r));
@@ -147,7 +147,7 @@ mod tests {
             schedule: None,
             schedule_file: None,
             setup: None,
-            swarm: crate::schedule::Swarming::On,
+            swarm: Swarming::On,
             timeline: None,
         }
     }

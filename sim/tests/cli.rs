@@ -386,8 +386,8 @@ fn shrink_refuses_a_passing_seed_and_a_scripted_scenario() {
     assert!(err.contains("scripts its faults"), "{err}");
 }
 
-/// A run of chaos's fixed shape replays with `--swarm off` (explore and shrink set it on
-/// the reports of the children they ran so).
+/// A run of chaos's fixed shape replays with `--swarm off`; a child run so says it in its
+/// report, so explore's and shrink's replay commands carry it.
 #[test]
 fn the_replay_command_keeps_swarm_off() {
     use canon_sim::scenario;
@@ -404,4 +404,15 @@ fn the_replay_command_keeps_swarm_off() {
         r.replay_command(),
         "cargo run --profile sim -p canon-sim -- run chaos --seed 9 --swarm off"
     );
+    let exe = std::path::Path::new(env!("CARGO_BIN_EXE_canon-sim"));
+    for (swarm, tail) in [(Swarming::Off, " --swarm off"), (Swarming::On, "")] {
+        let cmd = scenario::run_command(exe, chaos, 2, swarm);
+        let child = scenario::run_in_child(cmd, chaos, 2);
+        assert!(child.ok(), "{}", child.failure_text());
+        assert_eq!(child.swarm, swarm);
+        assert_eq!(
+            child.replay_command(),
+            format!("cargo run --profile sim -p canon-sim -- run chaos --seed 2{tail}")
+        );
+    }
 }

@@ -133,8 +133,6 @@ pub struct Tally<'a> {
     /// needs no signature of this node's (a node catching up signed every height it applied,
     /// for certificates its peers held long since).
     own: &'a (dyn Fn(u64, &B256) -> Option<CommitVote> + Sync),
-    /// Heights whose own vote was asked for already.
-    own_asked: std::collections::BTreeSet<u64>,
 }
 
 impl<'a> Tally<'a> {
@@ -155,7 +153,6 @@ impl<'a> Tally<'a> {
                 .collect(),
             done: std::collections::BTreeMap::new(),
             own,
-            own_asked: std::collections::BTreeSet::new(),
         };
         // A member alone is its own majority.
         for (h, _) in held {
@@ -172,7 +169,7 @@ impl<'a> Tally<'a> {
         };
         let hash = *hash;
         let short = majority(self.signers.of(height).len()).saturating_sub(votes.len());
-        if short == 1 && !self.done.contains_key(&height) && self.own_asked.insert(height) {
+        if short == 1 && !self.done.contains_key(&height) {
             if let Some(vote) = (self.own)(height, &hash) {
                 // This node's own signature, just made: recovering it again only costs.
                 self.add_vote(height, &hash, vote, Checked::Own);

@@ -18,9 +18,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use openraft::AsyncRuntime;
 
 use crate::chain::certificate::{designated, CommitVote, Tally, VoteAnswer};
+use crate::chain::members::Signers;
 use crate::chain::store::StoreError;
 use crate::consensus::node::ConsensusNode;
 use crate::events::Event;
+use crate::ids::NodeId;
 use crate::net::peer;
 use crate::net::wire::{Request, Response};
 use crate::policy::certifier::{Round, ROUND_HEIGHTS};
@@ -72,7 +74,7 @@ pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Rou
     let signers = node.signers();
     let me = cfg.key.node_id();
     let own = |height: u64, hash: &B256| {
-        (round.everyone || designated(height, &me, signers.of(height)))
+        signs(height, &me, &signers, round.everyone)
             .then(|| node.own_votes().vote(chain_id, height, hash, &cfg.key))
     };
     let mut tally = Tally::new(chain_id, &signers, &held, &own);
@@ -114,6 +116,12 @@ pub(crate) async fn round<RT: AsyncRuntime>(node: &ConsensusNode<RT>, round: Rou
     }
 }
 
+/// Whether this node (`me`) signs its vote for `height`: it is designated to, or a round
+/// asks `everyone`.
+fn signs(height: u64, me: &NodeId, signers: &Signers, everyone: bool) -> bool {
+    everyone || designated(height, me, signers.of(height))
+}
+
 fn storage_failed<RT: AsyncRuntime>(node: &ConsensusNode<RT>, e: StoreError) -> bool {
     node.emit(Event::StorageFailed {
         reason: e.to_string(),
@@ -144,7 +152,7 @@ pub(crate) fn answer<RT: AsyncRuntime>(
                     Some(c) if c.block_hash == block_hash => {
                         answers.push(VoteAnswer::Certified(c));
                     }
-                    _ if everyone || designated(height, &me, signers.of(height)) => {
+                    _ if signs(height, &me, &signers, everyone) => {
                         answers.push(VoteAnswer::Vote {
                             height,
                             block_hash,

@@ -118,6 +118,16 @@ pub enum Swarming {
     Off,
 }
 
+impl Swarming {
+    /// What `canon-sim run` is told to run this way (nothing: swarm testing is the default).
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Swarming::On => &[],
+            Swarming::Off => &["--swarm", "off"],
+        }
+    }
+}
+
 /// Scenarios that swarm (the others take no `--swarm`).
 pub const SWARMED: &[&str] = &["chaos"];
 
