@@ -7,7 +7,9 @@
 //! - `GET /admin/members`: the membership in effect.
 //! - `POST /admin/members` with `{"action": "add-learner", "id": "0x..", "address": "host:port"}`,
 //!   `{"action": "promote", "id": ..}` or `{"action": "remove", "id": ..}`: the change, made
-//!   on the leader (another node answers 421 with the leader's id).
+//!   on the leader (another node answers 421 with the leader's id). A change to ask for again
+//!   a little later answers 409: a change still being committed, a learner still catching up,
+//!   a voter whose attestations L1 still needs.
 
 use std::sync::Arc;
 
@@ -113,15 +115,17 @@ async fn change(
             Refusal::NotLeader { leader }.to_string(),
             leader,
         ),
-        Err(MembershipError::Refused(r @ (Refusal::Changing | Refusal::NotCaughtUp { .. }))) => {
-            refuse(StatusCode::CONFLICT, r.to_string(), None)
-        }
+        Err(MembershipError::Refused(
+            r @ (Refusal::Changing | Refusal::NotCaughtUp { .. } | Refusal::AttestationOwed { .. }),
+        )) => refuse(StatusCode::CONFLICT, r.to_string(), None),
         Err(MembershipError::Refused(r)) => {
             refuse(StatusCode::UNPROCESSABLE_ENTITY, r.to_string(), None)
         }
-        Err(e @ (MembershipError::Raft(_) | MembershipError::TimedOut(_))) => {
-            refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None)
-        }
+        Err(
+            e @ (MembershipError::Raft(_)
+            | MembershipError::TimedOut(_)
+            | MembershipError::L1Unread { .. }),
+        ) => refuse(StatusCode::SERVICE_UNAVAILABLE, e.to_string(), None),
     }
 }
 

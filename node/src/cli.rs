@@ -43,6 +43,8 @@ pub(crate) enum AdminAction {
         id: String,
     },
     /// Remove a voter or learner: a dead machine, or the old one after a replacement.
+    /// Refused (ask again) while L1 still lacks a batch the voter attests: shut a removed
+    /// machine down only once this succeeded, or a batch may never gather its attesters.
     Remove {
         /// The member's node id.
         id: String,

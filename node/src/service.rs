@@ -334,7 +334,7 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
         ))),
     }
     if let Role::Consensus(node) = &role {
-        start_batcher(&v, node)?;
+        connect_l1(&v, node)?;
         let weak = Arc::downgrade(node);
         let _ = learned_addresses.set(Box::new(move |id| weak.upgrade()?.member_address(id)));
         if let (Some(listener), Some(token)) = (admin_listener, v.admin_token.clone()) {
@@ -393,31 +393,39 @@ pub async fn run(v: Validated, stop: CancellationToken) -> Result<(), StartError
     }
 }
 
-/// Starts the batcher on a consensus node with `batcher_enabled` and a settlement contract.
-fn start_batcher(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartError> {
+/// Connects a consensus node to the settlement contract, when one is configured: with
+/// `batcher_enabled` it runs the batcher; without, it only reads L1's head (as leader, before
+/// it removes a voter whose attestations L1 may still need).
+fn connect_l1(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartError> {
     let s = &v.settings;
-    if !s.batcher_enabled {
-        return Ok(());
-    }
     let Some(address) = v.l1_settlement else {
-        tracing::warn!(
-            "batcher_enabled, but no l1_settlement_address: batches are sealed and attested, \
-             nothing is committed to L1 (deploy the contract with `canon-node l1 deploy`)"
-        );
+        if s.batcher_enabled {
+            tracing::warn!(
+                "batcher_enabled, but no l1_settlement_address: batches are sealed and attested, \
+                 nothing is committed to L1 (deploy the contract with `canon-node l1 deploy`)"
+            );
+        }
         return Ok(());
     };
     let key = match &v.batcher_l1_key {
         Some(k) => k.clone(),
         None => {
-            tracing::warn!(
-                "no batcher_l1_secret_key: paying L1 from anvil's public development account"
-            );
+            if s.batcher_enabled {
+                tracing::warn!(
+                    "no batcher_l1_secret_key: paying L1 from anvil's public development account"
+                );
+            }
             SecretKey::from_hex(crate::l1::ANVIL_DEV_KEY)
                 .map_err(|e| fail("batcher_l1_secret_key", e))?
         }
     };
     let l1 = crate::l1::L1::connect(&s.general_l1_rpc_url, &key)
         .map_err(|e| fail("general_l1_rpc_url", e))?;
+    let l1 = Arc::new(crate::l1::SettlementL1 { l1, address });
+    if !s.batcher_enabled {
+        node.read_l1(l1);
+        return Ok(());
+    }
     tracing::info!(
         %address,
         url = %s.general_l1_rpc_url,
@@ -425,7 +433,7 @@ fn start_batcher(v: &Validated, node: &Arc<ProductionNode>) -> Result<(), StartE
         "batcher started"
     );
     node.start_batcher(canon_engine::settlement::batcher_core::BatcherSetup {
-        l1: Arc::new(crate::l1::SettlementL1 { l1, address }),
+        l1,
         level: s.batcher_redundancy_level,
         max_missed_rounds: u32::try_from(s.redundancy_max_missed_rounds).unwrap_or(u32::MAX),
         round_ms: canon_engine::settlement::batcher_core::batch_round_ms(

@@ -279,6 +279,19 @@ fn replace_twice() {
     );
 }
 
+/// Seed 3968397: batch 2 (heights 7-8) was sealed under {n0, n1}, the set left once the dead
+/// n2 was removed; n1 was then replaced, removed and shut down before L1 held batch 2, which
+/// no majority of its attesters could sign any more: L1 stood at batch 1 for good. A voter is
+/// now removed only once L1 holds every sealed batch it attests; here the removal waits.
+#[test]
+fn replace_twice_a_removal_waits_for_l1_to_hold_what_the_member_attests() {
+    let r = canon_scenarios::run_seed("replace-twice", 3_968_397);
+    assert!(r.ok(), "{}", r.failure_text());
+    let held = r.fact("removal_held_ms");
+    assert_eq!(held.len(), 2, "{:?}", r.facts);
+    assert!(held[1] > 0.0, "the second removal was not held: {held:?}");
+}
+
 #[test]
 fn membership_chaos() {
     assert_ran(&run_scenario("membership-chaos", 0..10, "membership_chaos"));

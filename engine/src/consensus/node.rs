@@ -257,10 +257,11 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
     }
 
     /// Starts the batcher: from now on the core runs it and the driver carries out its L1
-    /// work. Once per node; a second call is refused and says so.
+    /// work. Once per node, and not after [`Self::read_l1`]; a second call is refused and
+    /// says so.
     pub fn start_batcher(&self, setup: BatcherSetup) {
         if self.l1.set(setup.l1.clone()).is_err() {
-            tracing::error!(node = ?self.id, "the batcher runs already: not started twice");
+            tracing::error!(node = ?self.id, "L1 is set already (a batcher runs, or read_l1): the batcher is not started");
             return;
         }
         let now = self.core.now_ms();
@@ -269,7 +270,16 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         let _ = self.wake.unbounded_send(Input::Tick);
     }
 
-    /// The L1 the batcher submits to, once started.
+    /// Gives a node that runs no batcher L1 to read: as leader it reads the settlement
+    /// contract's head before it removes a voter, so that no batch loses an attester it needs
+    /// (see [`crate::policy::membership`]). A batcher's L1 serves for that already.
+    pub fn read_l1(&self, l1: Arc<dyn L1>) {
+        if self.l1.set(l1).is_err() {
+            tracing::error!(node = ?self.id, "L1 is set already (a batcher runs, or read_l1): kept");
+        }
+    }
+
+    /// The L1 this node reads and, once its batcher started, submits to.
     pub(crate) fn l1(&self) -> Option<&Arc<dyn L1>> {
         self.l1.get()
     }

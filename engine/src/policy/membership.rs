@@ -2,9 +2,16 @@
 //! learner, promoting a learner to voter once it has caught up, removing a member. Decided
 //! from what the leader sees of Raft; the node carries the plan out with openraft's
 //! `add_learner` and `change_membership` (joint consensus), one change at a time.
+//!
+//! A voter is removed only once L1 no longer needs it: every sealed batch is attested on L1
+//! by the signers of its blocks ([`crate::settlement::batch`]), a set the chain fixed when it
+//! certified them, so an operator who shuts a removed member down while a batch it must
+//! attest is still off L1 can leave that batch short of a majority for good (replace-twice,
+//! seed 3968397: a batch sealed under two members, one removed and gone before it attested).
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::chain::members::Signers;
 use crate::ids::NodeId;
 
 /// A learner is promoted only once its log is within this many entries of the leader's: a
@@ -42,9 +49,51 @@ pub struct LeaderView {
     /// joint configuration to the next coherent one), so a change a leader's crash left half
     /// done is completed by asking again.
     pub joint: bool,
+    /// What L1 still needs of the signers, read for a removal (`None`: this node reads no
+    /// L1, so it has nothing to check; a cluster with no settlement contract commits nothing
+    /// there).
+    pub l1: Option<L1Duties>,
 }
 
-/// The Raft change to make.
+/// The attestations L1 still needs, as a removal weighs them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct L1Duties {
+    /// The last height of the last batch L1 holds (0: none yet).
+    pub landed_height: u64,
+    /// The signer sets of the sealed blocks above it, each with the first of those heights
+    /// it signed, ascending. A batch ends at every block that declares new members, so each
+    /// is the attester set of the batches it spans.
+    pub unlanded: Vec<(u64, BTreeSet<NodeId>)>,
+    /// The current signers: they attest the batch open now once it is sealed, which the
+    /// removal itself seals.
+    pub open: BTreeSet<NodeId>,
+}
+
+impl L1Duties {
+    /// What L1 needs when it holds the chain up to `landed_height` and batches are sealed up
+    /// to `sealed_height`, under `signers`.
+    pub fn of(signers: &Signers, landed_height: u64, sealed_height: u64) -> L1Duties {
+        let set = |members: &[NodeId]| members.iter().copied().collect::<BTreeSet<_>>();
+        let first = landed_height.saturating_add(1);
+        let mut unlanded = Vec::new();
+        if first <= sealed_height {
+            unlanded.push((first, set(signers.of(first))));
+            // A set declared at height d signs from d + 1 on.
+            for change in signers.history().changes() {
+                let from = change.height.saturating_add(1);
+                if from > first && from <= sealed_height {
+                    unlanded.push((from, set(&change.members)));
+                }
+            }
+        }
+        L1Duties {
+            landed_height,
+            unlanded,
+            open: set(signers.current()),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Plan {
     AddLearner(NodeId),
@@ -74,6 +123,14 @@ pub enum Refusal {
     NotMember { id: NodeId },
     #[error("removing {id} would leave no voter")]
     LastVoter { id: NodeId },
+    #[error("{id} attests the sealed blocks from height {from_height}, which L1 does not hold yet (it holds the chain up to height {landed_height}): {id} is removed once it does, so that no batch loses an attester it needs")]
+    AttestationOwed {
+        id: NodeId,
+        from_height: u64,
+        landed_height: u64,
+    },
+    #[error("the open batch is attested by {attesters} signers, {id} among them, and needs a majority of them on L1: without {id} it could never land; add its replacement first")]
+    OpenBatchNeeds { id: NodeId, attesters: usize },
 }
 
 /// Decides `change` against `view`.
@@ -126,11 +183,31 @@ pub fn decide(view: &LeaderView, change: Change) -> Result<Plan, Refusal> {
             if view.voters.len() == 1 {
                 return Err(Refusal::LastVoter { id });
             }
+            if let Some(duties) = &view.l1 {
+                owes_nothing(duties, id)?;
+            }
             Ok(Plan::RemoveVoter(id))
         }
         Change::Remove(id) if view.learners.contains(&id) => Ok(Plan::RemoveLearner(id)),
         Change::Remove(id) => Err(Refusal::NotMember { id }),
     }
+}
+
+/// Whether L1 can do without voter `id`: no batch it attests is still off L1, and the open
+/// batch, which its removal seals, keeps a majority of attesters without it.
+fn owes_nothing(duties: &L1Duties, id: NodeId) -> Result<(), Refusal> {
+    if let Some((from, _)) = duties.unlanded.iter().find(|(_, a)| a.contains(&id)) {
+        return Err(Refusal::AttestationOwed {
+            id,
+            from_height: *from,
+            landed_height: duties.landed_height,
+        });
+    }
+    let n = duties.open.len();
+    if duties.open.contains(&id) && n - 1 < crate::chain::certificate::majority(n) {
+        return Err(Refusal::OpenBatchNeeds { id, attesters: n });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -150,7 +227,12 @@ mod tests {
             matched: [(id(2), Some(100)), (id(3), Some(99)), (id(4), Some(68))].into(),
             changing: false,
             joint: false,
+            l1: None,
         }
+    }
+
+    fn set(ids: &[u8]) -> BTreeSet<NodeId> {
+        ids.iter().map(|i| id(*i)).collect()
     }
 
     #[test]
@@ -183,6 +265,47 @@ mod tests {
         };
         let alone = LeaderView {
             voters: [id(1)].into(),
+            ..leader()
+        };
+        // L1 holds the chain up to height 40; 41.. were signed by {1, 2} (a third had died and
+        // was removed), 45.. by {1, 2, 3} once its replacement joined.
+        let owed = LeaderView {
+            l1: Some(L1Duties {
+                landed_height: 40,
+                unlanded: vec![(41, set(&[1, 2])), (45, set(&[1, 2, 3]))],
+                open: set(&[1, 2, 3]),
+            }),
+            ..leader()
+        };
+        let landed = LeaderView {
+            l1: Some(L1Duties {
+                landed_height: 50,
+                unlanded: Vec::new(),
+                open: set(&[1, 2, 3]),
+            }),
+            ..leader()
+        };
+        let pair = LeaderView {
+            voters: set(&[1, 2]),
+            l1: Some(L1Duties {
+                landed_height: 50,
+                unlanded: Vec::new(),
+                open: set(&[1, 2]),
+            }),
+            ..leader()
+        };
+        let four = LeaderView {
+            voters: set(&[1, 2, 3, 4]),
+            learners: BTreeSet::new(),
+            l1: Some(L1Duties {
+                landed_height: 50,
+                unlanded: Vec::new(),
+                open: set(&[1, 2, 3, 4]),
+            }),
+            ..leader()
+        };
+        let pair_without_l1 = LeaderView {
+            voters: set(&[1, 2]),
             ..leader()
         };
         let table: Vec<(&str, &LeaderView, Change, Result<Plan, Refusal>)> = vec![
@@ -307,9 +430,104 @@ mod tests {
                 Change::Remove(id(1)),
                 Err(Refusal::LastVoter { id: id(1) }),
             ),
+            (
+                "the first batch off L1 that a voter attests holds its removal",
+                &owed,
+                Change::Remove(id(2)),
+                Err(Refusal::AttestationOwed {
+                    id: id(2),
+                    from_height: 41,
+                    landed_height: 40,
+                }),
+            ),
+            (
+                "so does a later one",
+                &owed,
+                Change::Remove(id(3)),
+                Err(Refusal::AttestationOwed {
+                    id: id(3),
+                    from_height: 45,
+                    landed_height: 40,
+                }),
+            ),
+            (
+                "a learner attests nothing",
+                &owed,
+                Change::Remove(id(4)),
+                Ok(Plan::RemoveLearner(id(4))),
+            ),
+            (
+                "once L1 holds them, the voter goes; two of three attest the open batch",
+                &landed,
+                Change::Remove(id(3)),
+                Ok(Plan::RemoveVoter(id(3))),
+            ),
+            (
+                "one of two is no majority of the open batch's attesters",
+                &pair,
+                Change::Remove(id(2)),
+                Err(Refusal::OpenBatchNeeds {
+                    id: id(2),
+                    attesters: 2,
+                }),
+            ),
+            (
+                "three of four are",
+                &four,
+                Change::Remove(id(4)),
+                Ok(Plan::RemoveVoter(id(4))),
+            ),
+            (
+                "a node that reads no L1 checks nothing",
+                &pair_without_l1,
+                Change::Remove(id(2)),
+                Ok(Plan::RemoveVoter(id(2))),
+            ),
         ];
         for (what, view, change, want) in table {
             assert_eq!(decide(view, change), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn the_duties_are_the_signer_sets_of_the_sealed_heights_l1_lacks() {
+        let mut signers = Signers::fixed(&[id(1), id(2), id(3)]);
+        // 3 is removed at height 10, its replacement 4 declared at height 20.
+        signers.declare(10, vec![id(1), id(2)]);
+        signers.declare(20, vec![id(1), id(2), id(4)]);
+        type Spans = Vec<(u64, BTreeSet<NodeId>)>;
+        let table: Vec<(&str, u64, u64, Spans)> = vec![
+            ("L1 holds everything sealed", 30, 30, vec![]),
+            ("L1 ahead of this node's seals", 35, 30, vec![]),
+            ("only the last set", 25, 30, vec![(26, set(&[1, 2, 4]))]),
+            (
+                "the declaring block is the old set's",
+                5,
+                20,
+                vec![(6, set(&[1, 2, 3])), (11, set(&[1, 2]))],
+            ),
+            (
+                "all three",
+                0,
+                21,
+                vec![
+                    (1, set(&[1, 2, 3])),
+                    (11, set(&[1, 2])),
+                    (21, set(&[1, 2, 4])),
+                ],
+            ),
+            (
+                "starting on a set's first height",
+                10,
+                11,
+                vec![(11, set(&[1, 2]))],
+            ),
+        ];
+        for (what, landed, sealed, want) in table {
+            let duties = L1Duties::of(&signers, landed, sealed);
+            assert_eq!(duties.unlanded, want, "{what}");
+            assert_eq!(duties.landed_height, landed, "{what}");
+            assert_eq!(duties.open, set(&[1, 2, 4]), "{what}");
         }
     }
 }

@@ -301,6 +301,7 @@ impl SimCluster {
                 retry_ms_min: 100,
                 retry_ms_max: 2_000,
             });
+            let l1_reader: Arc<dyn canon_engine::settlement::l1::L1> = Arc::new(l1.for_sender(i));
             let me: Arc<std::sync::OnceLock<madsim::task::NodeId>> = Arc::default();
             let m = me.clone();
             let halted = Arc::new(AtomicBool::new(false));
@@ -321,6 +322,7 @@ impl SimCluster {
                         skew_ms: k.clone(),
                         live: l.clone(),
                         batcher: batcher.clone(),
+                        l1: l1_reader.clone(),
                         serving_lie: lie.clone(),
                     })
                 })
@@ -497,6 +499,8 @@ struct NodeParts {
     skew_ms: Arc<AtomicI64>,
     live: LiveSlot,
     batcher: Option<BatcherSetup>,
+    /// The L1 a node without a batcher reads (a leader, before it removes a voter).
+    l1: Arc<dyn canon_engine::settlement::l1::L1>,
     serving_lie: ServingLieSlot,
 }
 
@@ -512,6 +516,7 @@ async fn run_node(parts: NodeParts) {
         skew_ms,
         live,
         batcher,
+        l1,
         serving_lie,
     } = parts;
     let host = NetHost {
@@ -556,8 +561,9 @@ async fn run_node(parts: NodeParts) {
         }
     };
     *canon_engine::sync::lock(&live) = Some(node.clone());
-    if let Some(setup) = batcher {
-        node.start_batcher(setup);
+    match batcher {
+        Some(setup) => node.start_batcher(setup),
+        None => node.read_l1(l1),
     }
     let damaged = node.clone();
     let serving = Arc::new(LyingPeer {

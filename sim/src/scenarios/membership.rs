@@ -25,24 +25,47 @@ const CHANGE_BOUND: Duration = Duration::from_secs(30);
 
 /// Asks whichever node leads for `change` until it is done, as an operator would: a node
 /// that does not lead, a change still being committed or a learner still catching up is
-/// asked again a little later. A removal asked again after a crash may find the node gone
-/// already: done. Returns the membership after it and how long it took.
+/// asked again a little later, and so is a removal while L1 still needs the member's
+/// attestations (fact `removal_held_ms`: from the first such refusal to the removal, 0 when
+/// there was none). A removal asked again after a crash may find the node gone already:
+/// done. Returns the membership after it and how long it took.
 async fn change(c: &SimCluster, change: Change) -> Result<(MembershipStatus, Duration), String> {
     let start = Instant::now();
     let mut last = String::from("no leader");
+    let mut held_since: Option<Instant> = None;
+    let done = |held_since: Option<Instant>| {
+        if matches!(change, Change::Remove(_)) {
+            c.record(
+                "removal_held_ms",
+                held_since.map_or(0.0, |t| ms(t.elapsed())),
+            );
+        }
+    };
     while start.elapsed() < CHANGE_BOUND {
         if let Some(node) = c.leader().and_then(|l| c.node(l)) {
             match node.change_members(change, "").await {
-                Ok(status) => return Ok((status, start.elapsed())),
+                Ok(status) => {
+                    done(held_since);
+                    return Ok((status, start.elapsed()));
+                }
+                Err(MembershipError::Refused(r @ Refusal::AttestationOwed { .. })) => {
+                    if held_since.is_none() {
+                        held_since = Some(Instant::now());
+                        c.note(format!("{change:?} held: {r}"));
+                    }
+                    last = r.to_string();
+                }
                 Err(MembershipError::Refused(Refusal::NotMember { .. }))
                     if matches!(change, Change::Remove(_)) =>
                 {
-                    return Ok((node.members(), start.elapsed()))
+                    done(held_since);
+                    return Ok((node.members(), start.elapsed()));
                 }
                 Err(
                     e @ (MembershipError::Refused(
                         Refusal::NotLeader { .. } | Refusal::Changing | Refusal::NotCaughtUp { .. },
                     )
+                    | MembershipError::L1Unread { .. }
                     | MembershipError::Raft(_)
                     | MembershipError::TimedOut(_)),
                 ) => last = e.to_string(),

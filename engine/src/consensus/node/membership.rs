@@ -13,7 +13,8 @@ use super::ConsensusNode;
 use crate::consensus::raft::types::PeerNode;
 use crate::consensus::status::MembershipStatus;
 use crate::ids::NodeId;
-use crate::policy::membership::{decide, Change, LeaderView, Plan, Refusal};
+use crate::policy::membership::{decide, Change, L1Duties, LeaderView, Plan, Refusal};
+use crate::settlement::l1::L1;
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MembershipError {
@@ -23,6 +24,8 @@ pub enum MembershipError {
     Raft(String),
     #[error("the change was not committed within {0} ms; `members` shows whether it took")]
     TimedOut(u64),
+    #[error("cannot tell whether L1 still needs {id}'s attestations: {reason}")]
+    L1Unread { id: NodeId, reason: String },
 }
 
 impl<RT: AsyncRuntime> ConsensusNode<RT> {
@@ -85,7 +88,14 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         change: Change,
         learner_address: &str,
     ) -> Result<MembershipStatus, MembershipError> {
-        let plan = decide(&self.leader_view(), change)?;
+        let mut view = self.leader_view();
+        if let (Change::Remove(id), Some(l1)) = (change, self.l1()) {
+            if view.is_leader && view.voters.contains(&id) {
+                let duties = self.l1_duties(&**l1).await;
+                view.l1 = Some(duties.map_err(|reason| MembershipError::L1Unread { id, reason })?);
+            }
+        }
+        let plan = decide(&view, change)?;
         let raft = self.raft();
         let set = |id: NodeId| BTreeSet::from([id]);
         let write = async {
@@ -114,6 +124,17 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
+    /// What L1 still needs of the signers: L1's head, read now, against the batches this
+    /// node sealed.
+    async fn l1_duties(&self, l1: &dyn L1) -> Result<L1Duties, String> {
+        let within_ms = self.config().rpc_timeout_ms;
+        let head = RT::timeout(Duration::from_millis(within_ms), l1.head())
+            .await
+            .map_err(|_| format!("L1 did not answer within {within_ms} ms"))??;
+        let sealed_height = self.chain.state().batches.sealed_height;
+        Ok(L1Duties::of(&self.signers(), head.height, sealed_height))
+    }
+
     /// What the membership policy reads of Raft on this node.
     fn leader_view(&self) -> LeaderView {
         let m = self.raft().metrics().borrow().clone();
@@ -134,6 +155,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             changing: m.membership_config.log_id().map(|l| l.index)
                 > m.last_applied.map(|l| l.index),
             joint: configs.len() > 1,
+            l1: None,
         }
     }
 }
