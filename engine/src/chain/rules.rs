@@ -140,20 +140,13 @@ pub fn verify_block(
     signatures: Signatures<'_>,
 ) -> Result<Executed, BlockError> {
     check_header(head, peers, block, signatures)?;
+    let h = &block.header;
     if let Signatures::Check(verifier) = signatures {
         let txs: Vec<&Tx> = block.transactions.iter().collect();
         if let Some((index, error)) = verifier.first_invalid(state.app(), &txs) {
             return Err(BlockError::Transaction { index, error });
         }
     }
-    execute_block(state, block)
-}
-
-/// Runs `block`'s transactions on `state` (the state after the block's parent) and checks the
-/// state root they lead to against the header's: the part of [`verify_block`] that depends on
-/// the state alone, so it can run before the block's place in the chain is known
-/// ([`check_built`] checks the header against the head when it is).
-pub fn execute_block(state: &AppState, block: &Block) -> Result<Executed, BlockError> {
     let mut next = state.clone();
     let mut outputs = Vec::with_capacity(block.transactions.len());
     for (index, tx) in block.transactions.iter().enumerate() {
@@ -163,9 +156,9 @@ pub fn execute_block(state: &AppState, block: &Block) -> Result<Executed, BlockE
         outputs.push(output);
     }
     let committed = next.commit();
-    if committed.state_root != block.header.state_root {
+    if committed.state_root != h.state_root {
         return Err(BlockError::StateRoot {
-            got: block.header.state_root,
+            got: h.state_root,
             computed: committed.state_root,
         });
     }
@@ -176,13 +169,12 @@ pub fn execute_block(state: &AppState, block: &Block) -> Result<Executed, BlockE
     })
 }
 
-/// [`verify_block`] for a block executed before it was applied (built by this node, or run
-/// ahead of its commit by a follower), given what that executed: the same checks of the
-/// header, proposer and transactions root against the current head, and the execution taken
-/// instead of run again. Sound because execution is a function of the parent state and the
-/// transactions: the parent is the head (its hash is checked), the transactions executed were
-/// the ones the root commits to (checked where they were executed), and the executed state's
-/// root is the header's.
+/// [`verify_block`] for a block this node built itself, given what building it executed: the
+/// same checks of the header, proposer and transactions root against the current head, and
+/// the execution taken from the build instead of run again. Sound because execution is a
+/// function of the parent state and the transactions: the parent is the head (its hash is
+/// checked), the transactions are the ones the root commits to, and the build's state root
+/// is the header's.
 pub fn check_built(
     head: &Head,
     peers: &[NodeId],

@@ -423,7 +423,7 @@ pub struct ChainStore {
     certified: Mutex<u64>,
     /// Clients waiting for their transactions' answers (see [`ChainStore::await_applied`]).
     waiters: outcomes::Waiters,
-    /// What blocks executed to before they were applied (see [`ChainStore::take_built`]).
+    /// What this node's own blocks executed to (see [`ChainStore::take_built`]).
     built: built::BuiltBlocks,
     /// The newest stored blocks' hashes (see [`ChainStore::held_hashes`]).
     recent: recent::RecentHashes,

@@ -106,8 +106,7 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             let s = chain.state();
             (s.head, s.last_applied)
         };
-        let log: LogStore<RT> = LogStore::new(seams.storage.clone(), id, seams.events.clone())
-            .speculating(chain.clone());
+        let log: LogStore<RT> = LogStore::new(seams.storage.clone(), id, seams.events.clone());
         let vote = log.stored_vote()?;
         let committed = log.stored_committed()?;
         seams.events.emit(

@@ -31,7 +31,6 @@ pub mod redundancy;
 pub mod repair;
 pub mod round_clock;
 pub mod sequencer;
-pub mod speculation;
 
 /// Monotonic milliseconds since the node started: the only time a policy sees.
 pub type Millis = u64;

@@ -1,10 +1,8 @@
-//! What blocks executed to, kept from executing them until they are applied: a leader that
-//! built a block has run every transaction in it once already, and a follower runs each block
-//! another node proposed as soon as it is appended, while the commit round goes on
-//! (`consensus::raft::speculate`). Applying the canonized block takes the result instead of
-//! running them again (see [`crate::chain::rules::check_built`]). Keyed by block hash, so only
-//! that exact block on that exact parent finds it; a block dropped before canonization just
-//! ages out.
+//! What the leader's own blocks executed to, kept from building them until they are applied:
+//! a leader that built a block has run every transaction in it once already, and applying the
+//! canonized block takes the result instead of running them again (see
+//! [`crate::chain::rules::check_built`]). Keyed by block hash, so only that exact block on that
+//! exact parent finds it; a block dropped before canonization just ages out.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -22,7 +20,7 @@ const REMEMBERED: usize = 16;
 pub(super) struct BuiltBlocks(Mutex<VecDeque<(B256, Executed)>>);
 
 impl ChainStore {
-    /// Remembers what the block `hash` executed to (built here, or executed ahead of its commit).
+    /// Remembers what the block `hash` this node built executed to.
     pub fn remember_built(&self, hash: B256, executed: Executed) {
         let mut built = lock(&self.built.0);
         if built.len() >= REMEMBERED {
@@ -31,7 +29,7 @@ impl ChainStore {
         built.push_back((hash, executed));
     }
 
-    /// What the block `hash` executed to, if remembered (forgotten once taken).
+    /// What the block `hash` executed to, if this node built it (forgotten once taken).
     pub fn take_built(&self, hash: &B256) -> Option<Executed> {
         let mut built = lock(&self.built.0);
         let at = built.iter().position(|(h, _)| h == hash)?;

@@ -7,14 +7,10 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
-use openraft::{
-    AsyncRuntime, EntryPayload, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError,
-};
+use openraft::{AsyncRuntime, ErrorSubject, ErrorVerb, LogState, RaftLogReader, StorageError};
 
 use super::recent::RecentEntries;
-use super::speculate::Speculator;
-use super::types::{io_err, Canon, Command, LogId, Vote};
-use crate::chain::store::ChainStore;
+use super::types::{io_err, Canon, LogId, Vote};
 use crate::codec;
 use crate::events::{Event, EventSink};
 use crate::ids::NodeId;
@@ -34,8 +30,6 @@ pub struct LogStore<RT: AsyncRuntime> {
     events: Arc<dyn EventSink>,
     /// The log's newest entries, shared with every reader cloned from this store.
     recent: RecentEntries<RT>,
-    /// Executes other nodes' appended blocks ahead of their commit (see [`Self::speculating`]).
-    speculator: Option<Speculator>,
     _rt: PhantomData<fn() -> RT>,
 }
 
@@ -46,7 +40,6 @@ impl<RT: AsyncRuntime> Clone for LogStore<RT> {
             node: self.node,
             events: self.events.clone(),
             recent: self.recent.clone(),
-            speculator: self.speculator.clone(),
             _rt: PhantomData,
         }
     }
@@ -62,16 +55,8 @@ impl<RT: AsyncRuntime> LogStore<RT> {
             node,
             events,
             recent: RecentEntries::new(),
-            speculator: None,
             _rt: PhantomData,
         }
-    }
-
-    /// This store, handing every block another node proposed, once appended, to a task that
-    /// executes it on `chain`'s state ahead of its commit (see [`super::speculate`]).
-    pub fn speculating(mut self, chain: Arc<ChainStore>) -> Self {
-        self.speculator = Some(Speculator::start::<RT>(chain, self.node));
-        self
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -284,13 +269,6 @@ impl<RT: AsyncRuntime> RaftLogStorage<C<RT>> for LogStore<RT> {
         }
         let res = self.write_synced(b, ErrorSubject::Logs).await;
         if res.is_ok() {
-            if let Some(speculator) = &self.speculator {
-                for entry in &entries {
-                    if let EntryPayload::Normal(Command::Block(block)) = &entry.payload {
-                        speculator.appended(block);
-                    }
-                }
-            }
             self.recent.appended(entries);
         }
         callback.log_io_completed(

@@ -8,6 +8,5 @@
 pub mod log_store;
 pub mod network;
 mod recent;
-mod speculate;
 pub mod state_machine;
 pub mod types;

@@ -205,7 +205,7 @@ impl<RT: AsyncRuntime> StateMachine<RT> {
                 expected,
             })
         } else {
-            // Executed already: built here, or run ahead of its commit (see `rules::check_built`).
+            // This node's own block: what building it executed (see `rules::check_built`).
             let built = h.hash().ok().and_then(|hash| self.chain.take_built(&hash));
             match built {
                 Some(executed) => rules::check_built(&next.head, &may_propose, block, executed),
