@@ -1,6 +1,8 @@
 //! A consensus node: Raft over the seams, the sequencer that proposes blocks while this node is
 //! a confirmed leader, transaction admission and forwarding, and the election driver that
-//! carries out what `policy::election` decides (pre-vote, check-quorum).
+//! carries out what `policy::election` decides (pre-vote, check-quorum). Its submodules answer
+//! clients (`client`), admit transactions (`admission`), change the membership (`membership`),
+//! gate votes after a repair (`abstention`) and hold its side of settlement (`settlement`).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,7 +24,7 @@ use crate::consensus::core::{Input, NodeCore};
 use crate::consensus::raft::log_store::LogStore;
 use crate::consensus::raft::network::NetworkFactory;
 use crate::consensus::raft::state_machine::StateMachine;
-use crate::consensus::raft::types::{log_pos, ApplyOutcome, Canon, Command, LogId};
+use crate::consensus::raft::types::{log_pos, Canon, Command, LogId};
 use crate::consensus::shared_core::SharedCore;
 use crate::consensus::status::{log_entries, BatchDuty, BatchStatus, NodeStatus};
 use crate::events::Event;
@@ -36,9 +38,8 @@ mod abstention;
 mod admission;
 pub mod client;
 pub mod membership;
-use crate::settlement::batcher_core::{BatcherCore, BatcherSetup};
+mod settlement;
 use crate::settlement::l1::L1;
-use crate::settlement::role::BatcherClaim;
 use crate::sync::lock;
 
 pub struct ConsensusNode<RT: AsyncRuntime> {
@@ -256,34 +257,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
         }
     }
 
-    /// Starts the batcher: from now on the core runs it and the driver carries out its L1
-    /// work. Once per node, and not after [`Self::read_l1`]; a second call is refused and
-    /// says so.
-    pub fn start_batcher(&self, setup: BatcherSetup) {
-        if self.l1.set(setup.l1.clone()).is_err() {
-            tracing::error!(node = ?self.id, "L1 is set already (a batcher runs, or read_l1): the batcher is not started");
-            return;
-        }
-        let now = self.core.now_ms();
-        let batcher = BatcherCore::new(self.id, self.cfg.peers.clone(), &setup, now);
-        self.core.lock().start_batcher(batcher);
-        let _ = self.wake.unbounded_send(Input::Tick);
-    }
-
-    /// Gives a node that runs no batcher L1 to read: as leader it reads the settlement
-    /// contract's head before it removes a voter, so that no batch loses an attester it needs
-    /// (see [`crate::policy::membership`]). A batcher's L1 serves for that already.
-    pub fn read_l1(&self, l1: Arc<dyn L1>) {
-        if self.l1.set(l1).is_err() {
-            tracing::error!(node = ?self.id, "L1 is set already (a batcher runs, or read_l1): kept");
-        }
-    }
-
-    /// The L1 this node reads and, once its batcher started, submits to.
-    pub(crate) fn l1(&self) -> Option<&Arc<dyn L1>> {
-        self.l1.get()
-    }
-
     /// The sender through which finished work reaches the driver.
     pub(crate) fn wake(&self) -> &UnboundedSender<Input> {
         &self.wake
@@ -489,26 +462,6 @@ impl<RT: AsyncRuntime> ConsensusNode<RT> {
             }
             _ => Response::Refused(format!("{from} is not a member")),
         }
-    }
-
-    /// The leader's side of a batcher claim: one Raft entry, applied as a compare-and-set.
-    pub(crate) async fn write_claim(&self, claim: BatcherClaim) -> Result<ApplyOutcome, String> {
-        let within = Duration::from_millis(self.claim_timeout_ms());
-        match RT::timeout(
-            within,
-            self.raft().client_write(Command::ClaimBatcher(claim)),
-        )
-        .await
-        {
-            Ok(Ok(resp)) => Ok(resp.data),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(_) => Err(format!("not committed within {} ms", within.as_millis())),
-        }
-    }
-
-    /// How long a batcher claim may take to be committed.
-    pub(crate) fn claim_timeout_ms(&self) -> u64 {
-        self.cfg.election_timeout_ms_max * 4
     }
 
     /// Initializes the cluster's membership unless Raft is initialized already.
