@@ -14,22 +14,24 @@ use canon_engine::consensus::config::NodeConfig;
 use canon_engine::consensus::config::Plant;
 use canon_engine::consensus::node::ConsensusNode;
 use canon_engine::keys::SecretKey;
-use canon_engine::seams::Seams;
-use canon_engine::storage::{Column, MemDisk};
+use canon_engine::storage::MemDisk;
 use canon_engine::NodeId;
 use madsim::runtime::{Handle, NodeHandle};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::checker::Checker;
-use crate::host::{ExternalSlot, NetHost, Serves, SimClock};
-use crate::lying_peer::{LyingPeer, ServingLieSlot};
+use crate::host::ExternalSlot;
+use crate::lying_peer::ServingLieSlot;
 use crate::net::{SimNet, CHAIN_ID, PORT};
 pub use crate::observer::{Observer, SharedObserver};
 use crate::runtime::MadsimRuntime;
 
 mod checks;
 mod faults;
+mod host_node;
+
+use host_node::{run_node, NodeParts};
 
 pub type SimNode = ConsensusNode<MadsimRuntime>;
 
@@ -483,120 +485,6 @@ impl SimCluster {
             .filter(|(_, s)| s.is_leader)
             .max_by_key(|(_, s)| s.term)
             .map(|(i, _)| i)
-    }
-}
-
-/// What a consensus node's simulated machine runs with, at every (re)start.
-struct NodeParts {
-    i: usize,
-    /// Its simulated machine, for the supervisor's restart after a corrupt read.
-    me: Arc<std::sync::OnceLock<madsim::task::NodeId>>,
-    halted: Arc<AtomicBool>,
-    cfg: NodeConfig,
-    disk: MemDisk,
-    net: SimNet,
-    observer: SharedObserver,
-    skew_ms: Arc<AtomicI64>,
-    live: LiveSlot,
-    batcher: Option<BatcherSetup>,
-    /// The L1 a node without a batcher reads (a leader, before it removes a voter).
-    l1: Arc<dyn canon_engine::settlement::l1::L1>,
-    serving_lie: ServingLieSlot,
-}
-
-async fn run_node(parts: NodeParts) {
-    let NodeParts {
-        i,
-        me,
-        halted,
-        cfg,
-        disk,
-        net,
-        observer,
-        skew_ms,
-        live,
-        batcher,
-        l1,
-        serving_lie,
-    } = parts;
-    let host = NetHost {
-        me: i,
-        key: cfg.key.clone(),
-        net,
-        observer: observer.clone(),
-        node: Some(i),
-    };
-    let listener = host.listen();
-    let seams = Seams {
-        // Every record sealed and checked; the disk's faults happen underneath.
-        storage: Arc::new({
-            let store = canon_engine::storage::Checksummed::new(disk);
-            match cfg.plant {
-                Plant::UncheckedBlockReads => store.planted_unchecked_reads(Column::Block),
-                Plant::NoJournal => store.planted_no_journal(),
-                _ => store,
-            }
-        }),
-        transport: host.transport(),
-        clock: Arc::new(SimClock { skew_ms }),
-        events: host.events(),
-        verifier: Arc::new(canon_engine::chain::signatures::Sequential),
-    };
-    // A node that cannot start (its disk refuses writes while it re-applies the log) exits;
-    // the host's supervisor starts it again a second later, as systemd would.
-    let node = loop {
-        match SimNode::start(cfg.clone(), seams.clone()).await {
-            Ok(n) => break n,
-            Err(e @ canon_engine::seams::NodeError::Halted(_)) => {
-                // Restarting would find the same damage: it stays down, as a supervisor
-                // gives up on a unit that refuses to start for a reason it names.
-                observer.lock().note(format!("n{i} halted: {e}"));
-                halted.store(true, Ordering::Relaxed);
-                return;
-            }
-            Err(e) => {
-                observer.lock().note(format!("n{i} failed to start: {e}"));
-                madsim::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    };
-    *canon_engine::sync::lock(&live) = Some(node.clone());
-    match batcher {
-        Some(setup) => node.start_batcher(setup),
-        None => node.read_l1(l1),
-    }
-    let damaged = node.clone();
-    let serving = Arc::new(LyingPeer {
-        node,
-        lie: serving_lie,
-    });
-    let stopped = futures::future::select(
-        Box::pin(host.serve(listener, serving)),
-        Box::pin(damaged.stopped_by_damage()),
-    )
-    .await;
-    if let futures::future::Either::Right((error, _)) = stopped {
-        // The node stopped itself on a corrupt read. Its supervisor starts the process again
-        // (what the OS had buffered survives: this is no power loss), and the start-up scrub
-        // repairs what is damaged at rest.
-        *canon_engine::sync::lock(&live) = None;
-        observer.lock().note(format!(
-            "n{i} stopped on a corrupt read ({error}); restarting"
-        ));
-        madsim::time::sleep(Duration::from_secs(1)).await;
-        if let Some(id) = me.get() {
-            madsim::runtime::Handle::current().restart(*id);
-        }
-    }
-}
-
-impl Serves for SimNode {
-    fn answer(
-        &self,
-        from: NodeId,
-        bytes: Vec<u8>,
-    ) -> canon_engine::net::transport::BoxFuture<'_, Vec<u8>> {
-        Box::pin(async move { self.handle_request(from, &bytes).await })
     }
 }
 
