@@ -62,11 +62,10 @@ struct Shared {
     retry: Mutex<VecDeque<u64>>,
     submitted: AtomicU64,
     /// Sent and not yet answered.
-    in_flight: AtomicU64,
+    in_flight: Mutex<u64>,
     /// Signalled whenever `in_flight` falls, so a closed loop's threads wait for room without
-    /// polling (with `space`, the mutex it needs).
+    /// polling.
     room: std::sync::Condvar,
-    space: Mutex<()>,
     applied: AtomicU64,
     applied_in_run: AtomicU64,
     latencies_ms: Mutex<Vec<f64>>,
@@ -81,9 +80,8 @@ impl Shared {
             next: AtomicU64::new(0),
             retry: Mutex::new(VecDeque::new()),
             submitted: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
+            in_flight: Mutex::new(0),
             room: std::sync::Condvar::new(),
-            space: Mutex::new(()),
             applied: AtomicU64::new(0),
             applied_in_run: AtomicU64::new(0),
             latencies_ms: Mutex::new(Vec::new()),
@@ -237,12 +235,12 @@ fn wait_turn(
                 std::thread::sleep((due - now).min(STOP_CHECK));
             }
             Pace::Window(w) => {
-                let guard = lock(&shared.space);
-                if shared.in_flight.load(Ordering::Relaxed) + size <= w {
+                let in_flight = lock(&shared.in_flight);
+                if *in_flight + size <= w {
                     return Some(now);
                 }
                 // Woken when an answer frees room (see `Shared::room`).
-                let _ = shared.room.wait_timeout(guard, STOP_CHECK);
+                let _ = shared.room.wait_timeout(in_flight, STOP_CHECK);
             }
         }
     }
@@ -282,7 +280,7 @@ fn send_loop(
             }
         };
         shared.submitted.fetch_add(fresh, Ordering::Relaxed);
-        shared.in_flight.fetch_add(size, Ordering::Relaxed);
+        *lock(&shared.in_flight) += size;
         let c = &clients[turn % clients.len()];
         turn += 1;
         let answer = c.call("canon_sendTransactionsAndWait", json!([raws, WAIT_MS]));
@@ -318,11 +316,8 @@ fn send_loop(
         if in_run {
             shared.applied_in_run.fetch_add(applied, Ordering::Relaxed);
         }
-        {
-            // Under the lock, so a thread between its check and its wait cannot miss it.
-            let _space = lock(&shared.space);
-            shared.in_flight.fetch_sub(size, Ordering::Relaxed);
-        }
+        // Lowered under the lock the waiters check under, so none misses the signal.
+        *lock(&shared.in_flight) -= size;
         shared.room.notify_all();
         if !resend.is_empty() {
             std::thread::sleep(Duration::from_millis(50));
